@@ -1,0 +1,17 @@
+package core
+
+import "time"
+
+// Message is one application message as it travels from a device (or the
+// platform) through the bus to shadows, rules, telemetry and subscribers.
+// Payload must not be modified once a Message has been handed on.
+type Message struct {
+	Topic    string
+	Payload  []byte
+	QoS      byte
+	Retain   bool
+	ClientID string    // the MQTT client id that published it; "" for the platform
+	Thing    string    // the authenticated thing that published it; "" for the platform
+	Received time.Time // when the server received it
+	Protocol string    // "mqtt", "http", "coap", "platform"
+}
