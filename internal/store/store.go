@@ -1,0 +1,203 @@
+// Package store defines Mote's persistent state and the interface every
+// storage backend implements: the embedded SQLite store (store/sqlite) by
+// default, PostgreSQL in a cluster. Backends are checked by one shared
+// conformance suite (store/storetest).
+//
+// Backends return core errors: core.NotFound for a missing row,
+// core.Conflict for a duplicate name. They do not validate business rules
+// (the registry does); they only keep data.
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the whole persistent state of a Mote node.
+type Store interface {
+	Things() ThingStore
+	Types() TypeStore
+	Groups() GroupStore
+	Credentials() CredentialStore
+	Policies() PolicyStore
+	Tokens() TokenStore
+	// Close flushes and closes the store.
+	Close() error
+}
+
+// Thing is one device in the registry.
+type Thing struct {
+	Name       string            `json:"name"`
+	Type       string            `json:"type,omitempty"`
+	Attributes map[string]string `json:"attributes"`
+	Tags       []string          `json:"tags"`
+	Groups     []string          `json:"groups"`   // static groups the thing belongs to
+	Policies   []string          `json:"policies"` // policies attached to the thing itself
+	Enabled    bool              `json:"enabled"`
+	Connected  bool              `json:"connected"`          // maintained by presence
+	LastSeen   *time.Time        `json:"lastSeen,omitempty"` // last connect, disconnect or message
+	CreatedAt  time.Time         `json:"createdAt"`
+	UpdatedAt  time.Time         `json:"updatedAt"`
+}
+
+// ThingPatch is a partial update of a thing; nil fields stay as they are.
+// Attributes, Tags, Groups and Policies replace the whole set when non-nil.
+type ThingPatch struct {
+	Type       *string
+	Attributes map[string]string
+	Tags       []string
+	Groups     []string
+	Policies   []string
+	Enabled    *bool
+}
+
+// ThingFilter selects things in List. Zero fields do not filter.
+type ThingFilter struct {
+	NamePrefix string
+	Type       string
+	Group      string
+	Tag        string
+	Attributes map[string]string // every key must have exactly this value
+	Connected  *bool
+	After      string // cursor: return names strictly greater than this
+	Limit      int    // 1..1000; 0 means 100
+}
+
+// Presence is one connection-state change of a thing, recorded in batches.
+type Presence struct {
+	Thing     string
+	Connected bool
+	At        time.Time
+}
+
+// ThingStore keeps things. List returns things ordered by name.
+type ThingStore interface {
+	Create(ctx context.Context, t Thing) (Thing, error)
+	Get(ctx context.Context, name string) (Thing, error)
+	List(ctx context.Context, f ThingFilter) ([]Thing, error)
+	Update(ctx context.Context, name string, p ThingPatch) (Thing, error)
+	Delete(ctx context.Context, name string) error
+	// RecordPresence applies presence changes in one transaction; unknown
+	// things are ignored. Later entries for the same thing win.
+	RecordPresence(ctx context.Context, changes []Presence) error
+	// ResetPresence marks every thing disconnected (at start-up of a single node).
+	ResetPresence(ctx context.Context) error
+	// Count returns the number of things and how many are connected.
+	Count(ctx context.Context) (total, connected int, err error)
+}
+
+// ThingType groups things of one kind; policies attached to a type apply
+// to all its things.
+type ThingType struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Policies    []string  `json:"policies"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+// TypeStore keeps thing types. Deleting a type that things still use is a
+// conflict.
+type TypeStore interface {
+	Create(ctx context.Context, t ThingType) (ThingType, error)
+	Get(ctx context.Context, name string) (ThingType, error)
+	List(ctx context.Context, after string, limit int) ([]ThingType, error)
+	Update(ctx context.Context, t ThingType) (ThingType, error) // Description and Policies
+	Delete(ctx context.Context, name string) error
+}
+
+// Group is a static group of things.
+type Group struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+// GroupStore keeps static groups. Deleting a group removes its memberships.
+type GroupStore interface {
+	Create(ctx context.Context, g Group) (Group, error)
+	Get(ctx context.Context, name string) (Group, error)
+	List(ctx context.Context, after string, limit int) ([]Group, error)
+	Update(ctx context.Context, g Group) (Group, error) // Description
+	Delete(ctx context.Context, name string) error
+}
+
+// Credential kinds.
+const (
+	CredentialSecret = "secret"
+	CredentialX509   = "x509"
+)
+
+// Credential is one way a thing proves who it is.
+type Credential struct {
+	ID          string     `json:"id"`
+	Thing       string     `json:"thing"`
+	Type        string     `json:"type"`                  // CredentialSecret or CredentialX509
+	SecretHash  []byte     `json:"-"`                     // keyed hash of the secret
+	Fingerprint string     `json:"fingerprint,omitempty"` // X.509: hex SHA-256 of the DER
+	CertPEM     string     `json:"certificate,omitempty"` // X.509: the certificate
+	NotAfter    *time.Time `json:"notAfter,omitempty"`    // X.509 expiry, or secret expiry if set
+	Revoked     bool       `json:"revoked"`
+	RevokedAt   *time.Time `json:"revokedAt,omitempty"`
+	CreatedAt   time.Time  `json:"createdAt"`
+}
+
+// CredentialStore keeps credentials. The thing must exist; deleting a thing
+// deletes its credentials.
+type CredentialStore interface {
+	Create(ctx context.Context, c Credential) (Credential, error)
+	Get(ctx context.Context, id string) (Credential, error)
+	ListByThing(ctx context.Context, thing string) ([]Credential, error)
+	// FindSecret returns the credential whose SecretHash equals hash.
+	FindSecret(ctx context.Context, hash []byte) (Credential, error)
+	// FindCertificate returns the credential with this fingerprint.
+	FindCertificate(ctx context.Context, fingerprint string) (Credential, error)
+	Revoke(ctx context.Context, id string, at time.Time) (Credential, error)
+	Delete(ctx context.Context, id string) error
+}
+
+// Policy is a named, stored policy document (see package policy for its
+// meaning). Document is kept as JSON so the store does not depend on the
+// policy package.
+type Policy struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Document    []byte    `json:"-"` // JSON of policy.Document
+	Builtin     bool      `json:"builtin"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+// PolicyStore keeps policies. Deleting a policy detaches it from every
+// thing and type.
+type PolicyStore interface {
+	Create(ctx context.Context, p Policy) (Policy, error)
+	Get(ctx context.Context, name string) (Policy, error)
+	List(ctx context.Context, after string, limit int) ([]Policy, error)
+	Update(ctx context.Context, p Policy) (Policy, error) // Description and Document
+	Delete(ctx context.Context, name string) error
+	// GetMany returns the named policies that exist, in the given order.
+	GetMany(ctx context.Context, names []string) ([]Policy, error)
+}
+
+// Token is an API token. The secret part is shown once; only a keyed hash
+// is kept.
+type Token struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Hash       []byte     `json:"-"`
+	Role       string     `json:"role"` // admin, operator, viewer
+	CreatedAt  time.Time  `json:"createdAt"`
+	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+}
+
+// TokenStore keeps API tokens.
+type TokenStore interface {
+	Create(ctx context.Context, t Token) (Token, error)
+	Get(ctx context.Context, id string) (Token, error)
+	List(ctx context.Context) ([]Token, error)
+	Delete(ctx context.Context, id string) error
+	Touch(ctx context.Context, id string, at time.Time) error
+}
