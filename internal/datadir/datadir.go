@@ -1,0 +1,29 @@
+// Package datadir names the files in Mote's data directory, so the server
+// and offline commands (mote admin token) agree on the layout.
+package datadir
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Default is the data directory used when none is configured.
+const Default = "./mote-data"
+
+// DB is the embedded SQLite database.
+func DB(dir string) string { return filepath.Join(dir, "mote.db") }
+
+// HashKey is the key of the keyed hash that protects stored secrets.
+func HashKey(dir string) string { return filepath.Join(dir, "secret.key") }
+
+// PKI is the directory of the built-in CA and the server certificate.
+func PKI(dir string) string { return filepath.Join(dir, "pki") }
+
+// Ensure creates dir (mode 0700) if it does not exist.
+func Ensure(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+// Package registry is the device registry: things, thing types, static
+// groups, policies, device credentials and API tokens. It validates what
+// callers ask for, keeps it in the store, and tells listeners (the broker,
+// the auth cache) about changes that affect live connections.
+package registry
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/moteiot/mote/internal/auth"
+	"github.com/moteiot/mote/internal/pki"
+	"github.com/moteiot/mote/internal/store"
+)
+
+// EventKind says what changed.
+type EventKind int
+
+const (
+	// ThingChanged: a thing was updated (enabled flag, type, groups or
+	// policies may have changed). Thing is set.
+	ThingChanged EventKind = iota + 1
+	// ThingDeleted: a thing and its credentials are gone. Thing is set.
+	ThingDeleted
+	// CredentialRevoked: a credential was revoked or deleted. Thing and
+	// Credential are set.
+	CredentialRevoked
+	// PoliciesChanged: a policy document or a type's policies changed; every
+	// connected client's permissions must be recomputed.
+	PoliciesChanged
+)
+
+// Event is a change that may affect live connections.
+type Event struct {
+	Kind       EventKind
+	Thing      string
+	Enabled    bool // for ThingChanged
+	Credential string
+}
+
+// Registry is the device registry service.
+type Registry struct {
+	st     store.Store
+	hasher *auth.Hasher
+	ca     *pki.CA
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu        sync.RWMutex
+	listeners []func(Event)
+}
+
+// Options configure a Registry.
+type Options struct {
+	Store  store.Store
+	Hasher *auth.Hasher
+	CA     *pki.CA
+	Logger *slog.Logger
+}
+
+// New returns a Registry over the given store.
+func New(o Options) *Registry {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Registry{st: o.Store, hasher: o.Hasher, ca: o.CA, log: log, now: time.Now}
+}
+
+// Store returns the underlying store.
+func (r *Registry) Store() store.Store { return r.st }
+
+// Listen registers fn to be called, synchronously and after the change is
+// stored, for every Event. fn must not block.
+func (r *Registry) Listen(fn func(Event)) {
+	r.mu.Lock()
+	r.listeners = append(r.listeners, fn)
+	r.mu.Unlock()
+}
+
+func (r *Registry) emit(e Event) {
+	r.mu.RLock()
+	ls := r.listeners
+	r.mu.RUnlock()
+	for _, fn := range ls {
+		fn(e)
+	}
+}
+
+// Bootstrap creates what a fresh installation needs: the built-in default
+// policy. It is idempotent.
+func (r *Registry) Bootstrap(ctx context.Context) error {
+	return r.ensureDefaultPolicy(ctx)
+}

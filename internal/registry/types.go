@@ -1,0 +1,96 @@
+package registry
+
+import (
+	"context"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/store"
+)
+
+// CreateType stores a new thing type.
+func (r *Registry) CreateType(ctx context.Context, t store.ThingType) (store.ThingType, error) {
+	if err := core.ValidateName("name", t.Name); err != nil {
+		return store.ThingType{}, err
+	}
+	if err := validateMeta(nil, nil, nil, t.Policies); err != nil {
+		return store.ThingType{}, err
+	}
+	return r.st.Types().Create(ctx, t)
+}
+
+// GetType returns one thing type.
+func (r *Registry) GetType(ctx context.Context, name string) (store.ThingType, error) {
+	return r.st.Types().Get(ctx, name)
+}
+
+// ListTypes returns a page of thing types and the next cursor.
+func (r *Registry) ListTypes(ctx context.Context, after string, limit int) ([]store.ThingType, string, error) {
+	return page(limit, func(n int) ([]store.ThingType, error) { return r.st.Types().List(ctx, after, n) },
+		func(t store.ThingType) string { return t.Name })
+}
+
+// UpdateType replaces a type's description and policies.
+func (r *Registry) UpdateType(ctx context.Context, t store.ThingType) (store.ThingType, error) {
+	if err := validateMeta(nil, nil, nil, t.Policies); err != nil {
+		return store.ThingType{}, err
+	}
+	t, err := r.st.Types().Update(ctx, t)
+	if err != nil {
+		return store.ThingType{}, err
+	}
+	r.emit(Event{Kind: PoliciesChanged})
+	return t, nil
+}
+
+// DeleteType deletes a thing type no thing uses.
+func (r *Registry) DeleteType(ctx context.Context, name string) error {
+	return r.st.Types().Delete(ctx, name)
+}
+
+// CreateGroup stores a new static group.
+func (r *Registry) CreateGroup(ctx context.Context, g store.Group) (store.Group, error) {
+	if err := core.ValidateName("name", g.Name); err != nil {
+		return store.Group{}, err
+	}
+	return r.st.Groups().Create(ctx, g)
+}
+
+// GetGroup returns one group.
+func (r *Registry) GetGroup(ctx context.Context, name string) (store.Group, error) {
+	return r.st.Groups().Get(ctx, name)
+}
+
+// ListGroups returns a page of groups and the next cursor.
+func (r *Registry) ListGroups(ctx context.Context, after string, limit int) ([]store.Group, string, error) {
+	return page(limit, func(n int) ([]store.Group, error) { return r.st.Groups().List(ctx, after, n) },
+		func(g store.Group) string { return g.Name })
+}
+
+// UpdateGroup replaces a group's description.
+func (r *Registry) UpdateGroup(ctx context.Context, g store.Group) (store.Group, error) {
+	return r.st.Groups().Update(ctx, g)
+}
+
+// DeleteGroup deletes a group; its things stay, without that membership.
+func (r *Registry) DeleteGroup(ctx context.Context, name string) error {
+	return r.st.Groups().Delete(ctx, name)
+}
+
+// page fetches limit+1 rows to know whether a next page exists.
+func page[T any](limit int, list func(n int) ([]T, error), key func(T) string) ([]T, string, error) {
+	if limit < 0 || limit > 1000 {
+		return nil, "", core.Invalid("limit", "limit must be between 1 and 1000")
+	}
+	if limit == 0 {
+		limit = 100
+	}
+	rows, err := list(limit + 1)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		return rows, key(rows[limit-1]), nil
+	}
+	return rows, "", nil
+}
