@@ -1,0 +1,159 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/registry"
+	"github.com/moteiot/mote/internal/store"
+)
+
+// maxValidityDays is the longest certificate validity the registry accepts.
+const maxValidityDays = int(registry.MaxCertValidity / (24 * time.Hour))
+
+// credentialCreate is the body of POST /things/{name}/credentials.
+type credentialCreate struct {
+	Type         string  `json:"type"`         // "secret" or "x509"
+	ExpiresAt    *string `json:"expiresAt"`    // secret only; RFC 3339
+	ValidityDays *int    `json:"validityDays"` // x509 only; absent: 365
+	CSR          *string `json:"csr"`          // x509 only; absent: the server makes the key pair
+}
+
+func (s *server) createCredential(w http.ResponseWriter, r *http.Request) error {
+	thing, err := nameParam(r, "thing")
+	if err != nil {
+		return err
+	}
+	if err := noParams(r); err != nil {
+		return err
+	}
+	var in credentialCreate
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	var nc registry.NewCredential
+	switch in.Type {
+	case store.CredentialSecret:
+		if in.ValidityDays != nil {
+			return core.Invalid("validityDays", "validityDays applies to x509 credentials only (a secret may have expiresAt)")
+		}
+		if in.CSR != nil {
+			return core.Invalid("csr", "csr applies to x509 credentials only")
+		}
+		expires, err := parseTime("expiresAt", in.ExpiresAt)
+		if err != nil {
+			return err
+		}
+		nc, err = s.reg.CreateSecret(ctx, thing, expires)
+		if err != nil {
+			return err
+		}
+	case store.CredentialX509:
+		if in.ExpiresAt != nil {
+			return core.Invalid("expiresAt", "expiresAt applies to secret credentials only (a certificate has validityDays)")
+		}
+		var validity time.Duration
+		if in.ValidityDays != nil {
+			d := *in.ValidityDays
+			if d < 1 || d > maxValidityDays {
+				return core.Invalid("validityDays", "validityDays must be from 1 to %d", maxValidityDays)
+			}
+			validity = time.Duration(d) * 24 * time.Hour
+		}
+		if in.CSR != nil {
+			if *in.CSR == "" {
+				return core.Invalid("csr", "csr must be a PEM certificate request")
+			}
+			nc, err = s.reg.SignCSR(ctx, thing, []byte(*in.CSR), validity)
+		} else {
+			nc, err = s.reg.IssueCertificate(ctx, thing, validity)
+		}
+		if err != nil {
+			return err
+		}
+	case "":
+		return core.Invalid("type", "type is required: secret or x509")
+	default:
+		return core.Invalid("type", "type must be secret or x509")
+	}
+	return created(w, "/things/"+thing+"/credentials/"+nc.ID, nc)
+}
+
+func (s *server) listCredentials(w http.ResponseWriter, r *http.Request) error {
+	thing, err := nameParam(r, "thing")
+	if err != nil {
+		return err
+	}
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	cs, err := s.reg.ListCredentials(r.Context(), thing)
+	if err != nil {
+		return err
+	}
+	cs, next, err := pageByCreation(cs, after, limit, func(c store.Credential) (time.Time, string) { return c.CreatedAt, c.ID })
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, newList(cs, next))
+}
+
+func (s *server) getCredential(w http.ResponseWriter, r *http.Request) error {
+	thing, id, err := credentialParams(r)
+	if err != nil {
+		return err
+	}
+	c, err := s.reg.GetCredential(r.Context(), thing, id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+func (s *server) revokeCredential(w http.ResponseWriter, r *http.Request) error {
+	thing, id, err := credentialParams(r)
+	if err != nil {
+		return err
+	}
+	// Revoking takes no input; tolerate an empty body or {} from clients
+	// that always send one, but nothing else.
+	var in struct{}
+	if err := decodeOptionalJSON(w, r, &in); err != nil {
+		return err
+	}
+	c, err := s.reg.RevokeCredential(r.Context(), thing, id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+func (s *server) deleteCredential(w http.ResponseWriter, r *http.Request) error {
+	thing, id, err := credentialParams(r)
+	if err != nil {
+		return err
+	}
+	if err := s.reg.DeleteCredential(r.Context(), thing, id); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+// credentialParams returns the thing name and credential id of a
+// credential path, and rejects query parameters.
+func credentialParams(r *http.Request) (thing, id string, err error) {
+	if thing, err = nameParam(r, "thing"); err != nil {
+		return "", "", err
+	}
+	if err := noParams(r); err != nil {
+		return "", "", err
+	}
+	id = r.PathValue("id")
+	if id == "" {
+		return "", "", core.NotFound("credential", id)
+	}
+	return thing, id, nil
+}

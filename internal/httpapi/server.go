@@ -1,0 +1,599 @@
+// Package httpapi is Mote's REST API (docs/api.md): things, credentials,
+// thing types, groups, policies and API tokens over the registry, with
+// bearer-token authentication, role checks, RFC 9457 problem responses and
+// an OpenAPI 3.1 description of itself.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"reflect"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/registry"
+	"github.com/moteiot/mote/internal/store"
+)
+
+// BasePath is where the API lives; route paths are relative to it.
+const BasePath = "/api/v1"
+
+// MaxBodyBytes bounds a request body.
+const MaxBodyBytes = 1 << 20
+
+// Options configure the API handler.
+type Options struct {
+	Registry *registry.Registry
+	Logger   *slog.Logger
+	Metrics  prometheus.Registerer // may be nil
+}
+
+// handlerFunc is the shape of every API handler: a returned error becomes a
+// problem response.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Role requirements of a route.
+const (
+	rolePublic = ""                    // no token needed
+	roleView   = registry.RoleViewer   // any valid token
+	roleWrite  = registry.RoleOperator // operator or admin
+	roleAdmin  = registry.RoleAdmin    // admin only
+)
+
+// route is one entry of the route table, which both the mux and the
+// OpenAPI test read.
+type route struct {
+	method string
+	path   string // relative to BasePath, in ServeMux pattern syntax
+	role   string
+	h      handlerFunc
+}
+
+// pattern is the ServeMux pattern of a route's path.
+func (rt route) pattern() string { return BasePath + rt.path }
+
+type server struct {
+	reg     *registry.Registry
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// routes is the route table: New registers it and TestOpenAPIMatchesRoutes
+// compares it with openapi.json (on a zero server, looking only at methods
+// and paths).
+func (s *server) routes() []route {
+	return []route{
+		{"GET", "/ca.pem", rolePublic, s.getCACert},
+		{"GET", "/openapi.json", rolePublic, s.getOpenAPI},
+
+		{"POST", "/things", roleWrite, s.createThing},
+		{"GET", "/things", roleView, s.listThings},
+		{"GET", "/things/{name}", roleView, s.getThing},
+		{"PATCH", "/things/{name}", roleWrite, s.updateThing},
+		{"DELETE", "/things/{name}", roleWrite, s.deleteThing},
+		{"PUT", "/things/{name}/policies/{policy}", roleWrite, s.attachPolicy},
+		{"DELETE", "/things/{name}/policies/{policy}", roleWrite, s.detachPolicy},
+
+		{"POST", "/things/{name}/credentials", roleWrite, s.createCredential},
+		{"GET", "/things/{name}/credentials", roleView, s.listCredentials},
+		{"GET", "/things/{name}/credentials/{id}", roleView, s.getCredential},
+		{"POST", "/things/{name}/credentials/{id}/revoke", roleWrite, s.revokeCredential},
+		{"DELETE", "/things/{name}/credentials/{id}", roleWrite, s.deleteCredential},
+
+		{"POST", "/types", roleWrite, s.createType},
+		{"GET", "/types", roleView, s.listTypes},
+		{"GET", "/types/{name}", roleView, s.getType},
+		{"PATCH", "/types/{name}", roleWrite, s.updateType},
+		{"DELETE", "/types/{name}", roleWrite, s.deleteType},
+
+		{"POST", "/groups", roleWrite, s.createGroup},
+		{"GET", "/groups", roleView, s.listGroups},
+		{"GET", "/groups/{name}", roleView, s.getGroup},
+		{"PATCH", "/groups/{name}", roleWrite, s.updateGroup},
+		{"DELETE", "/groups/{name}", roleWrite, s.deleteGroup},
+
+		{"POST", "/policies", roleWrite, s.createPolicy},
+		{"GET", "/policies", roleView, s.listPolicies},
+		{"GET", "/policies/{name}", roleView, s.getPolicy},
+		{"PUT", "/policies/{name}", roleWrite, s.replacePolicy},
+		{"DELETE", "/policies/{name}", roleWrite, s.deletePolicy},
+
+		{"POST", "/tokens", roleAdmin, s.createToken},
+		{"GET", "/tokens", roleAdmin, s.listTokens},
+		{"DELETE", "/tokens/{id}", roleAdmin, s.deleteToken},
+	}
+}
+
+// New returns the handler for everything under /api/v1/ (the daemon mounts
+// it at "/api/v1/"); it expects the full request path, /api/v1 included.
+func New(o Options) http.Handler {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &server{reg: o.Registry, log: log, metrics: newMetrics(o.Metrics, log)}
+
+	mux := http.NewServeMux()
+	paths := http.NewServeMux() // every routed path, any method: tells 405 from 404
+	allow := map[string][]string{}
+	for _, rt := range s.routes() {
+		mux.Handle(rt.method+" "+rt.pattern(), s.adapt(rt))
+		if _, ok := allow[rt.pattern()]; !ok {
+			paths.Handle(rt.pattern(), http.NotFoundHandler())
+		}
+		allow[rt.pattern()] = append(allow[rt.pattern()], rt.method)
+	}
+	for p, ms := range allow {
+		if slices.Contains(ms, "GET") {
+			ms = append(ms, "HEAD")
+		}
+		slices.Sort(ms)
+		allow[p] = ms
+	}
+	// Everything the table does not route: 405 for a known path, else 404.
+	fallback := route{path: "(unmatched)", role: rolePublic, h: func(w http.ResponseWriter, r *http.Request) error {
+		if _, p := paths.Handler(r); p != "" {
+			return errMethodNotAllowed(r.Method, r.URL.Path, strings.Join(allow[p], ", "))
+		}
+		return core.Errorf(core.KindNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
+	}}
+	mux.Handle("/", s.adapt(fallback))
+	return mux
+}
+
+// statusWriter records whether and with which status a response started.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type ctxKey struct{}
+
+// tokenFrom returns the API token that authenticated the request.
+func tokenFrom(ctx context.Context) (store.Token, bool) {
+	t, ok := ctx.Value(ctxKey{}).(store.Token)
+	return t, ok
+}
+
+// adapt wraps a route's handler: metrics, panic recovery, authentication,
+// the role check, and turning a returned error into a problem.
+func (s *server) adapt(rt route) http.Handler {
+	label := rt.pattern()
+	if rt.method == "" {
+		label = rt.path
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				err := fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+				if sw.status == 0 {
+					writeError(s.log, sw, r, err)
+				} else {
+					s.log.ErrorContext(r.Context(), "http: panic after the response started",
+						"method", r.Method, "path", r.URL.Path, "err", err)
+				}
+			}
+			s.metrics.observe(label, r.Method, sw.status, time.Since(start))
+		}()
+		t, err := s.authorize(r, rt)
+		if err == nil {
+			if t != nil {
+				r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, *t))
+			}
+			err = rt.h(sw, r)
+		}
+		if err != nil {
+			if sw.status != 0 {
+				s.log.ErrorContext(r.Context(), "http: error after the response started",
+					"method", r.Method, "path", r.URL.Path, "err", err)
+				return
+			}
+			writeError(s.log, sw, r, err)
+		}
+	})
+}
+
+// authorize checks the bearer token against the route's role
+// requirement and returns the token (nil on a public route).
+func (s *server) authorize(r *http.Request, rt route) (*store.Token, error) {
+	if rt.role == rolePublic {
+		return nil, nil
+	}
+	raw, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		return nil, core.Errorf(core.KindUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
+	}
+	t, err := s.reg.AuthenticateToken(r.Context(), raw)
+	if err != nil {
+		return nil, err
+	}
+	if !roleAllows(t.Role, rt.role) {
+		return nil, core.Errorf(core.KindForbidden, "a token with role %q may not %s %s (needs %s)", t.Role, r.Method, rt.pattern(), rt.role)
+	}
+	return &t, nil
+}
+
+// bearer extracts the token of an "Authorization: Bearer <token>" header.
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// roleAllows reports whether a token of role have may use a route that
+// needs role need.
+func roleAllows(have, need string) bool {
+	rank := func(role string) int {
+		switch role {
+		case registry.RoleViewer:
+			return 1
+		case registry.RoleOperator:
+			return 2
+		case registry.RoleAdmin:
+			return 3
+		}
+		return 0
+	}
+	return rank(have) > 0 && rank(have) >= rank(need)
+}
+
+// --- JSON ---
+
+// writeJSON sends v as JSON with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store") // some answers hold secrets shown once
+	w.WriteHeader(status)
+	w.Write(b)
+	return nil
+}
+
+// marshal encodes v as JSON followed by a newline, leaving <, > and &
+// alone (they are not HTML).
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// created sends a 201 with the new resource and its Location.
+func created(w http.ResponseWriter, location string, v any) error {
+	w.Header().Set("Location", BasePath+location)
+	return writeJSON(w, http.StatusCreated, v)
+}
+
+func noContent(w http.ResponseWriter) error {
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// list is the envelope of every list response.
+type list[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"nextCursor,omitempty"`
+}
+
+func newList[T any](items []T, next string) list[T] {
+	if items == nil {
+		items = []T{}
+	}
+	return list[T]{Items: items, NextCursor: next}
+}
+
+// decodeJSON reads a required JSON body into v: at most MaxBodyBytes
+// (413), Content-Type application/json (415), not empty (400), exactly one
+// value whose fields v all knows (400).
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeBody(w, r, v, true)
+}
+
+// decodeOptionalJSON is decodeJSON for an endpoint whose body may be
+// absent; an empty body leaves v as it is.
+func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeBody(w, r, v, false)
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, required bool) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return errTooLarge(MaxBodyBytes)
+		}
+		return core.Invalid("", "reading the request body: %v", err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if !required {
+			return nil
+		}
+		return core.Invalid("", "a JSON request body is required")
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || !isJSONType(mt) {
+		return errUnsupportedMediaType(ct)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return core.Invalid("", "the request body must hold exactly one JSON value")
+	}
+	return nil
+}
+
+func isJSONType(mt string) bool {
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// jsonError turns a decoding error into a KindInvalid error, naming the
+// field when the decoder knows it.
+func jsonError(err error) error {
+	if _, ok := errors.AsType[*core.Error](err); ok {
+		return err // from a custom UnmarshalJSON: already says what is wrong
+	}
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return core.Invalid("", "malformed JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		if te.Field == "" {
+			return core.Invalid("", "the request body must be a JSON object, not %s", te.Value)
+		}
+		return core.Invalid(te.Field, "%s: expected %s, got a JSON %s", te.Field, jsonKind(te.Type), te.Value)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return core.Invalid("", "malformed JSON: unexpected end of input")
+	}
+	const unknown = "json: unknown field "
+	if msg := err.Error(); strings.HasPrefix(msg, unknown) {
+		field, uerr := strconv.Unquote(strings.TrimPrefix(msg, unknown))
+		if uerr != nil {
+			field = strings.TrimPrefix(msg, unknown)
+		}
+		return core.Invalid(field, "unknown field %q", field)
+	}
+	return core.Invalid("", "malformed JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonKind names a Go type the way a JSON client thinks of it.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "an object"
+}
+
+// parseTime parses an RFC 3339 time of a body field.
+func parseTime(field string, s *string) (*time.Time, error) {
+	if s == nil {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339, *s)
+	if err != nil {
+		return nil, core.Invalid(field, "%s must be an RFC 3339 time such as 2030-01-02T15:04:05Z", field)
+	}
+	t = t.UTC()
+	return &t, nil
+}
+
+// --- query parameters ---
+
+// query is a strictly parsed query string: every parameter must be known
+// and given at most once.
+type query struct {
+	vals map[string]string
+	// prefixed holds the parameters that start with an allowed prefix
+	// (attr.KEY), keyed by the rest of the name.
+	prefixed map[string]string
+}
+
+// parseQuery accepts the named parameters and, if prefix is not "",
+// parameters named prefix+KEY.
+func parseQuery(r *http.Request, prefix string, names ...string) (query, error) {
+	q := query{vals: map[string]string{}, prefixed: map[string]string{}}
+	for kv := range strings.SplitSeq(r.URL.RawQuery, "&") {
+		if kv == "" {
+			continue
+		}
+		rk, rv, _ := strings.Cut(kv, "=")
+		k, err1 := url.QueryUnescape(rk)
+		v, err2 := url.QueryUnescape(rv)
+		if err1 != nil || err2 != nil {
+			return q, core.Invalid("", "malformed query string near %q", kv)
+		}
+		switch {
+		case slices.Contains(names, k):
+			if _, dup := q.vals[k]; dup {
+				return q, core.Invalid(k, "query parameter %q is given more than once", k)
+			}
+			q.vals[k] = v
+		case prefix != "" && strings.HasPrefix(k, prefix):
+			key := strings.TrimPrefix(k, prefix)
+			if key == "" {
+				return q, core.Invalid(k, "query parameter %q needs a key: %sKEY=VALUE", k, prefix)
+			}
+			if _, dup := q.prefixed[key]; dup {
+				return q, core.Invalid(k, "query parameter %q is given more than once", k)
+			}
+			q.prefixed[key] = v
+		default:
+			allowed := slices.Clone(names)
+			if prefix != "" {
+				allowed = append(allowed, prefix+"KEY")
+			}
+			if len(allowed) == 0 {
+				return q, core.Invalid(k, "unknown query parameter %q: this endpoint takes none", k)
+			}
+			return q, core.Invalid(k, "unknown query parameter %q (known: %s)", k, strings.Join(allowed, ", "))
+		}
+	}
+	return q, nil
+}
+
+// limit returns the limit parameter: 1..1000, 0 if absent.
+func (q query) limit() (int, error) {
+	s, ok := q.vals["limit"]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, core.Invalid("limit", "limit must be an integer from 1 to 1000")
+	}
+	return n, nil
+}
+
+// boolean returns a true|false parameter, nil if absent.
+func (q query) boolean(name string) (*bool, error) {
+	s, ok := q.vals[name]
+	if !ok {
+		return nil, nil
+	}
+	switch s {
+	case "true":
+		b := true
+		return &b, nil
+	case "false":
+		b := false
+		return &b, nil
+	}
+	return nil, core.Invalid(name, "%s must be true or false", name)
+}
+
+// page parses the limit and cursor parameters of a plain list.
+func pageParams(r *http.Request) (after string, limit int, err error) {
+	q, err := parseQuery(r, "", "limit", "cursor")
+	if err != nil {
+		return "", 0, err
+	}
+	limit, err = q.limit()
+	return q.vals["cursor"], limit, err
+}
+
+// noParams rejects any query parameter.
+func noParams(r *http.Request) error {
+	_, err := parseQuery(r, "")
+	return err
+}
+
+// pathName returns a path segment that names a thing, type, group or
+// policy, checked like a name so that a bad one is a 400, not a 404.
+func pathName(r *http.Request, param string) (string, error) {
+	v := r.PathValue(param)
+	if err := core.ValidateName(param, v); err != nil {
+		return "", err
+	}
+	return v, nil
+}
+
+// pageByCreation pages a complete list the registry returns unpaged
+// (credentials, tokens) in creation order, so that these lists take limit
+// and cursor like every other. The cursor is the creation time and id of
+// the last item: it stays valid when that item is deleted.
+func pageByCreation[T any](items []T, after string, limit int, key func(T) (time.Time, string)) ([]T, string, error) {
+	if limit == 0 {
+		limit = 100
+	}
+	less := func(at time.Time, aid string, bt time.Time, bid string) bool {
+		if !at.Equal(bt) {
+			return at.Before(bt)
+		}
+		return aid < bid
+	}
+	slices.SortStableFunc(items, func(a, b T) int {
+		at, aid := key(a)
+		bt, bid := key(b)
+		switch {
+		case less(at, aid, bt, bid):
+			return -1
+		case less(bt, bid, at, aid):
+			return 1
+		}
+		return 0
+	})
+	if after != "" {
+		ms, id, ok := strings.Cut(after, ".")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if !ok || err != nil || id == "" {
+			return nil, "", core.Invalid("cursor", "cursor is not a nextCursor of this list")
+		}
+		ct := time.UnixMilli(n)
+		i := 0
+		for i < len(items) {
+			t, id2 := key(items[i])
+			if less(ct, id, t.Truncate(time.Millisecond), id2) {
+				break
+			}
+			i++
+		}
+		items = items[i:]
+	}
+	if len(items) <= limit {
+		return items, "", nil
+	}
+	items = items[:limit]
+	t, id := key(items[limit-1])
+	return items, strconv.FormatInt(t.UnixMilli(), 10) + "." + id, nil
+}
