@@ -1,0 +1,167 @@
+package broker_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/moteiot/mote/internal/config"
+	"github.com/moteiot/mote/internal/daemontest"
+)
+
+// readPacket reads one MQTT packet and returns its type and body.
+func readPacket(r *bufio.Reader) (byte, []byte, error) {
+	h, err := r.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, mul := 0, 1
+	for {
+		b, err := r.ReadByte()
+		if err != nil {
+			return 0, nil, err
+		}
+		n += int(b&127) * mul
+		if b&128 == 0 {
+			break
+		}
+		mul *= 128
+	}
+	body := make([]byte, n)
+	_, err = io.ReadFull(r, body)
+	return h >> 4, body, err
+}
+
+func subscribePacket(filter string, qos byte) []byte {
+	body := []byte{0, 1, byte(len(filter) >> 8), byte(len(filter))}
+	body = append(body, filter...)
+	body = append(body, qos)
+	return append([]byte{0x82, byte(len(body))}, body...)
+}
+
+// A subscriber that stops reading for a while must not lose what QoS 1
+// publishers sent meanwhile: the publishers are held instead.
+func TestSlowSubscriberBackpressure(t *testing.T) {
+	s := daemontest.Start(t, func(c *config.Config) {
+		c.OutboundQueue = 32
+		c.BackpressureWait = 10 * time.Second
+	})
+	sec := s.Device(t, "dev")
+
+	conn, err := net.Dial("tcp", s.MQTT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	conn.Write(connectPacket("slow", "dev", sec, 60))
+	if typ, _, err := readPacket(r); err != nil || typ != 2 {
+		t.Fatalf("CONNACK: type %d, %v", typ, err)
+	}
+	conn.Write(subscribePacket("things/dev/burst", 0))
+	if typ, _, err := readPacket(r); err != nil || typ != 9 {
+		t.Fatalf("SUBACK: type %d, %v", typ, err)
+	}
+
+	const n = 8000 // 8 MB: more than the kernel buffers between server and client hold
+	pub := s.V3(t, "dev", sec)
+	payload := strings.Repeat("x", 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			tok := pub.Publish("things/dev/burst", 1, false, fmt.Sprintf("%06d%s", i, payload))
+			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+				t.Errorf("publish %d: %v", i, tok.Error())
+				return
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second) // the subscriber reads nothing meanwhile
+	got := 0
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for got < n {
+		typ, body, err := readPacket(r)
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v\n%s", got, n, err, grep(getMetrics(t, s), "mote_mqtt"))
+		}
+		if typ != 3 {
+			continue
+		}
+		tl := int(body[0])<<8 | int(body[1])
+		if want := fmt.Sprintf("%06d", got); string(body[2+tl:2+tl+6]) != want {
+			t.Fatalf("message %d out of order: got %s", got, body[2+tl:2+tl+6])
+		}
+		got++
+	}
+	<-done
+	body := getMetrics(t, s)
+	if containsLine(body, `mote_mqtt_messages_dropped_total{reason="slow_subscriber"}`) {
+		t.Fatalf("messages were dropped:\n%s", grep(body, "mote_mqtt"))
+	}
+	// The publisher must actually have been held, or this test proved nothing.
+	if !containsLine(body, "mote_mqtt_backpressure_wait_seconds_count") {
+		t.Fatalf("publisher was never held back:\n%s", grep(body, "backpressure"))
+	}
+}
+
+// A persistent session keeps QoS 1 messages while offline, up to
+// max-offline-queue; the rest are dropped and counted.
+func TestOfflineQueueBound(t *testing.T) {
+	s := daemontest.Start(t, func(c *config.Config) { c.MaxOfflineQueue = 100 })
+	sec := s.Device(t, "dev")
+	sub, err := s.DialV5(t, daemontest.V5Options{ClientID: "persist", Username: "dev", Password: sec, SessionExpiry: 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := sub.Sub(t, "things/dev/q"); rc != 1 {
+		t.Fatalf("subscribe = %#x", rc)
+	}
+	_ = sub.Disconnect(&paho.Disconnect{})
+	daemontest.WaitFor(t, 2*time.Second, func() error {
+		if s.Broker().Connected("dev") {
+			return fmt.Errorf("still connected")
+		}
+		return nil
+	})
+	pub, _ := s.DialV5(t, daemontest.V5Options{ClientID: "pub", Username: "dev", Password: sec})
+	for i := range 150 {
+		pub.Pub(t, "things/dev/q", 1, false, fmt.Sprint(i))
+	}
+	back, err := s.DialV5(t, daemontest.V5Options{ClientID: "persist", Username: "dev", Password: sec, SessionExpiry: 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !back.Connack.SessionPresent {
+		t.Fatal("session not present on reconnect")
+	}
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		if n := len(back.Inbox.All()); n != 100 {
+			return fmt.Errorf("received %d queued messages; want 100", n)
+		}
+		return nil
+	})
+	back.Inbox.None(t, "never", 300*time.Millisecond)
+	if n := len(back.Inbox.All()); n != 100 {
+		t.Fatalf("received %d; want exactly 100", n)
+	}
+	if body := getMetrics(t, s); !strings.Contains(body, "mote_mqtt_queue_full_dropped_total 50") {
+		t.Fatalf("want 50 counted drops:\n%s", grep(body, "dropped"))
+	}
+}
+
+func grep(body, word string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

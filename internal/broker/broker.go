@@ -1,0 +1,385 @@
+// Package broker is Mote's MQTT broker: mochi-mqtt (the only place that
+// imports it) wrapped with device authentication, per-device policies,
+// presence, backpressure, limits and metrics. MQTT 3.1.1 and 5.0 over TCP,
+// TLS and WebSocket.
+//
+// The publish path only enqueues: authorization uses a policy evaluator
+// compiled when the client connected (and recompiled off the hot path when
+// policies change), and messages are handed to Options.OnMessage, which
+// must not block.
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moteiot/mote/internal/auth"
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/policy"
+	"github.com/moteiot/mote/internal/store"
+)
+
+// Authenticator decides who a connecting device is.
+type Authenticator interface {
+	Secret(ctx context.Context, username, secret string) (auth.Identity, error)
+	Certificate(ctx context.Context, cert *x509.Certificate) (auth.Identity, error)
+}
+
+// PolicySource returns the policy documents that apply to a thing.
+type PolicySource interface {
+	PoliciesFor(ctx context.Context, thing string) ([]policy.Document, error)
+}
+
+// PresenceRecorder keeps connection state in the registry.
+type PresenceRecorder interface {
+	RecordPresence(ctx context.Context, changes []store.Presence) error
+}
+
+// Options configure a Broker. Zero durations and sizes take the defaults
+// of config.Default.
+type Options struct {
+	MQTTAddr  string      // TCP listen address; "" disables
+	MQTTSAddr string      // TLS listen address; "" disables
+	TLSConfig *tls.Config // for MQTTSAddr; client certificates are verified by the Authenticator
+
+	Auth     Authenticator
+	Policies PolicySource
+	Presence PresenceRecorder // may be nil
+	// OnMessage receives every message a device published that was
+	// accepted. It runs on the publisher's goroutine and must not block.
+	OnMessage func(core.Message)
+
+	MaxPacketSize    int
+	MaxClients       int
+	MaxSessionExpiry time.Duration
+	MaxOfflineQueue  int
+	OutboundQueue    int
+	ConnectTimeout   time.Duration
+	BackpressureWait time.Duration
+	PresenceFlush    time.Duration
+	WebSocketOrigins []string
+
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer // may be nil
+}
+
+func (o *Options) defaults() {
+	if o.MaxPacketSize == 0 {
+		o.MaxPacketSize = 256 * 1024
+	}
+	if o.MaxClients == 0 {
+		o.MaxClients = 1_000_000
+	}
+	if o.MaxSessionExpiry == 0 {
+		o.MaxSessionExpiry = 24 * time.Hour
+	}
+	if o.MaxOfflineQueue == 0 {
+		o.MaxOfflineQueue = 1000
+	}
+	if o.OutboundQueue == 0 {
+		o.OutboundQueue = 128
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.PresenceFlush == 0 {
+		o.PresenceFlush = 200 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Broker is a running MQTT broker.
+type Broker struct {
+	opts     Options
+	log      *slog.Logger
+	server   *mqtt.Server
+	hook     *hook
+	tcp      *netListener
+	tls      *netListener
+	ws       *wsListener
+	metrics  *metrics
+	presence *presence
+	authLog  *slog.Logger // refusals and denials, at most a few per second
+	dropLog  *slog.Logger
+	connLog  *slog.Logger
+
+	clients   sync.Map // *mqtt.Client → *session
+	sessions  sync.Map // client id → *session of its newest connection
+	offline   sync.Map // client id → *session of a disconnected persistent session
+	mu        sync.Mutex
+	byThing   map[string]map[*session]struct{}
+	docsCache map[string][]policy.Document // thing → its policy documents
+	docsGen   uint64
+
+	highWater int32
+	closed    atomic.Bool
+	stop      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// New builds a Broker and opens its listeners (so the addresses are known,
+// which matters for port 0). Start begins serving.
+func New(o Options) (*Broker, error) {
+	o.defaults()
+	if o.Auth == nil || o.Policies == nil {
+		return nil, errors.New("broker: Auth and Policies are required")
+	}
+	b := &Broker{
+		opts:      o,
+		log:       o.Logger,
+		byThing:   make(map[string]map[*session]struct{}),
+		docsCache: make(map[string][]policy.Document),
+		stop:      make(chan struct{}),
+	}
+	q := min(o.OutboundQueue, o.MaxOfflineQueue)
+	b.highWater = int32(max(q*3/4, 1))
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClients = int64(o.MaxClients)
+	caps.MaximumPacketSize = uint32(o.MaxPacketSize)
+	caps.MaximumSessionExpiryInterval = uint32(o.MaxSessionExpiry / time.Second)
+	caps.MaximumInflight = uint16(o.MaxOfflineQueue)
+	caps.ReceiveMaximum = uint16(min(o.MaxOfflineQueue, 1024))
+	caps.MaximumClientWritesPending = int32(o.OutboundQueue)
+	caps.MaximumMessageExpiryInterval = int64(o.MaxSessionExpiry / time.Second)
+	caps.TopicAliasMaximum = 1024
+
+	b.server = mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		ClientNetReadBufferSize:  1024,
+		ClientNetWriteBufferSize: 2048,
+		Logger:                   slog.New(newThrottledHandler(o.Logger.Handler(), 5, time.Second)).With("component", "mqtt"),
+		SysTopicResendInterval:   60,
+		InlineClient:             true,
+	})
+	b.metrics = newMetrics(b, o.Metrics)
+	b.authLog = throttled(o.Logger, "auth")
+	b.dropLog = throttled(o.Logger, "delivery")
+	b.connLog = throttled(o.Logger, "connections")
+	b.hook = &hook{b: b}
+	if err := b.server.AddHook(b.hook, nil); err != nil {
+		return nil, fmt.Errorf("broker: add hook: %w", err)
+	}
+	b.presence = newPresence(b, o.Presence, o.PresenceFlush)
+
+	if o.MQTTAddr != "" {
+		b.tcp = newNetListener("tcp", o.MQTTAddr, nil, b)
+		if err := b.server.AddListener(b.tcp); err != nil {
+			return nil, fmt.Errorf("broker: mqtt listener %s: %w", o.MQTTAddr, err)
+		}
+	}
+	if o.MQTTSAddr != "" {
+		if o.TLSConfig == nil {
+			b.closeListeners()
+			return nil, errors.New("broker: MQTTSAddr needs a TLSConfig")
+		}
+		b.tls = newNetListener("tls", o.MQTTSAddr, o.TLSConfig, b)
+		if err := b.server.AddListener(b.tls); err != nil {
+			b.closeListeners()
+			return nil, fmt.Errorf("broker: mqtts listener %s: %w", o.MQTTSAddr, err)
+		}
+	}
+	b.ws = newWSListener("ws", b)
+	if err := b.server.AddListener(b.ws); err != nil {
+		b.closeListeners()
+		return nil, fmt.Errorf("broker: websocket listener: %w", err)
+	}
+	return b, nil
+}
+
+func (b *Broker) closeListeners() {
+	for _, l := range []*netListener{b.tcp, b.tls} {
+		if l != nil && l.ln != nil {
+			_ = l.ln.Close()
+		}
+	}
+}
+
+// Start serves connections on every listener.
+func (b *Broker) Start() error {
+	if err := b.server.Serve(); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.presence.run(b.stop)
+	}()
+	return nil
+}
+
+// Close disconnects every client (with reason "server shutting down"),
+// closes the listeners and flushes presence.
+func (b *Broker) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	err := b.server.Close()
+	close(b.stop)
+	b.wg.Wait()
+	return err
+}
+
+// Addrs returns the bound TCP and TLS addresses ("" when disabled).
+func (b *Broker) Addrs() (mqttAddr, mqttsAddr string) {
+	if b.tcp != nil {
+		mqttAddr = b.tcp.Address()
+	}
+	if b.tls != nil {
+		mqttsAddr = b.tls.Address()
+	}
+	return
+}
+
+// WebSocketHandler serves MQTT over WebSocket; mount it at /mqtt.
+func (b *Broker) WebSocketHandler() http.Handler { return b.ws }
+
+// Publish sends a platform message to subscribers. Platform messages bypass
+// device policies.
+func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	if b.closed.Load() {
+		return core.Errorf(core.KindUnavailable, "broker is shutting down")
+	}
+	return b.server.Publish(topic, payload, retain, qos)
+}
+
+// Connected reports whether a thing has at least one live connection.
+func (b *Broker) Connected(thing string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.byThing[thing]) > 0
+}
+
+// ConnectedClients returns the number of live device connections.
+func (b *Broker) ConnectedClients() int {
+	return int(atomic.LoadInt64(&b.server.Info.ClientsConnected))
+}
+
+// DisconnectThing closes every connection of a thing (it was disabled or
+// deleted).
+func (b *Broker) DisconnectThing(thing, why string) {
+	b.forget(thing)
+	b.offline.Range(func(k, v any) bool {
+		if v.(*session).id.Thing == thing {
+			b.offline.Delete(k) // stop queueing for its persistent sessions
+		}
+		return true
+	})
+	for _, s := range b.sessionsOf(thing) {
+		b.kick(s, why)
+	}
+}
+
+// DisconnectCredential closes every connection that authenticated with a
+// credential (it was revoked or deleted).
+func (b *Broker) DisconnectCredential(thing, credential, why string) {
+	for _, s := range b.sessionsOf(thing) {
+		if s.id.Credential == credential {
+			b.kick(s, why)
+		}
+	}
+}
+
+// RefreshPolicies recompiles the permissions of every connected client of
+// thing ("" for all), off the publish path.
+func (b *Broker) RefreshPolicies(thing string) {
+	b.forget(thing)
+	var targets []*session
+	if thing == "" {
+		b.clients.Range(func(_, v any) bool { targets = append(targets, v.(*session)); return true })
+	} else {
+		targets = b.sessionsOf(thing)
+	}
+	b.offline.Range(func(_, v any) bool {
+		if s := v.(*session); thing == "" || s.id.Thing == thing {
+			targets = append(targets, s)
+		}
+		return true
+	})
+	if len(targets) == 0 {
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, s := range targets {
+			ev, err := b.evaluator(ctx, s.id.Thing, s.cl.ID)
+			if err != nil {
+				b.log.Error("recompile policies; disconnecting client to be safe", "thing", s.id.Thing, "client", s.cl.ID, "error", err)
+				b.kick(s, "policy error")
+				continue
+			}
+			s.ev.Store(ev)
+		}
+	}()
+}
+
+func (b *Broker) kick(s *session, why string) {
+	s.kicked.Store(true)
+	b.log.Info("disconnecting client", "client", s.cl.ID, "thing", s.id.Thing, "reason", why)
+	_ = b.server.DisconnectClient(s.cl, packets.ErrNotAuthorized)
+}
+
+func (b *Broker) sessionsOf(thing string) []*session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*session, 0, len(b.byThing[thing]))
+	for s := range b.byThing[thing] {
+		out = append(out, s)
+	}
+	return out
+}
+
+// forget drops cached policy documents of a thing ("" for all).
+func (b *Broker) forget(thing string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.docsGen++
+	if thing == "" {
+		clear(b.docsCache)
+	} else {
+		delete(b.docsCache, thing)
+	}
+}
+
+// evaluator compiles the permissions of one client. Policy documents are
+// cached per thing, so a reconnect storm does not read the store.
+func (b *Broker) evaluator(ctx context.Context, thing, clientID string) (*policy.Evaluator, error) {
+	b.mu.Lock()
+	docs, ok := b.docsCache[thing]
+	gen := b.docsGen
+	b.mu.Unlock()
+	if !ok {
+		var err error
+		docs, err = b.opts.Policies.PoliciesFor(ctx, thing)
+		if err != nil {
+			return nil, err
+		}
+		b.mu.Lock()
+		if b.docsGen == gen && len(b.docsCache) < 200_000 {
+			b.docsCache[thing] = docs
+		}
+		b.mu.Unlock()
+	}
+	return policy.Compile(docs, policy.Vars{Thing: thing, ClientID: clientID}), nil
+}
+
+func throttled(l *slog.Logger, component string) *slog.Logger {
+	return slog.New(newThrottledHandler(l.Handler(), 5, time.Second)).With("component", "mqtt-"+component)
+}

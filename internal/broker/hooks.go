@@ -1,0 +1,376 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/moteiot/mote/internal/auth"
+	"github.com/moteiot/mote/internal/core"
+)
+
+// hook connects mochi-mqtt's events to Mote. It is the only hook, so
+// mochi's OR-ing of auth results across hooks cannot open a hole.
+type hook struct {
+	mqtt.HookBase
+	b          *Broker
+	connecting sync.Map // *mqtt.Client → *session, between CONNECT and CONNACK
+}
+
+func (h *hook) ID() string { return "mote" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect,
+		mqtt.OnConnectAuthenticate,
+		mqtt.OnACLCheck,
+		mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect,
+		mqtt.OnPublish,
+		mqtt.OnPublished,
+		mqtt.OnPacketSent,
+		mqtt.OnPublishDropped,
+		mqtt.OnWillSent,
+		mqtt.OnClientExpired,
+	}, []byte{b})
+}
+
+// connackCode picks the CONNACK reason for a refusal; mochi maps v5 codes
+// to their 3.1.1 equivalents when it encodes a CONNACK for a v3 client.
+func connackCode(err error) (packets.Code, string) {
+	switch {
+	case errors.Is(err, auth.ErrBadSecret):
+		return packets.ErrBadUsernameOrPassword, "bad_credentials"
+	case errors.Is(err, auth.ErrDisabled):
+		return packets.ErrBanned, "disabled"
+	case errors.Is(err, auth.ErrRevoked):
+		return packets.ErrNotAuthorized, "revoked"
+	case errors.Is(err, auth.ErrExpired):
+		return packets.ErrNotAuthorized, "expired"
+	case errors.Is(err, auth.ErrUnknownCertificate), errors.Is(err, auth.ErrInvalidCertificate):
+		return packets.ErrNotAuthorized, "bad_certificate"
+	case errors.Is(err, errBadClientID):
+		return packets.ErrClientIdentifierNotValid, "bad_client_id"
+	case errors.Is(err, errWillDenied):
+		return packets.ErrNotAuthorized, "will_denied"
+	default:
+		return packets.ErrServerUnavailable, "server_error"
+	}
+}
+
+// v3Code translates a CONNACK reason for an MQTT 3.1.1 client, which knows
+// only return codes 1 to 5 (mochi's own table maps "bad user name or
+// password" to 5 and passes v5-only codes through, which a 3.1.1 client
+// may read as success).
+func v3Code(cl *mqtt.Client, code packets.Code) packets.Code {
+	if cl.Properties.ProtocolVersion >= 5 {
+		return code
+	}
+	switch code {
+	case packets.ErrBadUsernameOrPassword:
+		return packets.Code{Code: 4, Reason: code.Reason}
+	case packets.ErrClientIdentifierNotValid:
+		return packets.Code{Code: 2, Reason: code.Reason}
+	case packets.ErrServerUnavailable:
+		return packets.Code{Code: 3, Reason: code.Reason}
+	default:
+		return packets.Code{Code: 5, Reason: code.Reason} // not authorized
+	}
+}
+
+var (
+	errBadClientID = errors.New("client id must not contain '/', '+', '#' or NUL")
+	errWillDenied  = errors.New("last will topic not allowed by policy")
+)
+
+// OnConnect authenticates the client. A refusal is answered here with a
+// specific CONNACK reason code (mochi would always say "bad user name or
+// password").
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	b := h.b
+	s, err := h.authenticate(cl, pk)
+	if err != nil {
+		code, reason := connackCode(err)
+		b.metrics.authFailures.WithLabelValues(reason).Inc()
+		b.authLog.Warn("connection refused", "reason", reason, "client", cl.ID,
+			"username", string(cl.Properties.Username), "remote", cl.Net.Remote, "listener", cl.Net.Listener,
+			"error", err)
+		_ = b.server.SendConnack(cl, v3Code(cl, code), false, nil)
+		return code
+	}
+	h.connecting.Store(cl, s)
+	return nil
+}
+
+func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error) {
+	b := h.b
+	if strings.ContainsAny(cl.ID, "/+#\x00") {
+		return nil, errBadClientID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
+	defer cancel()
+	var (
+		id  auth.Identity
+		err error
+	)
+	if cert := peerCertificate(cl); cert != nil {
+		id, err = b.opts.Auth.Certificate(ctx, cert)
+	} else {
+		id, err = b.opts.Auth.Secret(ctx, string(pk.Connect.Username), string(pk.Connect.Password))
+	}
+	if err != nil {
+		if !auth.IsRefusal(err) {
+			b.log.Error("authentication failed", "client", cl.ID, "error", err)
+		}
+		return nil, err
+	}
+	ev, err := b.evaluator(ctx, id.Thing, cl.ID)
+	if err != nil {
+		b.log.Error("load policies", "thing", id.Thing, "error", err)
+		return nil, err
+	}
+	if pk.Connect.WillFlag && !ev.CanPublish(pk.Connect.WillTopic) {
+		return nil, errWillDenied
+	}
+	s := &session{cl: cl, id: id, listener: cl.Net.Listener, connectedAt: time.Now()}
+	s.ev.Store(ev)
+	return s, nil
+}
+
+// peerCertificate returns the client certificate of a TLS connection.
+func peerCertificate(cl *mqtt.Client) *x509.Certificate {
+	c, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	certs := c.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil
+	}
+	return certs[0]
+}
+
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	_, ok := h.connecting.Load(cl)
+	return ok
+}
+
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	v, ok := h.connecting.LoadAndDelete(cl)
+	if !ok {
+		return
+	}
+	s := v.(*session)
+	h.b.addSession(s)
+	h.b.metrics.connects.WithLabelValues(s.listener).Inc()
+	h.b.metrics.connections.WithLabelValues(s.listener).Inc()
+	h.b.presence.connected(s)
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.connecting.Delete(cl)
+	s := h.b.current(cl)
+	if s == nil {
+		return
+	}
+	h.b.removeSession(s)
+	if !expire && !cl.IsTakenOver() && !s.kicked.Load() {
+		// A persistent session lives on: keep its permissions so messages
+		// are queued for it (up to MaxOfflineQueue) while it is away.
+		h.b.offline.Store(cl.ID, s)
+	}
+	h.b.metrics.connections.WithLabelValues(s.listener).Dec()
+	h.b.presence.disconnected(s, disconnectReason(s, cl, err))
+}
+
+func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	if v, ok := h.b.offline.Load(cl.ID); ok && v.(*session).cl == cl {
+		h.b.offline.CompareAndDelete(cl.ID, v)
+	}
+}
+
+func (h *hook) OnWillSent(cl *mqtt.Client, _ packets.Packet) {
+	if s := h.b.current(cl); s != nil {
+		s.willSent.Store(true)
+	}
+}
+
+// OnACLCheck authorizes subscriptions and deliveries (write=false).
+// Publishes are authorized in OnPublish, which can answer a v3 client
+// without disconnecting it.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write {
+		return true
+	}
+	s := h.b.current(cl)
+	if s == nil {
+		if s = h.b.offlineSession(cl); s == nil {
+			return false
+		}
+	}
+	ev := s.ev.Load()
+	if strings.ContainsAny(topic, "+#") || strings.HasPrefix(topic, "$share/") {
+		ok := ev.CanSubscribe(topic)
+		if !ok {
+			h.b.metrics.denied.WithLabelValues("subscribe").Inc()
+		}
+		return ok
+	}
+	// A topic name: a subscription to exactly that topic, or a delivery.
+	// Both need receive, and a subscription also needs subscribe; deliveries
+	// only happen on subscriptions that passed, so asking both is exact.
+	ok := ev.CanReceive(topic) && ev.CanSubscribe(topic)
+	if !ok {
+		h.b.metrics.denied.WithLabelValues("receive").Inc()
+	}
+	return ok
+}
+
+// OnPublish authorizes a publish and applies backpressure. It runs on the
+// publisher's read goroutine before the PUBACK is sent.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	b := h.b
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	s := b.current(cl)
+	if s == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	if !s.ev.Load().CanPublish(pk.TopicName) {
+		b.metrics.denied.WithLabelValues("publish").Inc()
+		b.authLog.Info("publish denied by policy", "client", cl.ID, "thing", s.id.Thing, "topic", pk.TopicName)
+		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
+			return pk, packets.ErrNotAuthorized // PUBACK with reason 0x87
+		}
+		return pk, packets.CodeSuccessIgnore // acknowledged, not delivered
+	}
+	b.backpressure(cl, pk)
+	return pk, nil
+}
+
+func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
+	b := h.b
+	if pk.Ignore || cl.Net.Inline || b.opts.OnMessage == nil {
+		return
+	}
+	s := b.current(cl)
+	if s == nil {
+		return
+	}
+	b.opts.OnMessage(core.Message{
+		Topic:    pk.TopicName,
+		Payload:  pk.Payload,
+		QoS:      pk.FixedHeader.Qos,
+		Retain:   pk.FixedHeader.Retain,
+		ClientID: cl.ID,
+		Thing:    s.id.Thing,
+		Received: time.Now(),
+		Protocol: "mqtt",
+	})
+}
+
+func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type != packets.Publish {
+		return
+	}
+	if s := h.b.current(cl); s != nil {
+		s.sent(h.b.highWater / 2)
+	}
+}
+
+func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.b.metrics.dropped.WithLabelValues("slow_subscriber").Inc()
+	h.b.dropLog.Warn("message dropped: subscriber queue full", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos)
+	if s := h.b.current(cl); s != nil {
+		s.sent(h.b.highWater / 2)
+	}
+}
+
+// backpressure holds a publisher, for at most BackpressureWait, while a
+// subscriber of this topic has a full queue, so that a slow subscriber
+// slows its publishers instead of losing what they sent.
+func (b *Broker) backpressure(cl *mqtt.Client, pk packets.Packet) {
+	subs := b.server.Topics.Subscribers(pk.TopicName)
+	var deadline time.Time
+	for id, sub := range subs.Subscriptions {
+		if sub.NoLocal && id == cl.ID {
+			continue
+		}
+		v, ok := b.sessions.Load(id)
+		if !ok {
+			continue // offline persistent session: queued up to MaxOfflineQueue
+		}
+		s := v.(*session)
+		if !s.ev.Load().CanReceive(pk.TopicName) {
+			continue
+		}
+		if s.pending.Load() >= b.highWater && b.opts.BackpressureWait > 0 {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(b.opts.BackpressureWait)
+			}
+			b.waitDrain(s, deadline)
+		}
+		s.pending.Add(1)
+	}
+}
+
+func (b *Broker) waitDrain(s *session, deadline time.Time) {
+	start := time.Now()
+	defer func() { b.metrics.backpressure.Observe(time.Since(start).Seconds()) }()
+	for s.pending.Load() >= b.highWater {
+		left := time.Until(deadline)
+		if left <= 0 || s.cl.Closed() {
+			b.metrics.stalls.Inc()
+			return
+		}
+		ch := s.drainCh()
+		if s.pending.Load() < b.highWater { // drained between the check and drainCh
+			return
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-b.stop:
+		}
+		t.Stop()
+	}
+}
+
+// disconnectReason names why a connection ended, for presence events.
+func disconnectReason(s *session, cl *mqtt.Client, err error) string {
+	cause := cl.StopCause()
+	switch {
+	case s.kicked.Load():
+		return "kicked"
+	case errors.Is(cause, packets.ErrSessionTakenOver) || errors.Is(err, packets.ErrSessionTakenOver):
+		return "taken_over"
+	case errors.Is(cause, packets.ErrServerShuttingDown) || errors.Is(err, packets.ErrServerShuttingDown):
+		return "server_shutdown"
+	case errors.Is(cause, packets.CodeDisconnect) && err == nil:
+		return "client_disconnect"
+	case isTimeout(err) || isTimeout(cause):
+		return "keepalive_timeout"
+	case errors.Is(err, packets.CodeDisconnectWillMessage):
+		return "client_disconnect_with_will"
+	}
+	var code packets.Code
+	if errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code {
+		return "protocol_error"
+	}
+	return "connection_lost"
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}

@@ -1,0 +1,217 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// netListener accepts MQTT over TCP or TLS. Unlike mochi's own listener it
+// gives a new connection ConnectTimeout to send CONNECT (mochi replaces the
+// deadline with the keep-alive once CONNECT is read), and it does not log
+// every refused connection.
+type netListener struct {
+	id      string
+	addr    string
+	tlsConf *tls.Config
+	b       *Broker
+	ln      net.Listener
+	closed  atomic.Bool
+}
+
+var _ listeners.Listener = (*netListener)(nil)
+
+func newNetListener(id, addr string, tlsConf *tls.Config, b *Broker) *netListener {
+	return &netListener{id: id, addr: addr, tlsConf: tlsConf, b: b}
+}
+
+func (l *netListener) ID() string       { return l.id }
+func (l *netListener) Protocol() string { return l.id }
+func (l *netListener) Address() string {
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.addr
+}
+
+func (l *netListener) Init(*slog.Logger) error {
+	ln, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return err
+	}
+	if l.tlsConf != nil {
+		ln = tls.NewListener(ln, l.tlsConf)
+	}
+	l.ln = ln
+	return nil
+}
+
+func (l *netListener) Serve(establish listeners.EstablishFn) {
+	var backoff time.Duration
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.b.log.Error("accept failed", "listener", l.id, "error", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		_ = conn.SetDeadline(time.Now().Add(l.b.opts.ConnectTimeout))
+		go func() {
+			if err := establish(l.id, conn); err != nil {
+				l.b.connLog.Debug("connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
+			}
+		}()
+	}
+}
+
+func (l *netListener) Close(closeClients listeners.CloseFn) {
+	if l.closed.CompareAndSwap(false, true) {
+		closeClients(l.id)
+		if l.ln != nil {
+			_ = l.ln.Close()
+		}
+	}
+}
+
+// wsListener serves MQTT over WebSocket from Mote's own HTTP server (mochi's
+// websocket listener runs its own HTTP server and accepts any origin).
+type wsListener struct {
+	id        string
+	b         *Broker
+	establish atomic.Pointer[listeners.EstablishFn]
+	upgrader  websocket.Upgrader
+	closed    atomic.Bool
+	done      chan struct{}
+	once      sync.Once
+}
+
+var _ listeners.Listener = (*wsListener)(nil)
+
+func newWSListener(id string, b *Broker) *wsListener {
+	l := &wsListener{id: id, b: b, done: make(chan struct{})}
+	l.upgrader = websocket.Upgrader{
+		Subprotocols:    []string{"mqtt", "mqttv3.1"},
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+		CheckOrigin:     l.checkOrigin,
+	}
+	return l
+}
+
+func (l *wsListener) ID() string              { return l.id }
+func (l *wsListener) Protocol() string        { return "ws" }
+func (l *wsListener) Address() string         { return "/mqtt" }
+func (l *wsListener) Init(*slog.Logger) error { return nil }
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.establish.Store(&establish)
+	<-l.done
+}
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() {
+		l.closed.Store(true)
+		closeClients(l.id)
+		close(l.done)
+	})
+}
+
+// checkOrigin admits clients that send no Origin (devices), browsers on the
+// same host, and origins listed in WebSocketOrigins ("*" admits any).
+func (l *wsListener) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range l.b.opts.WebSocketOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	est := l.establish.Load()
+	if est == nil || l.closed.Load() {
+		http.Error(w, "MQTT over WebSocket is not available", http.StatusServiceUnavailable)
+		return
+	}
+	if !l.checkOrigin(r) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	c, err := l.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	conn := &wsConn{Conn: c.NetConn(), c: c}
+	_ = conn.SetDeadline(time.Now().Add(l.b.opts.ConnectTimeout))
+	if err := (*est)(l.id, conn); err != nil {
+		l.b.connLog.Debug("connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
+	}
+}
+
+// wsConn is a WebSocket connection as a net.Conn carrying MQTT in binary
+// messages.
+type wsConn struct {
+	net.Conn
+	c  *websocket.Conn
+	r  io.Reader
+	mu sync.Mutex
+}
+
+func (ws *wsConn) Read(p []byte) (int, error) {
+	for {
+		if ws.r == nil {
+			op, r, err := ws.c.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if op != websocket.BinaryMessage {
+				return 0, errors.New("websocket: MQTT needs binary messages")
+			}
+			ws.r = r
+		}
+		n, err := ws.r.Read(p)
+		if errors.Is(err, io.EOF) { // end of this message; MQTT packets may span messages
+			ws.r = nil
+			if n == 0 {
+				continue
+			}
+			return n, nil
+		}
+		if err != nil {
+			ws.r = nil
+		}
+		return n, err
+	}
+}
+
+func (ws *wsConn) Write(p []byte) (int, error) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if err := ws.c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (ws *wsConn) Close() error { return ws.c.Close() }

@@ -1,0 +1,64 @@
+package broker
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	connections  *prometheus.GaugeVec
+	connects     *prometheus.CounterVec
+	authFailures *prometheus.CounterVec
+	denied       *prometheus.CounterVec
+	dropped      *prometheus.CounterVec
+	stalls       prometheus.Counter
+	backpressure prometheus.Histogram
+}
+
+func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mote_mqtt_connections", Help: "Live authenticated MQTT connections, by listener (tcp, tls, ws).",
+		}, []string{"listener"}),
+		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mote_mqtt_connects_total", Help: "Accepted MQTT connections, by listener.",
+		}, []string{"listener"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mote_mqtt_auth_failures_total", Help: "Refused MQTT connections, by reason.",
+		}, []string{"reason"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mote_mqtt_policy_denied_total", Help: "Publishes, subscriptions and deliveries refused by policy, by action.",
+		}, []string{"action"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mote_mqtt_messages_dropped_total", Help: "Messages not delivered to a subscriber, by reason.",
+		}, []string{"reason"}),
+		stalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mote_mqtt_backpressure_timeouts_total", Help: "Publishes that waited the whole backpressure bound for a slow subscriber.",
+		}),
+		backpressure: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "mote_mqtt_backpressure_wait_seconds", Help: "Time publishers were held for slow subscribers.",
+			Buckets: []float64{.0001, .001, .01, .05, .1, .25, .5, 1},
+		}),
+	}
+	for _, l := range []string{"tcp", "tls", "ws"} {
+		m.connections.WithLabelValues(l)
+		m.connects.WithLabelValues(l)
+	}
+	if reg == nil {
+		return m
+	}
+	info := func(p *int64) func() float64 { return func() float64 { return float64(atomic.LoadInt64(p)) } }
+	in := b.server.Info
+	reg.MustRegister(m.connections, m.connects, m.authFailures, m.denied, m.dropped, m.stalls, m.backpressure,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_received_total", Help: "PUBLISH packets received from clients."}, info(&in.MessagesReceived)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_sent_total", Help: "PUBLISH packets sent to clients."}, info(&in.MessagesSent)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_bytes_received_total", Help: "Bytes read from MQTT clients."}, info(&in.BytesReceived)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_bytes_sent_total", Help: "Bytes written to MQTT clients."}, info(&in.BytesSent)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_mqtt_subscriptions", Help: "Active subscriptions."}, info(&in.Subscriptions)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_mqtt_retained_messages", Help: "Retained messages held."}, info(&in.Retained)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_mqtt_inflight_messages", Help: "QoS 1/2 messages in flight or queued for offline sessions."}, info(&in.Inflight)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_queue_full_dropped_total", Help: "QoS 1/2 messages dropped because a client's queue (max-offline-queue) was full."}, info(&in.InflightDropped)),
+	)
+	return m
+}

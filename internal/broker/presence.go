@@ -1,0 +1,141 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/store"
+)
+
+// presence publishes connect and disconnect events and writes connection
+// state to the registry in batches, off the connection's goroutine.
+type presence struct {
+	b        *Broker
+	rec      PresenceRecorder
+	interval time.Duration
+
+	mu      sync.Mutex
+	pending map[string]store.Presence // thing → latest change
+}
+
+func newPresence(b *Broker, rec PresenceRecorder, interval time.Duration) *presence {
+	return &presence{b: b, rec: rec, interval: interval, pending: make(map[string]store.Presence)}
+}
+
+// Event is the JSON published on $mote/events/presence/{connected|disconnected}/{clientid}.
+type Event struct {
+	Event           string    `json:"event"` // connected, disconnected
+	ClientID        string    `json:"clientId"`
+	Thing           string    `json:"thing"`
+	Time            time.Time `json:"time"`
+	RemoteAddr      string    `json:"remoteAddr"`
+	Listener        string    `json:"listener"` // tcp, tls, ws
+	ProtocolVersion byte      `json:"protocolVersion"`
+	CleanSession    bool      `json:"cleanSession"`
+	Reason          string    `json:"reason,omitempty"` // disconnects: client_disconnect, connection_lost, keepalive_timeout, kicked, taken_over, server_shutdown, protocol_error, client_disconnect_with_will
+	WillSent        bool      `json:"willSent,omitempty"`
+}
+
+func (p *presence) event(s *session, kind, reason string) Event {
+	return Event{
+		Event:           kind,
+		ClientID:        s.cl.ID,
+		Thing:           s.id.Thing,
+		Time:            time.Now().UTC(),
+		RemoteAddr:      s.cl.Net.Remote,
+		Listener:        s.listener,
+		ProtocolVersion: s.cl.Properties.ProtocolVersion,
+		CleanSession:    s.cl.Properties.Clean,
+		Reason:          reason,
+		WillSent:        s.willSent.Load(),
+	}
+}
+
+func (p *presence) connected(s *session) {
+	p.publish(core.PresenceConnected+s.cl.ID, p.event(s, "connected", ""))
+}
+
+func (p *presence) disconnected(s *session, reason string) {
+	p.publish(core.PresenceDisconnected+s.cl.ID, p.event(s, "disconnected", reason))
+}
+
+func (p *presence) publish(topic string, e Event) {
+	if p.b.closed.Load() && e.Event == "connected" {
+		return
+	}
+	body, _ := json.Marshal(e)
+	if err := p.b.server.Publish(topic, body, false, 1); err != nil {
+		p.b.log.Debug("presence event not published", "topic", topic, "error", err)
+	}
+	if fn := p.b.opts.OnMessage; fn != nil {
+		fn(core.Message{Topic: topic, Payload: body, QoS: 1, Received: e.Time, Protocol: "platform"})
+	}
+}
+
+// record queues a thing's connection state for the registry.
+func (p *presence) record(thing string, connected bool) {
+	p.mu.Lock()
+	p.pending[thing] = store.Presence{Thing: thing, Connected: connected, At: time.Now()}
+	p.mu.Unlock()
+}
+
+// run flushes presence every interval until stop, then once more.
+func (p *presence) run(stop <-chan struct{}) {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			p.flush()
+			p.b.hook.sweep()
+		case <-stop:
+			p.flush()
+			return
+		}
+	}
+}
+
+func (p *presence) flush() {
+	p.mu.Lock()
+	if len(p.pending) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	batch := make([]store.Presence, 0, len(p.pending))
+	for _, c := range p.pending {
+		batch = append(batch, c)
+	}
+	clear(p.pending)
+	p.mu.Unlock()
+	if p.rec == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.rec.RecordPresence(ctx, batch); err != nil {
+		p.b.log.Error("record presence", "changes", len(batch), "error", err)
+		// Put them back unless newer changes arrived meanwhile.
+		p.mu.Lock()
+		for _, c := range batch {
+			if _, newer := p.pending[c.Thing]; !newer {
+				p.pending[c.Thing] = c
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// sweep forgets connections that were closed between CONNECT and CONNACK.
+func (h *hook) sweep() {
+	h.connecting.Range(func(k, _ any) bool {
+		if k.(*mqtt.Client).Closed() {
+			h.connecting.Delete(k)
+		}
+		return true
+	})
+}

@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/moteiot/mote/internal/auth"
+	"github.com/moteiot/mote/internal/policy"
+)
+
+// session is Mote's state for one live device connection.
+type session struct {
+	cl          *mqtt.Client
+	id          auth.Identity
+	ev          atomic.Pointer[policy.Evaluator]
+	listener    string
+	connectedAt time.Time
+
+	kicked   atomic.Bool // we closed it (disabled, revoked, policy error)
+	willSent atomic.Bool
+
+	// Backpressure: pending estimates the PUBLISH packets queued for this
+	// client and not yet written. Publishers wait on drained while it is at
+	// the high-water mark.
+	pending atomic.Int32
+	waiting atomic.Bool
+	mu      sync.Mutex
+	drained chan struct{}
+}
+
+// drainCh returns the channel closed when the queue falls below the
+// low-water mark.
+func (s *session) drainCh() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+	}
+	s.waiting.Store(true)
+	return s.drained
+}
+
+// wake releases every publisher waiting on this session.
+func (s *session) wake() {
+	s.mu.Lock()
+	if s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
+	s.waiting.Store(false)
+	s.mu.Unlock()
+}
+
+// sent records that one PUBLISH was written (or dropped) for this client.
+func (s *session) sent(lowWater int32) {
+	n := s.pending.Add(-1)
+	if n < 0 {
+		// Retained messages and resends are written without passing
+		// through OnPublish; the estimate never goes below zero.
+		s.pending.CompareAndSwap(n, 0)
+		n = 0
+	}
+	if n <= lowWater && s.waiting.Load() {
+		s.wake()
+	}
+}
+
+// current returns the session of a live client, or nil.
+func (b *Broker) current(cl *mqtt.Client) *session {
+	v, ok := b.clients.Load(cl)
+	if !ok {
+		return nil
+	}
+	return v.(*session)
+}
+
+// offlineSession returns the session of a disconnected client whose
+// persistent session mochi keeps, or nil.
+func (b *Broker) offlineSession(cl *mqtt.Client) *session {
+	v, ok := b.offline.Load(cl.ID)
+	if !ok || v.(*session).cl != cl {
+		return nil
+	}
+	return v.(*session)
+}
+
+func (b *Broker) addSession(s *session) {
+	b.offline.Delete(s.cl.ID)
+	b.clients.Store(s.cl, s)
+	b.sessions.Store(s.cl.ID, s)
+	b.mu.Lock()
+	set := b.byThing[s.id.Thing]
+	if set == nil {
+		set = make(map[*session]struct{})
+		b.byThing[s.id.Thing] = set
+	}
+	set[s] = struct{}{}
+	first := len(set) == 1
+	b.mu.Unlock()
+	if first {
+		b.presence.record(s.id.Thing, true)
+	}
+}
+
+func (b *Broker) removeSession(s *session) {
+	b.clients.Delete(s.cl)
+	b.sessions.CompareAndDelete(s.cl.ID, s)
+	b.mu.Lock()
+	set := b.byThing[s.id.Thing]
+	delete(set, s)
+	last := len(set) == 0
+	if last {
+		delete(b.byThing, s.id.Thing)
+	}
+	b.mu.Unlock()
+	s.wake() // release publishers waiting on a client that is gone
+	if last {
+		b.presence.record(s.id.Thing, false)
+	}
+}
