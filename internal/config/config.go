@@ -1,0 +1,260 @@
+// Package config is Mote's server configuration: defaults, a YAML file,
+// MOTE_* environment variables and command-line flags, in that order of
+// precedence (a flag beats the environment, which beats the file), then
+// Validate.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/moteiot/mote/internal/datadir"
+)
+
+// Config is everything `mote serve` can be told.
+type Config struct {
+	DataDir   string
+	LogLevel  string // debug, info, warn, error
+	LogFormat string // auto (JSON unless stderr is a terminal), json, text
+
+	MQTTAddr  string // MQTT over TCP; "" disables
+	MQTTSAddr string // MQTT over TLS; "" disables
+	HTTPAddr  string // REST API, WebSocket MQTT at /mqtt, metrics
+
+	TLSHosts []string // extra names in the generated server certificate
+	TLSCert  string   // user-supplied server certificate (PEM); with TLSKey replaces the generated one
+	TLSKey   string
+
+	MaxPacketSize    int           // bytes; larger MQTT packets are refused
+	MaxClients       int           // concurrent MQTT connections
+	MaxSessionExpiry time.Duration // longest a disconnected persistent session is kept
+	MaxOfflineQueue  int           // QoS 1/2 messages kept per client (offline or in flight)
+	OutboundQueue    int           // packets queued for writing per connection
+	ConnectTimeout   time.Duration // time a new connection has to send CONNECT
+	BackpressureWait time.Duration // longest a publisher is held while a subscriber's queue is full
+	PresenceFlush    time.Duration // how often connection state is written to the registry
+	WebSocketOrigins []string      // allowed Origin values for MQTT over WebSocket ("*" = any)
+}
+
+// Default returns the configuration that `mote serve` runs with when given
+// nothing.
+func Default() Config {
+	return Config{
+		DataDir:          datadir.Default,
+		LogLevel:         "info",
+		LogFormat:        "auto",
+		MQTTAddr:         ":1883",
+		MQTTSAddr:        ":8883",
+		HTTPAddr:         ":8080",
+		MaxPacketSize:    256 * 1024,
+		MaxClients:       1_000_000,
+		MaxSessionExpiry: 24 * time.Hour,
+		MaxOfflineQueue:  1000,
+		OutboundQueue:    128,
+		ConnectTimeout:   10 * time.Second,
+		BackpressureWait: 250 * time.Millisecond,
+		PresenceFlush:    200 * time.Millisecond,
+	}
+}
+
+// field binds one setting to its flag name (also its YAML key; the env
+// name is MOTE_ + upper snake case).
+type field struct {
+	name  string
+	usage string
+	bind  func(fs *pflag.FlagSet, name, usage string)
+}
+
+func fields(c *Config) []field {
+	str := func(p *string) func(*pflag.FlagSet, string, string) {
+		return func(fs *pflag.FlagSet, n, u string) { fs.StringVar(p, n, *p, u) }
+	}
+	num := func(p *int) func(*pflag.FlagSet, string, string) {
+		return func(fs *pflag.FlagSet, n, u string) { fs.IntVar(p, n, *p, u) }
+	}
+	dur := func(p *time.Duration) func(*pflag.FlagSet, string, string) {
+		return func(fs *pflag.FlagSet, n, u string) { fs.DurationVar(p, n, *p, u) }
+	}
+	list := func(p *[]string) func(*pflag.FlagSet, string, string) {
+		return func(fs *pflag.FlagSet, n, u string) { fs.StringSliceVar(p, n, *p, u) }
+	}
+	return []field{
+		{"data-dir", "directory for the database, keys and certificates", str(&c.DataDir)},
+		{"log-level", "debug, info, warn or error", str(&c.LogLevel)},
+		{"log-format", "auto (JSON unless on a terminal), json or text", str(&c.LogFormat)},
+		{"mqtt-addr", `MQTT over TCP listen address ("" disables)`, str(&c.MQTTAddr)},
+		{"mqtts-addr", `MQTT over TLS listen address ("" disables)`, str(&c.MQTTSAddr)},
+		{"http-addr", "HTTP listen address: REST API, MQTT over WebSocket at /mqtt, /metrics", str(&c.HTTPAddr)},
+		{"tls-hosts", "extra DNS names or IPs for the generated server certificate (comma-separated)", list(&c.TLSHosts)},
+		{"tls-cert", "server certificate file (PEM) to use instead of the generated one", str(&c.TLSCert)},
+		{"tls-key", "private key file (PEM) of --tls-cert", str(&c.TLSKey)},
+		{"max-packet-size", "largest MQTT packet accepted, in bytes", num(&c.MaxPacketSize)},
+		{"max-clients", "most concurrent MQTT connections", num(&c.MaxClients)},
+		{"max-session-expiry", "longest a disconnected persistent session is kept", dur(&c.MaxSessionExpiry)},
+		{"max-offline-queue", "QoS 1/2 messages kept per client while it is offline or slow; more are dropped, counted and logged", num(&c.MaxOfflineQueue)},
+		{"outbound-queue", "packets queued for writing per connection", num(&c.OutboundQueue)},
+		{"connect-timeout", "time a new connection has to send CONNECT", dur(&c.ConnectTimeout)},
+		{"backpressure-wait", "longest a publisher is held while a subscriber's queue is full", dur(&c.BackpressureWait)},
+		{"presence-flush", "how often connection state is written to the registry", dur(&c.PresenceFlush)},
+		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
+	}
+}
+
+// EnvName returns the environment variable for a flag name: data-dir →
+// MOTE_DATA_DIR.
+func EnvName(flag string) string {
+	return "MOTE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Flags registers every setting on fs, with c's current values as
+// defaults, plus --config. Call Load after fs.Parse.
+func (c *Config) Flags(fs *pflag.FlagSet) {
+	for _, f := range fields(c) {
+		f.bind(fs, f.name, f.usage+" (env "+EnvName(f.name)+")")
+	}
+	fs.String("config", "", "YAML config file; keys are the flag names (env MOTE_CONFIG)")
+}
+
+// Load applies the config file (from --config or MOTE_CONFIG) and the
+// environment to every setting whose flag was not given, then validates.
+// lookupEnv is os.LookupEnv in production. A variable set to "" counts as
+// set: MOTE_MQTTS_ADDR= disables the TLS listener.
+func (c *Config) Load(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	path, _ := fs.GetString("config")
+	if !fs.Changed("config") {
+		path, _ = lookupEnv("MOTE_CONFIG")
+	}
+	file := map[string]string{}
+	if path != "" {
+		var err error
+		if file, err = readFile(path); err != nil {
+			return err
+		}
+		known := map[string]bool{}
+		for _, f := range fields(c) {
+			known[f.name] = true
+		}
+		for k := range file {
+			if !known[k] {
+				return fmt.Errorf("config file %s: unknown setting %q (settings are the flag names of `mote serve --help`)", path, k)
+			}
+		}
+	}
+	for _, f := range fields(c) {
+		if fs.Changed(f.name) {
+			continue
+		}
+		src, val, ok := "", "", false
+		if v, set := lookupEnv(EnvName(f.name)); set {
+			src, val, ok = "environment variable "+EnvName(f.name), v, true
+		} else if v, set := file[f.name]; set {
+			src, val, ok = "config file "+path+" key "+f.name, v, true
+		}
+		if !ok {
+			continue
+		}
+		if sv, isSlice := fs.Lookup(f.name).Value.(pflag.SliceValue); isSlice {
+			var items []string
+			if val != "" {
+				items = strings.Split(val, ",")
+			}
+			if err := sv.Replace(items); err != nil {
+				return fmt.Errorf("%s: %w", src, err)
+			}
+			continue
+		}
+		if err := fs.Set(f.name, val); err != nil {
+			return fmt.Errorf("%s: invalid value %q: %w", src, val, err)
+		}
+	}
+	return c.Validate()
+}
+
+func readFile(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]any
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		switch x := v.(type) {
+		case nil:
+			out[k] = ""
+		case []any:
+			parts := make([]string, len(x))
+			for i, e := range x {
+				parts[i] = fmt.Sprint(e)
+			}
+			out[k] = strings.Join(parts, ",")
+		case map[string]any:
+			return nil, fmt.Errorf("config file %s: %s must be a single value or a list", path, k)
+		default:
+			out[k] = fmt.Sprint(x)
+		}
+	}
+	return out, nil
+}
+
+// Validate checks every setting and names the first one that is wrong.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("data-dir: must not be empty")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log-level: %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "auto", "json", "text":
+	default:
+		return fmt.Errorf("log-format: %q is not one of auto, json, text", c.LogFormat)
+	}
+	for _, a := range []struct{ name, v string }{{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}, {"http-addr", c.HTTPAddr}} {
+		if a.v == "" && a.name != "http-addr" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.v); err != nil {
+			return fmt.Errorf("%s: %q is not host:port: %v", a.name, a.v, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("%s: %q has an invalid port", a.name, a.v)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls-cert and tls-key must be given together")
+	}
+	switch {
+	case c.MaxPacketSize < 1024 || c.MaxPacketSize > 256*1024*1024:
+		return fmt.Errorf("max-packet-size: %d is outside 1024 to 268435456", c.MaxPacketSize)
+	case c.MaxClients < 1:
+		return fmt.Errorf("max-clients: must be at least 1")
+	case c.MaxSessionExpiry < 0:
+		return fmt.Errorf("max-session-expiry: must not be negative")
+	case c.MaxOfflineQueue < 1 || c.MaxOfflineQueue > 65535:
+		return fmt.Errorf("max-offline-queue: %d is outside 1 to 65535", c.MaxOfflineQueue)
+	case c.OutboundQueue < 8 || c.OutboundQueue > 65536:
+		return fmt.Errorf("outbound-queue: %d is outside 8 to 65536", c.OutboundQueue)
+	case c.ConnectTimeout <= 0:
+		return fmt.Errorf("connect-timeout: must be positive")
+	case c.BackpressureWait < 0 || c.BackpressureWait > 10*time.Second:
+		return fmt.Errorf("backpressure-wait: must be between 0 and 10s")
+	case c.PresenceFlush <= 0 || c.PresenceFlush > time.Minute:
+		return fmt.Errorf("presence-flush: must be between 1ns and 1m")
+	}
+	return nil
+}
