@@ -1,0 +1,140 @@
+package apiclient
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/moteiot/mote/internal/store"
+)
+
+// NewThing is the body of CreateThing. Enabled nil means the server
+// default (enabled).
+type NewThing struct {
+	Name       string            `json:"name"`
+	Type       string            `json:"type,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Tags       []string          `json:"tags,omitempty"`
+	Groups     []string          `json:"groups,omitempty"`
+	Policies   []string          `json:"policies,omitempty"`
+	Enabled    *bool             `json:"enabled,omitempty"`
+}
+
+// ThingPatch is a partial update of a thing. Only the fields that are set
+// are sent: a nil pointer, map or slice leaves that field as it is; a
+// non-nil empty map or slice clears it (Attributes, Tags, Groups and
+// Policies each replace the whole set); Type pointing to "" removes the
+// type.
+type ThingPatch struct {
+	Type       *string
+	Attributes map[string]string
+	Tags       []string
+	Groups     []string
+	Policies   []string
+	Enabled    *bool
+}
+
+// MarshalJSON encodes only the fields that are present.
+func (p ThingPatch) MarshalJSON() ([]byte, error) {
+	m := map[string]any{}
+	if p.Type != nil {
+		m["type"] = *p.Type
+	}
+	if p.Attributes != nil {
+		m["attributes"] = p.Attributes
+	}
+	if p.Tags != nil {
+		m["tags"] = p.Tags
+	}
+	if p.Groups != nil {
+		m["groups"] = p.Groups
+	}
+	if p.Policies != nil {
+		m["policies"] = p.Policies
+	}
+	if p.Enabled != nil {
+		m["enabled"] = *p.Enabled
+	}
+	return json.Marshal(m)
+}
+
+// ThingQuery filters ListThings. Zero fields do not filter.
+type ThingQuery struct {
+	Prefix     string
+	Type       string
+	Group      string
+	Tag        string
+	Attributes map[string]string // attr.KEY=VALUE, ANDed
+	Connected  *bool
+	Limit      int    // 1..1000; 0 = server default (100)
+	Cursor     string // NextCursor of the previous page
+}
+
+func (q ThingQuery) values() url.Values {
+	v := ListOptions{Limit: q.Limit, Cursor: q.Cursor}.values()
+	set := func(k, s string) {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	set("prefix", q.Prefix)
+	set("type", q.Type)
+	set("group", q.Group)
+	set("tag", q.Tag)
+	for k, val := range q.Attributes {
+		v.Set("attr."+k, val)
+	}
+	if q.Connected != nil {
+		v.Set("connected", strconv.FormatBool(*q.Connected))
+	}
+	return v
+}
+
+// CreateThing creates a thing.
+func (c *Client) CreateThing(ctx context.Context, t NewThing) (store.Thing, error) {
+	var out store.Thing
+	err := c.do(ctx, request{method: http.MethodPost, path: "/things", body: t}, &out)
+	return out, err
+}
+
+// GetThing returns one thing, with its presence.
+func (c *Client) GetThing(ctx context.Context, name string) (store.Thing, error) {
+	var out store.Thing
+	err := c.do(ctx, request{method: http.MethodGet, path: "/things/" + seg(name)}, &out)
+	return out, err
+}
+
+// ListThings returns one page of things ordered by name and the cursor of
+// the next page ("" on the last page).
+func (c *Client) ListThings(ctx context.Context, q ThingQuery) ([]store.Thing, string, error) {
+	return list[store.Thing](ctx, c, "/things", q.values())
+}
+
+// UpdateThing applies a partial update and returns the updated thing.
+// Disabling a thing disconnects it at once.
+func (c *Client) UpdateThing(ctx context.Context, name string, p ThingPatch) (store.Thing, error) {
+	var out store.Thing
+	err := c.do(ctx, request{method: http.MethodPatch, path: "/things/" + seg(name), body: p}, &out)
+	return out, err
+}
+
+// DeleteThing deletes a thing and its credentials, and disconnects it.
+func (c *Client) DeleteThing(ctx context.Context, name string) error {
+	return c.do(ctx, request{method: http.MethodDelete, path: "/things/" + seg(name)}, nil)
+}
+
+// AttachPolicy attaches a policy to a thing and returns the thing.
+func (c *Client) AttachPolicy(ctx context.Context, thing, policy string) (store.Thing, error) {
+	var out store.Thing
+	err := c.do(ctx, request{method: http.MethodPut, path: "/things/" + seg(thing) + "/policies/" + seg(policy)}, &out)
+	return out, err
+}
+
+// DetachPolicy detaches a policy from a thing and returns the thing.
+func (c *Client) DetachPolicy(ctx context.Context, thing, policy string) (store.Thing, error) {
+	var out store.Thing
+	err := c.do(ctx, request{method: http.MethodDelete, path: "/things/" + seg(thing) + "/policies/" + seg(policy)}, &out)
+	return out, err
+}

@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/moteiot/mote/internal/apiclient"
+	"github.com/moteiot/mote/internal/store"
+)
+
+func (a *app) groupCmd() *cobra.Command {
+	cmd := parentCmd("group", "Manage static groups of things (membership is a thing's groups)", "groups")
+	cmd.AddCommand(a.groupCreateCmd(), a.groupListCmd(), a.groupGetCmd(), a.groupUpdateCmd(), a.groupDeleteCmd())
+	return cmd
+}
+
+func (a *app) groupCreateCmd() *cobra.Command {
+	var description string
+	cmd := &cobra.Command{
+		Use:     "create NAME",
+		Short:   "Create a group",
+		Example: `  mote group create floor-1 --description "first floor"`,
+		Args:    exactArgs("NAME"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			g, err := c.CreateGroup(cmd.Context(), apiclient.NewGroup{Name: args[0], Description: description})
+			if err != nil {
+				return err
+			}
+			return a.printGroup(g)
+		}),
+	}
+	cmd.Flags().StringVar(&description, "description", "", "description")
+	return cmd
+}
+
+func (a *app) groupListCmd() *cobra.Command {
+	var lf listFlags
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List groups (members: mote thing list --group NAME)",
+		Args:    exactArgs(),
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			if err := lf.check(); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			groups, next, err := fetch(cmd, &lf, func(cur string) ([]store.Group, string, error) {
+				return c.ListGroups(cmd.Context(), apiclient.ListOptions{Limit: lf.limit, Cursor: cur})
+			})
+			if err != nil {
+				return err
+			}
+			if a.jsonOut() {
+				err = a.printJSON(groups)
+			} else {
+				t := newTable(a.stdout, "NAME", "DESCRIPTION", "CREATED")
+				for _, g := range groups {
+					t.row(g.Name, truncate(g.Description, 60), fmtTime(g.CreatedAt))
+				}
+				err = t.flush()
+			}
+			a.moreHint("groups", next)
+			return err
+		}),
+	}
+	lf.register(cmd, "groups")
+	return cmd
+}
+
+func (a *app) groupGetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a group",
+		Args:  exactArgs("NAME"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			g, err := c.GetGroup(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.printGroup(g)
+		}),
+	}
+}
+
+func (a *app) groupUpdateCmd() *cobra.Command {
+	var description string
+	cmd := &cobra.Command{
+		Use:   "update NAME --description TEXT",
+		Short: "Change a group's description",
+		Args:  exactArgs("NAME"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			g, err := c.UpdateGroup(cmd.Context(), args[0], description)
+			if err != nil {
+				return err
+			}
+			return a.printGroup(g)
+		}),
+	}
+	cmd.Flags().StringVar(&description, "description", "", "new description (required)")
+	_ = cmd.MarkFlagRequired("description")
+	return cmd
+}
+
+func (a *app) groupDeleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete NAME",
+		Aliases: []string{"rm"},
+		Short:   "Delete a group (its members stay, without the membership)",
+		Args:    exactArgs("NAME"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteGroup(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if !a.jsonOut() {
+				a.printf("Deleted group %q.\n", args[0])
+			}
+			return nil
+		}),
+	}
+}
+
+func (a *app) printGroup(g store.Group) error {
+	if a.jsonOut() {
+		return a.printJSON(g)
+	}
+	d := newDetails(a.stdout)
+	d.add("Name", g.Name)
+	d.add("Description", g.Description)
+	d.add("Created", fmtTime(g.CreatedAt))
+	d.add("Updated", fmtTime(g.UpdatedAt))
+	return d.flush()
+}

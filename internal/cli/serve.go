@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moteiot/mote/internal/config"
+	"github.com/moteiot/mote/internal/daemon"
+)
+
+const serveLong = `Run the Mote server: MQTT on :1883 (TCP) and :8883 (TLS), and HTTP on
+:8080 with the REST API under /api/v1, MQTT over WebSocket at /mqtt, and
+/metrics, /healthz, /readyz. Data lives in ./mote-data unless --data-dir
+says otherwise.
+
+On first start Mote creates a certificate authority and a server
+certificate in the data directory and prints an admin API token once.
+
+Every setting is a flag, an environment variable (MOTE_ and the flag name in
+upper snake case, e.g. MOTE_MQTT_ADDR) or a key of the YAML file given by
+--config (the flag name, e.g. "mqtt-addr: :1884"). A flag beats the
+environment, which beats the file. An address set to "" disables that
+listener (MQTT and MQTTS only).
+
+SIGINT or SIGTERM shuts down gracefully: clients are disconnected, presence
+is written and the store is closed.`
+
+func newServeCmd() *cobra.Command {
+	cfg := config.Default()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Mote server",
+		Long:  serveLong,
+		Args:  cobra.NoArgs,
+	}
+	cfg.Flags(cmd.Flags())
+	cmd.RunE = run(func(cmd *cobra.Command, _ []string) error {
+		if err := cfg.Load(cmd.Flags(), os.LookupEnv); err != nil {
+			return usageError{err}
+		}
+		log := newLogger(cmd.ErrOrStderr(), cfg.LogLevel, cfg.LogFormat)
+		d := daemon.New(cfg, log)
+		if err := d.Start(cmd.Context()); err != nil {
+			return err
+		}
+		printBanner(cmd.OutOrStdout(), d)
+		<-cmd.Context().Done()
+		log.Info("shutting down")
+		if err := d.Close(); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		log.Info("stopped")
+		return nil
+	})
+	return cmd
+}
+
+// newLogger returns the server's structured logger: JSON unless format is
+// text, or auto and w is a terminal.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "text" || (format == "auto" && isTerminal(w)) {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// printBanner tells a new user where things are and, on first start, the
+// admin token.
+func printBanner(w io.Writer, d *daemon.Daemon) {
+	a := d.Addrs()
+	api := "http://" + hostPort(a.HTTP)
+	fmt.Fprintf(w, "Mote is running.\n")
+	if a.MQTT != "" {
+		fmt.Fprintf(w, "  MQTT       mqtt://%s\n", hostPort(a.MQTT))
+	}
+	if a.MQTTS != "" {
+		fmt.Fprintf(w, "  MQTTS      mqtts://%s  (CA certificate: %s/api/v1/ca.pem)\n", hostPort(a.MQTTS), api)
+	}
+	fmt.Fprintf(w, "  WebSocket  ws://%s/mqtt\n", hostPort(a.HTTP))
+	fmt.Fprintf(w, "  REST API   %s/api/v1  (OpenAPI: %s/api/v1/openapi.json)\n", api, api)
+	if tok := d.InitialToken(); tok != "" {
+		fmt.Fprintf(w, "\nFirst start: an admin API token was created. It is shown only this once:\n\n  %s\n\n", tok)
+		fmt.Fprintf(w, "Try it:\n  export MOTE_SERVER=%s MOTE_TOKEN=%s\n  mote thing create my-device && mote cred create my-device --type secret\n\n", api, tok)
+		fmt.Fprintf(w, "Lost it? `mote admin token --data-dir DIR` prints a new one.\n")
+	}
+}
+
+// hostPort turns a listen address like [::]:8080 into one a client can use.
+func hostPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" || strings.HasPrefix(host, "::") {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
