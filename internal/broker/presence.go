@@ -21,10 +21,14 @@ type presence struct {
 
 	mu      sync.Mutex
 	pending map[string]store.Presence // thing → latest change
+
+	// events are published by run's goroutine, in order, so that the
+	// connection's own goroutine does not pay for JSON and fan-out.
+	events chan Event
 }
 
 func newPresence(b *Broker, rec PresenceRecorder, interval time.Duration) *presence {
-	return &presence{b: b, rec: rec, interval: interval, pending: make(map[string]store.Presence)}
+	return &presence{b: b, rec: rec, interval: interval, pending: make(map[string]store.Presence), events: make(chan Event, 4096)}
 }
 
 // Event is the JSON published on $mote/events/presence/{connected|disconnected}/{clientid}.
@@ -56,17 +60,29 @@ func (p *presence) event(s *session, kind, reason string) Event {
 	}
 }
 
-func (p *presence) connected(s *session) {
-	p.publish(core.PresenceConnected+s.cl.ID, p.event(s, "connected", ""))
-}
+func (p *presence) connected(s *session) { p.queue(p.event(s, "connected", "")) }
 
 func (p *presence) disconnected(s *session, reason string) {
-	p.publish(core.PresenceDisconnected+s.cl.ID, p.event(s, "disconnected", reason))
+	p.queue(p.event(s, "disconnected", reason))
 }
 
-func (p *presence) publish(topic string, e Event) {
-	if p.b.closed.Load() && e.Event == "connected" {
+// queue hands an event to run. Once the broker is closing, events are
+// dropped: every client is being disconnected, and presence is reset at
+// the next start.
+func (p *presence) queue(e Event) {
+	if p.b.closed.Load() {
 		return
+	}
+	select {
+	case p.events <- e:
+	case <-p.b.stop:
+	}
+}
+
+func (p *presence) publish(e Event) {
+	topic := core.PresenceConnected + e.ClientID
+	if e.Event == "disconnected" {
+		topic = core.PresenceDisconnected + e.ClientID
 	}
 	body, _ := json.Marshal(e)
 	if err := p.b.server.Publish(topic, body, false, 1); err != nil {
@@ -90,11 +106,26 @@ func (p *presence) run(stop <-chan struct{}) {
 	defer t.Stop()
 	for {
 		select {
+		case e := <-p.events:
+			p.publish(e)
 		case <-t.C:
 			p.flush()
 			p.b.hook.sweep()
 		case <-stop:
+			p.drain()
 			p.flush()
+			return
+		}
+	}
+}
+
+// drain publishes the events already queued.
+func (p *presence) drain() {
+	for {
+		select {
+		case e := <-p.events:
+			p.publish(e)
+		default:
 			return
 		}
 	}
