@@ -318,4 +318,3 @@ func (d *Daemon) Broker() *broker.Broker { return d.broker }
 
 // CACertPEM returns the CA certificate devices trust.
 func (d *Daemon) CACertPEM() []byte { return d.ca.CertPEM() }
-
