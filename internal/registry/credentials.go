@@ -31,6 +31,9 @@ func (r *Registry) CreateSecret(ctx context.Context, thing string, expires *time
 	if expires != nil && !expires.After(r.now()) {
 		return NewCredential{}, core.Invalid("expiresAt", "expiresAt must be in the future")
 	}
+	if _, err := r.st.Things().Get(ctx, thing); err != nil {
+		return NewCredential{}, err
+	}
 	secret := auth.NewSecret()
 	c, err := r.st.Credentials().Create(ctx, store.Credential{
 		ID:         auth.NewID("cred"),

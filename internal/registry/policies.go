@@ -13,6 +13,16 @@ import (
 // topics and nothing else. It can be edited but not deleted.
 const DefaultPolicy = "default"
 
+// MaxDescription bounds the description of a policy, type or group, in bytes.
+const MaxDescription = 1024
+
+func validateDescription(d string) error {
+	if len(d) > MaxDescription {
+		return core.Invalid("description", "description is longer than %d bytes", MaxDescription)
+	}
+	return nil
+}
+
 // Policy is a stored policy with its document decoded.
 type Policy struct {
 	store.Policy
@@ -50,6 +60,9 @@ func (r *Registry) CreatePolicy(ctx context.Context, name, description string, d
 	if err := core.ValidateName("name", name); err != nil {
 		return Policy{}, err
 	}
+	if err := validateDescription(description); err != nil {
+		return Policy{}, err
+	}
 	if err := doc.Validate(); err != nil {
 		return Policy{}, err
 	}
@@ -72,7 +85,7 @@ func (r *Registry) GetPolicy(ctx context.Context, name string) (Policy, error) {
 
 // ListPolicies returns a page of policies and the next cursor.
 func (r *Registry) ListPolicies(ctx context.Context, after string, limit int) ([]Policy, string, error) {
-	ps, next, err := page(limit, func(n int) ([]store.Policy, error) { return r.st.Policies().List(ctx, after, n) },
+	ps, next, err := page(after, limit, func(after string, n int) ([]store.Policy, error) { return r.st.Policies().List(ctx, after, n) },
 		func(p store.Policy) string { return p.Name })
 	if err != nil {
 		return nil, "", err
@@ -91,6 +104,9 @@ func (r *Registry) ListPolicies(ctx context.Context, after string, limit int) ([
 // UpdatePolicy replaces a policy's description and document; connected
 // clients get the new permissions at once.
 func (r *Registry) UpdatePolicy(ctx context.Context, name, description string, doc policy.Document) (Policy, error) {
+	if err := validateDescription(description); err != nil {
+		return Policy{}, err
+	}
 	if err := doc.Validate(); err != nil {
 		return Policy{}, err
 	}
@@ -103,8 +119,15 @@ func (r *Registry) UpdatePolicy(ctx context.Context, name, description string, d
 	return decodePolicy(p)
 }
 
-// DeletePolicy deletes a policy and detaches it everywhere.
+// DeletePolicy deletes a policy and detaches it everywhere. The default
+// policy cannot be deleted.
 func (r *Registry) DeletePolicy(ctx context.Context, name string) error {
+	if name == DefaultPolicy {
+		// Checked here, not only by the store's built-in flag: a policy
+		// named "default" stored before Bootstrap is not flagged, yet
+		// Bootstrap adopts it as the default policy.
+		return core.Conflict("policy %q is built in and cannot be deleted", name)
+	}
 	if err := r.st.Policies().Delete(ctx, name); err != nil {
 		return err
 	}

@@ -50,6 +50,9 @@ type Registry struct {
 
 	mu        sync.RWMutex
 	listeners []func(Event)
+
+	touchMu sync.Mutex
+	touched map[string]time.Time // token id → when its use was last recorded
 }
 
 // Options configure a Registry.
@@ -66,7 +69,7 @@ func New(o Options) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{st: o.Store, hasher: o.Hasher, ca: o.CA, log: log, now: time.Now}
+	return &Registry{st: o.Store, hasher: o.Hasher, ca: o.CA, log: log, now: time.Now, touched: make(map[string]time.Time)}
 }
 
 // Store returns the underlying store.

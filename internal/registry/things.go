@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"reflect"
 	"sort"
 	"unicode/utf8"
 
@@ -45,28 +46,20 @@ func (r *Registry) GetThing(ctx context.Context, name string) (store.Thing, erro
 // ListThings returns a page of things and the cursor of the next page ("" at
 // the end).
 func (r *Registry) ListThings(ctx context.Context, f store.ThingFilter) ([]store.Thing, string, error) {
-	if f.Limit < 0 || f.Limit > 1000 {
-		return nil, "", core.Invalid("limit", "limit must be between 1 and 1000")
-	}
-	if f.Limit == 0 {
-		f.Limit = 100
-	}
-	want := f.Limit
-	f.Limit++ // one more tells whether there is a next page
-	things, err := r.st.Things().List(ctx, f)
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(things) > want {
-		things = things[:want]
-		next = things[want-1].Name
-	}
-	return things, next, nil
+	return page(f.After, f.Limit, func(after string, n int) ([]store.Thing, error) {
+		g := f
+		g.After, g.Limit = after, n
+		return r.st.Things().List(ctx, g)
+	}, func(t store.Thing) string { return t.Name })
 }
 
-// UpdateThing applies a patch. Disabling a thing disconnects it.
+// UpdateThing applies a patch. Disabling a thing disconnects it. An empty
+// patch changes nothing (not even UpdatedAt) and announces nothing; it
+// returns the thing as it is.
 func (r *Registry) UpdateThing(ctx context.Context, name string, p store.ThingPatch) (store.Thing, error) {
+	if isEmptyPatch(p) {
+		return r.st.Things().Get(ctx, name)
+	}
 	if p.Type != nil && *p.Type != "" {
 		if err := core.ValidateName("type", *p.Type); err != nil {
 			return store.Thing{}, err
@@ -91,6 +84,11 @@ func (r *Registry) DeleteThing(ctx context.Context, name string) error {
 	r.emit(Event{Kind: ThingDeleted, Thing: name})
 	return nil
 }
+
+// isEmptyPatch reports whether every field of p is nil (an empty but
+// non-nil set is a change: it clears the set). It looks at all fields, so
+// one added to store.ThingPatch later is not mistaken for no change.
+func isEmptyPatch(p store.ThingPatch) bool { return reflect.ValueOf(p).IsZero() }
 
 func validateMeta(attrs map[string]string, tags, groups, policies []string) error {
 	if len(attrs) > MaxAttributes {

@@ -70,10 +70,45 @@ func (r *Registry) AuthenticateToken(ctx context.Context, raw string) (store.Tok
 	if subtle.ConstantTimeCompare(t.Hash, r.hasher.Hash(secret)) != 1 {
 		return store.Token{}, bad
 	}
-	if t.ExpiresAt != nil && !t.ExpiresAt.After(r.now()) {
+	now := r.now()
+	if t.ExpiresAt != nil && !t.ExpiresAt.After(now) {
 		return store.Token{}, bad
 	}
+	r.touchToken(ctx, t.ID, now)
 	return t, nil
+}
+
+// touchInterval is how often, at most, a token's LastUsedAt is written: a
+// busy API client must not turn every request into a database write.
+const touchInterval = time.Minute
+
+// touchToken records that the token id was used at now, unless that was
+// recorded less than touchInterval ago by this process. A failure is
+// logged, never returned: it must not refuse a valid token.
+func (r *Registry) touchToken(ctx context.Context, id string, now time.Time) {
+	r.touchMu.Lock()
+	last, seen := r.touched[id]
+	due := !seen || now.Sub(last) >= touchInterval || now.Before(last) // also after the clock went back
+	if due {
+		if r.touched == nil {
+			r.touched = make(map[string]time.Time)
+		}
+		r.touched[id] = now // before writing: concurrent requests do not all write
+	}
+	r.touchMu.Unlock()
+	if !due {
+		return
+	}
+	if err := r.st.Tokens().Touch(ctx, id, now); err != nil {
+		r.log.Warn("cannot record the use of an API token", "token", id, "err", err)
+	}
+}
+
+// forgetToken drops the in-memory use record of a deleted token.
+func (r *Registry) forgetToken(id string) {
+	r.touchMu.Lock()
+	delete(r.touched, id)
+	r.touchMu.Unlock()
 }
 
 // ListTokens lists API tokens (never their secrets).
@@ -83,5 +118,9 @@ func (r *Registry) ListTokens(ctx context.Context) ([]store.Token, error) {
 
 // DeleteToken deletes an API token; it stops working at once.
 func (r *Registry) DeleteToken(ctx context.Context, id string) error {
-	return r.st.Tokens().Delete(ctx, id)
+	if err := r.st.Tokens().Delete(ctx, id); err != nil {
+		return err
+	}
+	r.forgetToken(id)
+	return nil
 }

@@ -12,6 +12,9 @@ func (r *Registry) CreateType(ctx context.Context, t store.ThingType) (store.Thi
 	if err := core.ValidateName("name", t.Name); err != nil {
 		return store.ThingType{}, err
 	}
+	if err := validateDescription(t.Description); err != nil {
+		return store.ThingType{}, err
+	}
 	if err := validateMeta(nil, nil, nil, t.Policies); err != nil {
 		return store.ThingType{}, err
 	}
@@ -25,12 +28,15 @@ func (r *Registry) GetType(ctx context.Context, name string) (store.ThingType, e
 
 // ListTypes returns a page of thing types and the next cursor.
 func (r *Registry) ListTypes(ctx context.Context, after string, limit int) ([]store.ThingType, string, error) {
-	return page(limit, func(n int) ([]store.ThingType, error) { return r.st.Types().List(ctx, after, n) },
+	return page(after, limit, func(after string, n int) ([]store.ThingType, error) { return r.st.Types().List(ctx, after, n) },
 		func(t store.ThingType) string { return t.Name })
 }
 
 // UpdateType replaces a type's description and policies.
 func (r *Registry) UpdateType(ctx context.Context, t store.ThingType) (store.ThingType, error) {
+	if err := validateDescription(t.Description); err != nil {
+		return store.ThingType{}, err
+	}
 	if err := validateMeta(nil, nil, nil, t.Policies); err != nil {
 		return store.ThingType{}, err
 	}
@@ -52,6 +58,9 @@ func (r *Registry) CreateGroup(ctx context.Context, g store.Group) (store.Group,
 	if err := core.ValidateName("name", g.Name); err != nil {
 		return store.Group{}, err
 	}
+	if err := validateDescription(g.Description); err != nil {
+		return store.Group{}, err
+	}
 	return r.st.Groups().Create(ctx, g)
 }
 
@@ -62,12 +71,15 @@ func (r *Registry) GetGroup(ctx context.Context, name string) (store.Group, erro
 
 // ListGroups returns a page of groups and the next cursor.
 func (r *Registry) ListGroups(ctx context.Context, after string, limit int) ([]store.Group, string, error) {
-	return page(limit, func(n int) ([]store.Group, error) { return r.st.Groups().List(ctx, after, n) },
+	return page(after, limit, func(after string, n int) ([]store.Group, error) { return r.st.Groups().List(ctx, after, n) },
 		func(g store.Group) string { return g.Name })
 }
 
 // UpdateGroup replaces a group's description.
 func (r *Registry) UpdateGroup(ctx context.Context, g store.Group) (store.Group, error) {
+	if err := validateDescription(g.Description); err != nil {
+		return store.Group{}, err
+	}
 	return r.st.Groups().Update(ctx, g)
 }
 
@@ -76,21 +88,43 @@ func (r *Registry) DeleteGroup(ctx context.Context, name string) error {
 	return r.st.Groups().Delete(ctx, name)
 }
 
-// page fetches limit+1 rows to know whether a next page exists.
-func page[T any](limit int, list func(n int) ([]T, error), key func(T) string) ([]T, string, error) {
-	if limit < 0 || limit > 1000 {
-		return nil, "", core.Invalid("limit", "limit must be between 1 and 1000")
+// Page limits of the List methods. The store returns at most maxLimit rows
+// per call, whatever it is asked for.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// page returns up to limit rows after the cursor after, and the cursor of
+// the next page ("" when there is none). list(after, n) must return at most
+// n rows with keys greater than after, ordered by key.
+//
+// The store caps n at maxLimit, so asking it for limit+1 rows to detect a
+// next page would lose the cursor of a full page of maxLimit. page asks for
+// limit rows instead and, only when it got all of them, for one row after
+// the last to learn whether anything follows.
+func page[T any](after string, limit int, list func(after string, n int) ([]T, error), key func(T) string) ([]T, string, error) {
+	if limit < 0 || limit > maxLimit {
+		return nil, "", core.Invalid("limit", "limit must be between 1 and %d", maxLimit)
 	}
 	if limit == 0 {
-		limit = 100
+		limit = defaultLimit
 	}
-	rows, err := list(limit + 1)
+	rows, err := list(after, limit)
 	if err != nil {
 		return nil, "", err
 	}
-	if len(rows) > limit {
-		rows = rows[:limit]
-		return rows, key(rows[limit-1]), nil
+	if len(rows) < limit {
+		return rows, "", nil
 	}
-	return rows, "", nil
+	rows = rows[:limit]
+	last := key(rows[limit-1])
+	more, err := list(last, 1)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(more) == 0 {
+		return rows, "", nil
+	}
+	return rows, last, nil
 }

@@ -1,0 +1,343 @@
+package config_test
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/moteiot/mote/internal/config"
+	"github.com/moteiot/mote/internal/datadir"
+)
+
+// load runs what `mote serve` does: Default, Flags, Parse, Load. A non-empty
+// file is written to a temporary file and passed with --config.
+func load(t *testing.T, args []string, env map[string]string, file string) (config.Config, string, error) {
+	t.Helper()
+	path := ""
+	if file != "" {
+		path = filepath.Join(t.TempDir(), "mote.yaml")
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append([]string{"--config", path}, args...)
+	}
+	c := config.Default()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("Parse(%q) = %v", args, err)
+	}
+	err := c.Load(fs, mapEnv(env))
+	return c, path, err
+}
+
+func mapEnv(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}
+}
+
+func TestDefaultValidates(t *testing.T) {
+	c := config.Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v; want nil", err)
+	}
+	if c.DataDir != datadir.Default || c.MQTTAddr != ":1883" || c.MQTTSAddr != ":8883" || c.HTTPAddr != ":8080" {
+		t.Errorf("Default() = %+v; want the documented defaults", c)
+	}
+	// Load with nothing set changes nothing.
+	got, _, err := load(t, nil, nil, "")
+	if err != nil {
+		t.Fatalf("Load(nothing) = %v; want nil", err)
+	}
+	if !reflect.DeepEqual(got, c) {
+		t.Errorf("Load(nothing) = %+v; want %+v", got, c)
+	}
+}
+
+// TestPrecedence checks flag > environment > file > default for a string,
+// an int, a duration and a list setting.
+func TestPrecedence(t *testing.T) {
+	settings := []struct {
+		flag                   string
+		get                    func(config.Config) string
+		fileYAML, env, flagArg string
+		def, file, envV, flagV string
+	}{
+		{
+			flag: "log-level", get: func(c config.Config) string { return c.LogLevel },
+			fileYAML: "warn", env: "error", flagArg: "debug",
+			def: "info", file: "warn", envV: "error", flagV: "debug",
+		},
+		{
+			flag: "max-clients", get: func(c config.Config) string { return fmt.Sprint(c.MaxClients) },
+			fileYAML: "10", env: "20", flagArg: "30",
+			def: "1000000", file: "10", envV: "20", flagV: "30",
+		},
+		{
+			flag: "connect-timeout", get: func(c config.Config) string { return c.ConnectTimeout.String() },
+			fileYAML: "5s", env: "7s", flagArg: "1m30s",
+			def: "10s", file: "5s", envV: "7s", flagV: "1m30s",
+		},
+		{
+			flag: "tls-hosts", get: func(c config.Config) string { return fmt.Sprintf("%q", c.TLSHosts) },
+			fileYAML: "[a.example, 10.0.0.1]", env: "c.example,d.example", flagArg: "e.example,f.example",
+			def: "[]", file: `["a.example" "10.0.0.1"]`, envV: `["c.example" "d.example"]`, flagV: `["e.example" "f.example"]`,
+		},
+	}
+	layers := []struct {
+		name            string
+		file, env, flag bool
+		want            func(def, file, env, flag string) string
+	}{
+		{"default", false, false, false, func(d, f, e, g string) string { return d }},
+		{"file", true, false, false, func(d, f, e, g string) string { return f }},
+		{"env", false, true, false, func(d, f, e, g string) string { return e }},
+		{"flag", false, false, true, func(d, f, e, g string) string { return g }},
+		{"env over file", true, true, false, func(d, f, e, g string) string { return e }},
+		{"flag over file", true, false, true, func(d, f, e, g string) string { return g }},
+		{"flag over env", false, true, true, func(d, f, e, g string) string { return g }},
+		{"flag over env over file", true, true, true, func(d, f, e, g string) string { return g }},
+	}
+	for _, s := range settings {
+		for _, l := range layers {
+			t.Run(s.flag+"/"+l.name, func(t *testing.T) {
+				var args []string
+				env := map[string]string{}
+				file := ""
+				if l.file {
+					file = s.flag + ": " + s.fileYAML + "\n"
+				}
+				if l.env {
+					env[config.EnvName(s.flag)] = s.env
+				}
+				if l.flag {
+					args = []string{"--" + s.flag + "=" + s.flagArg}
+				}
+				c, _, err := load(t, args, env, file)
+				if err != nil {
+					t.Fatalf("Load = %v; want nil", err)
+				}
+				if got, want := s.get(c), l.want(s.def, s.file, s.envV, s.flagV); got != want {
+					t.Errorf("%s from %s = %s; want %s", s.flag, l.name, got, want)
+				}
+			})
+		}
+	}
+}
+
+func TestConfigFileFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.yaml")
+	b := filepath.Join(dir, "b.yaml")
+	os.WriteFile(a, []byte("log-level: warn\n"), 0o600)
+	os.WriteFile(b, []byte("log-level: error\n"), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"MOTE_CONFIG", nil, map[string]string{"MOTE_CONFIG": a}, "warn"},
+		{"--config over MOTE_CONFIG", []string{"--config", b}, map[string]string{"MOTE_CONFIG": a}, "error"},
+		{"--config= turns MOTE_CONFIG off", []string{"--config="}, map[string]string{"MOTE_CONFIG": a}, "info"},
+	}
+	for _, tt := range tests {
+		c, _, err := load(t, tt.args, tt.env, "")
+		if err != nil || c.LogLevel != tt.want {
+			t.Errorf("Load(%s) = log-level %q, %v; want %q", tt.name, c.LogLevel, err, tt.want)
+		}
+	}
+}
+
+func TestEmptyValues(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		file string
+		get  func(config.Config) any
+		want any
+	}{
+		{"env disables mqtts-addr", map[string]string{"MOTE_MQTTS_ADDR": ""}, "", func(c config.Config) any { return c.MQTTSAddr }, ""},
+		{"env disables mqtt-addr", map[string]string{"MOTE_MQTT_ADDR": ""}, "", func(c config.Config) any { return c.MQTTAddr }, ""},
+		{"empty env beats the file", map[string]string{"MOTE_MQTTS_ADDR": ""}, "mqtts-addr: \":9883\"\n", func(c config.Config) any { return c.MQTTSAddr }, ""},
+		{"file empty string", nil, "mqtts-addr: \"\"\n", func(c config.Config) any { return c.MQTTSAddr }, ""},
+		{"file null", nil, "mqtts-addr:\n", func(c config.Config) any { return c.MQTTSAddr }, ""},
+		{"unset env keeps the default", map[string]string{"MOTE_MQTT_ADDR": ""}, "", func(c config.Config) any { return c.MQTTSAddr }, ":8883"},
+		{"empty env clears a list", map[string]string{"MOTE_WS_ORIGINS": ""}, "ws-origins: [a.example]\n", func(c config.Config) any { return len(c.WebSocketOrigins) }, 0},
+		{"empty file list", nil, "tls-hosts: []\n", func(c config.Config) any { return len(c.TLSHosts) }, 0},
+	}
+	for _, tt := range tests {
+		c, _, err := load(t, nil, tt.env, tt.file)
+		if err != nil {
+			t.Errorf("Load(%s) = %v; want nil", tt.name, err)
+			continue
+		}
+		if got := tt.get(c); got != tt.want {
+			t.Errorf("Load(%s) = %#v; want %#v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want []string // substrings of the error; "$FILE" is the file's path
+	}{
+		{"unknown key", nil, nil, "log-level: info\nmax-client: 10\n", []string{"$FILE", `"max-client"`}},
+		{"config is not a key", nil, nil, "config: other.yaml\n", []string{"$FILE", `"config"`}},
+		{"wrong type int", nil, nil, "max-clients: abc\n", []string{"config file $FILE key max-clients", `"abc"`}},
+		{"float for int", nil, nil, "max-packet-size: 1.5\n", []string{"config file $FILE key max-packet-size"}},
+		{"duration without unit", nil, nil, "connect-timeout: 10\n", []string{"config file $FILE key connect-timeout"}},
+		{"map value", nil, nil, "log-level:\n  a: b\n", []string{"$FILE", "log-level"}},
+		{"not YAML", nil, nil, "log-level: [\n", []string{"$FILE"}},
+		{"not a mapping", nil, nil, "- a\n- b\n", []string{"$FILE"}},
+		{"wrong type in env", nil, map[string]string{"MOTE_MAX_CLIENTS": "many"}, "", []string{"environment variable MOTE_MAX_CLIENTS", `"many"`}},
+		{"bad duration in env", nil, map[string]string{"MOTE_PRESENCE_FLUSH": "soon"}, "", []string{"environment variable MOTE_PRESENCE_FLUSH"}},
+		{"missing file", nil, map[string]string{"MOTE_CONFIG": "/nonexistent/mote.yaml"}, "", []string{"/nonexistent/mote.yaml"}},
+		{"invalid after loading", nil, nil, "log-level: loud\n", []string{"log-level", `"loud"`}},
+		{"invalid from env", nil, map[string]string{"MOTE_MAX_CLIENTS": "0"}, "", []string{"max-clients"}},
+		{"invalid from flag", []string{"--outbound-queue=1"}, nil, "", []string{"outbound-queue"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, path, err := load(t, tt.args, tt.env, tt.file)
+			if err == nil {
+				t.Fatalf("Load(%s) = nil; want an error", tt.name)
+			}
+			for _, w := range tt.want {
+				w = strings.ReplaceAll(w, "$FILE", path)
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Load(%s) = %q; want it to contain %q", tt.name, err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		set  func(*config.Config)
+		want string // "" means valid; otherwise the flag the error must name
+	}{
+		{"data-dir empty", func(c *config.Config) { c.DataDir = "" }, "data-dir"},
+		{"log-level", func(c *config.Config) { c.LogLevel = "trace" }, "log-level"},
+		{"log-level case", func(c *config.Config) { c.LogLevel = "INFO" }, "log-level"},
+		{"log-format", func(c *config.Config) { c.LogFormat = "xml" }, "log-format"},
+		{"mqtt-addr without port", func(c *config.Config) { c.MQTTAddr = "localhost" }, "mqtt-addr"},
+		{"mqtt-addr bad port", func(c *config.Config) { c.MQTTAddr = ":mqtt" }, "mqtt-addr"},
+		{"mqtt-addr port too big", func(c *config.Config) { c.MQTTAddr = ":65536" }, "mqtt-addr"},
+		{"mqtt-addr negative port", func(c *config.Config) { c.MQTTAddr = ":-1" }, "mqtt-addr"},
+		{"mqtts-addr", func(c *config.Config) { c.MQTTSAddr = "8883" }, "mqtts-addr"},
+		{"http-addr", func(c *config.Config) { c.HTTPAddr = "[::1" }, "http-addr"},
+		{"http-addr empty", func(c *config.Config) { c.HTTPAddr = "" }, "http-addr"},
+		{"tls-cert alone", func(c *config.Config) { c.TLSCert = "cert.pem" }, "tls-key"},
+		{"tls-key alone", func(c *config.Config) { c.TLSKey = "key.pem" }, "tls-cert"},
+		{"max-packet-size small", func(c *config.Config) { c.MaxPacketSize = 1023 }, "max-packet-size"},
+		{"max-packet-size big", func(c *config.Config) { c.MaxPacketSize = 256*1024*1024 + 1 }, "max-packet-size"},
+		{"max-clients", func(c *config.Config) { c.MaxClients = 0 }, "max-clients"},
+		{"max-session-expiry", func(c *config.Config) { c.MaxSessionExpiry = -time.Second }, "max-session-expiry"},
+		{"max-offline-queue 0", func(c *config.Config) { c.MaxOfflineQueue = 0 }, "max-offline-queue"},
+		{"max-offline-queue big", func(c *config.Config) { c.MaxOfflineQueue = 65536 }, "max-offline-queue"},
+		{"outbound-queue small", func(c *config.Config) { c.OutboundQueue = 7 }, "outbound-queue"},
+		{"outbound-queue big", func(c *config.Config) { c.OutboundQueue = 65537 }, "outbound-queue"},
+		{"connect-timeout", func(c *config.Config) { c.ConnectTimeout = 0 }, "connect-timeout"},
+		{"backpressure-wait negative", func(c *config.Config) { c.BackpressureWait = -1 }, "backpressure-wait"},
+		{"backpressure-wait big", func(c *config.Config) { c.BackpressureWait = 10*time.Second + 1 }, "backpressure-wait"},
+		{"presence-flush 0", func(c *config.Config) { c.PresenceFlush = 0 }, "presence-flush"},
+		{"presence-flush big", func(c *config.Config) { c.PresenceFlush = time.Minute + 1 }, "presence-flush"},
+
+		{"mqtt-addr disabled", func(c *config.Config) { c.MQTTAddr = "" }, ""},
+		{"mqtts-addr disabled", func(c *config.Config) { c.MQTTSAddr = "" }, ""},
+		{"host and port", func(c *config.Config) { c.HTTPAddr = "127.0.0.1:0"; c.MQTTAddr = "[::1]:1883" }, ""},
+		{"tls pair", func(c *config.Config) { c.TLSCert, c.TLSKey = "c.pem", "k.pem" }, ""},
+		{"limits low", func(c *config.Config) {
+			c.MaxPacketSize, c.MaxClients, c.MaxOfflineQueue, c.OutboundQueue = 1024, 1, 1, 8
+			c.MaxSessionExpiry, c.BackpressureWait, c.PresenceFlush, c.ConnectTimeout = 0, 0, 1, 1
+		}, ""},
+		{"limits high", func(c *config.Config) {
+			c.MaxPacketSize, c.MaxOfflineQueue, c.OutboundQueue = 256*1024*1024, 65535, 65536
+			c.BackpressureWait, c.PresenceFlush = 10*time.Second, time.Minute
+		}, ""},
+	}
+	for _, tt := range tests {
+		c := config.Default()
+		tt.set(&c)
+		err := c.Validate()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("Validate(%s) = %v; want nil", tt.name, err)
+		case tt.want != "" && err == nil:
+			t.Errorf("Validate(%s) = nil; want an error naming %s", tt.name, tt.want)
+		case tt.want != "" && !strings.Contains(err.Error(), tt.want):
+			t.Errorf("Validate(%s) = %q; want it to name %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	tests := []struct{ flag, want string }{
+		{"data-dir", "MOTE_DATA_DIR"},
+		{"mqtts-addr", "MOTE_MQTTS_ADDR"},
+		{"max-session-expiry", "MOTE_MAX_SESSION_EXPIRY"},
+		{"ws-origins", "MOTE_WS_ORIGINS"},
+		{"config", "MOTE_CONFIG"},
+	}
+	for _, tt := range tests {
+		if got := config.EnvName(tt.flag); got != tt.want {
+			t.Errorf("EnvName(%q) = %q; want %q", tt.flag, got, tt.want)
+		}
+	}
+}
+
+// TestEverySettingLoads checks that every flag (but --config) can be set
+// from the file and from the environment under its EnvName, and that its
+// help names the variable.
+func TestEverySettingLoads(t *testing.T) {
+	c := config.Default()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	c.Flags(fs)
+	n := 0
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		n++
+		env := config.EnvName(f.Name)
+		if !strings.Contains(f.Usage, "(env "+env+")") {
+			t.Errorf("usage of --%s = %q; want it to name %s", f.Name, f.Usage, env)
+		}
+		val := f.DefValue
+		if strings.HasPrefix(val, "[") { // a list: its default is shown as [a,b]
+			val = strings.Trim(val, "[]")
+		}
+		for _, src := range []struct {
+			name string
+			env  map[string]string
+			file string
+		}{
+			{"file", nil, fmt.Sprintf("%s: %q\n", f.Name, val)},
+			{"env", map[string]string{env: val}, ""},
+		} {
+			if _, _, err := load(t, nil, src.env, src.file); err != nil {
+				t.Errorf("Load(--%s = its default %q from the %s) = %v; want nil", f.Name, val, src.name, err)
+			}
+		}
+	})
+	if n != 18 {
+		t.Errorf("settings = %d; want 18 (update this test for a new setting)", n)
+	}
+}
