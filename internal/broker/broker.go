@@ -162,7 +162,7 @@ func New(o Options) (*Broker, error) {
 		Capabilities:             caps,
 		ClientNetReadBufferSize:  1024,
 		ClientNetWriteBufferSize: 2048,
-		Logger:                   slog.New(newThrottledHandler(o.Logger.Handler(), 5, time.Second)).With("component", "mqtt"),
+		Logger:                   slog.New(newThrottledHandler(o.Logger.Handler(), 5, time.Second)).With("source", "mochi"),
 		SysTopicResendInterval:   60,
 		InlineClient:             true,
 	})
@@ -380,6 +380,8 @@ func (b *Broker) evaluator(ctx context.Context, thing, clientID string) (*policy
 	return policy.Compile(docs, policy.Vars{Thing: thing, ClientID: clientID}), nil
 }
 
-func throttled(l *slog.Logger, component string) *slog.Logger {
-	return slog.New(newThrottledHandler(l.Handler(), 5, time.Second)).With("component", "mqtt-"+component)
+// throttled returns a logger for one kind of per-client event (refusals,
+// drops) that passes at most 5 records a second.
+func throttled(l *slog.Logger, kind string) *slog.Logger {
+	return slog.New(newThrottledHandler(l.Handler(), 5, time.Second)).With("events", kind)
 }

@@ -221,6 +221,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		ok := ev.CanSubscribe(topic)
 		if !ok {
 			h.b.metrics.denied.WithLabelValues("subscribe").Inc()
+			h.b.authLog.Info("subscribe denied by policy", "client", cl.ID, "thing", s.id.Thing, "filter", topic)
 		}
 		return ok
 	}
@@ -248,10 +249,22 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if !s.ev.Load().CanPublish(pk.TopicName) {
 		b.metrics.denied.WithLabelValues("publish").Inc()
 		b.authLog.Info("publish denied by policy", "client", cl.ID, "thing", s.id.Thing, "topic", pk.TopicName)
-		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
-			return pk, packets.ErrNotAuthorized // PUBACK with reason 0x87
+		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+			// Answer 0x87 ourselves and drop the packet: returning the code
+			// to mochi would make it log the whole packet at error level
+			// (and answer a QoS 2 PUBLISH with a PUBACK).
+			typ := packets.Puback
+			if pk.FixedHeader.Qos == 2 {
+				typ = packets.Pubrec
+			}
+			_ = cl.WritePacket(packets.Packet{
+				FixedHeader: packets.FixedHeader{Type: typ},
+				PacketID:    pk.PacketID,
+				ReasonCode:  packets.ErrNotAuthorized.Code,
+			})
+			return pk, packets.ErrRejectPacket
 		}
-		return pk, packets.CodeSuccessIgnore // acknowledged, not delivered
+		return pk, packets.CodeSuccessIgnore // acknowledged, not delivered (3.1.1 cannot say no)
 	}
 	b.backpressure(cl, pk)
 	return pk, nil

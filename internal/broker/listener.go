@@ -28,6 +28,52 @@ type netListener struct {
 	b       *Broker
 	ln      net.Listener
 	closed  atomic.Bool
+	conns   connSet
+}
+
+// connSet tracks a listener's connections so that Close can end them all
+// and wait: mochi's CloseAll waits on a WaitGroup that a connection still
+// being established would otherwise Add to concurrently.
+type connSet struct {
+	mu     sync.Mutex
+	closed bool
+	m      map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// add registers c; false means the listener is closing and c was closed.
+func (cs *connSet) add(c net.Conn) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		_ = c.Close()
+		return false
+	}
+	if cs.m == nil {
+		cs.m = make(map[net.Conn]struct{})
+	}
+	cs.m[c] = struct{}{}
+	cs.wg.Add(1)
+	return true
+}
+
+func (cs *connSet) done(c net.Conn) {
+	cs.mu.Lock()
+	delete(cs.m, c)
+	cs.mu.Unlock()
+	cs.wg.Done()
+}
+
+// closeAll closes every tracked connection and waits for their
+// goroutines to finish.
+func (cs *connSet) closeAll() {
+	cs.mu.Lock()
+	cs.closed = true
+	for c := range cs.m {
+		_ = c.Close()
+	}
+	cs.mu.Unlock()
+	cs.wg.Wait()
 }
 
 var _ listeners.Listener = (*netListener)(nil)
@@ -72,8 +118,12 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
+		if !l.conns.add(conn) {
+			return
+		}
 		_ = conn.SetDeadline(time.Now().Add(l.b.opts.ConnectTimeout))
 		go func() {
+			defer l.conns.done(conn)
 			if err := establish(l.id, conn); err != nil {
 				l.b.connLog.Debug("connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
@@ -83,10 +133,11 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 
 func (l *netListener) Close(closeClients listeners.CloseFn) {
 	if l.closed.CompareAndSwap(false, true) {
-		closeClients(l.id)
 		if l.ln != nil {
 			_ = l.ln.Close()
 		}
+		closeClients(l.id) // DISCONNECT "server shutting down" to MQTT 5 clients
+		l.conns.closeAll()
 	}
 }
 
@@ -100,6 +151,7 @@ type wsListener struct {
 	closed    atomic.Bool
 	done      chan struct{}
 	once      sync.Once
+	conns     connSet
 }
 
 var _ listeners.Listener = (*wsListener)(nil)
@@ -128,6 +180,7 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	l.once.Do(func() {
 		l.closed.Store(true)
 		closeClients(l.id)
+		l.conns.closeAll()
 		close(l.done)
 	})
 }
@@ -163,6 +216,10 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered
 	}
 	conn := &wsConn{Conn: c.NetConn(), c: c}
+	if !l.conns.add(conn) {
+		return
+	}
+	defer l.conns.done(conn)
 	_ = conn.SetDeadline(time.Now().Add(l.b.opts.ConnectTimeout))
 	if err := (*est)(l.id, conn); err != nil {
 		l.b.connLog.Debug("connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
