@@ -165,3 +165,64 @@ func grep(body, word string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A QoS 1 subscriber that is slow to acknowledge must not lose messages
+// either: mochi drops deliveries once a client has max-offline-queue of
+// them unacknowledged, so publishers are held before that.
+func TestSlowAcknowledgerBackpressure(t *testing.T) {
+	s := daemontest.Start(t, func(c *config.Config) {
+		c.MaxOfflineQueue = 100
+		c.BackpressureWait = 10 * time.Second
+	})
+	sec := s.Device(t, "dev")
+	conn, err := net.Dial("tcp", s.MQTT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	conn.Write(connectPacket("acker", "dev", sec, 60))
+	if typ, _, err := readPacket(r); err != nil || typ != 2 {
+		t.Fatalf("CONNACK: type %d, %v", typ, err)
+	}
+	conn.Write(subscribePacket("things/dev/q1", 1))
+	if typ, _, err := readPacket(r); err != nil || typ != 9 {
+		t.Fatalf("SUBACK: type %d, %v", typ, err)
+	}
+
+	const n = 500
+	pub := s.V3(t, "dev", sec)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			tok := pub.Publish("things/dev/q1", 1, false, fmt.Sprintf("%06d", i))
+			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+				t.Errorf("publish %d: %v", i, tok.Error())
+				return
+			}
+		}
+	}()
+	time.Sleep(time.Second) // read (and acknowledge) nothing meanwhile
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for got := 0; got < n; {
+		typ, body, err := readPacket(r)
+		if err != nil {
+			t.Fatalf("after %d of %d: %v\n%s", got, n, err, grep(getMetrics(t, s), "drop"))
+		}
+		if typ != 3 {
+			continue
+		}
+		tl := int(body[0])<<8 | int(body[1])
+		id := body[2+tl : 4+tl]
+		if want := fmt.Sprintf("%06d", got); string(body[4+tl:]) != want {
+			t.Fatalf("message %d: got %s", got, body[4+tl:])
+		}
+		conn.Write([]byte{0x40, 2, id[0], id[1]}) // PUBACK
+		got++
+	}
+	<-done
+	if body := getMetrics(t, s); !strings.Contains(body, "mote_mqtt_queue_full_dropped_total 0") {
+		t.Fatalf("deliveries were dropped:\n%s", grep(body, "drop"))
+	}
+}

@@ -125,10 +125,11 @@ type Broker struct {
 	docsCache map[string][]policy.Document // thing → its policy documents
 	docsGen   uint64
 
-	highWater int32
-	closed    atomic.Bool
-	stop      chan struct{}
-	wg        sync.WaitGroup
+	highWater    int32 // pending PUBLISH packets at which publishers wait
+	inflightHigh int   // unacknowledged QoS 1/2 deliveries at which publishers wait
+	closed       atomic.Bool
+	stop         chan struct{}
+	wg           sync.WaitGroup
 }
 
 // New builds a Broker and opens its listeners (so the addresses are known,
@@ -147,6 +148,10 @@ func New(o Options) (*Broker, error) {
 	}
 	q := min(o.OutboundQueue, o.MaxOfflineQueue)
 	b.highWater = int32(max(q*3/4, 1))
+	// mochi drops a QoS 1/2 delivery when the client already has
+	// MaxOfflineQueue unacknowledged; wait well before that. The margin
+	// covers publishers passing the check at the same moment.
+	b.inflightHigh = max(o.MaxOfflineQueue*3/4, 1)
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClients = int64(o.MaxClients)

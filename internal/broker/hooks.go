@@ -40,6 +40,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnPublishDropped,
 		mqtt.OnWillSent,
 		mqtt.OnClientExpired,
+		mqtt.OnQosComplete,
 	}, []byte{b})
 }
 
@@ -300,6 +301,14 @@ func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 	}
 }
 
+// OnQosComplete runs when a client acknowledged a QoS 1/2 delivery (and
+// when the server completed one of the client's own publishes).
+func (h *hook) OnQosComplete(cl *mqtt.Client, _ packets.Packet) {
+	if s := h.b.current(cl); s != nil && s.waiting.Load() && cl.State.Inflight.Len() <= h.b.inflightHigh/2 {
+		s.wake()
+	}
+}
+
 func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.b.metrics.dropped.WithLabelValues("slow_subscriber").Inc()
 	h.b.dropLog.Warn("message dropped: subscriber queue full", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos)
@@ -326,27 +335,35 @@ func (b *Broker) backpressure(cl *mqtt.Client, pk packets.Packet) {
 		if !s.ev.Load().CanReceive(pk.TopicName) {
 			continue
 		}
-		if s.pending.Load() >= b.highWater && b.opts.BackpressureWait > 0 {
+		qos := min(pk.FixedHeader.Qos, sub.Qos) // the QoS it is delivered at
+		if b.opts.BackpressureWait > 0 && b.full(s, qos) {
 			if deadline.IsZero() {
 				deadline = time.Now().Add(b.opts.BackpressureWait)
 			}
-			b.waitDrain(s, deadline)
+			b.waitDrain(s, qos, deadline)
 		}
 		s.pending.Add(1)
 	}
 }
 
-func (b *Broker) waitDrain(s *session, deadline time.Time) {
+// full reports whether a subscriber cannot take another message now: its
+// write queue is at the high-water mark, or (for QoS 1/2) it has nearly
+// MaxOfflineQueue deliveries unacknowledged.
+func (b *Broker) full(s *session, qos byte) bool {
+	return s.pending.Load() >= b.highWater || (qos > 0 && s.cl.State.Inflight.Len() >= b.inflightHigh)
+}
+
+func (b *Broker) waitDrain(s *session, qos byte, deadline time.Time) {
 	start := time.Now()
 	defer func() { b.metrics.backpressure.Observe(time.Since(start).Seconds()) }()
-	for s.pending.Load() >= b.highWater {
+	for b.full(s, qos) {
 		left := time.Until(deadline)
 		if left <= 0 || s.cl.Closed() {
 			b.metrics.stalls.Inc()
 			return
 		}
 		ch := s.drainCh()
-		if s.pending.Load() < b.highWater { // drained between the check and drainCh
+		if !b.full(s, qos) { // drained between the check and drainCh
 			return
 		}
 		t := time.NewTimer(left)
