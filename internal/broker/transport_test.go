@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/moteiot/mote/internal/config"
+	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/store"
 )
@@ -111,4 +112,28 @@ func TestRestartKeepsRegistry(t *testing.T) {
 		t.Fatalf("thing after restart = %+v; want site=ams, not connected", th)
 	}
 	s.V5(t, "dev", sec) // the secret still works
+}
+
+// Accepted device messages reach the bus with the publishing thing; denied
+// ones do not.
+func TestMessagesReachBus(t *testing.T) {
+	s := daemontest.Start(t)
+	got := make(chan core.Message, 10)
+	s.Bus().Subscribe("things/#", func(m core.Message) { got <- m })
+	c := s.V5(t, "dev", s.Device(t, "dev"))
+	c.Pub(t, "things/dev/telemetry", 1, false, `{"t":1}`)
+	c.Pub(t, "things/other/telemetry", 1, false, `{"t":2}`) // denied
+	select {
+	case m := <-got:
+		if m.Topic != "things/dev/telemetry" || m.Thing != "dev" || m.ClientID != "dev" || string(m.Payload) != `{"t":1}` || m.QoS != 1 || m.Protocol != "mqtt" || m.Received.IsZero() {
+			t.Fatalf("bus message = %+v", m)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no message on the bus")
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("denied publish reached the bus: %+v", m)
+	case <-time.After(200 * time.Millisecond):
+	}
 }

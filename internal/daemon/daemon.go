@@ -21,6 +21,7 @@ import (
 
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/broker"
+	"github.com/moteiot/mote/internal/bus"
 	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/httpapi"
@@ -47,6 +48,7 @@ type Daemon struct {
 	registry *registry.Registry
 	devices  *auth.Devices
 	broker   *broker.Broker
+	bus      *bus.Bus
 	http     *http.Server
 	httpLn   net.Listener
 	metrics  *prometheus.Registry
@@ -120,6 +122,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.metrics = prometheus.NewRegistry()
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	d.bus = &bus.Bus{}
 	d.broker, err = broker.New(broker.Options{
 		MQTTAddr:  cfg.MQTTAddr,
 		MQTTSAddr: cfg.MQTTSAddr,
@@ -132,6 +135,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Auth:             d.devices,
 		Policies:         d.registry,
 		Presence:         st.Things(),
+		OnMessage:        d.bus.Publish,
 		MaxPacketSize:    cfg.MaxPacketSize,
 		MaxClients:       cfg.MaxClients,
 		MaxSessionExpiry: cfg.MaxSessionExpiry,
@@ -312,6 +316,10 @@ func (d *Daemon) InitialToken() string { return d.initialToken }
 
 // Registry returns the device registry.
 func (d *Daemon) Registry() *registry.Registry { return d.registry }
+
+// Bus returns the message bus that carries accepted device messages and
+// presence events to platform services.
+func (d *Daemon) Bus() *bus.Bus { return d.bus }
 
 // Broker returns the MQTT broker.
 func (d *Daemon) Broker() *broker.Broker { return d.broker }
