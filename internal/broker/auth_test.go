@@ -3,11 +3,14 @@ package broker_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/store"
@@ -206,4 +209,38 @@ func TestRevokeDisconnects(t *testing.T) {
 		t.Fatalf("reconnect with revoked secret = %+v, %v; want 0x87", c.Connack, err)
 	}
 	_ = paho.Connack{}
+}
+
+// A user-supplied server certificate replaces the generated one; device
+// certificates still chain to Mote's own CA.
+func TestOwnServerCertificate(t *testing.T) {
+	dir := t.TempDir()
+	theirs, err := pki.LoadOrCreateCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pki.LoadOrCreateServerCert(dir, theirs, []string{"mqtt.example"}); err != nil {
+		t.Fatal(err)
+	}
+	s := daemontest.Start(t, func(c *config.Config) {
+		c.TLSCert = filepath.Join(dir, "server.crt")
+		c.TLSKey = filepath.Join(dir, "server.key")
+	})
+	secret := s.Device(t, "dev")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(theirs.CertPEM())
+	tc := &tls.Config{RootCAs: pool, ServerName: "mqtt.example", MinVersion: tls.VersionTLS12}
+	if _, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev", Username: "dev", Password: secret, TLS: tc}); err != nil {
+		t.Fatalf("TLS with the user's certificate: %v", err)
+	}
+	// Mote's generated certificate is not served.
+	if _, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev2", Username: "dev", Password: secret, TLS: s.TLSConfig(nil)}); err == nil {
+		t.Fatal("the server still presents a certificate from Mote's CA")
+	}
+	s.Thing(t, "cam")
+	_, cert := s.ClientCert(t, "cam")
+	tc.Certificates = []tls.Certificate{cert}
+	if _, err := s.DialV5(t, daemontest.V5Options{ClientID: "cam", TLS: tc}); err != nil {
+		t.Fatalf("device certificate with a user-supplied server certificate: %v", err)
+	}
 }

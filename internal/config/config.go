@@ -165,8 +165,10 @@ func (c *Config) Load(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) 
 		}
 		if sv, isSlice := fs.Lookup(f.name).Value.(pflag.SliceValue); isSlice {
 			var items []string
-			if val != "" {
-				items = strings.Split(val, ",")
+			for _, it := range strings.Split(val, ",") {
+				if it = strings.TrimSpace(it); it != "" {
+					items = append(items, it)
+				}
 			}
 			if err := sv.Replace(items); err != nil {
 				return fmt.Errorf("%s: %w", src, err)
@@ -235,6 +237,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %q has an invalid port", a.name, a.v)
 		}
 	}
+	c.TLSHosts = trimAll(c.TLSHosts) // flags are not trimmed by pflag
+	c.WebSocketOrigins = trimAll(c.WebSocketOrigins)
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("tls-cert and tls-key must be given together")
 	}
@@ -257,4 +261,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("presence-flush: must be between 1ns and 1m")
 	}
 	return nil
+}
+
+// trimAll trims white space around each item and drops empty ones.
+func trimAll(items []string) []string {
+	out := items[:0:0]
+	for _, it := range items {
+		if it = strings.TrimSpace(it); it != "" {
+			out = append(out, it)
+		}
+	}
+	return out
 }

@@ -341,3 +341,26 @@ func TestEverySettingLoads(t *testing.T) {
 		t.Errorf("settings = %d; want 18 (update this test for a new setting)", n)
 	}
 }
+
+func TestListsAreTrimmed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+	}{
+		{"flag", []string{"--tls-hosts", "a.example, b.example,,"}, nil, ""},
+		{"env", nil, map[string]string{"MOTE_TLS_HOSTS": " a.example , b.example"}, ""},
+		{"file", nil, nil, "tls-hosts: [' a.example', 'b.example ']\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _, err := load(t, tc.args, tc.env, tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"a.example", "b.example"}; !reflect.DeepEqual(c.TLSHosts, want) {
+				t.Fatalf("TLSHosts = %q; want %q", c.TLSHosts, want)
+			}
+		})
+	}
+}

@@ -242,6 +242,11 @@ func (ca *CA) VerifyClient(cert *x509.Certificate, now time.Time) error {
 	if cert == nil {
 		return &core.Error{Kind: core.KindUnauthorized, Msg: "no client certificate"}
 	}
+	if cert.IsCA {
+		// A CA certificate has no extended key usage, so Verify would
+		// accept the CA's own certificate as a client certificate.
+		return &core.Error{Kind: core.KindUnauthorized, Msg: "a CA certificate is not a client certificate"}
+	}
 	_, err := cert.Verify(x509.VerifyOptions{
 		Roots:       ca.pool,
 		CurrentTime: now,

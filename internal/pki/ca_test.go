@@ -429,6 +429,7 @@ func TestVerifyClient(t *testing.T) {
 		{"not yet valid", good, now.Add(-time.Hour), true},
 		{"server certificate", server, now, true},
 		{"the CA itself", other.Certificate(), now, true},
+		{"its own CA certificate", ca.Certificate(), now, true},
 		{"nil", nil, now, true},
 	}
 	for _, tt := range tests {
