@@ -182,12 +182,13 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if s == nil {
 		return
 	}
-	h.b.removeSession(s)
 	if !expire && !cl.IsTakenOver() && !s.kicked.Load() {
 		// A persistent session lives on: keep its permissions so messages
-		// are queued for it (up to MaxOfflineQueue) while it is away.
+		// are queued for it (up to MaxOfflineQueue) while it is away. Stored
+		// before the live session is removed, so no delivery falls between.
 		h.b.offline.Store(cl.ID, s)
 	}
+	h.b.removeSession(s)
 	h.b.metrics.connections.WithLabelValues(s.listener).Dec()
 	h.b.presence.disconnected(s, disconnectReason(s, cl, err))
 }
@@ -213,9 +214,17 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	s := h.b.current(cl)
 	if s == nil {
-		if s = h.b.offlineSession(cl); s == nil {
-			return false
+		s = h.b.offlineSession(cl)
+	}
+	if s == nil {
+		// Between CONNECT and CONNACK mochi may already route deliveries
+		// to a client taking over a persistent session.
+		if v, ok := h.connecting.Load(cl); ok {
+			s = v.(*session)
 		}
+	}
+	if s == nil {
+		return false
 	}
 	ev := s.ev.Load()
 	if strings.ContainsAny(topic, "+#") || strings.HasPrefix(topic, "$share/") {

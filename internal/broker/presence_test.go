@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -157,8 +158,17 @@ func connectPacket(clientID, user, pass string, keepalive uint16) []byte {
 func TestRetainedAndWill(t *testing.T) {
 	s := daemontest.Start(t)
 	sec := s.Device(t, "dev")
+	// mochi sends the PUBACK before its fan-out, so a subscriber that joins
+	// right after a PUBACK may still see the message live. watch is
+	// subscribed first: once it has a message, its fan-out is done.
+	watch, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev-watch", Username: "dev", Password: sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch.Sub(t, "things/dev/state")
 	c := s.V3(t, "dev", sec)
 	c.Pub(t, "things/dev/state", 1, true, "on")
+	watch.Inbox.Wait(t, "things/dev/state", 2*time.Second)
 	sub, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev-sub", Username: "dev", Password: sec})
 	if err != nil {
 		t.Fatal(err)
@@ -172,6 +182,12 @@ func TestRetainedAndWill(t *testing.T) {
 	// An empty retained message clears it.
 	pub, _ := s.DialV5(t, daemontest.V5Options{ClientID: "dev-pub", Username: "dev", Password: sec})
 	pub.Pub(t, "things/dev/state", 1, true, "")
+	daemontest.WaitFor(t, 2*time.Second, func() error {
+		if n := len(watch.Inbox.All()); n < 2 {
+			return fmt.Errorf("watcher has %d messages; want the clearing one too", n)
+		}
+		return nil
+	})
 	sub2, _ := s.DialV5(t, daemontest.V5Options{ClientID: "dev-sub2", Username: "dev", Password: sec})
 	sub2.Sub(t, "things/dev/state")
 	sub2.Inbox.None(t, "things/dev/state", 200*time.Millisecond)

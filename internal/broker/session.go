@@ -88,8 +88,8 @@ func (b *Broker) offlineSession(cl *mqtt.Client) *session {
 }
 
 func (b *Broker) addSession(s *session) {
-	b.offline.Delete(s.cl.ID)
 	b.clients.Store(s.cl, s)
+	b.offline.Delete(s.cl.ID)
 	b.sessions.Store(s.cl.ID, s)
 	b.mu.Lock()
 	set := b.byThing[s.id.Thing]
