@@ -28,6 +28,7 @@ import (
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
+	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
 )
@@ -100,8 +101,10 @@ func openDataDir(t *testing.T, dir string) *server {
 	if err := reg.Bootstrap(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{Registry: reg, Logger: log}))
+	shadows := shadow.New(shadow.Options{Store: st.Shadows(), Logger: log})
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Registry: reg, Shadows: shadows, Logger: log}))
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { shadows.Close() })
 	return &server{url: srv.URL, dir: dir, reg: reg, st: st, h: h, ca: ca}
 }
 

@@ -129,6 +129,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.AddCommand(
 		newServeCmd(),
 		a.thingCmd(),
+		a.shadowCmd(),
 		a.credCmd(),
 		a.policyCmd(),
 		a.typeCmd(),

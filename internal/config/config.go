@@ -44,6 +44,8 @@ type Config struct {
 	BackpressureWait time.Duration // longest a publisher is held while a subscriber's queue is full
 	PresenceFlush    time.Duration // how often connection state is written to the registry
 	WebSocketOrigins []string      // allowed Origin values for MQTT over WebSocket ("*" = any)
+
+	ShadowMaxSize int // largest shadow state (desired + reported JSON), bytes
 }
 
 // Default returns the configuration that `mote serve` runs with when given
@@ -64,6 +66,7 @@ func Default() Config {
 		ConnectTimeout:   10 * time.Second,
 		BackpressureWait: 250 * time.Millisecond,
 		PresenceFlush:    200 * time.Millisecond,
+		ShadowMaxSize:    8 * 1024,
 	}
 }
 
@@ -106,6 +109,7 @@ func fields(c *Config) []field {
 		{"connect-timeout", "time a new connection has to send CONNECT", dur(&c.ConnectTimeout)},
 		{"backpressure-wait", "longest a publisher is held while a subscriber's queue is full", dur(&c.BackpressureWait)},
 		{"presence-flush", "how often connection state is written to the registry", dur(&c.PresenceFlush)},
+		{"shadow-max-size", "largest device shadow state (desired + reported JSON), in bytes; larger updates are rejected with 413", num(&c.ShadowMaxSize)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
 	}
 }
@@ -257,6 +261,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("connect-timeout: must be positive")
 	case c.BackpressureWait < 0 || c.BackpressureWait > 10*time.Second:
 		return fmt.Errorf("backpressure-wait: must be between 0 and 10s")
+	case c.ShadowMaxSize < 1024 || c.ShadowMaxSize > 1<<20:
+		return fmt.Errorf("shadow-max-size: %d is outside 1024 to 1048576", c.ShadowMaxSize)
 	case c.PresenceFlush <= 0 || c.PresenceFlush > time.Minute:
 		return fmt.Errorf("presence-flush: must be between 1ns and 1m")
 	}

@@ -259,6 +259,8 @@ func TestValidate(t *testing.T) {
 		{"backpressure-wait big", func(c *config.Config) { c.BackpressureWait = 10*time.Second + 1 }, "backpressure-wait"},
 		{"presence-flush 0", func(c *config.Config) { c.PresenceFlush = 0 }, "presence-flush"},
 		{"presence-flush big", func(c *config.Config) { c.PresenceFlush = time.Minute + 1 }, "presence-flush"},
+		{"shadow-max-size small", func(c *config.Config) { c.ShadowMaxSize = 1000 }, "shadow-max-size"},
+		{"shadow-max-size big", func(c *config.Config) { c.ShadowMaxSize = 2 << 20 }, "shadow-max-size"},
 
 		{"mqtt-addr disabled", func(c *config.Config) { c.MQTTAddr = "" }, ""},
 		{"mqtts-addr disabled", func(c *config.Config) { c.MQTTSAddr = "" }, ""},
@@ -337,8 +339,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 18 {
-		t.Errorf("settings = %d; want 18 (update this test for a new setting)", n)
+	if n != 19 {
+		t.Errorf("settings = %d; want 19 (update this test for a new setting)", n)
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
+	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
 )
@@ -49,6 +50,7 @@ type Daemon struct {
 	devices  *auth.Devices
 	broker   *broker.Broker
 	bus      *bus.Bus
+	shadows  *shadow.Service
 	http     *http.Server
 	httpLn   net.Listener
 	metrics  *prometheus.Registry
@@ -152,6 +154,18 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.onClose(d.broker.Close)
+
+	// Shadows answer through the broker; closed before it (closers run in
+	// reverse), so pending commits are answered while clients are still
+	// connected.
+	d.shadows = shadow.New(shadow.Options{
+		Store:     st.Shadows(),
+		Publisher: d.broker,
+		MaxSize:   d.cfg.ShadowMaxSize,
+		Logger:    d.log.With("component", "shadow"),
+	})
+	d.shadows.Attach(d.bus)
+	d.onClose(d.shadows.Close)
 	d.registry.Listen(d.onRegistryEvent)
 
 	if err := d.startHTTP(); err != nil {
@@ -181,6 +195,7 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 	case registry.ThingDeleted:
 		d.devices.Invalidate(e.Thing)
 		d.broker.DisconnectThing(e.Thing, "thing deleted")
+		d.shadows.ForgetThing(e.Thing)
 	case registry.CredentialRevoked:
 		d.devices.Invalidate(e.Thing)
 		d.broker.DisconnectCredential(e.Thing, e.Credential, "credential revoked")
@@ -210,6 +225,7 @@ func (d *Daemon) startHTTP() error {
 	mux := http.NewServeMux()
 	mux.Handle(httpapi.BasePath+"/", httpapi.New(httpapi.Options{
 		Registry: d.registry,
+		Shadows:  d.shadows,
 		Logger:   d.log.With("component", "api"),
 		Metrics:  d.metrics,
 	}))
@@ -282,8 +298,9 @@ func (d *Daemon) onClose(fn func() error) {
 	d.mu.Unlock()
 }
 
-// Close stops the HTTP server, disconnects every client, flushes presence
-// and closes the store. It is safe to call more than once.
+// Close stops the HTTP server, answers and commits the queued shadow
+// requests, disconnects every client, flushes presence and closes the
+// store. It is safe to call more than once.
 func (d *Daemon) Close() error {
 	d.mu.Lock()
 	closers := d.closers
@@ -320,6 +337,9 @@ func (d *Daemon) Registry() *registry.Registry { return d.registry }
 // Bus returns the message bus that carries accepted device messages and
 // presence events to platform services.
 func (d *Daemon) Bus() *bus.Bus { return d.bus }
+
+// Shadows returns the device shadow service.
+func (d *Daemon) Shadows() *shadow.Service { return d.shadows }
 
 // Broker returns the MQTT broker.
 func (d *Daemon) Broker() *broker.Broker { return d.broker }

@@ -19,6 +19,7 @@ import (
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
+	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store/sqlite"
 )
 
@@ -78,7 +79,9 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	m := prometheus.NewRegistry()
-	h := New(Options{Registry: reg, Logger: log, Metrics: m})
+	shadows := shadow.New(shadow.Options{Store: st.Shadows(), Logger: log})
+	t.Cleanup(func() { shadows.Close() })
+	h := New(Options{Registry: reg, Shadows: shadows, Logger: log, Metrics: m})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &env{srv: srv, handler: h, reg: reg, st: st, admin: admin, metrics: m, logs: logs}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/registry"
+	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 )
 
@@ -38,6 +39,7 @@ const MaxBodyBytes = 1 << 20
 // Options configure the API handler.
 type Options struct {
 	Registry *registry.Registry
+	Shadows  *shadow.Service // nil: the shadow routes answer 503
 	Logger   *slog.Logger
 	Metrics  prometheus.Registerer // may be nil
 }
@@ -68,6 +70,7 @@ func (rt route) pattern() string { return BasePath + rt.path }
 
 type server struct {
 	reg     *registry.Registry
+	shadows *shadow.Service
 	log     *slog.Logger
 	metrics *metrics
 }
@@ -93,6 +96,11 @@ func (s *server) routes() []route {
 		{"GET", "/things/{name}/credentials/{id}", roleView, s.getCredential},
 		{"POST", "/things/{name}/credentials/{id}/revoke", roleWrite, s.revokeCredential},
 		{"DELETE", "/things/{name}/credentials/{id}", roleWrite, s.deleteCredential},
+
+		{"GET", "/things/{name}/shadows", roleView, s.listShadows},
+		{"GET", "/things/{name}/shadows/{shadow}", roleView, s.getShadow},
+		{"POST", "/things/{name}/shadows/{shadow}", roleWrite, s.updateShadow},
+		{"DELETE", "/things/{name}/shadows/{shadow}", roleWrite, s.deleteShadow},
 
 		{"POST", "/types", roleWrite, s.createType},
 		{"GET", "/types", roleView, s.listTypes},
@@ -125,7 +133,7 @@ func New(o Options) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &server{reg: o.Registry, log: log, metrics: newMetrics(o.Metrics, log)}
+	s := &server{reg: o.Registry, shadows: o.Shadows, log: log, metrics: newMetrics(o.Metrics, log)}
 
 	mux := http.NewServeMux()
 	paths := http.NewServeMux() // every routed path, any method: tells 405 from 404

@@ -21,6 +21,7 @@ type Store interface {
 	Credentials() CredentialStore
 	Policies() PolicyStore
 	Tokens() TokenStore
+	Shadows() ShadowStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -200,4 +201,55 @@ type TokenStore interface {
 	List(ctx context.Context) ([]Token, error)
 	Delete(ctx context.Context, id string) error
 	Touch(ctx context.Context, id string, at time.Time) error
+}
+
+// Shadow is the stored form of one device shadow. Name is "" for the
+// classic (unnamed) shadow. A deleted shadow is kept as a tombstone
+// (Deleted true, Document nil) so that its version counter survives: a
+// shadow created again continues from it.
+type Shadow struct {
+	Thing     string
+	Name      string
+	Version   int64
+	Document  []byte // JSON of the whole shadow document; nil when Deleted
+	Deleted   bool
+	UpdatedAt time.Time
+}
+
+// ShadowInfo describes one live shadow in a List.
+type ShadowInfo struct {
+	Name      string    // "" for the classic shadow
+	Version   int64     //
+	UpdatedAt time.Time //
+}
+
+// ShadowWrite is one change in a ShadowStore.Write batch: the new state
+// of a shadow (Document set) or its deletion (Deleted true, Document nil,
+// Version the version it had).
+type ShadowWrite struct {
+	Thing    string
+	Name     string
+	Version  int64
+	Document []byte
+	Deleted  bool
+	At       time.Time // zero: now
+}
+
+// ShadowStore keeps device shadows. Shadows belong to a thing: deleting
+// the thing deletes them, tombstones included. The store does not
+// interpret documents; the shadow service does.
+type ShadowStore interface {
+	// Get returns a shadow. A missing one is a core.KindNotFound error
+	// `shadow "x" of thing "t" not found` (`classic shadow of thing "t"
+	// not found` for name ""); a deleted one (tombstone) is the same
+	// error, returned together with a Shadow that has Deleted set and the
+	// version it had.
+	Get(ctx context.Context, thing, name string) (Shadow, error)
+	// List returns the live (not deleted) shadows of a thing ordered by
+	// name, the classic shadow ("") first. An unknown thing has none.
+	List(ctx context.Context, thing string) ([]ShadowInfo, error)
+	// Write applies a batch of writes in one transaction: all or none.
+	// A write for a thing that does not exist is skipped and its index
+	// returned in skipped; the rest of the batch is applied.
+	Write(ctx context.Context, batch []ShadowWrite) (skipped []int, err error)
 }

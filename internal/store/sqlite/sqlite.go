@@ -53,6 +53,8 @@ type Store struct {
 	getThing        *sql.Stmt
 	findSecret      *sql.Stmt
 	findCertificate *sql.Stmt
+	getShadow       *sql.Stmt // read pool
+	putShadow       *sql.Stmt // write pool, used inside transactions
 
 	things      thingStore
 	types       typeStore
@@ -60,6 +62,7 @@ type Store struct {
 	credentials credentialStore
 	policies    policyStore
 	tokens      tokenStore
+	shadows     shadowStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -128,6 +131,7 @@ func Open(path string) (*Store, error) {
 	s.credentials = credentialStore{s}
 	s.policies = policyStore{s}
 	s.tokens = tokenStore{s}
+	s.shadows = shadowStore{s}
 	return s, nil
 }
 
@@ -153,6 +157,12 @@ func (s *Store) prepare(ctx context.Context) error {
 	if s.findCertificate, err = s.r.PrepareContext(ctx, credentialSelect+` WHERE fingerprint = ?`); err != nil {
 		return fmt.Errorf("sqlite: prepare: %w", err)
 	}
+	if s.getShadow, err = s.r.PrepareContext(ctx, `SELECT version, document, updated_at FROM shadows WHERE thing = ? AND name = ?`); err != nil {
+		return fmt.Errorf("sqlite: prepare: %w", err)
+	}
+	if s.putShadow, err = s.w.PrepareContext(ctx, shadowUpsert); err != nil {
+		return fmt.Errorf("sqlite: prepare: %w", err)
+	}
 	return nil
 }
 
@@ -165,6 +175,7 @@ func (s *Store) Groups() store.GroupStore           { return &s.groups }
 func (s *Store) Credentials() store.CredentialStore { return &s.credentials }
 func (s *Store) Policies() store.PolicyStore        { return &s.policies }
 func (s *Store) Tokens() store.TokenStore           { return &s.tokens }
+func (s *Store) Shadows() store.ShadowStore         { return &s.shadows }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.
@@ -175,7 +186,7 @@ func (s *Store) Close() error {
 
 func (s *Store) closeAll() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.getThing, s.findSecret, s.findCertificate} {
+	for _, st := range []*sql.Stmt{s.getThing, s.findSecret, s.findCertificate, s.getShadow, s.putShadow} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -1,0 +1,318 @@
+package shadow
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/store"
+)
+
+// request is one shadow operation, from MQTT (prefix set) or from an API
+// call (reply set).
+type request struct {
+	op      op
+	thing   string
+	name    string
+	prefix  string // MQTT topic prefix it came on; "" for an API call
+	payload []byte
+	reply   chan reply // API call: receives the outcome
+}
+
+type reply struct {
+	body []byte
+	err  *Error
+}
+
+// entry is a cached shadow, owned by one worker.
+type entry struct {
+	thing, name string
+	doc         *Document // nil: the shadow does not exist
+	version     int64     // when doc is nil: the version of the deleted shadow (0 if none)
+	pending     int       // ops of this entry in the commit pipeline (worker only)
+	broken      atomic.Bool
+}
+
+// pendingOp is a request whose answer waits for the commit of its write
+// (or, with no write, of earlier writes of the same shadow).
+type pendingOp struct {
+	w      *worker
+	e      *entry
+	req    *request
+	write  *store.ShadowWrite // nil: an answer that only waits its turn
+	out    outcome
+	failed *Error // set by the committer
+}
+
+// outcome is what a request produced: a response body or an error, and
+// for updates the /delta and /documents messages.
+type outcome struct {
+	body      []byte
+	err       *Error
+	token     string
+	hasToken  bool
+	delta     []byte
+	documents []byte
+}
+
+// worker serializes the requests of the shadows of its things.
+type worker struct {
+	s      *Service
+	reqs   chan *request
+	wake   chan struct{}
+	quit   chan struct{}
+	things map[string]map[string]*entry // thing → name → entry
+	count  int
+	limit  int
+	// inflight counts pendingOps handed to the committer and not yet back.
+	inflight int
+
+	mu     sync.Mutex // guards done and forget
+	done   []*pendingOp
+	forget []string
+	spare  []*pendingOp
+}
+
+func (w *worker) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// deliver hands back committed (or failed) ops; called by the committer.
+func (w *worker) deliver(ops []*pendingOp) {
+	w.mu.Lock()
+	w.done = append(w.done, ops...)
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *worker) run() {
+	for {
+		// Completions and forgotten things first: they free the queue
+		// and must apply before later requests.
+		select {
+		case <-w.wake:
+			w.drainInbox()
+		default:
+		}
+		reqs := w.reqs
+		if w.inflight >= maxInflight {
+			reqs = nil // wait for commits first
+		}
+		select {
+		case r := <-reqs:
+			w.handle(r)
+		case <-w.wake:
+			w.drainInbox()
+		case <-w.quit:
+			w.shutdown()
+			return
+		}
+	}
+}
+
+// shutdown answers every queued request, then waits for their commits.
+func (w *worker) shutdown() {
+	for {
+		select {
+		case r := <-w.reqs:
+			w.handle(r)
+			continue
+		default:
+		}
+		break
+	}
+	for w.inflight > 0 {
+		<-w.wake
+		w.drainInbox()
+	}
+}
+
+func (w *worker) drainInbox() {
+	w.mu.Lock()
+	done, forget := w.done, w.forget
+	w.done, w.forget = w.spare[:0], nil
+	w.mu.Unlock()
+	for _, t := range forget {
+		if m, ok := w.things[t]; ok {
+			w.count -= len(m)
+			delete(w.things, t)
+		}
+	}
+	for i, p := range done {
+		w.complete(p)
+		done[i] = nil
+	}
+	w.spare = done[:0]
+}
+
+// complete answers an op that came back from the committer.
+func (w *worker) complete(p *pendingOp) {
+	w.inflight--
+	p.e.pending--
+	if p.failed != nil {
+		// The cached state may hold changes that were not stored: forget
+		// it, so the next request reads the store.
+		if m := w.things[p.e.thing]; m != nil && m[p.e.name] == p.e {
+			delete(m, p.e.name)
+			w.count--
+		}
+		w.answer(p.req, outcome{err: p.failed, token: p.out.token, hasToken: p.out.hasToken})
+		return
+	}
+	w.answer(p.req, p.out)
+}
+
+// lookup returns the cached entry of a shadow, reading it from the store
+// on a miss.
+func (w *worker) lookup(thing, name string) (*entry, *Error) {
+	m := w.things[thing]
+	if e, ok := m[name]; ok {
+		return e, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sh, err := w.s.opts.Store.Get(ctx, thing, name)
+	e := &entry{thing: thing, name: name}
+	switch {
+	case err == nil:
+		doc, perr := ParseDocument(sh.Document)
+		if perr != nil {
+			w.s.log.Error("shadow: unreadable stored document", "thing", thing, "shadow", name, "error", perr)
+			return nil, ErrInternal
+		}
+		doc.Version = sh.Version
+		e.doc = doc
+	case core.IsNotFound(err):
+		e.version = sh.Version // a tombstone's, or 0
+	default:
+		w.s.log.Error("shadow: read from the store", "thing", thing, "shadow", name, "error", err)
+		return nil, ErrInternal
+	}
+	if w.count >= w.limit {
+		w.evict()
+	}
+	if m == nil {
+		m = make(map[string]*entry, 1)
+		w.things[thing] = m
+	}
+	m[name] = e
+	w.count++
+	return e, nil
+}
+
+// evict drops one cached shadow with nothing pending.
+func (w *worker) evict() {
+	for t, m := range w.things {
+		for n, e := range m {
+			if e.pending == 0 {
+				delete(m, n)
+				w.count--
+				if len(m) == 0 {
+					delete(w.things, t)
+				}
+				return
+			}
+		}
+	}
+}
+
+// handle runs one request against its shadow's cached state.
+func (w *worker) handle(r *request) {
+	s := w.s
+	now := s.now()
+	var (
+		req  *Request
+		perr *Error
+	)
+	if r.op == opUpdate {
+		req, perr = ParseUpdate(r.payload, s.opts.MaxSize)
+	} else {
+		req, perr = ParseRequest(r.payload)
+	}
+	out := outcome{token: req.ClientToken, hasToken: req.HasToken}
+	if perr == nil {
+		perr = ValidateName(r.name)
+	}
+	if perr != nil {
+		out.err = perr
+		w.answer(r, out)
+		return
+	}
+	e, lerr := w.lookup(r.thing, r.name)
+	if lerr != nil {
+		out.err = lerr
+		w.answer(r, out)
+		return
+	}
+
+	var write *store.ShadowWrite
+	switch r.op {
+	case opGet:
+		if e.doc == nil {
+			out.err = ErrNoShadow(r.thing, r.name)
+		} else {
+			out.body = e.doc.GetBody(req.ClientToken, req.HasToken, now)
+		}
+	case opDelete:
+		if e.doc == nil {
+			out.err = ErrNoShadow(r.thing, r.name)
+			break
+		}
+		v := e.doc.Version
+		out.body = DeleteBody(v, req.ClientToken, req.HasToken, now)
+		write = &store.ShadowWrite{Thing: r.thing, Name: r.name, Version: v, Deleted: true, At: now}
+		e.doc, e.version = nil, v
+	case opUpdate:
+		a, err := Apply(e.doc, e.version, req, now, s.opts.MaxSize)
+		if err != nil {
+			out.err = err
+			break
+		}
+		out.body, out.delta, out.documents = a.Accepted, a.Delta, a.Documents
+		write = &store.ShadowWrite{Thing: r.thing, Name: r.name, Version: a.Doc.Version, Document: a.Stored, At: now}
+		e.doc = a.Doc
+	}
+	if write == nil && e.pending == 0 {
+		w.answer(r, out) // nothing to wait for
+		return
+	}
+	e.pending++
+	w.inflight++
+	s.commit.add(&pendingOp{w: w, e: e, req: r, write: write, out: out})
+}
+
+// answer sends the outcome of a request: to the API caller, or as MQTT
+// responses; an accepted update also publishes /delta and /documents
+// under both prefixes.
+func (w *worker) answer(r *request, out outcome) {
+	s := w.s
+	if r.reply != nil {
+		r.reply <- reply{body: out.body, err: out.err}
+	} else if out.err != nil {
+		s.publish(responseTopic(r.prefix, r.thing, r.name, r.op, "rejected"), ErrorBody(out.err, out.token, out.hasToken, s.now()))
+	} else {
+		s.publish(responseTopic(r.prefix, r.thing, r.name, r.op, "accepted"), out.body)
+	}
+	if out.err != nil {
+		return
+	}
+	if r.reply != nil && r.op != opGet {
+		// A change through the API is announced on MQTT as well.
+		for _, p := range [...]string{MotePrefix, AWSPrefix} {
+			s.publish(responseTopic(p, r.thing, r.name, r.op, "accepted"), out.body)
+		}
+	}
+	for _, p := range [...]string{MotePrefix, AWSPrefix} {
+		if out.documents != nil {
+			s.publish(responseTopic(p, r.thing, r.name, opUpdate, "documents"), out.documents)
+		}
+		if out.delta != nil {
+			s.publish(responseTopic(p, r.thing, r.name, opUpdate, "delta"), out.delta)
+		}
+	}
+}
