@@ -353,3 +353,18 @@ func (c *Client) OpenAPI(ctx context.Context) (json.RawMessage, error) {
 	}
 	return doc, nil
 }
+
+// ServerInfo is GET /server: the server's version and device addresses.
+type ServerInfo struct {
+	Version   string `json:"version"`
+	MQTT      string `json:"mqtt,omitempty"`
+	MQTTS     string `json:"mqtts,omitempty"`
+	WebSocket string `json:"websocket"`
+}
+
+// Server returns the server's version and the addresses devices use.
+func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
+	var out ServerInfo
+	err := c.do(ctx, request{method: http.MethodGet, path: "/server"}, &out)
+	return out, err
+}

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
@@ -135,5 +136,24 @@ func TestMessagesReachBus(t *testing.T) {
 	case m := <-got:
 		t.Fatalf("denied publish reached the bus: %+v", m)
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// GET /api/v1/server tells clients (the CLI's hints) where devices connect.
+func TestServerInfo(t *testing.T) {
+	s := daemontest.Start(t)
+	req, _ := http.NewRequest("GET", s.API+"/api/v1/server", nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info struct{ Version, MQTT, MQTTS, WebSocket string }
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /server = %d, %v", resp.StatusCode, err)
+	}
+	if info.MQTT != s.MQTT || info.MQTTS != s.MQTTS || info.WebSocket != "/mqtt" || info.Version == "" {
+		t.Fatalf("server info = %+v; want mqtt %s, mqtts %s", info, s.MQTT, s.MQTTS)
 	}
 }

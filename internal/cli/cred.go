@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,8 +141,8 @@ func (a *app) printSecret(thing string, nc registry.NewCredential) {
 	}
 	a.printf(".\nSecret: %s\n", nc.Secret)
 	a.printf("The secret is shown only this once: store it now.\n")
-	a.printf("Try: mosquitto_pub -h %s -p 1883 -u %s -P %s -t things/%s/telemetry -m '{\"temp\":21}'\n",
-		a.serverHost(), thing, nc.Secret, thing)
+	a.printf("Try: mosquitto_pub -h %s -p %s -u %s -P %s -t things/%s/telemetry -m '{\"temp\":21}'\n",
+		a.serverHost(), a.devicePort(false), thing, nc.Secret, thing)
 }
 
 func (a *app) printCert(thing string, nc registry.NewCredential, files *certFiles) {
@@ -155,8 +157,8 @@ func (a *app) printCert(thing string, nc registry.NewCredential, files *certFile
 		if files.key != "" {
 			key = files.key
 		}
-		a.printf("Try: mosquitto_pub -h %s -p 8883 --cafile %s --cert %s --key %s -t things/%s/telemetry -m '{\"temp\":21}'\n",
-			a.serverHost(), files.ca, files.cert, key, thing)
+		a.printf("Try: mosquitto_pub -h %s -p %s --cafile %s --cert %s --key %s -t things/%s/telemetry -m '{\"temp\":21}'\n",
+			a.serverHost(), a.devicePort(true), files.ca, files.cert, key, thing)
 		return
 	}
 	if nc.PrivateKey != "" {
@@ -379,4 +381,32 @@ func (a *app) credDeleteCmd() *cobra.Command {
 			return nil
 		}),
 	}
+}
+
+// devicePort returns the server's MQTT (or MQTTS) port for the hints
+// printed after creating a credential, asking the server; the standard
+// port if it cannot say.
+func (a *app) devicePort(tls bool) string {
+	port := "1883"
+	if tls {
+		port = "8883"
+	}
+	c, err := a.client()
+	if err != nil {
+		return port
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	info, err := c.Server(ctx)
+	if err != nil {
+		return port
+	}
+	addr := info.MQTT
+	if tls {
+		addr = info.MQTTS
+	}
+	if _, p, err := net.SplitHostPort(addr); err == nil && p != "" {
+		return p
+	}
+	return port
 }

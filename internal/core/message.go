@@ -15,3 +15,7 @@ type Message struct {
 	Received time.Time // when the server received it
 	Protocol string    // "mqtt", "http", "coap", "platform"
 }
+
+// Version is Mote's version, set at build time with
+// -ldflags "-X github.com/moteiot/mote/internal/core.Version=v1.2.3".
+var Version = "dev"

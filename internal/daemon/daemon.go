@@ -23,6 +23,7 @@ import (
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
 	"github.com/moteiot/mote/internal/config"
+	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/pki"
@@ -226,8 +227,12 @@ func (d *Daemon) startHTTP() error {
 	mux.Handle(httpapi.BasePath+"/", httpapi.New(httpapi.Options{
 		Registry: d.registry,
 		Shadows:  d.shadows,
-		Logger:   d.log.With("component", "api"),
-		Metrics:  d.metrics,
+		Server: func() httpapi.ServerInfo {
+			a := d.Addrs()
+			return httpapi.ServerInfo{Version: core.Version, MQTT: a.MQTT, MQTTS: a.MQTTS, WebSocket: "/mqtt"}
+		},
+		Logger:  d.log.With("component", "api"),
+		Metrics: d.metrics,
 	}))
 	mux.Handle("GET /mqtt", d.broker.WebSocketHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{}))

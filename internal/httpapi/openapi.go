@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"github.com/moteiot/mote/internal/core"
+
 	_ "embed"
 	"net/http"
 )
@@ -33,4 +35,25 @@ func (s *server) getCACert(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Cache-Control", "no-cache")
 	w.Write(pem)
 	return nil
+}
+
+// ServerInfo is what GET /server reports: the version and where devices
+// connect. Addresses are host:port as bound (a wildcard host means every
+// interface).
+type ServerInfo struct {
+	Version   string `json:"version"`
+	MQTT      string `json:"mqtt,omitempty"`
+	MQTTS     string `json:"mqtts,omitempty"`
+	WebSocket string `json:"websocket"` // path on the HTTP port
+}
+
+func (s *server) getServer(w http.ResponseWriter, r *http.Request) error {
+	if err := noParams(r); err != nil {
+		return err
+	}
+	info := ServerInfo{Version: core.Version, WebSocket: "/mqtt"}
+	if s.info != nil {
+		info = s.info()
+	}
+	return writeJSON(w, http.StatusOK, info)
 }

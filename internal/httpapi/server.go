@@ -40,8 +40,11 @@ const MaxBodyBytes = 1 << 20
 type Options struct {
 	Registry *registry.Registry
 	Shadows  *shadow.Service // nil: the shadow routes answer 503
-	Logger   *slog.Logger
-	Metrics  prometheus.Registerer // may be nil
+	// Server describes the running server for GET /server (nil: only
+	// the version is reported).
+	Server  func() ServerInfo
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer // may be nil
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -71,6 +74,7 @@ func (rt route) pattern() string { return BasePath + rt.path }
 type server struct {
 	reg     *registry.Registry
 	shadows *shadow.Service
+	info    func() ServerInfo
 	log     *slog.Logger
 	metrics *metrics
 }
@@ -82,6 +86,7 @@ func (s *server) routes() []route {
 	return []route{
 		{"GET", "/ca.pem", rolePublic, s.getCACert},
 		{"GET", "/openapi.json", rolePublic, s.getOpenAPI},
+		{"GET", "/server", roleView, s.getServer},
 
 		{"POST", "/things", roleWrite, s.createThing},
 		{"GET", "/things", roleView, s.listThings},
@@ -133,7 +138,7 @@ func New(o Options) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &server{reg: o.Registry, shadows: o.Shadows, log: log, metrics: newMetrics(o.Metrics, log)}
+	s := &server{reg: o.Registry, shadows: o.Shadows, info: o.Server, log: log, metrics: newMetrics(o.Metrics, log)}
 
 	mux := http.NewServeMux()
 	paths := http.NewServeMux() // every routed path, any method: tells 405 from 404
