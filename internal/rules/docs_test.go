@@ -1,0 +1,55 @@
+package rules
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestDocExamples parses every statement in the sql code blocks of
+// docs/rules.md, and checks the first example's output.
+func TestDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/rules.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(doc), "```sql\n")[1:]
+	n := 0
+	for _, block := range blocks {
+		block, _, _ = strings.Cut(block, "```")
+		// A block holds statements, each starting a line with SELECT,
+		// possibly after comment lines; blocks of bare expressions are
+		// skipped.
+		var stmts []string
+		for _, line := range strings.SplitAfter(block, "\n") {
+			if strings.HasPrefix(line, "SELECT") || len(stmts) == 0 {
+				stmts = append(stmts, "")
+			}
+			stmts[len(stmts)-1] += line
+		}
+		for _, sql := range stmts {
+			if !strings.Contains(sql, "SELECT") {
+				continue
+			}
+			n++
+			if _, err := Parse(sql); err != nil {
+				t.Errorf("docs/rules.md: Parse(%q) = %v", sql, err)
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("found %d statements in docs/rules.md; want more", n)
+	}
+	in := Input{Topic: "things/sensor-7/telemetry", Payload: []byte(`{"temp": 57.3, "hum": 41, "battery": 80}`), Received: testTime}
+	sql := "SELECT temp, hum, topic(2) AS device, timestamp() AS ts\nFROM 'things/+/telemetry'\nWHERE temp > 50\n"
+	if !strings.Contains(string(doc), sql) {
+		t.Errorf("docs/rules.md lost its first example")
+	}
+	if got := evalStatement(sql, in); got != `{"temp":57.3,"hum":41,"device":"sensor-7","ts":1767225600123}` {
+		t.Errorf("first example = %s", got)
+	}
+	in.Payload = []byte(`{"temp": 21, "hum": 41}`)
+	if got := evalStatement(sql, in); got != "no match" {
+		t.Errorf("first example with temp 21 = %s", got)
+	}
+}

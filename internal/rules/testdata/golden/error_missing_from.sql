@@ -1,0 +1,1 @@
+SELECT temp, hum, topic(2) AS device WHERE temp > 50

@@ -1,0 +1,1 @@
+SELECT avg(temp) FROM 'things/+/telemetry'
