@@ -157,3 +157,22 @@ func TestServerInfo(t *testing.T) {
 		t.Fatalf("server info = %+v; want mqtt %s, mqtts %s", info, s.MQTT, s.MQTTS)
 	}
 }
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	s := daemontest.Start(t, func(c *config.Config) { c.PprofAddr = "127.0.0.1:0" })
+	resp, err := http.Get("http://" + s.Addrs().Pprof + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("pprof = %d", resp.StatusCode)
+	}
+	// Not on the API port, and not at all by default.
+	if resp, err := http.Get(s.API + "/debug/pprof/"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("pprof on the API port: %v, %v", resp, err)
+	}
+	if a := daemontest.Start(t).Addrs().Pprof; a != "" {
+		t.Fatalf("pprof listening at %s by default", a)
+	}
+}

@@ -46,6 +46,8 @@ type Config struct {
 	WebSocketOrigins []string      // allowed Origin values for MQTT over WebSocket ("*" = any)
 
 	ShadowMaxSize int // largest shadow state (desired + reported JSON), bytes
+
+	PprofAddr string // serve net/http/pprof here; "" (default) disables
 }
 
 // Default returns the configuration that `mote serve` runs with when given
@@ -109,6 +111,7 @@ func fields(c *Config) []field {
 		{"connect-timeout", "time a new connection has to send CONNECT", dur(&c.ConnectTimeout)},
 		{"backpressure-wait", "longest a publisher is held while a subscriber's queue is full", dur(&c.BackpressureWait)},
 		{"presence-flush", "how often connection state is written to the registry", dur(&c.PresenceFlush)},
+		{"pprof-addr", `serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; unauthenticated, keep it on loopback ("" disables)`, str(&c.PprofAddr)},
 		{"shadow-max-size", "largest device shadow state (desired + reported JSON), in bytes; larger updates are rejected with 413", num(&c.ShadowMaxSize)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
 	}
@@ -231,7 +234,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log-format: %q is not one of auto, json, text", c.LogFormat)
 	}
-	for _, a := range []struct{ name, v string }{{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}, {"http-addr", c.HTTPAddr}} {
+	for _, a := range []struct{ name, v string }{{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}, {"http-addr", c.HTTPAddr}, {"pprof-addr", c.PprofAddr}} {
 		if a.v == "" && a.name != "http-addr" {
 			continue
 		}

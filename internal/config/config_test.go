@@ -339,8 +339,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 19 {
-		t.Errorf("settings = %d; want 19 (update this test for a new setting)", n)
+	if n != 20 {
+		t.Errorf("settings = %d; want 20 (update this test for a new setting)", n)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -38,6 +39,7 @@ type Addrs struct {
 	MQTT  string // host:port
 	MQTTS string
 	HTTP  string
+	Pprof string // only with --pprof-addr
 }
 
 // Daemon is one Mote server.
@@ -57,6 +59,7 @@ type Daemon struct {
 	metrics  *prometheus.Registry
 
 	initialToken string
+	pprofAddr    string
 	ready        bool
 	mu           sync.Mutex
 	closers      []func() error // in start order; run in reverse
@@ -172,6 +175,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := d.startHTTP(); err != nil {
 		return err
 	}
+	if err := d.startPprof(); err != nil {
+		return err
+	}
 	if err := d.broker.Start(); err != nil {
 		return err
 	}
@@ -277,6 +283,31 @@ func (d *Daemon) startHTTP() error {
 	return nil
 }
 
+// startPprof serves Go's profiler on its own listener when --pprof-addr is
+// set: CPU and heap profiles of a running server, for the performance work
+// in docs/benchmarks.md.
+func (d *Daemon) startPprof() error {
+	if d.cfg.PprofAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", d.cfg.PprofAddr)
+	if err != nil {
+		return fmt.Errorf("pprof listener %s: %w", d.cfg.PprofAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	d.pprofAddr = ln.Addr().String()
+	d.log.Warn("profiler enabled; it is unauthenticated", "addr", d.pprofAddr)
+	d.onClose(srv.Close)
+	return nil
+}
+
 func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	ready := d.ready
@@ -330,6 +361,7 @@ func (d *Daemon) Addrs() Addrs {
 	if d.httpLn != nil {
 		a.HTTP = d.httpLn.Addr().String()
 	}
+	a.Pprof = d.pprofAddr
 	return a
 }
 
