@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // netListener accepts MQTT over TCP or TLS. Unlike mochi's own listener it
@@ -131,12 +132,12 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *netListener) Close(closeClients listeners.CloseFn) {
+func (l *netListener) Close(listeners.CloseFn) {
 	if l.closed.CompareAndSwap(false, true) {
 		if l.ln != nil {
 			_ = l.ln.Close()
 		}
-		closeClients(l.id) // DISCONNECT "server shutting down" to MQTT 5 clients
+		l.b.disconnectListener(l.id) // DISCONNECT "server shutting down" to MQTT 5 clients
 		l.conns.closeAll()
 	}
 }
@@ -176,10 +177,10 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 	<-l.done
 }
 
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
+func (l *wsListener) Close(listeners.CloseFn) {
 	l.once.Do(func() {
 		l.closed.Store(true)
-		closeClients(l.id)
+		l.b.disconnectListener(l.id)
 		l.conns.closeAll()
 		close(l.done)
 	})
@@ -272,3 +273,15 @@ func (ws *wsConn) Write(p []byte) (int, error) {
 }
 
 func (ws *wsConn) Close() error { return ws.c.Close() }
+
+// disconnectListener sends DISCONNECT "server shutting down" to the clients
+// of one listener. mochi's own CloseFn (Clients.GetByListener) takes the
+// clients' read lock twice, which deadlocks when a connecting client is
+// waiting for the write lock in between; GetAll takes it once.
+func (b *Broker) disconnectListener(id string) {
+	for _, cl := range b.server.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Net.Inline && !cl.Closed() {
+			_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
