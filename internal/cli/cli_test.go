@@ -28,9 +28,11 @@ import (
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
+	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	telemetrysqlite "github.com/moteiot/mote/internal/telemetry/sqlite"
 )
 
 // TestMain keeps the caller's MOTE_* variables away from the tests.
@@ -66,6 +68,7 @@ type server struct {
 	st    *sqlite.Store
 	h     *auth.Hasher
 	ca    *pki.CA
+	ts    *telemetrysqlite.Store
 }
 
 func newServer(t *testing.T) *server {
@@ -102,10 +105,20 @@ func openDataDir(t *testing.T, dir string) *server {
 		t.Fatal(err)
 	}
 	shadows := shadow.New(shadow.Options{Store: st.Shadows(), Logger: log})
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{Registry: reg, Shadows: shadows, Logger: log}))
+	engine := ruleengine.New(ruleengine.Options{Store: st.Rules(), Logger: log})
+	if err := engine.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { engine.Close() })
+	ts, err := telemetrysqlite.Open(datadir.Telemetry(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ts.Close() })
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Registry: reg, Shadows: shadows, Rules: engine, Telemetry: ts, Logger: log}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { shadows.Close() })
-	return &server{url: srv.URL, dir: dir, reg: reg, st: st, h: h, ca: ca}
+	return &server{url: srv.URL, dir: dir, reg: reg, st: st, h: h, ca: ca, ts: ts}
 }
 
 // run runs mote against the server with its admin token.

@@ -134,6 +134,8 @@ func (a *app) rootCmd() *cobra.Command {
 		a.policyCmd(),
 		a.typeCmd(),
 		a.groupCmd(),
+		a.ruleCmd(),
+		a.telemetryCmd(),
 		a.tokenCmd(),
 		a.adminCmd(),
 	)

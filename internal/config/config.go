@@ -47,8 +47,13 @@ type Config struct {
 
 	ShadowMaxSize int // largest shadow state (desired + reported JSON), bytes
 
+	TelemetryRetention time.Duration // telemetry older than this is deleted; 0 keeps it forever
+
 	PprofAddr string // serve net/http/pprof here; "" (default) disables
 }
+
+// MaxTelemetryRetention is the longest --telemetry-retention (100 years).
+const MaxTelemetryRetention = 100 * 365 * 24 * time.Hour
 
 // Default returns the configuration that `mote serve` runs with when given
 // nothing.
@@ -69,6 +74,8 @@ func Default() Config {
 		BackpressureWait: 250 * time.Millisecond,
 		PresenceFlush:    200 * time.Millisecond,
 		ShadowMaxSize:    8 * 1024,
+
+		TelemetryRetention: 30 * 24 * time.Hour,
 	}
 }
 
@@ -113,6 +120,7 @@ func fields(c *Config) []field {
 		{"presence-flush", "how often connection state is written to the registry", dur(&c.PresenceFlush)},
 		{"pprof-addr", `serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; unauthenticated, keep it on loopback ("" disables)`, str(&c.PprofAddr)},
 		{"shadow-max-size", "largest device shadow state (desired + reported JSON), in bytes; larger updates are rejected with 413", num(&c.ShadowMaxSize)},
+		{"telemetry-retention", "how long telemetry is kept (e.g. 720h); older points are deleted every hour; 0 keeps it forever", dur(&c.TelemetryRetention)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
 	}
 }
@@ -268,6 +276,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("shadow-max-size: %d is outside 1024 to 1048576", c.ShadowMaxSize)
 	case c.PresenceFlush <= 0 || c.PresenceFlush > time.Minute:
 		return fmt.Errorf("presence-flush: must be between 1ns and 1m")
+	case c.TelemetryRetention != 0 && (c.TelemetryRetention < time.Hour || c.TelemetryRetention > MaxTelemetryRetention):
+		return fmt.Errorf("telemetry-retention: %s is outside 1h to %s (or 0 to keep telemetry forever)", c.TelemetryRetention, MaxTelemetryRetention)
 	}
 	return nil
 }

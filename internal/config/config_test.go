@@ -261,6 +261,11 @@ func TestValidate(t *testing.T) {
 		{"presence-flush big", func(c *config.Config) { c.PresenceFlush = time.Minute + 1 }, "presence-flush"},
 		{"shadow-max-size small", func(c *config.Config) { c.ShadowMaxSize = 1000 }, "shadow-max-size"},
 		{"shadow-max-size big", func(c *config.Config) { c.ShadowMaxSize = 2 << 20 }, "shadow-max-size"},
+		{"telemetry-retention small", func(c *config.Config) { c.TelemetryRetention = time.Minute }, "telemetry-retention"},
+		{"telemetry-retention negative", func(c *config.Config) { c.TelemetryRetention = -time.Hour }, "telemetry-retention"},
+		{"telemetry-retention big", func(c *config.Config) { c.TelemetryRetention = config.MaxTelemetryRetention + time.Hour }, "telemetry-retention"},
+		{"telemetry-retention forever", func(c *config.Config) { c.TelemetryRetention = 0 }, ""},
+		{"telemetry-retention 1h", func(c *config.Config) { c.TelemetryRetention = time.Hour }, ""},
 
 		{"mqtt-addr disabled", func(c *config.Config) { c.MQTTAddr = "" }, ""},
 		{"mqtts-addr disabled", func(c *config.Config) { c.MQTTSAddr = "" }, ""},
@@ -339,8 +344,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 20 {
-		t.Errorf("settings = %d; want 20 (update this test for a new setting)", n)
+	if n != 21 {
+		t.Errorf("settings = %d; want 21 (update this test for a new setting)", n)
 	}
 }
 

@@ -29,9 +29,12 @@ import (
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
+	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/telemetry"
+	telemetrysqlite "github.com/moteiot/mote/internal/telemetry/sqlite"
 )
 
 // Addrs are the addresses the server listens on ("" when disabled).
@@ -54,6 +57,9 @@ type Daemon struct {
 	broker   *broker.Broker
 	bus      *bus.Bus
 	shadows  *shadow.Service
+	rules    *ruleengine.Engine
+	tstore   *telemetrysqlite.Store
+	twriter  *telemetry.Writer
 	http     *http.Server
 	httpLn   net.Listener
 	metrics  *prometheus.Registry
@@ -125,6 +131,30 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.devices = auth.NewDevices(st, hasher, d.ca)
 
+	// Telemetry: the store, its batching writer and the retention loop,
+	// closed in reverse (retention, writer flush, store) after the rules
+	// engine that feeds the writer.
+	d.tstore, err = telemetrysqlite.Open(datadir.Telemetry(cfg.DataDir))
+	if err != nil {
+		return fmt.Errorf("open telemetry store: %w", err)
+	}
+	d.onClose(d.tstore.Close)
+	tlog := d.log.With("component", "telemetry")
+	d.twriter, err = telemetry.NewWriter(ctx, d.tstore, telemetry.WriterOptions{
+		OnError: func(err error) { tlog.Warn("telemetry write failed; retrying", "error", err) },
+	})
+	if err != nil {
+		return err
+	}
+	d.onClose(d.twriter.Close)
+	retCtx, retCancel := context.WithCancel(context.Background())
+	retDone := make(chan struct{})
+	go func() {
+		defer close(retDone)
+		telemetry.RunRetention(retCtx, d.tstore, cfg.TelemetryRetention, time.Hour, tlog)
+	}()
+	d.onClose(func() error { retCancel(); <-retDone; return nil })
+
 	d.metrics = prometheus.NewRegistry()
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -170,6 +200,21 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	})
 	d.shadows.Attach(d.bus)
 	d.onClose(d.shadows.Close)
+
+	// The rules engine publishes through the broker and writes telemetry:
+	// closed first, before the broker and the telemetry writer.
+	d.rules = ruleengine.New(ruleengine.Options{
+		Store:     st.Rules(),
+		Publisher: d.broker,
+		Telemetry: d.twriter,
+		Metrics:   d.metrics,
+		Logger:    d.log.With("component", "rules"),
+	})
+	if err := d.rules.Start(ctx); err != nil {
+		return fmt.Errorf("rules engine: %w", err)
+	}
+	d.onClose(d.rules.Close)
+	d.rules.Attach(d.bus)
 	d.registry.Listen(d.onRegistryEvent)
 
 	if err := d.startHTTP(); err != nil {
@@ -231,8 +276,10 @@ func (d *Daemon) firstToken(ctx context.Context) error {
 func (d *Daemon) startHTTP() error {
 	mux := http.NewServeMux()
 	mux.Handle(httpapi.BasePath+"/", httpapi.New(httpapi.Options{
-		Registry: d.registry,
-		Shadows:  d.shadows,
+		Registry:  d.registry,
+		Shadows:   d.shadows,
+		Rules:     d.rules,
+		Telemetry: d.tstore,
 		Server: func() httpapi.ServerInfo {
 			a := d.Addrs()
 			return httpapi.ServerInfo{Version: core.Version, MQTT: a.MQTT, MQTTS: a.MQTTS, WebSocket: "/mqtt"}
@@ -377,6 +424,15 @@ func (d *Daemon) Bus() *bus.Bus { return d.bus }
 
 // Shadows returns the device shadow service.
 func (d *Daemon) Shadows() *shadow.Service { return d.shadows }
+
+// Rules returns the rules engine.
+func (d *Daemon) Rules() *ruleengine.Engine { return d.rules }
+
+// Telemetry returns the telemetry store.
+func (d *Daemon) Telemetry() telemetry.Store { return d.tstore }
+
+// TelemetryWriter returns the batching writer of the telemetry store.
+func (d *Daemon) TelemetryWriter() *telemetry.Writer { return d.twriter }
 
 // Broker returns the MQTT broker.
 func (d *Daemon) Broker() *broker.Broker { return d.broker }

@@ -14,6 +14,9 @@ const Default = "./mote-data"
 // DB is the embedded SQLite database.
 func DB(dir string) string { return filepath.Join(dir, "mote.db") }
 
+// Telemetry is the embedded time-series database.
+func Telemetry(dir string) string { return filepath.Join(dir, "telemetry.db") }
+
 // HashKey is the key of the keyed hash that protects stored secrets.
 func HashKey(dir string) string { return filepath.Join(dir, "secret.key") }
 

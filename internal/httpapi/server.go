@@ -26,8 +26,10 @@ import (
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/registry"
+	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/telemetry"
 )
 
 // BasePath is where the API lives; route paths are relative to it.
@@ -38,8 +40,10 @@ const MaxBodyBytes = 1 << 20
 
 // Options configure the API handler.
 type Options struct {
-	Registry *registry.Registry
-	Shadows  *shadow.Service // nil: the shadow routes answer 503
+	Registry  *registry.Registry
+	Shadows   *shadow.Service    // nil: the shadow routes answer 503
+	Rules     *ruleengine.Engine // nil: the rule routes answer 503 (but /rules/test)
+	Telemetry telemetry.Store    // nil: the telemetry routes answer 503
 	// Server describes the running server for GET /server (nil: only
 	// the version is reported).
 	Server  func() ServerInfo
@@ -72,11 +76,13 @@ type route struct {
 func (rt route) pattern() string { return BasePath + rt.path }
 
 type server struct {
-	reg     *registry.Registry
-	shadows *shadow.Service
-	info    func() ServerInfo
-	log     *slog.Logger
-	metrics *metrics
+	reg       *registry.Registry
+	shadows   *shadow.Service
+	rules     *ruleengine.Engine
+	telemetry telemetry.Store
+	info      func() ServerInfo
+	log       *slog.Logger
+	metrics   *metrics
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -125,6 +131,18 @@ func (s *server) routes() []route {
 		{"PUT", "/policies/{name}", roleWrite, s.replacePolicy},
 		{"DELETE", "/policies/{name}", roleWrite, s.deletePolicy},
 
+		{"POST", "/rules", roleWrite, s.createRule},
+		{"GET", "/rules", roleView, s.listRules},
+		{"POST", "/rules/test", roleView, s.testRule},
+		{"GET", "/rules/{name}", roleView, s.getRule},
+		{"PUT", "/rules/{name}", roleWrite, s.replaceRule},
+		{"PATCH", "/rules/{name}", roleWrite, s.patchRule},
+		{"DELETE", "/rules/{name}", roleWrite, s.deleteRule},
+
+		{"GET", "/things/{name}/telemetry", roleView, s.thingTelemetry},
+		{"GET", "/things/{name}/telemetry/latest", roleView, s.thingTelemetryLatest},
+		{"GET", "/telemetry", roleView, s.queryTelemetry},
+
 		{"POST", "/tokens", roleAdmin, s.createToken},
 		{"GET", "/tokens", roleAdmin, s.listTokens},
 		{"DELETE", "/tokens/{id}", roleAdmin, s.deleteToken},
@@ -138,7 +156,7 @@ func New(o Options) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &server{reg: o.Registry, shadows: o.Shadows, info: o.Server, log: log, metrics: newMetrics(o.Metrics, log)}
+	s := &server{reg: o.Registry, shadows: o.Shadows, rules: o.Rules, telemetry: o.Telemetry, info: o.Server, log: log, metrics: newMetrics(o.Metrics, log)}
 
 	mux := http.NewServeMux()
 	paths := http.NewServeMux() // every routed path, any method: tells 405 from 404

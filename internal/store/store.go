@@ -10,6 +10,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -22,6 +23,7 @@ type Store interface {
 	Policies() PolicyStore
 	Tokens() TokenStore
 	Shadows() ShadowStore
+	Rules() RuleStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -252,4 +254,37 @@ type ShadowStore interface {
 	// A write for a thing that does not exist is skipped and its index
 	// returned in skipped; the rest of the batch is applied.
 	Write(ctx context.Context, batch []ShadowWrite) (skipped []int, err error)
+}
+
+// Rule is a stored rule of the rules engine. The store keeps SQL,
+// Actions and ErrorAction as given; the rules engine parses and checks
+// them. Actions is a JSON array of action objects; ErrorAction is one JSON
+// action object or nil.
+type Rule struct {
+	Name        string          `json:"name"`
+	SQL         string          `json:"sql"`
+	Description string          `json:"description"`
+	Enabled     bool            `json:"enabled"`
+	Actions     json.RawMessage `json:"actions"`
+	ErrorAction json.RawMessage `json:"errorAction,omitempty"`
+	CreatedAt   time.Time       `json:"createdAt"`
+	UpdatedAt   time.Time       `json:"updatedAt"`
+}
+
+// RuleStore keeps rules. List returns rules ordered by name.
+type RuleStore interface {
+	// Create stores a new rule; a rule of the same name is a conflict.
+	Create(ctx context.Context, r Rule) (Rule, error)
+	Get(ctx context.Context, name string) (Rule, error)
+	List(ctx context.Context, after string, limit int) ([]Rule, error)
+	// Update replaces SQL, Description, Enabled, Actions and ErrorAction
+	// of the rule r.Name and sets UpdatedAt to now.
+	Update(ctx context.Context, r Rule) (Rule, error)
+	Delete(ctx context.Context, name string) error
+	// Seed creates r unless a rule was ever seeded under r.Name in this
+	// store, even if it has been deleted or changed since: a built-in rule
+	// an operator deleted stays deleted. created reports whether r was
+	// created. An existing rule of that name (created by a user) is kept
+	// and marks the name as seeded.
+	Seed(ctx context.Context, r Rule) (created bool, err error)
 }

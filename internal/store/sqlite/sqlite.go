@@ -63,6 +63,7 @@ type Store struct {
 	policies    policyStore
 	tokens      tokenStore
 	shadows     shadowStore
+	rules       ruleStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -132,6 +133,7 @@ func Open(path string) (*Store, error) {
 	s.policies = policyStore{s}
 	s.tokens = tokenStore{s}
 	s.shadows = shadowStore{s}
+	s.rules = ruleStore{s}
 	return s, nil
 }
 
@@ -176,6 +178,7 @@ func (s *Store) Credentials() store.CredentialStore { return &s.credentials }
 func (s *Store) Policies() store.PolicyStore        { return &s.policies }
 func (s *Store) Tokens() store.TokenStore           { return &s.tokens }
 func (s *Store) Shadows() store.ShadowStore         { return &s.shadows }
+func (s *Store) Rules() store.RuleStore             { return &s.rules }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.

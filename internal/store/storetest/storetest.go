@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Credentials", func(t *testing.T) { testCredentials(t, open) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, open) })
 	t.Run("Shadows", func(t *testing.T) { testShadows(t, open) })
+	t.Run("Rules", func(t *testing.T) { testRules(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 }
 

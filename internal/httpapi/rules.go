@@ -1,0 +1,223 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/ruleengine"
+	"github.com/moteiot/mote/internal/store"
+)
+
+// ruleBody is the body of POST /rules and PUT /rules/{name}.
+type ruleBody struct {
+	Name        string          `json:"name"`
+	SQL         string          `json:"sql"`
+	Description string          `json:"description"`
+	Enabled     *bool           `json:"enabled"`
+	Actions     json.RawMessage `json:"actions"`
+	ErrorAction json.RawMessage `json:"errorAction"`
+}
+
+// rulePatch is the body of PATCH /rules/{name}.
+type rulePatch struct {
+	Enabled     *bool   `json:"enabled"`
+	Description *string `json:"description"`
+}
+
+// ruleTest is the body of POST /rules/test.
+type ruleTest struct {
+	SQL      string          `json:"sql"`
+	Topic    string          `json:"topic"`
+	Payload  json.RawMessage `json:"payload"`
+	ClientID string          `json:"clientId"`
+	Thing    string          `json:"thing"`
+}
+
+func (s *server) ruleEngine() (*ruleengine.Engine, error) {
+	if s.rules == nil {
+		return nil, core.Errorf(core.KindUnavailable, "the rules engine is not enabled on this server")
+	}
+	return s.rules, nil
+}
+
+func (in ruleBody) rule() store.Rule {
+	enabled := true
+	if in.Enabled != nil {
+		enabled = *in.Enabled
+	}
+	return store.Rule{Name: in.Name, SQL: in.SQL, Description: in.Description, Enabled: enabled,
+		Actions: in.Actions, ErrorAction: in.ErrorAction}
+}
+
+func (s *server) createRule(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.ruleEngine()
+	if err != nil {
+		return err
+	}
+	if err := noParams(r); err != nil {
+		return err
+	}
+	var in ruleBody
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if in.SQL == "" {
+		return core.Invalid("sql", "sql is required")
+	}
+	out, err := e.Create(r.Context(), in.rule())
+	if err != nil {
+		return err
+	}
+	return created(w, "/rules/"+out.Name, out)
+}
+
+func (s *server) listRules(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.ruleEngine()
+	if err != nil {
+		return err
+	}
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	if limit == 0 {
+		limit = 100
+	}
+	list, err := e.List(r.Context(), after, limit+1)
+	if err != nil {
+		return err
+	}
+	next := ""
+	if len(list) > limit {
+		list = list[:limit]
+		next = list[limit-1].Name
+	}
+	return writeJSON(w, http.StatusOK, newList(list, next))
+}
+
+func (s *server) getRule(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.ruleEngine()
+	if err != nil {
+		return err
+	}
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
+	if err := noParams(r); err != nil {
+		return err
+	}
+	out, err := e.Get(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) replaceRule(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.ruleEngine()
+	if err != nil {
+		return err
+	}
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
+	if err := noParams(r); err != nil {
+		return err
+	}
+	var in ruleBody
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if in.Name != "" && in.Name != name {
+		return core.Invalid("name", "name %q in the body differs from %q in the path (rules cannot be renamed)", in.Name, name)
+	}
+	if in.SQL == "" {
+		return core.Invalid("sql", "sql is required")
+	}
+	in.Name = name
+	out, err := e.Update(r.Context(), in.rule())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) patchRule(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.ruleEngine()
+	if err != nil {
+		return err
+	}
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
+	if err := noParams(r); err != nil {
+		return err
+	}
+	var in rulePatch
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	out, err := e.Get(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	if in.Description != nil {
+		out.Description = *in.Description
+		if in.Enabled != nil {
+			out.Enabled = *in.Enabled
+		}
+		if out, err = e.Update(r.Context(), out); err != nil {
+			return err
+		}
+	} else if in.Enabled != nil {
+		if out, err = e.SetEnabled(r.Context(), name, *in.Enabled); err != nil {
+			return err
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) deleteRule(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.ruleEngine()
+	if err != nil {
+		return err
+	}
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
+	if err := noParams(r); err != nil {
+		return err
+	}
+	if err := e.Delete(r.Context(), name); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+func (s *server) testRule(w http.ResponseWriter, r *http.Request) error {
+	if err := noParams(r); err != nil {
+		return err
+	}
+	var in ruleTest
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if in.SQL == "" {
+		return core.Invalid("sql", "sql is required")
+	}
+	payload := []byte(in.Payload)
+	var str string
+	if len(in.Payload) > 0 && in.Payload[0] == '"' && json.Unmarshal(in.Payload, &str) == nil {
+		payload = []byte(str) // a string is the payload as is
+	}
+	res, err := ruleengine.Test(ruleengine.TestInput{SQL: in.SQL, Topic: in.Topic, Payload: payload, ClientID: in.ClientID, Thing: in.Thing})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}

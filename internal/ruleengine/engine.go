@@ -1,0 +1,517 @@
+// Package ruleengine runs the rules of the rules engine (the SQL dialect of
+// package rules) on the messages of the bus and carries out their actions:
+// republish, store as telemetry, HTTP webhook and log, with an error action
+// and per-rule metrics. It also keeps the rules (store.RuleStore): every
+// change is stored first and then swapped into the running rule set, so
+// rules take effect without a restart.
+//
+// The bus handler only enqueues into a bounded queue; when the queue is
+// full the message is dropped, counted (mote_rules_dropped_total) and
+// logged (rate-limited), so a slow action never blocks a publisher.
+// Workers take messages from the queue; for each message every enabled
+// rule whose FROM filter matches is evaluated on one shared rules.Message.
+//
+// Loops: messages the platform publishes (republish actions, shadow
+// answers) go out through the broker's inline client and do not come back
+// through the bus, so a rule never sees what a rule republished.
+package ruleengine
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moteiot/mote/internal/bus"
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/rules"
+	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/telemetry"
+)
+
+// Publisher publishes platform messages; *broker.Broker satisfies it.
+type Publisher interface {
+	Publish(topic string, payload []byte, retain bool, qos byte) error
+}
+
+// TelemetryWriter stores points; *telemetry.Writer satisfies it.
+type TelemetryWriter interface {
+	Add(ctx context.Context, points []telemetry.Point, seq uint64) error
+}
+
+// Options configure an Engine. Zero values take the defaults.
+type Options struct {
+	Store     store.RuleStore // required
+	Publisher Publisher       // republish actions; nil: they fail
+	Telemetry TelemetryWriter // telemetry actions; nil: they fail
+	Workers   int             // default GOMAXPROCS, at least 2
+	QueueSize int             // default 10,000 messages
+	// HTTPClient sends webhooks (default: a client without a total
+	// timeout; each attempt has the action's timeout).
+	HTTPClient *http.Client
+	// WebhookBackoff is the pause before the first webhook retry, doubled
+	// for each further one (default 200ms, at most 5s).
+	WebhookBackoff time.Duration
+	Metrics        prometheus.Registerer // nil: not registered
+	Logger         *slog.Logger
+}
+
+// DefaultRule is the rule created on the first start: it stores every
+// message on things/{thing}/telemetry as telemetry of the thing.
+var DefaultRule = store.Rule{
+	Name:        "telemetry",
+	SQL:         "SELECT * FROM 'things/+/telemetry'",
+	Description: "Store what devices publish on things/{thing}/telemetry as telemetry (built-in; may be edited or deleted)",
+	Enabled:     true,
+	Actions:     json.RawMessage(`[{"type":"telemetry"}]`),
+}
+
+// compiledRule is a rule ready to run.
+type compiledRule struct {
+	rule        store.Rule
+	stmt        *rules.Statement
+	actions     []compiledAction
+	errorAction *compiledAction
+}
+
+// Engine runs rules. Create it with New, load the rules with Start,
+// attach it to a bus with Attach, close it with Close.
+type Engine struct {
+	opts Options
+	log  *slog.Logger
+
+	mu    sync.Mutex // serializes changes of the rule set
+	rules atomic.Pointer[[]*compiledRule]
+
+	queue  chan core.Message
+	done   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+	unsub  []func()
+	once   sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	dropLog dropLogger
+	m       metrics
+}
+
+type metrics struct {
+	dropped prometheus.Counter
+	matched *prometheus.CounterVec
+	errors  *prometheus.CounterVec
+	action  *prometheus.CounterVec
+}
+
+// New returns an Engine with no rules; Start loads them.
+func New(opts Options) *Engine {
+	if opts.Workers <= 0 {
+		opts.Workers = max(2, runtime.GOMAXPROCS(0))
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 10_000
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{}
+	}
+	if opts.WebhookBackoff <= 0 {
+		opts.WebhookBackoff = 200 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{
+		opts:  opts,
+		log:   opts.Logger,
+		queue: make(chan core.Message, opts.QueueSize),
+		done:  make(chan struct{}),
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.rules.Store(&[]*compiledRule{})
+	e.m = metrics{
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_rules_dropped_total",
+			Help: "Messages the rules engine dropped because its queue was full."}),
+		matched: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mote_rule_matched_total",
+			Help: "Messages a rule matched (FROM and WHERE)."}, []string{"rule"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mote_rule_errors_total",
+			Help: "Evaluation and action failures of a rule."}, []string{"rule"}),
+		action: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mote_rule_action_total",
+			Help: "Actions run by a rule, by type and result."}, []string{"rule", "action", "result"}),
+	}
+	if opts.Metrics != nil {
+		opts.Metrics.MustRegister(e.m.dropped, e.m.matched, e.m.errors, e.m.action)
+	}
+	return e
+}
+
+// Start seeds the default rule (once per store), loads the rules and starts
+// the workers. A stored rule that no longer compiles is logged and skipped.
+func (e *Engine) Start(ctx context.Context) error {
+	if _, err := e.opts.Store.Seed(ctx, DefaultRule); err != nil {
+		return err
+	}
+	var all []*compiledRule
+	after := ""
+	for {
+		page, err := e.opts.Store.List(ctx, after, 1000)
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			c, err := compileRule(r)
+			if err != nil {
+				e.log.Error("rule does not compile; skipped", "rule", r.Name, "error", err)
+				continue
+			}
+			all = append(all, c)
+		}
+		if len(page) < 1000 {
+			break
+		}
+		after = page[len(page)-1].Name
+	}
+	e.rules.Store(&all)
+	for range e.opts.Workers {
+		e.wg.Add(1)
+		go e.work()
+	}
+	return nil
+}
+
+// Attach subscribes the engine to every message of the bus ("#").
+func (e *Engine) Attach(b *bus.Bus) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.unsub = append(e.unsub, b.Subscribe("#", e.enqueue))
+}
+
+// enqueue is the bus handler: it never blocks.
+func (e *Engine) enqueue(m core.Message) {
+	if e.closed.Load() {
+		return
+	}
+	select {
+	case e.queue <- m:
+	default:
+		e.m.dropped.Inc()
+		e.dropLog.log(e.log, m.Topic)
+	}
+}
+
+// Close stops taking messages, lets the workers finish what is queued
+// (actions in flight are cancelled after a grace period of 5s) and
+// returns.
+func (e *Engine) Close() error {
+	e.once.Do(func() {
+		e.closed.Store(true)
+		e.mu.Lock()
+		for _, u := range e.unsub {
+			u()
+		}
+		e.mu.Unlock()
+		close(e.done)
+		t := time.AfterFunc(5*time.Second, e.cancel)
+		e.wg.Wait()
+		t.Stop()
+		e.cancel()
+	})
+	return nil
+}
+
+func (e *Engine) work() {
+	defer e.wg.Done()
+	for {
+		select {
+		case m := <-e.queue:
+			e.process(m)
+		case <-e.done:
+			for {
+				select {
+				case m := <-e.queue:
+					e.process(m)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// process runs the rules on one message.
+func (e *Engine) process(msg core.Message) {
+	set := *e.rules.Load()
+	var m *rules.Message
+	for _, r := range set {
+		if !r.rule.Enabled || !r.stmt.Matches(msg.Topic) {
+			continue
+		}
+		if m == nil {
+			m = rules.NewMessage(rules.InputOf(msg))
+		}
+		out, ok, err := r.stmt.EvalMessage(m)
+		if err != nil {
+			e.m.errors.WithLabelValues(r.rule.Name).Inc()
+			e.onError(r, msg, nil, err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		e.m.matched.WithLabelValues(r.rule.Name).Inc()
+		body := out.AppendJSON(nil)
+		lookup := objectLookup(out)
+		for i := range r.actions {
+			a := &r.actions[i]
+			err := e.run(a, r.rule.Name, msg, body, lookup)
+			if err != nil {
+				e.m.action.WithLabelValues(r.rule.Name, a.Type, "failure").Inc()
+				e.m.errors.WithLabelValues(r.rule.Name).Inc()
+				e.onError(r, msg, body, err)
+				continue
+			}
+			e.m.action.WithLabelValues(r.rule.Name, a.Type, "success").Inc()
+		}
+	}
+}
+
+// errorDoc is what an error action receives.
+type errorDoc struct {
+	Rule     string          `json:"rule"`
+	Error    string          `json:"error"`
+	Topic    string          `json:"topic"`
+	Payload  string          `json:"payload"` // base64
+	ClientID string          `json:"clientId"`
+	Thing    string          `json:"thing"`
+	Output   json.RawMessage `json:"output,omitempty"`
+}
+
+// onError runs the rule's error action, if it has one, and logs.
+func (e *Engine) onError(r *compiledRule, msg core.Message, output []byte, cause error) {
+	e.dropLog.logError(e.log, r.rule.Name, msg.Topic, cause)
+	a := r.errorAction
+	if a == nil {
+		return
+	}
+	doc := errorDoc{Rule: r.rule.Name, Error: cause.Error(), Topic: msg.Topic,
+		Payload: base64.StdEncoding.EncodeToString(msg.Payload), ClientID: msg.ClientID, Thing: msg.Thing}
+	if len(output) > 0 {
+		doc.Output = output
+	}
+	body, _ := json.Marshal(doc)
+	var fields map[string]any
+	_ = json.Unmarshal(body, &fields)
+	err := e.run(a, r.rule.Name, msg, body, mapLookup(fields))
+	result := "success"
+	if err != nil {
+		result = "failure"
+		e.log.Warn("rule error action failed", "rule", r.rule.Name, "action", a.Type, "error", err)
+	}
+	e.m.action.WithLabelValues(r.rule.Name, "error:"+a.Type, result).Inc()
+}
+
+// ---- rule management ----
+
+// compileRule checks a rule and compiles it.
+func compileRule(r store.Rule) (*compiledRule, error) {
+	if err := core.ValidateName("name", r.Name); err != nil {
+		return nil, err
+	}
+	if len(r.Description) > 1024 {
+		return nil, core.Invalid("description", "description is longer than 1024 bytes")
+	}
+	stmt, err := rules.Parse(r.SQL)
+	if err != nil {
+		return nil, core.Invalid("sql", "sql %v", err)
+	}
+	actions, err := parseActions(r.Actions)
+	if err != nil {
+		return nil, err
+	}
+	ea, err := parseErrorAction(r.ErrorAction)
+	if err != nil {
+		return nil, err
+	}
+	return &compiledRule{rule: r, stmt: stmt, actions: actions, errorAction: ea}, nil
+}
+
+// Validate checks a rule as Create would, without storing it.
+func Validate(r store.Rule) error {
+	_, err := compileRule(r)
+	return err
+}
+
+// normalize gives a rule its canonical stored form: Actions re-encoded from
+// the decoded actions, so that what is stored is what runs.
+func normalize(r store.Rule) (store.Rule, error) {
+	c, err := compileRule(r)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	list := make([]Action, len(c.actions))
+	for i, a := range c.actions {
+		list[i] = a.Action
+	}
+	r.Actions, _ = json.Marshal(list)
+	if c.errorAction != nil {
+		r.ErrorAction, _ = json.Marshal(c.errorAction.Action)
+	} else {
+		r.ErrorAction = nil
+	}
+	return r, nil
+}
+
+// swap replaces (c != nil) or removes (c == nil) the rule name in the
+// running set. e.mu must be held.
+func (e *Engine) swap(name string, c *compiledRule) {
+	old := *e.rules.Load()
+	next := make([]*compiledRule, 0, len(old)+1)
+	for _, r := range old {
+		if r.rule.Name != name {
+			next = append(next, r)
+		}
+	}
+	if c != nil {
+		next = append(next, c)
+		sort.Slice(next, func(i, j int) bool { return next[i].rule.Name < next[j].rule.Name })
+	}
+	e.rules.Store(&next)
+}
+
+// Create checks, stores and starts a rule.
+func (e *Engine) Create(ctx context.Context, r store.Rule) (store.Rule, error) {
+	r, err := normalize(r)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out, err := e.opts.Store.Create(ctx, r)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	c, err := compileRule(out)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	e.swap(out.Name, c)
+	return out, nil
+}
+
+// Get returns a stored rule.
+func (e *Engine) Get(ctx context.Context, name string) (store.Rule, error) {
+	return e.opts.Store.Get(ctx, name)
+}
+
+// List returns stored rules ordered by name.
+func (e *Engine) List(ctx context.Context, after string, limit int) ([]store.Rule, error) {
+	return e.opts.Store.List(ctx, after, limit)
+}
+
+// Update replaces a rule (all of SQL, Description, Enabled, Actions,
+// ErrorAction) and swaps it into the running set.
+func (e *Engine) Update(ctx context.Context, r store.Rule) (store.Rule, error) {
+	r, err := normalize(r)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out, err := e.opts.Store.Update(ctx, r)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	c, err := compileRule(out)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	e.swap(out.Name, c)
+	return out, nil
+}
+
+// SetEnabled enables or disables a rule.
+func (e *Engine) SetEnabled(ctx context.Context, name string, enabled bool) (store.Rule, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, err := e.opts.Store.Get(ctx, name)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	r.Enabled = enabled
+	out, err := e.opts.Store.Update(ctx, r)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	c, err := compileRule(out)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	e.swap(out.Name, c)
+	return out, nil
+}
+
+// Delete removes a rule, stops it and removes its metric series.
+func (e *Engine) Delete(ctx context.Context, name string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.opts.Store.Delete(ctx, name); err != nil {
+		return err
+	}
+	e.swap(name, nil)
+	e.m.matched.DeleteLabelValues(name)
+	e.m.errors.DeleteLabelValues(name)
+	e.m.action.DeletePartialMatch(prometheus.Labels{"rule": name})
+	return nil
+}
+
+// TestInput is a message to try a statement on.
+type TestInput struct {
+	SQL      string
+	Topic    string
+	Payload  []byte
+	ClientID string
+	Thing    string
+}
+
+// TestResult is the outcome of Test.
+type TestResult struct {
+	Matched bool            `json:"matched"`
+	Output  json.RawMessage `json:"output,omitempty"`
+}
+
+// Test evaluates a statement on one message without running any action. A
+// parse error is a KindInvalid error on field "sql"; an evaluation error a
+// KindInvalid error on field "payload". A message whose topic the FROM
+// filter does not match is not matched.
+func Test(in TestInput) (TestResult, error) {
+	stmt, err := rules.Parse(in.SQL)
+	if err != nil {
+		return TestResult{}, core.Invalid("sql", "sql %v", err)
+	}
+	if in.Topic == "" {
+		return TestResult{}, core.Invalid("topic", "topic is required")
+	}
+	if !stmt.Matches(in.Topic) {
+		return TestResult{Matched: false}, nil
+	}
+	out, ok, err := stmt.Eval(rules.Input{Topic: in.Topic, Payload: in.Payload, ClientID: in.ClientID, Thing: in.Thing, Received: time.Now()})
+	if err != nil {
+		var ee *rules.EvalError
+		if errors.As(err, &ee) {
+			return TestResult{}, core.Invalid("payload", "evaluation failed %v", err)
+		}
+		return TestResult{}, err
+	}
+	if !ok {
+		return TestResult{Matched: false}, nil
+	}
+	return TestResult{Matched: true, Output: out.AppendJSON(nil)}, nil
+}

@@ -1,0 +1,280 @@
+package ruleengine_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moteiot/mote/internal/daemontest"
+	"github.com/moteiot/mote/internal/registry"
+)
+
+const wait = 10 * time.Second
+
+func api(t *testing.T, s *daemontest.Server, method, p string, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.API+"/api/v1"+p, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func mustAPI(t *testing.T, s *daemontest.Server, method, p, body string, want int) string {
+	t.Helper()
+	code, out := api(t, s, method, p, body)
+	if code != want {
+		t.Fatalf("%s %s: %d %s; want %d", method, p, code, out, want)
+	}
+	return out
+}
+
+// TestRepublishEndToEnd: a device publishes, a rule created over the API
+// republishes a reshaped message that a real subscriber receives; disable,
+// enable, update and delete take effect without a restart.
+func TestRepublishEndToEnd(t *testing.T) {
+	s := daemontest.Start(t)
+	dev := s.V5(t, "sensor-1", s.Device(t, "sensor-1"))
+	watcher := s.V5(t, "watcher", s.Device(t, "watcher"))
+	watcher.Sub(t, "things/watcher/#")
+
+	mustAPI(t, s, "POST", "/rules", `{"name":"hot","sql":"SELECT temp, topic(2) AS device FROM 'things/+/telemetry' WHERE temp > 50",
+		"actions":[{"type":"republish","topic":"things/watcher/alerts/${device}"}]}`, 201)
+	dev.Pub(t, "things/sensor-1/telemetry", 1, false, `{"temp": 20}`)
+	dev.Pub(t, "things/sensor-1/telemetry", 1, false, `{"temp": 55.5, "hum": 40}`)
+	m := watcher.Inbox.Wait(t, "things/watcher/alerts/sensor-1", wait)
+	if m.Payload != `{"temp":55.5,"device":"sensor-1"}` {
+		t.Fatalf("republished %s", m.Payload)
+	}
+	if n := len(watcher.Inbox.All()); n != 1 {
+		t.Fatalf("watcher got %d messages; want 1 (temp 20 does not match)", n)
+	}
+
+	mustAPI(t, s, "PATCH", "/rules/hot", `{"enabled":false}`, 200)
+	dev.Pub(t, "things/sensor-1/telemetry", 1, false, `{"temp": 60}`)
+	time.Sleep(200 * time.Millisecond)
+	if n := len(watcher.Inbox.All()); n != 1 {
+		t.Fatalf("disabled rule still republishes: %v", watcher.Inbox.All())
+	}
+	mustAPI(t, s, "PUT", "/rules/hot", `{"sql":"SELECT temp * 2 AS t2 FROM 'things/+/telemetry'",
+		"actions":[{"type":"republish","topic":"things/watcher/double/${topic(2)}"}]}`, 200)
+	dev.Pub(t, "things/sensor-1/telemetry", 1, false, `{"temp": 4}`)
+	m = watcher.Inbox.Wait(t, "things/watcher/double/sensor-1", wait)
+	if m.Payload != `{"t2":8}` {
+		t.Fatalf("after PUT: %s", m.Payload)
+	}
+	mustAPI(t, s, "DELETE", "/rules/hot", "", 204)
+	mustAPI(t, s, "GET", "/rules/hot", "", 404)
+	dev.Pub(t, "things/sensor-1/telemetry", 1, false, `{"temp": 5}`)
+	time.Sleep(200 * time.Millisecond)
+	if n := len(watcher.Inbox.All()); n != 2 {
+		t.Fatalf("deleted rule still republishes: %v", watcher.Inbox.All())
+	}
+
+	// Bad SQL is a 400 on field sql with the position.
+	code, out := api(t, s, "POST", "/rules", `{"name":"bad","sql":"SELECT temp\nFROM things","actions":[]}`)
+	if code != 400 || !strings.Contains(out, `"field":"sql"`) || !strings.Contains(out, "2:") {
+		t.Fatalf("bad sql: %d %s", code, out)
+	}
+	// The default rule is listed.
+	out = mustAPI(t, s, "GET", "/rules", "", 200)
+	if !strings.Contains(out, `"name":"telemetry"`) {
+		t.Fatalf("list: %s", out)
+	}
+}
+
+// TestWebhookEndToEnd: a webhook reaches a real HTTP server; a failing
+// one (500s) triggers the error action, which republishes to a topic a
+// subscriber receives. Metrics move.
+func TestWebhookEndToEnd(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	fails := 0
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/fail" {
+			fails++
+			w.WriteHeader(500)
+			return
+		}
+		got = append(got, string(b)+" "+r.Header.Get("X-Token"))
+	}))
+	defer hook.Close()
+
+	s := daemontest.Start(t)
+	dev := s.V5(t, "sensor-1", s.Device(t, "sensor-1"))
+	watcher := s.V5(t, "watcher", s.Device(t, "watcher"))
+	watcher.Sub(t, "things/watcher/#")
+	mustAPI(t, s, "POST", "/rules", fmt.Sprintf(`{"name":"hook","sql":"SELECT temp FROM 'things/+/events'",
+		"actions":[{"type":"webhook","url":%q,"headers":{"X-Token":"abc"}}]}`, hook.URL+"/ok"), 201)
+	mustAPI(t, s, "POST", "/rules", fmt.Sprintf(`{"name":"broken","sql":"SELECT temp FROM 'things/+/events'",
+		"actions":[{"type":"webhook","url":%q,"retries":1,"timeoutMs":2000}],
+		"errorAction":{"type":"republish","topic":"things/watcher/errors/${rule}"}}`, hook.URL+"/fail"), 201)
+	dev.Pub(t, "things/sensor-1/events", 1, false, `{"temp": 7}`)
+
+	m := watcher.Inbox.Wait(t, "things/watcher/errors/broken", wait)
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(m.Payload), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["rule"] != "broken" || doc["topic"] != "things/sensor-1/events" || doc["thing"] != "sensor-1" ||
+		doc["clientId"] != "sensor-1" || !strings.Contains(doc["error"].(string), "500") || doc["payload"] == "" {
+		t.Fatalf("error document: %s", m.Payload)
+	}
+	daemontest.WaitFor(t, wait, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 1 || got[0] != `{"temp":7} abc` {
+			return fmt.Errorf("webhook got %q", got)
+		}
+		return nil
+	})
+	mu.Lock()
+	if fails != 2 {
+		t.Errorf("failing webhook called %d times; want 2 (1 retry)", fails)
+	}
+	mu.Unlock()
+
+	wantMetrics := []string{
+		`mote_rule_matched_total{rule="hook"} 1`,
+		`mote_rule_matched_total{rule="broken"} 1`,
+		`mote_rule_errors_total{rule="broken"} 1`,
+		`mote_rule_action_total{action="webhook",result="success",rule="hook"} 1`,
+		`mote_rule_action_total{action="webhook",result="failure",rule="broken"} 1`,
+		`mote_rule_action_total{action="error:republish",result="success",rule="broken"} 1`,
+		`mote_rules_dropped_total 0`,
+	}
+	daemontest.WaitFor(t, wait, func() error {
+		res, err := http.Get(s.API + "/metrics")
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		for _, want := range wantMetrics {
+			if !strings.Contains(string(b), want) {
+				return fmt.Errorf("metrics lack %s", want)
+			}
+		}
+		return nil
+	})
+	// Deleting a rule removes its series.
+	mustAPI(t, s, "DELETE", "/rules/broken", "", 204)
+	res, err := http.Get(s.API + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if strings.Contains(string(b), `rule="broken"`) {
+		t.Errorf("metrics of a deleted rule remain")
+	}
+}
+
+// TestTelemetryEndToEnd: the default rule stores what a device publishes
+// on things/{thing}/telemetry; it is queryable raw, as latest and as
+// aggregates with the right numbers.
+func TestTelemetryEndToEnd(t *testing.T) {
+	s := daemontest.Start(t)
+	dev := s.V5(t, "sensor-1", s.Device(t, "sensor-1"))
+	base := time.Now().Add(-10 * time.Minute).Truncate(time.Minute).UnixMilli()
+	for i, temp := range []float64{10, 20, 30, 40} {
+		// Two per minute: (10, 20) in the first bucket, (30, 40) in the next.
+		ts := base + int64(i/2)*60_000 + int64(i%2)*1000
+		dev.Pub(t, "things/sensor-1/telemetry", 1, false, fmt.Sprintf(`{"ts": %d, "temp": %v, "ok": true}`, ts, temp))
+	}
+	var raw struct {
+		Items []struct {
+			Key   string          `json:"key"`
+			TS    int64           `json:"ts"`
+			Value json.RawMessage `json:"value"`
+		} `json:"items"`
+	}
+	daemontest.WaitFor(t, wait, func() error {
+		_, out := api(t, s, "GET", "/things/sensor-1/telemetry?keys=temp", "")
+		raw.Items = nil
+		if err := json.Unmarshal([]byte(out), &raw); err != nil {
+			return err
+		}
+		if len(raw.Items) != 4 {
+			return fmt.Errorf("raw: %s", out)
+		}
+		return nil
+	})
+	if string(raw.Items[0].Value) != "10" || raw.Items[0].TS != base || string(raw.Items[3].Value) != "40" {
+		t.Fatalf("raw points: %+v", raw.Items)
+	}
+	out := mustAPI(t, s, "GET", "/things/sensor-1/telemetry/latest", "", 200)
+	if !strings.Contains(out, `"key":"temp","ts":`+fmt.Sprint(base+61_000)+`,"value":40`) || !strings.Contains(out, `"key":"ok"`) {
+		t.Fatalf("latest: %s", out)
+	}
+	out = mustAPI(t, s, "GET", fmt.Sprintf("/things/sensor-1/telemetry?keys=temp&agg=avg&interval=1m&from=%d&to=%d", base, base+120_000), "", 200)
+	want := fmt.Sprintf(`{"items":[{"thing":"sensor-1","key":"temp","ts":%d,"value":15},{"thing":"sensor-1","key":"temp","ts":%d,"value":35}]}`, base, base+60_000)
+	if strings.TrimSpace(out) != want {
+		t.Fatalf("avg:\n got %s\nwant %s", out, want)
+	}
+	out = mustAPI(t, s, "GET", fmt.Sprintf("/telemetry?things=sensor-1&keys=temp&agg=max&interval=2m&from=%d&to=%d", base, base+120_000), "", 200)
+	if !strings.Contains(out, `"value":40`) {
+		t.Fatalf("max across things: %s", out)
+	}
+	mustAPI(t, s, "GET", "/things/ghost/telemetry", "", 404)
+	mustAPI(t, s, "GET", "/telemetry?things=sensor-1&agg=avg", "", 400)
+
+	// Deleting the default rule stops storing, and it stays deleted after a restart.
+	mustAPI(t, s, "DELETE", "/rules/telemetry", "", 204)
+	s.Restart(t)
+	mustAPI(t, s, "GET", "/rules/telemetry", "", 404)
+}
+
+// TestRuleTestEndpoint: POST /rules/test evaluates without actions.
+func TestRuleTestEndpoint(t *testing.T) {
+	s := daemontest.Start(t)
+	out := mustAPI(t, s, "POST", "/rules/test", `{"sql":"SELECT temp, topic(2) AS d FROM 'things/+/telemetry' WHERE temp > 1","topic":"things/a/telemetry","payload":{"temp":5}}`, 200)
+	if strings.TrimSpace(out) != `{"matched":true,"output":{"temp":5,"d":"a"}}` {
+		t.Fatalf("test: %s", out)
+	}
+	out = mustAPI(t, s, "POST", "/rules/test", `{"sql":"SELECT * FROM 'things/+/telemetry' WHERE temp > 1","topic":"things/a/telemetry","payload":"{\"temp\":0}"}`, 200)
+	if strings.TrimSpace(out) != `{"matched":false}` {
+		t.Fatalf("test no match: %s", out)
+	}
+	code, out := api(t, s, "POST", "/rules/test", `{"sql":"SELECT FROM 'x'","topic":"x","payload":{}}`)
+	if code != 400 || !strings.Contains(out, `"field":"sql"`) {
+		t.Fatalf("bad sql: %d %s", code, out)
+	}
+
+	// A viewer may read and test rules and read telemetry, not change rules.
+	_, viewer, err := s.Registry().CreateToken(t.Context(), "viewer", registry.RoleViewer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Token = viewer
+	mustAPI(t, s, "GET", "/rules", "", 200)
+	mustAPI(t, s, "GET", "/rules/telemetry", "", 200)
+	mustAPI(t, s, "POST", "/rules/test", `{"sql":"SELECT * FROM 'a'","topic":"a","payload":{}}`, 200)
+	mustAPI(t, s, "GET", "/telemetry?things=x", "", 200)
+	mustAPI(t, s, "PATCH", "/rules/telemetry", `{"enabled":false}`, 403)
+	mustAPI(t, s, "POST", "/rules", `{"name":"x","sql":"SELECT * FROM 'a'"}`, 403)
+	mustAPI(t, s, "DELETE", "/rules/telemetry", "", 403)
+}

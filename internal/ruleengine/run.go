@@ -1,0 +1,173 @@
+package ruleengine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/rules"
+	"github.com/moteiot/mote/internal/telemetry"
+)
+
+// run carries out one action for a message; body is the JSON it acts on.
+func (e *Engine) run(a *compiledAction, rule string, msg core.Message, body []byte, lookup func(string) (string, bool)) error {
+	switch a.Type {
+	case ActionRepublish:
+		if e.opts.Publisher == nil {
+			return fmt.Errorf("republish: no publisher")
+		}
+		topic, err := a.topic.expand(msg.Topic, msg.ClientID, msg.Thing, lookup)
+		if err != nil {
+			return err
+		}
+		if err := e.opts.Publisher.Publish(topic, body, a.Retain, a.qos); err != nil {
+			return fmt.Errorf("republish to %q: %w", topic, err)
+		}
+		return nil
+	case ActionTelemetry:
+		if e.opts.Telemetry == nil {
+			return fmt.Errorf("telemetry: no telemetry store")
+		}
+		if msg.Thing == "" {
+			return fmt.Errorf("telemetry: the message was not published by a thing")
+		}
+		ts, fields, err := telemetry.Flatten(body, msg.Received)
+		if err != nil {
+			return fmt.Errorf("telemetry: %w", err)
+		}
+		if len(fields) == 0 {
+			return nil
+		}
+		points := make([]telemetry.Point, len(fields))
+		for i, f := range fields {
+			points[i] = telemetry.Point{Thing: msg.Thing, Key: f.Key, TS: ts, Value: f.Value}
+		}
+		if err := e.opts.Telemetry.Add(e.ctx, points, 0); err != nil {
+			return fmt.Errorf("telemetry: %w", err)
+		}
+		return nil
+	case ActionWebhook:
+		return e.webhook(a, body)
+	case ActionLog:
+		e.log.Info("rule output", "rule", rule, "topic", msg.Topic, "output", string(body))
+		return nil
+	}
+	return fmt.Errorf("unknown action type %q", a.Type)
+}
+
+// webhook POSTs body to the action's URL, retrying failures (network
+// errors and non-2xx answers) with exponential backoff.
+func (e *Engine) webhook(a *compiledAction, body []byte) error {
+	var last error
+	pause := e.opts.WebhookBackoff
+	for attempt := 0; attempt <= a.retries; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(pause):
+			case <-e.ctx.Done():
+				return fmt.Errorf("webhook %s: %w (shutting down)", a.URL, last)
+			}
+			pause = min(2*pause, 5*time.Second)
+		}
+		last = e.post(a, body)
+		if last == nil {
+			return nil
+		}
+	}
+	return last
+}
+
+func (e *Engine) post(a *compiledAction, body []byte) error {
+	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(a.TimeoutMs)*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("webhook %s: %w", a.URL, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "mote/"+core.Version)
+	for k, v := range a.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.opts.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook %s: %w", a.URL, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("webhook %s: status %s", a.URL, resp.Status)
+	}
+	return nil
+}
+
+// objectLookup finds a member of a rule's output for a topic template.
+func objectLookup(o rules.Object) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := o.Get(name)
+		if !ok || v.Kind() == rules.KindUndefined {
+			return "", false
+		}
+		if v.Kind() == rules.KindString {
+			return v.Str(), true
+		}
+		return string(v.AppendJSON(nil)), true
+	}
+}
+
+func mapLookup(m map[string]any) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := m[name]
+		if !ok {
+			return "", false
+		}
+		if s, ok := v.(string); ok {
+			return s, true
+		}
+		return fmt.Sprint(v), true
+	}
+}
+
+// dropLogger rate-limits the engine's warnings: at most one per second per
+// kind, with the number suppressed before it.
+type dropLogger struct {
+	mu       sync.Mutex
+	lastDrop time.Time
+	drops    int
+	lastErr  time.Time
+	errs     int
+}
+
+func (d *dropLogger) log(l *slog.Logger, topic string) {
+	d.mu.Lock()
+	now := time.Now()
+	if now.Sub(d.lastDrop) < time.Second {
+		d.drops++
+		d.mu.Unlock()
+		return
+	}
+	n := d.drops
+	d.lastDrop, d.drops = now, 0
+	d.mu.Unlock()
+	l.Warn("rules engine queue full: message dropped", "topic", topic, "suppressed_before", n)
+}
+
+func (d *dropLogger) logError(l *slog.Logger, rule, topic string, err error) {
+	d.mu.Lock()
+	now := time.Now()
+	if now.Sub(d.lastErr) < 200*time.Millisecond {
+		d.errs++
+		d.mu.Unlock()
+		return
+	}
+	n := d.errs
+	d.lastErr, d.errs = now, 0
+	d.mu.Unlock()
+	l.Warn("rule failed", "rule", rule, "topic", topic, "error", err, "suppressed_before", n)
+}
