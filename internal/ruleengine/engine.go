@@ -196,7 +196,7 @@ func (e *Engine) Attach(b *bus.Bus) {
 
 // enqueue is the bus handler: it never blocks.
 func (e *Engine) enqueue(m core.Message) {
-	if e.closed.Load() {
+	if e.closed.Load() || !e.wanted(m.Topic) {
 		return
 	}
 	select {
@@ -225,6 +225,22 @@ func (e *Engine) Close() error {
 		e.cancel()
 	})
 	return nil
+}
+
+// wanted reports whether some enabled rule's filter matches topic. It runs
+// on the publisher's goroutine, so messages no rule wants never reach the
+// queue or a worker.
+func (e *Engine) wanted(topic string) bool {
+	rs := e.rules.Load()
+	if rs == nil {
+		return false
+	}
+	for _, r := range *rs {
+		if r.rule.Enabled && r.stmt.Matches(topic) {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Engine) work() {

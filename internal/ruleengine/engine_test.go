@@ -297,8 +297,20 @@ func TestQueueFullDrops(t *testing.T) {
 	// Not started: no worker takes from the queue.
 	b := &bus.Bus{}
 	e.Attach(b)
+	// Messages no enabled rule wants never take a queue slot.
 	for range 5 {
 		b.Publish(core.Message{Topic: "things/a/telemetry", Payload: []byte(`{}`)})
+	}
+	if got := metric(t, reg, "mote_rules_dropped_total"); got != 0 {
+		t.Errorf("dropped %v with no rule; want 0 (nothing is queued)", got)
+	}
+	if _, err := e.Create(context.Background(), store.Rule{Name: "r", SQL: "SELECT * FROM 'things/+/telemetry'", Enabled: true,
+		Actions: json.RawMessage(`[{"type":"log"}]`)}); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		b.Publish(core.Message{Topic: "things/a/telemetry", Payload: []byte(`{}`)})
+		b.Publish(core.Message{Topic: "things/a/other", Payload: []byte(`{}`)})
 	}
 	if got := metric(t, reg, "mote_rules_dropped_total"); got != 4 {
 		t.Errorf("dropped %v; want 4", got)
