@@ -117,25 +117,7 @@ func (a *app) groupUpdateCmd() *cobra.Command {
 }
 
 func (a *app) groupDeleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a group (its members stay, without the membership)",
-		Args:    exactArgs("NAME"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteGroup(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			if !a.jsonOut() {
-				a.printf("Deleted group %q.\n", args[0])
-			}
-			return nil
-		}),
-	}
+	return a.deleteCmd("group", "Delete a group (its members stay, without the membership)", (*apiclient.Client).DeleteGroup)
 }
 
 func (a *app) printGroup(g store.Group) error {

@@ -184,25 +184,7 @@ func (a *app) policyUpdateCmd() *cobra.Command {
 }
 
 func (a *app) policyDeleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a policy (it is detached everywhere)",
-		Args:    exactArgs("NAME"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeletePolicy(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			if !a.jsonOut() {
-				a.printf("Deleted policy %q.\n", args[0])
-			}
-			return nil
-		}),
-	}
+	return a.deleteCmd("policy", "Delete a policy (it is detached everywhere)", (*apiclient.Client).DeletePolicy)
 }
 
 // policyAttachCmd builds "policy attach" (attach true) and "policy detach".

@@ -302,3 +302,27 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// deleteCmd is "delete NAME" for a resource whose client method deletes by
+// name: it prints `Deleted NOUN "NAME".` (nothing with --output json).
+func (a *app) deleteCmd(noun, short string, del func(*apiclient.Client, context.Context, string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete NAME",
+		Aliases: []string{"rm"},
+		Short:   short,
+		Args:    exactArgs("NAME"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := del(c, cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if !a.jsonOut() {
+				a.printf("Deleted %s %q.\n", noun, args[0])
+			}
+			return nil
+		}),
+	}
+}

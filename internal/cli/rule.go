@@ -232,25 +232,7 @@ func (a *app) ruleEnableCmd(enable bool) *cobra.Command {
 }
 
 func (a *app) ruleDeleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a rule",
-		Args:    exactArgs("NAME"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteRule(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			if !a.jsonOut() {
-				a.printf("Deleted rule %q.\n", args[0])
-			}
-			return nil
-		}),
-	}
+	return a.deleteCmd("rule", "Delete a rule", (*apiclient.Client).DeleteRule)
 }
 
 func (a *app) ruleTestCmd() *cobra.Command {

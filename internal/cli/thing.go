@@ -221,25 +221,7 @@ disconnects the thing at once.`,
 }
 
 func (a *app) thingDeleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a thing and its credentials (disconnects it)",
-		Args:    exactArgs("NAME"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteThing(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			if !a.jsonOut() {
-				a.printf("Deleted thing %q.\n", args[0])
-			}
-			return nil
-		}),
-	}
+	return a.deleteCmd("thing", "Delete a thing and its credentials (disconnects it)", (*apiclient.Client).DeleteThing)
 }
 
 func (a *app) printThing(t store.Thing) error {

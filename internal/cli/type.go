@@ -135,25 +135,7 @@ detaches all); see also "mote policy attach --type".`,
 }
 
 func (a *app) typeDeleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a thing type (refused while things use it)",
-		Args:    exactArgs("NAME"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteType(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			if !a.jsonOut() {
-				a.printf("Deleted type %q.\n", args[0])
-			}
-			return nil
-		}),
-	}
+	return a.deleteCmd("type", "Delete a thing type (refused while things use it)", (*apiclient.Client).DeleteType)
 }
 
 func (a *app) printType(t store.ThingType) error {
