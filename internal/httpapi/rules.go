@@ -97,15 +97,8 @@ func (s *server) listRules(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) getRule(w http.ResponseWriter, r *http.Request) error {
-	e, err := s.ruleEngine()
+	e, name, err := s.ruleByName(r)
 	if err != nil {
-		return err
-	}
-	name, err := pathName(r, "name")
-	if err != nil {
-		return err
-	}
-	if err := noParams(r); err != nil {
 		return err
 	}
 	out, err := e.Get(r.Context(), name)
@@ -116,15 +109,8 @@ func (s *server) getRule(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) replaceRule(w http.ResponseWriter, r *http.Request) error {
-	e, err := s.ruleEngine()
+	e, name, err := s.ruleByName(r)
 	if err != nil {
-		return err
-	}
-	name, err := pathName(r, "name")
-	if err != nil {
-		return err
-	}
-	if err := noParams(r); err != nil {
 		return err
 	}
 	var in ruleBody
@@ -146,15 +132,8 @@ func (s *server) replaceRule(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) patchRule(w http.ResponseWriter, r *http.Request) error {
-	e, err := s.ruleEngine()
+	e, name, err := s.ruleByName(r)
 	if err != nil {
-		return err
-	}
-	name, err := pathName(r, "name")
-	if err != nil {
-		return err
-	}
-	if err := noParams(r); err != nil {
 		return err
 	}
 	var in rulePatch
@@ -182,15 +161,8 @@ func (s *server) patchRule(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) deleteRule(w http.ResponseWriter, r *http.Request) error {
-	e, err := s.ruleEngine()
+	e, name, err := s.ruleByName(r)
 	if err != nil {
-		return err
-	}
-	name, err := pathName(r, "name")
-	if err != nil {
-		return err
-	}
-	if err := noParams(r); err != nil {
 		return err
 	}
 	if err := e.Delete(r.Context(), name); err != nil {
@@ -220,4 +192,21 @@ func (s *server) testRule(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, res)
+}
+
+// ruleByName is the common start of the /rules/{name} handlers: the engine,
+// the rule name from the path, and no query parameters.
+func (s *server) ruleByName(r *http.Request) (*ruleengine.Engine, string, error) {
+	e, err := s.ruleEngine()
+	if err != nil {
+		return nil, "", err
+	}
+	name, err := pathName(r, "name")
+	if err != nil {
+		return nil, "", err
+	}
+	if err := noParams(r); err != nil {
+		return nil, "", err
+	}
+	return e, name, nil
 }
