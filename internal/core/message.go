@@ -14,6 +14,10 @@ type Message struct {
 	Thing    string    // the authenticated thing that published it; "" for the platform
 	Received time.Time // when the server received it
 	Protocol string    // "mqtt", "http", "coap", "platform"
+	// Seq is the message's sequence number in the ingest journal when it
+	// was made durable before its acknowledgement (0: it was not). Such a
+	// message reaches the rules engine from the journal, in order.
+	Seq uint64
 }
 
 // Version is Mote's version, set at build time with

@@ -17,6 +17,10 @@ func DB(dir string) string { return filepath.Join(dir, "mote.db") }
 // Telemetry is the embedded time-series database.
 func Telemetry(dir string) string { return filepath.Join(dir, "telemetry.db") }
 
+// Journal is the directory of the ingest journal: the write-ahead log of
+// acknowledged messages not yet stored (internal/ingest).
+func Journal(dir string) string { return filepath.Join(dir, "journal") }
+
 // HashKey is the key of the keyed hash that protects stored secrets.
 func HashKey(dir string) string { return filepath.Join(dir, "secret.key") }
 

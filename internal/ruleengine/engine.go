@@ -21,6 +21,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -81,6 +82,7 @@ type compiledRule struct {
 	stmt        *rules.Statement
 	actions     []compiledAction
 	errorAction *compiledAction
+	durable     bool // has a telemetry action: QoS 1/2 messages it matches go through the journal
 }
 
 // Engine runs rules. Create it with New, load the rules with Start,
@@ -194,11 +196,17 @@ func (e *Engine) Attach(b *bus.Bus) {
 	e.unsub = append(e.unsub, b.Subscribe("#", e.enqueue))
 }
 
-// enqueue is the bus handler: it never blocks.
+// enqueue is the bus handler: it never blocks. Messages made durable in
+// the journal (Seq set) are skipped: they come through ApplyDurable.
 func (e *Engine) enqueue(m core.Message) {
-	if e.closed.Load() || !e.wanted(m.Topic) {
+	if m.Seq != 0 || e.closed.Load() || !e.wanted(m.Topic) {
 		return
 	}
+	e.push(m)
+}
+
+// push queues a message for the workers, or drops and counts it.
+func (e *Engine) push(m core.Message) {
 	select {
 	case e.queue <- m:
 	default:
@@ -241,6 +249,114 @@ func (e *Engine) wanted(topic string) bool {
 		}
 	}
 	return false
+}
+
+// Durable reports whether a QoS 1/2 message on topic must be made durable
+// before it is acknowledged: some enabled rule that stores telemetry
+// matches it. It runs on the publisher's goroutine.
+func (e *Engine) Durable(topic string) bool {
+	if e.opts.Telemetry == nil {
+		return false
+	}
+	for _, r := range *e.rules.Load() {
+		if r.durable && r.rule.Enabled && r.stmt.Matches(topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// ApplyDurable is the ingest journal's consumer: it gets the durable
+// messages (Seq set) on one goroutine in sequence order, new and replayed.
+// It runs the telemetry actions of the matching rules and adds all their
+// points in one Writer.Add with the message's sequence number — so the
+// telemetry store records, in the same transaction, how far it got, and a
+// replay skips what it has — then queues the message for the workers,
+// which run the rules' other actions. Adding waits, retrying, while the
+// writer's backlog is full: that holds back the journal and so the
+// publishers' acknowledgements, rather than losing an acknowledged message.
+func (e *Engine) ApplyDurable(msg core.Message) {
+	var points []telemetry.Point
+	var m *rules.Message
+	for _, r := range *e.rules.Load() {
+		if !r.durable || !r.rule.Enabled || !r.stmt.Matches(msg.Topic) {
+			continue
+		}
+		if m == nil {
+			m = rules.NewMessage(rules.InputOf(msg))
+		}
+		out, ok, err := r.stmt.EvalMessage(m)
+		if err != nil || !ok {
+			continue // the workers' pass counts it and runs the error action
+		}
+		var body []byte
+		for i := range r.actions {
+			a := &r.actions[i]
+			if a.Type != ActionTelemetry {
+				continue
+			}
+			if body == nil {
+				body = out.AppendJSON(nil)
+			}
+			p, err := telemetryPoints(msg, body)
+			if err == nil {
+				err = telemetry.ValidatePoints(p)
+			}
+			if err != nil {
+				err = fmt.Errorf("telemetry: %w", err)
+				e.m.action.WithLabelValues(r.rule.Name, a.Type, "failure").Inc()
+				e.m.errors.WithLabelValues(r.rule.Name).Inc()
+				e.onError(r, msg, body, err)
+				continue
+			}
+			points = append(points, p...)
+			e.m.action.WithLabelValues(r.rule.Name, a.Type, "success").Inc()
+		}
+	}
+	e.addDurable(points, msg.Seq)
+	if !e.closed.Load() && e.wanted(msg.Topic) {
+		e.push(msg)
+	}
+}
+
+// addDurable adds the points of journal message seq, retrying until the
+// writer takes them. Only a shutdown stops it: the message is then
+// replayed at the next start.
+func (e *Engine) addDurable(points []telemetry.Point, seq uint64) {
+	if e.opts.Telemetry == nil {
+		return
+	}
+	pause := 10 * time.Millisecond
+	for {
+		err := e.opts.Telemetry.Add(e.ctx, points, seq)
+		if err == nil {
+			return
+		}
+		if e.ctx.Err() != nil {
+			e.log.Warn("durable telemetry not added: shutting down; it is replayed at the next start", "seq", seq)
+			return
+		}
+		switch {
+		case errors.Is(err, telemetry.ErrWriterClosed):
+			e.log.Warn("durable telemetry not added: the writer is closed; it is replayed at the next start", "seq", seq)
+			return
+		case core.KindOf(err) == core.KindInternal:
+			e.log.Error("durable telemetry refused", "seq", seq, "error", err) // out of order: a bug
+			return
+		case core.KindOf(err) == core.KindInvalid:
+			// The points were validated one action at a time, so this
+			// cannot happen; record the sequence number without them.
+			e.log.Error("durable telemetry refused", "seq", seq, "error", err)
+			points = nil
+			continue
+		}
+		e.dropLog.logError(e.log, "telemetry", "", err)
+		select {
+		case <-time.After(pause):
+		case <-e.ctx.Done():
+		}
+		pause = min(2*pause, time.Second)
+	}
 }
 
 func (e *Engine) work() {
@@ -287,6 +403,9 @@ func (e *Engine) process(msg core.Message) {
 		lookup := objectLookup(out)
 		for i := range r.actions {
 			a := &r.actions[i]
+			if msg.Seq != 0 && a.Type == ActionTelemetry {
+				continue // done by ApplyDurable
+			}
 			err := e.run(a, r.rule.Name, msg, body, lookup)
 			if err != nil {
 				e.m.action.WithLabelValues(r.rule.Name, a.Type, "failure").Inc()
@@ -356,7 +475,11 @@ func compileRule(r store.Rule) (*compiledRule, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &compiledRule{rule: r, stmt: stmt, actions: actions, errorAction: ea}, nil
+	c := &compiledRule{rule: r, stmt: stmt, actions: actions, errorAction: ea}
+	for _, a := range actions {
+		c.durable = c.durable || a.Type == ActionTelemetry
+	}
+	return c, nil
 }
 
 // Validate checks a rule as Create would, without storing it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -38,13 +39,23 @@ func (p *fakePublisher) Publish(topic string, payload []byte, retain bool, qos b
 type fakeWriter struct {
 	mu     sync.Mutex
 	points []telemetry.Point
+	adds   []string // "seq:npoints" of every Add with a sequence number
 }
 
 func (w *fakeWriter) Add(_ context.Context, points []telemetry.Point, seq uint64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.points = append(w.points, points...)
+	if seq != 0 {
+		w.adds = append(w.adds, fmt.Sprintf("%d:%d", seq, len(points)))
+	}
 	return nil
+}
+
+func (w *fakeWriter) seqAdds() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.adds...)
 }
 
 func (w *fakeWriter) get() []telemetry.Point {
@@ -167,6 +178,50 @@ func TestDefaultRuleTelemetry(t *testing.T) {
 	defer e2.Close()
 	if _, err := e2.Get(t.Context(), "telemetry"); core.KindOf(err) != core.KindNotFound {
 		t.Fatalf("default rule after delete and restart: %v; want not found", err)
+	}
+}
+
+// Durable messages (from the ingest journal) get their telemetry from
+// ApplyDurable, all rules' points in one Add with the message's sequence
+// number, and their other actions from the workers; the same message
+// arriving on the bus is not processed twice.
+func TestDurablePass(t *testing.T) {
+	v := newEnv(t)
+	ctx := t.Context()
+	if _, err := v.e.Create(ctx, store.Rule{Name: "hot", Enabled: true,
+		SQL:     "SELECT temp AS hot FROM 'things/+/telemetry' WHERE temp > 50",
+		Actions: json.RawMessage(`[{"type":"telemetry"},{"type":"republish","topic":"alerts/${topic(2)}"}]`)}); err != nil {
+		t.Fatal(err)
+	}
+	if !v.e.Durable("things/s1/telemetry") || v.e.Durable("things/s1/status") {
+		t.Fatal("Durable: want true only for topics a telemetry rule matches")
+	}
+	msg := core.Message{Topic: "things/s1/telemetry", Payload: []byte(`{"temp": 60, "hum": 3}`), QoS: 1,
+		ClientID: "c1", Thing: "s1", Received: time.UnixMilli(1_700_000_000_000), Protocol: "mqtt", Seq: 7}
+	v.bus.Publish(msg) // what OnPublished hands the bus: ignored by the engine
+	v.e.ApplyDurable(msg)
+	msg.Seq, msg.Payload = 8, []byte(`{"temp": 10}`)
+	v.e.ApplyDurable(msg)
+	if got := fmt.Sprint(v.tw.seqAdds()); got != "[7:3 8:1]" {
+		t.Fatalf("durable adds %s; want [7:3 8:1] (7: temp, hum from the default rule and hot; 8: only temp)", got)
+	}
+	v.want(t, "alerts/s1", `{"hot":60}`)
+	v.none(t)
+	waitMetric(t, v.reg, 1, "mote_rule_matched_total", "hot")
+	waitMetric(t, v.reg, 2, "mote_rule_matched_total", "telemetry")
+	if n := metric(t, v.reg, "mote_rule_action_total", "hot", "telemetry", "success"); n != 1 {
+		t.Fatalf("hot telemetry successes %v; want 1 (not counted again by the workers)", n)
+	}
+	if len(v.tw.get()) != 4 {
+		t.Fatalf("points %+v; want 4 in all", v.tw.get())
+	}
+
+	// A payload the telemetry action cannot store still advances the
+	// sequence (an empty Add) and counts a failure.
+	msg.Seq, msg.Payload = 9, []byte(`[1,2]`)
+	v.e.ApplyDurable(msg)
+	if got := fmt.Sprint(v.tw.seqAdds()); got != "[7:3 8:1 9:0]" {
+		t.Fatalf("durable adds %s; want [7:3 8:1 9:0]", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package ruleengine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,19 +35,12 @@ func (e *Engine) run(a *compiledAction, rule string, msg core.Message, body []by
 		if e.opts.Telemetry == nil {
 			return fmt.Errorf("telemetry: no telemetry store")
 		}
-		if msg.Thing == "" {
-			return fmt.Errorf("telemetry: the message was not published by a thing")
-		}
-		ts, fields, err := telemetry.Flatten(body, msg.Received)
+		points, err := telemetryPoints(msg, body)
 		if err != nil {
 			return fmt.Errorf("telemetry: %w", err)
 		}
-		if len(fields) == 0 {
+		if len(points) == 0 {
 			return nil
-		}
-		points := make([]telemetry.Point, len(fields))
-		for i, f := range fields {
-			points[i] = telemetry.Point{Thing: msg.Thing, Key: f.Key, TS: ts, Value: f.Value}
 		}
 		if err := e.opts.Telemetry.Add(e.ctx, points, 0); err != nil {
 			return fmt.Errorf("telemetry: %w", err)
@@ -59,6 +53,24 @@ func (e *Engine) run(a *compiledAction, rule string, msg core.Message, body []by
 		return nil
 	}
 	return fmt.Errorf("unknown action type %q", a.Type)
+}
+
+// telemetryPoints turns a rule's output into the points of the message's
+// thing (nested objects flattened to dotted keys, the device time if the
+// output has one).
+func telemetryPoints(msg core.Message, body []byte) ([]telemetry.Point, error) {
+	if msg.Thing == "" {
+		return nil, errors.New("the message was not published by a thing")
+	}
+	ts, fields, err := telemetry.Flatten(body, msg.Received)
+	if err != nil {
+		return nil, err
+	}
+	points := make([]telemetry.Point, len(fields))
+	for i, f := range fields {
+		points[i] = telemetry.Point{Thing: msg.Thing, Key: f.Key, TS: ts, Value: f.Value}
+	}
+	return points, nil
 }
 
 // webhook POSTs body to the action's URL, retrying failures (network

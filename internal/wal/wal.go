@@ -43,6 +43,19 @@ type Options struct {
 	MaxBatch    int           // most records written per fsync (default 4096)
 	MaxDelay    time.Duration // longest an append waits for others to share its fsync (default 0: write as soon as the writer is free)
 	NoSync      bool          // skip fsync (tests and benchmarks of everything else only)
+
+	// After is the last sequence number the consumer has applied, as the
+	// consumer itself recorded it: numbering continues after it even if
+	// the log's files were lost, so a number is never handed out twice.
+	After uint64
+
+	// OnDurable, if set, is called for every record once it is durable, in
+	// sequence order, on the log's writer goroutine and before the Append
+	// of that record returns. It may block — that holds back the appends
+	// that follow, which is how a slow consumer slows its producers — but
+	// must not call Append. It must not keep rec past its return unless
+	// the appender handed over ownership (Mote's journal does).
+	OnDurable func(seq uint64, rec []byte)
 }
 
 // ErrClosed is returned by appends after Close.
@@ -94,7 +107,7 @@ func Open(dir string, o Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	next := uint64(1)
+	next := o.After + 1
 	if cp, err := l.Checkpoint(); err != nil {
 		return nil, err
 	} else if cp >= next {
@@ -255,6 +268,11 @@ func (l *Log) writer() {
 			l.lastSeq = batch[len(batch)-1].seq
 		}
 		l.mu.Unlock()
+		if err == nil && l.opts.OnDurable != nil {
+			for _, r := range batch {
+				l.opts.OnDurable(r.seq, r.rec)
+			}
+		}
 		for _, r := range batch {
 			r.done <- err
 		}

@@ -1,0 +1,265 @@
+// Package ingest keeps Mote's promise that a message a device had
+// acknowledged is not lost: a QoS 1 or 2 publish that an enabled rule
+// stores as telemetry is appended to a write-ahead log (package wal) and
+// acknowledged only when the append is on disk; the journal then hands
+// such messages, in log order, to one consumer — the rules engine's
+// durable pass, which writes their telemetry with the message's sequence
+// number — and checkpoints the log up to what the telemetry store has
+// committed. On start, what was durable but not yet applied is replayed,
+// and the store's last sequence number makes the replay skip what it has
+// (nothing is stored twice).
+//
+//	broker OnPublish ── Append (group commit, fsync) ──▶ PUBACK
+//	                         │ in sequence order, after the fsync
+//	                         ▼
+//	                    feed (bounded) ──▶ Apply (one goroutine)
+//	                                          └─▶ telemetry.Writer.Add(points, seq)
+//	checkpoint loop: wal.SetCheckpoint(Applied()) every second
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/wal"
+)
+
+// Options configure a Journal.
+type Options struct {
+	Dir    string // the log's directory (required)
+	NoSync bool   // skip fsync: tests and benchmarks of other parts only
+
+	// Wants reports whether a message on topic must be durable before it
+	// is acknowledged (some enabled rule stores it). nil: never.
+	Wants func(topic string) bool
+	// Apply consumes durable messages (m.Seq set), in sequence order, on
+	// one goroutine: new ones after Start, replayed ones during Start. It
+	// may block; that holds back appends (backpressure).
+	Apply func(m core.Message)
+	// Applied returns the largest sequence number the consumer has made
+	// durable itself (the telemetry writer's Committed): the log is
+	// checkpointed up to it and replayed after it.
+	Applied func() uint64
+
+	CheckpointEvery time.Duration // default 1s
+	FeedSize        int           // messages between the log and Apply; default 16,384
+	Logger          *slog.Logger
+	Metrics         prometheus.Registerer // nil: not registered
+}
+
+type entry struct {
+	seq uint64
+	rec []byte
+}
+
+// Journal is the durable queue of acknowledged messages. Open it, Start
+// it (replay, then the consumer), Append from the broker, and at shutdown
+// Drain it once nothing appends any more, then Close it once the consumer's
+// writes are flushed.
+type Journal struct {
+	opts Options
+	log  *wal.Log
+	feed chan entry
+
+	consumerDone chan struct{}
+	stop         chan struct{}
+	loopDone     chan struct{}
+	started      bool // Start ran: the consumer and the checkpoint loop exist
+	drainOnce    sync.Once
+	closeOnce    sync.Once
+	checkpointed uint64 // owned by the checkpoint loop, then by Close
+
+	m journalMetrics
+}
+
+type journalMetrics struct {
+	appended prometheus.Counter
+	failed   prometheus.Counter
+	replayed prometheus.Counter
+	corrupt  prometheus.Counter
+}
+
+// Open opens the log in o.Dir. Numbering continues after o.Applied(),
+// so a lost log never reuses a number the store has seen.
+func Open(o Options) (*Journal, error) {
+	if o.Dir == "" || o.Apply == nil || o.Applied == nil {
+		return nil, errors.New("ingest: Dir, Apply and Applied are required")
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = time.Second
+	}
+	if o.FeedSize <= 0 {
+		o.FeedSize = 16384
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	j := &Journal{
+		opts:         o,
+		feed:         make(chan entry, o.FeedSize),
+		consumerDone: make(chan struct{}),
+		stop:         make(chan struct{}),
+		loopDone:     make(chan struct{}),
+	}
+	l, err := wal.Open(o.Dir, wal.Options{After: o.Applied(), NoSync: o.NoSync, OnDurable: j.onDurable})
+	if err != nil {
+		return nil, err
+	}
+	j.log = l
+	j.checkpointed, _ = l.Checkpoint()
+	j.m = journalMetrics{
+		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_appended_total",
+			Help: "Messages made durable in the ingest journal before their acknowledgement."}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_append_failures_total",
+			Help: "Journal appends that failed (the publish was refused, not acknowledged)."}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_replayed_total",
+			Help: "Messages replayed from the journal at start-up."}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_corrupt_records_total",
+			Help: "Journal records that could not be decoded (skipped)."}),
+	}
+	if o.Metrics != nil {
+		backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_backlog",
+			Help: "Durable messages not yet applied by the telemetry store."}, func() float64 {
+			last, applied := l.LastSeq(), o.Applied()
+			if applied >= last {
+				return 0
+			}
+			return float64(last - applied)
+		})
+		o.Metrics.MustRegister(j.m.appended, j.m.failed, j.m.replayed, j.m.corrupt, backlog)
+	}
+	return j, nil
+}
+
+// Start replays the durable messages the consumer has not applied (on the
+// caller's goroutine, before returning), then starts the consumer and the
+// checkpoint loop. Call it before anything appends.
+func (j *Journal) Start() (replayed int, err error) {
+	after := j.opts.Applied()
+	err = j.log.Replay(after, func(seq uint64, rec []byte) error {
+		j.apply(seq, rec)
+		replayed++
+		return nil
+	})
+	j.m.replayed.Add(float64(replayed))
+	if err != nil {
+		return replayed, fmt.Errorf("ingest: replay: %w", err)
+	}
+	if replayed > 0 {
+		j.opts.Logger.Info("replayed acknowledged messages from the ingest journal", "messages", replayed, "after", after)
+	}
+	j.started = true
+	go j.consume()
+	go j.checkpointLoop()
+	return replayed, nil
+}
+
+// Wants reports whether a message on topic must be appended before it is
+// acknowledged.
+func (j *Journal) Wants(topic string) bool {
+	return j.opts.Wants != nil && j.opts.Wants(topic)
+}
+
+// Append makes m durable and returns its sequence number. It blocks until
+// the group commit that carries it is fsynced.
+func (j *Journal) Append(m core.Message) (uint64, error) {
+	seq, err := j.log.Append(encode(m))
+	if err != nil {
+		j.m.failed.Inc()
+		return 0, &core.Error{Kind: core.KindUnavailable, Msg: "the ingest journal cannot take the message", Err: err}
+	}
+	j.m.appended.Inc()
+	return seq, nil
+}
+
+// onDurable runs on the log's writer goroutine, in sequence order. The
+// record is the one encode made for Append: the journal now owns it.
+func (j *Journal) onDurable(seq uint64, rec []byte) {
+	j.feed <- entry{seq, rec}
+}
+
+func (j *Journal) consume() {
+	defer close(j.consumerDone)
+	for e := range j.feed {
+		j.apply(e.seq, e.rec)
+	}
+}
+
+func (j *Journal) apply(seq uint64, rec []byte) {
+	m, err := decode(rec)
+	if err != nil {
+		j.m.corrupt.Inc()
+		j.opts.Logger.Error("ingest journal record skipped", "seq", seq, "error", err)
+		return
+	}
+	m.Seq = seq
+	j.opts.Apply(m)
+}
+
+func (j *Journal) checkpointLoop() {
+	defer close(j.loopDone)
+	t := time.NewTicker(j.opts.CheckpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			j.checkpoint()
+		case <-j.stop:
+			return
+		}
+	}
+}
+
+func (j *Journal) checkpoint() {
+	c := j.opts.Applied()
+	if c <= j.checkpointed {
+		return
+	}
+	if err := j.log.SetCheckpoint(c); err != nil {
+		j.opts.Logger.Warn("ingest journal checkpoint failed", "error", err)
+		return
+	}
+	j.checkpointed = c
+}
+
+// Drain closes the log — appends fail from now on — and waits until the
+// consumer has applied everything durable. Call it after the broker has
+// stopped.
+func (j *Journal) Drain() {
+	j.drainOnce.Do(func() {
+		if err := j.log.Close(); err != nil {
+			j.opts.Logger.Error("ingest journal close", "error", err)
+		}
+		close(j.feed)
+		if j.started {
+			<-j.consumerDone
+		}
+	})
+}
+
+// Close drains the journal if needed, stops the checkpoint loop and
+// records a last checkpoint: call it after the consumer's writes are
+// flushed (the telemetry writer closed), so that a clean restart replays
+// nothing.
+func (j *Journal) Close() error {
+	j.Drain()
+	var err error
+	j.closeOnce.Do(func() {
+		close(j.stop)
+		if j.started {
+			<-j.loopDone
+		}
+		c := j.opts.Applied()
+		if c > j.checkpointed {
+			err = j.log.SetCheckpoint(c)
+			j.checkpointed = c
+		}
+	})
+	return err
+}
