@@ -42,6 +42,18 @@ type PolicySource interface {
 	PoliciesFor(ctx context.Context, thing string) ([]policy.Document, error)
 }
 
+// Journal is the durable queue of acknowledged messages; *ingest.Journal
+// satisfies it.
+type Journal interface {
+	Wants(topic string) bool
+	// Append makes m durable and returns its sequence number (it waits
+	// for the fsync).
+	Append(m core.Message) (seq uint64, err error)
+	// AppendAsync queues m and returns its sequence number at once, and a
+	// channel that receives nil once it is on disk (or the error).
+	AppendAsync(m core.Message) (seq uint64, durable <-chan error, err error)
+}
+
 // PresenceRecorder keeps connection state in the registry.
 type PresenceRecorder interface {
 	RecordPresence(ctx context.Context, changes []store.Presence) error
@@ -60,6 +72,9 @@ type Options struct {
 	// OnMessage receives every message a device published that was
 	// accepted. It runs on the publisher's goroutine and must not block.
 	OnMessage func(core.Message)
+	// Journal, if set, makes QoS 1/2 messages it wants durable before
+	// they are acknowledged (package ingest; see durable.go).
+	Journal Journal
 
 	MaxPacketSize    int
 	MaxClients       int

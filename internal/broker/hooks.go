@@ -148,7 +148,7 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 
 // peerCertificate returns the client certificate of a TLS connection.
 func peerCertificate(cl *mqtt.Client) *x509.Certificate {
-	c, ok := cl.Net.Conn.(*tls.Conn)
+	c, ok := underlying(cl.Net.Conn).(*tls.Conn)
 	if !ok {
 		return nil
 	}
@@ -256,28 +256,44 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if s == nil {
 		return pk, packets.ErrRejectPacket
 	}
+	if s.durable.injected(pk) {
+		return pk, nil // made durable and checked before (durable.go)
+	}
 	if !s.ev.Load().CanPublish(pk.TopicName) {
 		b.metrics.denied.WithLabelValues("publish").Inc()
 		b.authLog.Info("publish denied by policy", "client", cl.ID, "thing", s.id.Thing, "topic", pk.TopicName)
-		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
-			// Answer 0x87 ourselves and drop the packet: returning the code
-			// to mochi would make it log the whole packet at error level
-			// (and answer a QoS 2 PUBLISH with a PUBACK).
-			typ := packets.Puback
-			if pk.FixedHeader.Qos == 2 {
-				typ = packets.Pubrec
-			}
-			_ = cl.WritePacket(packets.Packet{
-				FixedHeader: packets.FixedHeader{Type: typ},
-				PacketID:    pk.PacketID,
-				ReasonCode:  packets.ErrNotAuthorized.Code,
-			})
+		if refuse(cl, pk, packets.ErrNotAuthorized) {
 			return pk, packets.ErrRejectPacket
 		}
 		return pk, packets.CodeSuccessIgnore // acknowledged, not delivered (3.1.1 cannot say no)
 	}
 	b.backpressure(cl, pk)
+	if err := b.persist(cl, s, pk); err != nil {
+		return pk, err
+	}
 	return pk, nil
+}
+
+// refuse answers an MQTT 5 QoS 1/2 publish with a failure reason code
+// (PUBACK, or PUBREC for QoS 2) and reports whether it did; the caller then
+// drops the packet with packets.ErrRejectPacket. Returning the code to
+// mochi instead would make it log the whole packet at error level (and
+// answer a QoS 2 PUBLISH with a PUBACK). MQTT 3.1.1 and QoS 0 have no way
+// to say no: refuse returns false.
+func refuse(cl *mqtt.Client, pk packets.Packet, code packets.Code) bool {
+	if cl.Properties.ProtocolVersion != 5 || pk.FixedHeader.Qos == 0 {
+		return false
+	}
+	typ := packets.Puback
+	if pk.FixedHeader.Qos == 2 {
+		typ = packets.Pubrec
+	}
+	_ = cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: typ},
+		PacketID:    pk.PacketID,
+		ReasonCode:  code.Code,
+	})
+	return true
 }
 
 func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
@@ -289,6 +305,10 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	if s == nil {
 		return
 	}
+	received, seq := time.Now(), uint64(0)
+	if p := s.durable.take(pk); p != nil {
+		received, seq = p.received, p.seq
+	}
 	b.opts.OnMessage(core.Message{
 		Topic:    pk.TopicName,
 		Payload:  pk.Payload,
@@ -296,8 +316,9 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 		Retain:   pk.FixedHeader.Retain,
 		ClientID: cl.ID,
 		Thing:    s.id.Thing,
-		Received: time.Now(),
+		Received: received,
 		Protocol: "mqtt",
+		Seq:      seq,
 	})
 }
 

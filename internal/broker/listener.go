@@ -119,6 +119,7 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
+		conn = &corkConn{Conn: conn}
 		if !l.conns.add(conn) {
 			return
 		}

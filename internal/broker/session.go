@@ -19,6 +19,9 @@ type session struct {
 	listener    string
 	connectedAt time.Time
 
+	// Publishes being made durable in the journal before their PUBACK.
+	durable durableQueue
+
 	kicked   atomic.Bool // we closed it (disabled, revoked, policy error)
 	willSent atomic.Bool
 

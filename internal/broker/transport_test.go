@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -168,9 +169,16 @@ func TestPprofOnlyWhenAsked(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("pprof = %d", resp.StatusCode)
 	}
-	// Not on the API port, and not at all by default.
-	if resp, err := http.Get(s.API + "/debug/pprof/"); err != nil || resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("pprof on the API port: %v, %v", resp, err)
+	// Not on the API port (where unknown paths get the console's page),
+	// and not at all by default.
+	resp, err = http.Get(s.API + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("pprof on the API port: %d %.200s", resp.StatusCode, body)
 	}
 	if a := daemontest.Start(t).Addrs().Pprof; a != "" {
 		t.Fatalf("pprof listening at %s by default", a)

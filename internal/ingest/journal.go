@@ -178,6 +178,19 @@ func (j *Journal) Append(m core.Message) (uint64, error) {
 	return seq, nil
 }
 
+// AppendAsync queues m and returns its sequence number at once, with a
+// channel that receives nil when the record is on disk (or the error):
+// a publisher can go on reading while its message is being made durable.
+func (j *Journal) AppendAsync(m core.Message) (uint64, <-chan error, error) {
+	seq, done, err := j.log.AppendAsync(encode(m))
+	if err != nil {
+		j.m.failed.Inc()
+		return 0, nil, &core.Error{Kind: core.KindUnavailable, Msg: "the ingest journal cannot take the message", Err: err}
+	}
+	j.m.appended.Inc()
+	return seq, done, nil
+}
+
 // onDurable runs on the log's writer goroutine, in sequence order. The
 // record is the one encode made for Append: the journal now owns it.
 func (j *Journal) onDurable(seq uint64, rec []byte) {
