@@ -72,6 +72,9 @@ type Options struct {
 	// OnMessage receives every message a device published that was
 	// accepted. It runs on the publisher's goroutine and must not block.
 	OnMessage func(core.Message)
+	// Deliveries, if set, hears about messages sent with Deliver
+	// (commands): subscriptions of devices and their acknowledgements.
+	Deliveries DeliveryTracker
 	// Journal, if set, makes QoS 1/2 messages it wants durable before
 	// they are acknowledged (package ingest; see durable.go).
 	Journal Journal
@@ -85,6 +88,11 @@ type Options struct {
 	BackpressureWait time.Duration
 	PresenceFlush    time.Duration
 	WebSocketOrigins []string
+	// DeviceRateLimit is the messages per second each thing may publish
+	// (MQTT and HTTP together); 0 turns the limit off. DeviceRateBurst is
+	// how many it may send at once (0: the rate, at least 1).
+	DeviceRateLimit float64
+	DeviceRateBurst int
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -128,6 +136,8 @@ type Broker struct {
 	ws       *wsListener
 	metrics  *metrics
 	presence *presence
+	delivery *delivery    // tracked deliveries (Deliver)
+	limits   *rateLimits  // nil: no per-thing rate limit
 	authLog  *slog.Logger // refusals and denials, at most a few per second
 	dropLog  *slog.Logger
 	connLog  *slog.Logger
@@ -190,9 +200,14 @@ func New(o Options) (*Broker, error) {
 	b.authLog = throttled(o.Logger, "auth")
 	b.dropLog = throttled(o.Logger, "delivery")
 	b.connLog = throttled(o.Logger, "connections")
+	b.initRateLimits()
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
+	}
+	b.delivery = newDelivery(b)
+	if err := b.server.AddHook(b.delivery, nil); err != nil {
+		return nil, fmt.Errorf("broker: add delivery hook: %w", err)
 	}
 	b.presence = newPresence(b, o.Presence, o.PresenceFlush)
 
@@ -239,6 +254,7 @@ func (b *Broker) Start() error {
 		defer b.wg.Done()
 		b.presence.run(b.stop)
 	}()
+	b.startRateLimits()
 	return nil
 }
 

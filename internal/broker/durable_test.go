@@ -9,6 +9,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/telemetry"
 )
@@ -115,5 +116,33 @@ func TestDurablePublishRefusedWhenTheJournalFails(t *testing.T) {
 	}
 	if !containsLine(getMetrics(t, s), `mote_mqtt_messages_dropped_total{reason="journal_unavailable"}`) {
 		t.Fatal("refusals not counted")
+	}
+}
+
+// An MQTT 3.1.1 QoS 1 publisher over its rate limit is slowed down, not
+// acknowledged-and-dropped: every message arrives, later.
+func TestRateLimitThrottlesMQTT311(t *testing.T) {
+	s := daemontest.Start(t, func(c *config.Config) { c.DeviceRateLimit, c.DeviceRateBurst = 20, 1 })
+	sec := s.Device(t, "dev")
+	sub := s.V5(t, "dev", sec)
+	sub.Sub(t, "things/dev/x")
+	v3, _, err := s.DialV3(t, daemontest.V3Options{ClientID: "dev-v3", Username: "dev", Password: sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		v3.Pub(t, "things/dev/x", 1, false, fmt.Sprint(i))
+	}
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		if n := len(sub.Inbox.All()); n != 5 {
+			return fmt.Errorf("subscriber got %d of 5", n)
+		}
+		return nil
+	})
+	if !v3.IsConnected() {
+		t.Fatal("throttled publisher disconnected")
+	}
+	if !containsLine(getMetrics(t, s), `mote_rate_limited_total{protocol="mqtt"}`) {
+		t.Fatal("throttled publishes not counted")
 	}
 }

@@ -267,6 +267,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 		return pk, packets.CodeSuccessIgnore // acknowledged, not delivered (3.1.1 cannot say no)
 	}
+	if err := b.limitPublish(cl, s, pk); err != nil { // per-thing rate limit (ratelimit.go)
+		return pk, err
+	}
 	b.backpressure(cl, pk)
 	if err := b.persist(cl, s, pk); err != nil {
 		return pk, err

@@ -21,6 +21,7 @@ import (
 func (a *app) adminCmd() *cobra.Command {
 	cmd := parentCmd("admin", "Offline administration on the server's data directory")
 	cmd.AddCommand(a.adminTokenCmd())
+	cmd.AddCommand(a.adminPasswordCmd())
 	return cmd
 }
 

@@ -130,6 +130,8 @@ func (a *app) rootCmd() *cobra.Command {
 		newServeCmd(),
 		a.thingCmd(),
 		a.shadowCmd(),
+		a.methodCmd(),
+		a.commandCmd(),
 		a.credCmd(),
 		a.policyCmd(),
 		a.typeCmd(),
@@ -138,6 +140,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.telemetryCmd(),
 		a.tokenCmd(),
 		a.adminCmd(),
+		a.simCmd(),
 	)
 	return root
 }

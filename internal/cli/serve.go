@@ -16,7 +16,8 @@ import (
 
 const serveLong = `Run the Mote server: MQTT on :1883 (TCP) and :8883 (TLS), and HTTP on
 :8080 with the REST API under /api/v1, MQTT over WebSocket at /mqtt, and
-/metrics, /healthz, /readyz. Data lives in ./mote-data unless --data-dir
+/metrics, /healthz, /readyz; the same over HTTPS on :8443, where devices
+may also authenticate with their client certificate. Data lives in ./mote-data unless --data-dir
 says otherwise.
 
 On first start Mote creates a certificate authority and a server
@@ -26,7 +27,7 @@ Every setting is a flag, an environment variable (MOTE_ and the flag name in
 upper snake case, e.g. MOTE_MQTT_ADDR) or a key of the YAML file given by
 --config (the flag name, e.g. "mqtt-addr: :1884"). A flag beats the
 environment, which beats the file. An address set to "" disables that
-listener (MQTT and MQTTS only).
+listener (MQTT, MQTTS and HTTPS only).
 
 SIGINT or SIGTERM shuts down gracefully: clients are disconnected, presence
 is written and the store is closed.`
@@ -96,6 +97,14 @@ func printBanner(w io.Writer, d *daemon.Daemon) {
 	}
 	fmt.Fprintf(w, "  WebSocket  ws://%s/mqtt\n", hostPort(a.HTTP))
 	fmt.Fprintf(w, "  REST API   %s/api/v1  (OpenAPI: %s/api/v1/openapi.json)\n", api, api)
+	if a.HTTPS != "" {
+		fmt.Fprintf(w, "  HTTPS      https://%s/api/v1  (the API over TLS; devices may use client certificates)\n", hostPort(a.HTTPS))
+	}
+	fmt.Fprintf(w, "  Console    %s/\n", api)
+	if pw := d.InitialPassword(); pw != "" {
+		fmt.Fprintf(w, "\nFirst start: sign in to the console at %s/ as user admin with this password (shown only this once):\n\n  %s\n\n", api, pw)
+		fmt.Fprintf(w, "Lost it? `mote admin password --data-dir DIR` sets a new one.\n")
+	}
 	if tok := d.InitialToken(); tok != "" {
 		fmt.Fprintf(w, "\nFirst start: an admin API token was created. It is shown only this once:\n\n  %s\n\n", tok)
 		fmt.Fprintf(w, "Try it:\n  export MOTE_SERVER=%s MOTE_TOKEN=%s\n  mote thing create my-device && mote cred create my-device --type secret\n\n", api, tok)

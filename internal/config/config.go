@@ -30,6 +30,7 @@ type Config struct {
 	MQTTAddr  string // MQTT over TCP; "" disables
 	MQTTSAddr string // MQTT over TLS; "" disables
 	HTTPAddr  string // REST API, WebSocket MQTT at /mqtt, metrics
+	HTTPSAddr string // the same over TLS, with device client certificates; "" disables
 
 	TLSHosts []string // extra names in the generated server certificate
 	TLSCert  string   // user-supplied server certificate (PEM); with TLSKey replaces the generated one
@@ -44,6 +45,8 @@ type Config struct {
 	BackpressureWait time.Duration // longest a publisher is held while a subscriber's queue is full
 	PresenceFlush    time.Duration // how often connection state is written to the registry
 	WebSocketOrigins []string      // allowed Origin values for MQTT over WebSocket ("*" = any)
+	DeviceRateLimit  float64       // messages per second per thing (MQTT and HTTP); 0 = no limit
+	DeviceRateBurst  int           // messages a thing may send at once; 0 = the rate
 
 	ShadowMaxSize int // largest shadow state (desired + reported JSON), bytes
 
@@ -65,6 +68,9 @@ func Default() Config {
 		MQTTAddr:         ":1883",
 		MQTTSAddr:        ":8883",
 		HTTPAddr:         ":8080",
+		HTTPSAddr:        ":8443",
+		DeviceRateLimit:  100,
+		DeviceRateBurst:  200,
 		MaxPacketSize:    256 * 1024,
 		MaxClients:       1_000_000,
 		MaxSessionExpiry: 24 * time.Hour,
@@ -97,6 +103,9 @@ func fields(c *Config) []field {
 	dur := func(p *time.Duration) func(*pflag.FlagSet, string, string) {
 		return func(fs *pflag.FlagSet, n, u string) { fs.DurationVar(p, n, *p, u) }
 	}
+	float := func(p *float64) func(*pflag.FlagSet, string, string) {
+		return func(fs *pflag.FlagSet, n, u string) { fs.Float64Var(p, n, *p, u) }
+	}
 	list := func(p *[]string) func(*pflag.FlagSet, string, string) {
 		return func(fs *pflag.FlagSet, n, u string) { fs.StringSliceVar(p, n, *p, u) }
 	}
@@ -107,6 +116,9 @@ func fields(c *Config) []field {
 		{"mqtt-addr", `MQTT over TCP listen address ("" disables)`, str(&c.MQTTAddr)},
 		{"mqtts-addr", `MQTT over TLS listen address ("" disables)`, str(&c.MQTTSAddr)},
 		{"http-addr", "HTTP listen address: REST API, MQTT over WebSocket at /mqtt, /metrics", str(&c.HTTPAddr)},
+		{"https-addr", `HTTPS listen address: the same as --http-addr over TLS, where devices may authenticate with their client certificate ("" disables)`, str(&c.HTTPSAddr)},
+		{"device-rate-limit", "messages per second each thing may send over MQTT and HTTP together; more are refused (MQTT 5: 0x96, HTTP: 429) and counted; 0 turns the limit off", float(&c.DeviceRateLimit)},
+		{"device-rate-burst", "bucket size of --device-rate-limit: messages a thing may send at once after a quiet spell (0: the rate)", num(&c.DeviceRateBurst)},
 		{"tls-hosts", "extra DNS names or IPs for the generated server certificate (comma-separated)", list(&c.TLSHosts)},
 		{"tls-cert", "server certificate file (PEM) to use instead of the generated one", str(&c.TLSCert)},
 		{"tls-key", "private key file (PEM) of --tls-cert", str(&c.TLSKey)},
@@ -242,7 +254,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log-format: %q is not one of auto, json, text", c.LogFormat)
 	}
-	for _, a := range []struct{ name, v string }{{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}, {"http-addr", c.HTTPAddr}, {"pprof-addr", c.PprofAddr}} {
+	for _, a := range []struct{ name, v string }{{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}, {"http-addr", c.HTTPAddr}, {"https-addr", c.HTTPSAddr}, {"pprof-addr", c.PprofAddr}} {
 		if a.v == "" && a.name != "http-addr" {
 			continue
 		}
@@ -274,6 +286,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("backpressure-wait: must be between 0 and 10s")
 	case c.ShadowMaxSize < 1024 || c.ShadowMaxSize > 1<<20:
 		return fmt.Errorf("shadow-max-size: %d is outside 1024 to 1048576", c.ShadowMaxSize)
+	case c.DeviceRateLimit < 0 || c.DeviceRateLimit > 1e6 || c.DeviceRateLimit != c.DeviceRateLimit:
+		return fmt.Errorf("device-rate-limit: %v is outside 0 to 1000000", c.DeviceRateLimit)
+	case c.DeviceRateBurst < 0 || c.DeviceRateBurst > 1_000_000:
+		return fmt.Errorf("device-rate-burst: %d is outside 0 to 1000000", c.DeviceRateBurst)
 	case c.PresenceFlush <= 0 || c.PresenceFlush > time.Minute:
 		return fmt.Errorf("presence-flush: must be between 1ns and 1m")
 	case c.TelemetryRetention != 0 && (c.TelemetryRetention < time.Hour || c.TelemetryRetention > MaxTelemetryRetention):

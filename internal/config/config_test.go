@@ -344,8 +344,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 21 {
-		t.Errorf("settings = %d; want 21 (update this test for a new setting)", n)
+	if n != 24 {
+		t.Errorf("settings = %d; want 24 (update this test for a new setting)", n)
 	}
 }
 

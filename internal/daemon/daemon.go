@@ -23,10 +23,15 @@ import (
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
+	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/config"
+	"github.com/moteiot/mote/internal/console"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/httpapi"
+	"github.com/moteiot/mote/internal/ingest"
+	"github.com/moteiot/mote/internal/live"
+	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
@@ -35,6 +40,7 @@ import (
 	"github.com/moteiot/mote/internal/store/sqlite"
 	"github.com/moteiot/mote/internal/telemetry"
 	telemetrysqlite "github.com/moteiot/mote/internal/telemetry/sqlite"
+	"github.com/moteiot/mote/internal/users"
 )
 
 // Addrs are the addresses the server listens on ("" when disabled).
@@ -42,6 +48,7 @@ type Addrs struct {
 	MQTT  string // host:port
 	MQTTS string
 	HTTP  string
+	HTTPS string // the API over TLS (device client certificates)
 	Pprof string // only with --pprof-addr
 }
 
@@ -58,18 +65,35 @@ type Daemon struct {
 	bus      *bus.Bus
 	shadows  *shadow.Service
 	rules    *ruleengine.Engine
+	methods  *methods.Service
+	commands *commands.Service
+	journal  *ingest.Journal
 	tstore   *telemetrysqlite.Store
 	twriter  *telemetry.Writer
 	http     *http.Server
 	httpLn   net.Listener
-	metrics  *prometheus.Registry
+	https    *http.Server
+	httpsLn  net.Listener
+	// serverTLS is the server side of MQTTS and HTTPS: Mote's server
+	// certificate, client certificates verified against Mote's CA when
+	// given.
+	serverTLS *tls.Config
+	metrics   *prometheus.Registry
 
 	initialToken string
-	pprofAddr    string
-	ready        bool
-	mu           sync.Mutex
-	closers      []func() error // in start order; run in reverse
-	httpDone     chan struct{}
+	// Console: users and sessions, the live feed of GET /api/v1/events
+	// (liveDone ends its streams at shutdown), and the admin password
+	// created on first start.
+	users           *users.Service
+	live            *live.Hub
+	liveDone        chan struct{}
+	initialPassword string
+
+	pprofAddr string
+	ready     bool
+	mu        sync.Mutex
+	closers   []func() error // in start order; run in reverse
+	httpDone  chan struct{}
 }
 
 // New returns a Daemon for cfg (which should have passed Validate). log may
@@ -126,6 +150,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := d.firstToken(ctx); err != nil {
 		return err
 	}
+	if err := d.startUsers(ctx); err != nil {
+		return err
+	}
 	if err := st.Things().ResetPresence(ctx); err != nil {
 		return fmt.Errorf("reset presence: %w", err)
 	}
@@ -146,6 +173,27 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	d.metrics = prometheus.NewRegistry()
+	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// The ingest journal: QoS 1/2 messages that a rule stores as telemetry
+	// are made durable in it before their PUBACK, and applied to the
+	// telemetry writer in order (started, with a replay, once the rules
+	// engine runs). Its last checkpoint is taken after the writer's final
+	// flush, so its Close is registered before the writer's.
+	d.journal, err = ingest.Open(ingest.Options{
+		Dir:     datadir.Journal(cfg.DataDir),
+		Wants:   func(topic string) bool { return d.rules.Durable(topic) },
+		Apply:   func(m core.Message) { d.rules.ApplyDurable(m) },
+		Applied: d.twriter.Committed,
+		Logger:  d.log.With("component", "ingest"),
+		Metrics: d.metrics,
+	})
+	if err != nil {
+		_ = d.twriter.Close()
+		return fmt.Errorf("open ingest journal: %w", err)
+	}
+	d.onClose(d.journal.Close)
 	d.onClose(d.twriter.Close)
 	retCtx, retCancel := context.WithCancel(context.Background())
 	retDone := make(chan struct{})
@@ -155,23 +203,30 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}()
 	d.onClose(func() error { retCancel(); <-retDone; return nil })
 
-	d.metrics = prometheus.NewRegistry()
-	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
 	d.bus = &bus.Bus{}
+	d.serverTLS = &tls.Config{
+		Certificates: []tls.Certificate{serverCert},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    d.ca.Pool(),
+		MinVersion:   tls.VersionTLS12,
+	}
+	// Queued commands: the broker tells the service when a device
+	// subscribes or acknowledges; the service delivers through the broker.
+	d.commands = commands.New(commands.Options{
+		Store:   st.Commands(),
+		Logger:  d.log.With("component", "commands"),
+		Metrics: d.metrics,
+	})
 	d.broker, err = broker.New(broker.Options{
-		MQTTAddr:  cfg.MQTTAddr,
-		MQTTSAddr: cfg.MQTTSAddr,
-		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{serverCert},
-			ClientAuth:   tls.VerifyClientCertIfGiven,
-			ClientCAs:    d.ca.Pool(),
-			MinVersion:   tls.VersionTLS12,
-		},
+		MQTTAddr:         cfg.MQTTAddr,
+		MQTTSAddr:        cfg.MQTTSAddr,
+		TLSConfig:        d.serverTLS,
 		Auth:             d.devices,
 		Policies:         d.registry,
 		Presence:         st.Things(),
 		OnMessage:        d.bus.Publish,
+		Deliveries:       d.commands,
+		Journal:          d.journal,
 		MaxPacketSize:    cfg.MaxPacketSize,
 		MaxClients:       cfg.MaxClients,
 		MaxSessionExpiry: cfg.MaxSessionExpiry,
@@ -181,6 +236,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		BackpressureWait: cfg.BackpressureWait,
 		PresenceFlush:    cfg.PresenceFlush,
 		WebSocketOrigins: cfg.WebSocketOrigins,
+		DeviceRateLimit:  cfg.DeviceRateLimit,
+		DeviceRateBurst:  cfg.DeviceRateBurst,
 		Logger:           d.log.With("component", "broker"),
 		Metrics:          d.metrics,
 	})
@@ -201,6 +258,20 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.shadows.Attach(d.bus)
 	d.onClose(d.shadows.Close)
 
+	d.commands.Attach(d.bus)
+	d.commands.Start(d.broker)
+	d.onClose(d.commands.Close)
+
+	// Direct methods: requests go out through the broker, answers come
+	// back on the bus.
+	d.methods = methods.New(methods.Options{
+		Publisher: d.broker,
+		Presence:  d.broker,
+		Metrics:   d.metrics,
+		Logger:    d.log.With("component", "methods"),
+	})
+	d.methods.Attach(d.bus)
+
 	// The rules engine publishes through the broker and writes telemetry:
 	// closed first, before the broker and the telemetry writer.
 	d.rules = ruleengine.New(ruleengine.Options{
@@ -215,11 +286,35 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.onClose(d.rules.Close)
 	d.rules.Attach(d.bus)
+	if n, err := d.journal.Start(); err != nil {
+		return err
+	} else if n > 0 {
+		// What devices were told is stored is queryable before we serve.
+		if err := d.twriter.Flush(ctx); err != nil {
+			return fmt.Errorf("store replayed telemetry: %w", err)
+		}
+	}
+	// Shutdown order for the message path: shadows answer what is queued
+	// while clients are connected, the broker stops (no more appends), the
+	// journal hands its last messages to the rules engine, which then
+	// finishes its queue; the writer flushes and the journal checkpoints
+	// later (closers registered earlier). Each Close is idempotent.
+	d.onClose(func() error {
+		return errors.Join(d.shadows.Close(), d.broker.Close(), func() error { d.journal.Drain(); return nil }(), d.rules.Close())
+	})
 	d.registry.Listen(d.onRegistryEvent)
 
+	d.live = live.New(live.Options{Bus: d.bus, Totals: func() live.Totals {
+		st := d.broker.Stats()
+		return live.Totals{MessagesIn: st.MessagesReceived, MessagesOut: st.MessagesSent, Connected: st.Connections}
+	}})
+	d.onClose(d.live.Close)
 	if err := d.startHTTP(); err != nil {
 		return err
 	}
+	// First at shutdown: end the console's event streams, which would
+	// otherwise hold the HTTP servers' graceful shutdown.
+	d.onClose(func() error { close(d.liveDone); return nil })
 	if err := d.startPprof(); err != nil {
 		return err
 	}
@@ -280,12 +375,21 @@ func (d *Daemon) startHTTP() error {
 		Shadows:   d.shadows,
 		Rules:     d.rules,
 		Telemetry: d.tstore,
+		Methods:   d.methods,
+		Commands:  d.commands,
+		Devices:   d.devices,
+		Gateway:   d.broker,
+		// A device message over HTTP is held to the MQTT packet limit.
+		MaxMessageSize: d.cfg.MaxPacketSize,
 		Server: func() httpapi.ServerInfo {
 			a := d.Addrs()
 			return httpapi.ServerInfo{Version: core.Version, MQTT: a.MQTT, MQTTS: a.MQTTS, WebSocket: "/mqtt"}
 		},
-		Logger:  d.log.With("component", "api"),
-		Metrics: d.metrics,
+		Logger:   d.log.With("component", "api"),
+		Metrics:  d.metrics,
+		Users:    d.users,
+		Live:     d.live,
+		LiveDone: d.liveDone,
 	}))
 	mux.Handle("GET /mqtt", d.broker.WebSocketHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{}))
@@ -294,10 +398,7 @@ func (d *Daemon) startHTTP() error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", d.readyz)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("Mote is running. REST API: /api/v1 (see /api/v1/openapi.json), MQTT over WebSocket: /mqtt, metrics: /metrics.\n"))
-	})
+	mux.Handle("/", console.Handler()) // the web console; its client routes too
 
 	ln, err := net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
@@ -325,6 +426,44 @@ func (d *Daemon) startHTTP() error {
 			err = d.http.Close()
 		}
 		<-d.httpDone
+		return err
+	})
+	return d.startHTTPS(mux)
+}
+
+// startHTTPS serves the same mux over TLS on --https-addr, where devices
+// may authenticate with their client certificate.
+func (d *Daemon) startHTTPS(h http.Handler) error {
+	if d.cfg.HTTPSAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", d.cfg.HTTPSAddr)
+	if err != nil {
+		return fmt.Errorf("https listener %s: %w", d.cfg.HTTPSAddr, err)
+	}
+	d.httpsLn = ln
+	d.https = &http.Server{
+		Handler:           h,
+		TLSConfig:         d.serverTLS.Clone(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(d.log.With("component", "https").Handler(), slog.LevelWarn),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := d.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("https server stopped", "error", err)
+		}
+	}()
+	d.onClose(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := d.https.Shutdown(ctx)
+		if err != nil {
+			err = d.https.Close()
+		}
+		<-done
 		return err
 	})
 	return nil
@@ -408,9 +547,33 @@ func (d *Daemon) Addrs() Addrs {
 	if d.httpLn != nil {
 		a.HTTP = d.httpLn.Addr().String()
 	}
+	if d.httpsLn != nil {
+		a.HTTPS = d.httpsLn.Addr().String()
+	}
 	a.Pprof = d.pprofAddr
 	return a
 }
+
+// startUsers opens the console's user service and, on first start,
+// creates the admin user with a random password (InitialPassword).
+func (d *Daemon) startUsers(ctx context.Context) error {
+	d.users = users.New(users.Options{Store: d.store.Users(), Logger: d.log.With("component", "console")})
+	pw, err := d.users.EnsureAdmin(ctx)
+	if err != nil {
+		return fmt.Errorf("create the console admin user: %w", err)
+	}
+	d.initialPassword = pw
+	d.liveDone = make(chan struct{})
+	expCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.users.RunExpiry(expCtx, time.Hour) }()
+	d.onClose(func() error { cancel(); <-done; return nil })
+	return nil
+}
+
+// InitialPassword is the password of the console's admin user created on
+// first start ("" otherwise).
+func (d *Daemon) InitialPassword() string { return d.initialPassword }
 
 // InitialToken is the admin token created on first start ("" otherwise).
 func (d *Daemon) InitialToken() string { return d.initialToken }
@@ -433,6 +596,12 @@ func (d *Daemon) Telemetry() telemetry.Store { return d.tstore }
 
 // TelemetryWriter returns the batching writer of the telemetry store.
 func (d *Daemon) TelemetryWriter() *telemetry.Writer { return d.twriter }
+
+// Methods returns the direct method service.
+func (d *Daemon) Methods() *methods.Service { return d.methods }
+
+// Journal returns the ingest journal.
+func (d *Daemon) Journal() *ingest.Journal { return d.journal }
 
 // Broker returns the MQTT broker.
 func (d *Daemon) Broker() *broker.Broker { return d.broker }

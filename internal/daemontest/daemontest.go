@@ -27,6 +27,7 @@ type Server struct {
 	Config config.Config // what it was started with
 	Token  string        // admin API token
 	API    string        // http://127.0.0.1:port
+	HTTPS  string        // https://127.0.0.1:port (the API over TLS; client certificates)
 	MQTT   string        // 127.0.0.1:port
 	MQTTS  string
 	WS     string // ws://127.0.0.1:port/mqtt
@@ -44,6 +45,10 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	cfg.MQTTAddr = "127.0.0.1:0"
 	cfg.MQTTSAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.HTTPSAddr = "127.0.0.1:0"
+	// No per-device rate limit unless a test asks for one: tests and
+	// benchmarks publish faster than a real device.
+	cfg.DeviceRateLimit = 0
 	cfg.PresenceFlush = 20 * time.Millisecond
 	for _, o := range opts {
 		o(&cfg)
@@ -73,6 +78,9 @@ func (s *Server) start(tb testing.TB) {
 	s.Daemon = d
 	a := d.Addrs()
 	s.API, s.MQTT, s.MQTTS, s.WS = "http://"+a.HTTP, a.MQTT, a.MQTTS, "ws://"+a.HTTP+"/mqtt"
+	if a.HTTPS != "" {
+		s.HTTPS = "https://" + a.HTTPS
+	}
 }
 
 // Restart stops the server and starts it again on the same data directory

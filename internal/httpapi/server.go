@@ -24,12 +24,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/live"
+	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
+	"github.com/moteiot/mote/internal/users"
 )
 
 // BasePath is where the API lives; route paths are relative to it.
@@ -44,11 +48,28 @@ type Options struct {
 	Shadows   *shadow.Service    // nil: the shadow routes answer 503
 	Rules     *ruleengine.Engine // nil: the rule routes answer 503 (but /rules/test)
 	Telemetry telemetry.Store    // nil: the telemetry routes answer 503
+	Methods   *methods.Service   // nil: the direct method route answers 503
+	// Devices and Gateway serve the HTTP device API (/devices/...);
+	// nil: those routes answer 503. MaxMessageSize bounds a device
+	// message (0: 256 KiB).
+	Devices        DeviceAuthenticator
+	Gateway        DeviceGateway
+	MaxMessageSize int
 	// Server describes the running server for GET /server (nil: only
 	// the version is reported).
 	Server  func() ServerInfo
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
+	// Users signs people in to the console (nil: /auth/login answers
+	// 503 and the session cookie is not accepted).
+	Users *users.Service
+	// Live feeds GET /events (nil: it answers 503); LiveDone, when
+	// closed, ends every open event stream (server shutdown).
+	Live     *live.Hub
+	LiveDone <-chan struct{}
+	// Commands queues commands to devices (nil: the command routes
+	// answer 503).
+	Commands *commands.Service
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -76,13 +97,21 @@ type route struct {
 func (rt route) pattern() string { return BasePath + rt.path }
 
 type server struct {
-	reg       *registry.Registry
-	shadows   *shadow.Service
-	rules     *ruleengine.Engine
-	telemetry telemetry.Store
-	info      func() ServerInfo
-	log       *slog.Logger
-	metrics   *metrics
+	reg        *registry.Registry
+	shadows    *shadow.Service
+	rules      *ruleengine.Engine
+	telemetry  telemetry.Store
+	methods    *methods.Service
+	devices    DeviceAuthenticator
+	gateway    DeviceGateway
+	maxMessage int
+	info       func() ServerInfo
+	log        *slog.Logger
+	metrics    *metrics
+	users      *users.Service
+	live       *live.Hub
+	liveDone   <-chan struct{}
+	commands   *commands.Service
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -93,6 +122,11 @@ func (s *server) routes() []route {
 		{"GET", "/ca.pem", rolePublic, s.getCACert},
 		{"GET", "/openapi.json", rolePublic, s.getOpenAPI},
 		{"GET", "/server", roleView, s.getServer},
+
+		{"POST", "/auth/login", rolePublic, s.login},
+		{"POST", "/auth/logout", rolePublic, s.logout},
+		{"GET", "/auth/me", rolePublic, s.me}, // authenticates itself
+		{"GET", "/events", roleView, s.events},
 
 		{"POST", "/things", roleWrite, s.createThing},
 		{"GET", "/things", roleView, s.listThings},
@@ -139,6 +173,20 @@ func (s *server) routes() []route {
 		{"PATCH", "/rules/{name}", roleWrite, s.patchRule},
 		{"DELETE", "/rules/{name}", roleWrite, s.deleteRule},
 
+		{"POST", "/things/{name}/methods/{method}", roleWrite, s.invokeMethod},
+
+		{"POST", "/things/{name}/commands", roleWrite, s.createCommand},
+		{"GET", "/things/{name}/commands", roleView, s.listCommands},
+		{"GET", "/things/{name}/commands/{id}", roleView, s.getCommand},
+		{"DELETE", "/things/{name}/commands/{id}", roleWrite, s.cancelCommand},
+
+		{"POST", "/devices/{thing}/messages", roleDevice, s.device(s.devicePublish)},
+		{"GET", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceGetShadow)},
+		{"POST", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceUpdateShadow)},
+		{"DELETE", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceDeleteShadow)},
+		{"GET", "/devices/{thing}/commands", roleDevice, s.device(s.devicePollCommands)},
+		{"POST", "/devices/{thing}/commands/{id}/result", roleDevice, s.device(s.deviceReportCommand)},
+
 		{"GET", "/things/{name}/telemetry", roleView, s.thingTelemetry},
 		{"GET", "/things/{name}/telemetry/latest", roleView, s.thingTelemetryLatest},
 		{"GET", "/telemetry", roleView, s.queryTelemetry},
@@ -157,6 +205,12 @@ func New(o Options) http.Handler {
 		log = slog.Default()
 	}
 	s := &server{reg: o.Registry, shadows: o.Shadows, rules: o.Rules, telemetry: o.Telemetry, info: o.Server, log: log, metrics: newMetrics(o.Metrics, log)}
+	s.users, s.live, s.liveDone = o.Users, o.Live, o.LiveDone
+	s.methods, s.devices, s.gateway, s.maxMessage = o.Methods, o.Devices, o.Gateway, o.MaxMessageSize
+	s.commands = o.Commands
+	if s.maxMessage <= 0 {
+		s.maxMessage = 256 * 1024
+	}
 
 	mux := http.NewServeMux()
 	paths := http.NewServeMux() // every routed path, any method: tells 405 from 404
@@ -262,10 +316,15 @@ func (s *server) adapt(rt route) http.Handler {
 // authorize checks the bearer token against the route's role
 // requirement and returns the token (nil on a public route).
 func (s *server) authorize(r *http.Request, rt route) (*store.Token, error) {
-	if rt.role == rolePublic {
-		return nil, nil
+	if rt.role == rolePublic || rt.role == roleDevice {
+		return nil, nil // device routes authenticate the device (s.device)
 	}
 	raw, ok := bearer(r.Header.Get("Authorization"))
+	if !ok && r.Header.Get("Authorization") == "" {
+		if t, ok, err := s.sessionAuth(r, rt); ok {
+			return t, err
+		}
+	}
 	if !ok {
 		return nil, core.Errorf(core.KindUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
 	}

@@ -24,6 +24,8 @@ type Store interface {
 	Tokens() TokenStore
 	Shadows() ShadowStore
 	Rules() RuleStore
+	Commands() CommandStore
+	Users() UserStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -287,4 +289,122 @@ type RuleStore interface {
 	// created. An existing rule of that name (created by a user) is kept
 	// and marks the name as seeded.
 	Seed(ctx context.Context, r Rule) (created bool, err error)
+}
+
+// User is a person who signs in to the web console. The password is kept
+// only as a slow hash (bcrypt); the store does not interpret it.
+type User struct {
+	Name         string     `json:"name"`
+	PasswordHash []byte     `json:"-"`
+	Role         string     `json:"role"` // admin, operator, viewer
+	CreatedAt    time.Time  `json:"createdAt"`
+	UpdatedAt    time.Time  `json:"updatedAt"`
+	LastLoginAt  *time.Time `json:"lastLoginAt,omitempty"`
+}
+
+// Session is a signed-in console session. Only a hash of the session id
+// (the cookie value) is kept, so a copy of the database opens no session.
+type Session struct {
+	IDHash    []byte
+	User      string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// UserStore keeps console users and their sessions. Deleting a user, or
+// changing its password, deletes its sessions. List returns users ordered
+// by name.
+type UserStore interface {
+	Create(ctx context.Context, u User) (User, error)
+	Get(ctx context.Context, name string) (User, error)
+	List(ctx context.Context) ([]User, error)
+	// SetPassword replaces the password hash and deletes the user's
+	// sessions.
+	SetPassword(ctx context.Context, name string, hash []byte) (User, error)
+	// RecordLogin sets LastLoginAt.
+	RecordLogin(ctx context.Context, name string, at time.Time) error
+	Delete(ctx context.Context, name string) error
+
+	// CreateSession stores a session of an existing user.
+	CreateSession(ctx context.Context, s Session) error
+	// GetSession returns a session by its id hash (expired or not); a
+	// missing one is core.KindNotFound.
+	GetSession(ctx context.Context, idHash []byte) (Session, error)
+	// ExtendSession moves a session's expiry.
+	ExtendSession(ctx context.Context, idHash []byte, expiresAt time.Time) error
+	// DeleteSession removes one session; a missing one is not an error.
+	DeleteSession(ctx context.Context, idHash []byte) error
+	// DeleteExpiredSessions removes sessions that expired before at and
+	// returns how many.
+	DeleteExpiredSessions(ctx context.Context, at time.Time) (int, error)
+}
+
+// Command statuses. A command starts queued; delivered once a device
+// acknowledged it; then succeeded, failed or rejected as the device
+// reports. A queued command whose TTL passes becomes expired; one
+// cancelled before delivery becomes cancelled.
+const (
+	CommandQueued    = "queued"
+	CommandDelivered = "delivered"
+	CommandSucceeded = "succeeded"
+	CommandFailed    = "failed"
+	CommandRejected  = "rejected"
+	CommandExpired   = "expired"
+	CommandCancelled = "cancelled"
+)
+
+// Command is one queued command for a thing. Payload and Result.Output
+// are JSON texts the store keeps as given (nil: none).
+type Command struct {
+	ID          string          `json:"id"`
+	Thing       string          `json:"thing"`
+	Name        string          `json:"name"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	Status      string          `json:"status"`
+	CreatedAt   time.Time       `json:"createdAt"`
+	ExpiresAt   time.Time       `json:"expiresAt"`
+	DeliveredAt *time.Time      `json:"deliveredAt,omitempty"`
+	CompletedAt *time.Time      `json:"completedAt,omitempty"`
+	Result      *CommandResult  `json:"result,omitempty"`
+}
+
+// CommandResult is the outcome a device reported.
+type CommandResult struct {
+	Status string          `json:"status"` // CommandSucceeded, CommandFailed or CommandRejected
+	Output json.RawMessage `json:"output,omitempty"`
+}
+
+// CommandFilter selects a thing's commands in CommandStore.List.
+type CommandFilter struct {
+	Thing  string
+	Status string // "" for all
+	Before string // cursor: only commands created before the command with this id
+	Limit  int    // 1..1000; 0 means 100
+}
+
+// CommandStore keeps commands. Commands belong to a thing: creating one
+// for a missing thing is core.NotFound `thing "x" not found`, and deleting
+// the thing deletes its commands.
+type CommandStore interface {
+	// Create stores a new command; a duplicate ID is a conflict.
+	Create(ctx context.Context, c Command) (Command, error)
+	// Get returns a command of a thing, or core.NotFound
+	// `command "id" not found` (also when it belongs to another thing).
+	Get(ctx context.Context, thing, id string) (Command, error)
+	// List returns a thing's commands, newest first.
+	List(ctx context.Context, f CommandFilter) ([]Command, error)
+	// Pending returns the queued commands of a thing that expire after
+	// now, oldest first, at most limit (0 means 100).
+	Pending(ctx context.Context, thing string, now time.Time, limit int) ([]Command, error)
+	// Transition moves a command to status to if its status is one of
+	// from, and returns it. at becomes DeliveredAt for delivered,
+	// CompletedAt for any other status (and DeliveredAt too, if unset, for
+	// a result); result is stored with a result status. A command in
+	// another status is a core.Conflict naming its status, returned
+	// together with the command as it is.
+	Transition(ctx context.Context, thing, id string, from []string, to string, at time.Time, result *CommandResult) (Command, error)
+	// Expire marks queued commands whose ExpiresAt is at or before now as
+	// expired (CompletedAt = now) and returns them, at most limit (0 means
+	// 100) oldest first.
+	Expire(ctx context.Context, now time.Time, limit int) ([]Command, error)
 }

@@ -302,16 +302,17 @@ var (
 	reToken = regexp.MustCompile(`(?m)^\s+(mote\.tok_\S+)\s*$`)
 )
 
-// startServer runs `mote serve` on dataDir with every listener on
-// 127.0.0.1 port 0 and parses the banner. On a first start it waits for
+// startServer runs `mote serve` on dataDir (with extra flags) with every
+// listener on 127.0.0.1 port 0 and parses the banner. On a first start it waits for
 // the admin token too.
-func startServer(t *testing.T, dataDir string, firstStart bool) *server {
+func startServer(t *testing.T, dataDir string, firstStart bool, extra ...string) *server {
 	t.Helper()
-	p := startProc(t, serverLifetime, baseEnv(), moteBin, "serve",
-		"--data-dir", dataDir,
+	args := append([]string{"serve", "--data-dir", dataDir}, extra...)
+	p := startProc(t, serverLifetime, baseEnv(), moteBin, append(args,
 		"--mqtt-addr", "127.0.0.1:0",
 		"--mqtts-addr", "127.0.0.1:0",
-		"--http-addr", "127.0.0.1:0")
+		"--http-addr", "127.0.0.1:0",
+		"--https-addr", "127.0.0.1:0")...)
 	complete := func(out string) bool {
 		if !reMQTT.MatchString(out) || !reMQTTS.MatchString(out) || !reAPI.MatchString(out) {
 			return false

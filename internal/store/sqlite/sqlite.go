@@ -64,6 +64,8 @@ type Store struct {
 	tokens      tokenStore
 	shadows     shadowStore
 	rules       ruleStore
+	commands    commandStore
+	users       userStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -134,6 +136,8 @@ func Open(path string) (*Store, error) {
 	s.tokens = tokenStore{s}
 	s.shadows = shadowStore{s}
 	s.rules = ruleStore{s}
+	s.commands = commandStore{s}
+	s.users = userStore{s}
 	return s, nil
 }
 
@@ -179,6 +183,8 @@ func (s *Store) Policies() store.PolicyStore        { return &s.policies }
 func (s *Store) Tokens() store.TokenStore           { return &s.tokens }
 func (s *Store) Shadows() store.ShadowStore         { return &s.shadows }
 func (s *Store) Rules() store.RuleStore             { return &s.rules }
+func (s *Store) Commands() store.CommandStore       { return &s.commands }
+func (s *Store) Users() store.UserStore             { return &s.users }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.

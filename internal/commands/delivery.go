@@ -1,0 +1,376 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/store"
+)
+
+// scheduler is the set of things whose pending commands should be
+// (re)sent, handed to workers so that one thing is never served by two
+// workers at once (which keeps its commands in order).
+type scheduler struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []string
+	queued  map[string]bool
+	running map[string]bool
+	closed  bool
+}
+
+func newScheduler() *scheduler {
+	q := &scheduler{queued: map[string]bool{}, running: map[string]bool{}}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+// add asks for thing to be served; it never blocks.
+func (q *scheduler) add(thing string) {
+	q.mu.Lock()
+	if !q.queued[thing] && !q.closed {
+		q.queued[thing] = true
+		q.queue = append(q.queue, thing)
+		q.cond.Signal()
+	}
+	q.mu.Unlock()
+}
+
+// take waits for a thing no other worker serves.
+func (q *scheduler) take() (string, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		if q.closed {
+			return "", false
+		}
+		for i, t := range q.queue {
+			if !q.running[t] {
+				q.queue = append(q.queue[:i], q.queue[i+1:]...)
+				delete(q.queued, t)
+				q.running[t] = true
+				return t, true
+			}
+		}
+		q.cond.Wait()
+	}
+}
+
+func (q *scheduler) done(thing string) {
+	q.mu.Lock()
+	delete(q.running, thing)
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+func (q *scheduler) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// report is an acknowledgement or a result waiting to be applied.
+type report struct {
+	thing, id string
+	result    *store.CommandResult // nil: delivered (PUBACK)
+}
+
+// inbox is a bounded FIFO of reports that never blocks its producers.
+type inbox struct {
+	mu     sync.Mutex
+	items  []report
+	max    int
+	signal chan struct{}
+	closed bool
+}
+
+func newInbox(max int) *inbox { return &inbox{max: max, signal: make(chan struct{}, 1)} }
+
+func (b *inbox) put(r report) bool {
+	b.mu.Lock()
+	if b.closed || len(b.items) >= b.max {
+		b.mu.Unlock()
+		return false
+	}
+	b.items = append(b.items, r)
+	b.mu.Unlock()
+	select {
+	case b.signal <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// get returns what is queued, waiting for something; nil once closed and
+// empty.
+func (b *inbox) get() []report {
+	for {
+		b.mu.Lock()
+		items, closed := b.items, b.closed
+		b.items = nil
+		b.mu.Unlock()
+		if len(items) > 0 || closed {
+			return items
+		}
+		<-b.signal
+	}
+}
+
+func (b *inbox) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	select {
+	case b.signal <- struct{}{}:
+	default:
+	}
+}
+
+// Subscribed is called by the broker when a connection of thing
+// subscribed (or resumed a session); it only enqueues.
+func (s *Service) Subscribed(thing string, filters []string) {
+	for _, f := range filters {
+		if commandsFilterOverlaps(thing, f) {
+			s.sched.add(thing)
+			return
+		}
+	}
+}
+
+// Delivered is called by the broker when a device acknowledged a command;
+// it only enqueues.
+func (s *Service) Delivered(thing, topic string) {
+	id, ok := strings.CutPrefix(topic, Topic(thing, ""))
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return
+	}
+	// Until the acknowledgement is in the store, deliver must not send the
+	// command again (the broker has already forgotten it).
+	s.acked.Store(id, struct{}{})
+	if !s.inbox.put(report{thing: thing, id: id}) {
+		s.acked.Delete(id)
+		s.ignored.WithLabelValues("queue_full").Inc()
+		s.log.Warn("command acknowledgement not recorded: queue full", "thing", thing, "command", id)
+	}
+}
+
+// ParseResultTopic splits $mote/things/{thing}/commands/{id}/result.
+func ParseResultTopic(topic string) (thing, id string, ok bool) {
+	rest, found := strings.CutPrefix(topic, "$mote/things/")
+	if !found {
+		return "", "", false
+	}
+	thing, rest, found = strings.Cut(rest, "/")
+	if !found || thing == "" {
+		return "", "", false
+	}
+	rest, found = strings.CutPrefix(rest, "commands/")
+	if !found {
+		return "", "", false
+	}
+	id, found = strings.CutSuffix(rest, "/result")
+	if !found || id == "" || strings.Contains(id, "/") {
+		return "", "", false
+	}
+	return thing, id, true
+}
+
+// ParseResult decodes a result a device reported:
+// {"status": "succeeded"|"failed"|"rejected", "output"?: any JSON}.
+func ParseResult(body []byte) (store.CommandResult, error) {
+	var r struct {
+		Status string          `json:"status"`
+		Output json.RawMessage `json:"output"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return store.CommandResult{}, core.Invalid("body", "result must be a JSON object {\"status\", \"output\"}: %v", err)
+	}
+	if dec.More() {
+		return store.CommandResult{}, core.Invalid("body", "result has data after the JSON object")
+	}
+	switch r.Status {
+	case store.CommandSucceeded, store.CommandFailed, store.CommandRejected:
+	default:
+		return store.CommandResult{}, core.Invalid("status", "status must be succeeded, failed or rejected")
+	}
+	if len(r.Output) > MaxOutput {
+		return store.CommandResult{}, core.Invalid("output", "output is larger than %d bytes", MaxOutput)
+	}
+	if string(r.Output) == "null" {
+		r.Output = nil
+	}
+	return store.CommandResult{Status: r.Status, Output: r.Output}, nil
+}
+
+// HandleMessage takes a device's result from the bus. It runs on the
+// publisher's goroutine and only enqueues.
+func (s *Service) HandleMessage(m core.Message) {
+	thing, id, ok := ParseResultTopic(m.Topic)
+	if !ok {
+		return
+	}
+	if m.Thing != thing {
+		s.ignored.WithLabelValues("wrong_thing").Inc()
+		return
+	}
+	r, err := ParseResult(m.Payload)
+	if err != nil {
+		s.ignored.WithLabelValues("bad_result").Inc()
+		s.log.Warn("command result ignored", "thing", thing, "command", id, "error", err)
+		return
+	}
+	if !s.inbox.put(report{thing: thing, id: id, result: &r}) {
+		s.ignored.WithLabelValues("queue_full").Inc()
+		s.log.Warn("command result not recorded: queue full", "thing", thing, "command", id)
+	}
+}
+
+func (s *Service) applyLoop() {
+	for {
+		items := s.inbox.get()
+		if items == nil {
+			return
+		}
+		for _, r := range items {
+			s.apply(r)
+		}
+	}
+}
+
+func (s *Service) apply(r report) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if r.result == nil {
+		c, err := s.st.Transition(ctx, r.thing, r.id, []string{store.CommandQueued}, store.CommandDelivered, time.Now(), nil)
+		s.acked.Delete(r.id)
+		switch {
+		case err == nil:
+			s.changed(c)
+			s.sched.add(r.thing) // the connection has room for the next one
+		case core.KindOf(err) == core.KindConflict, core.IsNotFound(err):
+			// a result came first, or cancelled, expired or deleted meanwhile
+			s.sched.add(r.thing)
+		default:
+			s.ignored.WithLabelValues("error").Inc()
+			s.log.Error("record command delivery", "thing", r.thing, "command", r.id, "error", err)
+		}
+		return
+	}
+	_, err := s.Report(ctx, r.thing, r.id, *r.result)
+	switch {
+	case err == nil:
+	case core.IsNotFound(err):
+		s.ignored.WithLabelValues("unknown_command").Inc()
+		s.log.Warn("result for an unknown command ignored", "thing", r.thing, "command", r.id)
+	case core.KindOf(err) == core.KindConflict:
+		s.ignored.WithLabelValues("not_pending").Inc()
+		s.log.Warn("command result ignored", "thing", r.thing, "command", r.id, "error", err)
+	default:
+		s.ignored.WithLabelValues("error").Inc()
+		s.log.Error("record command result", "thing", r.thing, "command", r.id, "error", err)
+	}
+}
+
+func (s *Service) deliverLoop() {
+	for {
+		thing, ok := s.sched.take()
+		if !ok {
+			return
+		}
+		s.deliver(thing)
+		s.sched.done(thing)
+	}
+}
+
+// deliver sends the pending commands of a thing, oldest first, stopping at
+// the first one no connection could take (so none overtakes it).
+func (s *Service) deliver(thing string) {
+	if s.sender == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pending, err := s.st.Pending(ctx, thing, time.Now(), 100)
+	if err != nil {
+		s.log.Error("load pending commands", "thing", thing, "error", err)
+		return
+	}
+	for _, c := range pending {
+		if _, ok := s.acked.Load(c.ID); ok {
+			continue // acknowledged; the store is being updated
+		}
+		body, err := json.Marshal(MessageOf(c))
+		if err != nil {
+			s.log.Error("encode command", "thing", thing, "command", c.ID, "error", err)
+			return
+		}
+		n, err := s.sender.Deliver(thing, Topic(thing, c.ID), body, c.ExpiresAt)
+		if err != nil && core.KindOf(err) == core.KindUnavailable {
+			s.stall(thing) // busy connections: try again at the next sweep
+		}
+		if err != nil || n == 0 {
+			return
+		}
+	}
+}
+
+// stall remembers a thing whose connections were too busy to take a
+// command; the sweeper schedules it again.
+func (s *Service) stall(thing string) {
+	s.stalledMu.Lock()
+	if len(s.stalled) < 100_000 {
+		s.stalled[thing] = struct{}{}
+	}
+	s.stalledMu.Unlock()
+}
+
+func (s *Service) retryStalled() {
+	s.stalledMu.Lock()
+	list := s.stalled
+	s.stalled = map[string]struct{}{}
+	s.stalledMu.Unlock()
+	for thing := range list {
+		s.sched.add(thing)
+	}
+}
+
+func (s *Service) sweepLoop() {
+	t := time.NewTicker(s.opts.SweepInterval)
+	defer t.Stop()
+	for {
+		s.sweep()
+		s.retryStalled()
+		select {
+		case <-t.C:
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// sweep marks queued commands whose TTL passed expired.
+func (s *Service) sweep() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		list, err := s.st.Expire(ctx, time.Now(), 100)
+		if err != nil {
+			s.log.Error("expire commands", "error", err)
+			return
+		}
+		for _, c := range list {
+			s.changed(c)
+		}
+		if len(list) < 100 {
+			return
+		}
+	}
+}

@@ -1,0 +1,139 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/live"
+)
+
+// sseKeepAlive is how often an idle event stream gets a comment line, so
+// proxies and browsers keep it open.
+const sseKeepAlive = 15 * time.Second
+
+// events serves GET /events: Server-Sent Events for the console.
+// Streams are chosen in the query: stats=1 (event "stats" once a second),
+// presence=1 (event "presence"; the recent ones first), thing=NAME (event
+// "message" for each of that thing's messages). A browser that reads too
+// slowly loses events; it is told how many in an event "dropped".
+func (s *server) events(w http.ResponseWriter, r *http.Request) error {
+	if s.live == nil {
+		return core.Errorf(core.KindUnavailable, "live events are not available on this server")
+	}
+	q, err := parseQuery(r, "", "stats", "presence", "thing")
+	if err != nil {
+		return err
+	}
+	var o live.WatchOptions
+	for _, p := range []struct {
+		name string
+		dst  *bool
+	}{{"stats", &o.Stats}, {"presence", &o.Presence}} {
+		switch v, ok := q.vals[p.name]; {
+		case !ok || v == "0" || v == "false":
+		case v == "1" || v == "true":
+			*p.dst = true
+		default:
+			return core.Invalid(p.name, "%s must be 1 or 0", p.name)
+		}
+	}
+	if name, ok := q.vals["thing"]; ok {
+		if err := core.ValidateName("thing", name); err != nil {
+			return err
+		}
+		if _, err := s.reg.GetThing(r.Context(), name); err != nil {
+			return err
+		}
+		o.Thing = name
+	}
+	if !o.Stats && !o.Presence && o.Thing == "" {
+		return core.Invalid("", "choose at least one stream: stats=1, presence=1 or thing=NAME")
+	}
+	rc := http.NewResponseController(w)
+	watcher := s.live.Watch(o)
+	defer watcher.Close()
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(event string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+			return err
+		}
+		return nil
+	}
+	// What the page needs at once: the latest stats, the recent presence.
+	fmt.Fprint(w, "retry: 2000\n\n")
+	if o.Stats {
+		if err := send("stats", s.live.Stats()); err != nil {
+			return nil
+		}
+	}
+	if o.Presence {
+		for _, e := range s.live.RecentPresence() {
+			if err := send("presence", e); err != nil {
+				return nil
+			}
+		}
+	}
+	if err := rc.Flush(); err != nil {
+		return nil
+	}
+	keep := time.NewTicker(sseKeepAlive)
+	defer keep.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-s.liveDone:
+			return nil
+		case <-keep.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return nil
+			}
+		case it := <-watcher.C:
+			var err error
+			if it.Stats != nil {
+				err = send(it.Kind, it.Stats)
+			} else {
+				err = send(it.Kind, it.Event)
+			}
+			if n := watcher.Dropped(); n > 0 && err == nil {
+				err = send("dropped", map[string]int64{"count": n})
+			}
+			if err != nil {
+				return nil
+			}
+		}
+		// Send whatever else is already queued before flushing.
+		for more := true; more; {
+			select {
+			case it := <-watcher.C:
+				var err error
+				if it.Stats != nil {
+					err = send(it.Kind, it.Stats)
+				} else {
+					err = send(it.Kind, it.Event)
+				}
+				if err != nil {
+					return nil
+				}
+			default:
+				more = false
+			}
+		}
+		if err := rc.Flush(); err != nil {
+			return nil
+		}
+	}
+}

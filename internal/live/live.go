@@ -1,0 +1,276 @@
+// Package live feeds the web console's live view: once a second it turns
+// the broker's running totals into messages per second, it keeps the
+// most recent presence events, and it lets a browser follow a thing's
+// messages. Everything comes off the bus, whose handlers must never block:
+// each watcher has a bounded queue, and what a slow browser cannot take is
+// dropped and counted, never waited for.
+package live
+
+import (
+	"encoding/json"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moteiot/mote/internal/bus"
+	"github.com/moteiot/mote/internal/core"
+)
+
+// Totals are running counters sampled once a second.
+type Totals struct {
+	MessagesIn  int64
+	MessagesOut int64
+	Connected   int64
+}
+
+// Stats is one sample: rates over the last second.
+type Stats struct {
+	Time        time.Time `json:"time"`
+	MessagesIn  float64   `json:"messagesInPerSecond"`
+	MessagesOut float64   `json:"messagesOutPerSecond"`
+	Connected   int64     `json:"connections"`
+}
+
+// Event is one message as the console shows it.
+type Event struct {
+	Topic    string          `json:"topic"`
+	Thing    string          `json:"thing,omitempty"`
+	ClientID string          `json:"clientId,omitempty"`
+	Time     time.Time       `json:"time"`
+	Payload  json.RawMessage `json:"payload,omitempty"` // when it is JSON
+	Text     string          `json:"text,omitempty"`    // otherwise, as text (at most 4 KiB)
+	Size     int             `json:"size"`
+}
+
+// Options configure a Hub.
+type Options struct {
+	Bus    *bus.Bus
+	Totals func() Totals // nil: no stats
+	Recent int           // presence events kept; 0: 50
+}
+
+// Hub is the console's live source.
+type Hub struct {
+	opts Options
+
+	mu       sync.Mutex
+	recent   []Event // presence events, oldest first
+	stats    Stats
+	last     Totals
+	lastAt   time.Time
+	watchers map[*Watcher]struct{} // stats watchers
+
+	unsub func()
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// New starts a Hub: it subscribes to presence events and samples the
+// totals once a second until Close.
+func New(o Options) *Hub {
+	if o.Recent <= 0 {
+		o.Recent = 50
+	}
+	h := &Hub{opts: o, watchers: map[*Watcher]struct{}{}, stop: make(chan struct{}), done: make(chan struct{})}
+	if o.Bus != nil {
+		h.unsub = o.Bus.Subscribe(presenceFilter, h.onPresence)
+	}
+	go h.run()
+	return h
+}
+
+// Close stops sampling and leaves the bus.
+func (h *Hub) Close() error {
+	select {
+	case <-h.stop:
+		return nil
+	default:
+	}
+	close(h.stop)
+	<-h.done
+	if h.unsub != nil {
+		h.unsub()
+	}
+	return nil
+}
+
+func (h *Hub) run() {
+	defer close(h.done)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	h.sample(time.Now())
+	for {
+		select {
+		case <-h.stop:
+			return
+		case now := <-t.C:
+			h.sample(now)
+		}
+	}
+}
+
+func (h *Hub) sample(now time.Time) {
+	if h.opts.Totals == nil {
+		return
+	}
+	cur := h.opts.Totals()
+	h.mu.Lock()
+	st := Stats{Time: now.UTC().Truncate(time.Millisecond), Connected: cur.Connected}
+	if !h.lastAt.IsZero() {
+		if d := now.Sub(h.lastAt).Seconds(); d > 0 {
+			st.MessagesIn = max(0, float64(cur.MessagesIn-h.last.MessagesIn)/d)
+			st.MessagesOut = max(0, float64(cur.MessagesOut-h.last.MessagesOut)/d)
+		}
+	}
+	h.last, h.lastAt, h.stats = cur, now, st
+	ws := make([]*Watcher, 0, len(h.watchers))
+	for w := range h.watchers {
+		ws = append(ws, w)
+	}
+	h.mu.Unlock()
+	for _, w := range ws {
+		w.offer(Item{Kind: "stats", Stats: &st})
+	}
+}
+
+// Stats returns the latest sample.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stats
+}
+
+// RecentPresence returns the latest presence events, newest last.
+func (h *Hub) RecentPresence() []Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Event(nil), h.recent...)
+}
+
+func (h *Hub) onPresence(m core.Message) {
+	e := eventOf(m)
+	h.mu.Lock()
+	h.recent = append(h.recent, e)
+	if len(h.recent) > h.opts.Recent {
+		h.recent = append(h.recent[:0:0], h.recent[len(h.recent)-h.opts.Recent:]...)
+	}
+	h.mu.Unlock()
+}
+
+// maxText bounds a non-JSON payload shown as text.
+const maxText = 4 << 10
+
+func eventOf(m core.Message) Event {
+	e := Event{Topic: m.Topic, Thing: m.Thing, ClientID: m.ClientID, Time: m.Received.UTC(), Size: len(m.Payload)}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	if len(m.Payload) <= 64<<10 && json.Valid(m.Payload) {
+		e.Payload = json.RawMessage(m.Payload)
+	} else {
+		t := m.Payload
+		if len(t) > maxText {
+			t = t[:maxText]
+		}
+		e.Text = strings.ToValidUTF8(string(t), "\uFFFD")
+	}
+	return e
+}
+
+// Item is one thing a watcher receives.
+type Item struct {
+	Kind  string // "stats", "presence", "message"
+	Stats *Stats
+	Event *Event
+}
+
+// WatchOptions choose what a watcher receives.
+type WatchOptions struct {
+	Stats    bool
+	Presence bool
+	Thing    string // "" none: this thing's messages
+	Queue    int    // 0: 256
+}
+
+// Watcher is one browser's subscription. Its queue is bounded; items
+// that do not fit are dropped and counted.
+type Watcher struct {
+	C       <-chan Item
+	c       chan Item
+	dropped atomic.Int64
+	unsubs  []func()
+	h       *Hub
+	once    sync.Once
+}
+
+// Watch subscribes a watcher; Close it when the browser goes.
+func (h *Hub) Watch(o WatchOptions) *Watcher {
+	if o.Queue <= 0 {
+		o.Queue = 256
+	}
+	w := &Watcher{c: make(chan Item, o.Queue), h: h}
+	w.C = w.c
+	if o.Stats {
+		h.mu.Lock()
+		h.watchers[w] = struct{}{}
+		h.mu.Unlock()
+	}
+	if h.opts.Bus != nil {
+		if o.Presence {
+			w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(presenceFilter, w.onMessage("presence")))
+		}
+		if o.Thing != "" {
+			for _, f := range ThingFilters(o.Thing) {
+				w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(f, w.onMessage("message")))
+			}
+		}
+	}
+	return w
+}
+
+// ThingFilters are the bus filters of a thing's messages: its telemetry
+// and other device topics, its platform topics (shadows, commands,
+// methods) and its command events.
+func ThingFilters(thing string) []string {
+	return []string{
+		"things/" + thing + "/#",
+		"$mote/things/" + thing + "/#",
+		"$aws/things/" + thing + "/#",
+		"$mote/events/commands/" + thing + "/#",
+	}
+}
+
+func (w *Watcher) onMessage(kind string) bus.Handler {
+	return func(m core.Message) {
+		e := eventOf(m)
+		w.offer(Item{Kind: kind, Event: &e})
+	}
+}
+
+// offer enqueues without blocking; a full queue drops the item.
+func (w *Watcher) offer(it Item) {
+	select {
+	case w.c <- it:
+	default:
+		w.dropped.Add(1)
+	}
+}
+
+// Dropped returns how many items did not fit the queue, and resets it.
+func (w *Watcher) Dropped() int64 { return w.dropped.Swap(0) }
+
+// Close ends the subscription.
+func (w *Watcher) Close() {
+	w.once.Do(func() {
+		for _, u := range w.unsubs {
+			u()
+		}
+		w.h.mu.Lock()
+		delete(w.h.watchers, w)
+		w.h.mu.Unlock()
+	})
+}
+
+// presenceFilter matches every presence event.
+const presenceFilter = "$mote/events/presence/#"

@@ -1,0 +1,274 @@
+// Package console_test drives the web console in headless Chromium against
+// a real server, as a user would: sign in, create a thing, connect a real
+// MQTT client with the credentials the page shows, see its telemetry on
+// the chart, set a desired value and see the delta reach the device, send
+// a command and see it succeed. Screenshots of every page go to
+// $MOTE_SCREENSHOTS (default test/console/screenshots). Any error in the
+// browser's console fails the test.
+//
+// It skips when the console is not built (npm --prefix web run build) or
+// no Chromium is installed (apt-get install chromium).
+package console_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/moteiot/mote/internal/console"
+	"github.com/moteiot/mote/internal/daemontest"
+)
+
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("MOTE_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no Chromium found (apt-get install chromium, or set MOTE_CHROMIUM); skipping the browser test")
+	return ""
+}
+
+func screenshotDir(t *testing.T) string {
+	dir := os.Getenv("MOTE_SCREENSHOTS")
+	if dir == "" {
+		dir = "screenshots"
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// browser collects what the page logs as an error.
+type browser struct {
+	mu     sync.Mutex
+	errors []string
+}
+
+func (b *browser) add(s string) {
+	b.mu.Lock()
+	b.errors = append(b.errors, s)
+	b.mu.Unlock()
+}
+
+func (b *browser) check(t *testing.T) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.errors {
+		t.Errorf("browser console: %s", e)
+	}
+	b.errors = nil
+}
+
+func TestConsoleEndToEnd(t *testing.T) {
+	if !console.Built() {
+		t.Skip("the console is not built (npm --prefix web ci && npm --prefix web run build); skipping the browser test")
+	}
+	exe := chromium(t)
+	shots := screenshotDir(t)
+	s := daemontest.Start(t)
+	password := s.InitialPassword()
+	if password == "" {
+		t.Fatal("no initial admin password")
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.Flag("headless", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900), // a laptop
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	defer cancelCtx()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+
+	// Start the browser on ctx itself: a step's shorter context must not
+	// own it.
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	var b browser
+	chromedp.ListenTarget(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.APITypeError {
+				var parts []string
+				for _, a := range ev.Args {
+					parts = append(parts, string(a.Value)+a.Description)
+				}
+				b.add("console.error: " + strings.Join(parts, " "))
+			}
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			text := d.Text
+			if d.Exception != nil {
+				text += " " + d.Exception.Description
+			}
+			b.add(fmt.Sprintf("exception: %s (%s:%d)", text, d.URL, d.LineNumber))
+		case *log.EventEntryAdded:
+			if ev.Entry.Level == log.LevelError {
+				b.add(fmt.Sprintf("%s: %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
+			}
+		}
+	})
+
+	run := func(step string, actions ...chromedp.Action) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Run(sctx, actions...); err != nil {
+			var shot []byte
+			_ = chromedp.Run(ctx, chromedp.FullScreenshot(&shot, 80))
+			if len(shot) > 0 {
+				_ = os.WriteFile(filepath.Join(shots, "failed.jpg"), shot, 0o644)
+			}
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	screenshot := func(name string) {
+		t.Helper()
+		var shot []byte
+		run("screenshot "+name, chromedp.Sleep(300*time.Millisecond), chromedp.FullScreenshot(&shot, 90))
+		if err := os.WriteFile(filepath.Join(shots, name+".jpg"), shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Sign in.
+	run("enable logs", log.Enable(), runtime.Enable())
+	run("open the console", chromedp.Navigate(s.API+"/"), chromedp.WaitVisible(`input[name=password]`))
+	screenshot("01-login")
+	run("wrong password shows an error",
+		chromedp.SendKeys(`input[name=password]`, "not-the-password"),
+		chromedp.Click(`form.login button[type=submit]`),
+		chromedp.WaitVisible(`.error`),
+	)
+	var msg string
+	run("read the error", chromedp.Text(`.error`, &msg))
+	if !strings.Contains(msg, "wrong user name or password") {
+		t.Errorf("login error = %q", msg)
+	}
+	b.mu.Lock()
+	b.errors = nil // the browser logs the 401 of the failed sign-in itself
+	b.mu.Unlock()
+	run("sign in",
+		chromedp.Evaluate(`document.querySelector("input[name=password]").value = ""`, nil),
+		chromedp.SendKeys(`input[name=password]`, password),
+		chromedp.Click(`form.login button[type=submit]`),
+		chromedp.WaitVisible(`[data-testid=things-total]`),
+		chromedp.WaitNotPresent(`//strong[@data-testid="rate-in" and text()="…"]`, chromedp.BySearch),
+	)
+	screenshot("02-overview")
+
+	// Create a thing with a secret.
+	var secret, example string
+	run("create a thing",
+		chromedp.Click(`nav a[href="/things"]`),
+		chromedp.WaitVisible(`form.filters`),
+		chromedp.Click(`//button[text()="New thing"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`input[name=name]`),
+		chromedp.SendKeys(`input[name=name]`, "dev-1"),
+		chromedp.SendKeys(`input[name=attributes]`, "site=ams"),
+		chromedp.Click(`//button[text()="Create"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`[data-testid=cred-secret]`),
+		chromedp.Text(`[data-testid=cred-secret]`, &secret),
+		chromedp.Text(`[data-testid=cred-example]`, &example),
+		chromedp.WaitVisible(`//td/a[text()="dev-1"]`, chromedp.BySearch),
+	)
+	if secret == "" || !strings.Contains(example, "mosquitto_pub") || !strings.Contains(example, secret) {
+		t.Fatalf("credentials shown: secret %q, example %q", secret, example)
+	}
+	screenshot("03-things")
+
+	// A real device with the credentials the page showed.
+	dev := s.V5(t, "dev-1", secret)
+	dev.Sub(t, "$aws/things/dev-1/shadow/update/delta")
+	dev.Sub(t, "$mote/things/dev-1/commands/+")
+
+	run("open the thing page",
+		chromedp.Click(`//td/a[text()="dev-1"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`[data-testid=charts]`),
+		chromedp.WaitVisible(`//span[@class="badge on" and text()="connected"]`, chromedp.BySearch),
+	)
+
+	// Telemetry reaches the chart.
+	dev.Pub(t, "things/dev-1/telemetry", 1, false, `{"temp": 21.5}`)
+	run("chart shows the first value", chromedp.WaitVisible(`//span[@data-testid="last-temp" and text()="21.5"]`, chromedp.BySearch))
+	dev.Pub(t, "things/dev-1/telemetry", 1, false, `{"temp": 23}`)
+	run("chart shows the next value",
+		chromedp.WaitVisible(`//span[@data-testid="last-temp" and text()="23"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//ul[@data-testid="messages"]/li`, chromedp.BySearch),
+	)
+
+	// A desired value reaches the device as a delta.
+	run("set desired",
+		chromedp.Evaluate(`document.querySelector("textarea[name=desired]").value = '{"led": "on"}'`, nil),
+		chromedp.Click(`//button[text()="Set desired"]`, chromedp.BySearch),
+	)
+	delta := dev.Inbox.Wait(t, "$aws/things/dev-1/shadow/update/delta", 10*time.Second)
+	var d struct {
+		State map[string]any `json:"state"`
+	}
+	if err := json.Unmarshal([]byte(delta.Payload), &d); err != nil || d.State["led"] != "on" {
+		t.Fatalf("delta at the device = %s", delta.Payload)
+	}
+	run("the page shows the delta", chromedp.WaitVisible(`//pre[@data-testid="delta" and contains(text(), "led")]`, chromedp.BySearch))
+
+	// A command is delivered, the device reports success, the page shows it.
+	run("send a command", chromedp.Click(`//button[text()="Send command"]`, chromedp.BySearch))
+	var cmdTopic string
+	daemontest.WaitFor(t, 10*time.Second, func() error {
+		for _, m := range dev.Inbox.All() {
+			if strings.HasPrefix(m.Topic, "$mote/things/dev-1/commands/") {
+				cmdTopic = m.Topic
+				return nil
+			}
+		}
+		return fmt.Errorf("no command at the device; got %v", dev.Inbox.All())
+	})
+	dev.Pub(t, cmdTopic+"/result", 1, false, `{"status": "succeeded", "output": {"rebooted": true}}`)
+	run("the command succeeded", chromedp.WaitVisible(`[data-testid=commands] [data-status=succeeded]`))
+	screenshot("04-thing")
+
+	run("rules page",
+		chromedp.Click(`nav a[href="/rules"]`),
+		chromedp.WaitVisible(`//td[text()="telemetry"]`, chromedp.BySearch),
+		chromedp.Click(`//button[text()="New rule"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`textarea[name=sql]`),
+		chromedp.Click(`//button[text()="Test"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//pre[@data-testid="rule-test-output" and contains(text(), "Matched")]`, chromedp.BySearch),
+	)
+	screenshot("05-rules")
+
+	run("back to the overview",
+		chromedp.Click(`nav a[href="/"]`),
+		chromedp.WaitVisible(`//strong[@data-testid="things-connected" and text()="1"]`, chromedp.BySearch),
+	)
+	screenshot("06-overview-live")
+	b.check(t)
+
+	run("sign out", chromedp.Click(`//button[text()="Sign out"]`, chromedp.BySearch), chromedp.WaitVisible(`input[name=password]`))
+	b.check(t)
+}

@@ -1,0 +1,143 @@
+import "./style.css";
+import { api, get, Me, setUnauthorizedHandler } from "./api";
+import { clear, errorBox, field, h } from "./ui";
+import { overviewPage } from "./overview";
+import { thingsPage } from "./things";
+import { thingPage } from "./thing";
+import { rulesPage } from "./rules";
+
+// A page renders into main and returns a cleanup (closes event streams).
+export type Page = (main: HTMLElement, params: Record<string, string>) => (() => void) | void;
+
+const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title: string }[] = [
+  { pattern: /^\/$/, keys: [], page: overviewPage, nav: "/", title: "Overview" },
+  { pattern: /^\/things$/, keys: [], page: thingsPage, nav: "/things", title: "Things" },
+  { pattern: /^\/things\/([^/]+)$/, keys: ["name"], page: thingPage, nav: "/things", title: "Thing" },
+  { pattern: /^\/rules$/, keys: [], page: rulesPage, nav: "/rules", title: "Rules" },
+];
+
+const app = document.getElementById("app")!;
+let me: Me | null = null;
+let cleanup: (() => void) | void;
+
+export function navigate(path: string): void {
+  if (path !== location.pathname + location.search) history.pushState(null, "", path);
+  render();
+}
+
+// Links inside the app navigate without reloading.
+document.addEventListener("click", (ev) => {
+  const a = (ev.target as Element).closest?.("a");
+  if (!a || a.target || a.hasAttribute("download") || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+  const href = a.getAttribute("href");
+  if (!href || !href.startsWith("/") || href.startsWith("/api/") || href.startsWith("/metrics")) return;
+  ev.preventDefault();
+  navigate(href);
+});
+window.addEventListener("popstate", () => render());
+
+// A session that ends (expired, signed out elsewhere) shows the sign-in
+// page; while signed out there is nothing to do.
+setUnauthorizedHandler(() => {
+  if (!me) return;
+  me = null;
+  render();
+});
+
+async function render(): Promise<void> {
+  if (cleanup) cleanup();
+  cleanup = undefined;
+  if (!me) {
+    try {
+      const m = await get<Me>("/auth/me");
+      me = m.via === "none" ? null : m;
+    } catch {
+      me = null;
+    }
+  }
+  if (!me) {
+    loginPage();
+    return;
+  }
+  const path = location.pathname;
+  let match: RegExpMatchArray | null = null;
+  const route = routes.find((r) => (match = path.match(r.pattern)));
+  const main = h("main", { id: "main", tabindex: "-1" });
+  const nav = h(
+    "nav",
+    { "aria-label": "Main" },
+    h("a", { href: "/", class: "brand" }, "Mote"),
+    h(
+      "ul",
+      {},
+      ...[
+        ["/", "Overview"],
+        ["/things", "Things"],
+        ["/rules", "Rules"],
+      ].map(([href, label]) =>
+        h("li", {}, h("a", { href, "aria-current": route?.nav === href ? "page" : undefined }, label)),
+      ),
+    ),
+    h(
+      "div",
+      { class: "who" },
+      h("span", {}, `${me.user} (${me.role})`),
+      h("button", { type: "button", class: "link", onclick: logout }, "Sign out"),
+    ),
+  );
+  clear(app, h("a", { href: "#main", class: "skip" }, "Skip to content"), h("header", {}, nav), main);
+  if (!route) {
+    document.title = "Not found · Mote";
+    clear(main, h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "/" }, "Back to the overview")));
+    return;
+  }
+  const params: Record<string, string> = {};
+  route.keys.forEach((k, i) => (params[k] = decodeURIComponent((match as RegExpMatchArray)[i + 1])));
+  document.title = `${params.name ?? route.title} · Mote`;
+  cleanup = route.page(main, params);
+}
+
+async function logout(): Promise<void> {
+  try {
+    await api("POST", "/auth/logout");
+  } finally {
+    me = null;
+    history.pushState(null, "", "/");
+    render();
+  }
+}
+
+function loginPage(): void {
+  document.title = "Sign in · Mote";
+  const err = errorBox();
+  const user = h("input", { name: "user", autocomplete: "username", required: true, value: "admin" });
+  const pass = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
+  const button = h("button", { type: "submit" }, "Sign in");
+  const form = h(
+    "form",
+    { class: "login card", "aria-labelledby": "login-title" },
+    h("h1", { id: "login-title" }, "Sign in to Mote"),
+    err.el,
+    field("User name", user),
+    field("Password", pass, "First start? The password of user admin was printed by `mote serve`; `mote admin password` sets a new one."),
+    button,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err.hide();
+    button.disabled = true;
+    try {
+      me = await api<Me>("POST", "/auth/login", { user: user.value, password: pass.value });
+      render();
+    } catch (e) {
+      err.show(e);
+      pass.focus();
+    } finally {
+      button.disabled = false;
+    }
+  });
+  clear(app, h("main", { class: "center" }, form));
+  (user.value ? pass : user).focus();
+}
+
+render();

@@ -1,0 +1,351 @@
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import { ApiError, enc, events, get, List, patch, post, Thing } from "./api";
+import { ago, badge, clear, errorBox, field, fmtTime, h, pretty } from "./ui";
+
+const ranges: { label: string; ms: number; interval?: string }[] = [
+  { label: "15 minutes", ms: 15 * 60e3 },
+  { label: "1 hour", ms: 3600e3 },
+  { label: "6 hours", ms: 6 * 3600e3, interval: "2m" },
+  { label: "24 hours", ms: 24 * 3600e3, interval: "10m" },
+  { label: "7 days", ms: 7 * 86400e3, interval: "1h" },
+];
+
+interface Point {
+  key: string;
+  ts: number;
+  value: unknown;
+}
+
+// numbers flattens a telemetry payload the way the server stores it
+// (nested keys joined by ".") and keeps the numbers.
+function numbers(v: unknown, prefix = "", out: Record<string, number> = {}): Record<string, number> {
+  if (typeof v === "number") out[prefix || "value"] = v;
+  else if (typeof v === "boolean") out[prefix || "value"] = v ? 1 : 0;
+  else if (v && typeof v === "object" && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v)) if (k !== "ts") numbers(x, prefix ? `${prefix}.${k}` : k, out);
+  }
+  return out;
+}
+
+export function thingPage(main: HTMLElement, params: Record<string, string>): () => void {
+  const name = params.name;
+  const path = `/things/${enc(name)}`;
+  const err = errorBox();
+  const head = h("div", { class: "title" }, h("h1", {}, name));
+  const info = h("section", { class: "card", "aria-label": "Thing" }, "…");
+  const charts = h("div", { class: "charts", "data-testid": "charts" });
+  const rangeSel = h("select", { name: "range" }, ...ranges.map((r, i) => h("option", { value: String(i) }, r.label)));
+  const shadowBox = h("section", { class: "card", "aria-labelledby": "shadow-h" });
+  const commandsBox = h("section", { class: "card", "aria-labelledby": "commands-h" });
+  const methodsBox = h("section", { class: "card", "aria-labelledby": "methods-h" });
+  const messages = h("ul", { class: "events messages", "aria-live": "off", "data-testid": "messages" });
+  clear(
+    main,
+    head,
+    err.el,
+    info,
+    h("section", { class: "card", "aria-labelledby": "tel-h" }, h("div", { class: "title" }, h("h2", { id: "tel-h" }, "Telemetry"), field("Range", rangeSel)), charts),
+    h("div", { class: "cols" }, shadowBox, h("div", {}, commandsBox, methodsBox)),
+    h("section", { class: "card" }, h("h2", {}, "Recent messages"), messages),
+  );
+
+  // --- the thing itself ---
+  let thing: Thing | null = null;
+  async function loadThing(): Promise<void> {
+    try {
+      thing = await get<Thing>(path);
+      renderInfo(thing);
+    } catch (e) {
+      err.show(e);
+    }
+  }
+  function renderInfo(t: Thing): void {
+    const attrs = h("textarea", { name: "attributes", rows: 3 }, Object.entries(t.attributes ?? {}).map(([k, v]) => `${k}=${v}`).join("\n"));
+    const groups = h("input", { name: "groups", value: t.groups.join(", ") });
+    const ferr = errorBox();
+    const save = h("button", { type: "submit" }, "Save");
+    const form = h("form", { class: "inline-form" }, ferr.el, field("Attributes (key=value per line)", attrs), field("Groups", groups), save);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      ferr.hide();
+      const a: Record<string, string> = {};
+      for (const line of attrs.value.split("\n").map((s) => s.trim()).filter(Boolean)) {
+        const [k, ...v] = line.split("=");
+        a[k.trim()] = v.join("=").trim();
+      }
+      try {
+        renderInfo(await patch<Thing>(path, { attributes: a, groups: groups.value.split(",").map((s) => s.trim()).filter(Boolean) }));
+      } catch (e) {
+        ferr.show(e);
+      }
+    });
+    const toggle = h("button", { type: "button" }, t.enabled ? "Disable" : "Enable");
+    toggle.addEventListener("click", async () => {
+      try {
+        renderInfo(await patch<Thing>(path, { enabled: !t.enabled }));
+      } catch (e) {
+        err.show(e);
+      }
+    });
+    clear(
+      info,
+      h(
+        "dl",
+        { class: "facts" },
+        h("dt", {}, "State"),
+        h("dd", { "data-testid": "state" }, badge(t.connected, "connected", "offline"), " ", t.enabled ? "" : h("span", { class: "badge warn" }, "disabled")),
+        h("dt", {}, "Last seen"),
+        h("dd", {}, ago(t.lastSeen), t.lastSeen ? ` (${fmtTime(t.lastSeen)})` : ""),
+        h("dt", {}, "Type"),
+        h("dd", {}, t.type || "–"),
+        h("dt", {}, "Tags"),
+        h("dd", {}, t.tags.join(", ") || "–"),
+        h("dt", {}, "Enabled"),
+        h("dd", {}, t.enabled ? "yes " : "no ", toggle),
+      ),
+      form,
+    );
+  }
+
+  // --- telemetry charts ---
+  const plots = new Map<string, { u: uPlot; xs: number[]; ys: number[]; el: HTMLElement; last: HTMLElement }>();
+  function plotFor(key: string) {
+    let p = plots.get(key);
+    if (p) return p;
+    const last = h("span", { class: "last", "data-testid": `last-${key}` });
+    const el = h("figure", { class: "chart", "data-key": key }, h("figcaption", {}, key, " ", last));
+    charts.append(el);
+    const xs: number[] = [];
+    const ys: number[] = [];
+    const width = Math.max(260, Math.min(charts.clientWidth - 24, 560));
+    const u = new uPlot(
+      {
+        width,
+        height: 180,
+        series: [{}, { label: key, stroke: "#2a6cd6", width: 2, points: { show: true, size: 4 } }],
+        axes: [{}, { size: 50 }],
+        legend: { show: false },
+      },
+      [xs, ys],
+      el,
+    );
+    p = { u, xs, ys, el, last };
+    plots.set(key, p);
+    return p;
+  }
+  function redraw(): void {
+    for (const p of plots.values()) {
+      p.u.setData([p.xs, p.ys]);
+      p.last.textContent = p.ys.length ? String(p.ys[p.ys.length - 1]) : "";
+    }
+  }
+  async function loadTelemetry(): Promise<void> {
+    const r = ranges[Number(rangeSel.value)];
+    const from = Date.now() - r.ms;
+    const q = r.interval ? `from=${from}&agg=avg&interval=${r.interval}` : `from=${from}&limit=10000`;
+    try {
+      const list = await get<List<Point>>(`${path}/telemetry?${q}`);
+      for (const p of plots.values()) p.u.destroy();
+      plots.clear();
+      clear(charts);
+      for (const pt of list.items) {
+        if (typeof pt.value !== "number") continue;
+        const p = plotFor(pt.key);
+        p.xs.push(pt.ts / 1000);
+        p.ys.push(pt.value);
+      }
+      if (plots.size === 0) charts.append(h("p", { class: "muted empty" }, `No numeric telemetry in the last ${r.label}. Devices publish JSON on things/${name}/telemetry.`));
+      redraw();
+    } catch (e) {
+      err.show(e);
+    }
+  }
+  rangeSel.addEventListener("change", loadTelemetry);
+  function liveTelemetry(payload: unknown, time: string): void {
+    const vals = numbers(payload);
+    const keys = Object.keys(vals);
+    if (keys.length === 0) return;
+    charts.querySelector(".empty")?.remove();
+    const ts = new Date(time).getTime() / 1000;
+    for (const k of keys) {
+      const p = plotFor(k);
+      p.xs.push(ts);
+      p.ys.push(vals[k]);
+    }
+    redraw();
+  }
+
+  // --- shadow ---
+  async function loadShadow(): Promise<void> {
+    let doc: any = null;
+    try {
+      // Ask for the classic shadow only when it exists: no 404 to log.
+      const list = await get<List<{ name: string }>>(`${path}/shadows`);
+      if (list.items.some((x) => x.name === "" || x.name === "classic")) doc = await get(`${path}/shadows/classic`);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) {
+        err.show(e);
+        return;
+      }
+    }
+    const state = doc?.state ?? {};
+    const desired = h("textarea", { name: "desired", rows: 5, spellcheck: "false", "aria-describedby": "desired-hint" }, pretty(state.desired ?? {}));
+    const ferr = errorBox();
+    const save = h("button", { type: "submit" }, "Set desired");
+    const form = h("form", {}, ferr.el, field("Desired (JSON; null deletes a key)", desired), h("small", { id: "desired-hint" }, "Merged into the desired state; the device gets the delta."), save);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      ferr.hide();
+      let v: unknown;
+      try {
+        v = JSON.parse(desired.value);
+      } catch (e) {
+        ferr.show(`Desired is not valid JSON: ${(e as Error).message}`);
+        return;
+      }
+      try {
+        await post(`${path}/shadows/classic`, { state: { desired: v } });
+        loadShadow();
+      } catch (e) {
+        ferr.show(e);
+      }
+    });
+    clear(
+      shadowBox,
+      h("h2", { id: "shadow-h" }, "Shadow", doc ? h("small", {}, ` version ${doc.version}`) : ""),
+      doc ? "" : h("p", { class: "muted" }, "No shadow yet: the device reports one, or set a desired value."),
+      h("div", { class: "shadow" },
+        h("div", {}, h("h3", {}, "Reported"), h("pre", { "data-testid": "reported" }, pretty(state.reported ?? {}))),
+        h("div", {}, h("h3", {}, "Delta"), h("pre", { "data-testid": "delta" }, pretty(state.delta ?? {}))),
+      ),
+      form,
+    );
+  }
+
+  // --- commands ---
+  const cmdList = h("tbody", { "data-testid": "commands" });
+  let cmdTimer: number | undefined;
+  async function loadCommands(): Promise<void> {
+    try {
+      const list = await get<List<any>>(`${path}/commands`);
+      clear(
+        cmdList,
+        ...list.items.map((c) =>
+          h("tr", {}, h("td", {}, c.name), h("td", {}, h("span", { class: `status ${c.status}`, "data-status": c.status }, c.status)), h("td", {}, fmtTime(c.createdAt)), h("td", {}, c.result ? pretty(c.result.output ?? c.result.status) : "")),
+        ),
+      );
+      if (list.items.length === 0) clear(cmdList, h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No commands yet.")));
+      // While a command is on its way, follow its status.
+      if (list.items.some((c) => c.status === "queued" || c.status === "delivered")) {
+        window.clearTimeout(cmdTimer);
+        cmdTimer = window.setTimeout(loadCommands, 2000);
+      }
+    } catch (e) {
+      clear(cmdList, h("tr", {}, h("td", { colspan: 4, class: "muted" }, e instanceof Error ? e.message : String(e))));
+    }
+  }
+  {
+    const cname = h("input", { name: "command", list: "command-names", required: true, value: "reboot" });
+    const payload = h("textarea", { name: "payload", rows: 2, spellcheck: "false" }, "{}");
+    const ttl = h("input", { name: "ttl", type: "number", min: 1, value: 3600 });
+    const ferr = errorBox();
+    const send = h("button", { type: "submit" }, "Send command");
+    const form = h(
+      "form",
+      {},
+      ferr.el,
+      h("datalist", { id: "command-names" }, ...["reboot", "lock", "wipe", "locate", "configure"].map((n) => h("option", { value: n }))),
+      h("div", { class: "grid" }, field("Command", cname), field("Time to live (s)", ttl)),
+      field("Payload (JSON)", payload),
+      send,
+    );
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      ferr.hide();
+      let p: unknown;
+      try {
+        p = JSON.parse(payload.value || "null");
+      } catch (e) {
+        ferr.show(`Payload is not valid JSON: ${(e as Error).message}`);
+        return;
+      }
+      try {
+        await post(`${path}/commands`, { name: cname.value.trim(), payload: p, ttlSeconds: Number(ttl.value) || undefined });
+        loadCommands();
+      } catch (e) {
+        ferr.show(e);
+      }
+    });
+    clear(commandsBox, h("h2", { id: "commands-h" }, "Commands"), form, h("table", {}, h("thead", {}, h("tr", {}, ...["Command", "Status", "Sent", "Result"].map((c) => h("th", { scope: "col" }, c)))), cmdList));
+  }
+
+  // --- direct methods ---
+  {
+    const mname = h("input", { name: "method", required: true, placeholder: "getConfig" });
+    const payload = h("textarea", { name: "payload", rows: 2, spellcheck: "false" }, "{}");
+    const timeout = h("input", { name: "timeout", type: "number", min: 1, max: 300, value: 10 });
+    const ferr = errorBox();
+    const out = h("pre", { "data-testid": "method-response", "aria-live": "polite" });
+    const invoke = h("button", { type: "submit" }, "Invoke");
+    const form = h("form", {}, ferr.el, h("div", { class: "grid" }, field("Method", mname), field("Timeout (s)", timeout)), field("Payload (JSON)", payload), invoke);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      ferr.hide();
+      out.textContent = "";
+      let p: unknown;
+      try {
+        p = JSON.parse(payload.value || "null");
+      } catch (e) {
+        ferr.show(`Payload is not valid JSON: ${(e as Error).message}`);
+        return;
+      }
+      invoke.disabled = true;
+      out.textContent = "Waiting for the device…";
+      try {
+        const res = await post(`${path}/methods/${enc(mname.value.trim())}`, { payload: p, timeoutSeconds: Number(timeout.value) || undefined });
+        out.textContent = `status ${res.status}\n${pretty(res.payload)}`;
+      } catch (e) {
+        out.textContent = "";
+        ferr.show(e);
+      } finally {
+        invoke.disabled = false;
+      }
+    });
+    clear(methodsBox, h("h2", { id: "methods-h" }, "Direct methods"), form, out);
+  }
+
+  // --- live ---
+  let shadowTimer: number | undefined;
+  const es = events(`thing=${enc(name)}`, {
+    message: (m) => {
+      const body = m.payload !== undefined ? JSON.stringify(m.payload) : m.text ?? "";
+      messages.prepend(h("li", {}, h("time", {}, new Date(m.time).toLocaleTimeString()), " ", h("code", {}, m.topic), " ", h("span", { class: "payload" }, body.length > 300 ? body.slice(0, 300) + "…" : body)));
+      while (messages.children.length > 50) messages.lastElementChild!.remove();
+      if (m.topic === `things/${name}/telemetry` && m.payload !== undefined) liveTelemetry(m.payload, m.time);
+      if (m.topic.includes("/shadow/")) {
+        if (shadowTimer === undefined) shadowTimer = window.setTimeout(() => { shadowTimer = undefined; loadShadow(); }, 300);
+      }
+      if (m.topic.includes("/commands/")) window.setTimeout(loadCommands, 200);
+    },
+  });
+  // Presence of this thing changes its state line.
+  const pres = events("presence=1", {
+    presence: (e) => {
+      if ((e.payload?.thing ?? "") === name && thing) loadThing();
+    },
+  });
+
+  loadThing();
+  loadTelemetry();
+  loadShadow();
+  loadCommands();
+  return () => {
+    es.close();
+    pres.close();
+    for (const p of plots.values()) p.u.destroy();
+    if (shadowTimer !== undefined) clearTimeout(shadowTimer);
+    window.clearTimeout(cmdTimer);
+    cmdTimer = -1;
+  };
+}

@@ -1,0 +1,201 @@
+import { del, enc, get, List, patch, post, Thing } from "./api";
+import { badge, clear, downloadLink, errorBox, field, h, ago } from "./ui";
+
+// The things list: search, filter, paginate, create (with credentials),
+// enable/disable, delete.
+export function thingsPage(main: HTMLElement): void {
+  const err = errorBox();
+  const params = new URLSearchParams(location.search);
+  const q = {
+    prefix: h("input", { type: "search", name: "prefix", placeholder: "name starts with", value: params.get("prefix") ?? "" }),
+    type: h("input", { name: "type", placeholder: "type", value: params.get("type") ?? "" }),
+    group: h("input", { name: "group", placeholder: "group", value: params.get("group") ?? "" }),
+    attr: h("input", { name: "attr", placeholder: "key=value", value: params.get("attr") ?? "" }),
+    connected: h(
+      "select",
+      { name: "connected" },
+      h("option", { value: "" }, "any"),
+      h("option", { value: "true" }, "connected"),
+      h("option", { value: "false" }, "disconnected"),
+    ),
+  };
+  q.connected.value = params.get("connected") ?? "";
+  const tbody = h("tbody");
+  const pager = h("div", { class: "pager" });
+  const cursors: string[] = [""]; // cursor of each page seen
+  let page = 0;
+
+  const query = (): string => {
+    const p = new URLSearchParams();
+    if (q.prefix.value) p.set("prefix", q.prefix.value.trim());
+    if (q.type.value) p.set("type", q.type.value.trim());
+    if (q.group.value) p.set("group", q.group.value.trim());
+    if (q.connected.value) p.set("connected", q.connected.value);
+    const attr = q.attr.value.trim();
+    if (attr) {
+      const [k, ...v] = attr.split("=");
+      p.set("attr." + k.trim(), v.join("=").trim());
+    }
+    return p.toString();
+  };
+
+  async function load(): Promise<void> {
+    err.hide();
+    const qs = query();
+    history.replaceState(null, "", "/things" + (qs ? "?" + qs : ""));
+    try {
+      const list = await get<List<Thing>>(`/things?limit=25&${qs}${cursors[page] ? "&cursor=" + enc(cursors[page]) : ""}`);
+      if (list.nextCursor) cursors[page + 1] = list.nextCursor;
+      else cursors.length = page + 1;
+      clear(tbody, ...list.items.map(row));
+      if (list.items.length === 0) clear(tbody, h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No things match.")));
+      clear(
+        pager,
+        h("button", { type: "button", disabled: page === 0, onclick: () => { page--; load(); } }, "← Previous"),
+        h("span", {}, ` Page ${page + 1} `),
+        h("button", { type: "button", disabled: !list.nextCursor, onclick: () => { page++; load(); } }, "Next →"),
+      );
+    } catch (e) {
+      err.show(e);
+    }
+  }
+
+  function row(t: Thing): HTMLElement {
+    const toggle = h("button", { type: "button", class: "small" }, t.enabled ? "Disable" : "Enable");
+    toggle.addEventListener("click", async () => {
+      try {
+        await patch(`/things/${enc(t.name)}`, { enabled: !t.enabled });
+        load();
+      } catch (e) {
+        err.show(e);
+      }
+    });
+    const remove = h("button", { type: "button", class: "small danger" }, "Delete");
+    remove.addEventListener("click", async () => {
+      if (!confirm(`Delete thing ${t.name} and its credentials? Its connections close at once.`)) return;
+      try {
+        await del(`/things/${enc(t.name)}`);
+        load();
+      } catch (e) {
+        err.show(e);
+      }
+    });
+    return h(
+      "tr",
+      {},
+      h("td", {}, h("a", { href: `/things/${enc(t.name)}` }, t.name)),
+      h("td", {}, t.type ?? ""),
+      h("td", {}, badge(t.connected, "connected", "offline"), t.enabled ? "" : h("span", { class: "badge warn" }, "disabled")),
+      h("td", {}, ago(t.lastSeen)),
+      h("td", { class: "attrs" }, Object.entries(t.attributes ?? {}).map(([k, v]) => `${k}=${v}`).join(", "), t.groups.length ? ` [${t.groups.join(", ")}]` : ""),
+      h("td", { class: "actions" }, toggle, " ", remove),
+    );
+  }
+
+  const search = h(
+    "form",
+    { class: "filters", role: "search", onsubmit: (ev: Event) => { ev.preventDefault(); cursors.length = 1; page = 0; load(); } },
+    field("Name", q.prefix),
+    field("Type", q.type),
+    field("Group", q.group),
+    field("Attribute", q.attr),
+    field("State", q.connected),
+    h("button", { type: "submit" }, "Search"),
+  );
+  const createBox = h("div");
+  clear(
+    main,
+    h("div", { class: "title" }, h("h1", {}, "Things"), h("button", { type: "button", onclick: () => createForm(createBox, load) }, "New thing")),
+    createBox,
+    err.el,
+    search,
+    h(
+      "table",
+      {},
+      h("thead", {}, h("tr", {}, ...["Name", "Type", "State", "Last seen", "Attributes", ""].map((c) => h("th", { scope: "col" }, c)))),
+      tbody,
+    ),
+    pager,
+  );
+  load();
+}
+
+function createForm(box: HTMLElement, reload: () => void): void {
+  const err = errorBox();
+  const name = h("input", { name: "name", required: true, pattern: "[A-Za-z0-9_][A-Za-z0-9_.:\\-]*", title: "letters, digits and _ . : -", autocomplete: "off" });
+  const type = h("input", { name: "type" });
+  const attrs = h("input", { name: "attributes", placeholder: "site=ams, floor=1" });
+  const groups = h("input", { name: "groups", placeholder: "floor-1, lab" });
+  const cred = h("select", { name: "credential" }, h("option", { value: "secret" }, "a secret"), h("option", { value: "x509" }, "an X.509 certificate"), h("option", { value: "" }, "none yet"));
+  const submit = h("button", { type: "submit" }, "Create");
+  const out = h("div", { class: "credentials", "aria-live": "polite" });
+  const form = h(
+    "form",
+    { class: "card", "aria-label": "New thing" },
+    h("h2", {}, "New thing"),
+    err.el,
+    h("div", { class: "grid" }, field("Name", name), field("Type", type, "an existing thing type"), field("Attributes", attrs), field("Groups", groups, "existing groups")),
+    field("Credentials", cred),
+    h("div", {}, submit, " ", h("button", { type: "button", class: "link", onclick: () => clear(box) }, "Close")),
+    out,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err.hide();
+    submit.disabled = true;
+    try {
+      const body: any = { name: name.value.trim() };
+      if (type.value.trim()) body.type = type.value.trim();
+      const a: Record<string, string> = {};
+      for (const kv of attrs.value.split(",").map((s) => s.trim()).filter(Boolean)) {
+        const [k, ...v] = kv.split("=");
+        a[k.trim()] = v.join("=").trim();
+      }
+      if (Object.keys(a).length) body.attributes = a;
+      const g = groups.value.split(",").map((s) => s.trim()).filter(Boolean);
+      if (g.length) body.groups = g;
+      const thing = await post<Thing>("/things", body);
+      reload();
+      clear(out, h("p", { class: "ok" }, `Thing ${thing.name} created.`));
+      if (cred.value) out.append(await credentialsView(thing.name, cred.value));
+    } catch (e) {
+      err.show(e);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  clear(box, form);
+  name.focus();
+}
+
+// credentialsView creates a credential and shows it once, with a
+// ready-to-paste mosquitto_pub example.
+export async function credentialsView(thing: string, type: string): Promise<HTMLElement> {
+  const [c, server] = await Promise.all([
+    post<any>(`/things/${enc(thing)}/credentials`, { type }),
+    get<any>("/server").catch(() => ({})),
+  ]);
+  const host = location.hostname || "localhost";
+  const port = (a?: string, d = "1883") => (a ? a.slice(a.lastIndexOf(":") + 1) : d);
+  const topic = `things/${thing}/telemetry`;
+  if (type === "secret") {
+    const cmd = `mosquitto_pub -h ${host} -p ${port(server.mqtt)} -u ${thing} -P '${c.secret}' -t ${topic} -m '{"temp":21.5}'`;
+    return h(
+      "div",
+      { class: "secret" },
+      h("p", {}, h("strong", {}, "Copy the secret now: it is shown only this once.")),
+      h("dl", {}, h("dt", {}, "User name"), h("dd", {}, h("code", { "data-testid": "cred-user" }, thing)), h("dt", {}, "Secret"), h("dd", {}, h("code", { "data-testid": "cred-secret" }, c.secret))),
+      h("p", {}, "Try it:"),
+      h("pre", { "data-testid": "cred-example" }, cmd),
+    );
+  }
+  const cmd = `mosquitto_pub -h ${host} -p ${port(server.mqtts, "8883")} --cafile ca.crt --cert ${thing}.crt --key ${thing}.key -t ${topic} -m '{"temp":21.5}'`;
+  return h(
+    "div",
+    { class: "secret" },
+    h("p", {}, h("strong", {}, "Download the key now: it is shown only this once.")),
+    h("p", { class: "downloads" }, downloadLink(`${thing}.crt`, `${thing}.crt`, c.certificate), " ", downloadLink(`${thing}.key`, `${thing}.key`, c.privateKey), " ", downloadLink("ca.crt", "ca.crt", c.caCertificate)),
+    h("p", {}, "Try it:"),
+    h("pre", { "data-testid": "cred-example" }, cmd),
+  );
+}
