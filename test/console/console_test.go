@@ -26,8 +26,10 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/moteiot/mote/internal/apiclient"
 	"github.com/moteiot/mote/internal/console"
 	"github.com/moteiot/mote/internal/daemontest"
+	"github.com/moteiot/mote/internal/sim"
 )
 
 func chromium(t *testing.T) string {
@@ -77,18 +79,19 @@ func (b *browser) check(t *testing.T) {
 	b.errors = nil
 }
 
-func TestConsoleEndToEnd(t *testing.T) {
-	if !console.Built() {
-		t.Skip("the console is not built (npm --prefix web ci && npm --prefix web run build); skipping the browser test")
-	}
-	exe := chromium(t)
-	shots := screenshotDir(t)
-	s := daemontest.Start(t)
-	password := s.InitialPassword()
-	if password == "" {
-		t.Fatal("no initial admin password")
-	}
+// session is a headless Chromium on a page of the console.
+type session struct {
+	ctx   context.Context
+	b     *browser
+	shots string
+	t     *testing.T
+}
 
+// openBrowser starts Chromium (closed when the test ends) and collects
+// what its pages log as errors.
+func openBrowser(t *testing.T) *session {
+	t.Helper()
+	exe := chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox, // CI runs as root
@@ -98,18 +101,18 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.WindowSize(1280, 900), // a laptop
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	ctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
+	t.Cleanup(cancelCtx)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 
 	// Start the browser on ctx itself: a step's shorter context must not
 	// own it.
 	if err := chromedp.Run(ctx); err != nil {
 		t.Fatalf("start Chromium: %v", err)
 	}
-	var b browser
+	b := &browser{}
 	chromedp.ListenTarget(ctx, func(ev any) {
 		switch ev := ev.(type) {
 		case *runtime.EventConsoleAPICalled:
@@ -133,31 +136,63 @@ func TestConsoleEndToEnd(t *testing.T) {
 			}
 		}
 	})
+	se := &session{ctx: ctx, b: b, shots: screenshotDir(t), t: t}
+	se.run("enable logs", log.Enable(), runtime.Enable())
+	return se
+}
 
-	run := func(step string, actions ...chromedp.Action) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Run(sctx, actions...); err != nil {
-			var shot []byte
-			_ = chromedp.Run(ctx, chromedp.FullScreenshot(&shot, 80))
-			if len(shot) > 0 {
-				_ = os.WriteFile(filepath.Join(shots, "failed.jpg"), shot, 0o644)
-			}
-			t.Fatalf("%s: %v", step, err)
-		}
-	}
-	screenshot := func(name string) {
-		t.Helper()
+// run runs one step; a failure saves a screenshot and ends the test.
+func (se *session) run(step string, actions ...chromedp.Action) {
+	t := se.t
+	t.Helper()
+	sctx, cancel := context.WithTimeout(se.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Run(sctx, actions...); err != nil {
 		var shot []byte
-		run("screenshot "+name, chromedp.Sleep(300*time.Millisecond), chromedp.FullScreenshot(&shot, 90))
-		if err := os.WriteFile(filepath.Join(shots, name+".jpg"), shot, 0o644); err != nil {
-			t.Fatal(err)
+		_ = chromedp.Run(se.ctx, chromedp.FullScreenshot(&shot, 80))
+		if len(shot) > 0 {
+			_ = os.WriteFile(filepath.Join(se.shots, "failed.jpg"), shot, 0o644)
 		}
+		t.Fatalf("%s: %v", step, err)
 	}
+}
+
+// screenshot saves the page as NAME.jpg in the screenshot folder.
+func (se *session) screenshot(name string) {
+	t := se.t
+	t.Helper()
+	var shot []byte
+	se.run("screenshot "+name, chromedp.Sleep(300*time.Millisecond), chromedp.FullScreenshot(&shot, 90))
+	if err := os.WriteFile(filepath.Join(se.shots, name+".jpg"), shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// signIn opens the console and signs in as admin.
+func (se *session) signIn(api, password string) {
+	se.t.Helper()
+	se.run("open the console", chromedp.Navigate(api+"/"), chromedp.WaitVisible(`input[name=password]`))
+	se.run("sign in",
+		chromedp.SendKeys(`input[name=password]`, password),
+		chromedp.Click(`form.login button[type=submit]`),
+		chromedp.WaitVisible(`[data-testid=things-total]`),
+	)
+}
+
+func TestConsoleEndToEnd(t *testing.T) {
+	if !console.Built() {
+		t.Skip("the console is not built (npm --prefix web ci && npm --prefix web run build); skipping the browser test")
+	}
+	s := daemontest.Start(t)
+	password := s.InitialPassword()
+	if password == "" {
+		t.Fatal("no initial admin password")
+	}
+
+	se := openBrowser(t)
+	b, run, screenshot := se.b, se.run, se.screenshot
 
 	// Sign in.
-	run("enable logs", log.Enable(), runtime.Enable())
 	run("open the console", chromedp.Navigate(s.API+"/"), chromedp.WaitVisible(`input[name=password]`))
 	screenshot("01-login")
 	run("wrong password shows an error",
@@ -271,4 +306,73 @@ func TestConsoleEndToEnd(t *testing.T) {
 
 	run("sign out", chromedp.Click(`//button[text()="Sign out"]`, chromedp.BySearch), chromedp.WaitVisible(`input[name=password]`))
 	b.check(t)
+}
+
+// TestConsoleWithSimulatedFleet is the new user's first minute: a server,
+// `mote sim --devices 20` (the simulator's packages, as the command runs
+// them), and every page of the console shows the fleet's real data with
+// no error in the browser console.
+func TestConsoleWithSimulatedFleet(t *testing.T) {
+	if !console.Built() {
+		t.Skip("the console is not built (npm --prefix web ci && npm --prefix web run build); skipping the browser test")
+	}
+	s := daemontest.Start(t)
+	ctx, stop := context.WithCancel(context.Background())
+	ids, _, err := sim.Provision(ctx, apiclient.New(s.API, s.Token), sim.ProvisionOptions{Devices: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := sim.NewFleet(ids, sim.Options{MQTTAddr: s.MQTT, Rate: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- fleet.Run(ctx) }()
+	defer func() { stop(); <-done }()
+	daemontest.WaitFor(t, 30*time.Second, func() error {
+		if st := fleet.Stats(); st.Connected != 20 || st.Sent < 40 {
+			return fmt.Errorf("simulator: %+v", st)
+		}
+		return nil
+	})
+
+	se := openBrowser(t)
+	se.signIn(s.API, s.InitialPassword())
+	se.run("the overview counts the fleet",
+		chromedp.WaitVisible(`//strong[@data-testid="things-total" and text()="20"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//strong[@data-testid="things-connected" and text()="20"]`, chromedp.BySearch),
+		chromedp.WaitNotPresent(`//strong[@data-testid="rate-in" and (text()="…" or text()="0")]`, chromedp.BySearch),
+	)
+	se.screenshot("fleet-01-overview")
+
+	first := sim.ThingName(sim.DefaultPrefix, 1)
+	se.run("the things page lists the simulated devices",
+		chromedp.Click(`nav a[href="/things"]`),
+		chromedp.WaitVisible(`//td/a[text()="`+first+`"]`, chromedp.BySearch),
+	)
+	se.screenshot("fleet-02-things")
+
+	var method string
+	se.run("a device page: live telemetry, reported shadow, a direct method",
+		chromedp.Click(`//td/a[text()="`+first+`"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//span[@class="badge on" and text()="connected"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//span[@data-testid="last-temperature" and string-length(text()) > 0]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//pre[@data-testid="reported" and contains(text(), "firmware")]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//ul[@data-testid="messages"]/li`, chromedp.BySearch),
+		chromedp.SetValue(`input[name=method]`, "locate"),
+		chromedp.Click(`//button[text()="Invoke"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//pre[@data-testid="method-response" and contains(text(), "status 200")]`, chromedp.BySearch),
+		chromedp.Text(`[data-testid=method-response]`, &method),
+	)
+	if !strings.Contains(method, "lat") {
+		t.Errorf("locate answered %q; want a position", method)
+	}
+	se.screenshot("fleet-03-thing")
+
+	se.run("the rules page shows the telemetry rule",
+		chromedp.Click(`nav a[href="/rules"]`),
+		chromedp.WaitVisible(`//td[text()="telemetry"]`, chromedp.BySearch),
+	)
+	se.screenshot("fleet-04-rules")
+	se.b.check(t)
 }
