@@ -168,7 +168,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.onClose(d.tstore.Close)
 	tlog := d.log.With("component", "telemetry")
 	d.twriter, err = telemetry.NewWriter(ctx, d.tstore, telemetry.WriterOptions{
-		OnError: func(err error) { tlog.Warn("telemetry write failed; retrying", "error", err) },
+		OnError:     func(err error) { tlog.Warn("telemetry write failed; retrying", "error", err) },
+		FlushPoints: 20_000,
+		MaxBacklog:  100_000,
 	})
 	if err != nil {
 		return err
