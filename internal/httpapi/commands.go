@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -117,27 +118,19 @@ func (s *server) listCommands(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) getCommand(w http.ResponseWriter, r *http.Request) error {
-	if err := noParams(r); err != nil {
-		return err
-	}
-	svc, thing, err := s.commandThing(r)
-	if err != nil {
-		return err
-	}
-	id, err := commandID(r)
-	if err != nil {
-		return err
-	}
-	c, err := svc.Get(r.Context(), thing, id)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, c)
+	return s.oneCommand(w, r, (*commands.Service).Get)
 }
 
 // cancelCommand is DELETE /things/{name}/commands/{id}: 200 with the
 // cancelled command; 409 once it was delivered or ended.
 func (s *server) cancelCommand(w http.ResponseWriter, r *http.Request) error {
+	return s.oneCommand(w, r, (*commands.Service).Cancel)
+}
+
+// oneCommand answers a request on /things/{name}/commands/{id} with what
+// op returns for that command.
+func (s *server) oneCommand(w http.ResponseWriter, r *http.Request,
+	op func(*commands.Service, context.Context, string, string) (store.Command, error)) error {
 	if err := noParams(r); err != nil {
 		return err
 	}
@@ -149,7 +142,7 @@ func (s *server) cancelCommand(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c, err := svc.Cancel(r.Context(), thing, id)
+	c, err := op(svc, r.Context(), thing, id)
 	if err != nil {
 		return err
 	}

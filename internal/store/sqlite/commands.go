@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"strings"
 	"time"
 
@@ -43,14 +42,7 @@ func scanCommand(row scanner) (store.Command, error) {
 }
 
 func getCommand(ctx context.Context, q querier, thing, id string) (store.Command, error) {
-	c, err := scanCommand(q.QueryRowContext(ctx, commandSelect+` WHERE id = ? AND thing = ?`, id, thing))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return store.Command{}, core.NotFound("command", id)
-	case err != nil:
-		return store.Command{}, internal("get command", err)
-	}
-	return c, nil
+	return getOne(q.QueryRowContext(ctx, commandSelect+` WHERE id = ? AND thing = ?`, id, thing), scanCommand, "command", id)
 }
 
 func queryCommands(ctx context.Context, q querier, op, query string, args ...any) ([]store.Command, error) {

@@ -34,14 +34,7 @@ func scanCredential(row scanner) (store.Credential, error) {
 }
 
 func getCredential(ctx context.Context, q querier, id string) (store.Credential, error) {
-	c, err := scanCredential(q.QueryRowContext(ctx, credentialSelect+` WHERE id = ?`, id))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return store.Credential{}, core.NotFound("credential", id)
-	case err != nil:
-		return store.Credential{}, internal("get credential", err)
-	}
-	return c, nil
+	return getOne(q.QueryRowContext(ctx, credentialSelect+` WHERE id = ?`, id), scanCredential, "credential", id)
 }
 
 // Create stores a new credential. An empty SecretHash or Fingerprint is

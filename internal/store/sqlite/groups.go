@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
@@ -27,14 +26,7 @@ func scanGroup(row scanner) (store.Group, error) {
 }
 
 func getGroup(ctx context.Context, q querier, name string) (store.Group, error) {
-	g, err := scanGroup(q.QueryRowContext(ctx, groupSelect+` WHERE name = ?`, name))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return store.Group{}, core.NotFound("group", name)
-	case err != nil:
-		return store.Group{}, internal("get group", err)
-	}
-	return g, nil
+	return getOne(q.QueryRowContext(ctx, groupSelect+` WHERE name = ?`, name), scanGroup, "group", name)
 }
 
 // Create stores a new group.

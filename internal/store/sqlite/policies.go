@@ -30,14 +30,7 @@ func scanPolicy(row scanner) (store.Policy, error) {
 }
 
 func getPolicy(ctx context.Context, q querier, name string) (store.Policy, error) {
-	p, err := scanPolicy(q.QueryRowContext(ctx, policySelect+` WHERE name = ?`, name))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return store.Policy{}, core.NotFound("policy", name)
-	case err != nil:
-		return store.Policy{}, internal("get policy", err)
-	}
-	return p, nil
+	return getOne(q.QueryRowContext(ctx, policySelect+` WHERE name = ?`, name), scanPolicy, "policy", name)
 }
 
 // Create stores a new policy. The Document is kept byte for byte (it is

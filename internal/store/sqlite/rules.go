@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
@@ -36,14 +35,7 @@ func scanRule(row scanner) (store.Rule, error) {
 }
 
 func getRule(ctx context.Context, q querier, name string) (store.Rule, error) {
-	r, err := scanRule(q.QueryRowContext(ctx, ruleSelect+` WHERE name = ?`, name))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return store.Rule{}, core.NotFound("rule", name)
-	case err != nil:
-		return store.Rule{}, internal("get rule", err)
-	}
-	return r, nil
+	return getOne(q.QueryRowContext(ctx, ruleSelect+` WHERE name = ?`, name), scanRule, "rule", name)
 }
 
 func ruleActions(r store.Rule) (string, any) {

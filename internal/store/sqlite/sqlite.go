@@ -387,3 +387,18 @@ func prefixEnd(prefix string) (end string, ok bool) {
 	}
 	return "", false
 }
+
+// getOne reads the one row a query by key returns: no row is a
+// core.NotFound error for kind and key, another error an internal one.
+func getOne[T any](row scanner, scan func(scanner) (T, error), kind, key string) (T, error) {
+	v, err := scan(row)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		var zero T
+		return zero, core.NotFound(kind, key)
+	case err != nil:
+		var zero T
+		return zero, internal("get "+kind, err)
+	}
+	return v, nil
+}

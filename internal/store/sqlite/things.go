@@ -78,14 +78,7 @@ func jsonList(s string) ([]string, error) {
 
 // getThing reads one thing inside a write transaction.
 func getThing(ctx context.Context, tx *sql.Tx, name string) (store.Thing, error) {
-	t, err := scanThing(tx.QueryRowContext(ctx, thingSelect+` WHERE t.name = ?`, name))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return store.Thing{}, core.NotFound("thing", name)
-	case err != nil:
-		return store.Thing{}, internal("get thing", err)
-	}
-	return t, nil
+	return getOne(tx.QueryRowContext(ctx, thingSelect+` WHERE t.name = ?`, name), scanThing, "thing", name)
 }
 
 // Create stores a new thing with its attributes, tags, groups and policies.

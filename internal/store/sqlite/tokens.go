@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"time"
 
 	"github.com/moteiot/mote/internal/core"
@@ -30,14 +29,7 @@ func scanToken(row scanner) (store.Token, error) {
 }
 
 func getToken(ctx context.Context, q querier, id string) (store.Token, error) {
-	t, err := scanToken(q.QueryRowContext(ctx, tokenSelect+` WHERE id = ?`, id))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return store.Token{}, core.NotFound("token", id)
-	case err != nil:
-		return store.Token{}, internal("get token", err)
-	}
-	return t, nil
+	return getOne(q.QueryRowContext(ctx, tokenSelect+` WHERE id = ?`, id), scanToken, "token", id)
 }
 
 // Create stores a new token.

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
@@ -32,14 +31,7 @@ func scanType(row scanner) (store.ThingType, error) {
 }
 
 func getType(ctx context.Context, q querier, name string) (store.ThingType, error) {
-	t, err := scanType(q.QueryRowContext(ctx, typeSelect+` WHERE y.name = ?`, name))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return store.ThingType{}, core.NotFound("thing type", name)
-	case err != nil:
-		return store.ThingType{}, internal("get thing type", err)
-	}
-	return t, nil
+	return getOne(q.QueryRowContext(ctx, typeSelect+` WHERE y.name = ?`, name), scanType, "thing type", name)
 }
 
 // Create stores a new thing type with its policies (kept in the given

@@ -30,14 +30,7 @@ func scanUser(row scanner) (store.User, error) {
 }
 
 func getUser(ctx context.Context, q querier, name string) (store.User, error) {
-	u, err := scanUser(q.QueryRowContext(ctx, userSelect+` WHERE name = ?`, name))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return store.User{}, core.NotFound("user", name)
-	case err != nil:
-		return store.User{}, internal("get user", err)
-	}
-	return u, nil
+	return getOne(q.QueryRowContext(ctx, userSelect+` WHERE name = ?`, name), scanUser, "user", name)
 }
 
 // Create stores a new user. The same name → core.Conflict `user "x"
