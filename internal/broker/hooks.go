@@ -107,6 +107,13 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		_ = b.server.SendConnack(cl, v3Code(cl, code), false, nil)
 		return code
 	}
+	if v, ok := b.sessions.Load(cl.ID); ok {
+		// mochi will disconnect the live connection with this client id
+		// (session take-over). Say so now: its own end may be seen first
+		// (the old client closes on the DISCONNECT it is sent), and that
+		// would read as a lost connection.
+		v.(*session).takenOver.Store(true)
+	}
 	h.connecting.Store(cl, s)
 	return nil
 }
@@ -182,7 +189,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if s == nil {
 		return
 	}
-	if !expire && !cl.IsTakenOver() && !s.kicked.Load() {
+	if !expire && !cl.IsTakenOver() && !s.takenOver.Load() && !s.kicked.Load() {
 		// A persistent session lives on: keep its permissions so messages
 		// are queued for it (up to MaxOfflineQueue) while it is away. Stored
 		// before the live session is removed, so no delivery falls between.
@@ -415,7 +422,7 @@ func disconnectReason(s *session, cl *mqtt.Client, err error) string {
 	switch {
 	case s.kicked.Load():
 		return "kicked"
-	case errors.Is(cause, packets.ErrSessionTakenOver) || errors.Is(err, packets.ErrSessionTakenOver):
+	case s.takenOver.Load() || errors.Is(cause, packets.ErrSessionTakenOver) || errors.Is(err, packets.ErrSessionTakenOver):
 		return "taken_over"
 	case errors.Is(cause, packets.ErrServerShuttingDown) || errors.Is(err, packets.ErrServerShuttingDown):
 		return "server_shutdown"

@@ -22,8 +22,9 @@ type session struct {
 	// Publishes being made durable in the journal before their PUBACK.
 	durable durableQueue
 
-	kicked   atomic.Bool // we closed it (disabled, revoked, policy error)
-	willSent atomic.Bool
+	kicked    atomic.Bool // we closed it (disabled, revoked, policy error)
+	takenOver atomic.Bool // a new connection with its client id was accepted
+	willSent  atomic.Bool
 
 	// Backpressure: pending estimates the PUBLISH packets queued for this
 	// client and not yet written. Publishers wait on drained while it is at
