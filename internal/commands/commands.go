@@ -69,7 +69,11 @@ type Sender interface {
 // Options configure a Service.
 type Options struct {
 	Store store.CommandStore // required
-	// Workers deliver commands, one thing at a time each (default 4).
+	// Workers deliver commands, one thing at a time each (default 32). A
+	// delivery writes to the device's connection; a device that stopped
+	// reading holds its worker until mochi's keep-alive deadline (1.5 ×
+	// keep-alive) closes the connection, so there are enough workers for
+	// a few such devices not to hold up the others.
 	Workers int
 	// SweepInterval is how often expired commands are looked for
 	// (default 1s).
@@ -131,7 +135,7 @@ type Service struct {
 // New returns a Service; Start runs it.
 func New(o Options) *Service {
 	if o.Workers <= 0 {
-		o.Workers = 4
+		o.Workers = 32
 	}
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = time.Second
