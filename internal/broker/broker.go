@@ -78,6 +78,9 @@ type Options struct {
 	// Journal, if set, makes QoS 1/2 messages it wants durable before
 	// they are acknowledged (package ingest; see durable.go).
 	Journal Journal
+	// Retained, if set, keeps retained messages across restarts
+	// (retained.go); nil keeps them in memory only.
+	Retained store.RetainedStore
 
 	MaxPacketSize    int
 	MaxClients       int
@@ -137,6 +140,7 @@ type Broker struct {
 	metrics  *metrics
 	presence *presence
 	delivery *delivery    // tracked deliveries (Deliver)
+	retained *retainedLog // nil: retained messages are not stored
 	limits   *rateLimits  // nil: no per-thing rate limit
 	authLog  *slog.Logger // refusals and denials, at most a few per second
 	dropLog  *slog.Logger
@@ -201,6 +205,9 @@ func New(o Options) (*Broker, error) {
 	b.dropLog = throttled(o.Logger, "delivery")
 	b.connLog = throttled(o.Logger, "connections")
 	b.initRateLimits()
+	if o.Retained != nil {
+		b.retained = &retainedLog{st: o.Retained}
+	}
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
@@ -246,8 +253,18 @@ func (b *Broker) closeListeners() {
 
 // Start serves connections on every listener.
 func (b *Broker) Start() error {
+	if err := b.loadRetained(context.Background()); err != nil {
+		return fmt.Errorf("broker: load retained messages: %w", err)
+	}
 	if err := b.server.Serve(); err != nil {
 		return fmt.Errorf("broker: %w", err)
+	}
+	if b.retained != nil {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.runRetained()
+		}()
 	}
 	b.wg.Add(1)
 	go func() {

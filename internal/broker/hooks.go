@@ -41,6 +41,8 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnWillSent,
 		mqtt.OnClientExpired,
 		mqtt.OnQosComplete,
+		mqtt.OnRetainMessage,
+		mqtt.OnRetainedExpired,
 	}, []byte{b})
 }
 

@@ -226,6 +226,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Auth:             d.devices,
 		Policies:         d.registry,
 		Presence:         st.Things(),
+		Retained:         st.Retained(),
 		OnMessage:        d.bus.Publish,
 		Deliveries:       d.commands,
 		Journal:          d.journal,

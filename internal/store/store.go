@@ -26,6 +26,7 @@ type Store interface {
 	Rules() RuleStore
 	Commands() CommandStore
 	Users() UserStore
+	Retained() RetainedStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -407,4 +408,20 @@ type CommandStore interface {
 	// expired (CompletedAt = now) and returns them, at most limit (0 means
 	// 100) oldest first.
 	Expire(ctx context.Context, now time.Time, limit int) ([]Command, error)
+}
+
+// RetainedMessage is an MQTT retained message as the broker keeps it:
+// Data is the broker's own encoding of the message, opaque to the store.
+type RetainedMessage struct {
+	Topic string
+	Data  []byte
+}
+
+// RetainedStore keeps the broker's retained messages across restarts.
+type RetainedStore interface {
+	// Apply stores (Data not nil) or deletes (Data nil) retained messages,
+	// in one transaction; a later entry for the same topic wins.
+	Apply(ctx context.Context, changes []RetainedMessage) error
+	// List returns every retained message, ordered by topic.
+	List(ctx context.Context) ([]RetainedMessage, error)
 }

@@ -66,6 +66,7 @@ type Store struct {
 	rules       ruleStore
 	commands    commandStore
 	users       userStore
+	retained    retainedStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -138,6 +139,7 @@ func Open(path string) (*Store, error) {
 	s.rules = ruleStore{s}
 	s.commands = commandStore{s}
 	s.users = userStore{s}
+	s.retained = retainedStore{s}
 	return s, nil
 }
 
@@ -185,6 +187,7 @@ func (s *Store) Shadows() store.ShadowStore         { return &s.shadows }
 func (s *Store) Rules() store.RuleStore             { return &s.rules }
 func (s *Store) Commands() store.CommandStore       { return &s.commands }
 func (s *Store) Users() store.UserStore             { return &s.users }
+func (s *Store) Retained() store.RetainedStore      { return &s.retained }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.
