@@ -146,3 +146,38 @@ func TestRateLimitThrottlesMQTT311(t *testing.T) {
 		t.Fatal("throttled publishes not counted")
 	}
 }
+
+// QoS 2 telemetry takes the durable path too: PUBREC after the fsync, then
+// the PUBREL/PUBCOMP exchange, delivered and stored exactly once.
+func TestDurablePublishQoS2(t *testing.T) {
+	s := daemontest.Start(t)
+	sec := s.Device(t, "dev")
+	sub := s.V5(t, "dev", sec)
+	sub.Sub(t, "things/dev/telemetry")
+	pub, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev-pub", Username: "dev", Password: sec, CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if rc := pub.Pub(t, "things/dev/telemetry", 2, false, fmt.Sprintf(`{"q2":%d}`, i)); rc >= 0x80 {
+			t.Fatalf("publish %d: %#x", i, rc)
+		}
+	}
+	daemontest.WaitFor(t, 10*time.Second, func() error {
+		if n := len(sub.Inbox.All()); n != 20 {
+			return fmt.Errorf("subscriber got %d of 20", n)
+		}
+		return nil
+	})
+	if err := s.TelemetryWriter().Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	points, _, err := s.Telemetry().Range(context.Background(), telemetry.RangeQuery{Things: []string{"dev"}, Keys: []string{"q2"},
+		From: time.Now().Add(-time.Hour).UnixMilli(), To: time.Now().Add(time.Minute).UnixMilli(), Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(points) != 20 {
+		t.Fatalf("stored %d points; want 20", len(points))
+	}
+}
