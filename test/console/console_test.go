@@ -25,6 +25,7 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/moteiot/mote/internal/apiclient"
 	"github.com/moteiot/mote/internal/console"
@@ -165,6 +166,22 @@ func (se *session) screenshot(name string) {
 	se.run("screenshot "+name, chromedp.Sleep(300*time.Millisecond), chromedp.FullScreenshot(&shot, 90))
 	if err := os.WriteFile(filepath.Join(se.shots, name+".jpg"), shot, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// accessible checks, on the current page, that every form control has a
+// name a screen reader can say (a label, aria-label or, for buttons, text)
+// and every image an alt text.
+func (se *session) accessible(page string) {
+	se.t.Helper()
+	var bad []string
+	se.run("accessibility of "+page, chromedp.Evaluate(`[...document.querySelectorAll('input:not([type=hidden]),select,textarea,button,img')]
+		.filter(e => e.tagName === 'IMG' ? !e.hasAttribute('alt') :
+			!((e.labels && e.labels.length) || e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') ||
+			  (e.tagName === 'BUTTON' && e.textContent.trim())))
+		.map(e => e.outerHTML.slice(0, 100))`, &bad))
+	for _, b := range bad {
+		se.t.Errorf("%s: control without an accessible name: %s", page, b)
 	}
 }
 
@@ -344,13 +361,16 @@ func TestConsoleWithSimulatedFleet(t *testing.T) {
 		chromedp.WaitNotPresent(`//strong[@data-testid="rate-in" and (text()="…" or text()="0")]`, chromedp.BySearch),
 	)
 	se.screenshot("fleet-01-overview")
+	se.accessible("overview")
 
 	first := sim.ThingName(sim.DefaultPrefix, 1)
-	se.run("the things page lists the simulated devices",
-		chromedp.Click(`nav a[href="/things"]`),
+	se.run("the things page lists the simulated devices (reached with the keyboard)",
+		chromedp.Focus(`nav a[href="/things"]`),
+		chromedp.KeyEvent(kb.Enter),
 		chromedp.WaitVisible(`//td/a[text()="`+first+`"]`, chromedp.BySearch),
 	)
 	se.screenshot("fleet-02-things")
+	se.accessible("things")
 
 	var method string
 	se.run("a device page: live telemetry, reported shadow, a direct method",
@@ -368,11 +388,13 @@ func TestConsoleWithSimulatedFleet(t *testing.T) {
 		t.Errorf("locate answered %q; want a position", method)
 	}
 	se.screenshot("fleet-03-thing")
+	se.accessible("thing")
 
 	se.run("the rules page shows the telemetry rule",
 		chromedp.Click(`nav a[href="/rules"]`),
 		chromedp.WaitVisible(`//td[text()="telemetry"]`, chromedp.BySearch),
 	)
 	se.screenshot("fleet-04-rules")
+	se.accessible("rules")
 	se.b.check(t)
 }
