@@ -141,10 +141,14 @@ type Broker struct {
 	presence *presence
 	delivery *delivery    // tracked deliveries (Deliver)
 	retained *retainedLog // nil: retained messages are not stored
-	limits   *rateLimits  // nil: no per-thing rate limit
-	authLog  *slog.Logger // refusals and denials, at most a few per second
-	dropLog  *slog.Logger
-	connLog  *slog.Logger
+	// notReceived counts what mochi counts as a received PUBLISH but is
+	// not one from a device: platform publishes (inline client) and durable
+	// publishes handed back to it after their fsync (a second count).
+	notReceived atomic.Int64
+	limits      *rateLimits  // nil: no per-thing rate limit
+	authLog     *slog.Logger // refusals and denials, at most a few per second
+	dropLog     *slog.Logger
+	connLog     *slog.Logger
 
 	clients   sync.Map // *mqtt.Client → *session
 	sessions  sync.Map // client id → *session of its newest connection
@@ -307,7 +311,16 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 	if b.closed.Load() {
 		return core.Errorf(core.KindUnavailable, "broker is shutting down")
 	}
-	return b.server.Publish(topic, payload, retain, qos)
+	return b.platformPublish(topic, payload, retain, qos)
+}
+
+// platformPublish publishes through mochi's inline client.
+func (b *Broker) platformPublish(topic string, payload []byte, retain bool, qos byte) error {
+	err := b.server.Publish(topic, payload, retain, qos)
+	if err == nil {
+		b.notReceived.Add(1)
+	}
+	return err
 }
 
 // Connected reports whether a thing has at least one live connection.

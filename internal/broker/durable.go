@@ -214,7 +214,9 @@ func (b *Broker) release(cl *mqtt.Client, q *durableQueue, p *pendingPublish, er
 		// mochi acknowledges, delivers and calls OnPublished; on a closed
 		// connection the PUBACK write fails and it stops there (the client
 		// sends the message again; the journal has it).
-		_ = b.server.InjectPacket(cl, p.pk)
+		if b.server.InjectPacket(cl, p.pk) == nil {
+			b.notReceived.Add(1) // mochi counted it as received again
+		}
 	} else {
 		b.journalFailed(cl, p.pk, err)
 	}

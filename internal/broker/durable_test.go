@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,10 @@ func TestDurablePublishesAreAcknowledgedInOrderAndStored(t *testing.T) {
 	body := getMetrics(t, s)
 	if !containsLine(body, "mote_ingest_appended_total") {
 		t.Fatal("mote_ingest_appended_total is zero: the messages did not go through the journal")
+	}
+	// Each publish counts once, though mochi sees it twice (durable.go).
+	if !strings.Contains(body, fmt.Sprintf("\nmote_mqtt_messages_received_total %d\n", n)) {
+		t.Fatalf("messages received:\n%s", grep(body, "mote_mqtt_messages_received_total"))
 	}
 }
 

@@ -51,7 +51,7 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 	info := func(p *int64) func() float64 { return func() float64 { return float64(atomic.LoadInt64(p)) } }
 	in := b.server.Info
 	reg.MustRegister(m.connections, m.connects, m.authFailures, m.denied, m.dropped, m.stalls, m.backpressure,
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_received_total", Help: "PUBLISH packets received from clients."}, info(&in.MessagesReceived)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_received_total", Help: "Messages received from devices (MQTT PUBLISH packets and HTTP device messages); platform publishes are not counted."}, func() float64 { return float64(b.messagesReceived()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_sent_total", Help: "PUBLISH packets sent to clients."}, info(&in.MessagesSent)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_bytes_received_total", Help: "Bytes read from MQTT clients."}, info(&in.BytesReceived)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_bytes_sent_total", Help: "Bytes written to MQTT clients."}, info(&in.BytesSent)),

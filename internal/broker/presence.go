@@ -85,7 +85,7 @@ func (p *presence) publish(e Event) {
 		topic = core.PresenceDisconnected + e.ClientID
 	}
 	body, _ := json.Marshal(e)
-	if err := p.b.server.Publish(topic, body, false, 1); err != nil {
+	if err := p.b.platformPublish(topic, body, false, 1); err != nil {
 		p.b.log.Debug("presence event not published", "topic", topic, "error", err)
 	}
 	if fn := p.b.opts.OnMessage; fn != nil {

@@ -14,8 +14,15 @@ type Stats struct {
 func (b *Broker) Stats() Stats {
 	in := b.server.Info
 	return Stats{
-		MessagesReceived: atomic.LoadInt64(&in.MessagesReceived),
+		MessagesReceived: b.messagesReceived(),
 		MessagesSent:     atomic.LoadInt64(&in.MessagesSent),
 		Connections:      atomic.LoadInt64(&in.ClientsConnected),
 	}
+}
+
+// messagesReceived counts PUBLISH packets from devices (MQTT, and HTTP
+// device messages). mochi also counts platform publishes and, a second
+// time, durable publishes handed back to it after their fsync.
+func (b *Broker) messagesReceived() int64 {
+	return atomic.LoadInt64(&b.server.Info.MessagesReceived) - b.notReceived.Load()
 }
