@@ -37,60 +37,15 @@ func (a *app) groupCreateCmd() *cobra.Command {
 }
 
 func (a *app) groupListCmd() *cobra.Command {
-	var lf listFlags
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List groups (members: mote thing list --group NAME)",
-		Args:    exactArgs(),
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			if err := lf.check(); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			groups, next, err := fetch(cmd, &lf, func(cur string) ([]store.Group, string, error) {
-				return c.ListGroups(cmd.Context(), apiclient.ListOptions{Limit: lf.limit, Cursor: cur})
-			})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut() {
-				err = a.printJSON(groups)
-			} else {
-				t := newTable(a.stdout, "NAME", "DESCRIPTION", "CREATED")
-				for _, g := range groups {
-					t.row(g.Name, truncate(g.Description, 60), fmtTime(g.CreatedAt))
-				}
-				err = t.flush()
-			}
-			a.moreHint("groups", next)
-			return err
-		}),
-	}
-	lf.register(cmd, "groups")
-	return cmd
+	return listCmd(a, "groups", "List groups (members: mote thing list --group NAME)", (*apiclient.Client).ListGroups,
+		[]string{"NAME", "DESCRIPTION", "CREATED"},
+		func(g store.Group) []string {
+			return []string{g.Name, truncate(g.Description, 60), fmtTime(g.CreatedAt)}
+		})
 }
 
 func (a *app) groupGetCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show a group",
-		Args:  exactArgs("NAME"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			g, err := c.GetGroup(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.printGroup(g)
-		}),
-	}
+	return getCmd(a, "Show a group", (*apiclient.Client).GetGroup, a.printGroup)
 }
 
 func (a *app) groupUpdateCmd() *cobra.Command {

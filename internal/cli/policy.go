@@ -73,64 +73,19 @@ func (a *app) policyCreateCmd() *cobra.Command {
 }
 
 func (a *app) policyListCmd() *cobra.Command {
-	var lf listFlags
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List policies",
-		Args:    exactArgs(),
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			if err := lf.check(); err != nil {
-				return err
+	return listCmd(a, "policies", "List policies", (*apiclient.Client).ListPolicies,
+		[]string{"NAME", "BUILTIN", "STATEMENTS", "DESCRIPTION"},
+		func(p apiclient.Policy) []string {
+			n := "?"
+			if d, err := p.Decode(); err == nil {
+				n = strconv.Itoa(len(d.Statements))
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ps, next, err := fetch(cmd, &lf, func(cur string) ([]apiclient.Policy, string, error) {
-				return c.ListPolicies(cmd.Context(), apiclient.ListOptions{Limit: lf.limit, Cursor: cur})
-			})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut() {
-				err = a.printJSON(ps)
-			} else {
-				t := newTable(a.stdout, "NAME", "BUILTIN", "STATEMENTS", "DESCRIPTION")
-				for _, p := range ps {
-					n := "?"
-					if d, err := p.Decode(); err == nil {
-						n = strconv.Itoa(len(d.Statements))
-					}
-					t.row(p.Name, yesNo(p.Builtin), n, truncate(p.Description, 60))
-				}
-				err = t.flush()
-			}
-			a.moreHint("policies", next)
-			return err
-		}),
-	}
-	lf.register(cmd, "policies")
-	return cmd
+			return []string{p.Name, yesNo(p.Builtin), n, truncate(p.Description, 60)}
+		})
 }
 
 func (a *app) policyGetCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show a policy and its document",
-		Args:  exactArgs("NAME"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			p, err := c.GetPolicy(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.printPolicy(p)
-		}),
-	}
+	return getCmd(a, "Show a policy and its document", (*apiclient.Client).GetPolicy, a.printPolicy)
 }
 
 func (a *app) policyUpdateCmd() *cobra.Command {

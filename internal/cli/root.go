@@ -329,3 +329,66 @@ func (a *app) deleteCmd(noun, short string, del func(*apiclient.Client, context.
 		}),
 	}
 }
+
+// getCmd is "get NAME" for a resource the client reads by name; print
+// shows it (table or JSON).
+func getCmd[T any](a *app, short string, get func(*apiclient.Client, context.Context, string) (T, error), print func(T) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: short,
+		Args:  exactArgs("NAME"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			v, err := get(c, cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return print(v)
+		}),
+	}
+}
+
+// listCmd is "list" for a resource the client lists page by page (the
+// --limit, --cursor and --all flags): JSON, or a table with header and one
+// row per item. plural names the resource in hints ("groups").
+func listCmd[T any](a *app, plural, short string, list func(*apiclient.Client, context.Context, apiclient.ListOptions) ([]T, string, error),
+	header []string, row func(T) []string) *cobra.Command {
+	var lf listFlags
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   short,
+		Args:    exactArgs(),
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			if err := lf.check(); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			items, next, err := fetch(cmd, &lf, func(cur string) ([]T, string, error) {
+				return list(c, cmd.Context(), apiclient.ListOptions{Limit: lf.limit, Cursor: cur})
+			})
+			if err != nil {
+				return err
+			}
+			if a.jsonOut() {
+				err = a.printJSON(items)
+			} else {
+				t := newTable(a.stdout, header...)
+				for _, it := range items {
+					t.row(row(it)...)
+				}
+				err = t.flush()
+			}
+			a.moreHint(plural, next)
+			return err
+		}),
+	}
+	lf.register(cmd, plural)
+	return cmd
+}

@@ -140,41 +140,11 @@ func (a *app) ruleUpdateCmd() *cobra.Command {
 }
 
 func (a *app) ruleListCmd() *cobra.Command {
-	var lf listFlags
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List rules",
-		Args:    exactArgs(),
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			if err := lf.check(); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			rules, next, err := fetch(cmd, &lf, func(cur string) ([]store.Rule, string, error) {
-				return c.ListRules(cmd.Context(), apiclient.ListOptions{Limit: lf.limit, Cursor: cur})
-			})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut() {
-				err = a.printJSON(rules)
-			} else {
-				t := newTable(a.stdout, "NAME", "ENABLED", "SQL", "ACTIONS")
-				for _, r := range rules {
-					t.row(r.Name, fmt.Sprint(r.Enabled), truncate(r.SQL, 60), actionTypes(r.Actions))
-				}
-				err = t.flush()
-			}
-			a.moreHint("rules", next)
-			return err
-		}),
-	}
-	lf.register(cmd, "rules")
-	return cmd
+	return listCmd(a, "rules", "List rules", (*apiclient.Client).ListRules,
+		[]string{"NAME", "ENABLED", "SQL", "ACTIONS"},
+		func(r store.Rule) []string {
+			return []string{r.Name, fmt.Sprint(r.Enabled), truncate(r.SQL, 60), actionTypes(r.Actions)}
+		})
 }
 
 func actionTypes(raw json.RawMessage) string {
@@ -190,22 +160,7 @@ func actionTypes(raw json.RawMessage) string {
 }
 
 func (a *app) ruleGetCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show a rule",
-		Args:  exactArgs("NAME"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			r, err := c.GetRule(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.printRule(r)
-		}),
-	}
+	return getCmd(a, "Show a rule", (*apiclient.Client).GetRule, a.printRule)
 }
 
 func (a *app) ruleEnableCmd(enable bool) *cobra.Command {

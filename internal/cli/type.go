@@ -39,60 +39,15 @@ func (a *app) typeCreateCmd() *cobra.Command {
 }
 
 func (a *app) typeListCmd() *cobra.Command {
-	var lf listFlags
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List thing types",
-		Args:    exactArgs(),
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			if err := lf.check(); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			types, next, err := fetch(cmd, &lf, func(cur string) ([]store.ThingType, string, error) {
-				return c.ListTypes(cmd.Context(), apiclient.ListOptions{Limit: lf.limit, Cursor: cur})
-			})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut() {
-				err = a.printJSON(types)
-			} else {
-				t := newTable(a.stdout, "NAME", "POLICIES", "DESCRIPTION")
-				for _, tt := range types {
-					t.row(tt.Name, fmtList(tt.Policies), truncate(tt.Description, 60))
-				}
-				err = t.flush()
-			}
-			a.moreHint("types", next)
-			return err
-		}),
-	}
-	lf.register(cmd, "types")
-	return cmd
+	return listCmd(a, "types", "List thing types", (*apiclient.Client).ListTypes,
+		[]string{"NAME", "POLICIES", "DESCRIPTION"},
+		func(t store.ThingType) []string {
+			return []string{t.Name, fmtList(t.Policies), truncate(t.Description, 60)}
+		})
 }
 
 func (a *app) typeGetCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show a thing type",
-		Args:  exactArgs("NAME"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			t, err := c.GetType(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.printType(t)
-		}),
-	}
+	return getCmd(a, "Show a thing type", (*apiclient.Client).GetType, a.printType)
 }
 
 func (a *app) typeUpdateCmd() *cobra.Command {
