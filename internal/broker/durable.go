@@ -9,7 +9,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/moteiot/mote/internal/core"
 )
 
 // Durable publishes: a QoS 1/2 publish on a topic the journal wants (a rule
@@ -122,16 +121,7 @@ func (b *Broker) persist(cl *mqtt.Client, s *session, pk packets.Packet) error {
 		}
 	}
 	now := time.Now()
-	seq, done, err := j.AppendAsync(core.Message{
-		Topic:    pk.TopicName,
-		Payload:  pk.Payload,
-		QoS:      pk.FixedHeader.Qos,
-		Retain:   pk.FixedHeader.Retain,
-		ClientID: cl.ID,
-		Thing:    s.id.Thing,
-		Received: now,
-		Protocol: "mqtt",
-	})
+	seq, done, err := j.AppendAsync(messageOf(cl, s, pk, now))
 	if err != nil {
 		b.journalFailed(cl, pk, err)
 		return packets.ErrRejectPacket

@@ -321,7 +321,14 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	if p := s.durable.take(pk); p != nil {
 		received, seq = p.received, p.seq
 	}
-	b.opts.OnMessage(core.Message{
+	m := messageOf(cl, s, pk, received)
+	m.Seq = seq
+	b.opts.OnMessage(m)
+}
+
+// messageOf is the platform's view of a device's MQTT publish.
+func messageOf(cl *mqtt.Client, s *session, pk packets.Packet, received time.Time) core.Message {
+	return core.Message{
 		Topic:    pk.TopicName,
 		Payload:  pk.Payload,
 		QoS:      pk.FixedHeader.Qos,
@@ -330,8 +337,7 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 		Thing:    s.id.Thing,
 		Received: received,
 		Protocol: "mqtt",
-		Seq:      seq,
-	})
+	}
 }
 
 func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
