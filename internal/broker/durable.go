@@ -8,7 +8,6 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-
 )
 
 // Durable publishes: a QoS 1/2 publish on a topic the journal wants (a rule
