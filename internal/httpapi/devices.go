@@ -197,41 +197,23 @@ func (s *server) deviceShadow(w http.ResponseWriter, r *http.Request, op string)
 }
 
 func (s *server) deviceGetShadow(w http.ResponseWriter, r *http.Request) error {
-	thing, name, err := s.deviceShadow(w, r, "get")
-	if err != nil {
-		return err
-	}
-	body, err := s.shadows.Get(r.Context(), thing, name)
-	if err != nil {
-		return shadowError(err)
-	}
-	return writeRawJSON(w, http.StatusOK, body)
+	return s.deviceShadowOp(w, r, "get", s.shadowGet)
 }
 
 func (s *server) deviceUpdateShadow(w http.ResponseWriter, r *http.Request) error {
-	thing, name, err := s.deviceShadow(w, r, "update")
-	if err != nil {
-		return err
-	}
-	body, err := readJSONBody(w, r)
-	if err != nil {
-		return err
-	}
-	out, err := s.shadows.Update(r.Context(), thing, name, body)
-	if err != nil {
-		return shadowError(err)
-	}
-	return writeRawJSON(w, http.StatusOK, out)
+	return s.deviceShadowOp(w, r, "update", s.shadowUpdate)
 }
 
 func (s *server) deviceDeleteShadow(w http.ResponseWriter, r *http.Request) error {
-	thing, name, err := s.deviceShadow(w, r, "delete")
+	return s.deviceShadowOp(w, r, "delete", s.shadowDelete)
+}
+
+// deviceShadowOp runs op for /devices/{thing}/shadows/{shadow} once the
+// device may use the shadow topic of the operation.
+func (s *server) deviceShadowOp(w http.ResponseWriter, r *http.Request, action string, op shadowOp) error {
+	thing, name, err := s.deviceShadow(w, r, action)
 	if err != nil {
 		return err
 	}
-	out, err := s.shadows.Delete(r.Context(), thing, name)
-	if err != nil {
-		return shadowError(err)
-	}
-	return writeRawJSON(w, http.StatusOK, out)
+	return op(w, r, thing, name)
 }

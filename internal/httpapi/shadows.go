@@ -102,6 +102,24 @@ func (s *server) listShadows(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) getShadow(w http.ResponseWriter, r *http.Request) error {
+	return s.adminShadow(w, r, s.shadowGet)
+}
+
+func (s *server) updateShadow(w http.ResponseWriter, r *http.Request) error {
+	return s.adminShadow(w, r, s.shadowUpdate)
+}
+
+func (s *server) deleteShadow(w http.ResponseWriter, r *http.Request) error {
+	return s.adminShadow(w, r, s.shadowDelete)
+}
+
+// shadowOp is one operation on a shadow, shared by the REST routes and the
+// HTTP device API (devices.go), which differ only in how they find and
+// authorize the thing and the shadow.
+type shadowOp func(w http.ResponseWriter, r *http.Request, thing, name string) error
+
+// adminShadow runs op for /things/{name}/shadows/{shadow}.
+func (s *server) adminShadow(w http.ResponseWriter, r *http.Request, op shadowOp) error {
 	if err := noParams(r); err != nil {
 		return err
 	}
@@ -109,6 +127,10 @@ func (s *server) getShadow(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return op(w, r, thing, name)
+}
+
+func (s *server) shadowGet(w http.ResponseWriter, r *http.Request, thing, name string) error {
 	body, err := s.shadows.Get(r.Context(), thing, name)
 	if err != nil {
 		return shadowError(err)
@@ -116,14 +138,7 @@ func (s *server) getShadow(w http.ResponseWriter, r *http.Request) error {
 	return writeRawJSON(w, http.StatusOK, body)
 }
 
-func (s *server) updateShadow(w http.ResponseWriter, r *http.Request) error {
-	if err := noParams(r); err != nil {
-		return err
-	}
-	thing, name, err := s.shadowTarget(r, true)
-	if err != nil {
-		return err
-	}
+func (s *server) shadowUpdate(w http.ResponseWriter, r *http.Request, thing, name string) error {
 	body, err := readJSONBody(w, r)
 	if err != nil {
 		return err
@@ -135,14 +150,7 @@ func (s *server) updateShadow(w http.ResponseWriter, r *http.Request) error {
 	return writeRawJSON(w, http.StatusOK, out)
 }
 
-func (s *server) deleteShadow(w http.ResponseWriter, r *http.Request) error {
-	if err := noParams(r); err != nil {
-		return err
-	}
-	thing, name, err := s.shadowTarget(r, true)
-	if err != nil {
-		return err
-	}
+func (s *server) shadowDelete(w http.ResponseWriter, r *http.Request, thing, name string) error {
 	out, err := s.shadows.Delete(r.Context(), thing, name)
 	if err != nil {
 		return shadowError(err)
