@@ -533,7 +533,12 @@ func (e *Engine) Create(ctx context.Context, r store.Rule) (store.Rule, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out, err := e.opts.Store.Create(ctx, r)
+	return e.storeAndSwap(e.opts.Store.Create(ctx, r))
+}
+
+// storeAndSwap swaps a rule the store just returned into the running set.
+// e.mu is held.
+func (e *Engine) storeAndSwap(out store.Rule, err error) (store.Rule, error) {
 	if err != nil {
 		return store.Rule{}, err
 	}
@@ -564,16 +569,7 @@ func (e *Engine) Update(ctx context.Context, r store.Rule) (store.Rule, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out, err := e.opts.Store.Update(ctx, r)
-	if err != nil {
-		return store.Rule{}, err
-	}
-	c, err := compileRule(out)
-	if err != nil {
-		return store.Rule{}, err
-	}
-	e.swap(out.Name, c)
-	return out, nil
+	return e.storeAndSwap(e.opts.Store.Update(ctx, r))
 }
 
 // SetEnabled enables or disables a rule.
@@ -585,16 +581,7 @@ func (e *Engine) SetEnabled(ctx context.Context, name string, enabled bool) (sto
 		return store.Rule{}, err
 	}
 	r.Enabled = enabled
-	out, err := e.opts.Store.Update(ctx, r)
-	if err != nil {
-		return store.Rule{}, err
-	}
-	c, err := compileRule(out)
-	if err != nil {
-		return store.Rule{}, err
-	}
-	e.swap(out.Name, c)
-	return out, nil
+	return e.storeAndSwap(e.opts.Store.Update(ctx, r))
 }
 
 // Delete removes a rule, stops it and removes its metric series.
