@@ -3,7 +3,8 @@ package rules
 import (
 	"math"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/moteiot/mote/internal/core"
 )
 
 // Kind is the type of a Value.
@@ -332,7 +333,7 @@ func (v Value) AppendJSON(dst []byte) []byte {
 	case KindFloat:
 		return appendFloat(dst, math.Float64frombits(v.num))
 	case KindString:
-		return appendString(dst, v.str)
+		return core.AppendJSONString(dst, v.str)
 	case KindArray:
 		if v.c.isTape() {
 			return v.c.appendJSON(dst, uint32(v.num))
@@ -359,7 +360,7 @@ func (c *container) appendJSON(dst []byte, i uint32) []byte {
 	n := &c.nodes[i]
 	switch n.kind {
 	case KindString:
-		return appendString(dst, c.str(i))
+		return core.AppendJSONString(dst, c.str(i))
 	case KindArray:
 		dst = append(dst, '[')
 		j := i + 1
@@ -381,7 +382,7 @@ func (c *container) appendJSON(dst []byte, i uint32) []byte {
 			if k > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendString(dst, c.str(j))
+			dst = core.AppendJSONString(dst, c.str(j))
 			dst = append(dst, ':')
 			dst = c.appendJSON(dst, j+1)
 			j = c.next(j + 1)
@@ -424,7 +425,7 @@ func (o Object) AppendJSON(dst []byte) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, m.Key)
+		dst = core.AppendJSONString(dst, m.Key)
 		dst = append(dst, ':')
 		dst = m.Value.AppendJSON(dst)
 	}
@@ -450,60 +451,4 @@ func appendFloat(dst []byte, f float64) []byte {
 		}
 	}
 	return dst
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string: like encoding/json without HTML
-// escaping; invalid UTF-8 becomes U+FFFD.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -82,7 +82,7 @@ func ErrorBody(e *Error, token string, hasToken bool, now time.Time) []byte {
 	b = append(b, `{"code":`...)
 	b = strconv.AppendInt(b, int64(e.Code), 10)
 	b = append(b, `,"message":`...)
-	b = appendString(b, e.Message)
+	b = core.AppendJSONString(b, e.Message)
 	b = append(b, `,"timestamp":`...)
 	b = strconv.AppendInt(b, now.Unix(), 10)
 	b = appendToken(b, token, hasToken)
@@ -94,5 +94,5 @@ func appendToken(b []byte, token string, has bool) []byte {
 		return b
 	}
 	b = append(b, `,"clientToken":`...)
-	return appendString(b, token)
+	return core.AppendJSONString(b, token)
 }
