@@ -9,14 +9,14 @@ import (
 
 func TestAppendJSONString(t *testing.T) {
 	for in, want := range map[string]string{
-		``:                   `""`,
-		`plain`:              `"plain"`,
+		``:                  `""`,
+		`plain`:             `"plain"`,
 		"q\"b\\n\n\r\t\b\f": `"q\"b\\n\n\r\t\b\f"`,
-		"\x00\x1f":           `"\u0000\u001f"`,
-		"<&>":                `"<&>"`, // no HTML escaping
-		"\u2028\u2029":       `"\u2028\u2029"`,
-		"bad\xffutf8":        `"bad\ufffdutf8"`,
-		"héllo 世界":           `"héllo 世界"`,
+		"\x00\x1f":          `"\u0000\u001f"`,
+		"<&>":               `"<&>"`, // no HTML escaping
+		"\u2028\u2029":      `"\u2028\u2029"`,
+		"bad\xffutf8":       `"bad\ufffdutf8"`,
+		"héllo 世界":          `"héllo 世界"`,
 	} {
 		if got := string(AppendJSONString(nil, in)); got != want {
 			t.Errorf("AppendJSONString(%q) = %s; want %s", in, got, want)
