@@ -1,38 +1,19 @@
 package sqlite
 
 import (
-	"context"
-	"database/sql"
 	"embed"
 
-	"github.com/moteiot/mote/internal/sqlitemigrate"
+	"github.com/moteiot/mote/internal/sqlitedb"
 )
 
 // ErrSchemaTooNew is returned by Open for a database written by a newer
 // Mote whose schema this binary does not know.
-var ErrSchemaTooNew = sqlitemigrate.ErrSchemaTooNew
+var ErrSchemaTooNew = sqlitedb.ErrSchemaTooNew
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-func loadMigrations() ([]sqlitemigrate.Migration, error) {
-	return sqlitemigrate.Load(migrationFiles, "migrations", "sqlite")
-}
+var schema = sqlitedb.Schema{FS: migrationFiles, Dir: "migrations", Label: "sqlite"}
 
 // SchemaVersion is the schema version this binary brings a database to.
-func SchemaVersion() int {
-	ms, err := loadMigrations()
-	if err != nil {
-		return 0
-	}
-	return sqlitemigrate.Latest(ms)
-}
-
-// migrate applies the pending migrations (see package sqlitemigrate).
-func migrate(ctx context.Context, db *sql.DB, path string) error {
-	ms, err := loadMigrations()
-	if err != nil {
-		return err
-	}
-	return sqlitemigrate.Apply(ctx, db, path, "sqlite", ms)
-}
+func SchemaVersion() int { return schema.Version() }

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/sqlitedb"
 	"github.com/moteiot/mote/internal/store"
 )
 
@@ -85,7 +85,7 @@ func Open(path string) (*Store, error) {
 	}
 	s := &Store{path: abs}
 
-	s.w, err = sql.Open("sqlite", dsn(abs,
+	s.w, err = sql.Open("sqlite", sqlitedb.DSN(abs,
 		"_pragma=busy_timeout(10000)",
 		"_pragma=journal_mode(WAL)",
 		"_pragma=foreign_keys(1)",
@@ -105,12 +105,12 @@ func Open(path string) (*Store, error) {
 		s.w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
 	}
-	if err := migrate(ctx, s.w, abs); err != nil {
+	if err := schema.Apply(ctx, s.w, abs); err != nil {
 		s.w.Close()
 		return nil, err
 	}
 
-	s.r, err = sql.Open("sqlite", dsn(abs,
+	s.r, err = sql.Open("sqlite", sqlitedb.DSN(abs,
 		"_pragma=busy_timeout(10000)",
 		"_pragma=foreign_keys(1)",
 		"_pragma=query_only(1)",
@@ -141,17 +141,6 @@ func Open(path string) (*Store, error) {
 	s.users = userStore{s}
 	s.retained = retainedStore{s}
 	return s, nil
-}
-
-// dsn returns the driver's data source name for the file at abs: a SQLite
-// URI (so that any file name works) followed by the driver's parameters.
-func dsn(abs string, params ...string) string {
-	p := filepath.ToSlash(abs)
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p // Windows: file:/C:/...
-	}
-	p = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
-	return "file:" + p + "?" + strings.Join(params, "&")
 }
 
 func (s *Store) prepare(ctx context.Context) error {

@@ -148,7 +148,7 @@ func TestFutureSchemaRefused(t *testing.T) {
 }
 
 func TestMigrationsWellFormed(t *testing.T) {
-	ms, err := loadMigrations()
+	ms, err := schema.Migrations()
 	if err != nil {
 		t.Fatal(err)
 	}

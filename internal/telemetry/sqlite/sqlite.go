@@ -85,13 +85,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/moteiot/mote/internal/sqlitedb"
 	"github.com/moteiot/mote/internal/telemetry"
 )
 
@@ -161,7 +161,7 @@ func Open(path string) (*Store, error) {
 	}()
 	ctx := context.Background()
 
-	s.w, err = sql.Open("sqlite", dsn(abs,
+	s.w, err = sql.Open("sqlite", sqlitedb.DSN(abs,
 		"_pragma=busy_timeout(10000)",
 		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous("+synchronous+")",
@@ -180,14 +180,14 @@ func Open(path string) (*Store, error) {
 	if err := s.w.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("telemetry sqlite: open %s: %w", abs, err)
 	}
-	if err := migrate(ctx, s.w, abs); err != nil {
+	if err := schema.Apply(ctx, s.w, abs); err != nil {
 		return nil, err
 	}
 	if s.wc, err = s.w.Conn(ctx); err != nil {
 		return nil, fmt.Errorf("telemetry sqlite: open %s: %w", abs, err)
 	}
 
-	s.r, err = sql.Open("sqlite", dsn(abs,
+	s.r, err = sql.Open("sqlite", sqlitedb.DSN(abs,
 		"_pragma=busy_timeout(10000)",
 		"_pragma=query_only(1)",
 		"_pragma=temp_store(MEMORY)",
@@ -209,16 +209,6 @@ func Open(path string) (*Store, error) {
 	}
 	ok = true
 	return s, nil
-}
-
-// dsn returns the driver's data source name for the file at abs.
-func dsn(abs string, params ...string) string {
-	p := filepath.ToSlash(abs)
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p // Windows: file:/C:/...
-	}
-	p = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
-	return "file:" + p + "?" + strings.Join(params, "&")
 }
 
 func (s *Store) prepare(ctx context.Context) error {

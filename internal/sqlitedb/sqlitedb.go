@@ -1,8 +1,9 @@
-// Package sqlitemigrate applies versioned SQL migrations to a SQLite
-// database: files NNNN_description.sql, each in its own transaction,
-// recorded in schema_migrations. Both embedded stores (the registry's and
-// telemetry's) use it.
-package sqlitemigrate
+// Package sqlitedb is what the two embedded SQLite stores (the registry's,
+// store/sqlite, and telemetry's, telemetry/sqlite) share: the data source
+// name of a database file, and versioned SQL migrations — files
+// NNNN_description.sql, each applied in its own transaction and recorded in
+// schema_migrations.
+package sqlitedb
 
 import (
 	"context"
@@ -10,11 +11,53 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
+
+// DSN returns the driver's data source name for the database file at abs:
+// a SQLite URI (so that any file name works) followed by the driver's
+// parameters.
+func DSN(abs string, params ...string) string {
+	p := filepath.ToSlash(abs)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // Windows: file:/C:/...
+	}
+	p = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
+	return "file:" + p + "?" + strings.Join(params, "&")
+}
+
+// Schema is a store's embedded migrations.
+type Schema struct {
+	FS    fs.FS  // the embedded files
+	Dir   string // their directory in FS
+	Label string // names the store in errors ("sqlite", "telemetry sqlite")
+}
+
+// Migrations loads the migrations.
+func (s Schema) Migrations() ([]Migration, error) { return Load(s.FS, s.Dir, s.Label) }
+
+// Version is the schema version this binary brings a database to (0 if the
+// embedded files are broken, which the store's tests catch).
+func (s Schema) Version() int {
+	ms, err := s.Migrations()
+	if err != nil {
+		return 0
+	}
+	return Latest(ms)
+}
+
+// Apply applies the pending migrations to db, the database at path.
+func (s Schema) Apply(ctx context.Context, db *sql.DB, path string) error {
+	ms, err := s.Migrations()
+	if err != nil {
+		return err
+	}
+	return Apply(ctx, db, path, s.Label, ms)
+}
 
 // ErrSchemaTooNew is returned for a database written by a newer Mote whose
 // schema this binary does not know.
