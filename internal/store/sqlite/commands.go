@@ -84,10 +84,7 @@ func (cs *commandStore) Create(ctx context.Context, c store.Command) (store.Comm
 	if c.Status == "" {
 		c.Status = store.CommandQueued
 	}
-	created := c.CreatedAt
-	if created.IsZero() {
-		created = now()
-	}
+	created := orNow(c.CreatedAt)
 	var out store.Command
 	err := cs.s.inTx(ctx, func(tx *sql.Tx) error {
 		ok, err := exists(ctx, tx, `SELECT 1 FROM things WHERE name = ?`, c.Thing)

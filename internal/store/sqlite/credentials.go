@@ -49,10 +49,7 @@ func (cs *credentialStore) Create(ctx context.Context, c store.Credential) (stor
 	if err := requireName("id", c.ID); err != nil {
 		return store.Credential{}, err
 	}
-	created := c.CreatedAt
-	if created.IsZero() {
-		created = now()
-	}
+	created := orNow(c.CreatedAt)
 	var out store.Credential
 	err := cs.s.inTx(ctx, func(tx *sql.Tx) error {
 		ok, err := exists(ctx, tx, `SELECT 1 FROM things WHERE name = ?`, c.Thing)

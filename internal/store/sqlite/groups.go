@@ -37,14 +37,7 @@ func (gs *groupStore) Create(ctx context.Context, g store.Group) (store.Group, e
 	if err := requireName("name", g.Name); err != nil {
 		return store.Group{}, err
 	}
-	created := g.CreatedAt
-	if created.IsZero() {
-		created = now()
-	}
-	updated := g.UpdatedAt
-	if updated.IsZero() {
-		updated = created
-	}
+	created, updated := createdUpdated(g.CreatedAt, g.UpdatedAt)
 	var out store.Group
 	err := gs.s.inTx(ctx, func(tx *sql.Tx) error {
 		dup, err := exists(ctx, tx, `SELECT 1 FROM groups WHERE name = ?`, g.Name)

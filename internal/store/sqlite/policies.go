@@ -42,14 +42,7 @@ func (ps *policyStore) Create(ctx context.Context, p store.Policy) (store.Policy
 	if err := requireName("name", p.Name); err != nil {
 		return store.Policy{}, err
 	}
-	created := p.CreatedAt
-	if created.IsZero() {
-		created = now()
-	}
-	updated := p.UpdatedAt
-	if updated.IsZero() {
-		updated = created
-	}
+	created, updated := createdUpdated(p.CreatedAt, p.UpdatedAt)
 	var out store.Policy
 	err := ps.s.inTx(ctx, func(tx *sql.Tx) error {
 		dup, err := exists(ctx, tx, `SELECT 1 FROM policies WHERE name = ?`, p.Name)

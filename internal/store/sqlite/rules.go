@@ -51,14 +51,7 @@ func ruleActions(r store.Rule) (string, any) {
 }
 
 func insertRule(ctx context.Context, tx *sql.Tx, r store.Rule) error {
-	created := r.CreatedAt
-	if created.IsZero() {
-		created = now()
-	}
-	updated := r.UpdatedAt
-	if updated.IsZero() {
-		updated = created
-	}
+	created, updated := createdUpdated(r.CreatedAt, r.UpdatedAt)
 	actions, errorAction := ruleActions(r)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO rules (name, sql, description, enabled, actions, error_action, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.Name, r.SQL, r.Description, boolInt(r.Enabled), actions, errorAction, toMS(created), toMS(updated)); err != nil {

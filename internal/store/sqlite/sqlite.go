@@ -394,3 +394,21 @@ func getOne[T any](row scanner, scan func(scanner) (T, error), kind, key string)
 	}
 	return v, nil
 }
+
+// orNow is t, or now when t is zero (a Create without a CreatedAt).
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return now()
+	}
+	return t
+}
+
+// createdUpdated gives a new row its times: CreatedAt or now, and
+// UpdatedAt or the creation time.
+func createdUpdated(created, updated time.Time) (time.Time, time.Time) {
+	created = orNow(created)
+	if updated.IsZero() {
+		updated = created
+	}
+	return created, updated
+}

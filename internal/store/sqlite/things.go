@@ -95,14 +95,7 @@ func (ts *thingStore) Create(ctx context.Context, t store.Thing) (store.Thing, e
 	if err := requireName("name", t.Name); err != nil {
 		return store.Thing{}, err
 	}
-	created := t.CreatedAt
-	if created.IsZero() {
-		created = now()
-	}
-	updated := t.UpdatedAt
-	if updated.IsZero() {
-		updated = created
-	}
+	created, updated := createdUpdated(t.CreatedAt, t.UpdatedAt)
 	var out store.Thing
 	err := ts.s.inTx(ctx, func(tx *sql.Tx) error {
 		dup, err := exists(ctx, tx, `SELECT 1 FROM things WHERE name = ?`, t.Name)

@@ -41,10 +41,7 @@ func (ks *tokenStore) Create(ctx context.Context, t store.Token) (store.Token, e
 	if err := requireName("id", t.ID); err != nil {
 		return store.Token{}, err
 	}
-	created := t.CreatedAt
-	if created.IsZero() {
-		created = now()
-	}
+	created := orNow(t.CreatedAt)
 	var out store.Token
 	err := ks.s.inTx(ctx, func(tx *sql.Tx) error {
 		if dup, err := exists(ctx, tx, `SELECT 1 FROM tokens WHERE id = ?`, t.ID); err != nil {

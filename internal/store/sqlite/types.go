@@ -44,14 +44,7 @@ func (ys *typeStore) Create(ctx context.Context, t store.ThingType) (store.Thing
 	if err := requireName("name", t.Name); err != nil {
 		return store.ThingType{}, err
 	}
-	created := t.CreatedAt
-	if created.IsZero() {
-		created = now()
-	}
-	updated := t.UpdatedAt
-	if updated.IsZero() {
-		updated = created
-	}
+	created, updated := createdUpdated(t.CreatedAt, t.UpdatedAt)
 	var out store.ThingType
 	err := ys.s.inTx(ctx, func(tx *sql.Tx) error {
 		dup, err := exists(ctx, tx, `SELECT 1 FROM thing_types WHERE name = ?`, t.Name)

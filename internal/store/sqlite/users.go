@@ -39,10 +39,7 @@ func (us *userStore) Create(ctx context.Context, u store.User) (store.User, erro
 	if err := requireName("name", u.Name); err != nil {
 		return store.User{}, err
 	}
-	created := u.CreatedAt
-	if created.IsZero() {
-		created = now()
-	}
+	created := orNow(u.CreatedAt)
 	var out store.User
 	err := us.s.inTx(ctx, func(tx *sql.Tx) error {
 		if dup, err := exists(ctx, tx, `SELECT 1 FROM users WHERE name = ?`, u.Name); err != nil {
@@ -151,10 +148,7 @@ func (us *userStore) CreateSession(ctx context.Context, s store.Session) error {
 	if len(s.IDHash) == 0 {
 		return core.Invalid("id", "a session id hash is required")
 	}
-	created := s.CreatedAt
-	if created.IsZero() {
-		created = now()
-	}
+	created := orNow(s.CreatedAt)
 	return us.s.inTx(ctx, func(tx *sql.Tx) error {
 		if ok, err := exists(ctx, tx, `SELECT 1 FROM users WHERE name = ?`, s.User); err != nil {
 			return err
