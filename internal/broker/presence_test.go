@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/moteiot/mote/internal/broker"
@@ -81,7 +82,7 @@ func TestPresenceEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := paho.NewClient(paho.ClientConfig{Conn: conn})
+		c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn)})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, err := c.Connect(ctx, &paho.Connect{ClientID: "c2", KeepAlive: 30, Username: "dev", UsernameFlag: true,

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/moteiot/mote/internal/daemontest"
@@ -25,7 +26,7 @@ func TestMethodInvoke(t *testing.T) {
 	}
 	var c *paho.Client
 	c = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		Conn: packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			id := pr.Packet.Topic[strings.LastIndex(pr.Packet.Topic, "/")+1:]
 			body := append([]byte(`{"got":`), append(pr.Packet.Payload, '}')...)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/moteiot/mote/internal/daemontest"
@@ -53,7 +54,7 @@ func dialSlow(t *testing.T, s *daemontest.Server, clientID, thing, secret string
 	}
 	d := &slowDevice{}
 	d.Client = paho.NewClient(paho.ClientConfig{
-		Conn:                       conn,
+		Conn:                       packets.NewThreadSafeConn(conn),
 		EnableManualAcknowledgment: true,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			d.mu.Lock()

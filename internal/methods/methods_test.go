@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/moteiot/mote/internal/daemontest"
@@ -71,7 +72,7 @@ func respond(tb testing.TB, s *daemontest.Server, thing, secret string, answer a
 	r := &responder{seen: make(chan string, 100)}
 	prefix := "$mote/things/" + thing + "/methods/"
 	r.c = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		Conn: packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			select {
 			case r.seen <- pr.Packet.Topic:

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/moteiot/mote/internal/daemontest"
@@ -53,7 +54,7 @@ func benchUpdates(b *testing.B, devices, inflight int) {
 		}
 		acceptedTopic := "$aws/things/" + name + "/shadow/update/accepted"
 		d.c = paho.NewClient(paho.ClientConfig{
-			Conn: conn,
+			Conn: packets.NewThreadSafeConn(conn),
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 				if pr.Packet.Topic == acceptedTopic {
 					d.accepted <- struct{}{}

@@ -155,9 +155,6 @@ func (d *device) connect(ctx context.Context) (*paho.Client, <-chan error, error
 	if d.f.opts.TLS != nil {
 		td := &tls.Dialer{NetDialer: dialer, Config: d.f.opts.TLS}
 		conn, err = td.DialContext(cctx, "tcp", d.f.opts.MQTTAddr)
-		if err == nil {
-			conn = packets.NewThreadSafeConn(conn)
-		}
 	} else {
 		conn, err = dialer.DialContext(cctx, "tcp", d.f.opts.MQTTAddr)
 	}
@@ -166,7 +163,7 @@ func (d *device) connect(ctx context.Context) (*paho.Client, <-chan error, error
 	}
 	kicked := make(chan error, 1)
 	c := paho.NewClient(paho.ClientConfig{
-		Conn:              conn,
+		Conn:              packets.NewThreadSafeConn(conn), // paho writes a packet in parts; its pinger writes from another goroutine
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){d.receive},
 		OnClientError:     func(error) {},
 		OnServerDisconnect: func(dc *paho.Disconnect) {
