@@ -81,6 +81,10 @@ type Options struct {
 	// Retained, if set, keeps retained messages across restarts
 	// (retained.go); nil keeps them in memory only.
 	Retained store.RetainedStore
+	// Sessions, if set, keeps persistent sessions (subscriptions and the
+	// messages queued for them) across restarts (sessions.go); nil keeps
+	// them in memory only.
+	Sessions store.SessionStore
 
 	MaxPacketSize    int
 	MaxClients       int
@@ -141,6 +145,14 @@ type Broker struct {
 	presence *presence
 	delivery *delivery    // tracked deliveries (Deliver)
 	retained *retainedLog // nil: retained messages are not stored
+	// sessionLog records persistent sessions for the store (nil: not
+	// stored); restoring holds the stored ones between loading and
+	// restoring them at start.
+	sessionLog *sessionLog
+	restoring  map[string]*restoredSession
+	// ready is closed once stored state is back; listeners accept only
+	// then.
+	ready chan struct{}
 	// notReceived counts what mochi counts as a received PUBLISH but is
 	// not one from a device: platform publishes (inline client) and durable
 	// publishes handed back to it after their fsync (a second count).
@@ -178,6 +190,7 @@ func New(o Options) (*Broker, error) {
 		byThing:   make(map[string]map[*session]struct{}),
 		docsCache: make(map[string][]policy.Document),
 		stop:      make(chan struct{}),
+		ready:     make(chan struct{}),
 	}
 	q := min(o.OutboundQueue, o.MaxOfflineQueue)
 	b.highWater = int32(max(q*3/4, 1))
@@ -211,6 +224,9 @@ func New(o Options) (*Broker, error) {
 	b.initRateLimits()
 	if o.Retained != nil {
 		b.retained = &retainedLog{st: o.Retained}
+	}
+	if o.Sessions != nil {
+		b.sessionLog = newSessionLog(o.Sessions)
 	}
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {
@@ -260,14 +276,19 @@ func (b *Broker) Start() error {
 	if err := b.loadRetained(context.Background()); err != nil {
 		return fmt.Errorf("broker: load retained messages: %w", err)
 	}
-	if err := b.server.Serve(); err != nil {
+	if err := b.loadSessions(context.Background()); err != nil {
+		return fmt.Errorf("broker: load persistent sessions: %w", err)
+	}
+	if err := b.server.Serve(); err != nil { // puts the stored sessions back (StoredClients)
 		return fmt.Errorf("broker: %w", err)
 	}
-	if b.retained != nil {
+	b.restoreSessions(context.Background())
+	close(b.ready)
+	if b.retained != nil || b.sessionLog != nil {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			b.runRetained()
+			b.runStateWriter()
 		}()
 	}
 	b.wg.Add(1)
@@ -328,6 +349,18 @@ func (b *Broker) Connected(thing string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.byThing[thing]) > 0
+}
+
+// ClientConnected reports whether a client with this id is connected.
+func (b *Broker) ClientConnected(clientID string) bool {
+	_, ok := b.sessions.Load(clientID)
+	return ok
+}
+
+// Inflight returns how many QoS 1/2 messages are sent or queued to
+// clients and not yet acknowledged.
+func (b *Broker) Inflight() int {
+	return int(atomic.LoadInt64(&b.server.Info.Inflight))
 }
 
 // ConnectedClients returns the number of live device connections.

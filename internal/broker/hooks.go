@@ -43,6 +43,12 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnQosComplete,
 		mqtt.OnRetainMessage,
 		mqtt.OnRetainedExpired,
+		mqtt.OnQosPublish,
+		mqtt.OnQosDropped,
+		mqtt.OnSubscribed,
+		mqtt.OnUnsubscribed,
+		mqtt.StoredClients,
+		mqtt.StoredSubscriptions,
 	}, []byte{b})
 }
 
@@ -180,6 +186,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 	s := v.(*session)
 	h.b.addSession(s)
+	h.b.sessionEstablished(cl, s)
 	h.b.metrics.connects.WithLabelValues(s.listener).Inc()
 	h.b.metrics.connections.WithLabelValues(s.listener).Inc()
 	h.b.presence.connected(s)
@@ -190,6 +197,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := h.b.current(cl)
 	if s == nil {
 		return
+	}
+	if !cl.IsTakenOver() && !s.takenOver.Load() {
+		h.b.sessionEnded(cl, s, expire) // else the new connection's session is what counts
 	}
 	if !expire && !cl.IsTakenOver() && !s.takenOver.Load() && !s.kicked.Load() {
 		// A persistent session lives on: keep its permissions so messages
@@ -203,6 +213,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 }
 
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	if l := h.b.sessionLog; l != nil {
+		l.deleteSession(cl.ID)
+	}
 	if v, ok := h.b.offline.Load(cl.ID); ok && v.(*session).cl == cl {
 		h.b.offline.CompareAndDelete(cl.ID, v)
 	}
@@ -351,7 +364,10 @@ func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 
 // OnQosComplete runs when a client acknowledged a QoS 1/2 delivery (and
 // when the server completed one of the client's own publishes).
-func (h *hook) OnQosComplete(cl *mqtt.Client, _ packets.Packet) {
+func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if l := h.b.sessionLog; l != nil && persistent(cl) {
+		l.deleteMessage(cl.ID, pk.PacketID)
+	}
 	if s := h.b.current(cl); s != nil && s.waiting.Load() && cl.State.Inflight.Len() <= h.b.inflightHigh/2 {
 		s.wake()
 	}

@@ -105,6 +105,11 @@ func (l *netListener) Init(*slog.Logger) error {
 }
 
 func (l *netListener) Serve(establish listeners.EstablishFn) {
+	select { // stored sessions first (sessions.go); until then connections wait in the backlog
+	case <-l.b.ready:
+	case <-l.b.stop:
+		return
+	}
 	var backoff time.Duration
 	for {
 		conn, err := l.ln.Accept()
@@ -174,6 +179,11 @@ func (l *wsListener) Protocol() string        { return "ws" }
 func (l *wsListener) Address() string         { return "/mqtt" }
 func (l *wsListener) Init(*slog.Logger) error { return nil }
 func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	select {
+	case <-l.b.ready:
+	case <-l.b.stop:
+		return
+	}
 	l.establish.Store(&establish)
 	<-l.done
 }

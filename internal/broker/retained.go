@@ -174,17 +174,25 @@ func (b *Broker) loadRetained(ctx context.Context) error {
 	return nil
 }
 
-// runRetained writes retained changes every retainedFlush until stop, then
-// once more.
-func (b *Broker) runRetained() {
+// runStateWriter writes retained and session changes every retainedFlush
+// until stop, then once more.
+func (b *Broker) runStateWriter() {
 	t := time.NewTicker(retainedFlush)
 	defer t.Stop()
+	flush := func() {
+		if b.retained != nil {
+			b.retained.flush(b)
+		}
+		if b.sessionLog != nil {
+			b.sessionLog.flush(b)
+		}
+	}
 	for {
 		select {
 		case <-t.C:
-			b.retained.flush(b)
+			flush()
 		case <-b.stop:
-			b.retained.flush(b)
+			flush()
 			return
 		}
 	}

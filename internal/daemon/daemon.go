@@ -227,6 +227,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Policies:         d.registry,
 		Presence:         st.Things(),
 		Retained:         st.Retained(),
+		Sessions:         st.Sessions(),
 		OnMessage:        d.bus.Publish,
 		Deliveries:       d.commands,
 		Journal:          d.journal,

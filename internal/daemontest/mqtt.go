@@ -42,6 +42,13 @@ func (in *Inbox) add(m Msg) {
 	}
 }
 
+// Len returns how many messages have arrived so far.
+func (in *Inbox) Len() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.msgs)
+}
+
 // All returns what has arrived so far.
 func (in *Inbox) All() []Msg {
 	in.mu.Lock()

@@ -27,6 +27,7 @@ type Store interface {
 	Commands() CommandStore
 	Users() UserStore
 	Retained() RetainedStore
+	Sessions() SessionStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -424,4 +425,47 @@ type RetainedStore interface {
 	Apply(ctx context.Context, changes []RetainedMessage) error
 	// List returns every retained message, ordered by topic.
 	List(ctx context.Context) ([]RetainedMessage, error)
+}
+
+// SessionClient is a change to one persistent MQTT session. Data is the
+// broker's own encoding of the session (opaque to the store).
+type SessionClient struct {
+	ID   string // the MQTT client id
+	Data []byte // nil deletes the session and its messages
+	// Reset deletes the session's messages before Data is stored (a new
+	// session under a client id that had one).
+	Reset bool
+}
+
+// SessionMessage is a QoS 1/2 message in flight to a persistent session,
+// by packet id. Data is the broker's encoding; nil deletes it.
+type SessionMessage struct {
+	Client   string
+	PacketID uint16
+	Data     []byte
+}
+
+// SessionChanges is one batch of changes to the persistent sessions.
+type SessionChanges struct {
+	Clients  []SessionClient
+	Messages []SessionMessage
+}
+
+// StoredSession is a persistent session with its messages in flight.
+type StoredSession struct {
+	ID       string
+	Data     []byte
+	Messages []SessionMessage // by packet id
+}
+
+// SessionStore keeps the broker's persistent MQTT sessions across
+// restarts: who they are, what they subscribed to, and the QoS 1/2
+// messages queued for them and not yet acknowledged.
+type SessionStore interface {
+	// Apply stores a batch in one transaction: first the clients (a
+	// delete or Reset removes the client's messages), then the messages.
+	Apply(ctx context.Context, c SessionChanges) error
+	// List returns every session, ordered by client id, with its
+	// messages; messages of a client without a session are left out.
+	List(ctx context.Context) ([]StoredSession, error)
 }

@@ -67,6 +67,7 @@ type Store struct {
 	commands    commandStore
 	users       userStore
 	retained    retainedStore
+	sessions    sessionStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -140,6 +141,7 @@ func Open(path string) (*Store, error) {
 	s.commands = commandStore{s}
 	s.users = userStore{s}
 	s.retained = retainedStore{s}
+	s.sessions = sessionStore{s}
 	return s, nil
 }
 
@@ -177,6 +179,7 @@ func (s *Store) Rules() store.RuleStore             { return &s.rules }
 func (s *Store) Commands() store.CommandStore       { return &s.commands }
 func (s *Store) Users() store.UserStore             { return &s.users }
 func (s *Store) Retained() store.RetainedStore      { return &s.retained }
+func (s *Store) Sessions() store.SessionStore       { return &s.sessions }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.
