@@ -160,15 +160,21 @@ func (l *sessionLog) deleteSession(id string) {
 	delete(l.known, id)
 }
 
-// putMessage records a message in flight to client.
-func (l *sessionLog) putMessage(client string, pk packets.Packet) {
-	l.mu.Lock()
+// pendingOf returns client's pending messages, creating the map; l.mu is
+// held.
+func (l *sessionLog) pendingOf(client string) map[uint16]*packets.Packet {
 	m := l.msgs[client]
 	if m == nil {
 		m = make(map[uint16]*packets.Packet)
 		l.msgs[client] = m
 	}
-	m[pk.PacketID] = &pk
+	return m
+}
+
+// putMessage records a message in flight to client.
+func (l *sessionLog) putMessage(client string, pk packets.Packet) {
+	l.mu.Lock()
+	l.pendingOf(client)[pk.PacketID] = &pk
 	l.mu.Unlock()
 }
 
@@ -179,12 +185,7 @@ func (l *sessionLog) deleteMessage(client string, id uint16) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stored[client][id] {
-		m := l.msgs[client]
-		if m == nil {
-			m = make(map[uint16]*packets.Packet)
-			l.msgs[client] = m
-		}
-		m[id] = nil
+		l.pendingOf(client)[id] = nil // written (or being written): delete it
 		return
 	}
 	if m := l.msgs[client]; m != nil {
@@ -250,11 +251,7 @@ func (l *sessionLog) putBack(clients map[string]store.SessionClient, msgs map[st
 		if sc, ok := l.client[client]; ok && (sc.Reset || sc.Data == nil) {
 			continue // the session was reset or ended after this batch
 		}
-		cur := l.msgs[client]
-		if cur == nil {
-			cur = make(map[uint16]*packets.Packet)
-			l.msgs[client] = cur
-		}
+		cur := l.pendingOf(client)
 		for id, pk := range m {
 			if _, newer := cur[id]; !newer {
 				cur[id] = pk

@@ -11,27 +11,19 @@ import (
 	"github.com/moteiot/mote/internal/daemontest"
 )
 
-// payloads returns the distinct payloads received on topic, sorted (QoS 1
-// is at least once: a resent message may arrive twice).
-func payloads(in *daemontest.Inbox, topic string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, m := range in.All() {
-		if m.Topic == topic && !seen[m.Payload] {
-			seen[m.Payload] = true
-			out = append(out, m.Payload)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
+// waitPayloads waits until the distinct payloads received on topic are
+// exactly want.
 func waitPayloads(t *testing.T, in *daemontest.Inbox, topic string, want []string) {
 	t.Helper()
 	want = append([]string(nil), want...)
 	sort.Strings(want)
 	daemontest.WaitFor(t, 5*time.Second, func() error {
-		if got := payloads(in, topic); fmt.Sprint(got) != fmt.Sprint(want) {
+		var got []string
+		for p := range in.Distinct(topic) {
+			got = append(got, p)
+		}
+		sort.Strings(got)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
 			return fmt.Errorf("on %s got %q; want %q", topic, got, want)
 		}
 		return nil

@@ -49,6 +49,21 @@ func (in *Inbox) Len() int {
 	return len(in.msgs)
 }
 
+// Distinct returns the distinct payloads received so far on topic (any
+// topic if ""): QoS 1 is at least once, so a resent message may arrive
+// twice.
+func (in *Inbox) Distinct(topic string) map[string]bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	m := map[string]bool{}
+	for _, msg := range in.msgs {
+		if topic == "" || msg.Topic == topic {
+			m[msg.Payload] = true
+		}
+	}
+	return m
+}
+
 // All returns what has arrived so far.
 func (in *Inbox) All() []Msg {
 	in.mu.Lock()

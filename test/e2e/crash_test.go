@@ -43,13 +43,9 @@ func TestCrashKeepsAcknowledgedTelemetry(t *testing.T) {
 	for i := range devices {
 		name := fmt.Sprintf("crash-%d", i)
 		acked[i] = map[int]bool{}
-		opts := paho.NewClientOptions().AddBroker("tcp://" + s.mqtt).SetClientID(name).
-			SetUsername(name).SetPassword(u.secrets[name]).SetAutoReconnect(false).
-			SetConnectRetry(false).SetMaxResumePubInFlight(20).SetOrderMatters(false)
-		cl := paho.NewClient(opts)
-		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			t.Fatalf("%s: connect: %v", name, tok.Error())
-		}
+		cl := connectMQTT(t, s.mqtt, name, name, u.secrets[name], func(o *paho.ClientOptions) {
+			o.SetMaxResumePubInFlight(20).SetOrderMatters(false)
+		})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -164,5 +160,32 @@ func storedValues(t *testing.T, api, token, thing, key string) map[int]int {
 			return seen
 		}
 		cursor = page.NextCursor
+	}
+}
+
+// connectMQTT connects an MQTT 3.1.1 client (no automatic reconnect) as
+// user to addr; tune adds options.
+func connectMQTT(t *testing.T, addr, clientID, user, secret string, tune func(*paho.ClientOptions)) paho.Client {
+	t.Helper()
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(clientID).
+		SetUsername(user).SetPassword(secret).SetAutoReconnect(false).SetConnectRetry(false)
+	if tune != nil {
+		tune(opts)
+	}
+	cl := paho.NewClient(opts)
+	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s: connect: %v", clientID, tok.Error())
+	}
+	return cl
+}
+
+// eventually polls cond until it holds, and fails the test with what
+// describe says if it does not within timeout.
+func eventually(t *testing.T, timeout time.Duration, cond func() bool, describe func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(describe())
+		}
 	}
 }

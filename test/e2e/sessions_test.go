@@ -23,21 +23,20 @@ func TestCrashKeepsQueuedMessages(t *testing.T) {
 
 	var mu sync.Mutex
 	got := map[string]bool{}
+	received := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got)
+	}
 	subscriber := func(addr string) paho.Client {
 		t.Helper()
-		opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("q-inbox").
-			SetUsername("q").SetPassword(secret).SetCleanSession(false).
-			SetAutoReconnect(false).SetConnectRetry(false).
-			SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+		return connectMQTT(t, addr, "q-inbox", "q", secret, func(o *paho.ClientOptions) {
+			o.SetCleanSession(false).SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 				mu.Lock()
 				got[string(m.Payload())] = true
 				mu.Unlock()
 			})
-		cl := paho.NewClient(opts)
-		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			t.Fatalf("subscriber connect: %v", tok.Error())
-		}
-		return cl
+		})
 	}
 	sub := subscriber(s.mqtt)
 	if tok := sub.Subscribe("things/q/inbox", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
@@ -45,11 +44,7 @@ func TestCrashKeepsQueuedMessages(t *testing.T) {
 	}
 	sub.Disconnect(100)
 
-	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + s.mqtt).SetClientID("q").
-		SetUsername("q").SetPassword(secret).SetAutoReconnect(false))
-	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("publisher connect: %v", tok.Error())
-	}
+	pub := connectMQTT(t, s.mqtt, "q", "q", secret, nil)
 	const n = 200
 	for i := range n {
 		tok := pub.Publish("things/q/inbox", 1, false, fmt.Sprint(i))
@@ -70,36 +65,16 @@ func TestCrashKeepsQueuedMessages(t *testing.T) {
 	defer s2.stop(t, nil)
 	sub = subscriber(s2.mqtt)
 	defer sub.Disconnect(100)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		have := len(got)
-		mu.Unlock()
-		if have == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the restart the persistent session received %d of the %d queued messages; server log:\n%s", have, n, s2.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, 10*time.Second, func() bool { return received() == n }, func() string {
+		return fmt.Sprintf("after the restart the persistent session received %d of the %d queued messages; server log:\n%s", received(), n, s2.stderr)
+	})
 	// The subscription survived as well.
-	pub = paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + s2.mqtt).SetClientID("q").
-		SetUsername("q").SetPassword(secret).SetAutoReconnect(false))
-	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("publisher connect: %v", tok.Error())
-	}
+	pub = connectMQTT(t, s2.mqtt, "q", "q", secret, nil)
 	defer pub.Disconnect(100)
 	pub.Publish("things/q/inbox", 1, false, "after").WaitTimeout(5 * time.Second)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	eventually(t, 5*time.Second, func() bool {
 		mu.Lock()
-		ok := got["after"]
-		mu.Unlock()
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a message published after the restart did not reach the restored subscription")
-		}
-	}
+		defer mu.Unlock()
+		return got["after"]
+	}, func() string { return "a message published after the restart did not reach the restored subscription" })
 }
