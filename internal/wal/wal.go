@@ -14,8 +14,22 @@
 //
 //	uint32 length | uint32 CRC-32C of payload | payload
 //
-// (little endian), and a checkpoint file. A torn or corrupt tail — what a
-// crash in the middle of a write leaves — is cut off at open.
+// (little endian), and a checkpoint file.
+//
+// Damage is told apart at open. A torn tail — an incomplete last write at
+// the end of the last segment, what a crash in the middle of a write
+// leaves, with no record whose checksum verifies after it — is cut off
+// (Open reports how many bytes in TornBytes). A bad record that valid
+// records follow, or a bad record or overlap in any segment but the last,
+// is corruption: Open returns a *CorruptError naming the file and the byte
+// offset and changes nothing; Inspect and Salvage (the `mote admin
+// journal` commands) show the damage and keep the valid records.
+//
+// A failed write or fsync (a full disk) refuses the records of that group
+// commit and every append until the log can write again: the writer cuts
+// the segment back to the last durable record and retries with a backoff
+// (Options.RetryMin doubling to RetryMax), and appends are taken again
+// once a probe write succeeds. Err reports the failure meanwhile.
 package wal
 
 import (
@@ -31,10 +45,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// MaxRecord is the largest record accepted.
+// MaxRecord is the largest record accepted; an empty one is not.
 const MaxRecord = 16 << 20
 
 // Options tune a Log. Zero values take the defaults.
@@ -56,10 +71,28 @@ type Options struct {
 	// must not call Append. It must not keep rec past its return unless
 	// the appender handed over ownership (Mote's journal does).
 	OnDurable func(seq uint64, rec []byte)
+
+	// RetryMin and RetryMax bound the wait between attempts to write again
+	// after a write or fsync failed: RetryMin, doubling up to RetryMax
+	// (defaults 100ms and 5s).
+	RetryMin, RetryMax time.Duration
+	// OnWriteError, if set, is called on the writer goroutine when a write,
+	// an fsync or an attempt to write again fails; first is true for the
+	// first failure after writes worked. retryIn is the wait before the
+	// next attempt.
+	OnWriteError func(err error, first bool, retryIn time.Duration)
+	// OnRecovered, if set, is called when the log writes again after a
+	// failure, with how long it could not.
+	OnRecovered func(down time.Duration)
 }
 
 // ErrClosed is returned by appends after Close.
 var ErrClosed = errors.New("wal: closed")
+
+// ErrStorage wraps the error of appends refused because the log cannot
+// write to its disk (a write or fsync failed: a full disk, an I/O error).
+// The log retries by itself and takes appends again once it can write.
+var ErrStorage = errors.New("wal: cannot write to the disk")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -74,14 +107,23 @@ type Log struct {
 	closed   bool
 	nextSeq  uint64 // sequence number of the next record
 	lastSeq  uint64 // last record that is durable
-	writeErr error  // sticky: after a failed write or fsync the log refuses appends
+	writeErr error  // set while writes fail: appends are refused until the writer recovers
 
-	seg      *os.File // current segment, opened for append
+	seg      *os.File // current segment, opened for append; nil while the writer repairs it
 	segBytes int64
 	segFirst uint64
 	w        *bufio.Writer
 
-	done chan struct{}
+	// The end of the last durable record, where a failed write is cut
+	// back to: owned by the writer goroutine.
+	goodFirst uint64
+	goodBytes int64
+
+	tornBytes int64 // cut off the last segment at Open
+	fault     atomic.Pointer[func(op string) error]
+
+	closing chan struct{} // closed by Close: ends the writer's retry wait
+	done    chan struct{}
 }
 
 type request struct {
@@ -98,10 +140,16 @@ func Open(dir string, o Options) (*Log, error) {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096
 	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = 100 * time.Millisecond
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = max(5*time.Second, o.RetryMin)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
-	l := &Log{dir: dir, opts: o, done: make(chan struct{})}
+	l := &Log{dir: dir, opts: o, closing: make(chan struct{}), done: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
 	segs, err := l.segments()
 	if err != nil {
@@ -114,14 +162,27 @@ func Open(dir string, o Options) (*Log, error) {
 		next = cp + 1
 	}
 	if len(segs) > 0 {
-		last := segs[len(segs)-1]
-		n, size, err := scanSegment(filepath.Join(dir, segName(last)), last, nil)
+		// Check every segment that may hold a record not yet applied
+		// before changing anything.
+		applied := max(o.After, next-1)
+		infos, err := checkSegments(dir, segs, applied)
 		if err != nil {
 			return nil, err
 		}
-		// Cut off whatever follows the last good record.
-		if err := os.Truncate(filepath.Join(dir, segName(last)), size); err != nil {
-			return nil, fmt.Errorf("wal: truncate torn tail: %w", err)
+		last := segs[len(segs)-1]
+		info := infos[len(infos)-1]
+		n, size := info.Records, info.Good
+		if info.Size > size {
+			// A torn tail: cut off whatever follows the last good record.
+			if err := os.Truncate(info.Path, size); err != nil {
+				return nil, fmt.Errorf("wal: truncate torn tail of %s: %w", info.Path, err)
+			}
+			if !o.NoSync {
+				if err := syncFile(info.Path); err != nil {
+					return nil, fmt.Errorf("wal: truncate torn tail: %w", err)
+				}
+			}
+			l.tornBytes = info.Size - size
 		}
 		end := last + uint64(n) // sequence number after the last record
 		if end >= next {
@@ -139,8 +200,58 @@ func Open(dir string, o Options) (*Log, error) {
 	}
 	l.nextSeq = next
 	l.lastSeq = next - 1
+	l.goodFirst, l.goodBytes = l.segFirst, l.segBytes
 	go l.writer()
 	return l, nil
+}
+
+// TornBytes returns how many bytes of a torn tail Open cut off the last
+// segment (0: none).
+func (l *Log) TornBytes() int64 { return l.tornBytes }
+
+// Err returns the error that makes the log refuse appends while its
+// writes fail (wrapping ErrStorage), or nil when it writes.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.writeErr
+}
+
+// SetFault installs a fault hook for tests: fn is called before every
+// write to a segment ("write") and every fsync of one ("sync"), and an
+// error it returns fails that operation as a full disk would (a failed
+// write writes half of its bytes first). nil removes the hook.
+func (l *Log) SetFault(fn func(op string) error) {
+	if fn == nil {
+		l.fault.Store(nil)
+		return
+	}
+	l.fault.Store(&fn)
+}
+
+func (l *Log) faultFor(op string) error {
+	if fn := l.fault.Load(); fn != nil {
+		return (*fn)(op)
+	}
+	return nil
+}
+
+// segWriter writes to the current segment through the fault hook.
+type segWriter struct{ l *Log }
+
+func (w segWriter) Write(p []byte) (int, error) {
+	if err := w.l.faultFor("write"); err != nil {
+		n, _ := w.l.seg.Write(p[:len(p)/2])
+		return n, err
+	}
+	return w.l.seg.Write(p)
+}
+
+func (l *Log) syncSeg() error {
+	if err := l.faultFor("sync"); err != nil {
+		return err
+	}
+	return l.seg.Sync()
 }
 
 func segName(first uint64) string { return fmt.Sprintf("%020d.wal", first) }
@@ -180,9 +291,18 @@ func (l *Log) openSegment(first uint64, size int64) error {
 	}
 	l.mu.Lock() // SetCheckpoint reads segFirst
 	l.seg, l.segBytes, l.segFirst = f, size, first
-	l.w = bufio.NewWriterSize(f, 256<<10)
+	l.w = bufio.NewWriterSize(segWriter{l}, 256<<10)
 	l.mu.Unlock()
 	return nil
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	return errors.Join(err, f.Close())
 }
 
 func syncDir(dir string) error {
@@ -221,6 +341,9 @@ func (l *Log) enqueue(rec []byte) (*request, error) {
 	if len(rec) > MaxRecord {
 		return nil, fmt.Errorf("wal: record of %d bytes exceeds %d", len(rec), MaxRecord)
 	}
+	if len(rec) == 0 {
+		return nil, errors.New("wal: empty record") // zeroed bytes on disk must not read as records
+	}
 	r := &request{rec: rec, done: make(chan error, 1)}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -243,8 +366,15 @@ func (l *Log) writer() {
 	var hdr [8]byte
 	for {
 		l.mu.Lock()
-		for len(l.pending) == 0 && !l.closed {
+		for len(l.pending) == 0 && !l.closed && l.writeErr == nil {
 			l.cond.Wait()
+		}
+		if l.writeErr != nil {
+			l.mu.Unlock()
+			if !l.recover() {
+				return // closed while failing
+			}
+			continue
 		}
 		if len(l.pending) == 0 && l.closed {
 			l.mu.Unlock()
@@ -260,23 +390,141 @@ func (l *Log) writer() {
 		l.pending = slices.Delete(l.pending, 0, n)
 		l.mu.Unlock()
 
-		err := l.writeBatch(batch, hdr[:])
-		l.mu.Lock()
-		if err != nil && l.writeErr == nil {
-			l.writeErr = fmt.Errorf("wal: write failed, refusing appends: %w", err)
-		} else if err == nil {
-			l.lastSeq = batch[len(batch)-1].seq
+		if err := l.writeBatch(batch, hdr[:]); err != nil {
+			l.failed(batch, err)
+			continue
 		}
+		l.goodFirst, l.goodBytes = l.segFirst, l.segBytes
+		l.mu.Lock()
+		l.lastSeq = batch[len(batch)-1].seq
 		l.mu.Unlock()
-		if err == nil && l.opts.OnDurable != nil {
+		if l.opts.OnDurable != nil {
 			for _, r := range batch {
 				l.opts.OnDurable(r.seq, r.rec)
 			}
 		}
 		for _, r := range batch {
-			r.done <- err
+			r.done <- nil
 		}
 	}
+}
+
+// failed refuses the batch whose write failed and every pending append,
+// gives their sequence numbers back (none of them is durable) and makes
+// the log refuse appends until recover succeeds.
+func (l *Log) failed(batch []*request, err error) {
+	err = fmt.Errorf("%w: %w", ErrStorage, err)
+	l.mu.Lock()
+	l.writeErr = err
+	rest := l.pending
+	l.pending = nil
+	l.nextSeq = l.lastSeq + 1
+	l.mu.Unlock()
+	for _, r := range batch {
+		r.done <- err
+	}
+	for _, r := range rest {
+		r.done <- err
+	}
+}
+
+// recover waits, cuts the log back to its last durable record and probes
+// whether the disk takes writes again, with a growing wait between
+// attempts, until it does (true) or the log is closed (false).
+func (l *Log) recover() bool {
+	start := time.Now()
+	delay := l.opts.RetryMin
+	err, first := l.Err(), true
+	for {
+		if l.opts.OnWriteError != nil {
+			l.opts.OnWriteError(err, first, delay)
+		}
+		first = false
+		t := time.NewTimer(delay)
+		select {
+		case <-l.closing:
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		if err = l.repair(); err == nil {
+			break
+		}
+		err = fmt.Errorf("%w: %w", ErrStorage, err)
+		delay = min(2*delay, l.opts.RetryMax)
+	}
+	l.mu.Lock()
+	l.writeErr = nil
+	l.mu.Unlock()
+	if l.opts.OnRecovered != nil {
+		l.opts.OnRecovered(time.Since(start))
+	}
+	return true
+}
+
+// repair reopens the segment of the last durable record cut back to its
+// end — a failed write may have left part of a record, and a roll during
+// it a new segment — and checks with a probe file that the disk takes a
+// write and an fsync.
+func (l *Log) repair() error {
+	if l.seg != nil {
+		_ = l.seg.Close() // what it holds past goodBytes is cut off below
+		l.mu.Lock()
+		l.seg = nil
+		l.mu.Unlock()
+	}
+	segs, err := l.segments()
+	if err != nil {
+		return err
+	}
+	for _, first := range segs {
+		if first > l.goodFirst {
+			if err := os.Remove(filepath.Join(l.dir, segName(first))); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("wal: remove the segment of a failed write: %w", err)
+			}
+		}
+	}
+	path := filepath.Join(l.dir, segName(l.goodFirst))
+	if err := os.Truncate(path, l.goodBytes); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("wal: cut back a failed write: %w", err)
+	}
+	if err := l.probe(); err != nil {
+		return err
+	}
+	if err := l.openSegment(l.goodFirst, l.goodBytes); err != nil {
+		return err
+	}
+	if l.opts.NoSync {
+		return nil
+	}
+	if err := l.syncSeg(); err != nil {
+		return fmt.Errorf("wal: sync: %w", err)
+	}
+	return nil
+}
+
+// probeSize is what repair writes to check that the disk has room again:
+// at least a full bufio buffer of records.
+const probeSize = 256 << 10
+
+func (l *Log) probe() error {
+	if err := l.faultFor("write"); err != nil {
+		return fmt.Errorf("wal: probe write: %w", err)
+	}
+	path := filepath.Join(l.dir, "probe.tmp")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("wal: probe: %w", err)
+	}
+	_, err = f.Write(make([]byte, probeSize))
+	if err == nil && !l.opts.NoSync {
+		err = f.Sync()
+	}
+	err = errors.Join(err, f.Close(), os.Remove(path))
+	if err != nil {
+		return fmt.Errorf("wal: probe write: %w", err)
+	}
+	return nil
 }
 
 func (l *Log) writeBatch(batch []*request, hdr []byte) error {
@@ -289,35 +537,39 @@ func (l *Log) writeBatch(batch []*request, hdr []byte) error {
 		binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(r.rec)))
 		binary.LittleEndian.PutUint32(hdr[4:8], crc32.Checksum(r.rec, castagnoli))
 		if _, err := l.w.Write(hdr); err != nil {
-			return err
+			return fmt.Errorf("write: %w", err)
 		}
 		if _, err := l.w.Write(r.rec); err != nil {
-			return err
+			return fmt.Errorf("write: %w", err)
 		}
 		l.segBytes += int64(len(hdr) + len(r.rec))
 	}
 	if err := l.w.Flush(); err != nil {
-		return err
+		return fmt.Errorf("write: %w", err)
 	}
 	if l.opts.NoSync {
 		return nil
 	}
-	return l.seg.Sync()
+	if err := l.syncSeg(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
 }
 
 // roll closes the current segment and starts one whose first record is seq.
 func (l *Log) roll(seq uint64) error {
 	if err := l.w.Flush(); err != nil {
-		return err
+		return fmt.Errorf("roll: write: %w", err)
 	}
 	if !l.opts.NoSync {
-		if err := l.seg.Sync(); err != nil {
-			return err
+		if err := l.syncSeg(); err != nil {
+			return fmt.Errorf("roll: sync: %w", err)
 		}
 	}
 	if err := l.seg.Close(); err != nil {
-		return err
+		return fmt.Errorf("roll: close: %w", err)
 	}
+	l.seg = nil
 	return l.openSegment(seq, 0)
 }
 
@@ -337,8 +589,15 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.cond.Signal()
+	close(l.closing)
 	l.mu.Unlock()
 	<-l.done
+	if l.seg == nil {
+		return nil // closed while writes failed: nothing to flush
+	}
+	if l.Err() != nil {
+		return l.seg.Close()
+	}
 	err := l.w.Flush()
 	if !l.opts.NoSync {
 		err = errors.Join(err, l.seg.Sync())
@@ -348,7 +607,8 @@ func (l *Log) Close() error {
 
 // Replay calls fn for every durable record with a sequence number greater
 // than after, in order. It reads the files, so it may run while appends go
-// on; it stops at the end of what was on disk when it reached it.
+// on; it stops at the end of what was on disk when it reached it. A bad
+// record in a segment other than the last is a *CorruptError.
 func (l *Log) Replay(after uint64, fn func(seq uint64, rec []byte) error) error {
 	segs, err := l.segments()
 	if err != nil {
@@ -358,7 +618,7 @@ func (l *Log) Replay(after uint64, fn func(seq uint64, rec []byte) error) error 
 		if i+1 < len(segs) && segs[i+1] <= after+1 {
 			continue // every record of this segment is at or before after
 		}
-		_, _, err := scanSegment(filepath.Join(l.dir, segName(first)), first, func(seq uint64, rec []byte) error {
+		info, err := scanSegment(filepath.Join(l.dir, segName(first)), first, func(seq uint64, rec []byte) error {
 			if seq <= after {
 				return nil
 			}
@@ -367,53 +627,177 @@ func (l *Log) Replay(after uint64, fn func(seq uint64, rec []byte) error) error 
 		if err != nil {
 			return err
 		}
+		// The last segment may end in a record being written now.
+		if i+1 < len(segs) && info.Bad != "" {
+			return &CorruptError{Path: info.Path, Offset: info.Good, Reason: info.Bad}
+		}
 	}
 	return nil
 }
 
+// CorruptError reports damage that is not a torn tail: a bad record that
+// valid records follow, or one in a segment other than the last. Open
+// changes nothing when it returns one.
+type CorruptError struct {
+	Path   string // the segment file
+	Offset int64  // byte offset of the first bad record
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("wal: %s is damaged at byte offset %d: %s", e.Path, e.Offset, e.Reason)
+}
+
+// SegmentInfo describes one segment file as a scan found it.
+type SegmentInfo struct {
+	Path    string
+	First   uint64 // sequence number of its first record (from its name)
+	Size    int64  // bytes in the file
+	Records int    // valid records before the first bad byte
+	Good    int64  // bytes those records take: the offset of the first bad byte
+	Bad     string // why the record at Good is bad; "" if the file ends at Good
+	// NextValid is the offset of the first record after Good whose
+	// checksum verifies, or -1: with one, the damage is corruption, not a
+	// torn write.
+	NextValid int64
+}
+
+// checkSegments scans the segments that may hold records after applied
+// and returns what it found of each, the last always included: a
+// *CorruptError for damage other than a torn tail of the last segment.
+func checkSegments(dir string, segs []uint64, applied uint64) ([]SegmentInfo, error) {
+	var infos []SegmentInfo
+	for i, first := range segs {
+		last := i+1 == len(segs)
+		if !last && segs[i+1] <= applied+1 {
+			continue // every record of this segment is applied
+		}
+		info, err := scanSegment(filepath.Join(dir, segName(first)), first, nil)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case info.Bad != "" && !last:
+			return nil, &CorruptError{Path: info.Path, Offset: info.Good, Reason: info.Bad + " (not the last segment)"}
+		case info.Bad != "" && info.NextValid >= 0:
+			return nil, &CorruptError{Path: info.Path, Offset: info.Good,
+				Reason: fmt.Sprintf("%s, and a valid record follows at offset %d", info.Bad, info.NextValid)}
+		case !last && first+uint64(info.Records) > segs[i+1]:
+			return nil, &CorruptError{Path: info.Path, Offset: info.Good,
+				Reason: fmt.Sprintf("it holds %d records from %d but the next segment starts at %d", info.Records, first, segs[i+1])}
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
 // scanSegment reads the good records of a segment, calling fn (if not nil)
-// for each, and returns their count and the byte size they take: a torn or
-// corrupt tail ends the scan without an error.
-func scanSegment(path string, first uint64, fn func(seq uint64, rec []byte) error) (int, int64, error) {
+// for each, up to the first bad one; a bad record is reported in the
+// SegmentInfo, not as an error, with where the next valid record starts.
+func scanSegment(path string, first uint64, fn func(seq uint64, rec []byte) error) (SegmentInfo, error) {
+	info := SegmentInfo{Path: path, First: first, NextValid: -1}
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, fmt.Errorf("wal: %w", err)
+		return info, fmt.Errorf("wal: %w", err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return info, fmt.Errorf("wal: %w", err)
+	}
+	info.Size = st.Size()
 	r := bufio.NewReaderSize(f, 256<<10)
 	var (
-		hdr  [8]byte
-		n    int
-		size int64
-		buf  []byte
+		hdr [8]byte
+		buf []byte
 	)
 	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return n, size, nil // clean end, or a torn header
+		if k, err := io.ReadFull(r, hdr[:]); err != nil {
+			if k > 0 {
+				info.Bad = "incomplete record header"
+			}
+			break
 		}
 		length := binary.LittleEndian.Uint32(hdr[0:4])
 		sum := binary.LittleEndian.Uint32(hdr[4:8])
+		if length == 0 {
+			info.Bad = "record length 0 (zeroed bytes)"
+			break
+		}
 		if length > MaxRecord {
-			return n, size, nil
+			info.Bad = fmt.Sprintf("record length %d exceeds %d", length, MaxRecord)
+			break
 		}
 		if cap(buf) < int(length) {
 			buf = make([]byte, length)
 		}
 		buf = buf[:length]
 		if _, err := io.ReadFull(r, buf); err != nil {
-			return n, size, nil
+			info.Bad = fmt.Sprintf("record of %d bytes ends past the end of the file", length)
+			break
 		}
 		if crc32.Checksum(buf, castagnoli) != sum {
-			return n, size, nil
+			info.Bad = "checksum mismatch"
+			break
 		}
 		if fn != nil {
-			if err := fn(first+uint64(n), buf); err != nil {
-				return n, size, err
+			if err := fn(first+uint64(info.Records), buf); err != nil {
+				return info, err
 			}
 		}
-		n++
-		size += int64(8 + length)
+		info.Records++
+		info.Good += int64(8 + length)
 	}
+	if info.Bad == "" {
+		return info, nil
+	}
+	// Look for a valid record after the bad one: read the rest of the
+	// file (a segment is bounded) and try every offset.
+	rest := make([]byte, info.Size-info.Good)
+	if _, err := f.ReadAt(rest, info.Good); err != nil && !errors.Is(err, io.EOF) {
+		return info, fmt.Errorf("wal: %w", err)
+	}
+	if k := nextValid(rest, 1); k >= 0 {
+		info.NextValid = info.Good + int64(k)
+	}
+	return info, nil
+}
+
+// validAt reports whether a record whose checksum verifies starts at b[k:],
+// and its size. Records are never empty: zeroes (what a file system may
+// leave after a crash) would pass as empty records.
+func validAt(b []byte, k int) (int, bool) {
+	if k < 0 || len(b)-k < 9 {
+		return 0, false
+	}
+	length := int(binary.LittleEndian.Uint32(b[k:]))
+	if length == 0 || length > MaxRecord || length > len(b)-k-8 {
+		return 0, false
+	}
+	if crc32.Checksum(b[k+8:k+8+length], castagnoli) != binary.LittleEndian.Uint32(b[k+4:]) {
+		return 0, false
+	}
+	return 8 + length, true
+}
+
+// nextValid returns the first offset at or after from where a valid record
+// starts in b, or -1. A damaged record whose length field is intact is
+// followed by a record at the offset the length gives: that is tried
+// first.
+func nextValid(b []byte, from int) int {
+	if len(b) >= 8 {
+		if skip := int(binary.LittleEndian.Uint32(b)) + 8; skip >= from && skip < len(b) {
+			if _, ok := validAt(b, skip); ok {
+				return skip
+			}
+		}
+	}
+	for k := from; k+9 <= len(b); k++ {
+		if _, ok := validAt(b, k); ok {
+			return k
+		}
+	}
+	return -1
 }
 
 const checkpointFile = "checkpoint"
@@ -439,18 +823,8 @@ func (l *Log) Checkpoint() (uint64, error) {
 // durably by the consumer, and deletes the segments that hold only such
 // records.
 func (l *Log) SetCheckpoint(seq uint64) error {
-	tmp := filepath.Join(l.dir, checkpointFile+".tmp")
-	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("wal: %w", err)
-	}
-	if !l.opts.NoSync {
-		if f, err := os.Open(tmp); err == nil {
-			_ = f.Sync()
-			_ = f.Close()
-		}
-	}
-	if err := os.Rename(tmp, filepath.Join(l.dir, checkpointFile)); err != nil {
-		return fmt.Errorf("wal: %w", err)
+	if err := writeFileSync(l.dir, checkpointFile, []byte(strconv.FormatUint(seq, 10)+"\n"), !l.opts.NoSync); err != nil {
+		return fmt.Errorf("wal: checkpoint: %w", err)
 	}
 	segs, err := l.segments()
 	if err != nil {
@@ -459,13 +833,42 @@ func (l *Log) SetCheckpoint(seq uint64) error {
 	l.mu.Lock()
 	current := l.segFirst
 	l.mu.Unlock()
+	var errs []error
 	for i, first := range segs {
 		if first == current || i+1 >= len(segs) {
 			break
 		}
 		if segs[i+1]-1 <= seq { // the whole segment is applied
-			_ = os.Remove(filepath.Join(l.dir, segName(first)))
+			if err := os.Remove(filepath.Join(l.dir, segName(first))); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("wal: remove applied segment: %w", err))
+			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeFileSync replaces dir/name with data atomically: a temporary file,
+// fsynced, renamed over it, and the directory fsynced so that the rename
+// survives a crash.
+func writeFileSync(dir, name string, data []byte, sync bool) error {
+	tmp := filepath.Join(dir, name+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if err = errors.Join(err, f.Close()); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	if sync {
+		return syncDir(dir)
 	}
 	return nil
 }

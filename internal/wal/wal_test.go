@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,7 @@ import (
 	"time"
 )
 
-func open(t *testing.T, dir string, o Options) *Log {
+func open(t testing.TB, dir string, o Options) *Log {
 	t.Helper()
 	l, err := Open(dir, o)
 	if err != nil {
@@ -203,6 +204,13 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKeepsAcknowledged$")
 	cmd.Env = append(os.Environ(), "WAL_CRASH_CHILD="+dir)
+	// The child appends until it is killed, or until its stdin closes
+	// (this test ended without killing it).
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +266,14 @@ func crashChild(dir string) {
 			}
 		}()
 	}
-	time.Sleep(time.Minute)
+	// Wait to be killed; the parent's end of stdin closing means it
+	// will not, and the deadline bounds the wait if neither happens.
+	eof := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(eof) }()
+	select {
+	case <-eof:
+	case <-time.After(time.Minute):
+	}
 	os.Exit(2)
 }
 
