@@ -220,13 +220,21 @@ func (b *Broker) release(cl *mqtt.Client, q *durableQueue, p *pendingPublish, er
 	q.mu.Unlock()
 }
 
-// journalFailed refuses a publish the journal could not take: MQTT 5
-// PUBACK 0x80, MQTT 3.1.1 disconnect (no acknowledgement: the client sends
-// it again).
+// journalFailed refuses a publish the journal could not take (a full
+// disk, or shutting down): MQTT 5 PUBACK 0x80 (Unspecified error: no
+// reason code says "the server's storage failed", and 0x97 Quota exceeded
+// would blame the client); MQTT 3.1.1, which has no negative PUBACK, gets
+// its connection closed — without a DISCONNECT packet, which 3.1.1 does
+// not allow a server to send — and sends the publish again after it
+// reconnects.
 func (b *Broker) journalFailed(cl *mqtt.Client, pk packets.Packet, err error) {
 	b.metrics.dropped.WithLabelValues("journal_unavailable").Inc()
 	b.dropLog.Error("publish refused: the ingest journal cannot take it", "client", cl.ID, "topic", pk.TopicName, "error", err)
 	if !refuse(cl, pk, packets.ErrUnspecifiedError) {
-		_ = b.server.DisconnectClient(cl, packets.ErrServerUnavailable)
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = b.server.DisconnectClient(cl, packets.ErrServerUnavailable)
+		} else {
+			cl.Stop(packets.ErrServerUnavailable)
+		}
 	}
 }

@@ -1,10 +1,17 @@
 package broker_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,5 +191,126 @@ func TestDurablePublishQoS2(t *testing.T) {
 	}
 	if len(points) != 20 {
 		t.Fatalf("stored %d points; want 20", len(points))
+	}
+}
+
+// A full disk refuses durable publishes — MQTT 5 PUBACK 0x80, MQTT 3.1.1
+// a closed connection without a DISCONNECT packet, HTTP 507 — and reports
+// not ready; once the disk takes writes again the journal recovers by
+// itself: publishes are acknowledged and stored, /readyz answers 200.
+func TestFullDiskRefusesThenRecovers(t *testing.T) {
+	s := daemontest.Start(t)
+	sec := s.Device(t, "dev")
+	v5 := s.V5(t, "dev", sec)
+	if rc := v5.Pub(t, "things/dev/telemetry", 1, false, `{"n":1}`); rc != 0 {
+		t.Fatalf("before: PUBACK %#x", rc)
+	}
+	readyz := func() int {
+		resp, err := http.Get(s.API + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	restPublish := func(payload string) (int, string, string) {
+		req, _ := http.NewRequest("POST", s.API+"/api/v1/devices/dev/messages?topic=things/dev/telemetry", strings.NewReader(payload))
+		req.SetBasicAuth("dev", sec)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+	}
+	if got := readyz(); got != 200 {
+		t.Fatalf("/readyz before = %d", got)
+	}
+
+	var full atomic.Bool
+	full.Store(true)
+	s.Journal().SetFault(func(string) error {
+		if full.Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	if rc := v5.Pub(t, "things/dev/telemetry", 1, false, `{"n":2}`); rc != 0x80 {
+		t.Fatalf("disk full: MQTT 5 PUBACK %#x; want 0x80", rc)
+	}
+	if got := readyz(); got != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while the journal cannot write = %d; want 503", got)
+	}
+	if st, ct, body := restPublish(`{"n":3}`); st != http.StatusInsufficientStorage || ct != "application/problem+json" ||
+		!strings.Contains(body, "insufficient_storage") {
+		t.Fatalf("disk full: REST publish = %d %s %s; want 507 problem+json", st, ct, body)
+	}
+
+	// MQTT 3.1.1: no PUBACK, and no DISCONNECT (a v5-only packet for a
+	// server to send): the connection just closes.
+	conn, err := net.Dial("tcp", s.MQTT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	conn.Write(connectPacket("dev-raw", "dev", sec, 60))
+	if typ, _, err := readPacket(r); err != nil || typ != 2 {
+		t.Fatalf("CONNACK: type %d, %v", typ, err)
+	}
+	topic, payload := "things/dev/telemetry", `{"n":4}`
+	pub := append([]byte{byte(len(topic) >> 8), byte(len(topic))}, topic...)
+	pub = append(pub, 0, 7) // packet id
+	pub = append(pub, payload...)
+	conn.Write(append([]byte{0x32, byte(len(pub))}, pub...))
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("MQTT 3.1.1 publisher not disconnected: %v", err)
+	}
+	if len(rest) != 0 {
+		t.Fatalf("MQTT 3.1.1 publisher got % x before EOF; want nothing (0xe0 is a DISCONNECT)", rest)
+	}
+
+	full.Store(false)
+	daemontest.WaitFor(t, 15*time.Second, func() error {
+		if got := readyz(); got != 200 {
+			return fmt.Errorf("/readyz = %d", got)
+		}
+		return nil
+	})
+	if rc := v5.Pub(t, "things/dev/telemetry", 1, false, `{"n":5}`); rc != 0 {
+		t.Fatalf("after recovery: PUBACK %#x", rc)
+	}
+	if st, _, body := restPublish(`{"n":6}`); st != http.StatusNoContent {
+		t.Fatalf("after recovery: REST publish = %d %s", st, body)
+	}
+	if err := s.TelemetryWriter().Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	daemontest.WaitFor(t, 10*time.Second, func() error {
+		points, _, err := s.Telemetry().Range(context.Background(), telemetry.RangeQuery{Things: []string{"dev"}, Keys: []string{"n"},
+			From: time.Now().Add(-time.Hour).UnixMilli(), To: time.Now().Add(time.Minute).UnixMilli(), Limit: 100})
+		if err != nil {
+			return err
+		}
+		var got []float64
+		for _, p := range points {
+			got = append(got, p.Value.Float())
+		}
+		slices.Sort(got)
+		if fmt.Sprint(got) != "[1 5 6]" {
+			return fmt.Errorf("stored n = %v; want [1 5 6] (the acknowledged ones)", got)
+		}
+		return nil
+	})
+	body := getMetrics(t, s)
+	for _, m := range []string{"mote_ingest_write_errors_total", "mote_ingest_write_recoveries_total",
+		`mote_mqtt_messages_dropped_total{reason="journal_unavailable"}`} {
+		if !containsLine(body, m) {
+			t.Fatalf("%s not counted:\n%s", m, grep(body, "mote_ingest"))
+		}
 	}
 }

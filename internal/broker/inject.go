@@ -82,7 +82,9 @@ func (b *Broker) PublishAs(ctx context.Context, thing, clientID, topic string, p
 		if err != nil {
 			b.metrics.dropped.WithLabelValues("journal_unavailable").Inc()
 			b.dropLog.Error("HTTP publish refused: the ingest journal cannot take it", "thing", thing, "topic", topic, "error", err)
-			return &core.Error{Kind: core.KindUnavailable, Msg: "the message could not be made durable; send it again", Err: err}
+			// The journal's kind: insufficient_storage (HTTP 507) while
+			// its disk fails, unavailable when it is closed.
+			return &core.Error{Kind: core.KindOf(err), Msg: "the message could not be made durable; send it again", Err: err}
 		}
 		m.Seq = seq
 	}

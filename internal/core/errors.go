@@ -25,6 +25,10 @@ const (
 	KindUnavailable              // the server cannot serve this now (shutting down, overloaded)
 )
 
+// KindInsufficientStorage: the server cannot store what it must (its disk
+// is full or failing); retry later.
+const KindInsufficientStorage = KindUnavailable + 1
+
 var kindNames = [...]string{
 	KindInternal:     "internal",
 	KindInvalid:      "invalid",
@@ -35,6 +39,8 @@ var kindNames = [...]string{
 	KindTooLarge:     "too_large",
 	KindRateLimited:  "rate_limited",
 	KindUnavailable:  "unavailable",
+
+	KindInsufficientStorage: "insufficient_storage",
 }
 
 func (k Kind) String() string {

@@ -41,6 +41,7 @@ import (
 	"github.com/moteiot/mote/internal/telemetry"
 	telemetrysqlite "github.com/moteiot/mote/internal/telemetry/sqlite"
 	"github.com/moteiot/mote/internal/users"
+	"github.com/moteiot/mote/internal/wal"
 )
 
 // Addrs are the addresses the server listens on ("" when disabled).
@@ -193,6 +194,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	})
 	if err != nil {
 		_ = d.twriter.Close()
+		if ce := (*wal.CorruptError)(nil); errors.As(err, &ce) {
+			return fmt.Errorf("open ingest journal: %w; nothing was changed: list the damage with `mote admin journal inspect --data-dir %s`, "+
+				"keep the valid records with `mote admin journal salvage --data-dir %s` (see docs/architecture.md, journal recovery)", err, cfg.DataDir, cfg.DataDir)
+		}
 		return fmt.Errorf("open ingest journal: %w", err)
 	}
 	d.onClose(d.journal.Close)
@@ -513,6 +518,13 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	if !ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("not ready\n"))
+		return
+	}
+	// While the ingest journal cannot write (a full disk), durable
+	// publishes are refused: send traffic elsewhere until it recovers.
+	if d.journal != nil && d.journal.Err() != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready: the ingest journal cannot write to its disk\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))

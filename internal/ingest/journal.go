@@ -79,10 +79,13 @@ type Journal struct {
 }
 
 type journalMetrics struct {
-	appended prometheus.Counter
-	failed   prometheus.Counter
-	replayed prometheus.Counter
-	corrupt  prometheus.Counter
+	appended    prometheus.Counter
+	failed      prometheus.Counter
+	replayed    prometheus.Counter
+	corrupt     prometheus.Counter
+	torn        prometheus.Counter
+	writeErrors prometheus.Counter
+	recovered   prometheus.Counter
 }
 
 // Open opens the log in o.Dir. Numbering continues after o.Applied(),
@@ -107,12 +110,6 @@ func Open(o Options) (*Journal, error) {
 		stop:         make(chan struct{}),
 		loopDone:     make(chan struct{}),
 	}
-	l, err := wal.Open(o.Dir, wal.Options{After: o.Applied(), NoSync: o.NoSync, OnDurable: j.onDurable})
-	if err != nil {
-		return nil, err
-	}
-	j.log = l
-	j.checkpointed, _ = l.Checkpoint()
 	j.m = journalMetrics{
 		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_appended_total",
 			Help: "Messages made durable in the ingest journal before their acknowledgement."}),
@@ -122,6 +119,37 @@ func Open(o Options) (*Journal, error) {
 			Help: "Messages replayed from the journal at start-up."}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_corrupt_records_total",
 			Help: "Journal records that could not be decoded (skipped)."}),
+		torn: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_torn_tail_bytes_total",
+			Help: "Bytes of an incomplete last write cut off the journal at start-up."}),
+		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_write_errors_total",
+			Help: "Failed journal writes, fsyncs and attempts to write again (a full or failing disk)."}),
+		recovered: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_write_recoveries_total",
+			Help: "Times the journal wrote again after failing writes."}),
+	}
+	log := o.Logger
+	l, err := wal.Open(o.Dir, wal.Options{After: o.Applied(), NoSync: o.NoSync, OnDurable: j.onDurable,
+		OnWriteError: func(err error, first bool, retryIn time.Duration) {
+			j.m.writeErrors.Inc()
+			// At most one line per attempt, and the attempts back off.
+			if first {
+				log.Error("ingest journal cannot write; refusing durable publishes until it can", "error", err, "retry_in", retryIn)
+			} else {
+				log.Warn("ingest journal still cannot write", "error", err, "retry_in", retryIn)
+			}
+		},
+		OnRecovered: func(down time.Duration) {
+			j.m.recovered.Inc()
+			log.Info("ingest journal writes again; taking durable publishes", "down", down.Round(time.Millisecond))
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: open journal: %w", err)
+	}
+	j.log = l
+	j.checkpointed, _ = l.Checkpoint()
+	if n := l.TornBytes(); n > 0 {
+		j.m.torn.Add(float64(n))
+		log.Warn("ingest journal: cut off an incomplete last write (a crash during a write; it was never acknowledged)", "bytes", n)
 	}
 	if o.Metrics != nil {
 		backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_backlog",
@@ -132,7 +160,15 @@ func Open(o Options) (*Journal, error) {
 			}
 			return float64(last - applied)
 		})
-		o.Metrics.MustRegister(j.m.appended, j.m.failed, j.m.replayed, j.m.corrupt, backlog)
+		writable := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_writable",
+			Help: "1 while the ingest journal can write, 0 while its writes fail and durable publishes are refused."}, func() float64 {
+			if l.Err() != nil {
+				return 0
+			}
+			return 1
+		})
+		o.Metrics.MustRegister(j.m.appended, j.m.failed, j.m.replayed, j.m.corrupt, backlog,
+			j.m.torn, j.m.writeErrors, j.m.recovered, writable)
 	}
 	return j, nil
 }
@@ -166,13 +202,31 @@ func (j *Journal) Wants(topic string) bool {
 	return j.opts.Wants != nil && j.opts.Wants(topic)
 }
 
+// Err returns why the journal refuses appends while its writes fail (a
+// full disk), or nil while it writes. It recovers by itself.
+func (j *Journal) Err() error { return j.log.Err() }
+
+// SetFault installs a fault hook on the log's writes, for tests (see
+// wal.Log.SetFault).
+func (j *Journal) SetFault(fn func(op string) error) { j.log.SetFault(fn) }
+
+// appendErr turns an append error into the error the edges answer with:
+// KindInsufficientStorage while the disk fails, KindUnavailable otherwise
+// (closed at shutdown).
+func appendErr(err error) error {
+	if errors.Is(err, wal.ErrStorage) {
+		return &core.Error{Kind: core.KindInsufficientStorage, Msg: "the ingest journal cannot write to its disk; send the message again later", Err: err}
+	}
+	return &core.Error{Kind: core.KindUnavailable, Msg: "the ingest journal cannot take the message", Err: err}
+}
+
 // Append makes m durable and returns its sequence number. It blocks until
 // the group commit that carries it is fsynced.
 func (j *Journal) Append(m core.Message) (uint64, error) {
 	seq, err := j.log.Append(encode(m))
 	if err != nil {
 		j.m.failed.Inc()
-		return 0, &core.Error{Kind: core.KindUnavailable, Msg: "the ingest journal cannot take the message", Err: err}
+		return 0, appendErr(err)
 	}
 	j.m.appended.Inc()
 	return seq, nil
@@ -185,7 +239,7 @@ func (j *Journal) AppendAsync(m core.Message) (uint64, <-chan error, error) {
 	seq, done, err := j.log.AppendAsync(encode(m))
 	if err != nil {
 		j.m.failed.Inc()
-		return 0, nil, &core.Error{Kind: core.KindUnavailable, Msg: "the ingest journal cannot take the message", Err: err}
+		return 0, nil, appendErr(err)
 	}
 	j.m.appended.Inc()
 	return seq, done, nil
