@@ -22,6 +22,7 @@ func (a *app) adminCmd() *cobra.Command {
 	cmd := parentCmd("admin", "Offline administration on the server's data directory")
 	cmd.AddCommand(a.adminTokenCmd())
 	cmd.AddCommand(a.adminPasswordCmd())
+	cmd.AddCommand(a.adminJournalCmd())
 	return cmd
 }
 
