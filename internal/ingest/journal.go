@@ -74,6 +74,9 @@ type Journal struct {
 	drainOnce    sync.Once
 	closeOnce    sync.Once
 	checkpointed uint64 // owned by the checkpoint loop, then by Close
+	// checkpointFailing: the last checkpoint failed (logged once); owned
+	// like checkpointed.
+	checkpointFailing bool
 
 	m journalMetrics
 }
@@ -146,7 +149,10 @@ func Open(o Options) (*Journal, error) {
 		return nil, fmt.Errorf("ingest: open journal: %w", err)
 	}
 	j.log = l
-	j.checkpointed, _ = l.Checkpoint()
+	if j.checkpointed, err = l.Checkpoint(); err != nil {
+		_ = l.Close()
+		return nil, fmt.Errorf("ingest: read checkpoint: %w", err)
+	}
 	if n := l.TornBytes(); n > 0 {
 		j.m.torn.Add(float64(n))
 		log.Warn("ingest journal: cut off an incomplete last write (a crash during a write; it was never acknowledged)", "bytes", n)
@@ -289,9 +295,17 @@ func (j *Journal) checkpoint() {
 		return
 	}
 	if err := j.log.SetCheckpoint(c); err != nil {
-		j.opts.Logger.Warn("ingest journal checkpoint failed", "error", err)
+		// Once per failing stretch, not every tick: it retries next tick.
+		if !j.checkpointFailing {
+			j.opts.Logger.Warn("ingest journal checkpoint failed; retrying every tick", "error", err)
+		}
+		j.checkpointFailing = true
 		return
 	}
+	if j.checkpointFailing {
+		j.opts.Logger.Info("ingest journal checkpoint written again", "seq", c)
+	}
+	j.checkpointFailing = false
 	j.checkpointed = c
 }
 
