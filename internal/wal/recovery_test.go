@@ -337,3 +337,29 @@ func FuzzSegment(f *testing.F) {
 		}
 	})
 }
+
+// Garbage full of plausible record lengths cannot make the search for a
+// valid record after the damage run for long: it gives up, and Open
+// treats the damage as corruption (never cuts it off).
+func TestScanForValidRecordIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, Options{}, 3)
+	path := filepath.Join(dir, segName(1))
+	b, _ := os.ReadFile(path)
+	good := len(b)
+	b = append(b, bytes.Repeat([]byte{0, 0, 0x0f, 0}, 1<<19)...) // 2 MiB of ~1 MB lengths
+	os.WriteFile(path, b, 0o600)
+
+	start := time.Now()
+	_, err := Open(dir, Options{})
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.Offset != int64(good) || !strings.Contains(ce.Reason, "too many candidate") {
+		t.Fatalf("Open = %v; want a *CorruptError at %d that gave up searching", err, good)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("Open took %v", d)
+	}
+	if st, _ := os.Stat(path); st.Size() != int64(len(b)) {
+		t.Fatal("Open cut off what it could not tell from a torn tail")
+	}
+}

@@ -109,8 +109,8 @@ func parseRuns(b []byte) (runs []Run, lost []Range) {
 		if pos >= len(b) {
 			break
 		}
-		next := nextValid(b[pos:], 1)
-		if next < 0 {
+		next, err := nextValid(b[pos:], 1)
+		if next < 0 || err != nil { // nothing valid after (or too costly to find): lost
 			lost = append(lost, Range{int64(pos), int64(len(b))})
 			break
 		}

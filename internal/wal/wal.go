@@ -658,7 +658,7 @@ type SegmentInfo struct {
 	Bad     string // why the record at Good is bad; "" if the file ends at Good
 	// NextValid is the offset of the first record after Good whose
 	// checksum verifies, or -1: with one, the damage is corruption, not a
-	// torn write.
+	// torn write. Size when the search gave up (treated as corruption).
 	NextValid int64
 }
 
@@ -757,7 +757,13 @@ func scanSegment(path string, first uint64, fn func(seq uint64, rec []byte) erro
 	if _, err := f.ReadAt(rest, info.Good); err != nil && !errors.Is(err, io.EOF) {
 		return info, fmt.Errorf("wal: %w", err)
 	}
-	if k := nextValid(rest, 1); k >= 0 {
+	k, err := nextValid(rest, 1)
+	switch {
+	case err != nil:
+		// Could not tell: report it as corruption, never cut it off.
+		info.Bad += " (" + err.Error() + ")"
+		info.NextValid = info.Size
+	case k >= 0:
 		info.NextValid = info.Good + int64(k)
 	}
 	return info, nil
@@ -783,22 +789,36 @@ func validAt(b []byte, k int) (int, bool) {
 // nextValid returns the first offset at or after from where a valid record
 // starts in b, or -1. A damaged record whose length field is intact is
 // followed by a record at the offset the length gives: that is tried
-// first.
-func nextValid(b []byte, from int) int {
+// first. Checking a candidate costs a CRC over its length, so garbage full
+// of plausible lengths could take long: past a budget of checksummed
+// bytes the search gives up and returns errScanBudget, which callers
+// treat as damage with valid records after it (the safe side).
+func nextValid(b []byte, from int) (int, error) {
 	if len(b) >= 8 {
 		if skip := int(binary.LittleEndian.Uint32(b)) + 8; skip >= from && skip < len(b) {
 			if _, ok := validAt(b, skip); ok {
-				return skip
+				return skip, nil
 			}
 		}
 	}
+	budget := 16*len(b) + 64<<20
 	for k := from; k+9 <= len(b); k++ {
+		length := int(binary.LittleEndian.Uint32(b[k:]))
+		if length == 0 || length > MaxRecord || length > len(b)-k-8 {
+			continue // cheap: no checksum to compute
+		}
+		if budget -= length; budget < 0 {
+			return -1, errScanBudget
+		}
 		if _, ok := validAt(b, k); ok {
-			return k
+			return k, nil
 		}
 	}
-	return -1
+	return -1, nil
 }
+
+// errScanBudget: nextValid gave up looking for a valid record.
+var errScanBudget = errors.New("too many candidate records to check; treated as damaged")
 
 const checkpointFile = "checkpoint"
 
