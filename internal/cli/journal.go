@@ -90,6 +90,8 @@ func printJournal(w io.Writer, rep *wal.Report) int {
 		switch {
 		case s.Torn:
 			state = fmt.Sprintf("torn tail at offset %d (%d bytes, cut off at start)", s.Good, s.Size-s.Good)
+		case s.Applied && len(s.Lost) > 0:
+			state = fmt.Sprintf("damaged at offset %d, but every record is applied (the server ignores it)", s.Good)
 		case s.Damaged():
 			damaged++
 			state = fmt.Sprintf("DAMAGED at offset %d: %s", s.Good, s.Bad)

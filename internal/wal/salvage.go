@@ -30,6 +30,10 @@ type SegmentReport struct {
 	// Torn: the only damage is a torn tail of the last segment, which the
 	// server cuts off by itself at start.
 	Torn bool
+	// Applied: every record of the segment is at or before the
+	// checkpoint; the server neither reads nor needs it (it deletes it at
+	// the next checkpoint).
+	Applied bool
 }
 
 // Run is a stretch of consecutive valid records.
@@ -46,7 +50,7 @@ type Range struct{ Offset, End int64 }
 func (r Range) MaxRecords() int64 { return (r.End - r.Offset + 7) / 8 }
 
 // Damaged reports whether the server would refuse to start on the segment.
-func (s SegmentReport) Damaged() bool { return len(s.Lost) > 0 && !s.Torn }
+func (s SegmentReport) Damaged() bool { return len(s.Lost) > 0 && !s.Torn && !s.Applied }
 
 // Valid returns the valid records in the file, damaged stretches skipped.
 func (s SegmentReport) Valid() int {
@@ -83,6 +87,7 @@ func Inspect(dir string) (*Report, error) {
 		s := SegmentReport{SegmentInfo: info}
 		s.Runs, s.Lost = parseRuns(b)
 		s.Torn = i+1 == len(segs) && info.Bad != "" && info.NextValid < 0
+		s.Applied = i+1 < len(segs) && segs[i+1] <= cp+1
 		rep.Segments = append(rep.Segments, s)
 	}
 	return rep, nil
