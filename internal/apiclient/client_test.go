@@ -434,3 +434,19 @@ func TestTokens(t *testing.T) {
 		t.Fatalf("deleted token: %v", err)
 	}
 }
+
+func TestErrorKindOfStatus(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		want   core.Kind
+	}{
+		{400, core.KindInvalid}, {401, core.KindUnauthorized}, {403, core.KindForbidden},
+		{404, core.KindNotFound}, {409, core.KindConflict}, {413, core.KindTooLarge},
+		{429, core.KindRateLimited}, {503, core.KindUnavailable},
+		{507, core.KindInsufficientStorage}, {500, core.KindInternal},
+	} {
+		if got := (&apiclient.Error{Status: tc.status}).Kind(); got != tc.want {
+			t.Errorf("(&apiclient.Error{Status: %d}).Kind() = %v; want %v", tc.status, got, tc.want)
+		}
+	}
+}
