@@ -108,13 +108,18 @@ func connect3(b *Broker, id string) (paho3.Client, error) {
 	return c, nil
 }
 
+// liveSession returns the session of a client once it is established
+// (mochi runs OnSessionEstablished after it has sent the CONNACK).
 func liveSession(t *testing.T, b *Broker, id string) *session {
 	t.Helper()
-	v, ok := b.sessions.Load(id)
-	if !ok {
-		t.Fatalf("no session for client %s", id)
-	}
-	return v.(*session)
+	var s *session
+	waitFor(t, "the session of "+id, func() bool {
+		if v, ok := b.sessions.Load(id); ok {
+			s = v.(*session)
+		}
+		return s != nil
+	})
+	return s
 }
 
 // waitFor polls cond until it holds or the deadline passes.

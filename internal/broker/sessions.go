@@ -435,6 +435,9 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 			}
 		}
 		b.offline.Store(id, s)
+		if s.evaluatorGen() < b.policyGen() {
+			b.recompile([]*session{s}) // policies changed meanwhile; a refresh may have missed it
+		}
 		restored++
 	}
 	b.restoring = nil
