@@ -395,6 +395,14 @@ func (b *Broker) DisconnectCredential(thing, credential, why string) {
 
 // RefreshPolicies recompiles the permissions of every connected client of
 // thing ("" for all), off the publish path.
+//
+// Refreshes may overlap (policy A changes, then B while A's refresh is
+// still reading) and may race a connect that compiled its evaluator just
+// before the change. Every evaluator is labelled with the policy generation
+// (docsGen) it was compiled at, and a session only ever swaps in an
+// evaluator at least as new as the one it has (session.setEvaluator); a
+// session established after a change it did not see is recompiled by
+// addSession. So the newest policies win whatever the order.
 func (b *Broker) RefreshPolicies(thing string) {
 	b.forget(thing)
 	var targets []*session
@@ -409,7 +417,12 @@ func (b *Broker) RefreshPolicies(thing string) {
 		}
 		return true
 	})
-	if len(targets) == 0 {
+	b.recompile(targets)
+}
+
+// recompile compiles the permissions of sessions again in the background.
+func (b *Broker) recompile(targets []*session) {
+	if len(targets) == 0 || b.closed.Load() {
 		return
 	}
 	b.wg.Add(1)
@@ -418,15 +431,45 @@ func (b *Broker) RefreshPolicies(thing string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		for _, s := range targets {
-			ev, err := b.evaluator(ctx, s.id.Thing, s.cl.ID)
+			if s.evaluatorGen() >= b.policyGen() {
+				continue // a later refresh already got here
+			}
+			ev, gen, err := b.compile(ctx, s.id.Thing, s.cl.ID)
 			if err != nil {
 				b.log.Error("recompile policies; disconnecting client to be safe", "thing", s.id.Thing, "client", s.cl.ID, "error", err)
 				b.kick(s, "policy error")
 				continue
 			}
-			s.ev.Store(ev)
+			s.setEvaluator(ev, gen)
 		}
 	}()
+}
+
+// policyGen returns the current policy generation.
+func (b *Broker) policyGen() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.docsGen
+}
+
+// setEvaluator swaps in ev, compiled at policy generation gen, unless the
+// session already has one compiled at a later generation.
+func (s *session) setEvaluator(ev *policy.Evaluator, gen uint64) bool {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	if s.ev.Load() != nil && gen < s.evGen {
+		return false
+	}
+	s.ev.Store(ev)
+	s.evGen = gen
+	return true
+}
+
+// evaluatorGen returns the policy generation of the session's evaluator.
+func (s *session) evaluatorGen() uint64 {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	return s.evGen
 }
 
 func (b *Broker) kick(s *session, why string) {
@@ -460,6 +503,14 @@ func (b *Broker) forget(thing string) {
 // evaluator compiles the permissions of one client. Policy documents are
 // cached per thing, so a reconnect storm does not read the store.
 func (b *Broker) evaluator(ctx context.Context, thing, clientID string) (*policy.Evaluator, error) {
+	ev, _, err := b.compile(ctx, thing, clientID)
+	return ev, err
+}
+
+// compile is evaluator that also returns the policy generation the
+// documents are current for: the generation before they were read, or the
+// present one for cached documents (forget drops those on a change).
+func (b *Broker) compile(ctx context.Context, thing, clientID string) (*policy.Evaluator, uint64, error) {
 	b.mu.Lock()
 	docs, ok := b.docsCache[thing]
 	gen := b.docsGen
@@ -468,7 +519,7 @@ func (b *Broker) evaluator(ctx context.Context, thing, clientID string) (*policy
 		var err error
 		docs, err = b.opts.Policies.PoliciesFor(ctx, thing)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		b.mu.Lock()
 		if b.docsGen == gen && len(b.docsCache) < 200_000 {
@@ -476,7 +527,7 @@ func (b *Broker) evaluator(ctx context.Context, thing, clientID string) (*policy
 		}
 		b.mu.Unlock()
 	}
-	return policy.Compile(docs, policy.Vars{Thing: thing, ClientID: clientID}), nil
+	return policy.Compile(docs, policy.Vars{Thing: thing, ClientID: clientID}), gen, nil
 }
 
 // throttled returns a logger for one kind of per-client event (refusals,

@@ -148,7 +148,7 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 		}
 		return nil, err
 	}
-	ev, err := b.evaluator(ctx, id.Thing, cl.ID)
+	ev, gen, err := b.compile(ctx, id.Thing, cl.ID)
 	if err != nil {
 		b.log.Error("load policies", "thing", id.Thing, "error", err)
 		return nil, err
@@ -157,7 +157,7 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 		return nil, errWillDenied
 	}
 	s := &session{cl: cl, id: id, listener: cl.Net.Listener, connectedAt: time.Now()}
-	s.ev.Store(ev)
+	s.setEvaluator(ev, gen)
 	return s, nil
 }
 

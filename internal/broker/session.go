@@ -16,6 +16,8 @@ type session struct {
 	cl          *mqtt.Client
 	id          auth.Identity
 	ev          atomic.Pointer[policy.Evaluator]
+	evMu        sync.Mutex // orders swaps of ev (setEvaluator)
+	evGen       uint64     // the policy generation ev was compiled at
 	listener    string
 	connectedAt time.Time
 
@@ -103,7 +105,13 @@ func (b *Broker) addSession(s *session) {
 	}
 	set[s] = struct{}{}
 	first := len(set) == 1
+	// Policies changed after this session's evaluator was compiled: a
+	// refresh then could not see it yet (lock order: b.mu, then s.evMu).
+	stale := s.evaluatorGen() < b.docsGen
 	b.mu.Unlock()
+	if stale {
+		b.recompile([]*session{s})
+	}
 	if first {
 		b.presence.record(s.id.Thing, true)
 	}

@@ -417,7 +417,7 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		ev, err := b.evaluator(ctx, rs.rec.Thing, id)
+		ev, gen, err := b.compile(ctx, rs.rec.Thing, id)
 		if err != nil {
 			b.log.Info("stored session not restored", "client", id, "thing", rs.rec.Thing, "error", err)
 			b.server.UnsubscribeClient(cl)
@@ -427,7 +427,7 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 		}
 		s := &session{cl: cl, listener: rs.rec.Client.Listener,
 			id: auth.Identity{Thing: rs.rec.Thing, Credential: rs.rec.Credential, Method: rs.rec.Method, Type: rs.rec.Type}}
-		s.ev.Store(ev)
+		s.setEvaluator(ev, gen)
 		for _, m := range rs.msgs {
 			if cl.State.Inflight.Set(m.packet()) {
 				atomic.AddInt64(&b.server.Info.Inflight, 1)
@@ -435,6 +435,9 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 			}
 		}
 		b.offline.Store(id, s)
+		if s.evaluatorGen() < b.policyGen() {
+			b.recompile([]*session{s}) // policies changed meanwhile; a refresh may have missed it
+		}
 		restored++
 	}
 	b.restoring = nil

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/moteiot/mote/internal/core"
@@ -31,27 +32,56 @@ func TestPublishMatchesFilters(t *testing.T) {
 }
 
 func TestConcurrentSubscribeAndPublish(t *testing.T) {
+	const publishers, perPublisher, churn = 4, 1000, 100
 	var b Bus
+	var kept, other, churned atomic.Int64
+	b.Subscribe("x/#", func(core.Message) { kept.Add(1) })
+	b.Subscribe("y/#", func(core.Message) { other.Add(1) })
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	n := 0
-	for i := 0; i < 4; i++ {
+	for range publishers {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			for j := 0; j < 100; j++ {
-				u := b.Subscribe("x/#", func(core.Message) { mu.Lock(); n++; mu.Unlock() })
+			for range churn {
+				u := b.Subscribe("x/#", func(core.Message) { churned.Add(1) })
 				u()
 			}
 		}()
 		go func() {
 			defer wg.Done()
-			for j := 0; j < 1000; j++ {
+			for range perPublisher {
 				b.Publish(core.Message{Topic: "x/y"})
 			}
 		}()
 	}
 	wg.Wait()
+
+	// The subscription that stayed saw every message, whatever the churn
+	// around it; the one on another filter saw none.
+	if got, want := kept.Load(), int64(publishers*perPublisher); got != want {
+		t.Errorf("deliveries to the steady subscriber = %d; want %d", got, want)
+	}
+	if got := other.Load(); got != 0 {
+		t.Errorf("deliveries to a non-matching subscriber = %d; want 0", got)
+	}
+	// A churned subscription can only have seen messages published while
+	// it existed, so at most one per publish.
+	if got, max := churned.Load(), int64(publishers*perPublisher*publishers); got > max {
+		t.Errorf("deliveries to churned subscribers = %d; want at most %d", got, max)
+	}
+	// Every unsubscribe took effect: only the two steady subscriptions are
+	// left, and a new message reaches no churned handler.
+	if n := len(*b.subs.Load()); n != 2 {
+		t.Errorf("subscriptions left = %d; want 2", n)
+	}
+	before := churned.Load()
+	b.Publish(core.Message{Topic: "x/y"})
+	if got := churned.Load(); got != before {
+		t.Errorf("a message after every unsubscribe reached %d churned handlers", got-before)
+	}
+	if got, want := kept.Load(), int64(publishers*perPublisher+1); got != want {
+		t.Errorf("deliveries to the steady subscriber after the last publish = %d; want %d", got, want)
+	}
 }
 
 func BenchmarkPublish(b *testing.B) {

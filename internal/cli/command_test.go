@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -56,22 +57,38 @@ func TestCommandCommands(t *testing.T) {
 		t.Errorf("payload not JSON: exit %d; want 2", code)
 	}
 
-	// --wait: a device that answers.
+	// --wait: a device that answers. The CLI waits in the background while
+	// the test answers the command once it has reached the device.
 	d := s.V5(t, "lamp", secret)
 	d.Sub(t, "$mote/things/lamp/commands/+")
+	type result struct {
+		out, errOut string
+		code        int
+	}
+	sent := make(chan result, 1)
 	go func() {
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			for _, m := range d.Inbox.All() {
-				var msg struct{ ID, Name string }
-				if json.Unmarshal([]byte(m.Payload), &msg) == nil && msg.Name == "locate" {
-					d.Pub(t, m.Topic+"/result", 1, false, `{"status":"succeeded","output":{"lat":1,"lon":2,"accuracy":3}}`)
-					return
-				}
+		out, errOut, code := mote("command", "send", "lamp", "locate", "--wait", "20s")
+		sent <- result{out, errOut, code}
+	}()
+	var topic string
+	daemontest.WaitFor(t, 20*time.Second, func() error {
+		for _, m := range d.Inbox.All() {
+			var msg struct{ ID, Name string }
+			if json.Unmarshal([]byte(m.Payload), &msg) == nil && msg.Name == "locate" {
+				topic = m.Topic
+				return nil
 			}
 		}
-	}()
-	out, errOut, code = mote("command", "send", "lamp", "locate", "--wait", "20s")
-	if code != 0 || !strings.Contains(out, "succeeded") || !strings.Contains(out, `"lat":1`) {
-		t.Errorf("send --wait: exit %d %s %s", code, out, errOut)
+		return errors.New("the locate command has not reached the device")
+	})
+	d.Pub(t, topic+"/result", 1, false, `{"status":"succeeded","output":{"lat":1,"lon":2,"accuracy":3}}`)
+	var r result
+	select {
+	case r = <-sent:
+	case <-time.After(30 * time.Second):
+		t.Fatal("command send --wait did not return")
+	}
+	if r.code != 0 || !strings.Contains(r.out, "succeeded") || !strings.Contains(r.out, `"lat":1`) {
+		t.Errorf("send --wait: exit %d %s %s", r.code, r.out, r.errOut)
 	}
 }

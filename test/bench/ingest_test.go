@@ -137,7 +137,7 @@ func BenchmarkIngestQoS1(b *testing.B) {
 		}
 	}
 	ackedAt := time.Since(start)
-	if err := waitStored(s, total); err != nil {
+	if err := waitStored(b, s, total); err != nil {
 		b.Fatal(err)
 	}
 	elapsed := time.Since(start)
@@ -175,13 +175,12 @@ func BenchmarkIngestQoS1(b *testing.B) {
 
 // waitStored waits until the telemetry writer has committed every durable
 // message (the journal is fully applied) and flushes it.
-func waitStored(s *daemontest.Server, total int) error {
-	deadline := time.Now().Add(5 * time.Minute)
-	for s.TelemetryWriter().Committed() < uint64(total) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("stored up to journal seq %d of %d after 5 minutes", s.TelemetryWriter().Committed(), total)
+func waitStored(b *testing.B, s *daemontest.Server, total int) error {
+	daemontest.WaitFor(b, 5*time.Minute, func() error {
+		if c := s.TelemetryWriter().Committed(); c < uint64(total) {
+			return fmt.Errorf("stored up to journal seq %d of %d", c, total)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	return s.TelemetryWriter().Flush(context.Background())
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +94,18 @@ func TestReopen(t *testing.T) {
 		t.Errorf("after Close: %s-wal has %d bytes; want it empty or gone", path, fi.Size())
 	}
 
-	time.Sleep(2 * time.Millisecond) // a re-applied migration would get a new applied_at
+	// Wait for the millisecond clock to pass every applied_at, so that a
+	// migration applied again on reopen would get a different one.
+	var latest int64
+	for _, at := range before {
+		latest = max(latest, at)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().UnixMilli() <= latest; {
+		if time.Now().After(deadline) {
+			t.Fatalf("clock did not pass applied_at %d within 5s", latest)
+		}
+		runtime.Gosched()
+	}
 	s, err = Open(path)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)

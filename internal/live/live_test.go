@@ -1,0 +1,200 @@
+package live
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moteiot/mote/internal/bus"
+	"github.com/moteiot/mote/internal/core"
+)
+
+// totals is a settable Options.Totals.
+type totals struct {
+	mu sync.Mutex
+	t  Totals
+}
+
+func (f *totals) get() Totals {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.t
+}
+
+func (f *totals) set(t Totals) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.t = t
+}
+
+// stoppedHub returns a Hub whose once-a-second sampling is stopped, so the
+// test calls sample with the times it chooses.
+func stoppedHub(t *testing.T, o Options) *Hub {
+	t.Helper()
+	h := New(o)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatalf("second Close = %v; want nil", err)
+	}
+	return h
+}
+
+func TestRates(t *testing.T) {
+	f := &totals{}
+	h := stoppedHub(t, Options{Totals: f.get})
+	w := h.Watch(WatchOptions{Stats: true, Queue: 1})
+	defer w.Close()
+
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.set(Totals{MessagesIn: 100, MessagesOut: 50, Connected: 3})
+	h.sample(t0)
+	<-w.C // the first sample of this test
+	f.set(Totals{MessagesIn: 300, MessagesOut: 150, Connected: 4})
+	h.sample(t0.Add(2 * time.Second))
+	st := h.Stats()
+	if st.MessagesIn != 100 || st.MessagesOut != 50 || st.Connected != 4 || !st.Time.Equal(t0.Add(2*time.Second)) {
+		t.Errorf("Stats() after 200 in, 100 out in 2s = %+v; want 100/s in, 50/s out, 4 connections", st)
+	}
+	it := <-w.C
+	if it.Kind != "stats" || it.Stats == nil || *it.Stats != st {
+		t.Errorf("stats watcher got %+v; want the sample %+v", it, st)
+	}
+
+	// Counters that went back (a restart) give 0, not a negative rate.
+	f.set(Totals{MessagesIn: 10, MessagesOut: 5, Connected: 1})
+	h.sample(t0.Add(3 * time.Second))
+	if st := h.Stats(); st.MessagesIn != 0 || st.MessagesOut != 0 || st.Connected != 1 {
+		t.Errorf("Stats() after counters went back = %+v; want 0/s and 1 connection", st)
+	}
+	// The watcher did not read that one: its queue of 1 is full, the next
+	// sample is dropped and counted.
+	h.sample(t0.Add(4 * time.Second))
+	if n := w.Dropped(); n != 1 {
+		t.Errorf("Dropped() with a full queue = %d; want 1", n)
+	}
+	// A closed watcher gets no more samples.
+	w.Close()
+	<-w.C
+	h.sample(t0.Add(5 * time.Second))
+	select {
+	case it := <-w.C:
+		t.Errorf("a closed watcher got %+v", it)
+	default:
+	}
+
+	// Without Totals there are no stats.
+	h2 := stoppedHub(t, Options{})
+	h2.sample(t0)
+	if st := h2.Stats(); st != (Stats{}) {
+		t.Errorf("Stats() without Totals = %+v; want zero", st)
+	}
+}
+
+func TestWatcherQueueIsBounded(t *testing.T) {
+	b := new(bus.Bus)
+	h := New(Options{Bus: b})
+	defer h.Close()
+	const queue, sent = 4, 10
+	w := h.Watch(WatchOptions{Thing: "dev", Queue: queue})
+	defer w.Close()
+
+	for i := range sent {
+		b.Publish(core.Message{Topic: "things/dev/telemetry", Thing: "dev", Payload: fmt.Appendf(nil, `{"n":%d}`, i)})
+	}
+	b.Publish(core.Message{Topic: "things/other/telemetry", Thing: "other", Payload: []byte(`{}`)})
+	if n := w.Dropped(); n != sent-queue {
+		t.Errorf("Dropped() after %d messages into a queue of %d = %d; want %d", sent, queue, n, sent-queue)
+	}
+	if n := w.Dropped(); n != 0 {
+		t.Errorf("Dropped() again = %d; want 0 (it resets)", n)
+	}
+	// The queue holds the first messages, in order; none of another thing.
+	for i := range queue {
+		it := <-w.C
+		if it.Kind != "message" || it.Event == nil || it.Event.Thing != "dev" || string(it.Event.Payload) != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Fatalf("item %d = %+v; want message {\"n\":%d} of dev", i, it, i)
+		}
+	}
+	select {
+	case it := <-w.C:
+		t.Fatalf("more than the queue held: %+v", it)
+	default:
+	}
+
+	// Every topic family of the thing reaches it; a payload that is not
+	// JSON is shown as text, cut at 4 KiB.
+	for _, topic := range []string{"$mote/things/dev/shadow/update", "$aws/things/dev/shadow/get", "$mote/events/commands/dev/cmd_1"} {
+		b.Publish(core.Message{Topic: topic, Payload: []byte(`{}`)})
+		if it := <-w.C; it.Event.Topic != topic {
+			t.Errorf("got %q; want %q", it.Event.Topic, topic)
+		}
+	}
+	big := strings.Repeat("x", 10<<10)
+	b.Publish(core.Message{Topic: "things/dev/raw", Payload: []byte(big)})
+	it := <-w.C
+	if it.Event.Payload != nil || len(it.Event.Text) != maxText || it.Event.Size != len(big) {
+		t.Errorf("a 10 KiB text payload: payload %d bytes, text %d, size %d; want text of %d, size %d",
+			len(it.Event.Payload), len(it.Event.Text), it.Event.Size, maxText, len(big))
+	}
+
+	// After Close the watcher leaves the bus.
+	w.Close()
+	b.Publish(core.Message{Topic: "things/dev/telemetry", Payload: []byte(`{}`)})
+	select {
+	case it := <-w.C:
+		t.Errorf("a closed watcher got %+v", it)
+	default:
+	}
+	if n := w.Dropped(); n != 0 {
+		t.Errorf("a closed watcher counted %d drops", n)
+	}
+}
+
+func TestPresence(t *testing.T) {
+	b := new(bus.Bus)
+	const keep = 3
+	h := New(Options{Bus: b, Recent: keep})
+	defer h.Close()
+	w := h.Watch(WatchOptions{Presence: true})
+	defer w.Close()
+
+	received := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		b.Publish(core.Message{
+			Topic:    fmt.Sprintf("$mote/events/presence/connected/c%d", i),
+			ClientID: fmt.Sprintf("c%d", i), Thing: "dev",
+			Payload: []byte(`{"event":"connected"}`), Received: received,
+		})
+	}
+	b.Publish(core.Message{Topic: "things/dev/telemetry", Payload: []byte(`{}`)}) // not presence
+
+	got := h.RecentPresence()
+	if len(got) != keep {
+		t.Fatalf("RecentPresence() = %d events; want the last %d", len(got), keep)
+	}
+	for i, e := range got {
+		if want := fmt.Sprintf("c%d", i+2); e.ClientID != want || !e.Time.Equal(received) {
+			t.Errorf("RecentPresence()[%d] = %+v; want client %s, oldest first", i, e, want)
+		}
+	}
+	// The presence watcher got all five, as presence items.
+	for i := range 5 {
+		it := <-w.C
+		if it.Kind != "presence" || it.Event.ClientID != fmt.Sprintf("c%d", i) {
+			t.Errorf("presence item %d = %+v", i, it)
+		}
+	}
+
+	// Close leaves the bus: later events are not kept.
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(core.Message{Topic: "$mote/events/presence/disconnected/c9", ClientID: "c9"})
+	if got := h.RecentPresence(); got[len(got)-1].ClientID == "c9" {
+		t.Error("a closed Hub still records presence")
+	}
+}
