@@ -130,6 +130,8 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	// Nothing the broker or mochi logs carries packet contents (loghygiene.go).
+	o.Logger = slog.New(newSafeHandler(o.Logger.Handler()))
 }
 
 // Broker is a running MQTT broker.

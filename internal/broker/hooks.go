@@ -109,8 +109,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if err != nil {
 		code, reason := connackCode(err)
 		b.metrics.authFailures.WithLabelValues(reason).Inc()
-		b.authLog.Warn("connection refused", "reason", reason, "client", cl.ID,
-			"username", string(cl.Properties.Username), "remote", cl.Net.Remote, "listener", cl.Net.Listener,
+		b.authLog.Warn("connection refused", "reason", reason, "client", clip(cl.ID),
+			"username", clip(string(cl.Properties.Username)), "remote", cl.Net.Remote, "listener", cl.Net.Listener,
 			"error", err)
 		_ = b.server.SendConnack(cl, v3Code(cl, code), false, nil)
 		return code
