@@ -164,8 +164,9 @@ func (p *presence) flush() {
 // sweep forgets connections that were closed between CONNECT and CONNACK.
 func (h *hook) sweep() {
 	h.connecting.Range(func(k, _ any) bool {
-		if k.(*mqtt.Client).Closed() {
+		if cl := k.(*mqtt.Client); cl.Closed() {
 			h.connecting.Delete(k)
+			h.b.releaseClientID(cl) // its claim on the client id, unless a session holds it
 		}
 		return true
 	})

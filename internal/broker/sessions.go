@@ -435,6 +435,7 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 			}
 		}
 		b.offline.Store(id, s)
+		b.setOwner(cl, rs.rec.Thing)
 		restored++
 	}
 	b.restoring = nil
