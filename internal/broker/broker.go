@@ -443,7 +443,7 @@ func (b *Broker) RefreshPolicies(thing string) {
 func (b *Broker) kick(s *session, why string) {
 	s.kicked.Store(true)
 	b.log.Info("disconnecting client", "client", s.cl.ID, "thing", s.id.Thing, "reason", why)
-	_ = b.server.DisconnectClient(s.cl, packets.ErrNotAuthorized)
+	b.closeClient(s.cl, packets.ErrNotAuthorized) // 3.1.1: closed, no DISCONNECT
 }
 
 func (b *Broker) sessionsOf(thing string) []*session {

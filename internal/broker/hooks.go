@@ -201,6 +201,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.b.metrics.connects.WithLabelValues(s.listener).Inc()
 	h.b.metrics.connections.WithLabelValues(s.listener).Inc()
 	h.b.presence.connected(s)
+	h.b.armExpiry(s)
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
@@ -459,6 +460,8 @@ func (b *Broker) waitDrain(s *session, qos byte, deadline time.Time) {
 func disconnectReason(s *session, cl *mqtt.Client, err error) string {
 	cause := cl.StopCause()
 	switch {
+	case s.expired.Load():
+		return "credential_expired"
 	case s.kicked.Load():
 		return "kicked"
 	case s.takenOver.Load() || errors.Is(cause, packets.ErrSessionTakenOver) || errors.Is(err, packets.ErrSessionTakenOver):
