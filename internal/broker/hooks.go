@@ -207,7 +207,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.connecting.Delete(cl)
 	if expire && !cl.IsTakenOver() {
-		h.b.releaseClientID(cl) // mochi deletes the session now
+		h.b.releaseClientID(cl, true) // mochi deletes the session now
 	}
 	s := h.b.current(cl)
 	if s == nil {
@@ -228,7 +228,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 }
 
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
-	h.b.releaseClientID(cl)
+	h.b.releaseClientID(cl, true)
 	if l := h.b.sessionLog; l != nil {
 		l.deleteSession(cl.ID)
 	}

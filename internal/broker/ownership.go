@@ -75,19 +75,23 @@ func (b *Broker) setOwner(cl *mqtt.Client, thing string) {
 }
 
 // releaseClientID ends cl's claim on its client id when no session is
-// left under it: the session ended (clean session, or expired), or the
-// connection died before its session was established.
-func (b *Broker) releaseClientID(cl *mqtt.Client) {
+// left under it. ending says mochi removes cl's session now (a clean
+// session ended, or a persistent one expired); otherwise cl died before
+// its session was established, and a session that mochi still keeps
+// under the id (the thing's earlier one) keeps the claim.
+func (b *Broker) releaseClientID(cl *mqtt.Client, ending bool) {
 	o := &b.owners
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	c, ok := o.m[cl.ID]
-	if !ok {
+	if !ok || (c.cl != cl && !c.cl.Closed()) {
+		return // a newer connection holds it
+	}
+	if other, ok := b.server.Clients.Get(cl.ID); ok && !(ending && other == cl) {
+		o.m[cl.ID] = ownerClaim{thing: c.thing, cl: other}
 		return
 	}
-	if c.cl == cl || !b.claimHeld(cl.ID, c) {
-		delete(o.m, cl.ID)
-	}
+	delete(o.m, cl.ID)
 }
 
 // OnSessionEstablish runs after authentication and before mochi hands the

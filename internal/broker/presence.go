@@ -166,7 +166,7 @@ func (h *hook) sweep() {
 	h.connecting.Range(func(k, _ any) bool {
 		if cl := k.(*mqtt.Client); cl.Closed() {
 			h.connecting.Delete(k)
-			h.b.releaseClientID(cl) // its claim on the client id, unless a session holds it
+			h.b.releaseClientID(cl, false) // its claim on the client id, unless a session holds it
 		}
 		return true
 	})
