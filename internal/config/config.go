@@ -58,6 +58,12 @@ type Config struct {
 	PprofAddr string // serve net/http/pprof here; "" (default) disables
 }
 
+// MaxClientIDLength is the largest --max-client-id-length: the presence
+// topic $mote/events/presence/disconnected/{clientid} must stay within
+// MQTT's 65,535-byte topic limit, or the event cannot be published. MQTT
+// requires servers to accept at least 23 bytes.
+const MaxClientIDLength = 65000
+
 // MaxTelemetryRetention is the longest --telemetry-retention (100 years).
 const MaxTelemetryRetention = 100 * 365 * 24 * time.Hour
 
@@ -289,8 +295,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("outbound-queue: %d is outside 8 to 65536", c.OutboundQueue)
 	case c.ConnectTimeout <= 0:
 		return fmt.Errorf("connect-timeout: must be positive")
-	case c.MaxClientIDLength < 23 || c.MaxClientIDLength > 65535:
-		return fmt.Errorf("max-client-id-length: %d is outside 23 to 65535", c.MaxClientIDLength)
+	case c.MaxClientIDLength < 23 || c.MaxClientIDLength > MaxClientIDLength:
+		return fmt.Errorf("max-client-id-length: %d is outside 23 to %d", c.MaxClientIDLength, MaxClientIDLength)
 	case c.BackpressureWait < 0 || c.BackpressureWait > 10*time.Second:
 		return fmt.Errorf("backpressure-wait: must be between 0 and 10s")
 	case c.ShadowMaxSize < 1024 || c.ShadowMaxSize > 1<<20:
