@@ -30,6 +30,9 @@ type Identity struct {
 	Credential string // credential id
 	Method     string // store.CredentialSecret or store.CredentialX509
 	Type       string // the thing's type
+	// Expires is when the credential stops being valid (a certificate's
+	// NotAfter); zero: never. A connection must not outlive it.
+	Expires time.Time
 }
 
 // Devices authenticates devices against the registry's credentials. A
@@ -153,7 +156,11 @@ func (d *Devices) check(ctx context.Context, c store.Credential) (Identity, erro
 	if !t.Enabled {
 		return Identity{}, ErrDisabled
 	}
-	return Identity{Thing: t.Name, Credential: c.ID, Method: c.Type, Type: t.Type}, nil
+	id := Identity{Thing: t.Name, Credential: c.ID, Method: c.Type, Type: t.Type}
+	if c.NotAfter != nil {
+		id.Expires = *c.NotAfter
+	}
+	return id, nil
 }
 
 func (d *Devices) cached(key string) (Identity, bool) {

@@ -132,8 +132,8 @@ func TestSecret(t *testing.T) {
 	if want := (Identity{Thing: "dev", Credential: devCred, Method: store.CredentialSecret, Type: "sensor"}); id != want {
 		t.Errorf("Secret(dev, its secret) = %+v; want %+v", id, want)
 	}
-	if id, err := e.d.Secret(ctx, "other", otherSecret); err != nil || id.Thing != "other" {
-		t.Errorf("Secret(other, unexpired secret) = %+v, %v; want other", id, err)
+	if id, err := e.d.Secret(ctx, "other", otherSecret); err != nil || id.Thing != "other" || id.Expires.Sub(later).Abs() > time.Millisecond {
+		t.Errorf("Secret(other, unexpired secret) = %+v, %v; want other, expiring at %v", id, err, later)
 	}
 
 	tests := []struct {
@@ -251,6 +251,10 @@ func TestCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Certificate(dev's registered certificate) = %v; want nil", err)
 	}
+	if !id.Expires.Equal(devCert.NotAfter) {
+		t.Errorf("Certificate(dev's certificate).Expires = %v; want the certificate's NotAfter %v", id.Expires, devCert.NotAfter)
+	}
+	id.Expires = time.Time{}
 	if want := (Identity{Thing: "dev", Credential: devCred, Method: store.CredentialX509, Type: "cam"}); id != want {
 		t.Errorf("Certificate(dev's certificate) = %+v; want %+v", id, want)
 	}

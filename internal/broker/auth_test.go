@@ -75,11 +75,24 @@ func TestSecretExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.V5(t, "dev", c.Secret)
-	time.Sleep(time.Until(exp) + 100*time.Millisecond)
-	v, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev-2", Username: "dev", Password: c.Secret})
-	if err == nil || v.Connack.ReasonCode != 0x87 {
-		t.Fatalf("expired secret = %+v, %v; want reason 0x87", v.Connack, err)
-	}
+	// Accepted until it expires, refused with 0x87 from then on.
+	// The store keeps the expiry in milliseconds.
+	stored := exp.Truncate(time.Millisecond)
+	daemontest.WaitFor(t, time.Until(exp)+5*time.Second, func() error {
+		v, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev-2", Username: "dev", Password: c.Secret})
+		at := time.Now()
+		if err == nil {
+			_ = v.Disconnect(&paho.Disconnect{})
+			return errorf("the secret is still accepted at %v (it expires at %v)", at, exp)
+		}
+		if v == nil || v.Connack == nil || v.Connack.ReasonCode != 0x87 {
+			t.Fatalf("expired secret = %+v, %v; want reason 0x87", v, err)
+		}
+		if at.Before(stored) {
+			t.Fatalf("secret refused at %v, before it expires at %v", at, stored)
+		}
+		return nil
+	})
 }
 
 func TestCertificateAuth(t *testing.T) {

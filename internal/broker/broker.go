@@ -100,6 +100,9 @@ type Options struct {
 	// how many it may send at once (0: the rate, at least 1).
 	DeviceRateLimit float64
 	DeviceRateBurst int
+	// MaxClientIDLength is the longest client id accepted, in bytes;
+	// longer ones are refused with 0x85 (MQTT 3.1.1: return code 2).
+	MaxClientIDLength int
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -127,9 +130,14 @@ func (o *Options) defaults() {
 	if o.PresenceFlush == 0 {
 		o.PresenceFlush = 200 * time.Millisecond
 	}
+	if o.MaxClientIDLength == 0 {
+		o.MaxClientIDLength = 128
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	// Nothing the broker or mochi logs carries packet contents (loghygiene.go).
+	o.Logger = slog.New(newSafeHandler(o.Logger.Handler()))
 }
 
 // Broker is a running MQTT broker.
@@ -170,6 +178,8 @@ type Broker struct {
 	docsCache map[string][]policy.Document // thing → its policy documents
 	docsGen   uint64
 
+	owners clientOwners // client id → the thing whose session it is (ownership.go)
+
 	highWater    int32 // pending PUBLISH packets at which publishers wait
 	inflightHigh int   // unacknowledged QoS 1/2 deliveries at which publishers wait
 	closed       atomic.Bool
@@ -188,6 +198,7 @@ func New(o Options) (*Broker, error) {
 		opts:      o,
 		log:       o.Logger,
 		byThing:   make(map[string]map[*session]struct{}),
+		owners:    clientOwners{m: make(map[string]ownerClaim)},
 		docsCache: make(map[string][]policy.Document),
 		stop:      make(chan struct{}),
 		ready:     make(chan struct{}),
@@ -475,7 +486,7 @@ func (s *session) evaluatorGen() uint64 {
 func (b *Broker) kick(s *session, why string) {
 	s.kicked.Store(true)
 	b.log.Info("disconnecting client", "client", s.cl.ID, "thing", s.id.Thing, "reason", why)
-	_ = b.server.DisconnectClient(s.cl, packets.ErrNotAuthorized)
+	b.closeClient(s.cl, packets.ErrNotAuthorized) // 3.1.1: closed, no DISCONNECT
 }
 
 func (b *Broker) sessionsOf(thing string) []*session {

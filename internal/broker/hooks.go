@@ -32,6 +32,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnConnect,
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
+		mqtt.OnSessionEstablish,
 		mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect,
 		mqtt.OnPublish,
@@ -68,6 +69,10 @@ func connackCode(err error) (packets.Code, string) {
 		return packets.ErrNotAuthorized, "bad_certificate"
 	case errors.Is(err, errBadClientID):
 		return packets.ErrClientIdentifierNotValid, "bad_client_id"
+	case errors.Is(err, errClientIDTooLong):
+		return packets.ErrClientIdentifierNotValid, "client_id_too_long"
+	case errors.Is(err, errClientIDOwned):
+		return packets.ErrClientIdentifierNotValid, "client_id_owned"
 	case errors.Is(err, errWillDenied):
 		return packets.ErrNotAuthorized, "will_denied"
 	default:
@@ -109,8 +114,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if err != nil {
 		code, reason := connackCode(err)
 		b.metrics.authFailures.WithLabelValues(reason).Inc()
-		b.authLog.Warn("connection refused", "reason", reason, "client", cl.ID,
-			"username", string(cl.Properties.Username), "remote", cl.Net.Remote, "listener", cl.Net.Listener,
+		b.authLog.Warn("connection refused", "reason", reason, "client", clip(cl.ID),
+			"username", clip(string(cl.Properties.Username)), "remote", cl.Net.Remote, "listener", cl.Net.Listener,
 			"error", err)
 		_ = b.server.SendConnack(cl, v3Code(cl, code), false, nil)
 		return code
@@ -128,6 +133,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 
 func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error) {
 	b := h.b
+	if len(cl.ID) > b.opts.MaxClientIDLength {
+		return nil, errClientIDTooLong
+	}
 	if strings.ContainsAny(cl.ID, "/+#\x00") {
 		return nil, errBadClientID
 	}
@@ -155,6 +163,9 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 	}
 	if pk.Connect.WillFlag && !ev.CanPublish(pk.Connect.WillTopic) {
 		return nil, errWillDenied
+	}
+	if err := b.claimClientID(cl, id.Thing); err != nil { // last: nothing may refuse after the claim (ownership.go)
+		return nil, err
 	}
 	s := &session{cl: cl, id: id, listener: cl.Net.Listener, connectedAt: time.Now()}
 	s.setEvaluator(ev, gen)
@@ -190,10 +201,14 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.b.metrics.connects.WithLabelValues(s.listener).Inc()
 	h.b.metrics.connections.WithLabelValues(s.listener).Inc()
 	h.b.presence.connected(s)
+	h.b.armExpiry(s)
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.connecting.Delete(cl)
+	if expire && !cl.IsTakenOver() {
+		h.b.releaseClientID(cl, true) // mochi deletes the session now
+	}
 	s := h.b.current(cl)
 	if s == nil {
 		return
@@ -213,6 +228,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 }
 
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	h.b.releaseClientID(cl, true)
 	if l := h.b.sessionLog; l != nil {
 		l.deleteSession(cl.ID)
 	}
@@ -444,6 +460,8 @@ func (b *Broker) waitDrain(s *session, qos byte, deadline time.Time) {
 func disconnectReason(s *session, cl *mqtt.Client, err error) string {
 	cause := cl.StopCause()
 	switch {
+	case s.expired.Load():
+		return "credential_expired"
 	case s.kicked.Load():
 		return "kicked"
 	case s.takenOver.Load() || errors.Is(cause, packets.ErrSessionTakenOver) || errors.Is(err, packets.ErrSessionTakenOver):

@@ -14,6 +14,7 @@ type metrics struct {
 	dropped      *prometheus.CounterVec
 	stalls       prometheus.Counter
 	backpressure prometheus.Histogram
+	closed       *prometheus.CounterVec
 }
 
 func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
@@ -40,6 +41,9 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 			Name: "mote_mqtt_backpressure_wait_seconds", Help: "Time publishers were held for slow subscribers.",
 			Buckets: []float64{.0001, .001, .01, .05, .1, .25, .5, 1},
 		}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mote_mqtt_server_disconnects_total", Help: "Connections the server closed on its own, by reason (credential_expired).",
+		}, []string{"reason"}),
 	}
 	for _, l := range []string{"tcp", "tls", "ws"} {
 		m.connections.WithLabelValues(l)
@@ -48,6 +52,7 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
+	reg.MustRegister(m.closed)
 	info := func(p *int64) func() float64 { return func() float64 { return float64(atomic.LoadInt64(p)) } }
 	in := b.server.Info
 	reg.MustRegister(m.connections, m.connects, m.authFailures, m.denied, m.dropped, m.stalls, m.backpressure,

@@ -41,7 +41,7 @@ type Event struct {
 	Listener        string    `json:"listener"` // tcp, tls, ws
 	ProtocolVersion byte      `json:"protocolVersion"`
 	CleanSession    bool      `json:"cleanSession"`
-	Reason          string    `json:"reason,omitempty"` // disconnects: client_disconnect, connection_lost, keepalive_timeout, kicked, taken_over, server_shutdown, protocol_error, client_disconnect_with_will
+	Reason          string    `json:"reason,omitempty"` // disconnects: client_disconnect, connection_lost, keepalive_timeout, kicked, credential_expired, taken_over, server_shutdown, protocol_error, client_disconnect_with_will
 	WillSent        bool      `json:"willSent,omitempty"`
 }
 
@@ -164,8 +164,9 @@ func (p *presence) flush() {
 // sweep forgets connections that were closed between CONNECT and CONNACK.
 func (h *hook) sweep() {
 	h.connecting.Range(func(k, _ any) bool {
-		if k.(*mqtt.Client).Closed() {
+		if cl := k.(*mqtt.Client); cl.Closed() {
 			h.connecting.Delete(k)
+			h.b.releaseClientID(cl, false) // its claim on the client id, unless a session holds it
 		}
 		return true
 	})

@@ -26,6 +26,8 @@ type session struct {
 
 	kicked    atomic.Bool // we closed it (disabled, revoked, policy error)
 	takenOver atomic.Bool // a new connection with its client id was accepted
+	expired   atomic.Bool // we closed it: its credential expired (expiry.go)
+	expiry    *time.Timer // closes it when its credential expires; nil: never
 	willSent  atomic.Bool
 
 	// Backpressure: pending estimates the PUBLISH packets queued for this
@@ -129,6 +131,9 @@ func (b *Broker) removeSession(s *session) {
 	}
 	b.mu.Unlock()
 	s.wake() // release publishers waiting on a client that is gone
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
 	if last {
 		b.presence.record(s.id.Thing, false)
 	}

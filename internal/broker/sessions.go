@@ -438,6 +438,7 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 		if s.evaluatorGen() < b.policyGen() {
 			b.recompile([]*session{s}) // policies changed meanwhile; a refresh may have missed it
 		}
+		b.setOwner(cl, rs.rec.Thing)
 		restored++
 	}
 	b.restoring = nil

@@ -1,6 +1,8 @@
 package broker_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"testing"
@@ -101,7 +103,27 @@ func TestPersistentSessionsSurviveRestart(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(1100 * time.Millisecond) // "short" expires while the server is down
+	// "short" expires while the server is down: wait until its stored
+	// record says it went away more than its 1 s expiry ago.
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		list, err := s.Registry().Store().Sessions().List(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, st := range list {
+			var r struct {
+				Disconnected int64 `json:"disconnectedMs"`
+			}
+			if st.ID != "short" || json.Unmarshal(st.Data, &r) != nil || r.Disconnected == 0 {
+				continue
+			}
+			if left := time.UnixMilli(r.Disconnected + 1000).Sub(time.Now()); left >= 0 {
+				return fmt.Errorf("short's stored session expires in %v", left)
+			}
+			return nil
+		}
+		return fmt.Errorf("short's session not stored as disconnected yet")
+	})
 
 	s.Restart(t)
 

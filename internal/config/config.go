@@ -42,6 +42,9 @@ type Config struct {
 	MaxOfflineQueue  int           // QoS 1/2 messages kept per client (offline or in flight)
 	OutboundQueue    int           // packets queued for writing per connection
 	ConnectTimeout   time.Duration // time a new connection has to send CONNECT
+
+	MaxClientIDLength int // longest MQTT client id accepted, bytes
+
 	BackpressureWait time.Duration // longest a publisher is held while a subscriber's queue is full
 	PresenceFlush    time.Duration // how often connection state is written to the registry
 	WebSocketOrigins []string      // allowed Origin values for MQTT over WebSocket ("*" = any)
@@ -54,6 +57,12 @@ type Config struct {
 
 	PprofAddr string // serve net/http/pprof here; "" (default) disables
 }
+
+// MaxClientIDLength is the largest --max-client-id-length: the presence
+// topic $mote/events/presence/disconnected/{clientid} must stay within
+// MQTT's 65,535-byte topic limit, or the event cannot be published. MQTT
+// requires servers to accept at least 23 bytes.
+const MaxClientIDLength = 65000
 
 // MaxTelemetryRetention is the longest --telemetry-retention (100 years).
 const MaxTelemetryRetention = 100 * 365 * 24 * time.Hour
@@ -77,6 +86,9 @@ func Default() Config {
 		MaxOfflineQueue:  1000,
 		OutboundQueue:    128,
 		ConnectTimeout:   10 * time.Second,
+
+		MaxClientIDLength: 128,
+
 		BackpressureWait: 250 * time.Millisecond,
 		PresenceFlush:    200 * time.Millisecond,
 		ShadowMaxSize:    8 * 1024,
@@ -128,6 +140,7 @@ func fields(c *Config) []field {
 		{"max-offline-queue", "QoS 1/2 messages kept per client while it is offline or slow; more are dropped, counted and logged", num(&c.MaxOfflineQueue)},
 		{"outbound-queue", "packets queued for writing per connection", num(&c.OutboundQueue)},
 		{"connect-timeout", "time a new connection has to send CONNECT", dur(&c.ConnectTimeout)},
+		{"max-client-id-length", "longest MQTT client id accepted, in bytes; longer ones are refused (MQTT 5: 0x85, 3.1.1: return code 2) and counted", num(&c.MaxClientIDLength)},
 		{"backpressure-wait", "longest a publisher is held while a subscriber's queue is full", dur(&c.BackpressureWait)},
 		{"presence-flush", "how often connection state is written to the registry", dur(&c.PresenceFlush)},
 		{"pprof-addr", `serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; unauthenticated, keep it on loopback ("" disables)`, str(&c.PprofAddr)},
@@ -282,6 +295,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("outbound-queue: %d is outside 8 to 65536", c.OutboundQueue)
 	case c.ConnectTimeout <= 0:
 		return fmt.Errorf("connect-timeout: must be positive")
+	case c.MaxClientIDLength < 23 || c.MaxClientIDLength > MaxClientIDLength:
+		return fmt.Errorf("max-client-id-length: %d is outside 23 to %d", c.MaxClientIDLength, MaxClientIDLength)
 	case c.BackpressureWait < 0 || c.BackpressureWait > 10*time.Second:
 		return fmt.Errorf("backpressure-wait: must be between 0 and 10s")
 	case c.ShadowMaxSize < 1024 || c.ShadowMaxSize > 1<<20:

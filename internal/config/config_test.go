@@ -255,6 +255,10 @@ func TestValidate(t *testing.T) {
 		{"outbound-queue small", func(c *config.Config) { c.OutboundQueue = 7 }, "outbound-queue"},
 		{"outbound-queue big", func(c *config.Config) { c.OutboundQueue = 65537 }, "outbound-queue"},
 		{"connect-timeout", func(c *config.Config) { c.ConnectTimeout = 0 }, "connect-timeout"},
+		{"max-client-id-length small", func(c *config.Config) { c.MaxClientIDLength = 22 }, "max-client-id-length"},
+		{"max-client-id-length big", func(c *config.Config) { c.MaxClientIDLength = config.MaxClientIDLength + 1 }, "max-client-id-length"},
+		{"max-client-id-length max", func(c *config.Config) { c.MaxClientIDLength = config.MaxClientIDLength }, ""},
+		{"max-client-id-length 23", func(c *config.Config) { c.MaxClientIDLength = 23 }, ""},
 		{"backpressure-wait negative", func(c *config.Config) { c.BackpressureWait = -1 }, "backpressure-wait"},
 		{"backpressure-wait big", func(c *config.Config) { c.BackpressureWait = 10*time.Second + 1 }, "backpressure-wait"},
 		{"presence-flush 0", func(c *config.Config) { c.PresenceFlush = 0 }, "presence-flush"},
@@ -344,8 +348,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 24 {
-		t.Errorf("settings = %d; want 24 (update this test for a new setting)", n)
+	if n != 25 {
+		t.Errorf("settings = %d; want 25 (update this test for a new setting)", n)
 	}
 }
 

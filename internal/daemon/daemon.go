@@ -242,6 +242,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		MaxOfflineQueue:  cfg.MaxOfflineQueue,
 		OutboundQueue:    cfg.OutboundQueue,
 		ConnectTimeout:   cfg.ConnectTimeout,
+
+		MaxClientIDLength: cfg.MaxClientIDLength,
+
 		BackpressureWait: cfg.BackpressureWait,
 		PresenceFlush:    cfg.PresenceFlush,
 		WebSocketOrigins: cfg.WebSocketOrigins,
