@@ -100,6 +100,16 @@ type Options struct {
 	// how many it may send at once (0: the rate, at least 1).
 	DeviceRateLimit float64
 	DeviceRateBurst int
+	// Retained messages are limited per thing (count and payload bytes)
+	// and for the whole server (payload bytes); 0 turns a limit off
+	// (retainquota.go).
+	MaxRetainedPerThing      int
+	MaxRetainedBytesPerThing int64
+	MaxRetainedBytes         int64
+	// SlowSubscriberBudget is how long publishers may be held in all by a
+	// subscriber that does not drain before it is disconnected; 0 never
+	// disconnects (slowsub.go).
+	SlowSubscriberBudget time.Duration
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -175,6 +185,8 @@ type Broker struct {
 	closed       atomic.Bool
 	stop         chan struct{}
 	wg           sync.WaitGroup
+
+	retainQuota *retainedQuota // retained messages by owner (retainquota.go)
 }
 
 // New builds a Broker and opens its listeners (so the addresses are known,
@@ -222,6 +234,7 @@ func New(o Options) (*Broker, error) {
 	b.dropLog = throttled(o.Logger, "delivery")
 	b.connLog = throttled(o.Logger, "connections")
 	b.initRateLimits()
+	b.retainQuota = newRetainedQuota(o.MaxRetainedPerThing, o.MaxRetainedBytesPerThing, o.MaxRetainedBytes)
 	if o.Retained != nil {
 		b.retained = &retainedLog{st: o.Retained}
 	}

@@ -292,6 +292,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if err := b.limitPublish(cl, s, pk); err != nil { // per-thing rate limit (ratelimit.go)
 		return pk, err
 	}
+	if err := b.limitRetained(cl, s, pk); err != nil { // retained-message quota (retainquota.go)
+		return pk, err
+	}
 	b.backpressure(cl, pk)
 	if err := b.persist(cl, s, pk); err != nil {
 		return pk, err

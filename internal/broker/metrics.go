@@ -14,6 +14,9 @@ type metrics struct {
 	dropped      *prometheus.CounterVec
 	stalls       prometheus.Counter
 	backpressure prometheus.Histogram
+
+	retainedRefused  *prometheus.CounterVec
+	slowDisconnected prometheus.Counter
 }
 
 func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
@@ -40,6 +43,15 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 			Name: "mote_mqtt_backpressure_wait_seconds", Help: "Time publishers were held for slow subscribers.",
 			Buckets: []float64{.0001, .001, .01, .05, .1, .25, .5, 1},
 		}),
+		retainedRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mote_mqtt_retained_refused_total", Help: "Retained publishes refused because they would exceed a retained-message quota, by reason (thing_count, thing_bytes, server_bytes).",
+		}, []string{"reason"}),
+		slowDisconnected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mote_mqtt_slow_subscribers_disconnected_total", Help: "Subscribers disconnected because they held publishers longer than --slow-subscriber-budget without draining.",
+		}),
+	}
+	for _, r := range []string{retainedThingCount, retainedThingBytes, retainedServer} {
+		m.retainedRefused.WithLabelValues(r)
 	}
 	for _, l := range []string{"tcp", "tls", "ws"} {
 		m.connections.WithLabelValues(l)
@@ -51,6 +63,8 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 	info := func(p *int64) func() float64 { return func() float64 { return float64(atomic.LoadInt64(p)) } }
 	in := b.server.Info
 	reg.MustRegister(m.connections, m.connects, m.authFailures, m.denied, m.dropped, m.stalls, m.backpressure,
+		m.retainedRefused, m.slowDisconnected,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_mqtt_retained_bytes", Help: "Payload bytes of the retained messages held (--max-retained-bytes)."}, func() float64 { return float64(b.retainQuota.bytes.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_received_total", Help: "Messages received from devices (MQTT PUBLISH packets and HTTP device messages); platform publishes are not counted."}, func() float64 { return float64(b.messagesReceived()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_sent_total", Help: "PUBLISH packets sent to clients."}, info(&in.MessagesSent)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_bytes_received_total", Help: "Bytes read from MQTT clients."}, info(&in.BytesReceived)),

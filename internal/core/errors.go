@@ -23,6 +23,7 @@ const (
 	KindTooLarge                 // the request or document exceeds a limit
 	KindRateLimited              // too many requests; retry later
 	KindUnavailable              // the server cannot serve this now (shutting down, overloaded)
+	KindQuota                    // storing this would exceed a quota (retained messages)
 )
 
 var kindNames = [...]string{
@@ -35,6 +36,7 @@ var kindNames = [...]string{
 	KindTooLarge:     "too_large",
 	KindRateLimited:  "rate_limited",
 	KindUnavailable:  "unavailable",
+	KindQuota:        "quota_exceeded",
 }
 
 func (k Kind) String() string {

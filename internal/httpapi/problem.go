@@ -76,6 +76,8 @@ func kindStatus(k core.Kind) int {
 		return http.StatusTooManyRequests
 	case core.KindUnavailable:
 		return http.StatusServiceUnavailable
+	case core.KindQuota:
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
 	}
