@@ -403,11 +403,15 @@ func (b *Broker) backpressure(cl *mqtt.Client, pk packets.Packet) {
 			continue
 		}
 		qos := min(pk.FixedHeader.Qos, sub.Qos) // the QoS it is delivered at
-		if b.opts.BackpressureWait > 0 && b.full(s, qos) {
-			if deadline.IsZero() {
-				deadline = time.Now().Add(b.opts.BackpressureWait)
+		if b.opts.BackpressureWait > 0 && !s.slow.cut.Load() {
+			if !b.full(s, qos) {
+				s.slow.hadRoom()
+			} else {
+				if deadline.IsZero() {
+					deadline = time.Now().Add(b.opts.BackpressureWait)
+				}
+				b.waitDrain(s, qos, deadline)
 			}
-			b.waitDrain(s, qos, deadline)
 		}
 		s.pending.Add(1)
 	}
@@ -425,8 +429,9 @@ func (b *Broker) waitDrain(s *session, qos byte, deadline time.Time) {
 	defer func() { b.metrics.backpressure.Observe(time.Since(start).Seconds()) }()
 	for b.full(s, qos) {
 		left := time.Until(deadline)
-		if left <= 0 || s.cl.Closed() {
+		if left <= 0 || s.cl.Closed() || s.slow.cut.Load() {
 			b.metrics.stalls.Inc()
+			b.heldInVain(s, time.Since(start)) // slowsub.go
 			return
 		}
 		ch := s.drainCh()
@@ -449,6 +454,8 @@ func disconnectReason(s *session, cl *mqtt.Client, err error) string {
 	switch {
 	case s.kicked.Load():
 		return "kicked"
+	case s.slow.cut.Load():
+		return "slow_subscriber"
 	case s.takenOver.Load() || errors.Is(cause, packets.ErrSessionTakenOver) || errors.Is(err, packets.ErrSessionTakenOver):
 		return "taken_over"
 	case errors.Is(cause, packets.ErrServerShuttingDown) || errors.Is(err, packets.ErrServerShuttingDown):

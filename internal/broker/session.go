@@ -33,6 +33,7 @@ type session struct {
 	waiting atomic.Bool
 	mu      sync.Mutex
 	drained chan struct{}
+	slow    slowState // slowsub.go
 }
 
 // drainCh returns the channel closed when the queue falls below the
