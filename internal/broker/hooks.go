@@ -45,6 +45,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnRetainedExpired,
 		mqtt.OnQosPublish,
 		mqtt.OnQosDropped,
+		mqtt.OnSubscribe,
 		mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed,
 		mqtt.StoredClients,
@@ -357,6 +358,12 @@ func messageOf(cl *mqtt.Client, s *session, pk packets.Packet, received time.Tim
 }
 
 func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Suback {
+		if s := h.b.current(cl); s != nil {
+			h.b.subacked(s, pk) // its retained messages follow (retainfeed.go)
+		}
+		return
+	}
 	if pk.FixedHeader.Type != packets.Publish {
 		return
 	}

@@ -34,6 +34,7 @@ type session struct {
 	mu      sync.Mutex
 	drained chan struct{}
 	slow    slowState // slowsub.go
+	feed    feedState // retainfeed.go
 }
 
 // drainCh returns the channel closed when the queue falls below the
