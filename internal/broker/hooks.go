@@ -433,7 +433,11 @@ func (b *Broker) full(s *session, qos byte) bool {
 
 func (b *Broker) waitDrain(s *session, qos byte, deadline time.Time) {
 	start := time.Now()
-	defer func() { b.metrics.backpressure.Observe(time.Since(start).Seconds()) }()
+	b.metrics.held.Inc()
+	defer func() {
+		b.metrics.held.Dec()
+		b.metrics.backpressure.Observe(time.Since(start).Seconds())
+	}()
 	for b.full(s, qos) {
 		left := time.Until(deadline)
 		if left <= 0 || s.cl.Closed() || s.slow.cut.Load() {

@@ -17,6 +17,7 @@ type metrics struct {
 
 	retainedRefused  *prometheus.CounterVec
 	slowDisconnected prometheus.Counter
+	held             prometheus.Gauge
 }
 
 func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
@@ -49,6 +50,9 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 		slowDisconnected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mote_mqtt_slow_subscribers_disconnected_total", Help: "Subscribers disconnected because they held publishers longer than --slow-subscriber-budget without draining.",
 		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mote_mqtt_backpressure_held", Help: "Publishers being held for a slow subscriber right now.",
+		}),
 	}
 	for _, r := range []string{retainedThingCount, retainedThingBytes, retainedServer} {
 		m.retainedRefused.WithLabelValues(r)
@@ -63,7 +67,7 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 	info := func(p *int64) func() float64 { return func() float64 { return float64(atomic.LoadInt64(p)) } }
 	in := b.server.Info
 	reg.MustRegister(m.connections, m.connects, m.authFailures, m.denied, m.dropped, m.stalls, m.backpressure,
-		m.retainedRefused, m.slowDisconnected,
+		m.retainedRefused, m.slowDisconnected, m.held,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_mqtt_retained_bytes", Help: "Payload bytes of the retained messages held (--max-retained-bytes)."}, func() float64 { return float64(b.retainQuota.bytes.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_received_total", Help: "Messages received from devices (MQTT PUBLISH packets and HTTP device messages); platform publishes are not counted."}, func() float64 { return float64(b.messagesReceived()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_sent_total", Help: "PUBLISH packets sent to clients."}, info(&in.MessagesSent)),
