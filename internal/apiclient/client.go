@@ -108,6 +108,8 @@ func (e *Error) Kind() core.Kind {
 		return core.KindRateLimited
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return core.KindUnavailable
+	case http.StatusInsufficientStorage:
+		return core.KindQuota
 	}
 	if e.Status >= 400 && e.Status < 500 {
 		return core.KindInvalid
