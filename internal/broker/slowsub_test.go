@@ -12,10 +12,35 @@ import (
 	"github.com/moteiot/mote/internal/daemontest"
 )
 
+// connectPacketV5 is connectPacket for MQTT 5 (no properties).
+func connectPacketV5(clientID, user, pass string, keepalive uint16) []byte {
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	var body []byte
+	body = append(body, str("MQTT")...)
+	body = append(body, 5, 0xC2, byte(keepalive>>8), byte(keepalive), 0) // user+password+clean, no properties
+	body = append(body, str(clientID)...)
+	body = append(body, str(user)...)
+	body = append(body, str(pass)...)
+	return append([]byte{0x10, byte(len(body))}, body...)
+}
+
+// subscribePacketV5 is subscribePacket for MQTT 5 (no properties).
+func subscribePacketV5(filter string, qos byte) []byte {
+	body := []byte{0, 1, 0, byte(len(filter) >> 8), byte(len(filter))}
+	body = append(body, filter...)
+	body = append(body, qos)
+	return append([]byte{0x82, byte(len(body))}, body...)
+}
+
 // A subscriber that never reads its socket but keeps its connection alive
 // with PINGREQs is disconnected once it has held publishers for
 // --slow-subscriber-budget; then publishers are not held any more.
 func TestStuckSubscriberIsDisconnected(t *testing.T) {
+	t.Run("v3", func(t *testing.T) { testStuckSubscriber(t, 4) })
+	t.Run("v5", func(t *testing.T) { testStuckSubscriber(t, 5) })
+}
+
+func testStuckSubscriber(t *testing.T, version byte) {
 	s := daemontest.Start(t, func(c *config.Config) {
 		c.OutboundQueue = 32
 		c.MaxOfflineQueue = 100
@@ -30,11 +55,19 @@ func TestStuckSubscriberIsDisconnected(t *testing.T) {
 	}
 	defer conn.Close()
 	r := bufio.NewReader(conn)
-	conn.Write(connectPacket("stuck", "dev", sec, 2)) // MQTT 3.1.1, keepalive 2 s
+	if version == 5 {
+		conn.Write(connectPacketV5("stuck", "dev", sec, 2)) // keepalive 2 s
+	} else {
+		conn.Write(connectPacket("stuck", "dev", sec, 2))
+	}
 	if typ, _, err := readPacket(r); err != nil || typ != 2 {
 		t.Fatalf("CONNACK: type %d, %v", typ, err)
 	}
-	conn.Write(subscribePacket("things/dev/t", 1))
+	if version == 5 {
+		conn.Write(subscribePacketV5("things/dev/t", 1))
+	} else {
+		conn.Write(subscribePacket("things/dev/t", 1))
+	}
 	if typ, _, err := readPacket(r); err != nil || typ != 9 {
 		t.Fatalf("SUBACK: type %d, %v", typ, err)
 	}
@@ -84,18 +117,22 @@ func TestStuckSubscriberIsDisconnected(t *testing.T) {
 		}
 		return nil
 	})
-	// The server closed the connection, without a DISCONNECT (MQTT 3.1.1).
+	// The server closed the connection, without a DISCONNECT for MQTT
+	// 3.1.1 (MQTT 5 gets one, 0x97, if its socket could still take it).
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
-		typ, _, err := readPacket(r)
+		typ, body, err := readPacket(r)
 		if err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				t.Fatalf("the connection of the stuck subscriber is still open: %v", err)
 			}
 			break
 		}
-		if typ == 14 {
+		if typ == 14 && version < 5 {
 			t.Fatal("a DISCONNECT was sent to an MQTT 3.1.1 client")
+		}
+		if typ == 14 && (len(body) == 0 || body[0] != 0x97) {
+			t.Fatalf("DISCONNECT %x; want reason 0x97", body)
 		}
 	}
 
