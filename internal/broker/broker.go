@@ -106,8 +106,8 @@ type Options struct {
 	MaxRetainedPerThing      int
 	MaxRetainedBytesPerThing int64
 	MaxRetainedBytes         int64
-	// SlowSubscriberBudget is how long publishers may be held in all by a
-	// subscriber that does not drain before it is disconnected; 0 never
+	// SlowSubscriberBudget is how long a subscriber may stay full while
+	// publishers wait for it before it is disconnected; 0 never
 	// disconnects (slowsub.go).
 	SlowSubscriberBudget time.Duration
 

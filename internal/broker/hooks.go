@@ -442,12 +442,12 @@ func (b *Broker) waitDrain(s *session, qos byte, deadline time.Time) {
 		left := time.Until(deadline)
 		if left <= 0 || s.cl.Closed() || s.slow.cut.Load() {
 			b.metrics.stalls.Inc()
-			b.heldInVain(s, time.Since(start)) // slowsub.go
+			b.heldInVain(s) // slowsub.go
 			return
 		}
 		ch := s.drainCh()
 		if !b.full(s, qos) { // drained between the check and drainCh
-			return
+			break
 		}
 		t := time.NewTimer(left)
 		select {
@@ -457,6 +457,7 @@ func (b *Broker) waitDrain(s *session, qos byte, deadline time.Time) {
 		}
 		t.Stop()
 	}
+	s.slow.hadRoom()
 }
 
 // disconnectReason names why a connection ended, for presence events.

@@ -9,41 +9,49 @@ import (
 
 // A subscriber that stops reading (but keeps its connection alive with
 // PINGREQs) would hold every publisher of its topics BackpressureWait per
-// message for as long as it lives. So each subscriber has a budget
-// (Options.SlowSubscriberBudget): the time publishers spent in waits for
-// it that ended without it draining, counted since it was last seen with
-// room in its queue. Once over budget it is disconnected — MQTT 5:
-// DISCONNECT 0x97 "quota exceeded", MQTT 3.1.1: the connection is closed
-// — and publishers stop waiting for it at once. A persistent session
-// lives on: its messages go to its session queue (up to MaxOfflineQueue)
-// until it comes back.
+// message for as long as it lives. So a subscriber may stay full while
+// publishers wait for it for Options.SlowSubscriberBudget: counted from
+// the first wait for it that ended without it draining, and restarted
+// whenever it is seen with room in its queue. Wall-clock time, not the
+// sum of the waits: many publishers held at once by one subscriber that
+// is merely slow do not use its budget up faster. Once over budget it is
+// disconnected — MQTT 5: DISCONNECT 0x97 "quota exceeded", MQTT 3.1.1:
+// the connection is closed — and publishers stop waiting for it at once.
+// A persistent session lives on: its messages go to its session queue
+// (up to MaxOfflineQueue) until it comes back.
 
 // slowState is the slow-subscriber bookkeeping of a session.
 type slowState struct {
-	held atomic.Int64 // nanoseconds publishers were held in vain since it last had room
-	cut  atomic.Bool  // over budget: being disconnected; nobody waits for it
+	since atomic.Int64 // unix ns of the first wait in vain since it last had room; 0: none
+	cut   atomic.Bool  // over budget: being disconnected; nobody waits for it
 }
 
 // hadRoom notes that the subscriber had room in its queue.
 func (st *slowState) hadRoom() {
-	if st.held.Load() != 0 {
-		st.held.Store(0)
+	if st.since.Load() != 0 {
+		st.since.Store(0)
 	}
 }
 
-// heldInVain charges a wait that ended without the subscriber draining
-// and disconnects it once over budget.
-func (b *Broker) heldInVain(s *session, d time.Duration) {
+// heldInVain notes a wait for s that ended without it draining and
+// disconnects it once it has been full for longer than the budget.
+func (b *Broker) heldInVain(s *session) {
 	budget := b.opts.SlowSubscriberBudget
 	if budget <= 0 {
 		return
 	}
-	if time.Duration(s.slow.held.Add(int64(d))) < budget || !s.slow.cut.CompareAndSwap(false, true) {
+	now := time.Now().UnixNano()
+	since := s.slow.since.Load()
+	if since == 0 {
+		s.slow.since.CompareAndSwap(0, now)
+		return
+	}
+	if time.Duration(now-since) < budget || !s.slow.cut.CompareAndSwap(false, true) {
 		return
 	}
 	b.metrics.slowDisconnected.Inc()
 	b.dropLog.Warn("slow subscriber disconnected: it held publishers longer than slow-subscriber-budget without draining",
-		"client", s.cl.ID, "thing", s.id.Thing, "held", time.Duration(s.slow.held.Load()).String(), "budget", budget.String())
+		"client", s.cl.ID, "thing", s.id.Thing, "full_for", time.Duration(now-since).String(), "budget", budget.String())
 	s.wake() // release the publishers waiting for it now
 	cl := s.cl
 	b.wg.Add(1)

@@ -51,7 +51,7 @@ type Config struct {
 	MaxRetainedPerThing      int           // retained messages one thing may hold; 0 = no limit
 	MaxRetainedBytesPerThing int64         // payload bytes of the retained messages of one thing; 0 = no limit
 	MaxRetainedBytes         int64         // payload bytes of all retained messages; 0 = no limit
-	SlowSubscriberBudget     time.Duration // publisher waiting a subscriber may cause before it is disconnected; 0 = never
+	SlowSubscriberBudget     time.Duration // how long a subscriber may stay full while publishers wait for it; 0 = never disconnect
 
 	ShadowMaxSize int // largest shadow state (desired + reported JSON), bytes
 
@@ -135,7 +135,7 @@ func fields(c *Config) []field {
 		{"max-retained-per-thing", "retained messages each thing may hold; a retained publish beyond it is refused (MQTT 5: 0x97, HTTP: 507) and counted; clearing one always works; 0 turns the limit off", num(&c.MaxRetainedPerThing)},
 		{"max-retained-bytes-per-thing", "payload bytes of the retained messages each thing may hold; beyond it retained publishes are refused like --max-retained-per-thing; 0 turns the limit off", num64(&c.MaxRetainedBytesPerThing)},
 		{"max-retained-bytes", "payload bytes of all retained messages on the server; beyond it retained publishes of devices are refused like --max-retained-per-thing; 0 turns the limit off", num64(&c.MaxRetainedBytes)},
-		{"slow-subscriber-budget", "how long publishers may be held in all (--backpressure-wait) by one subscriber that does not drain its queue before it is disconnected (MQTT 5: DISCONNECT 0x97); 0 never disconnects", dur(&c.SlowSubscriberBudget)},
+		{"slow-subscriber-budget", "how long a subscriber may keep its queue full while publishers are held for it (--backpressure-wait each) before it is disconnected (MQTT 5: DISCONNECT 0x97); 0 never disconnects", dur(&c.SlowSubscriberBudget)},
 		{"tls-hosts", "extra DNS names or IPs for the generated server certificate (comma-separated)", list(&c.TLSHosts)},
 		{"tls-cert", "server certificate file (PEM) to use instead of the generated one", str(&c.TLSCert)},
 		{"tls-key", "private key file (PEM) of --tls-cert", str(&c.TLSKey)},
