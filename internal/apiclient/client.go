@@ -109,6 +109,9 @@ func (e *Error) Kind() core.Kind {
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return core.KindUnavailable
 	case http.StatusInsufficientStorage:
+		if strings.HasSuffix(e.Type, "/quota_exceeded") {
+			return core.KindQuota
+		}
 		return core.KindInsufficientStorage
 	}
 	if e.Status >= 400 && e.Status < 500 {

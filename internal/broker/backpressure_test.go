@@ -83,7 +83,7 @@ func TestSlowSubscriberBackpressure(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(2 * time.Second) // the subscriber reads nothing meanwhile
+	waitHeld(t, s) // the subscriber reads nothing until the publisher is held
 	got := 0
 	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
 	for got < n {
@@ -182,6 +182,17 @@ func TestOfflineQueueBound(t *testing.T) {
 	}
 }
 
+// waitHeld waits until a publisher is being held for a slow subscriber.
+func waitHeld(t *testing.T, s *daemontest.Server) {
+	t.Helper()
+	daemontest.WaitFor(t, 30*time.Second, func() error {
+		if !containsLine(getMetrics(t, s), "mote_mqtt_backpressure_held") {
+			return errorf("no publisher is held")
+		}
+		return nil
+	})
+}
+
 func grep(body, word string) string {
 	var out []string
 	for _, l := range strings.Split(body, "\n") {
@@ -229,7 +240,7 @@ func TestSlowAcknowledgerBackpressure(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(time.Second) // read (and acknowledge) nothing meanwhile
+	waitHeld(t, s) // read (and acknowledge) nothing until the publisher is held
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	for got := 0; got < n; {
 		typ, body, err := readPacket(r)

@@ -103,6 +103,16 @@ type Options struct {
 	// MaxClientIDLength is the longest client id accepted, in bytes;
 	// longer ones are refused with 0x85 (MQTT 3.1.1: return code 2).
 	MaxClientIDLength int
+	// Retained messages are limited per thing (count and payload bytes)
+	// and for the whole server (payload bytes); 0 turns a limit off
+	// (retainquota.go).
+	MaxRetainedPerThing      int
+	MaxRetainedBytesPerThing int64
+	MaxRetainedBytes         int64
+	// SlowSubscriberBudget is how long a subscriber may stay full while
+	// publishers wait for it before it is disconnected; 0 never
+	// disconnects (slowsub.go).
+	SlowSubscriberBudget time.Duration
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -185,6 +195,8 @@ type Broker struct {
 	closed       atomic.Bool
 	stop         chan struct{}
 	wg           sync.WaitGroup
+
+	retainQuota *retainedQuota // retained messages by owner (retainquota.go)
 }
 
 // New builds a Broker and opens its listeners (so the addresses are known,
@@ -233,6 +245,7 @@ func New(o Options) (*Broker, error) {
 	b.dropLog = throttled(o.Logger, "delivery")
 	b.connLog = throttled(o.Logger, "connections")
 	b.initRateLimits()
+	b.retainQuota = newRetainedQuota(o.MaxRetainedPerThing, o.MaxRetainedBytesPerThing, o.MaxRetainedBytes)
 	if o.Retained != nil {
 		b.retained = &retainedLog{st: o.Retained}
 	}

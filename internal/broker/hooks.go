@@ -46,6 +46,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnRetainedExpired,
 		mqtt.OnQosPublish,
 		mqtt.OnQosDropped,
+		mqtt.OnSubscribe,
 		mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed,
 		mqtt.StoredClients,
@@ -308,6 +309,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if err := b.limitPublish(cl, s, pk); err != nil { // per-thing rate limit (ratelimit.go)
 		return pk, err
 	}
+	if err := b.limitRetained(cl, s, pk); err != nil { // retained-message quota (retainquota.go)
+		return pk, err
+	}
 	b.backpressure(cl, pk)
 	if err := b.persist(cl, s, pk); err != nil {
 		return pk, err
@@ -370,6 +374,12 @@ func messageOf(cl *mqtt.Client, s *session, pk packets.Packet, received time.Tim
 }
 
 func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Suback {
+		if s := h.b.current(cl); s != nil {
+			h.b.subacked(s, pk) // its retained messages follow (retainfeed.go)
+		}
+		return
+	}
 	if pk.FixedHeader.Type != packets.Publish {
 		return
 	}
@@ -416,11 +426,15 @@ func (b *Broker) backpressure(cl *mqtt.Client, pk packets.Packet) {
 			continue
 		}
 		qos := min(pk.FixedHeader.Qos, sub.Qos) // the QoS it is delivered at
-		if b.opts.BackpressureWait > 0 && b.full(s, qos) {
-			if deadline.IsZero() {
-				deadline = time.Now().Add(b.opts.BackpressureWait)
+		if b.opts.BackpressureWait > 0 && !s.slow.cut.Load() {
+			if !b.full(s, qos) {
+				s.slow.hadRoom()
+			} else {
+				if deadline.IsZero() {
+					deadline = time.Now().Add(b.opts.BackpressureWait)
+				}
+				b.waitDrain(s, qos, deadline)
 			}
-			b.waitDrain(s, qos, deadline)
 		}
 		s.pending.Add(1)
 	}
@@ -435,16 +449,21 @@ func (b *Broker) full(s *session, qos byte) bool {
 
 func (b *Broker) waitDrain(s *session, qos byte, deadline time.Time) {
 	start := time.Now()
-	defer func() { b.metrics.backpressure.Observe(time.Since(start).Seconds()) }()
+	b.metrics.held.Inc()
+	defer func() {
+		b.metrics.held.Dec()
+		b.metrics.backpressure.Observe(time.Since(start).Seconds())
+	}()
 	for b.full(s, qos) {
 		left := time.Until(deadline)
-		if left <= 0 || s.cl.Closed() {
+		if left <= 0 || s.cl.Closed() || s.slow.cut.Load() {
 			b.metrics.stalls.Inc()
+			b.heldInVain(s) // slowsub.go
 			return
 		}
 		ch := s.drainCh()
 		if !b.full(s, qos) { // drained between the check and drainCh
-			return
+			break
 		}
 		t := time.NewTimer(left)
 		select {
@@ -454,6 +473,7 @@ func (b *Broker) waitDrain(s *session, qos byte, deadline time.Time) {
 		}
 		t.Stop()
 	}
+	s.slow.hadRoom()
 }
 
 // disconnectReason names why a connection ended, for presence events.
@@ -464,6 +484,8 @@ func disconnectReason(s *session, cl *mqtt.Client, err error) string {
 		return "credential_expired"
 	case s.kicked.Load():
 		return "kicked"
+	case s.slow.cut.Load():
+		return "slow_subscriber"
 	case s.takenOver.Load() || errors.Is(cause, packets.ErrSessionTakenOver) || errors.Is(err, packets.ErrSessionTakenOver):
 		return "taken_over"
 	case errors.Is(cause, packets.ErrServerShuttingDown) || errors.Is(err, packets.ErrServerShuttingDown):

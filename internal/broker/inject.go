@@ -59,6 +59,9 @@ func (b *Broker) PublishAs(ctx context.Context, thing, clientID, topic string, p
 	if err := b.Authorize(ctx, thing, clientID, topic, "http"); err != nil {
 		return err
 	}
+	if err := b.checkRetainedHTTP(thing, clientID, topic, payload, retain); err != nil {
+		return err
+	}
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain},
 		TopicName:   topic,
@@ -88,7 +91,11 @@ func (b *Broker) PublishAs(ctx context.Context, thing, clientID, topic string, p
 		}
 		m.Seq = seq
 	}
+	if retain && len(payload) > 0 {
+		b.retainQuota.owners.Store(topic, thing) // for OnRetainMessage, which sees mochi's inline client
+	}
 	if err := b.server.Publish(topic, payload, retain, qos); err != nil {
+		b.retainQuota.owners.Delete(topic)
 		return core.Errorf(core.KindUnavailable, "publish: %v", err)
 	}
 	if b.opts.OnMessage != nil {

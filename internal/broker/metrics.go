@@ -15,6 +15,10 @@ type metrics struct {
 	stalls       prometheus.Counter
 	backpressure prometheus.Histogram
 	closed       *prometheus.CounterVec
+
+	retainedRefused  *prometheus.CounterVec
+	slowDisconnected prometheus.Counter
+	held             prometheus.Gauge
 }
 
 func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
@@ -44,6 +48,18 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mote_mqtt_server_disconnects_total", Help: "Connections the server closed on its own, by reason (credential_expired).",
 		}, []string{"reason"}),
+		retainedRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mote_mqtt_retained_refused_total", Help: "Retained publishes refused because they would exceed a retained-message quota, by reason (thing_count, thing_bytes, server_bytes).",
+		}, []string{"reason"}),
+		slowDisconnected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mote_mqtt_slow_subscribers_disconnected_total", Help: "Subscribers disconnected because they held publishers longer than --slow-subscriber-budget without draining.",
+		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mote_mqtt_backpressure_held", Help: "Publishers being held for a slow subscriber right now.",
+		}),
+	}
+	for _, r := range []string{retainedThingCount, retainedThingBytes, retainedServer} {
+		m.retainedRefused.WithLabelValues(r)
 	}
 	for _, l := range []string{"tcp", "tls", "ws"} {
 		m.connections.WithLabelValues(l)
@@ -56,6 +72,8 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 	info := func(p *int64) func() float64 { return func() float64 { return float64(atomic.LoadInt64(p)) } }
 	in := b.server.Info
 	reg.MustRegister(m.connections, m.connects, m.authFailures, m.denied, m.dropped, m.stalls, m.backpressure,
+		m.retainedRefused, m.slowDisconnected, m.held,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_mqtt_retained_bytes", Help: "Payload bytes of the retained messages held (--max-retained-bytes)."}, func() float64 { return float64(b.retainQuota.bytes.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_received_total", Help: "Messages received from devices (MQTT PUBLISH packets and HTTP device messages); platform publishes are not counted."}, func() float64 { return float64(b.messagesReceived()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_sent_total", Help: "PUBLISH packets sent to clients."}, info(&in.MessagesSent)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_bytes_received_total", Help: "Bytes read from MQTT clients."}, info(&in.BytesReceived)),

@@ -38,6 +38,7 @@ type retainedRecord struct {
 	Correlate  []byte                 `json:"correlationData,omitempty"`
 	User       []packets.UserProperty `json:"user,omitempty"`
 	ExpiryProp uint32                 `json:"messageExpiry,omitempty"`
+	Thing      string                 `json:"thing,omitempty"` // whose quota it counts against (retainquota.go)
 }
 
 func recordOf(pk packets.Packet) retainedRecord {
@@ -119,7 +120,8 @@ func (l *retainedLog) flush(b *Broker) {
 
 // OnRetainMessage runs when mochi stores (r = 1) or removes (r = -1) a
 // retained message.
-func (h *hook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, r int64) {
+func (h *hook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	owner := h.b.retainedChanged(cl, pk, r)
 	l := h.b.retained
 	if l == nil {
 		return
@@ -129,7 +131,9 @@ func (h *hook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, r int64) {
 		if pk.Created == 0 {
 			pk.Created = time.Now().Unix()
 		}
-		data, err := json.Marshal(recordOf(pk))
+		rec := recordOf(pk)
+		rec.Thing = owner
+		data, err := json.Marshal(rec)
 		if err != nil {
 			return
 		}
@@ -141,6 +145,7 @@ func (h *hook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, r int64) {
 
 // OnRetainedExpired runs when mochi drops an expired retained message.
 func (h *hook) OnRetainedExpired(topic string) {
+	h.b.retainQuota.remove(topic)
 	if l := h.b.retained; l != nil {
 		l.record(topic, nil)
 	}
@@ -169,6 +174,7 @@ func (b *Broker) loadRetained(ctx context.Context) error {
 			continue
 		}
 		b.server.Topics.RetainMessage(r.packet())
+		b.retainQuota.set(r.Thing, r.Topic, int64(len(r.Payload)))
 	}
 	atomic.StoreInt64(&b.server.Info.Retained, int64(b.server.Topics.Retained.Len()))
 	return nil

@@ -33,7 +33,14 @@ func TestRetainedMessagesSurviveRestart(t *testing.T) {
 		Properties: &paho.PublishProperties{ContentType: "application/json"}}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // let things/dev/short expire (1 s) while stored
+	// things/dev/short expires after 1 s: wait until it is gone (its 5
+	// payload bytes no longer counted; "online" and {"a":1} remain).
+	daemontest.WaitFor(t, 10*time.Second, func() error {
+		if got := metricValue(t, s, "mote_mqtt_retained_bytes"); got != 13 {
+			return errorf("retained bytes = %v; want 13 once things/dev/short expired", got)
+		}
+		return nil
+	})
 
 	s.Restart(t)
 	sub := s.V5(t, "dev", sec)

@@ -37,6 +37,8 @@ type session struct {
 	waiting atomic.Bool
 	mu      sync.Mutex
 	drained chan struct{}
+	slow    slowState // slowsub.go
+	feed    feedState // retainfeed.go
 }
 
 // drainCh returns the channel closed when the queue falls below the

@@ -51,6 +51,11 @@ type Config struct {
 	DeviceRateLimit  float64       // messages per second per thing (MQTT and HTTP); 0 = no limit
 	DeviceRateBurst  int           // messages a thing may send at once; 0 = the rate
 
+	MaxRetainedPerThing      int           // retained messages one thing may hold; 0 = no limit
+	MaxRetainedBytesPerThing int64         // payload bytes of the retained messages of one thing; 0 = no limit
+	MaxRetainedBytes         int64         // payload bytes of all retained messages; 0 = no limit
+	SlowSubscriberBudget     time.Duration // how long a subscriber may stay full while publishers wait for it; 0 = never disconnect
+
 	ShadowMaxSize int // largest shadow state (desired + reported JSON), bytes
 
 	TelemetryRetention time.Duration // telemetry older than this is deleted; 0 keeps it forever
@@ -94,6 +99,11 @@ func Default() Config {
 		ShadowMaxSize:    8 * 1024,
 
 		TelemetryRetention: 30 * 24 * time.Hour,
+
+		MaxRetainedPerThing:      100,
+		MaxRetainedBytesPerThing: 1 << 20,
+		MaxRetainedBytes:         256 << 20,
+		SlowSubscriberBudget:     5 * time.Second,
 	}
 }
 
@@ -118,6 +128,9 @@ func fields(c *Config) []field {
 	float := func(p *float64) func(*pflag.FlagSet, string, string) {
 		return func(fs *pflag.FlagSet, n, u string) { fs.Float64Var(p, n, *p, u) }
 	}
+	num64 := func(p *int64) func(*pflag.FlagSet, string, string) {
+		return func(fs *pflag.FlagSet, n, u string) { fs.Int64Var(p, n, *p, u) }
+	}
 	list := func(p *[]string) func(*pflag.FlagSet, string, string) {
 		return func(fs *pflag.FlagSet, n, u string) { fs.StringSliceVar(p, n, *p, u) }
 	}
@@ -131,6 +144,10 @@ func fields(c *Config) []field {
 		{"https-addr", `HTTPS listen address: the same as --http-addr over TLS, where devices may authenticate with their client certificate ("" disables)`, str(&c.HTTPSAddr)},
 		{"device-rate-limit", "messages per second each thing may send over MQTT and HTTP together; more are refused (MQTT 5: 0x96, HTTP: 429) and counted; 0 turns the limit off", float(&c.DeviceRateLimit)},
 		{"device-rate-burst", "bucket size of --device-rate-limit: messages a thing may send at once after a quiet spell (0: the rate)", num(&c.DeviceRateBurst)},
+		{"max-retained-per-thing", "retained messages each thing may hold; a retained publish beyond it is refused (MQTT 5: 0x97, HTTP: 507) and counted; clearing one always works; 0 turns the limit off", num(&c.MaxRetainedPerThing)},
+		{"max-retained-bytes-per-thing", "payload bytes of the retained messages each thing may hold; beyond it retained publishes are refused like --max-retained-per-thing; 0 turns the limit off", num64(&c.MaxRetainedBytesPerThing)},
+		{"max-retained-bytes", "payload bytes of all retained messages on the server; beyond it retained publishes of devices are refused like --max-retained-per-thing; 0 turns the limit off", num64(&c.MaxRetainedBytes)},
+		{"slow-subscriber-budget", "how long a subscriber may keep its queue full while publishers are held for it (--backpressure-wait each) before it is disconnected (MQTT 5: DISCONNECT 0x97); 0 never disconnects", dur(&c.SlowSubscriberBudget)},
 		{"tls-hosts", "extra DNS names or IPs for the generated server certificate (comma-separated)", list(&c.TLSHosts)},
 		{"tls-cert", "server certificate file (PEM) to use instead of the generated one", str(&c.TLSCert)},
 		{"tls-key", "private key file (PEM) of --tls-cert", str(&c.TLSKey)},
@@ -305,6 +322,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("device-rate-limit: %v is outside 0 to 1000000", c.DeviceRateLimit)
 	case c.DeviceRateBurst < 0 || c.DeviceRateBurst > 1_000_000:
 		return fmt.Errorf("device-rate-burst: %d is outside 0 to 1000000", c.DeviceRateBurst)
+	case c.MaxRetainedPerThing < 0 || c.MaxRetainedPerThing > 10_000_000:
+		return fmt.Errorf("max-retained-per-thing: %d is outside 0 to 10000000", c.MaxRetainedPerThing)
+	case c.MaxRetainedBytesPerThing < 0 || c.MaxRetainedBytesPerThing > 1<<40:
+		return fmt.Errorf("max-retained-bytes-per-thing: %d is outside 0 to 1099511627776", c.MaxRetainedBytesPerThing)
+	case c.MaxRetainedBytes < 0 || c.MaxRetainedBytes > 1<<40:
+		return fmt.Errorf("max-retained-bytes: %d is outside 0 to 1099511627776", c.MaxRetainedBytes)
+	case c.SlowSubscriberBudget < 0 || c.SlowSubscriberBudget > time.Hour:
+		return fmt.Errorf("slow-subscriber-budget: must be between 0 and 1h")
 	case c.PresenceFlush <= 0 || c.PresenceFlush > time.Minute:
 		return fmt.Errorf("presence-flush: must be between 1ns and 1m")
 	case c.TelemetryRetention != 0 && (c.TelemetryRetention < time.Hour || c.TelemetryRetention > MaxTelemetryRetention):

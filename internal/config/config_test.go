@@ -270,6 +270,17 @@ func TestValidate(t *testing.T) {
 		{"telemetry-retention big", func(c *config.Config) { c.TelemetryRetention = config.MaxTelemetryRetention + time.Hour }, "telemetry-retention"},
 		{"telemetry-retention forever", func(c *config.Config) { c.TelemetryRetention = 0 }, ""},
 		{"telemetry-retention 1h", func(c *config.Config) { c.TelemetryRetention = time.Hour }, ""},
+		{"max-retained-per-thing negative", func(c *config.Config) { c.MaxRetainedPerThing = -1 }, "max-retained-per-thing"},
+		{"max-retained-per-thing big", func(c *config.Config) { c.MaxRetainedPerThing = 10_000_001 }, "max-retained-per-thing"},
+		{"max-retained-bytes-per-thing negative", func(c *config.Config) { c.MaxRetainedBytesPerThing = -1 }, "max-retained-bytes-per-thing"},
+		{"max-retained-bytes-per-thing big", func(c *config.Config) { c.MaxRetainedBytesPerThing = 1<<40 + 1 }, "max-retained-bytes-per-thing"},
+		{"max-retained-bytes negative", func(c *config.Config) { c.MaxRetainedBytes = -1 }, "max-retained-bytes"},
+		{"max-retained-bytes big", func(c *config.Config) { c.MaxRetainedBytes = 1<<40 + 1 }, "max-retained-bytes"},
+		{"slow-subscriber-budget negative", func(c *config.Config) { c.SlowSubscriberBudget = -1 }, "slow-subscriber-budget"},
+		{"slow-subscriber-budget big", func(c *config.Config) { c.SlowSubscriberBudget = time.Hour + 1 }, "slow-subscriber-budget"},
+		{"retained limits off", func(c *config.Config) {
+			c.MaxRetainedPerThing, c.MaxRetainedBytesPerThing, c.MaxRetainedBytes, c.SlowSubscriberBudget = 0, 0, 0, 0
+		}, ""},
 
 		{"mqtt-addr disabled", func(c *config.Config) { c.MQTTAddr = "" }, ""},
 		{"mqtts-addr disabled", func(c *config.Config) { c.MQTTSAddr = "" }, ""},
@@ -348,8 +359,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 25 {
-		t.Errorf("settings = %d; want 25 (update this test for a new setting)", n)
+	if n != 29 {
+		t.Errorf("settings = %d; want 29 (update this test for a new setting)", n)
 	}
 }
 

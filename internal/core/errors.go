@@ -23,23 +23,23 @@ const (
 	KindTooLarge                 // the request or document exceeds a limit
 	KindRateLimited              // too many requests; retry later
 	KindUnavailable              // the server cannot serve this now (shutting down, overloaded)
+	KindQuota                    // storing this would exceed a quota (retained messages)
+	// KindInsufficientStorage: the server cannot store what it must (its
+	// disk is full or failing); retry later.
+	KindInsufficientStorage
 )
 
-// KindInsufficientStorage: the server cannot store what it must (its disk
-// is full or failing); retry later.
-const KindInsufficientStorage = KindUnavailable + 1
-
 var kindNames = [...]string{
-	KindInternal:     "internal",
-	KindInvalid:      "invalid",
-	KindNotFound:     "not_found",
-	KindConflict:     "conflict",
-	KindUnauthorized: "unauthorized",
-	KindForbidden:    "forbidden",
-	KindTooLarge:     "too_large",
-	KindRateLimited:  "rate_limited",
-	KindUnavailable:  "unavailable",
-
+	KindInternal:            "internal",
+	KindInvalid:             "invalid",
+	KindNotFound:            "not_found",
+	KindConflict:            "conflict",
+	KindUnauthorized:        "unauthorized",
+	KindForbidden:           "forbidden",
+	KindTooLarge:            "too_large",
+	KindRateLimited:         "rate_limited",
+	KindUnavailable:         "unavailable",
+	KindQuota:               "quota_exceeded",
 	KindInsufficientStorage: "insufficient_storage",
 }
 

@@ -252,6 +252,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		DeviceRateBurst:  cfg.DeviceRateBurst,
 		Logger:           d.log.With("component", "broker"),
 		Metrics:          d.metrics,
+
+		MaxRetainedPerThing:      cfg.MaxRetainedPerThing,
+		MaxRetainedBytesPerThing: cfg.MaxRetainedBytesPerThing,
+		MaxRetainedBytes:         cfg.MaxRetainedBytes,
+		SlowSubscriberBudget:     cfg.SlowSubscriberBudget,
 	})
 	if err != nil {
 		return err

@@ -76,7 +76,7 @@ func kindStatus(k core.Kind) int {
 		return http.StatusTooManyRequests
 	case core.KindUnavailable:
 		return http.StatusServiceUnavailable
-	case core.KindInsufficientStorage:
+	case core.KindInsufficientStorage, core.KindQuota:
 		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
