@@ -266,6 +266,15 @@ func TestValidate(t *testing.T) {
 		{"telemetry-retention big", func(c *config.Config) { c.TelemetryRetention = config.MaxTelemetryRetention + time.Hour }, "telemetry-retention"},
 		{"telemetry-retention forever", func(c *config.Config) { c.TelemetryRetention = 0 }, ""},
 		{"telemetry-retention 1h", func(c *config.Config) { c.TelemetryRetention = time.Hour }, ""},
+		{"rule-action-queue 0", func(c *config.Config) { c.RuleActionQueue = 0 }, "rule-action-queue"},
+		{"rule-action-concurrency 0", func(c *config.Config) { c.RuleActionConcurrency = 0 }, "rule-action-concurrency"},
+		{"rule-webhook-timeout 0", func(c *config.Config) { c.RuleWebhookTimeout = 0 }, "rule-webhook-timeout"},
+		{"rule-webhook-timeout big", func(c *config.Config) { c.RuleWebhookTimeout = time.Minute + 1 }, "rule-webhook-timeout"},
+		{"rule-webhook-retries negative", func(c *config.Config) { c.RuleWebhookRetries = -1 }, "rule-webhook-retries"},
+		{"rule-webhook-retries big", func(c *config.Config) { c.RuleWebhookRetries = 11 }, "rule-webhook-retries"},
+		{"rule-webhook-retries none", func(c *config.Config) { c.RuleWebhookRetries = 0 }, ""},
+		{"rule-breaker-failures 0", func(c *config.Config) { c.RuleBreakerFailures = 0 }, "rule-breaker-failures"},
+		{"rule-breaker-cooldown 0", func(c *config.Config) { c.RuleBreakerCooldown = 0 }, "rule-breaker-cooldown"},
 
 		{"mqtt-addr disabled", func(c *config.Config) { c.MQTTAddr = "" }, ""},
 		{"mqtts-addr disabled", func(c *config.Config) { c.MQTTSAddr = "" }, ""},
@@ -344,8 +353,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 24 {
-		t.Errorf("settings = %d; want 24 (update this test for a new setting)", n)
+	if n != 30 {
+		t.Errorf("settings = %d; want 30 (update this test for a new setting)", n)
 	}
 }
 
