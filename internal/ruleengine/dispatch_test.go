@@ -3,9 +3,11 @@ package ruleengine
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -218,3 +220,48 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		return nil
 	})
 }
+
+// TestWebhookErrorsHideSecrets: a failing webhook's error, as logged and
+// as given to the error action, names its URL without the password and
+// carries no header value.
+func TestWebhookErrorsHideSecrets(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // connections are refused
+	var logs strings.Builder
+	var mu sync.Mutex
+	v := newEnv(t, func(o *Options) {
+		o.WebhookRetries = -1
+		o.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		}), nil))
+	})
+	if _, err := v.e.Create(t.Context(), store.Rule{Name: "hook", Enabled: true, SQL: "SELECT * FROM 'things/+/data'",
+		Actions:     json.RawMessage(`[{"type":"webhook","url":"http://user:pa55word@` + addr + `/x","headers":{"Authorization":"Bearer tok3n"}}]`),
+		ErrorAction: json.RawMessage(`{"type":"republish","topic":"errors/${rule}"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	v.publish("things/s1/data", `{}`)
+	p := <-v.pub.ch
+	var doc errorDoc
+	if err := json.Unmarshal([]byte(p.payload), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(doc.Error, "http://user:***@"+addr+"/x") || strings.Contains(p.payload, "pa55word") || strings.Contains(p.payload, "tok3n") {
+		t.Errorf("error document %s; want the URL with the password redacted", p.payload)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if l := logs.String(); !strings.Contains(l, "user:***@") || strings.Contains(l, "pa55word") || strings.Contains(l, "tok3n") {
+		t.Errorf("logs:\n%s\nwant the failure logged without secrets", l)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
