@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/moteiot/mote/internal/core"
 )
 
@@ -168,6 +170,10 @@ type destination struct {
 	active  atomic.Int32
 	retired atomic.Bool
 	br      breaker
+
+	// The rule's series, looked up once: a drop costs no label lookup.
+	success, failure                        prometheus.Counter
+	dropQueueFull, dropBreaker, dropRetries prometheus.Counter
 }
 
 func (e *Engine) newDestination(r *compiledRule, a *compiledAction, isError bool) *destination {
@@ -177,6 +183,12 @@ func (e *Engine) newDestination(r *compiledRule, a *compiledAction, isError bool
 	if isError {
 		d.label = "error:" + a.Type
 	}
+	name := r.rule.Name
+	d.success = e.m.action.WithLabelValues(name, d.label, "success")
+	d.failure = e.m.action.WithLabelValues(name, d.label, "failure")
+	d.dropQueueFull = e.m.actionDropped.WithLabelValues(name, dropQueueFull)
+	d.dropBreaker = e.m.actionDropped.WithLabelValues(name, dropBreakerOpen)
+	d.dropRetries = e.m.actionDropped.WithLabelValues(name, dropRetriesExhausted)
 	if a.Type == ActionWebhook {
 		d.timeout = e.opts.WebhookTimeout
 		if a.TimeoutMs > 0 {
@@ -264,7 +276,7 @@ func (d *destination) deliver(j job) {
 		err = d.attempt(j)
 		d.record(err == nil)
 		if err == nil {
-			e.m.action.WithLabelValues(d.rule.rule.Name, d.label, "success").Inc()
+			d.success.Inc()
 			return
 		}
 		if attempt >= d.retries {
@@ -282,7 +294,7 @@ func (d *destination) deliver(j job) {
 		return
 	}
 	r := d.rule
-	e.m.action.WithLabelValues(r.rule.Name, d.label, "failure").Inc()
+	d.failure.Inc()
 	r.stats.failed.Add(1)
 	d.drop(dropRetriesExhausted, j.msg.Topic)
 	if d.isError {
@@ -326,12 +338,14 @@ func (d *destination) drop(reason, topic string) {
 	switch reason {
 	case dropQueueFull:
 		s.queueFull.Add(1)
+		d.dropQueueFull.Inc()
 	case dropBreakerOpen:
 		s.breakerOpen.Add(1)
+		d.dropBreaker.Inc()
 	case dropRetriesExhausted:
 		s.retriesExhausted.Add(1)
+		d.dropRetries.Inc()
 	}
-	d.e.m.actionDropped.WithLabelValues(d.rule.rule.Name, reason).Inc()
 	d.e.dropLog.logActionDrop(d.e.log, d.rule.rule.Name, d.label, reason, topic)
 }
 
@@ -355,14 +369,15 @@ type breaker struct {
 	open      bool // open or half-open
 	openUntil time.Time
 	probing   bool // half-open: the probe is in flight
+
+	coolUntil atomic.Int64 // Unix ns: openUntil while open, else 0 (read without mu)
 }
 
 // blocked reports whether the breaker is open and still cooling down:
 // enqueue drops at once instead of filling the queue.
 func (b *breaker) blocked(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.open && now.Before(b.openUntil)
+	u := b.coolUntil.Load()
+	return u != 0 && now.UnixNano() < u
 }
 
 // allow reports whether an attempt may go now.
@@ -389,6 +404,7 @@ func (b *breaker) record(ok bool, now time.Time) int {
 		b.probing = false
 		if b.open {
 			b.open = false
+			b.coolUntil.Store(0)
 			return breakerClosed
 		}
 		return breakerSame
@@ -398,12 +414,14 @@ func (b *breaker) record(ok bool, now time.Time) int {
 		if b.probing { // the probe failed: another cool-down
 			b.probing = false
 			b.openUntil = now.Add(b.cooldown)
+			b.coolUntil.Store(b.openUntil.UnixNano())
 		}
 		return breakerSame
 	}
 	if b.failures >= b.threshold {
 		b.open = true
 		b.openUntil = now.Add(b.cooldown)
+		b.coolUntil.Store(b.openUntil.UnixNano())
 		return breakerOpened
 	}
 	return breakerSame

@@ -371,9 +371,10 @@ func TestBlackholedWebhookEndToEnd(t *testing.T) {
 		if err := json.Unmarshal([]byte(mustAPI(t, s, "GET", "/rules/a-hook", "", 200)), &got); err != nil {
 			return err
 		}
-		// 1 in flight, 4 queued, the rest dropped.
-		if m := got.Metrics; m.Matched != n || m.Dropped.QueueFull != n-5 || m.ActionsDropped != n-5 {
-			return fmt.Errorf("a-hook metrics %+v; want %d matched, %d dropped (queue full)", m, n, n-5)
+		// 1 in flight, 4 queued, the rest dropped (one more if the
+		// delivery goroutine took the first only after the last came).
+		if m := got.Metrics; m.Matched != n || m.Dropped.QueueFull < n-5 || m.Dropped.QueueFull > n-4 || m.ActionsDropped != m.Dropped.QueueFull {
+			return fmt.Errorf("a-hook metrics %+v; want %d matched, %d or %d dropped (queue full)", m, n, n-5, n-4)
 		}
 		return nil
 	})
@@ -386,7 +387,7 @@ func TestBlackholedWebhookEndToEnd(t *testing.T) {
 	}
 	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if want := fmt.Sprintf(`mote_rule_actions_dropped_total{reason="queue_full",rule="a-hook"} %d`, n-5); !strings.Contains(string(b), want) {
+	if want := fmt.Sprintf(`mote_rule_actions_dropped_total{reason="queue_full",rule="a-hook"} %d`, got.Metrics.Dropped.QueueFull); !strings.Contains(string(b), want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 }
