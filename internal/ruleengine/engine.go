@@ -10,6 +10,11 @@
 // logged (rate-limited), so a slow action never blocks a publisher.
 // Workers take messages from the queue; for each message every enabled
 // rule whose FROM filter matches is evaluated on one shared rules.Message.
+// Workers run the in-process actions (republish, telemetry, log) and only
+// queue webhooks and error actions, which their own destinations deliver
+// with bounded queues, concurrency, retries and a circuit breaker
+// (dispatch.go), so an endpoint that never answers holds no worker, no
+// other rule and not the journal's consumer.
 //
 // Loops: messages the platform publishes (republish actions, shadow
 // answers) go out through the broker's inline client and do not come back
