@@ -60,6 +60,14 @@ type Config struct {
 
 	TelemetryRetention time.Duration // telemetry older than this is deleted; 0 keeps it forever
 
+	// Delivery of rule actions (webhooks, error actions), per rule action.
+	RuleActionQueue       int           // jobs queued; more are dropped and counted
+	RuleActionConcurrency int           // deliveries at once
+	RuleWebhookTimeout    time.Duration // per attempt of a webhook without timeoutMs
+	RuleWebhookRetries    int           // attempts after the first of a webhook without retries
+	RuleBreakerFailures   int           // consecutive failed attempts that open the breaker
+	RuleBreakerCooldown   time.Duration // how long an open breaker drops before a probe
+
 	PprofAddr string // serve net/http/pprof here; "" (default) disables
 }
 
@@ -104,6 +112,12 @@ func Default() Config {
 		MaxRetainedBytesPerThing: 1 << 20,
 		MaxRetainedBytes:         256 << 20,
 		SlowSubscriberBudget:     5 * time.Second,
+		RuleActionQueue:          1000,
+		RuleActionConcurrency:    4,
+		RuleWebhookTimeout:       5 * time.Second,
+		RuleWebhookRetries:       2,
+		RuleBreakerFailures:      5,
+		RuleBreakerCooldown:      30 * time.Second,
 	}
 }
 
@@ -163,6 +177,12 @@ func fields(c *Config) []field {
 		{"pprof-addr", `serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; unauthenticated, keep it on loopback ("" disables)`, str(&c.PprofAddr)},
 		{"shadow-max-size", "largest device shadow state (desired + reported JSON), in bytes; larger updates are rejected with 413", num(&c.ShadowMaxSize)},
 		{"telemetry-retention", "how long telemetry is kept (e.g. 720h); older points are deleted every hour; 0 keeps it forever", dur(&c.TelemetryRetention)},
+		{"rule-action-queue", "deliveries queued per rule action (webhooks, error actions); more are dropped and counted", num(&c.RuleActionQueue)},
+		{"rule-action-concurrency", "deliveries at once per rule action (webhooks, error actions)", num(&c.RuleActionConcurrency)},
+		{"rule-webhook-timeout", "time of one attempt of a rule webhook that sets no timeoutMs", dur(&c.RuleWebhookTimeout)},
+		{"rule-webhook-retries", "attempts after the first of a rule webhook that sets no retries", num(&c.RuleWebhookRetries)},
+		{"rule-breaker-failures", "consecutive failed attempts that open a rule action's circuit breaker (it then drops deliveries)", num(&c.RuleBreakerFailures)},
+		{"rule-breaker-cooldown", "how long an open rule action breaker drops deliveries before it lets one probe through", dur(&c.RuleBreakerCooldown)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
 	}
 }
@@ -334,6 +354,18 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("presence-flush: must be between 1ns and 1m")
 	case c.TelemetryRetention != 0 && (c.TelemetryRetention < time.Hour || c.TelemetryRetention > MaxTelemetryRetention):
 		return fmt.Errorf("telemetry-retention: %s is outside 1h to %s (or 0 to keep telemetry forever)", c.TelemetryRetention, MaxTelemetryRetention)
+	case c.RuleActionQueue < 1 || c.RuleActionQueue > 1_000_000:
+		return fmt.Errorf("rule-action-queue: %d is outside 1 to 1000000", c.RuleActionQueue)
+	case c.RuleActionConcurrency < 1 || c.RuleActionConcurrency > 1000:
+		return fmt.Errorf("rule-action-concurrency: %d is outside 1 to 1000", c.RuleActionConcurrency)
+	case c.RuleWebhookTimeout < time.Millisecond || c.RuleWebhookTimeout > time.Minute:
+		return fmt.Errorf("rule-webhook-timeout: %s is outside 1ms to 1m", c.RuleWebhookTimeout)
+	case c.RuleWebhookRetries < 0 || c.RuleWebhookRetries > 10:
+		return fmt.Errorf("rule-webhook-retries: %d is outside 0 to 10", c.RuleWebhookRetries)
+	case c.RuleBreakerFailures < 1 || c.RuleBreakerFailures > 1_000_000:
+		return fmt.Errorf("rule-breaker-failures: %d is outside 1 to 1000000", c.RuleBreakerFailures)
+	case c.RuleBreakerCooldown < time.Millisecond || c.RuleBreakerCooldown > time.Hour:
+		return fmt.Errorf("rule-breaker-cooldown: %s is outside 1ms to 1h", c.RuleBreakerCooldown)
 	}
 	return nil
 }

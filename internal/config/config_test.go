@@ -281,6 +281,15 @@ func TestValidate(t *testing.T) {
 		{"retained limits off", func(c *config.Config) {
 			c.MaxRetainedPerThing, c.MaxRetainedBytesPerThing, c.MaxRetainedBytes, c.SlowSubscriberBudget = 0, 0, 0, 0
 		}, ""},
+		{"rule-action-queue 0", func(c *config.Config) { c.RuleActionQueue = 0 }, "rule-action-queue"},
+		{"rule-action-concurrency 0", func(c *config.Config) { c.RuleActionConcurrency = 0 }, "rule-action-concurrency"},
+		{"rule-webhook-timeout 0", func(c *config.Config) { c.RuleWebhookTimeout = 0 }, "rule-webhook-timeout"},
+		{"rule-webhook-timeout big", func(c *config.Config) { c.RuleWebhookTimeout = time.Minute + 1 }, "rule-webhook-timeout"},
+		{"rule-webhook-retries negative", func(c *config.Config) { c.RuleWebhookRetries = -1 }, "rule-webhook-retries"},
+		{"rule-webhook-retries big", func(c *config.Config) { c.RuleWebhookRetries = 11 }, "rule-webhook-retries"},
+		{"rule-webhook-retries none", func(c *config.Config) { c.RuleWebhookRetries = 0 }, ""},
+		{"rule-breaker-failures 0", func(c *config.Config) { c.RuleBreakerFailures = 0 }, "rule-breaker-failures"},
+		{"rule-breaker-cooldown 0", func(c *config.Config) { c.RuleBreakerCooldown = 0 }, "rule-breaker-cooldown"},
 
 		{"mqtt-addr disabled", func(c *config.Config) { c.MQTTAddr = "" }, ""},
 		{"mqtts-addr disabled", func(c *config.Config) { c.MQTTSAddr = "" }, ""},
@@ -359,8 +368,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 29 {
-		t.Errorf("settings = %d; want 29 (update this test for a new setting)", n)
+	if n != 35 {
+		t.Errorf("settings = %d; want 35 (update this test for a new setting)", n)
 	}
 }
 

@@ -297,6 +297,14 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Telemetry: d.twriter,
 		Metrics:   d.metrics,
 		Logger:    d.log.With("component", "rules"),
+
+		// Delivery of webhooks and error actions.
+		ActionQueue:       cfg.RuleActionQueue,
+		ActionConcurrency: cfg.RuleActionConcurrency,
+		WebhookTimeout:    cfg.RuleWebhookTimeout,
+		WebhookRetries:    ruleWebhookRetries(cfg.RuleWebhookRetries),
+		BreakerFailures:   cfg.RuleBreakerFailures,
+		BreakerCooldown:   cfg.RuleBreakerCooldown,
 	})
 	if err := d.rules.Start(ctx); err != nil {
 		return fmt.Errorf("rules engine: %w", err)
@@ -632,3 +640,12 @@ func (d *Daemon) Broker() *broker.Broker { return d.broker }
 
 // CACertPEM returns the CA certificate devices trust.
 func (d *Daemon) CACertPEM() []byte { return d.ca.CertPEM() }
+
+// ruleWebhookRetries maps --rule-webhook-retries to the rules engine's
+// option, where 0 means the default and a negative number none.
+func ruleWebhookRetries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}

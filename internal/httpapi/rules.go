@@ -3,8 +3,10 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/store"
 )
@@ -17,6 +19,51 @@ type ruleBody struct {
 	Enabled     *bool           `json:"enabled"`
 	Actions     json.RawMessage `json:"actions"`
 	ErrorAction json.RawMessage `json:"errorAction"`
+}
+
+// ruleOut is a rule in an answer: the stored rule, its secrets redacted
+// unless the caller is an admin, and its counters since the server
+// started.
+type ruleOut struct {
+	Name        string          `json:"name"`
+	SQL         string          `json:"sql"`
+	Description string          `json:"description"`
+	Enabled     bool            `json:"enabled"`
+	Actions     json.RawMessage `json:"actions"`
+	ErrorAction json.RawMessage `json:"errorAction,omitempty"`
+	CreatedAt   time.Time       `json:"createdAt"`
+	UpdatedAt   time.Time       `json:"updatedAt"`
+	Metrics     ruleMetrics     `json:"metrics"`
+}
+
+// ruleMetrics are a rule's counters since the server started.
+type ruleMetrics struct {
+	Matched        int64 `json:"matched"`
+	Errors         int64 `json:"errors"`
+	ActionsFailed  int64 `json:"actionsFailed"`
+	ActionsDropped int64 `json:"actionsDropped"`
+	Dropped        struct {
+		QueueFull        int64 `json:"queueFull"`
+		BreakerOpen      int64 `json:"breakerOpen"`
+		RetriesExhausted int64 `json:"retriesExhausted"`
+	} `json:"dropped"`
+	BreakerOpen bool `json:"breakerOpen"`
+}
+
+// ruleOut builds the answer for rule r: only an admin sees the secrets of
+// its webhook actions (header values, the URL's password).
+func (s *server) ruleOut(r *http.Request, e *ruleengine.Engine, rule store.Rule) ruleOut {
+	if t, ok := tokenFrom(r.Context()); !ok || t.Role != registry.RoleAdmin {
+		rule = ruleengine.Redact(rule)
+	}
+	st := e.Stats(rule.Name)
+	out := ruleOut{Name: rule.Name, SQL: rule.SQL, Description: rule.Description, Enabled: rule.Enabled,
+		Actions: rule.Actions, ErrorAction: rule.ErrorAction, CreatedAt: rule.CreatedAt, UpdatedAt: rule.UpdatedAt}
+	m := &out.Metrics
+	m.Matched, m.Errors, m.ActionsFailed, m.ActionsDropped = st.Matched, st.Errors, st.ActionsFailed, st.ActionsDropped()
+	m.Dropped.QueueFull, m.Dropped.BreakerOpen, m.Dropped.RetriesExhausted = st.DroppedQueueFull, st.DroppedBreakerOpen, st.DroppedRetriesExhausted
+	m.BreakerOpen = st.BreakerOpen
+	return out
 }
 
 // rulePatch is the body of PATCH /rules/{name}.
@@ -69,7 +116,7 @@ func (s *server) createRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return created(w, "/rules/"+out.Name, out)
+	return created(w, "/rules/"+out.Name, s.ruleOut(r, e, out))
 }
 
 func (s *server) listRules(w http.ResponseWriter, r *http.Request) error {
@@ -93,7 +140,11 @@ func (s *server) listRules(w http.ResponseWriter, r *http.Request) error {
 		list = list[:limit]
 		next = list[limit-1].Name
 	}
-	return writeJSON(w, http.StatusOK, newList(list, next))
+	items := make([]ruleOut, len(list))
+	for i, rule := range list {
+		items[i] = s.ruleOut(r, e, rule)
+	}
+	return writeJSON(w, http.StatusOK, newList(items, next))
 }
 
 func (s *server) getRule(w http.ResponseWriter, r *http.Request) error {
@@ -105,7 +156,7 @@ func (s *server) getRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeJSON(w, http.StatusOK, s.ruleOut(r, e, out))
 }
 
 func (s *server) replaceRule(w http.ResponseWriter, r *http.Request) error {
@@ -128,7 +179,7 @@ func (s *server) replaceRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeJSON(w, http.StatusOK, s.ruleOut(r, e, out))
 }
 
 func (s *server) patchRule(w http.ResponseWriter, r *http.Request) error {
@@ -157,7 +208,7 @@ func (s *server) patchRule(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeJSON(w, http.StatusOK, s.ruleOut(r, e, out))
 }
 
 func (s *server) deleteRule(w http.ResponseWriter, r *http.Request) error {

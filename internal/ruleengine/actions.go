@@ -24,8 +24,8 @@ const (
 	MaxActions              = 10
 	MaxWebhookRetries       = 10
 	MaxWebhookTimeoutMs     = 60_000
-	DefaultWebhookTimeoutMs = 5_000
-	DefaultWebhookRetries   = 2
+	DefaultWebhookTimeoutMs = 5_000 // without timeoutMs and Options.WebhookTimeout
+	DefaultWebhookRetries   = 2     // without retries and Options.WebhookRetries
 )
 
 // Action is one action of a rule as stored and sent over the API.
@@ -36,16 +36,15 @@ type Action struct {
 	Retain    bool              `json:"retain,omitempty"`    // republish
 	URL       string            `json:"url,omitempty"`       // webhook
 	Headers   map[string]string `json:"headers,omitempty"`   // webhook
-	TimeoutMs int               `json:"timeoutMs,omitempty"` // webhook: per attempt (default 5000)
-	Retries   *int              `json:"retries,omitempty"`   // webhook: attempts after the first (default 2)
+	TimeoutMs int               `json:"timeoutMs,omitempty"` // webhook: per attempt (default --rule-webhook-timeout)
+	Retries   *int              `json:"retries,omitempty"`   // webhook: attempts after the first (default --rule-webhook-retries)
 }
 
 // compiledAction is an Action checked and ready to run.
 type compiledAction struct {
 	Action
-	topic   template
-	qos     byte
-	retries int
+	topic template
+	qos   byte
 }
 
 func decodeStrict(data []byte, v any) error {
@@ -142,15 +141,10 @@ func parseAction(field string, raw []byte) (compiledAction, error) {
 		if a.TimeoutMs < 0 || a.TimeoutMs > MaxWebhookTimeoutMs {
 			return compiledAction{}, bad("timeoutMs", "must be between 1 and %d", MaxWebhookTimeoutMs)
 		}
-		if a.TimeoutMs == 0 {
-			c.TimeoutMs = DefaultWebhookTimeoutMs
-		}
-		c.retries = DefaultWebhookRetries
-		if a.Retries != nil {
-			if *a.Retries < 0 || *a.Retries > MaxWebhookRetries {
-				return compiledAction{}, bad("retries", "must be between 0 and %d", MaxWebhookRetries)
-			}
-			c.retries = *a.Retries
+		// No timeoutMs or retries: the server's --rule-webhook-timeout
+		// and --rule-webhook-retries at delivery time.
+		if a.Retries != nil && (*a.Retries < 0 || *a.Retries > MaxWebhookRetries) {
+			return compiledAction{}, bad("retries", "must be between 0 and %d", MaxWebhookRetries)
 		}
 		for k := range a.Headers {
 			if k == "" || strings.ContainsAny(k, " :\r\n") {

@@ -10,6 +10,11 @@
 // logged (rate-limited), so a slow action never blocks a publisher.
 // Workers take messages from the queue; for each message every enabled
 // rule whose FROM filter matches is evaluated on one shared rules.Message.
+// Workers run the in-process actions (republish, telemetry, log) and only
+// queue webhooks and error actions, which their own destinations deliver
+// with bounded queues, concurrency, retries and a circuit breaker
+// (dispatch.go), so an endpoint that never answers holds no worker, no
+// other rule and not the journal's consumer.
 //
 // Loops: messages the platform publishes (republish actions, shadow
 // answers) go out through the broker's inline client and do not come back
@@ -62,8 +67,23 @@ type Options struct {
 	// WebhookBackoff is the pause before the first webhook retry, doubled
 	// for each further one (default 200ms, at most 5s).
 	WebhookBackoff time.Duration
-	Metrics        prometheus.Registerer // nil: not registered
-	Logger         *slog.Logger
+	// Delivery of webhook actions and error actions (dispatch.go), per
+	// destination (one rule's one action): ActionQueue jobs queued
+	// (default 1,000), ActionConcurrency deliveries at once (default 4).
+	ActionQueue       int
+	ActionConcurrency int
+	// WebhookTimeout is the time of one attempt of a webhook that sets no
+	// timeoutMs (default 5s); WebhookRetries the attempts after the first
+	// of one that sets no retries (default 2; negative: none).
+	WebhookTimeout time.Duration
+	WebhookRetries int
+	// BreakerFailures consecutive failed attempts open a destination's
+	// circuit breaker (default 5); it stays open BreakerCooldown (default
+	// 30s), then lets one probe through.
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	Metrics         prometheus.Registerer // nil: not registered
+	Logger          *slog.Logger
 }
 
 // DefaultRule is the rule created on the first start: it stores every
@@ -83,6 +103,11 @@ type compiledRule struct {
 	actions     []compiledAction
 	errorAction *compiledAction
 	durable     bool // has a telemetry action: QoS 1/2 messages it matches go through the journal
+
+	// Set by Engine.prepare for a running rule.
+	stats   *ruleStats
+	dests   []*destination // per action: nil for an action run by the workers
+	errDest *destination
 }
 
 // Engine runs rules. Create it with New, load the rules with Start,
@@ -105,6 +130,14 @@ type Engine struct {
 
 	dropLog dropLogger
 	m       metrics
+
+	statsMu sync.Mutex
+	stats   map[string]*ruleStats
+
+	// Action delivery (dispatch.go).
+	dmu     sync.RWMutex
+	dclosed bool
+	dwg     sync.WaitGroup
 }
 
 type metrics struct {
@@ -112,6 +145,9 @@ type metrics struct {
 	matched *prometheus.CounterVec
 	errors  *prometheus.CounterVec
 	action  *prometheus.CounterVec
+
+	actionDropped *prometheus.CounterVec
+	breakers      *prometheus.GaugeVec
 }
 
 // New returns an Engine with no rules; Start loads them.
@@ -128,6 +164,24 @@ func New(opts Options) *Engine {
 	if opts.WebhookBackoff <= 0 {
 		opts.WebhookBackoff = 200 * time.Millisecond
 	}
+	if opts.ActionQueue <= 0 {
+		opts.ActionQueue = 1000
+	}
+	if opts.ActionConcurrency <= 0 {
+		opts.ActionConcurrency = 4
+	}
+	if opts.WebhookTimeout <= 0 {
+		opts.WebhookTimeout = DefaultWebhookTimeoutMs * time.Millisecond
+	}
+	if opts.WebhookRetries == 0 {
+		opts.WebhookRetries = DefaultWebhookRetries
+	}
+	if opts.BreakerFailures <= 0 {
+		opts.BreakerFailures = 5
+	}
+	if opts.BreakerCooldown <= 0 {
+		opts.BreakerCooldown = 30 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -136,6 +190,7 @@ func New(opts Options) *Engine {
 		log:   opts.Logger,
 		queue: make(chan core.Message, opts.QueueSize),
 		done:  make(chan struct{}),
+		stats: map[string]*ruleStats{},
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.rules.Store(&[]*compiledRule{})
@@ -148,9 +203,13 @@ func New(opts Options) *Engine {
 			Help: "Evaluation and action failures of a rule."}, []string{"rule"}),
 		action: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mote_rule_action_total",
 			Help: "Actions run by a rule, by type and result."}, []string{"rule", "action", "result"}),
+		actionDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mote_rule_actions_dropped_total",
+			Help: "Actions of a rule not delivered: queue_full, breaker_open or retries_exhausted."}, []string{"rule", "reason"}),
+		breakers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mote_rule_breakers_open",
+			Help: "Actions of a rule whose circuit breaker is open."}, []string{"rule"}),
 	}
 	if opts.Metrics != nil {
-		opts.Metrics.MustRegister(e.m.dropped, e.m.matched, e.m.errors, e.m.action)
+		opts.Metrics.MustRegister(e.m.dropped, e.m.matched, e.m.errors, e.m.action, e.m.actionDropped, e.m.breakers)
 	}
 	return e
 }
@@ -174,6 +233,7 @@ func (e *Engine) Start(ctx context.Context) error {
 				e.log.Error("rule does not compile; skipped", "rule", r.Name, "error", err)
 				continue
 			}
+			e.prepare(c)
 			all = append(all, c)
 		}
 		if len(page) < 1000 {
@@ -216,8 +276,8 @@ func (e *Engine) push(m core.Message) {
 }
 
 // Close stops taking messages, lets the workers finish what is queued
-// (actions in flight are cancelled after a grace period of 5s) and
-// returns.
+// and the destinations deliver what is queued for them (actions in flight
+// are cancelled after a grace period of 5s) and returns.
 func (e *Engine) Close() error {
 	e.once.Do(func() {
 		e.closed.Store(true)
@@ -229,6 +289,7 @@ func (e *Engine) Close() error {
 		close(e.done)
 		t := time.AfterFunc(5*time.Second, e.cancel)
 		e.wg.Wait()
+		e.closeDelivery()
 		t.Stop()
 		e.cancel()
 	})
@@ -306,7 +367,9 @@ func (e *Engine) ApplyDurable(msg core.Message) {
 				err = fmt.Errorf("telemetry: %w", err)
 				e.m.action.WithLabelValues(r.rule.Name, a.Type, "failure").Inc()
 				e.m.errors.WithLabelValues(r.rule.Name).Inc()
-				e.onError(r, msg, body, err)
+				r.stats.failed.Add(1)
+				r.stats.errors.Add(1)
+				e.onError(r, msg, body, err) // only queues the error action
 				continue
 			}
 			points = append(points, p...)
@@ -392,6 +455,7 @@ func (e *Engine) process(msg core.Message) {
 		out, ok, err := r.stmt.EvalMessage(m)
 		if err != nil {
 			e.m.errors.WithLabelValues(r.rule.Name).Inc()
+			r.stats.errors.Add(1)
 			e.onError(r, msg, nil, err)
 			continue
 		}
@@ -399,6 +463,7 @@ func (e *Engine) process(msg core.Message) {
 			continue
 		}
 		e.m.matched.WithLabelValues(r.rule.Name).Inc()
+		r.stats.matched.Add(1)
 		body := out.AppendJSON(nil)
 		lookup := objectLookup(out)
 		for i := range r.actions {
@@ -406,10 +471,16 @@ func (e *Engine) process(msg core.Message) {
 			if msg.Seq != 0 && a.Type == ActionTelemetry {
 				continue // done by ApplyDurable
 			}
+			if d := r.dests[i]; d != nil {
+				d.enqueue(job{msg: msg, body: body}) // never waits
+				continue
+			}
 			err := e.run(a, r.rule.Name, msg, body, lookup)
 			if err != nil {
 				e.m.action.WithLabelValues(r.rule.Name, a.Type, "failure").Inc()
 				e.m.errors.WithLabelValues(r.rule.Name).Inc()
+				r.stats.failed.Add(1)
+				r.stats.errors.Add(1)
 				e.onError(r, msg, body, err)
 				continue
 			}
@@ -429,11 +500,12 @@ type errorDoc struct {
 	Output   json.RawMessage `json:"output,omitempty"`
 }
 
-// onError runs the rule's error action, if it has one, and logs.
+// onError logs (rate-limited) and queues the rule's error action, if it
+// has one, on its destination: it never waits for it, so it may run on
+// the journal's consumer and the evaluation workers.
 func (e *Engine) onError(r *compiledRule, msg core.Message, output []byte, cause error) {
 	e.dropLog.logError(e.log, r.rule.Name, msg.Topic, cause)
-	a := r.errorAction
-	if a == nil {
+	if r.errDest == nil {
 		return
 	}
 	doc := errorDoc{Rule: r.rule.Name, Error: cause.Error(), Topic: msg.Topic,
@@ -444,13 +516,7 @@ func (e *Engine) onError(r *compiledRule, msg core.Message, output []byte, cause
 	body, _ := json.Marshal(doc)
 	var fields map[string]any
 	_ = json.Unmarshal(body, &fields)
-	err := e.run(a, r.rule.Name, msg, body, mapLookup(fields))
-	result := "success"
-	if err != nil {
-		result = "failure"
-		e.log.Warn("rule error action failed", "rule", r.rule.Name, "action", a.Type, "error", err)
-	}
-	e.m.action.WithLabelValues(r.rule.Name, "error:"+a.Type, result).Inc()
+	r.errDest.enqueue(job{msg: msg, body: body, lookup: mapLookup(fields)})
 }
 
 // ---- rule management ----
@@ -509,13 +575,16 @@ func normalize(r store.Rule) (store.Rule, error) {
 }
 
 // swap replaces (c != nil) or removes (c == nil) the rule name in the
-// running set. e.mu must be held.
+// running set. e.mu must be held. The destinations of a replaced rule
+// deliver what is queued for them; those of a removed rule stop.
 func (e *Engine) swap(name string, c *compiledRule) {
 	old := *e.rules.Load()
 	next := make([]*compiledRule, 0, len(old)+1)
 	for _, r := range old {
 		if r.rule.Name != name {
 			next = append(next, r)
+		} else if c == nil {
+			r.retire()
 		}
 	}
 	if c != nil {
@@ -525,9 +594,14 @@ func (e *Engine) swap(name string, c *compiledRule) {
 	e.rules.Store(&next)
 }
 
-// Create checks, stores and starts a rule.
+// Create checks, stores and starts a rule. A secret given as the
+// placeholder Redacted is refused: there is no stored value to keep.
 func (e *Engine) Create(ctx context.Context, r store.Rule) (store.Rule, error) {
-	r, err := normalize(r)
+	r, err := keepSecrets(r, nil)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	r, err = normalize(r)
 	if err != nil {
 		return store.Rule{}, err
 	}
@@ -546,6 +620,7 @@ func (e *Engine) storeAndSwap(out store.Rule, err error) (store.Rule, error) {
 	if err != nil {
 		return store.Rule{}, err
 	}
+	e.prepare(c)
 	e.swap(out.Name, c)
 	return out, nil
 }
@@ -561,14 +636,22 @@ func (e *Engine) List(ctx context.Context, after string, limit int) ([]store.Rul
 }
 
 // Update replaces a rule (all of SQL, Description, Enabled, Actions,
-// ErrorAction) and swaps it into the running set.
+// ErrorAction) and swaps it into the running set. A secret of a webhook
+// action given as the placeholder Redacted keeps the stored value of the
+// stored webhook action with the same URL (see Redact).
 func (e *Engine) Update(ctx context.Context, r store.Rule) (store.Rule, error) {
-	r, err := normalize(r)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old, err := e.opts.Store.Get(ctx, r.Name)
 	if err != nil {
 		return store.Rule{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	if r, err = keepSecrets(r, &old); err != nil {
+		return store.Rule{}, err
+	}
+	if r, err = normalize(r); err != nil {
+		return store.Rule{}, err
+	}
 	return e.storeAndSwap(e.opts.Store.Update(ctx, r))
 }
 
@@ -595,6 +678,11 @@ func (e *Engine) Delete(ctx context.Context, name string) error {
 	e.m.matched.DeleteLabelValues(name)
 	e.m.errors.DeleteLabelValues(name)
 	e.m.action.DeletePartialMatch(prometheus.Labels{"rule": name})
+	e.m.actionDropped.DeletePartialMatch(prometheus.Labels{"rule": name})
+	e.m.breakers.DeleteLabelValues(name)
+	e.statsMu.Lock()
+	delete(e.stats, name)
+	e.statsMu.Unlock()
 	return nil
 }
 

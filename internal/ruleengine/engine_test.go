@@ -73,7 +73,7 @@ type env struct {
 	st  store.Store
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...func(*Options)) *env {
 	t.Helper()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
 	if err != nil {
@@ -81,7 +81,12 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	v := &env{bus: &bus.Bus{}, pub: &fakePublisher{ch: make(chan published, 100)}, tw: &fakeWriter{}, reg: prometheus.NewRegistry(), st: st}
-	v.e = New(Options{Store: st.Rules(), Publisher: v.pub, Telemetry: v.tw, Metrics: v.reg, WebhookBackoff: time.Millisecond})
+	// One worker: messages are processed in order (see none).
+	o := Options{Store: st.Rules(), Publisher: v.pub, Telemetry: v.tw, Metrics: v.reg, WebhookBackoff: time.Millisecond, Workers: 1}
+	for _, f := range opts {
+		f(&o)
+	}
+	v.e = New(o)
 	if err := v.e.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -107,13 +112,19 @@ func (v *env) want(t *testing.T, topic, payload string) {
 	}
 }
 
+// none checks that nothing was published for the messages before it: it
+// sends a message through a barrier rule, which the single worker
+// processes after them, and wants the barrier's republish first.
 func (v *env) none(t *testing.T) {
 	t.Helper()
-	select {
-	case p := <-v.pub.ch:
-		t.Fatalf("published %s %s; want nothing", p.topic, p.payload)
-	case <-time.After(100 * time.Millisecond):
+	if _, err := v.e.Get(t.Context(), "zz-barrier"); core.KindOf(err) == core.KindNotFound {
+		if _, err := v.e.Create(t.Context(), store.Rule{Name: "zz-barrier", Enabled: true, SQL: "SELECT * FROM 'barrier/+'",
+			Actions: json.RawMessage(`[{"type":"republish","topic":"barrier/done"}]`)}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	v.bus.Publish(core.Message{Topic: "barrier/x", Payload: []byte(`{}`), Received: time.Now()})
+	v.want(t, "barrier/done", "")
 }
 
 func TestRepublishAndLifecycle(t *testing.T) {
@@ -151,18 +162,20 @@ func TestRepublishAndLifecycle(t *testing.T) {
 	}
 	v.publish("things/s2/telemetry", `{"temp": 70}`)
 	v.none(t)
-	if n := series(t, v.reg, "mote_rule_matched_total"); n != 1 { // only the default rule's
-		t.Errorf("matched series after delete: %d; want 1 (telemetry)", n)
+	if n := series(t, v.reg, "mote_rule_matched_total"); n != 2 { // the default rule's and the barrier's
+		t.Errorf("matched series after delete: %d; want 2 (telemetry, zz-barrier)", n)
 	}
 }
 
 func TestDefaultRuleTelemetry(t *testing.T) {
 	v := newEnv(t)
 	v.publish("things/s1/telemetry", `{"temp": 21.5, "pos": {"lat": 1}}`)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(v.tw.get()) < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, func() error {
+		if n := len(v.tw.get()); n < 2 {
+			return fmt.Errorf("%d points stored; want 2", n)
+		}
+		return nil
+	})
 	pts := v.tw.get()
 	if len(pts) != 2 || pts[0].Thing != "s1" || pts[0].Key != "temp" || pts[0].Value.Float() != 21.5 || pts[0].TS != 1_700_000_000_000 || pts[1].Key != "pos.lat" {
 		t.Fatalf("points: %+v", pts)
@@ -274,19 +287,14 @@ func TestWebhookAndErrorAction(t *testing.T) {
 	if n := failHits.Load(); n != 3 {
 		t.Errorf("failing webhook attempts: %d; want 3", n)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for okHits.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got, _ := gotBody.Load().(string); got != `{"temp":1}|k` {
-		t.Errorf("webhook got %q", got)
-	}
-	if got := metric(t, v.reg, "mote_rule_action_total", "bad", "webhook", "failure"); got != 1 {
-		t.Errorf("failure count %v", got)
-	}
-	if got := metric(t, v.reg, "mote_rule_errors_total", "bad"); got != 1 {
-		t.Errorf("errors count %v", got)
-	}
+	waitFor(t, func() error {
+		if got, _ := gotBody.Load().(string); got != `{"temp":1}|k` {
+			return fmt.Errorf("webhook got %q", got)
+		}
+		return nil
+	})
+	waitMetric(t, v.reg, 1, "mote_rule_action_total", "bad", "webhook", "failure")
+	waitMetric(t, v.reg, 1, "mote_rule_errors_total", "bad")
 }
 
 func TestValidation(t *testing.T) {
@@ -395,6 +403,9 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, values ...strin
 				all = all && have[v]
 			}
 			if all {
+				if g := m.GetGauge(); g != nil {
+					return g.GetValue()
+				}
 				return m.GetCounter().GetValue()
 			}
 		}
@@ -419,15 +430,29 @@ func series(t *testing.T, reg *prometheus.Registry, name string) int {
 // waitMetric waits until the counter has the value want.
 func waitMetric(t *testing.T, reg *prometheus.Registry, want float64, name string, values ...string) {
 	t.Helper()
+	waitFor(t, func() error {
+		if got := metric(t, reg, name, values...); got != want {
+			return fmt.Errorf("%s%v = %v; want %v", name, values, got, want)
+		}
+		return nil
+	})
+}
+
+// waitFor polls cond until it returns nil, for at most 5s, then fails
+// the test with its last error.
+func waitFor(t *testing.T, cond func() error) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		got := metric(t, reg, name, values...)
-		if got == want {
+		err := cond()
+		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s%v = %v; want %v", name, values, got, want)
+			t.Fatalf("after 5s: %v", err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		<-tick.C
 	}
 }

@@ -4,13 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/registry"
 )
@@ -70,10 +73,23 @@ func TestRepublishEndToEnd(t *testing.T) {
 		t.Fatalf("watcher got %d messages; want 1 (temp 20 does not match)", n)
 	}
 
+	// A sentinel rule sees every message after hot (rules run in name
+	// order): once its copy of a message arrives, hot has had its turn.
+	mustAPI(t, s, "POST", "/rules", `{"name":"sentinel","sql":"SELECT temp FROM 'things/+/telemetry'",
+		"actions":[{"type":"republish","topic":"things/watcher/sentinel/${temp}"}]}`, 201)
+	fromHot := func() (n int) {
+		for _, m := range watcher.Inbox.All() {
+			if !strings.HasPrefix(m.Topic, "things/watcher/sentinel/") {
+				n++
+			}
+		}
+		return n
+	}
+
 	mustAPI(t, s, "PATCH", "/rules/hot", `{"enabled":false}`, 200)
 	dev.Pub(t, "things/sensor-1/telemetry", 1, false, `{"temp": 60}`)
-	time.Sleep(200 * time.Millisecond)
-	if n := len(watcher.Inbox.All()); n != 1 {
+	watcher.Inbox.Wait(t, "things/watcher/sentinel/60", wait)
+	if n := fromHot(); n != 1 {
 		t.Fatalf("disabled rule still republishes: %v", watcher.Inbox.All())
 	}
 	mustAPI(t, s, "PUT", "/rules/hot", `{"sql":"SELECT temp * 2 AS t2 FROM 'things/+/telemetry'",
@@ -86,8 +102,8 @@ func TestRepublishEndToEnd(t *testing.T) {
 	mustAPI(t, s, "DELETE", "/rules/hot", "", 204)
 	mustAPI(t, s, "GET", "/rules/hot", "", 404)
 	dev.Pub(t, "things/sensor-1/telemetry", 1, false, `{"temp": 5}`)
-	time.Sleep(200 * time.Millisecond)
-	if n := len(watcher.Inbox.All()); n != 2 {
+	watcher.Inbox.Wait(t, "things/watcher/sentinel/5", wait)
+	if n := fromHot(); n != 2 {
 		t.Fatalf("deleted rule still republishes: %v", watcher.Inbox.All())
 	}
 
@@ -277,4 +293,133 @@ func TestRuleTestEndpoint(t *testing.T) {
 	mustAPI(t, s, "PATCH", "/rules/telemetry", `{"enabled":false}`, 403)
 	mustAPI(t, s, "POST", "/rules", `{"name":"x","sql":"SELECT * FROM 'a'"}`, 403)
 	mustAPI(t, s, "DELETE", "/rules/telemetry", "", 403)
+}
+
+// blackhole accepts TCP connections and never answers; it counts them.
+// Register closeHole after starting the server, so that it runs first and
+// the server's close does not wait for the attempt in flight.
+func blackhole(t *testing.T) (url string, accepted *atomic.Int64, closeHole func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = &atomic.Int64{}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	closeHole = func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	t.Cleanup(closeHole) // if the test ends before it registers it
+	return "http://" + ln.Addr().String() + "/hook", accepted, closeHole
+}
+
+// TestBlackholedWebhookEndToEnd: one rule's webhook goes to an address
+// that never answers; another rule on the same messages republishes every
+// one to a real subscriber. The first rule's drops are in
+// GET /rules/{name} and in /metrics.
+func TestBlackholedWebhookEndToEnd(t *testing.T) {
+	hook, accepted, closeHole := blackhole(t)
+	s := daemontest.Start(t, func(c *config.Config) {
+		c.RuleActionQueue, c.RuleActionConcurrency, c.RuleWebhookTimeout = 4, 1, time.Minute
+	})
+	t.Cleanup(closeHole)
+	dev := s.V5(t, "sensor-1", s.Device(t, "sensor-1"))
+	watcher := s.V5(t, "watcher", s.Device(t, "watcher"))
+	watcher.Sub(t, "things/watcher/#")
+	mustAPI(t, s, "POST", "/rules", `{"name":"a-hook","sql":"SELECT n FROM 'things/+/events'",
+		"actions":[{"type":"webhook","url":"`+hook+`","retries":0}]}`, 201)
+	mustAPI(t, s, "POST", "/rules", `{"name":"b-relay","sql":"SELECT n FROM 'things/+/events'",
+		"actions":[{"type":"republish","topic":"things/watcher/relay"}]}`, 201)
+	const n = 50
+	for i := range n {
+		dev.Pub(t, "things/sensor-1/events", 0, false, fmt.Sprintf(`{"n": %d}`, i))
+	}
+	daemontest.WaitFor(t, wait, func() error {
+		if got := len(watcher.Inbox.Distinct("things/watcher/relay")); got != n {
+			return fmt.Errorf("b-relay republished %d of %d", got, n)
+		}
+		return nil
+	})
+	var got struct {
+		Metrics struct {
+			Matched        int64 `json:"matched"`
+			ActionsDropped int64 `json:"actionsDropped"`
+			Dropped        struct {
+				QueueFull int64 `json:"queueFull"`
+			} `json:"dropped"`
+		} `json:"metrics"`
+	}
+	daemontest.WaitFor(t, wait, func() error {
+		if err := json.Unmarshal([]byte(mustAPI(t, s, "GET", "/rules/a-hook", "", 200)), &got); err != nil {
+			return err
+		}
+		// 1 in flight, 4 queued, the rest dropped (one more if the
+		// delivery goroutine took the first only after the last came).
+		if m := got.Metrics; m.Matched != n || m.Dropped.QueueFull < n-5 || m.Dropped.QueueFull > n-4 || m.ActionsDropped != m.Dropped.QueueFull {
+			return fmt.Errorf("a-hook metrics %+v; want %d matched, %d or %d dropped (queue full)", m, n, n-5, n-4)
+		}
+		return nil
+	})
+	if accepted.Load() != 1 {
+		t.Errorf("black hole accepted %d connections; want 1 (concurrency 1)", accepted.Load())
+	}
+	res, err := http.Get(s.API + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if want := fmt.Sprintf(`mote_rule_actions_dropped_total{reason="queue_full",rule="a-hook"} %d`, got.Metrics.Dropped.QueueFull); !strings.Contains(string(b), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}
+
+// TestHangingErrorActionEndToEnd: the telemetry rule's error action is a
+// webhook that never answers; device A's telemetry fails (a key longer
+// than telemetry allows), which runs the error action, and device B's
+// durable telemetry is still stored and queryable at once (before the
+// fix the error action ran on the journal's consumer for its timeout).
+func TestHangingErrorActionEndToEnd(t *testing.T) {
+	hook, accepted, closeHole := blackhole(t)
+	s := daemontest.Start(t, func(c *config.Config) { c.RuleWebhookTimeout = time.Minute })
+	t.Cleanup(closeHole)
+	mustAPI(t, s, "PUT", "/rules/telemetry", `{"sql":"SELECT * FROM 'things/+/telemetry'","actions":[{"type":"telemetry"}],
+		"errorAction":{"type":"webhook","url":"`+hook+`"}}`, 200)
+	a := s.V5(t, "dev-a", s.Device(t, "dev-a"))
+	b := s.V5(t, "dev-b", s.Device(t, "dev-b"))
+	a.Pub(t, "things/dev-a/telemetry", 1, false, `{"bad": {"`+strings.Repeat("k", 300)+`": 1}}`)
+	daemontest.WaitFor(t, wait, func() error {
+		if accepted.Load() == 0 {
+			return fmt.Errorf("the error action's webhook was not called")
+		}
+		return nil
+	})
+	start := time.Now()
+	b.Pub(t, "things/dev-b/telemetry", 1, false, `{"temp": 21}`)
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		out := mustAPI(t, s, "GET", "/things/dev-b/telemetry/latest", "", 200)
+		if !strings.Contains(out, `"key":"temp"`) {
+			return fmt.Errorf("dev-b telemetry not stored: %s", out)
+		}
+		return nil
+	})
+	t.Logf("dev-b stored %v after its publish while dev-a's error action hangs", time.Since(start))
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -47,7 +48,7 @@ func (e *Engine) run(a *compiledAction, rule string, msg core.Message, body []by
 		}
 		return nil
 	case ActionWebhook:
-		return e.webhook(a, body)
+		return fmt.Errorf("webhook %s: not run by the workers", redactedURL(a.URL)) // dispatch.go delivers webhooks
 	case ActionLog:
 		e.log.Info("rule output", "rule", rule, "topic", msg.Topic, "output", string(body))
 		return nil
@@ -73,34 +74,16 @@ func telemetryPoints(msg core.Message, body []byte) ([]telemetry.Point, error) {
 	return points, nil
 }
 
-// webhook POSTs body to the action's URL, retrying failures (network
-// errors and non-2xx answers) with exponential backoff.
-func (e *Engine) webhook(a *compiledAction, body []byte) error {
-	var last error
-	pause := e.opts.WebhookBackoff
-	for attempt := 0; attempt <= a.retries; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-time.After(pause):
-			case <-e.ctx.Done():
-				return fmt.Errorf("webhook %s: %w (shutting down)", a.URL, last)
-			}
-			pause = min(2*pause, 5*time.Second)
-		}
-		last = e.post(a, body)
-		if last == nil {
-			return nil
-		}
-	}
-	return last
-}
-
-func (e *Engine) post(a *compiledAction, body []byte) error {
-	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(a.TimeoutMs)*time.Millisecond)
+// post makes one attempt of a webhook: POST body to the action's URL;
+// a 2xx answer is success. Errors name the URL without its password
+// (header values are never in them): they are logged and go to error
+// actions.
+func (e *Engine) post(a *compiledAction, body []byte, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(e.ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("webhook %s: %w", a.URL, err)
+		return fmt.Errorf("webhook %s: %w", redactedURL(a.URL), err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "mote/"+core.Version)
@@ -109,12 +92,16 @@ func (e *Engine) post(a *compiledAction, body []byte) error {
 	}
 	resp, err := e.opts.HTTPClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook %s: %w", a.URL, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its URL may carry the password
+		}
+		return fmt.Errorf("webhook %s: %w", redactedURL(a.URL), err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook %s: status %s", a.URL, resp.Status)
+		return fmt.Errorf("webhook %s: status %s", redactedURL(a.URL), resp.Status)
 	}
 	return nil
 }
@@ -154,6 +141,9 @@ type dropLogger struct {
 	drops    int
 	lastErr  time.Time
 	errs     int
+
+	lastActionDrop time.Time
+	actionDrops    int
 }
 
 func (d *dropLogger) log(l *slog.Logger, topic string) {
@@ -182,4 +172,18 @@ func (d *dropLogger) logError(l *slog.Logger, rule, topic string, err error) {
 	d.lastErr, d.errs = now, 0
 	d.mu.Unlock()
 	l.Warn("rule failed", "rule", rule, "topic", topic, "error", err, "suppressed_before", n)
+}
+
+func (d *dropLogger) logActionDrop(l *slog.Logger, rule, action, reason, topic string) {
+	d.mu.Lock()
+	now := time.Now()
+	if now.Sub(d.lastActionDrop) < time.Second {
+		d.actionDrops++
+		d.mu.Unlock()
+		return
+	}
+	n := d.actionDrops
+	d.lastActionDrop, d.actionDrops = now, 0
+	d.mu.Unlock()
+	l.Warn("rule action dropped", "rule", rule, "action", action, "reason", reason, "topic", topic, "suppressed_before", n)
 }

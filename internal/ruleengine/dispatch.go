@@ -1,0 +1,428 @@
+package ruleengine
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moteiot/mote/internal/core"
+)
+
+// Action delivery off the evaluation path.
+//
+// A webhook action and every error action is a destination: one per rule
+// version and action, with a bounded queue (Options.ActionQueue), at most
+// Options.ActionConcurrency deliveries at once, a timeout per attempt,
+// bounded retries with exponential backoff, and a circuit breaker. The
+// evaluation workers and the journal's consumer (ApplyDurable) only
+// enqueue, never wait: a full queue or an open breaker drops the action at
+// once, counted per rule (Engine.Stats, mote_rule_actions_dropped_total)
+// and logged (rate-limited). So an endpoint that never answers holds only
+// its own destination's goroutines, never another rule, another device's
+// telemetry or the publishers.
+//
+// Delivery goroutines are started when a job is queued and end when their
+// queue is empty, so an idle destination costs no goroutine.
+
+// Drop reasons, the reason label of mote_rule_actions_dropped_total.
+const (
+	dropQueueFull        = "queue_full"
+	dropBreakerOpen      = "breaker_open"
+	dropRetriesExhausted = "retries_exhausted"
+)
+
+// job is one action to deliver: the message and the JSON it acts on
+// (lookup resolves a republish error action's topic template).
+type job struct {
+	msg    core.Message
+	body   []byte
+	lookup func(string) (string, bool)
+}
+
+// ruleStats are a rule's counters since the engine started, kept across
+// updates of the rule and removed with it.
+type ruleStats struct {
+	matched          atomic.Int64
+	errors           atomic.Int64
+	failed           atomic.Int64
+	queueFull        atomic.Int64
+	breakerOpen      atomic.Int64
+	retriesExhausted atomic.Int64
+	breakersOpen     atomic.Int32 // destinations of the rule whose breaker is open
+}
+
+// RuleStats are a rule's counters since the server started.
+type RuleStats struct {
+	Matched       int64 // messages the rule matched (FROM and WHERE)
+	Errors        int64 // evaluation and action failures
+	ActionsFailed int64 // actions (error actions included) that failed after their retries
+	// Actions not delivered: their destination's queue was full, its
+	// breaker was open, or every attempt failed.
+	DroppedQueueFull        int64
+	DroppedBreakerOpen      int64
+	DroppedRetriesExhausted int64
+	BreakerOpen             bool // the breaker of some action of the rule is open
+}
+
+// ActionsDropped is the sum of the drops of every reason.
+func (s RuleStats) ActionsDropped() int64 {
+	return s.DroppedQueueFull + s.DroppedBreakerOpen + s.DroppedRetriesExhausted
+}
+
+// Stats returns the counters of the rule name (zero for an unknown rule).
+func (e *Engine) Stats(name string) RuleStats {
+	e.statsMu.Lock()
+	s := e.stats[name]
+	e.statsMu.Unlock()
+	if s == nil {
+		return RuleStats{}
+	}
+	return RuleStats{
+		Matched:                 s.matched.Load(),
+		Errors:                  s.errors.Load(),
+		ActionsFailed:           s.failed.Load(),
+		DroppedQueueFull:        s.queueFull.Load(),
+		DroppedBreakerOpen:      s.breakerOpen.Load(),
+		DroppedRetriesExhausted: s.retriesExhausted.Load(),
+		BreakerOpen:             s.breakersOpen.Load() > 0,
+	}
+}
+
+// statsFor returns the counters of rule name, created on first use.
+func (e *Engine) statsFor(name string) *ruleStats {
+	e.statsMu.Lock()
+	defer e.statsMu.Unlock()
+	s := e.stats[name]
+	if s == nil {
+		s = &ruleStats{}
+		e.stats[name] = s
+	}
+	return s
+}
+
+// prepare gives a compiled rule its counters and its destinations: one
+// per webhook action and one for the error action. e.mu is held (or the
+// engine is not started yet).
+func (e *Engine) prepare(c *compiledRule) {
+	c.stats = e.statsFor(c.rule.Name)
+	c.dests = make([]*destination, len(c.actions))
+	for i := range c.actions {
+		if c.actions[i].Type == ActionWebhook {
+			c.dests[i] = e.newDestination(c, &c.actions[i], false)
+		}
+	}
+	if c.errorAction != nil {
+		c.errDest = e.newDestination(c, c.errorAction, true)
+	}
+}
+
+// retire stops the destinations of a deleted rule: what is queued is
+// discarded, an attempt in flight ends at its timeout.
+func (c *compiledRule) retire() {
+	for _, d := range c.dests {
+		if d != nil {
+			d.retired.Store(true)
+		}
+	}
+	if c.errDest != nil {
+		c.errDest.retired.Store(true)
+	}
+}
+
+// spawn runs f on a new goroutine unless the engine's delivery has been
+// closed; Close waits for it.
+func (e *Engine) spawn(f func()) bool {
+	e.dmu.RLock()
+	defer e.dmu.RUnlock()
+	if e.dclosed {
+		return false
+	}
+	e.dwg.Add(1)
+	go func() {
+		defer e.dwg.Done()
+		f()
+	}()
+	return true
+}
+
+// closeDelivery lets the running deliveries finish what is queued (until
+// e.ctx is cancelled) and waits for them; later jobs are not delivered.
+func (e *Engine) closeDelivery() {
+	e.dmu.Lock()
+	e.dclosed = true
+	e.dmu.Unlock()
+	e.dwg.Wait()
+}
+
+// destination delivers one action of one rule version.
+type destination struct {
+	e       *Engine
+	rule    *compiledRule
+	a       *compiledAction
+	label   string // action label of the metrics: "webhook", "error:log", ...
+	isError bool   // the rule's error action
+	timeout time.Duration
+	retries int
+
+	q       chan job
+	active  atomic.Int32
+	retired atomic.Bool
+	br      breaker
+
+	// The rule's series, looked up once: a drop costs no label lookup.
+	success, failure                        prometheus.Counter
+	dropQueueFull, dropBreaker, dropRetries prometheus.Counter
+}
+
+func (e *Engine) newDestination(r *compiledRule, a *compiledAction, isError bool) *destination {
+	d := &destination{e: e, rule: r, a: a, label: a.Type, isError: isError,
+		q:  make(chan job, e.opts.ActionQueue),
+		br: breaker{threshold: e.opts.BreakerFailures, cooldown: e.opts.BreakerCooldown}}
+	if isError {
+		d.label = "error:" + a.Type
+	}
+	name := r.rule.Name
+	d.success = e.m.action.WithLabelValues(name, d.label, "success")
+	d.failure = e.m.action.WithLabelValues(name, d.label, "failure")
+	d.dropQueueFull = e.m.actionDropped.WithLabelValues(name, dropQueueFull)
+	d.dropBreaker = e.m.actionDropped.WithLabelValues(name, dropBreakerOpen)
+	d.dropRetries = e.m.actionDropped.WithLabelValues(name, dropRetriesExhausted)
+	if a.Type == ActionWebhook {
+		d.timeout = e.opts.WebhookTimeout
+		if a.TimeoutMs > 0 {
+			d.timeout = time.Duration(a.TimeoutMs) * time.Millisecond
+		}
+		d.retries = max(0, e.opts.WebhookRetries)
+		if a.Retries != nil {
+			d.retries = *a.Retries
+		}
+	}
+	return d
+}
+
+// enqueue queues a job without ever waiting: a full queue or an open
+// breaker drops it (counted and logged).
+func (d *destination) enqueue(j job) {
+	if d.retired.Load() {
+		return
+	}
+	if d.br.blocked(time.Now()) {
+		d.drop(dropBreakerOpen, j.msg.Topic)
+		return
+	}
+	select {
+	case d.q <- j:
+	default:
+		d.drop(dropQueueFull, j.msg.Topic)
+		return
+	}
+	d.wake()
+}
+
+// wake starts a delivery goroutine if fewer than the concurrency run.
+func (d *destination) wake() {
+	for {
+		n := d.active.Load()
+		if int(n) >= d.e.opts.ActionConcurrency {
+			return
+		}
+		if d.active.CompareAndSwap(n, n+1) {
+			if !d.e.spawn(d.loop) {
+				d.active.Add(-1)
+			}
+			return
+		}
+	}
+}
+
+// loop delivers queued jobs until the queue is empty.
+func (d *destination) loop() {
+	for {
+		select {
+		case j := <-d.q:
+			d.deliver(j)
+			continue
+		default:
+		}
+		d.active.Add(-1)
+		// A job queued between the empty check and the decrement saw
+		// this goroutine as running: take it unless another one runs.
+		if len(d.q) == 0 {
+			return
+		}
+		n := d.active.Load()
+		if int(n) >= d.e.opts.ActionConcurrency || !d.active.CompareAndSwap(n, n+1) {
+			return
+		}
+	}
+}
+
+// deliver runs one job: attempts while the breaker lets it, with
+// exponential backoff between them.
+func (d *destination) deliver(j job) {
+	e := d.e
+	pause := e.opts.WebhookBackoff
+	var err error
+	for attempt := 0; ; attempt++ {
+		if d.retired.Load() || e.ctx.Err() != nil {
+			return // deleted rule or shutdown: not delivered, not counted
+		}
+		if !d.br.allow(time.Now()) {
+			d.drop(dropBreakerOpen, j.msg.Topic)
+			return
+		}
+		err = d.attempt(j)
+		d.record(err == nil)
+		if err == nil {
+			d.success.Inc()
+			return
+		}
+		if attempt >= d.retries {
+			break
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-e.ctx.Done():
+			t.Stop()
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
+	if d.retired.Load() || e.ctx.Err() != nil {
+		return
+	}
+	r := d.rule
+	d.failure.Inc()
+	r.stats.failed.Add(1)
+	d.drop(dropRetriesExhausted, j.msg.Topic)
+	if d.isError {
+		e.dropLog.logError(e.log, r.rule.Name+" (error action)", j.msg.Topic, err)
+		return
+	}
+	e.m.errors.WithLabelValues(r.rule.Name).Inc()
+	r.stats.errors.Add(1)
+	e.onError(r, j.msg, j.body, err)
+}
+
+func (d *destination) attempt(j job) error {
+	if d.a.Type == ActionWebhook {
+		return d.e.post(d.a, j.body, d.timeout)
+	}
+	return d.e.run(d.a, d.rule.rule.Name, j.msg, j.body, j.lookup)
+}
+
+// record feeds an attempt's result to the breaker and keeps the rule's
+// open-breaker gauge.
+func (d *destination) record(ok bool) {
+	if d.retired.Load() {
+		return // the rule is deleted, and its series with it
+	}
+	switch d.br.record(ok, time.Now()) {
+	case breakerOpened:
+		d.rule.stats.breakersOpen.Add(1)
+		d.e.m.breakers.WithLabelValues(d.rule.rule.Name).Inc()
+		d.e.log.Warn("rule action breaker open: deliveries dropped until a probe succeeds",
+			"rule", d.rule.rule.Name, "action", d.label, "cooldown", d.br.cooldown)
+	case breakerClosed:
+		d.rule.stats.breakersOpen.Add(-1)
+		d.e.m.breakers.WithLabelValues(d.rule.rule.Name).Dec()
+		d.e.log.Info("rule action breaker closed", "rule", d.rule.rule.Name, "action", d.label)
+	}
+}
+
+// drop counts and logs (rate-limited) an action that is not delivered.
+func (d *destination) drop(reason, topic string) {
+	s := d.rule.stats
+	switch reason {
+	case dropQueueFull:
+		s.queueFull.Add(1)
+		d.dropQueueFull.Inc()
+	case dropBreakerOpen:
+		s.breakerOpen.Add(1)
+		d.dropBreaker.Inc()
+	case dropRetriesExhausted:
+		s.retriesExhausted.Add(1)
+		d.dropRetries.Inc()
+	}
+	d.e.dropLog.logActionDrop(d.e.log, d.rule.rule.Name, d.label, reason, topic)
+}
+
+// Breaker transitions reported by record.
+const (
+	breakerSame = iota
+	breakerOpened
+	breakerClosed
+)
+
+// breaker is a circuit breaker: closed, it lets every attempt through;
+// after threshold consecutive failures it opens and refuses attempts for
+// the cool-down; then it lets one probe through (half-open): success
+// closes it, failure opens it for another cool-down.
+type breaker struct {
+	threshold int
+	cooldown  time.Duration
+
+	mu        sync.Mutex
+	failures  int
+	open      bool // open or half-open
+	openUntil time.Time
+	probing   bool // half-open: the probe is in flight
+
+	coolUntil atomic.Int64 // Unix ns: openUntil while open, else 0 (read without mu)
+}
+
+// blocked reports whether the breaker is open and still cooling down:
+// enqueue drops at once instead of filling the queue.
+func (b *breaker) blocked(now time.Time) bool {
+	u := b.coolUntil.Load()
+	return u != 0 && now.UnixNano() < u
+}
+
+// allow reports whether an attempt may go now.
+func (b *breaker) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case !b.open:
+		return true
+	case now.Before(b.openUntil) || b.probing:
+		return false
+	default:
+		b.probing = true // half-open: this attempt is the probe
+		return true
+	}
+}
+
+// record notes an attempt's result and reports a transition.
+func (b *breaker) record(ok bool, now time.Time) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ok {
+		b.failures = 0
+		b.probing = false
+		if b.open {
+			b.open = false
+			b.coolUntil.Store(0)
+			return breakerClosed
+		}
+		return breakerSame
+	}
+	b.failures++
+	if b.open {
+		if b.probing { // the probe failed: another cool-down
+			b.probing = false
+			b.openUntil = now.Add(b.cooldown)
+			b.coolUntil.Store(b.openUntil.UnixNano())
+		}
+		return breakerSame
+	}
+	if b.failures >= b.threshold {
+		b.open = true
+		b.openUntil = now.Add(b.cooldown)
+		b.coolUntil.Store(b.openUntil.UnixNano())
+		return breakerOpened
+	}
+	return breakerSame
+}
