@@ -421,7 +421,7 @@ func newList[T any](items []T, next string) list[T] {
 
 // decodeJSON reads a required JSON body into v: at most MaxBodyBytes
 // (413), Content-Type application/json (415), not empty (400), exactly one
-// value whose fields v all knows (400).
+// value whose fields v all knows (400), no object naming a key twice (400).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	return decodeBody(w, r, v, true)
 }
@@ -449,6 +449,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, required bool) er
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || !isJSONType(mt) {
 		return errUnsupportedMediaType(ct)
+	}
+	if err := checkDuplicateKeys(body); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
