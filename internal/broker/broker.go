@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -100,6 +101,10 @@ type Options struct {
 	// how many it may send at once (0: the rate, at least 1).
 	DeviceRateLimit float64
 	DeviceRateBurst int
+	// WrapListener, if set, wraps the TCP listener of "tcp" and "tls"
+	// before TLS (the IP filter): whatever it refuses is closed before a
+	// handshake or CONNECT.
+	WrapListener func(listener string, ln net.Listener) net.Listener
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil

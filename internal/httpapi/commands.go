@@ -188,7 +188,15 @@ func (s *server) devicePollCommands(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	list, err := svc.Poll(r.Context(), deviceIdentity(r).Thing, wait)
+	thing := deviceIdentity(r).Thing
+	if wait > 0 {
+		release, err := s.longPolls.acquire(thing)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	list, err := svc.Poll(r.Context(), thing, wait)
 	if err != nil {
 		return err
 	}

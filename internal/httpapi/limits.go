@@ -64,15 +64,16 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 type longPolls struct {
 	max     int
 	refused prometheus.Counter // may be nil
+	held    prometheus.Gauge   // may be nil
 	mu      sync.Mutex
 	open    map[string]int
 }
 
-func newLongPolls(max int, refused prometheus.Counter) *longPolls {
+func newLongPolls(max int, refused prometheus.Counter, held prometheus.Gauge) *longPolls {
 	if max <= 0 {
 		max = 4
 	}
-	return &longPolls{max: max, refused: refused, open: map[string]int{}}
+	return &longPolls{max: max, refused: refused, held: held, open: map[string]int{}}
 }
 
 // acquire takes a slot for thing, or refuses with a KindRateLimited
@@ -87,11 +88,17 @@ func (l *longPolls) acquire(thing string) (release func(), err error) {
 		return nil, core.Errorf(core.KindRateLimited, "thing %q already holds %d command long polls, the most allowed (--max-long-polls-per-device); wait for one to end", thing, l.max)
 	}
 	l.open[thing]++
+	if l.held != nil {
+		l.held.Inc()
+	}
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.open[thing]--; l.open[thing] <= 0 {
 			delete(l.open, thing)
+		}
+		if l.held != nil {
+			l.held.Dec()
 		}
 	}, nil
 }
