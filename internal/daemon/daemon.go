@@ -611,6 +611,9 @@ func (d *Daemon) TelemetryWriter() *telemetry.Writer { return d.twriter }
 // Methods returns the direct method service.
 func (d *Daemon) Methods() *methods.Service { return d.methods }
 
+// Commands returns the command service.
+func (d *Daemon) Commands() *commands.Service { return d.commands }
+
 // Journal returns the ingest journal.
 func (d *Daemon) Journal() *ingest.Journal { return d.journal }
 
