@@ -269,3 +269,28 @@ func TestIPFilterWebSocket(t *testing.T) {
 		t.Errorf(`mote_ip_filter_refused_total{listener="ws"} = %v; want 1`, n)
 	}
 }
+
+// TestBodyTimeoutClearedAfterBody: a POST whose handler waits longer than
+// --http-body-timeout after reading its body — a direct method call to a
+// device that does not answer — is not cut off: it gets its 504 after the
+// method's timeout (a body deadline left in place would cancel the call,
+// 503; a server-wide WriteTimeout would lose the answer).
+func TestBodyTimeoutClearedAfterBody(t *testing.T) {
+	t.Parallel()
+	s := daemontest.Start(t, func(c *config.Config) { c.HTTPBodyTimeout = 200 * time.Millisecond })
+	secret := s.Device(t, "dev")
+	s.V3(t, "dev", secret) // connected, never answers
+	start := time.Now()
+	req, _ := http.NewRequest("POST", s.API+"/api/v1/things/dev/methods/reboot", strings.NewReader(`{"timeoutSeconds":1}`))
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("method call that waits past the body timeout: %v", err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusGatewayTimeout || time.Since(start) < time.Second {
+		t.Fatalf("method call: %d after %v: %s; want 504 after the 1s method timeout", res.StatusCode, time.Since(start), b)
+	}
+}

@@ -42,7 +42,8 @@ func BodyTimeout(next http.Handler, d time.Duration) http.Handler {
 }
 
 // deadlineBody clears the connection's read deadline once the body has
-// been read to its end.
+// been read to its end. (net/http's background read clears it too when
+// it starts at the body's end; this does not rely on that.)
 type deadlineBody struct {
 	io.ReadCloser
 	rc      *http.ResponseController
