@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -113,6 +114,10 @@ type Options struct {
 	// publishers wait for it before it is disconnected; 0 never
 	// disconnects (slowsub.go).
 	SlowSubscriberBudget time.Duration
+	// WrapListener, if set, wraps the TCP listener of "tcp" and "tls"
+	// before TLS (the IP filter): whatever it refuses is closed before a
+	// handshake or CONNECT.
+	WrapListener func(listener string, ln net.Listener) net.Listener
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil

@@ -97,6 +97,9 @@ func (l *netListener) Init(*slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if l.b.opts.WrapListener != nil {
+		ln = l.b.opts.WrapListener(l.id, ln)
+	}
 	if l.tlsConf != nil {
 		ln = tls.NewListener(ln, l.tlsConf)
 	}

@@ -24,6 +24,13 @@ type throttleState struct {
 	suppressed int
 }
 
+// Throttled returns l passing at most n records per interval (and then
+// how many it suppressed): for refusal logs of other components that one
+// noisy client must not flood, such as the IP filter's.
+func Throttled(l *slog.Logger, n int, interval time.Duration) *slog.Logger {
+	return slog.New(newThrottledHandler(l.Handler(), n, interval))
+}
+
 func newThrottledHandler(next slog.Handler, n int, interval time.Duration) *throttledHandler {
 	return &throttledHandler{next: next, st: &throttleState{}, n: n, interval: interval}
 }

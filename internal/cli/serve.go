@@ -46,6 +46,12 @@ func newServeCmd() *cobra.Command {
 			return usageError{err}
 		}
 		log := newLogger(cmd.ErrOrStderr(), cfg.LogLevel, cfg.LogFormat)
+		// Every connection is a file descriptor: use all the system allows.
+		if soft, hard, err := daemon.RaiseFileLimit(); err != nil {
+			log.Warn("cannot raise the open-file limit", "soft", soft, "hard", hard, "error", err)
+		} else {
+			log.Info("open-file limit", "soft", soft, "hard", hard)
+		}
 		d := daemon.New(cfg, log)
 		if err := d.Start(cmd.Context()); err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/moteiot/mote/internal/datadir"
+	"github.com/moteiot/mote/internal/ipfilter"
 )
 
 // Config is everything `mote serve` can be told.
@@ -69,6 +70,26 @@ type Config struct {
 	RuleBreakerCooldown   time.Duration // how long an open breaker drops before a probe
 
 	PprofAddr string // serve net/http/pprof here; "" (default) disables
+
+	// HTTP and HTTPS servers: how long a client has for its request
+	// headers and for its body, how long an idle keep-alive connection is
+	// kept, the largest header block, and the most connections served at
+	// once (0: half the process's open-file limit).
+	HTTPReadHeaderTimeout time.Duration
+	HTTPBodyTimeout       time.Duration
+	HTTPIdleTimeout       time.Duration
+	HTTPMaxHeaderBytes    int
+	HTTPMaxConns          int
+	// MaxLongPollsPerDevice bounds the command long polls one thing may
+	// hold open on the HTTP device API.
+	MaxLongPollsPerDevice int
+	// IP filters (CIDR lists; deny wins, an empty allow list allows all):
+	// the device listeners (MQTT, MQTTS, HTTPS, and /mqtt on the HTTP
+	// port) and the HTTP API port.
+	DeviceIPAllow []string
+	DeviceIPDeny  []string
+	APIIPAllow    []string
+	APIIPDeny     []string
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -118,6 +139,11 @@ func Default() Config {
 		RuleWebhookRetries:       2,
 		RuleBreakerFailures:      5,
 		RuleBreakerCooldown:      30 * time.Second,
+		HTTPReadHeaderTimeout:    10 * time.Second,
+		HTTPBodyTimeout:          30 * time.Second,
+		HTTPIdleTimeout:          2 * time.Minute,
+		HTTPMaxHeaderBytes:       64 * 1024,
+		MaxLongPollsPerDevice:    4,
 	}
 }
 
@@ -184,6 +210,16 @@ func fields(c *Config) []field {
 		{"rule-breaker-failures", "consecutive failed attempts that open a rule action's circuit breaker (it then drops deliveries)", num(&c.RuleBreakerFailures)},
 		{"rule-breaker-cooldown", "how long an open rule action breaker drops deliveries before it lets one probe through", dur(&c.RuleBreakerCooldown)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
+		{"http-read-header-timeout", "time an HTTP(S) client has to send its request headers", dur(&c.HTTPReadHeaderTimeout)},
+		{"http-body-timeout", "time an HTTP(S) client has to send a request body, from the start of the request; slower uploads are cut off (streams and long polls are not affected)", dur(&c.HTTPBodyTimeout)},
+		{"http-idle-timeout", "how long an idle HTTP(S) keep-alive connection is kept open", dur(&c.HTTPIdleTimeout)},
+		{"http-max-header-bytes", "largest HTTP(S) request header block, in bytes; larger ones are answered 431", num(&c.HTTPMaxHeaderBytes)},
+		{"http-max-conns", "most connections each of the HTTP and HTTPS servers serves at once; more wait in the listen backlog (0: half the open-file limit, so that MQTT keeps file descriptors)", num(&c.HTTPMaxConns)},
+		{"max-long-polls-per-device", "command long polls (GET /devices/{thing}/commands?wait=) one thing may hold open at once; more are answered 429", num(&c.MaxLongPollsPerDevice)},
+		{"device-ip-allow", "CIDR prefixes or addresses that may connect to the device listeners (MQTT, MQTTS, HTTPS, WebSocket /mqtt); empty allows all (comma-separated)", list(&c.DeviceIPAllow)},
+		{"device-ip-deny", "CIDR prefixes or addresses refused on the device listeners; deny wins over allow (comma-separated)", list(&c.DeviceIPDeny)},
+		{"api-ip-allow", "CIDR prefixes or addresses that may connect to the HTTP port (--http-addr); empty allows all (comma-separated)", list(&c.APIIPAllow)},
+		{"api-ip-deny", "CIDR prefixes or addresses refused on the HTTP port; deny wins over allow (comma-separated)", list(&c.APIIPDeny)},
 	}
 }
 
@@ -366,6 +402,35 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rule-breaker-failures: %d is outside 1 to 1000000", c.RuleBreakerFailures)
 	case c.RuleBreakerCooldown < time.Millisecond || c.RuleBreakerCooldown > time.Hour:
 		return fmt.Errorf("rule-breaker-cooldown: %s is outside 1ms to 1h", c.RuleBreakerCooldown)
+	}
+	return c.validateHTTP()
+}
+
+// validateHTTP checks the HTTP server limits, the long-poll cap and the
+// IP filter lists.
+func (c *Config) validateHTTP() error {
+	switch {
+	case c.HTTPReadHeaderTimeout < 100*time.Millisecond || c.HTTPReadHeaderTimeout > 10*time.Minute:
+		return fmt.Errorf("http-read-header-timeout: %s is outside 100ms to 10m", c.HTTPReadHeaderTimeout)
+	case c.HTTPBodyTimeout < 100*time.Millisecond || c.HTTPBodyTimeout > time.Hour:
+		return fmt.Errorf("http-body-timeout: %s is outside 100ms to 1h", c.HTTPBodyTimeout)
+	case c.HTTPIdleTimeout < time.Second || c.HTTPIdleTimeout > time.Hour:
+		return fmt.Errorf("http-idle-timeout: %s is outside 1s to 1h", c.HTTPIdleTimeout)
+	case c.HTTPMaxHeaderBytes < 4096 || c.HTTPMaxHeaderBytes > 16<<20:
+		return fmt.Errorf("http-max-header-bytes: %d is outside 4096 to 16777216", c.HTTPMaxHeaderBytes)
+	case c.HTTPMaxConns < 0 || c.HTTPMaxConns > 10_000_000:
+		return fmt.Errorf("http-max-conns: %d is outside 0 to 10000000 (0: half the open-file limit)", c.HTTPMaxConns)
+	case c.MaxLongPollsPerDevice < 1 || c.MaxLongPollsPerDevice > 1000:
+		return fmt.Errorf("max-long-polls-per-device: %d is outside 1 to 1000", c.MaxLongPollsPerDevice)
+	}
+	for _, l := range []struct {
+		name  string
+		items *[]string
+	}{{"device-ip-allow", &c.DeviceIPAllow}, {"device-ip-deny", &c.DeviceIPDeny}, {"api-ip-allow", &c.APIIPAllow}, {"api-ip-deny", &c.APIIPDeny}} {
+		*l.items = trimAll(*l.items)
+		if err := ipfilter.ParseList(*l.items); err != nil {
+			return fmt.Errorf("%s: %w", l.name, err)
+		}
 	}
 	return nil
 }

@@ -291,6 +291,21 @@ func TestValidate(t *testing.T) {
 		{"rule-breaker-failures 0", func(c *config.Config) { c.RuleBreakerFailures = 0 }, "rule-breaker-failures"},
 		{"rule-breaker-cooldown 0", func(c *config.Config) { c.RuleBreakerCooldown = 0 }, "rule-breaker-cooldown"},
 
+		{"http-read-header-timeout", func(c *config.Config) { c.HTTPReadHeaderTimeout = 0 }, "http-read-header-timeout"},
+		{"http-body-timeout", func(c *config.Config) { c.HTTPBodyTimeout = 2 * time.Hour }, "http-body-timeout"},
+		{"http-idle-timeout", func(c *config.Config) { c.HTTPIdleTimeout = time.Millisecond }, "http-idle-timeout"},
+		{"http-max-header-bytes", func(c *config.Config) { c.HTTPMaxHeaderBytes = 100 }, "http-max-header-bytes"},
+		{"http-max-conns", func(c *config.Config) { c.HTTPMaxConns = -1 }, "http-max-conns"},
+		{"max-long-polls-per-device", func(c *config.Config) { c.MaxLongPollsPerDevice = 0 }, "max-long-polls-per-device"},
+		{"device-ip-allow", func(c *config.Config) { c.DeviceIPAllow = []string{"10.0.0.0/33"} }, "device-ip-allow"},
+		{"device-ip-deny", func(c *config.Config) { c.DeviceIPDeny = []string{"nope"} }, "device-ip-deny"},
+		{"api-ip-allow", func(c *config.Config) { c.APIIPAllow = []string{"1.2.3"} }, "api-ip-allow"},
+		{"api-ip-deny", func(c *config.Config) { c.APIIPDeny = []string{"::1/129"} }, "api-ip-deny"},
+		{"ip lists", func(c *config.Config) {
+			c.DeviceIPAllow, c.DeviceIPDeny = []string{"10.0.0.0/8", " 192.0.2.1"}, []string{"2001:db8::/32"}
+			c.APIIPAllow, c.APIIPDeny = []string{"127.0.0.1"}, []string{"127.0.0.2/32"}
+		}, ""},
+
 		{"mqtt-addr disabled", func(c *config.Config) { c.MQTTAddr = "" }, ""},
 		{"mqtts-addr disabled", func(c *config.Config) { c.MQTTSAddr = "" }, ""},
 		{"host and port", func(c *config.Config) { c.HTTPAddr = "127.0.0.1:0"; c.MQTTAddr = "[::1]:1883" }, ""},
@@ -368,8 +383,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 35 {
-		t.Errorf("settings = %d; want 35 (update this test for a new setting)", n)
+	if n != 45 {
+		t.Errorf("settings = %d; want 45 (update this test for a new setting)", n)
 	}
 }
 

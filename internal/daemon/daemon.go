@@ -30,6 +30,7 @@ import (
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/ingest"
+	"github.com/moteiot/mote/internal/ipfilter"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/pki"
@@ -89,6 +90,12 @@ type Daemon struct {
 	live            *live.Hub
 	liveDone        chan struct{}
 	initialPassword string
+
+	// IP filters: devFilter for MQTT, MQTTS, HTTPS and /mqtt; apiFilter
+	// for the HTTP port.
+	devFilter  *ipfilter.Filter
+	apiFilter  *ipfilter.Filter
+	ipRefusals ipfilter.Refusals
 
 	pprofAddr string
 	ready     bool
@@ -211,6 +218,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.onClose(func() error { retCancel(); <-retDone; return nil })
 
 	d.bus = &bus.Bus{}
+	if d.devFilter, d.apiFilter, d.ipRefusals, err = d.filters(); err != nil {
+		return fmt.Errorf("ip filter: %w", err)
+	}
 	d.serverTLS = &tls.Config{
 		Certificates: []tls.Certificate{serverCert},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
@@ -250,6 +260,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		WebSocketOrigins: cfg.WebSocketOrigins,
 		DeviceRateLimit:  cfg.DeviceRateLimit,
 		DeviceRateBurst:  cfg.DeviceRateBurst,
+		WrapListener:     d.wrapDeviceListener,
 		Logger:           d.log.With("component", "broker"),
 		Metrics:          d.metrics,
 
@@ -415,8 +426,12 @@ func (d *Daemon) startHTTP() error {
 		Users:    d.users,
 		Live:     d.live,
 		LiveDone: d.liveDone,
+
+		MaxLongPollsPerDevice: d.cfg.MaxLongPollsPerDevice,
 	}))
-	mux.Handle("GET /mqtt", d.broker.WebSocketHandler())
+	// MQTT over WebSocket is a device listener on the API port: the API
+	// list applies to the connection, the device list to the upgrade.
+	mux.Handle("GET /mqtt", d.devFilter.Handler(d.broker.WebSocketHandler(), "ws", d.ipRefusals))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -430,12 +445,8 @@ func (d *Daemon) startHTTP() error {
 		return fmt.Errorf("http listener %s: %w", d.cfg.HTTPAddr, err)
 	}
 	d.httpLn = ln
-	d.http = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(d.log.With("component", "http").Handler(), slog.LevelWarn),
-	}
+	d.http = d.httpServer(mux, "http")
+	ln = d.httpListener(ln, "http", d.apiFilter, d.ipRefusals)
 	d.httpDone = make(chan struct{})
 	go func() {
 		defer close(d.httpDone)
@@ -467,13 +478,9 @@ func (d *Daemon) startHTTPS(h http.Handler) error {
 		return fmt.Errorf("https listener %s: %w", d.cfg.HTTPSAddr, err)
 	}
 	d.httpsLn = ln
-	d.https = &http.Server{
-		Handler:           h,
-		TLSConfig:         d.serverTLS.Clone(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(d.log.With("component", "https").Handler(), slog.LevelWarn),
-	}
+	d.https = d.httpServer(h, "https")
+	d.https.TLSConfig = d.serverTLS.Clone()
+	ln = d.httpListener(ln, "https", d.devFilter, d.ipRefusals)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -631,6 +638,9 @@ func (d *Daemon) TelemetryWriter() *telemetry.Writer { return d.twriter }
 
 // Methods returns the direct method service.
 func (d *Daemon) Methods() *methods.Service { return d.methods }
+
+// Commands returns the command service.
+func (d *Daemon) Commands() *commands.Service { return d.commands }
 
 // Journal returns the ingest journal.
 func (d *Daemon) Journal() *ingest.Journal { return d.journal }

@@ -58,7 +58,11 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	}
 	s := &Server{Dir: cfg.DataDir, Config: cfg}
 	s.start(tb)
-	tb.Cleanup(func() { _ = s.Daemon.Close() })
+	tb.Cleanup(func() {
+		if err := s.Daemon.Close(); err != nil {
+			tb.Errorf("shut down mote: %v", err)
+		}
+	})
 	ctx := context.Background()
 	if s.Token = s.InitialToken(); s.Token == "" {
 		var err error
@@ -161,15 +165,22 @@ func (s *Server) TLSConfig(cert *tls.Certificate) *tls.Config {
 // then fails the test with cond's last error.
 func WaitFor(tb testing.TB, timeout time.Duration, cond func() error) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		err := cond()
 		if err == nil {
 			return
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %v: %v", timeout, err)
+		select {
+		case <-deadline.C:
+			if err = cond(); err != nil {
+				tb.Fatalf("after %v: %v", timeout, err)
+			}
+			return
+		case <-tick.C:
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -98,21 +98,15 @@ func (s *server) listCommands(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if limit == 0 {
-		limit = 100
-	}
 	svc, thing, err := s.commandThing(r)
 	if err != nil {
 		return err
 	}
-	list, err := svc.List(r.Context(), store.CommandFilter{Thing: thing, Status: q.vals["status"], Before: q.vals["cursor"], Limit: limit + 1})
+	list, next, err := pageAfter(q.vals["cursor"], limit, func(before string, n int) ([]store.Command, error) {
+		return svc.List(r.Context(), store.CommandFilter{Thing: thing, Status: q.vals["status"], Before: before, Limit: n})
+	}, func(c store.Command) string { return c.ID })
 	if err != nil {
 		return err
-	}
-	next := ""
-	if len(list) > limit {
-		list = list[:limit]
-		next = list[limit-1].ID
 	}
 	return writeJSON(w, http.StatusOK, newList(list, next))
 }
@@ -188,7 +182,15 @@ func (s *server) devicePollCommands(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	list, err := svc.Poll(r.Context(), deviceIdentity(r).Thing, wait)
+	thing := deviceIdentity(r).Thing
+	if wait > 0 {
+		release, err := s.longPolls.acquire(thing)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	list, err := svc.Poll(r.Context(), thing, wait)
 	if err != nil {
 		return err
 	}

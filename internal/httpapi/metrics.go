@@ -14,6 +14,10 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// longPolls counts command long polls refused for holding
+	// --max-long-polls-per-device already.
+	longPolls prometheus.Counter
+	heldPolls prometheus.Gauge
 }
 
 // newMetrics registers the collectors with reg (nil: no metrics). A second
@@ -35,6 +39,14 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 	}
 	m.requests = register(reg, m.requests, log)
 	m.duration = register(reg, m.duration, log)
+	m.longPolls = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mote_http_long_polls_refused_total",
+		Help: "Command long polls (GET /devices/{thing}/commands?wait=) refused with 429 because the thing already held --max-long-polls-per-device.",
+	}), log)
+	m.heldPolls = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mote_http_long_polls",
+		Help: "Command long polls open now, all things together.",
+	}), log)
 	return m
 }
 
@@ -49,6 +61,15 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *slog.
 		log.Warn("http: cannot register metrics", "err", err)
 	}
 	return c
+}
+
+// longPollRefusals is the counter of refused long polls and the gauge of
+// open ones (nil without metrics).
+func (m *metrics) longPollRefusals() (prometheus.Counter, prometheus.Gauge) {
+	if m == nil {
+		return nil, nil
+	}
+	return m.longPolls, m.heldPolls
 }
 
 // observe records one request. route is a mux pattern (or "(unmatched)"),

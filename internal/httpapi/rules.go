@@ -128,17 +128,11 @@ func (s *server) listRules(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if limit == 0 {
-		limit = 100
-	}
-	list, err := e.List(r.Context(), after, limit+1)
+	list, next, err := pageAfter(after, limit, func(after string, n int) ([]store.Rule, error) {
+		return e.List(r.Context(), after, n)
+	}, func(rl store.Rule) string { return rl.Name })
 	if err != nil {
 		return err
-	}
-	next := ""
-	if len(list) > limit {
-		list = list[:limit]
-		next = list[limit-1].Name
 	}
 	items := make([]ruleOut, len(list))
 	for i, rule := range list {

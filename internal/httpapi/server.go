@@ -70,6 +70,9 @@ type Options struct {
 	// Commands queues commands to devices (nil: the command routes
 	// answer 503).
 	Commands *commands.Service
+	// MaxLongPollsPerDevice bounds the command long polls one thing
+	// holds open at once; more are answered 429 (0: 4).
+	MaxLongPollsPerDevice int
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -112,6 +115,7 @@ type server struct {
 	live       *live.Hub
 	liveDone   <-chan struct{}
 	commands   *commands.Service
+	longPolls  *longPolls
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -208,6 +212,8 @@ func New(o Options) http.Handler {
 	s.users, s.live, s.liveDone = o.Users, o.Live, o.LiveDone
 	s.methods, s.devices, s.gateway, s.maxMessage = o.Methods, o.Devices, o.Gateway, o.MaxMessageSize
 	s.commands = o.Commands
+	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
+	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {
 		s.maxMessage = 256 * 1024
 	}
@@ -303,12 +309,24 @@ func (s *server) adapt(rt route) http.Handler {
 			err = rt.h(sw, r)
 		}
 		if err != nil {
+			if k := core.KindOf(err); k == core.KindUnauthorized || k == core.KindForbidden {
+				// Refused before its body was read (authorize, s.device):
+				// answer without reading it and close, so that a client
+				// trickling a large body holds nothing.
+				w.Header().Set("Connection", "close")
+			}
 			if sw.status != 0 {
 				s.log.ErrorContext(r.Context(), "http: error after the response started",
 					"method", r.Method, "path", r.URL.Path, "err", err)
 				return
 			}
 			writeError(s.log, sw, r, err)
+			if w.Header().Get("Connection") == "close" {
+				// net/http would still read up to 256 KiB of an unread
+				// body before closing; a trickling client would hold
+				// the connection. End the read now.
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+			}
 		}
 	})
 }
@@ -421,7 +439,7 @@ func newList[T any](items []T, next string) list[T] {
 
 // decodeJSON reads a required JSON body into v: at most MaxBodyBytes
 // (413), Content-Type application/json (415), not empty (400), exactly one
-// value whose fields v all knows (400).
+// value whose fields v all knows (400), no object naming a key twice (400).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	return decodeBody(w, r, v, true)
 }
@@ -449,6 +467,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, required bool) er
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || !isJSONType(mt) {
 		return errUnsupportedMediaType(ct)
+	}
+	if err := checkDuplicateKeys(body); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -353,18 +353,11 @@ func TestNewUser(t *testing.T) {
 // connected field is want.
 func waitConnected(t *testing.T, c cli, name string, want bool) bool {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	return poll(5*time.Second, 100*time.Millisecond, func() bool {
 		var th thing
 		c.okJSON(t, &th, "thing", "get", name)
-		if th.Connected == want {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return th.Connected == want
+	})
 }
 
 // checkStdout checks that the server printed no device secret on stdout.

@@ -80,10 +80,7 @@ func TestCrashKeepsAcknowledgedTelemetry(t *testing.T) {
 
 	// Kill the server once a few thousand messages were acknowledged,
 	// while publishes are in flight.
-	deadline := time.Now().Add(60 * time.Second)
-	for total.Load() < 3000 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll(60*time.Second, 10*time.Millisecond, func() bool { return total.Load() >= 3000 })
 	if err := s.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -183,9 +180,24 @@ func connectMQTT(t *testing.T, addr, clientID, user, secret string, tune func(*p
 // describe says if it does not within timeout.
 func eventually(t *testing.T, timeout time.Duration, cond func() bool, describe func() string) {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal(describe())
+	if !poll(timeout, 20*time.Millisecond, cond) {
+		t.Fatal(describe())
+	}
+}
+
+// poll checks cond every interval until it holds (true) or timeout
+// passes (false).
+func poll(timeout, interval time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			return cond()
+		case <-tick.C:
 		}
 	}
+	return true
 }

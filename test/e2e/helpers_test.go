@@ -307,12 +307,24 @@ var (
 // the admin token too.
 func startServer(t *testing.T, dataDir string, firstStart bool, extra ...string) *server {
 	t.Helper()
+	return startServerVia(t, nil, dataDir, firstStart, extra...)
+}
+
+// startServerVia is startServer with mote run through a wrapper command
+// (e.g. prlimit --nofile=N:N) that execs it.
+func startServerVia(t *testing.T, wrapper []string, dataDir string, firstStart bool, extra ...string) *server {
+	t.Helper()
 	args := append([]string{"serve", "--data-dir", dataDir}, extra...)
-	p := startProc(t, serverLifetime, baseEnv(), moteBin, append(args,
+	args = append(args,
 		"--mqtt-addr", "127.0.0.1:0",
 		"--mqtts-addr", "127.0.0.1:0",
 		"--http-addr", "127.0.0.1:0",
-		"--https-addr", "127.0.0.1:0")...)
+		"--https-addr", "127.0.0.1:0")
+	name := moteBin
+	if len(wrapper) > 0 {
+		name, args = wrapper[0], append(append(slices.Clone(wrapper[1:]), moteBin), args...)
+	}
+	p := startProc(t, serverLifetime, baseEnv(), name, args...)
 	complete := func(out string) bool {
 		if !reMQTT.MatchString(out) || !reMQTTS.MatchString(out) || !reAPI.MatchString(out) {
 			return false

@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"database/sql"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	_ "modernc.org/sqlite"
 )
 
 // TestCrashKeepsQueuedMessages: QoS 1 messages queued for a device's
@@ -54,8 +57,11 @@ func TestCrashKeepsQueuedMessages(t *testing.T) {
 	}
 	pub.Disconnect(100)
 	// Queued messages are written to the store in the background within
-	// 100 ms (docs/architecture.md, "Persistent sessions").
-	time.Sleep(500 * time.Millisecond)
+	// 100 ms (docs/architecture.md, "Persistent sessions"): wait until the
+	// database holds all of them, read from this process.
+	eventually(t, 10*time.Second, func() bool { return storedSessionMessages(t, dir, "q-inbox") == n }, func() string {
+		return fmt.Sprintf("the store holds %d of the %d messages queued for q-inbox", storedSessionMessages(t, dir, "q-inbox"), n)
+	})
 	if err := s.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,4 +83,21 @@ func TestCrashKeepsQueuedMessages(t *testing.T) {
 		defer mu.Unlock()
 		return got["after"]
 	}, func() string { return "a message published after the restart did not reach the restored subscription" })
+}
+
+// storedSessionMessages counts the messages the server's database (in
+// dataDir, opened read-only from the test) holds for a persistent session.
+func storedSessionMessages(t *testing.T, dataDir, clientID string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "mote.db")+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM mqtt_session_messages WHERE client_id = ?`, clientID).Scan(&n); err != nil {
+		t.Logf("count stored session messages: %v", err)
+		return -1
+	}
+	return n
 }

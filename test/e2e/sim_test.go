@@ -68,11 +68,7 @@ func TestSimulator(t *testing.T) {
 // simWaitFor polls cond every 50 ms for up to 10 s.
 func simWaitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !poll(10*time.Second, 50*time.Millisecond, cond) {
+		t.Fatal("condition not met within 10s")
 	}
 }
