@@ -168,6 +168,7 @@ const (
 	codeNotNullViolation    = "23502"
 	codeSerialization       = "40001"
 	codeDeadlock            = "40P01"
+	codeBadEncoding         = "22021" // character_not_in_repertoire: NUL or invalid UTF-8 in text
 )
 
 // Code returns the SQLSTATE of err, or "".
@@ -189,6 +190,8 @@ func Code(err error) string {
 //     refers to, or one that refers to a row deleted meanwhile)
 //   - 23514 check, 23502 not null → core.KindInvalid
 //   - 40001 serialization failure, 40P01 deadlock → core.KindConflict (retry)
+//   - 22021 a text value with a NUL byte or invalid UTF-8 (which SQLite
+//     would keep, but PostgreSQL text cannot hold) → core.KindInvalid
 //
 // The message names the constraint, never the values.
 func Internal(label, op string, err error) error {
@@ -201,6 +204,8 @@ func Internal(label, op string, err error) error {
 			return &core.Error{Kind: core.KindConflict, Msg: op + ": a referenced row is missing or still referenced (" + pe.ConstraintName + ")", Err: err}
 		case codeCheckViolation, codeNotNullViolation:
 			return &core.Error{Kind: core.KindInvalid, Msg: op + ": " + pe.ConstraintName + " violated", Err: err}
+		case codeBadEncoding:
+			return &core.Error{Kind: core.KindInvalid, Msg: op + ": a text value holds a NUL byte or invalid UTF-8", Err: err}
 		case codeSerialization, codeDeadlock:
 			return &core.Error{Kind: core.KindConflict, Msg: op + ": concurrent update, try again", Err: err}
 		}

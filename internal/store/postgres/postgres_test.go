@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/pgtest"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/storetest"
@@ -115,5 +116,15 @@ func TestReopen(t *testing.T) {
 	}
 	if len(th.Tags) != 1 || th.Tags[0] != "a" {
 		t.Errorf("tags after reopen = %v; want [a]", th.Tags)
+	}
+}
+
+// TestNULIsInvalid: PostgreSQL text cannot hold a NUL byte; a value with
+// one is refused as invalid (a 400 at the API), not an internal error.
+func TestNULIsInvalid(t *testing.T) {
+	s := open(t, pgtest.DB(t))
+	_, err := s.Things().Create(context.Background(), store.Thing{Name: "dev", Attributes: map[string]string{"k": "a\x00b"}})
+	if core.KindOf(err) != core.KindInvalid {
+		t.Fatalf("Create with a NUL in an attribute: got %v (kind %s); want kind invalid", err, core.KindOf(err))
 	}
 }
