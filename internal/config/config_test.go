@@ -266,6 +266,12 @@ func TestValidate(t *testing.T) {
 		{"telemetry-retention big", func(c *config.Config) { c.TelemetryRetention = config.MaxTelemetryRetention + time.Hour }, "telemetry-retention"},
 		{"telemetry-retention forever", func(c *config.Config) { c.TelemetryRetention = 0 }, ""},
 		{"telemetry-retention 1h", func(c *config.Config) { c.TelemetryRetention = time.Hour }, ""},
+		{"store not a URL", func(c *config.Config) { c.Store = "/var/lib/mote/mote.db" }, "store"},
+		{"store bad URL", func(c *config.Config) { c.Store = "postgres://u:secret@host:notaport/db" }, "store"},
+		{"store postgres", func(c *config.Config) { c.Store = "postgres://mote:pw@db.example:5432/mote?sslmode=require" }, ""},
+		{"store postgresql", func(c *config.Config) { c.Store = "postgresql://mote@localhost/mote" }, ""},
+		{"store-max-conns 0", func(c *config.Config) { c.StoreMaxConns = 0 }, "store-max-conns"},
+		{"store-max-conns big", func(c *config.Config) { c.StoreMaxConns = 1001 }, "store-max-conns"},
 
 		{"mqtt-addr disabled", func(c *config.Config) { c.MQTTAddr = "" }, ""},
 		{"mqtts-addr disabled", func(c *config.Config) { c.MQTTSAddr = "" }, ""},
@@ -344,8 +350,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 24 {
-		t.Errorf("settings = %d; want 24 (update this test for a new setting)", n)
+	if n != 26 {
+		t.Errorf("settings = %d; want 26 (update this test for a new setting)", n)
 	}
 }
 
@@ -369,5 +375,16 @@ func TestListsAreTrimmed(t *testing.T) {
 				t.Fatalf("TLSHosts = %q; want %q", c.TLSHosts, want)
 			}
 		})
+	}
+}
+
+// TestStoreURLPasswordNotInError: a bad --store URL is refused without
+// repeating its password.
+func TestStoreURLPasswordNotInError(t *testing.T) {
+	c := config.Default()
+	c.Store = "postgres://u:hunter2@host:notaport/db"
+	err := c.Validate()
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("Validate = %v; want an error without the password", err)
 	}
 }

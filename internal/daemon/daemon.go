@@ -37,9 +37,7 @@ import (
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
-	"github.com/moteiot/mote/internal/store/sqlite"
 	"github.com/moteiot/mote/internal/telemetry"
-	telemetrysqlite "github.com/moteiot/mote/internal/telemetry/sqlite"
 	"github.com/moteiot/mote/internal/users"
 )
 
@@ -68,7 +66,7 @@ type Daemon struct {
 	methods  *methods.Service
 	commands *commands.Service
 	journal  *ingest.Journal
-	tstore   *telemetrysqlite.Store
+	tstore   telemetry.Store
 	twriter  *telemetry.Writer
 	http     *http.Server
 	httpLn   net.Listener
@@ -118,7 +116,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := datadir.Ensure(cfg.DataDir); err != nil {
 		return err
 	}
-	st, err := sqlite.Open(datadir.DB(cfg.DataDir))
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -161,7 +159,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	// Telemetry: the store, its batching writer and the retention loop,
 	// closed in reverse (retention, writer flush, store) after the rules
 	// engine that feeds the writer.
-	d.tstore, err = telemetrysqlite.Open(datadir.Telemetry(cfg.DataDir))
+	d.tstore, err = openTelemetry(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open telemetry store: %w", err)
 	}
@@ -329,7 +327,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.ready = true
 	d.mu.Unlock()
 	a := d.Addrs()
-	d.log.Info("mote started", "data_dir", cfg.DataDir, "mqtt", a.MQTT, "mqtts", a.MQTTS, "http", a.HTTP)
+	d.log.Info("mote started", "data_dir", cfg.DataDir, "store", storeName(cfg.Store), "mqtt", a.MQTT, "mqtts", a.MQTTS, "http", a.HTTP)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"net/url"
 	"strings"
 	"time"
 
@@ -31,19 +32,37 @@ func IsURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
-// Redact returns url with its password replaced, for logs and errors.
-func Redact(url string) string {
-	cfg, err := pgconn.ParseConfig(url)
-	if err != nil || cfg.Password == "" {
-		return url
+// CheckURL checks that s is a PostgreSQL URL pgx can use. The error does
+// not repeat the URL (it may hold a password).
+func CheckURL(s string) error {
+	if !IsURL(s) {
+		return errors.New("not a PostgreSQL URL: want postgres://user:password@host:port/database (or empty for the embedded SQLite store)")
 	}
-	return strings.Replace(url, cfg.Password, "xxxxx", 1)
+	if _, err := pgconn.ParseConfig(s); err != nil {
+		return errors.New("invalid PostgreSQL URL: want postgres://user:password@host:port/database?sslmode=...")
+	}
+	return nil
+}
+
+// Redact returns url with its password (in the user part or a password
+// parameter) replaced, for logs and errors.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable postgres URL)"
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // OpenPool connects to url with at most maxConns connections (0: pgx's
 // default) and checks the connection. Every connection works in UTC.
-func OpenPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+func OpenPool(ctx context.Context, dbURL string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		// The parse error may quote the URL with its password.
 		return nil, errors.New("parse database URL: invalid postgres URL")
@@ -60,13 +79,13 @@ func OpenPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, e
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", Redact(url), err)
+		return nil, fmt.Errorf("connect %s: %w", Redact(dbURL), err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect %s: %w", Redact(url), err)
+		return nil, fmt.Errorf("connect %s: %w", Redact(dbURL), err)
 	}
 	return pool, nil
 }

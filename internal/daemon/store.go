@@ -1,0 +1,41 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/moteiot/mote/internal/config"
+	"github.com/moteiot/mote/internal/datadir"
+	"github.com/moteiot/mote/internal/pgdb"
+	"github.com/moteiot/mote/internal/store"
+	storepostgres "github.com/moteiot/mote/internal/store/postgres"
+	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/telemetry"
+	telemetrypostgres "github.com/moteiot/mote/internal/telemetry/postgres"
+	telemetrysqlite "github.com/moteiot/mote/internal/telemetry/sqlite"
+)
+
+// openStore opens the registry store: PostgreSQL when cfg.Store is a URL,
+// else the embedded SQLite database in the data directory.
+func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	if cfg.Store == "" {
+		return sqlite.Open(datadir.DB(cfg.DataDir))
+	}
+	return storepostgres.Open(ctx, cfg.Store, storepostgres.Options{MaxConns: int32(cfg.StoreMaxConns)})
+}
+
+// openTelemetry opens the telemetry store on the same backend as openStore.
+func openTelemetry(ctx context.Context, cfg config.Config) (telemetry.Store, error) {
+	if cfg.Store == "" {
+		return telemetrysqlite.Open(datadir.Telemetry(cfg.DataDir))
+	}
+	return telemetrypostgres.Open(ctx, cfg.Store, telemetrypostgres.Options{MaxConns: int32(cfg.StoreMaxConns)})
+}
+
+// storeName describes the store for the log, without a password.
+func storeName(url string) string {
+	if url == "" {
+		return "sqlite"
+	}
+	return fmt.Sprintf("postgres (%s)", pgdb.Redact(url))
+}
