@@ -25,13 +25,14 @@ import (
 // Config is everything `mote serve` can be told.
 type Config struct {
 	DataDir   string
+	LogLevel  string // debug, info, warn, error
+	LogFormat string // auto (JSON unless stderr is a terminal), json, text
+
 	// Store is where the registry, shadows, rules, sessions and telemetry
 	// are kept: "" for the embedded SQLite databases in DataDir, or a
 	// PostgreSQL URL (postgres://...) shared by several nodes.
 	Store         string
 	StoreMaxConns int // connections per PostgreSQL pool (the store and telemetry have one each)
-	LogLevel  string // debug, info, warn, error
-	LogFormat string // auto (JSON unless stderr is a terminal), json, text
 
 	MQTTAddr  string // MQTT over TCP; "" disables
 	MQTTSAddr string // MQTT over TLS; "" disables

@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/daemontest"
+	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/pgtest"
 )
 
