@@ -57,6 +57,7 @@ var (
 	admin    *pgx.Conn // to the maintenance database; guarded by mu
 	adminURL *url.URL  // the server, for building database URLs
 	skipMsg  string    // why DB skips; "" when a server is up
+	createAs string    // options of CREATE DATABASE
 	started  bool      // Main ran
 	dbSeq    atomic.Int64
 )
@@ -96,7 +97,7 @@ func DB(t testing.TB) string {
 	name := fmt.Sprintf("mote_test_%d_%d", os.Getpid(), dbSeq.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := adminExec(ctx, `CREATE DATABASE `+name); err != nil {
+	if err := adminExec(ctx, `CREATE DATABASE `+name+createAs); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	t.Cleanup(func() {
@@ -144,6 +145,13 @@ func start() (stop func() error, err error) {
 	if err := connectAdmin(c.url()); err != nil {
 		c.stop()
 		return nil, err
+	}
+	// PostgreSQL 15 copies the template through the WAL by default; on
+	// our own cluster (fsync off) a file copy is twice as fast. Not on a
+	// server given by MOTE_TEST_POSTGRES, where its checkpoints cost.
+	var version int
+	if err := admin.QueryRow(context.Background(), `SELECT current_setting('server_version_num')::int`).Scan(&version); err == nil && version >= 150000 {
+		createAs = ` STRATEGY FILE_COPY`
 	}
 	return func() error { return errors.Join(closeAdmin(), c.stop()) }, nil
 }
