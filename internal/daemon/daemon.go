@@ -175,6 +175,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.metrics = prometheus.NewRegistry()
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerStoreMetrics(d.metrics, d.store, d.tstore)
 
 	// The ingest journal: QoS 1/2 messages that a rule stores as telemetry
 	// are made durable in it before their PUBACK, and applied to the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,18 @@ func TestPostgresEndToEnd(t *testing.T) {
 	}
 	if things != 1 || points != 1 {
 		t.Errorf("PostgreSQL holds %d things named sensor-1 and %d points; want 1 and 1", things, points)
+	}
+
+	// The pools are measured: both were used, none is over its bound.
+	code, metrics := get(t, s, "/metrics")
+	for _, pool := range []string{"store", "telemetry"} {
+		m := regexp.MustCompile(`(?m)^mote_store_pool_acquires_total\{pool="` + pool + `"\} (\d+)`).FindStringSubmatch(metrics)
+		if code != 200 || m == nil || m[1] == "0" {
+			t.Errorf("/metrics: mote_store_pool_acquires_total{pool=%q} = %v; want > 0 (status %d)", pool, m, code)
+		}
+		if !strings.Contains(metrics, `mote_store_pool_max_connections{pool="`+pool+`"} 10`) {
+			t.Errorf("/metrics: no mote_store_pool_max_connections{pool=%q} 10 (--store-max-conns)", pool)
+		}
 	}
 
 	s.Restart(t)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/pgdb"
@@ -30,6 +32,21 @@ func openTelemetry(ctx context.Context, cfg config.Config) (telemetry.Store, err
 		return telemetrysqlite.Open(datadir.Telemetry(cfg.DataDir))
 	}
 	return telemetrypostgres.Open(ctx, cfg.Store, telemetrypostgres.Options{MaxConns: int32(cfg.StoreMaxConns)})
+}
+
+// registerStoreMetrics exports the connection pools of the PostgreSQL
+// stores (mote_store_pool_*); the SQLite stores have none.
+func registerStoreMetrics(reg prometheus.Registerer, st store.Store, ts telemetry.Store) {
+	var c pgdb.PoolCollector
+	if p, ok := st.(*storepostgres.Store); ok {
+		c.Add("store", p.Pool())
+	}
+	if p, ok := ts.(*telemetrypostgres.Store); ok {
+		c.Add("telemetry", p.Pool())
+	}
+	if c.Len() > 0 {
+		reg.MustRegister(&c)
+	}
 }
 
 // storeName describes the store for the log, without a password.
