@@ -21,6 +21,7 @@ func (a *app) adminCmd() *cobra.Command {
 	cmd := parentCmd("admin", "Offline administration on the server's data directory")
 	cmd.AddCommand(a.adminTokenCmd())
 	cmd.AddCommand(a.adminPasswordCmd())
+	cmd.AddCommand(a.adminMigrateStoreCmd())
 	return cmd
 }
 

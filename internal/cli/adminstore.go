@@ -15,6 +15,7 @@ import (
 	"github.com/moteiot/mote/internal/store"
 	storepostgres "github.com/moteiot/mote/internal/store/postgres"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/storemigrate"
 )
 
 // EnvStore is the environment variable of --store, as for `mote serve`.
@@ -78,4 +79,44 @@ func openAdminStore(ctx context.Context, dir, storeURL string) (store.Store, err
 			"no Mote data in %s; start `mote serve --store URL --data-dir %s` once first", pgdb.Redact(storeURL), dir)}
 	}
 	return storepostgres.Open(ctx, storeURL, storepostgres.Options{MaxConns: 2})
+}
+
+func (a *app) adminMigrateStoreCmd() *cobra.Command {
+	var from, to string
+	cmd := &cobra.Command{
+		Use:   "migrate-store",
+		Short: "Copy an embedded (SQLite) installation into PostgreSQL, verified",
+		Long: `Copy the registry, shadows, rules, commands, console users, retained
+messages, persistent sessions and telemetry of a data directory's SQLite
+databases into an empty PostgreSQL database, then verify every table by its
+row count and a SHA-256 of its rows on both sides. Stop the server first.
+Afterwards run "mote serve --data-dir DATA_DIR --store URL": the hash key,
+the CA and the ingest journal stay in the data directory.`,
+		Example: `  mote admin migrate-store --from /var/lib/mote --to postgres://mote:pw@db/mote`,
+		Args:    exactArgs(),
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			if from == "" || to == "" {
+				return usageErrorf("--from and --to are required")
+			}
+			if err := pgdb.CheckURL(to); err != nil {
+				return usageErrorf("--to: %v", err)
+			}
+			if _, err := os.Stat(datadir.DB(from)); err != nil {
+				return &core.Error{Kind: core.KindNotFound, Msg: fmt.Sprintf("no Mote data in %s (%s is missing)", from, datadir.DB(from))}
+			}
+			rep, err := storemigrate.Copy(cmd.Context(), from, to, a.stderr)
+			if err != nil {
+				return err
+			}
+			for _, t := range rep.Tables {
+				fmt.Fprintf(a.stdout, "%-22s %10d  sha256:%s\n", t.Table, t.Rows, t.Checksum)
+			}
+			fmt.Fprintf(a.stdout, "verified; telemetry WAL position %d\n", rep.LastSeq)
+			return nil
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "the data directory of the embedded installation")
+	f.StringVar(&to, "to", "", "the PostgreSQL URL of an empty database")
+	return cmd
 }
