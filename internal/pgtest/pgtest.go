@@ -215,9 +215,21 @@ type cluster struct {
 
 const superuser = "mote"
 
+// dirPrefix names the temporary directories of clusters; ownerFile in
+// one holds the pid of the test binary that started it.
+const (
+	dirPrefix = "mote-pgtest-"
+	ownerFile = "owner.pid"
+)
+
 func newCluster(bin string) (*cluster, error) {
-	dir, err := os.MkdirTemp("", "mote-pgtest-")
+	reapStale(bin)
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
+		return nil, fmt.Errorf("temp dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
 	c := &cluster{bin: bin, dir: dir}
@@ -262,6 +274,33 @@ func newCluster(bin string) (*cluster, error) {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("%w\nserver log:\n%s", err, log)
 		}
+	}
+}
+
+// reapStale stops and removes the clusters of test binaries that died
+// without stopping theirs (a panic, a kill, a timeout skip TestMain's
+// stop): their servers would otherwise run on.
+func reapStale(bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // not ours, or being created
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil || pid == os.Getpid() {
+			continue // its test binary is alive
+		}
+		c := &cluster{bin: bin, dir: dir}
+		if fi, err := os.Stat(dir); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uint32(os.Geteuid()) {
+				c.cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid, NoSetGroups: true}
+			}
+		}
+		if _, err := os.Stat(filepath.Join(c.data(), "postmaster.pid")); err == nil {
+			_ = c.run("pg_ctl", "stop", "-w", "-t", "30", "-m", "immediate", "-D", c.data())
+		}
+		os.RemoveAll(dir)
 	}
 }
 
