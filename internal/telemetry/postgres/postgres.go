@@ -14,7 +14,13 @@
 // touches, and partition pruning skips the days outside its time range.
 // BRIN on ts was considered and left out: it only helps scans by time
 // across all series, which pruning already narrows to whole days, and it
-// would be one more index to maintain per row. Values are stored as in the
+// would be one more index to maintain per row. Measured (bench_test.go,
+// 2 shared cores, fsync off, three runs each): appending 1,000-point batches
+// ran at 48k–170k points/s with or without it — the spread is the load of
+// the machine, not the index — and deleting the older half of a
+// 200,000-point day partition (the retention boundary) took 45–60 ms
+// either way, because the planner rightly scans the partition for half
+// its rows. Nothing to gain. Values are stored as in the
 // SQLite backend (kind, num NULL unless a number, str).
 //
 // n is taken from a sequence as rows are written: it orders points of one
