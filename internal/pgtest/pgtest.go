@@ -189,7 +189,7 @@ func findBinaries() string {
 			return dir
 		}
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	dirs, _ := filepath.Glob(debianBins)
 	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
 	for _, d := range dirs {
 		if has(d) {
@@ -198,6 +198,10 @@ func findBinaries() string {
 	}
 	return ""
 }
+
+// debianBins is where Debian's postgresql packages put the binaries (a
+// variable for the test).
+var debianBins = "/usr/lib/postgresql/*/bin"
 
 // version is the major version in /usr/lib/postgresql/N/bin.
 func version(dir string) int {

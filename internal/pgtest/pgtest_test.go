@@ -3,6 +3,7 @@ package pgtest
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,5 +37,30 @@ func TestDB(t *testing.T) {
 			t.Errorf("%s has %d tables, want 1 (the databases are not distinct)", u, n)
 		}
 		conn.Close(ctx)
+	}
+}
+
+// TestFindBinaries: PATH first, then Debian's directories; none is "",
+// which makes DB skip with NotFound.
+func TestFindBinaries(t *testing.T) {
+	old := debianBins
+	defer func() { debianBins = old }()
+	debianBins = t.TempDir() + "/*/bin"
+	t.Setenv("PATH", t.TempDir())
+	if got := findBinaries(); got != "" {
+		t.Fatalf("findBinaries with nothing installed = %q; want \"\"", got)
+	}
+	dir := t.TempDir()
+	for _, b := range []string{"initdb", "pg_ctl", "postgres"} {
+		if err := os.WriteFile(dir+"/"+b, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", dir)
+	if got := findBinaries(); got != dir {
+		t.Errorf("findBinaries with them on PATH = %q; want %q", got, dir)
+	}
+	if !strings.Contains(NotFound, "apt-get install postgresql") {
+		t.Errorf("skip message %q does not say how to install", NotFound)
 	}
 }
