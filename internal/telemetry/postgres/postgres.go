@@ -496,6 +496,11 @@ func (s *Store) DeleteBefore(ctx context.Context, t int64) (int64, error) {
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, partitionLock); err != nil {
 				return err
 			}
+			// Another node's retention may have dropped it meanwhile.
+			var there bool
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&there); err != nil || !there {
+				return err
+			}
 			if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{name}.Sanitize()).Scan(&n); err != nil {
 				return err
 			}

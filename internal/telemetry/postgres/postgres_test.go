@@ -178,3 +178,40 @@ func TestAnyBytes(t *testing.T) {
 		t.Fatalf("Keys = %q, %v; want [%q]", keys, err, key)
 	}
 }
+
+// TestRetentionTwoNodes: two nodes running retention at once on one
+// database both succeed, and the points are counted once between them.
+func TestRetentionTwoNodes(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	a, b := open(t, url), open(t, url)
+	base := (int64(1718000000000) / day) * day
+	var pts []telemetry.Point
+	for d := range int64(4) {
+		pts = append(pts, telemetry.Point{Thing: "dev", Key: "k", TS: base + d*day, Value: telemetry.Number(1)})
+	}
+	if err := a.Append(ctx, pts, 0); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg     sync.WaitGroup
+		counts [2]int64
+		errs   [2]error
+	)
+	for i, s := range []*Store{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counts[i], errs[i] = s.DeleteBefore(ctx, base+3*day)
+		}()
+	}
+	wg.Wait()
+	for i := range errs {
+		if errs[i] != nil {
+			t.Fatalf("node %d: DeleteBefore: %v", i, errs[i])
+		}
+	}
+	if counts[0]+counts[1] != 3 {
+		t.Errorf("the nodes removed %d + %d points; want 3 between them", counts[0], counts[1])
+	}
+}
