@@ -15,7 +15,6 @@ import (
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
-	"github.com/moteiot/mote/internal/store/sqlite"
 )
 
 func (a *app) adminCmd() *cobra.Command {
@@ -23,11 +22,12 @@ func (a *app) adminCmd() *cobra.Command {
 	cmd.AddCommand(a.adminTokenCmd())
 	cmd.AddCommand(a.adminPasswordCmd())
 	cmd.AddCommand(a.adminJournalCmd())
+	cmd.AddCommand(a.adminMigrateStoreCmd())
 	return cmd
 }
 
 func (a *app) adminTokenCmd() *cobra.Command {
-	var dir, name, role, expires string
+	var dir, storeURL, name, role, expires string
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Create an API token directly in the data directory (offline)",
@@ -39,6 +39,7 @@ token is printed, so TOKEN=$(mote admin token) works.
 The data directory must already hold Mote data: start the server with
 "mote serve --data-dir DIR" once first.`,
 		Example: `  export MOTE_TOKEN=$(mote admin token --data-dir /var/lib/mote)
+  mote admin token --data-dir /var/lib/mote --store postgres://mote:pw@db/mote
   mote admin token --name ci --role operator --expires 90d`,
 		Args: exactArgs(),
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
@@ -47,6 +48,9 @@ The data directory must already hold Mote data: start the server with
 					dir = v
 				}
 			}
+			if err := a.storeFromEnv(cmd, &storeURL); err != nil {
+				return err
+			}
 			if !registry.ValidRole(role) {
 				return usageErrorf("--role must be admin, operator or viewer, not %q", role)
 			}
@@ -54,7 +58,7 @@ The data directory must already hold Mote data: start the server with
 			if err != nil {
 				return err
 			}
-			tok, err := adminToken(cmd, dir, name, role, exp)
+			tok, err := adminToken(cmd, dir, storeURL, name, role, exp)
 			if err != nil {
 				return err
 			}
@@ -64,6 +68,7 @@ The data directory must already hold Mote data: start the server with
 	}
 	f := cmd.Flags()
 	f.StringVar(&dir, "data-dir", datadir.Default, "the server's data directory (env "+EnvDataDir+")")
+	a.storeFlag(cmd, &storeURL)
 	f.StringVar(&name, "name", "admin (mote admin token)", "a name for the token, to recognise it in `mote token list`")
 	f.StringVar(&role, "role", registry.RoleAdmin, "admin, operator or viewer")
 	f.StringVar(&expires, "expires", "", "expiry, an RFC 3339 time or a duration like 720h or 90d (default: never)")
@@ -71,27 +76,29 @@ The data directory must already hold Mote data: start the server with
 }
 
 // adminToken opens the data directory (never creating one) and creates a
-// token in its store.
-func adminToken(cmd *cobra.Command, dir, name, role string, exp *time.Time) (string, error) {
-	noData := &core.Error{Kind: core.KindNotFound,
-		Msg: fmt.Sprintf("no Mote data in %s; start `mote serve --data-dir %s` once first", dir, dir)}
-	for _, p := range []string{dir, datadir.DB(dir)} {
-		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-			return "", noData
-		} else if err != nil {
-			return "", err
+// token in its store: SQLite in dir, or the PostgreSQL database storeURL.
+// The hash key is always in dir.
+func adminToken(cmd *cobra.Command, dir, storeURL, name, role string, exp *time.Time) (string, error) {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return "", &core.Error{Kind: core.KindNotFound,
+			Msg: fmt.Sprintf("no Mote data in %s; start `mote serve --data-dir %s` once first", dir, dir)}
+	}
+	if storeURL == "" {
+		if _, err := os.Stat(datadir.DB(dir)); errors.Is(err, fs.ErrNotExist) {
+			return "", &core.Error{Kind: core.KindNotFound,
+				Msg: fmt.Sprintf("no Mote data in %s; start `mote serve --data-dir %s` once first", dir, dir)}
 		}
 	}
 	// A new hash key would make every stored secret and token useless.
 	if _, err := os.Stat(datadir.HashKey(dir)); errors.Is(err, fs.ErrNotExist) {
 		return "", &core.Error{Kind: core.KindNotFound, Msg: fmt.Sprintf(
-			"%s is missing although %s exists; refusing to create a new key (restore it, or start `mote serve --data-dir %s` once)",
-			datadir.HashKey(dir), datadir.DB(dir), dir)}
+			"%s is missing although the store exists; refusing to create a new key (restore it, or start `mote serve --data-dir %s` once)",
+			datadir.HashKey(dir), dir)}
 	} else if err != nil {
 		return "", err
 	}
 
-	st, err := sqlite.Open(datadir.DB(dir))
+	st, err := openAdminStore(cmd.Context(), dir, storeURL)
 	if err != nil {
 		return "", err
 	}
@@ -114,7 +121,7 @@ func adminToken(cmd *cobra.Command, dir, name, role string, exp *time.Time) (str
 		return "", err
 	}
 	if err := st.Close(); err != nil {
-		return "", fmt.Errorf("close %s: %w", datadir.DB(dir), err)
+		return "", fmt.Errorf("close store: %w", err)
 	}
 	return tok, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/moteiot/mote/internal/cli"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/httpapi"
+	"github.com/moteiot/mote/internal/pgtest"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
@@ -38,11 +39,11 @@ import (
 // TestMain keeps the caller's MOTE_* variables away from the tests.
 func TestMain(m *testing.M) {
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "MOTE_") {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "MOTE_") && k != pgtest.EnvURL {
 			os.Unsetenv(k)
 		}
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // run runs the real command tree in-process.

@@ -2,23 +2,19 @@ package cli
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/datadir"
-	"github.com/moteiot/mote/internal/store/sqlite"
 	"github.com/moteiot/mote/internal/users"
 )
 
 func (a *app) adminPasswordCmd() *cobra.Command {
-	var dir, user string
+	var dir, storeURL, user string
 	var fromStdin bool
 	cmd := &cobra.Command{
 		Use:   "password",
@@ -51,7 +47,10 @@ The data directory must already hold Mote data: start the server with
 					return usageError{err}
 				}
 			}
-			if err := adminPassword(cmd, dir, user, pw); err != nil {
+			if err := a.storeFromEnv(cmd, &storeURL); err != nil {
+				return err
+			}
+			if err := adminPassword(cmd, dir, storeURL, user, pw); err != nil {
 				return err
 			}
 			if !fromStdin {
@@ -64,23 +63,16 @@ The data directory must already hold Mote data: start the server with
 	}
 	f := cmd.Flags()
 	f.StringVar(&dir, "data-dir", datadir.Default, "the server's data directory (env "+EnvDataDir+")")
+	a.storeFlag(cmd, &storeURL)
 	f.StringVar(&user, "user", users.AdminUser, "the console user")
 	f.BoolVar(&fromStdin, "password-stdin", false, "read the new password from the first line of standard input instead of making one")
 	return cmd
 }
 
-// adminPassword opens the data directory (never creating one) and sets a
-// user's password in its store.
-func adminPassword(cmd *cobra.Command, dir, user, pw string) error {
-	for _, p := range []string{dir, datadir.DB(dir)} {
-		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-			return &core.Error{Kind: core.KindNotFound,
-				Msg: fmt.Sprintf("no Mote data in %s; start `mote serve --data-dir %s` once first", dir, dir)}
-		} else if err != nil {
-			return err
-		}
-	}
-	st, err := sqlite.Open(datadir.DB(dir))
+// adminPassword opens the data directory's store (never creating one; the
+// PostgreSQL database storeURL if given) and sets a user's password in it.
+func adminPassword(cmd *cobra.Command, dir, storeURL, user, pw string) error {
+	st, err := openAdminStore(cmd.Context(), dir, storeURL)
 	if err != nil {
 		return err
 	}
@@ -93,7 +85,7 @@ func adminPassword(cmd *cobra.Command, dir, user, pw string) error {
 		return err
 	}
 	if err := st.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", datadir.DB(dir), err)
+		return fmt.Errorf("close store: %w", err)
 	}
 	return nil
 }

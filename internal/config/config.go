@@ -20,6 +20,7 @@ import (
 
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/ipfilter"
+	"github.com/moteiot/mote/internal/pgdb"
 )
 
 // Config is everything `mote serve` can be told.
@@ -27,6 +28,12 @@ type Config struct {
 	DataDir   string
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // auto (JSON unless stderr is a terminal), json, text
+
+	// Store is where the registry, shadows, rules, sessions and telemetry
+	// are kept: "" for the embedded SQLite databases in DataDir, or a
+	// PostgreSQL URL (postgres://...) shared by several nodes.
+	Store         string
+	StoreMaxConns int // connections per PostgreSQL pool (the store and telemetry have one each)
 
 	MQTTAddr  string // MQTT over TCP; "" disables
 	MQTTSAddr string // MQTT over TLS; "" disables
@@ -106,6 +113,7 @@ const MaxTelemetryRetention = 100 * 365 * 24 * time.Hour
 func Default() Config {
 	return Config{
 		DataDir:          datadir.Default,
+		StoreMaxConns:    10,
 		LogLevel:         "info",
 		LogFormat:        "auto",
 		MQTTAddr:         ":1883",
@@ -176,6 +184,8 @@ func fields(c *Config) []field {
 	}
 	return []field{
 		{"data-dir", "directory for the database, keys and certificates", str(&c.DataDir)},
+		{"store", `where state and telemetry are kept: "" for SQLite in --data-dir, or a PostgreSQL URL postgres://user:pass@host:5432/db (keys, certificates and the journal stay in --data-dir)`, str(&c.Store)},
+		{"store-max-conns", "connections of each PostgreSQL pool (registry and telemetry have one each); callers wait for a free one", num(&c.StoreMaxConns)},
 		{"log-level", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "auto (JSON unless on a terminal), json or text", str(&c.LogFormat)},
 		{"mqtt-addr", `MQTT over TCP listen address ("" disables)`, str(&c.MQTTAddr)},
@@ -329,6 +339,14 @@ func readFile(path string) (map[string]string, error) {
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data-dir: must not be empty")
+	}
+	if c.Store != "" {
+		if err := pgdb.CheckURL(c.Store); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	if c.StoreMaxConns < 1 || c.StoreMaxConns > 1000 {
+		return fmt.Errorf("store-max-conns: %d is outside 1 to 1000", c.StoreMaxConns)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -305,6 +305,12 @@ func TestValidate(t *testing.T) {
 			c.DeviceIPAllow, c.DeviceIPDeny = []string{"10.0.0.0/8", " 192.0.2.1"}, []string{"2001:db8::/32"}
 			c.APIIPAllow, c.APIIPDeny = []string{"127.0.0.1"}, []string{"127.0.0.2/32"}
 		}, ""},
+		{"store not a URL", func(c *config.Config) { c.Store = "/var/lib/mote/mote.db" }, "store"},
+		{"store bad URL", func(c *config.Config) { c.Store = "postgres://u:secret@host:notaport/db" }, "store"},
+		{"store postgres", func(c *config.Config) { c.Store = "postgres://mote:pw@db.example:5432/mote?sslmode=require" }, ""},
+		{"store postgresql", func(c *config.Config) { c.Store = "postgresql://mote@localhost/mote" }, ""},
+		{"store-max-conns 0", func(c *config.Config) { c.StoreMaxConns = 0 }, "store-max-conns"},
+		{"store-max-conns big", func(c *config.Config) { c.StoreMaxConns = 1001 }, "store-max-conns"},
 
 		{"mqtt-addr disabled", func(c *config.Config) { c.MQTTAddr = "" }, ""},
 		{"mqtts-addr disabled", func(c *config.Config) { c.MQTTSAddr = "" }, ""},
@@ -383,8 +389,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 45 {
-		t.Errorf("settings = %d; want 45 (update this test for a new setting)", n)
+	if n != 47 {
+		t.Errorf("settings = %d; want 47 (update this test for a new setting)", n)
 	}
 }
 
@@ -408,5 +414,16 @@ func TestListsAreTrimmed(t *testing.T) {
 				t.Fatalf("TLSHosts = %q; want %q", c.TLSHosts, want)
 			}
 		})
+	}
+}
+
+// TestStoreURLPasswordNotInError: a bad --store URL is refused without
+// repeating its password.
+func TestStoreURLPasswordNotInError(t *testing.T) {
+	c := config.Default()
+	c.Store = "postgres://u:hunter2@host:notaport/db"
+	err := c.Validate()
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("Validate = %v; want an error without the password", err)
 	}
 }

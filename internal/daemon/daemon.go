@@ -38,9 +38,7 @@ import (
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
-	"github.com/moteiot/mote/internal/store/sqlite"
 	"github.com/moteiot/mote/internal/telemetry"
-	telemetrysqlite "github.com/moteiot/mote/internal/telemetry/sqlite"
 	"github.com/moteiot/mote/internal/users"
 	"github.com/moteiot/mote/internal/wal"
 )
@@ -70,7 +68,7 @@ type Daemon struct {
 	methods  *methods.Service
 	commands *commands.Service
 	journal  *ingest.Journal
-	tstore   *telemetrysqlite.Store
+	tstore   telemetry.Store
 	twriter  *telemetry.Writer
 	http     *http.Server
 	httpLn   net.Listener
@@ -126,7 +124,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := datadir.Ensure(cfg.DataDir); err != nil {
 		return err
 	}
-	st, err := sqlite.Open(datadir.DB(cfg.DataDir))
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -169,7 +167,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	// Telemetry: the store, its batching writer and the retention loop,
 	// closed in reverse (retention, writer flush, store) after the rules
 	// engine that feeds the writer.
-	d.tstore, err = telemetrysqlite.Open(datadir.Telemetry(cfg.DataDir))
+	d.tstore, err = openTelemetry(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open telemetry store: %w", err)
 	}
@@ -185,6 +183,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.metrics = prometheus.NewRegistry()
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerStoreMetrics(d.metrics, d.store, d.tstore)
 
 	// The ingest journal: QoS 1/2 messages that a rule stores as telemetry
 	// are made durable in it before their PUBACK, and applied to the
@@ -361,7 +360,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.ready = true
 	d.mu.Unlock()
 	a := d.Addrs()
-	d.log.Info("mote started", "data_dir", cfg.DataDir, "mqtt", a.MQTT, "mqtts", a.MQTTS, "http", a.HTTP)
+	d.log.Info("mote started", "data_dir", cfg.DataDir, "store", storeName(cfg.Store), "mqtt", a.MQTT, "mqtts", a.MQTTS, "http", a.HTTP)
 	return nil
 }
 

@@ -36,6 +36,13 @@ type Server struct {
 // Option changes the configuration before start.
 type Option func(*config.Config)
 
+// WithStore runs the server on the PostgreSQL database at url (see
+// internal/pgtest for a throw-away one) instead of SQLite in its data
+// directory.
+func WithStore(url string) Option {
+	return func(c *config.Config) { c.Store = url }
+}
+
 // Start starts a server in a fresh temporary directory and stops it when
 // the test ends.
 func Start(tb testing.TB, opts ...Option) *Server {

@@ -1,0 +1,395 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/store"
+)
+
+type thingStore struct{ s *Store }
+
+// thingSelect reads a thing with its attributes, tags, groups and policies
+// in one statement (one snapshot): the sets come from correlated
+// subqueries, each an index lookup. Tags and groups are sorted, policies
+// are in the order they were attached.
+const thingSelect = `SELECT t.name, coalesce(t.type, ''), t.enabled, t.connected, t.last_seen, t.created_at, t.updated_at,
+	(SELECT coalesce(jsonb_object_agg(a.key, a.value), '{}') FROM thing_attributes a WHERE a.thing = t.name),
+	(SELECT coalesce(array_agg(x.tag ORDER BY x.tag), '{}') FROM thing_tags x WHERE x.thing = t.name),
+	(SELECT coalesce(array_agg(g.group_name ORDER BY g.group_name), '{}') FROM thing_groups g WHERE g.thing = t.name),
+	(SELECT coalesce(array_agg(p.policy ORDER BY p.position), '{}') FROM thing_policies p WHERE p.thing = t.name)
+FROM things t`
+
+func scanThing(row scanner) (store.Thing, error) {
+	var (
+		t                store.Thing
+		lastSeen         *time.Time
+		created, updated time.Time
+	)
+	if err := row.Scan(&t.Name, &t.Type, &t.Enabled, &t.Connected, &lastSeen, &created, &updated,
+		&t.Attributes, &t.Tags, &t.Groups, &t.Policies); err != nil {
+		return store.Thing{}, err
+	}
+	t.LastSeen = utcPtr(lastSeen)
+	t.CreatedAt = created.UTC()
+	t.UpdatedAt = updated.UTC()
+	if t.Attributes == nil {
+		t.Attributes = map[string]string{}
+	}
+	for _, l := range []*[]string{&t.Tags, &t.Groups, &t.Policies} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
+	return t, nil
+}
+
+func getThing(ctx context.Context, q querier, name string) (store.Thing, error) {
+	return getOne(q.QueryRow(ctx, thingSelect+` WHERE t.name = $1`, name), scanThing, "thing", name)
+}
+
+// Create stores a new thing; see the SQLite backend for the contract.
+func (ts *thingStore) Create(ctx context.Context, t store.Thing) (store.Thing, error) {
+	if err := requireName("name", t.Name); err != nil {
+		return store.Thing{}, err
+	}
+	created, updated := createdUpdated(t.CreatedAt, t.UpdatedAt)
+	var out store.Thing
+	err := ts.s.inTx(ctx, func(tx pgx.Tx) error {
+		dup, err := exists(ctx, tx, `SELECT 1 FROM things WHERE name = $1`, t.Name)
+		if err != nil {
+			return err
+		}
+		if dup {
+			return core.Conflict("thing %q already exists", t.Name)
+		}
+		if err := checkType(ctx, tx, t.Type); err != nil {
+			return err
+		}
+		if err := checkGroups(ctx, tx, t.Groups); err != nil {
+			return err
+		}
+		if err := checkPolicies(ctx, tx, t.Policies); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO things (name, type, enabled, connected, last_seen, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			t.Name, nullString(t.Type), t.Enabled, t.Connected, msPtr(t.LastSeen), created, updated); err != nil {
+			return internal("create thing", err)
+		}
+		if err := setAttributes(ctx, tx, t.Name, t.Attributes, false); err != nil {
+			return err
+		}
+		if err := setTags(ctx, tx, t.Name, t.Tags, false); err != nil {
+			return err
+		}
+		if err := setGroups(ctx, tx, t.Name, t.Groups, false); err != nil {
+			return err
+		}
+		if err := setThingPolicies(ctx, tx, t.Name, t.Policies, false); err != nil {
+			return err
+		}
+		out, err = getThing(ctx, tx, t.Name)
+		return err
+	})
+	return out, err
+}
+
+// Get returns the thing, or core.NotFound `thing "x" not found`.
+func (ts *thingStore) Get(ctx context.Context, name string) (store.Thing, error) {
+	return getThing(ctx, ts.s.pool, name)
+}
+
+// List returns the things that match every non-zero field of f, ordered by
+// name (byte-wise), one page from f.After; see the SQLite backend.
+func (ts *thingStore) List(ctx context.Context, f store.ThingFilter) ([]store.Thing, error) {
+	var (
+		where []string
+		a     args
+	)
+	if f.NamePrefix != "" {
+		where = append(where, `t.name >= `+a.add(f.NamePrefix))
+		if end, ok := prefixEnd(f.NamePrefix); ok {
+			where = append(where, `t.name < `+a.add(end))
+		}
+	}
+	if f.After != "" {
+		where = append(where, `t.name > `+a.add(f.After))
+	}
+	if f.Type != "" {
+		where = append(where, `t.type = `+a.add(f.Type))
+	}
+	if f.Group != "" {
+		where = append(where, `t.name IN (SELECT thing FROM thing_groups WHERE group_name = `+a.add(f.Group)+`)`)
+	}
+	if f.Tag != "" {
+		where = append(where, `t.name IN (SELECT thing FROM thing_tags WHERE tag = `+a.add(f.Tag)+`)`)
+	}
+	keys := make([]string, 0, len(f.Attributes))
+	for k := range f.Attributes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		where = append(where, `t.name IN (SELECT thing FROM thing_attributes WHERE key = `+a.add(k)+` AND value = `+a.add(f.Attributes[k])+`)`)
+	}
+	if f.Connected != nil {
+		where = append(where, `t.connected = `+a.add(*f.Connected))
+	}
+	q := thingSelect
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY t.name LIMIT ` + a.add(normLimit(f.Limit))
+	return queryList(ctx, ts.s.pool, "list things", scanThing, q, a...)
+}
+
+// Update applies p to the thing and sets UpdatedAt to now; see the SQLite
+// backend.
+func (ts *thingStore) Update(ctx context.Context, name string, p store.ThingPatch) (store.Thing, error) {
+	var out store.Thing
+	err := ts.s.inTx(ctx, func(tx pgx.Tx) error {
+		var (
+			typ     *string
+			enabled bool
+		)
+		err := tx.QueryRow(ctx, `SELECT type, enabled FROM things WHERE name = $1 FOR UPDATE`, name).Scan(&typ, &enabled)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return core.NotFound("thing", name)
+		case err != nil:
+			return internal("update thing", err)
+		}
+		if p.Type != nil {
+			if err := checkType(ctx, tx, *p.Type); err != nil {
+				return err
+			}
+			typ = nullString(*p.Type)
+		}
+		if p.Enabled != nil {
+			enabled = *p.Enabled
+		}
+		if p.Groups != nil {
+			if err := checkGroups(ctx, tx, p.Groups); err != nil {
+				return err
+			}
+		}
+		if p.Policies != nil {
+			if err := checkPolicies(ctx, tx, p.Policies); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE things SET type = $1, enabled = $2, updated_at = $3 WHERE name = $4`,
+			typ, enabled, now(), name); err != nil {
+			return internal("update thing", err)
+		}
+		if p.Attributes != nil {
+			if err := setAttributes(ctx, tx, name, p.Attributes, true); err != nil {
+				return err
+			}
+		}
+		if p.Tags != nil {
+			if err := setTags(ctx, tx, name, p.Tags, true); err != nil {
+				return err
+			}
+		}
+		if p.Groups != nil {
+			if err := setGroups(ctx, tx, name, p.Groups, true); err != nil {
+				return err
+			}
+		}
+		if p.Policies != nil {
+			if err := setThingPolicies(ctx, tx, name, p.Policies, true); err != nil {
+				return err
+			}
+		}
+		out, err = getThing(ctx, tx, name)
+		return err
+	})
+	return out, err
+}
+
+// Delete removes the thing and everything that belongs to it (cascades).
+// A missing thing → core.NotFound.
+func (ts *thingStore) Delete(ctx context.Context, name string) error {
+	tag, err := ts.s.pool.Exec(ctx, `DELETE FROM things WHERE name = $1`, name)
+	return affected(tag, err, "delete thing", "thing", name)
+}
+
+// RecordPresence applies the changes in one statement: the last entry of
+// each thing wins (At, or now if zero); unknown things are ignored and
+// UpdatedAt does not change.
+func (ts *thingStore) RecordPresence(ctx context.Context, changes []store.Presence) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	last := make(map[string]int, len(changes))
+	for i, c := range changes {
+		last[c.Thing] = i
+	}
+	var (
+		names     = make([]string, 0, len(last))
+		connected = make([]bool, 0, len(last))
+		at        = make([]time.Time, 0, len(last))
+		t0        time.Time
+	)
+	for i, c := range changes {
+		if last[c.Thing] != i {
+			continue
+		}
+		when := c.At
+		if when.IsZero() {
+			if t0.IsZero() {
+				t0 = now()
+			}
+			when = t0
+		}
+		names = append(names, c.Thing)
+		connected = append(connected, c.Connected)
+		at = append(at, ms(when))
+	}
+	if _, err := ts.s.pool.Exec(ctx, `UPDATE things t SET connected = c.connected, last_seen = c.at
+		FROM unnest($1::text[], $2::boolean[], $3::timestamptz[]) AS c(name, connected, at)
+		WHERE t.name = c.name`, names, connected, at); err != nil {
+		return internal("record presence", err)
+	}
+	return nil
+}
+
+// ResetPresence marks every thing disconnected; LastSeen stays.
+func (ts *thingStore) ResetPresence(ctx context.Context) error {
+	if _, err := ts.s.pool.Exec(ctx, `UPDATE things SET connected = false WHERE connected`); err != nil {
+		return internal("reset presence", err)
+	}
+	return nil
+}
+
+// Count returns the number of things and of connected things.
+func (ts *thingStore) Count(ctx context.Context) (total, connected int, err error) {
+	err = ts.s.pool.QueryRow(ctx,
+		`SELECT count(*), count(*) FILTER (WHERE connected) FROM things`).Scan(&total, &connected)
+	if err != nil {
+		return 0, 0, internal("count things", err)
+	}
+	return total, connected, nil
+}
+
+func checkType(ctx context.Context, tx pgx.Tx, typ string) error {
+	if typ == "" {
+		return nil
+	}
+	ok, err := exists(ctx, tx, `SELECT 1 FROM thing_types WHERE name = $1`, typ)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return core.Invalid("type", "thing type %q does not exist", typ)
+	}
+	return nil
+}
+
+// checkMissing returns the first of names (in order) that has no row in
+// table, or "".
+func checkMissing(ctx context.Context, tx pgx.Tx, table string, names []string) (string, error) {
+	if len(names) == 0 {
+		return "", nil
+	}
+	var missing *string
+	err := tx.QueryRow(ctx, `SELECT n FROM unnest($1::text[]) WITH ORDINALITY AS u(n, i)
+		WHERE NOT EXISTS (SELECT 1 FROM `+table+` WHERE name = u.n) ORDER BY i LIMIT 1`, names).Scan(&missing)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", internal("check "+table, err)
+	}
+	return *missing, nil
+}
+
+func checkGroups(ctx context.Context, tx pgx.Tx, groups []string) error {
+	missing, err := checkMissing(ctx, tx, "groups", groups)
+	if err != nil {
+		return err
+	}
+	if missing != "" {
+		return core.Invalid("groups", "group %q does not exist", missing)
+	}
+	return nil
+}
+
+func checkPolicies(ctx context.Context, tx pgx.Tx, policies []string) error {
+	missing, err := checkMissing(ctx, tx, "policies", policies)
+	if err != nil {
+		return err
+	}
+	if missing != "" {
+		return core.Invalid("policies", "policy %q does not exist", missing)
+	}
+	return nil
+}
+
+// setAttributes stores the thing's attributes, first deleting the old ones
+// if replace.
+func setAttributes(ctx context.Context, tx pgx.Tx, thing string, attrs map[string]string, replace bool) error {
+	if replace {
+		if _, err := tx.Exec(ctx, `DELETE FROM thing_attributes WHERE thing = $1`, thing); err != nil {
+			return internal("set attributes", err)
+		}
+	}
+	if len(attrs) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(attrs))
+	values := make([]string, 0, len(attrs))
+	for k, v := range attrs {
+		keys = append(keys, k)
+		values = append(values, v)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO thing_attributes (thing, key, value)
+		SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS a(k, v)`, thing, keys, values); err != nil {
+		return internal("set attributes", err)
+	}
+	return nil
+}
+
+func setTags(ctx context.Context, tx pgx.Tx, thing string, tags []string, replace bool) error {
+	return setList(ctx, tx, "tags", "thing_tags", "thing", "tag", false, thing, tags, replace)
+}
+
+func setGroups(ctx context.Context, tx pgx.Tx, thing string, groups []string, replace bool) error {
+	return setList(ctx, tx, "groups", "thing_groups", "thing", "group_name", false, thing, groups, replace)
+}
+
+func setThingPolicies(ctx context.Context, tx pgx.Tx, thing string, policies []string, replace bool) error {
+	return setList(ctx, tx, "policies", "thing_policies", "thing", "policy", true, thing, policies, replace)
+}
+
+// setList stores the set list of owner in table (ownerCol, col[,
+// position]), first deleting the old set if replace. Repeats are stored
+// once, at their first position.
+func setList(ctx context.Context, tx pgx.Tx, what, table, ownerCol, col string, position bool, owner string, list []string, replace bool) error {
+	if replace {
+		if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE `+ownerCol+` = $1`, owner); err != nil {
+			return internal("set "+what, err)
+		}
+	}
+	list = uniq(list)
+	if len(list) == 0 {
+		return nil
+	}
+	q := `INSERT INTO ` + table + ` (` + ownerCol + `, ` + col + `) SELECT $1, n FROM unnest($2::text[]) AS u(n)`
+	if position {
+		q = `INSERT INTO ` + table + ` (` + ownerCol + `, ` + col + `, position)
+			SELECT $1, n, i - 1 FROM unnest($2::text[]) WITH ORDINALITY AS u(n, i)`
+	}
+	if _, err := tx.Exec(ctx, q, owner, list); err != nil {
+		return internal("set "+what, err)
+	}
+	return nil
+}

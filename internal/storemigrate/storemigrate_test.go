@@ -1,0 +1,233 @@
+package storemigrate
+
+import (
+	"context"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/datadir"
+	"github.com/moteiot/mote/internal/pgtest"
+	"github.com/moteiot/mote/internal/store"
+	storepostgres "github.com/moteiot/mote/internal/store/postgres"
+	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/telemetry"
+	telemetrypostgres "github.com/moteiot/mote/internal/telemetry/postgres"
+	telemetrysqlite "github.com/moteiot/mote/internal/telemetry/sqlite"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// installation fills a data directory with some of everything the
+// stores keep, as a server would have.
+func installation(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := sqlite.Open(datadir.DB(dir))
+	must(t, err)
+	defer st.Close()
+	t0 := time.Date(2024, 6, 10, 6, 13, 20, 123_000_000, time.UTC)
+	later := t0.Add(time.Hour)
+	_, err = st.Policies().Create(ctx, store.Policy{Name: "p", Description: "d", Document: []byte(`{"x": 1}`), Builtin: true, CreatedAt: t0})
+	must(t, err)
+	_, err = st.Policies().Create(ctx, store.Policy{Name: "q", Document: []byte(`{}`)})
+	must(t, err)
+	_, err = st.Types().Create(ctx, store.ThingType{Name: "sensor", Policies: []string{"q", "p"}})
+	must(t, err)
+	_, err = st.Groups().Create(ctx, store.Group{Name: "g"})
+	must(t, err)
+	_, err = st.Things().Create(ctx, store.Thing{Name: "dev1", Type: "sensor", Enabled: true, Attributes: map[string]string{"k": "v", "é": "ü"},
+		Tags: []string{"b", "a"}, Groups: []string{"g"}, Policies: []string{"q", "p"}, CreatedAt: t0})
+	must(t, err)
+	_, err = st.Things().Create(ctx, store.Thing{Name: "dev2"})
+	must(t, err)
+	must(t, st.Things().RecordPresence(ctx, []store.Presence{{Thing: "dev2", Connected: true, At: later}}))
+	_, err = st.Credentials().Create(ctx, store.Credential{ID: "c1", Thing: "dev1", Type: store.CredentialSecret, SecretHash: []byte{0, 1, 2, 255}})
+	must(t, err)
+	_, err = st.Credentials().Create(ctx, store.Credential{ID: "c2", Thing: "dev2", Type: store.CredentialX509, Fingerprint: "ab", CertPEM: "PEM", NotAfter: &later})
+	must(t, err)
+	_, err = st.Credentials().Revoke(ctx, "c2", later)
+	must(t, err)
+	_, err = st.Tokens().Create(ctx, store.Token{ID: "t1", Name: "ci", Hash: []byte("h"), Role: "admin", ExpiresAt: &later})
+	must(t, err)
+	_, err = st.Shadows().Write(ctx, []store.ShadowWrite{
+		{Thing: "dev1", Version: 3, Document: []byte(`{"state":{}}`)},
+		{Thing: "dev1", Name: "cfg", Version: 7, Deleted: true},
+	})
+	must(t, err)
+	_, err = st.Rules().Create(ctx, store.Rule{Name: "r", SQL: "SELECT * FROM 'a'", Enabled: true, Actions: []byte(`[{"type":"log"}]`), ErrorAction: []byte(`{"type":"log"}`)})
+	must(t, err)
+	_, err = st.Rules().Seed(ctx, store.Rule{Name: "seeded", SQL: "SELECT 1 FROM 'b'"})
+	must(t, err)
+	must(t, st.Rules().Delete(ctx, "seeded"))
+	for _, id := range []string{"cmd1", "cmd2", "cmd3"} {
+		_, err = st.Commands().Create(ctx, store.Command{ID: id, Thing: "dev1", Name: "reboot", Payload: []byte(`{"now":true}`), ExpiresAt: later})
+		must(t, err)
+	}
+	_, err = st.Commands().Transition(ctx, "dev1", "cmd1", []string{store.CommandQueued}, store.CommandSucceeded, later,
+		&store.CommandResult{Status: store.CommandSucceeded, Output: []byte(`{"ok":1}`)})
+	must(t, err)
+	_, err = st.Users().Create(ctx, store.User{Name: "admin", PasswordHash: []byte("bcrypt"), Role: "admin"})
+	must(t, err)
+	must(t, st.Users().CreateSession(ctx, store.Session{IDHash: []byte{9, 9}, User: "admin", ExpiresAt: later}))
+	must(t, st.Retained().Apply(ctx, []store.RetainedMessage{{Topic: "a/b", Data: []byte{1, 2}}}))
+	must(t, st.Sessions().Apply(ctx, store.SessionChanges{
+		Clients:  []store.SessionClient{{ID: "c1", Data: []byte("s")}},
+		Messages: []store.SessionMessage{{Client: "c1", PacketID: 65535, Data: []byte("m")}},
+	}))
+
+	ts, err := telemetrysqlite.Open(datadir.Telemetry(dir))
+	must(t, err)
+	defer ts.Close()
+	day := int64(86_400_000)
+	base := t0.UnixMilli()
+	must(t, ts.Append(ctx, []telemetry.Point{
+		{Thing: "dev1", Key: "temp", TS: base, Value: telemetry.Number(21.5)},
+		{Thing: "dev1", Key: "temp", TS: base, Value: telemetry.Number(22)}, // same ms: arrival order
+		{Thing: "dev1", Key: "temp", TS: base + day, Value: telemetry.Number(-1)},
+		{Thing: "dev1", Key: "door", TS: base + 2*day, Value: telemetry.String("open")},
+		{Thing: "dev2", Key: "ok", TS: base - 10*day, Value: telemetry.Bool(true)},
+	}, 5))
+	must(t, ts.Append(ctx, []telemetry.Point{{Thing: "dev1", Key: "temp", TS: base - day, Value: telemetry.Number(3)}}, 6)) // late
+	return dir
+}
+
+// TestCopy copies an installation into PostgreSQL, checks the report
+// (every table counted and checksummed) and then, independently of the
+// tool's own check, reads both stores through their interfaces.
+func TestCopy(t *testing.T) {
+	ctx := context.Background()
+	dir := installation(t)
+	url := pgtest.DB(t)
+	var progress strings.Builder
+	rep, err := Copy(ctx, dir, url, &progress)
+	if err != nil {
+		t.Fatalf("Copy: %v\n%s", err, progress.String())
+	}
+	if len(rep.Tables) != len(tables)+1 {
+		t.Errorf("report has %d tables; want %d", len(rep.Tables), len(tables)+1)
+	}
+	for _, tr := range rep.Tables {
+		if tr.Rows == 0 || len(tr.Checksum) != 64 {
+			t.Errorf("report: %s has %d rows, checksum %q; want rows (the installation has some of everything)", tr.Table, tr.Rows, tr.Checksum)
+		}
+	}
+	if rep.LastSeq != 6 {
+		t.Errorf("LastSeq = %d; want 6", rep.LastSeq)
+	}
+
+	src, err := sqlite.Open(datadir.DB(dir))
+	must(t, err)
+	defer src.Close()
+	dst, err := storepostgres.Open(ctx, url, storepostgres.Options{})
+	must(t, err)
+	defer dst.Close()
+	same := func(what string, get func(s store.Store) (any, error)) {
+		t.Helper()
+		want, err1 := get(src)
+		got, err2 := get(dst)
+		if err1 != nil && core.KindOf(err1) != core.KindNotFound || !reflect.DeepEqual(got, want) || (err1 == nil) != (err2 == nil) {
+			t.Errorf("%s:\n PostgreSQL %+v (%v)\n SQLite     %+v (%v)", what, got, err2, want, err1)
+		}
+	}
+	same("things", func(s store.Store) (any, error) { return s.Things().List(ctx, store.ThingFilter{}) })
+	same("types", func(s store.Store) (any, error) { return s.Types().List(ctx, "", 0) })
+	same("policies", func(s store.Store) (any, error) { return s.Policies().List(ctx, "", 0) })
+	same("credentials", func(s store.Store) (any, error) { return s.Credentials().ListByThing(ctx, "dev2") })
+	same("secret", func(s store.Store) (any, error) { return s.Credentials().FindSecret(ctx, []byte{0, 1, 2, 255}) })
+	same("tokens", func(s store.Store) (any, error) { return s.Tokens().List(ctx) })
+	same("tombstone", func(s store.Store) (any, error) { return s.Shadows().Get(ctx, "dev1", "cfg") })
+	same("shadows", func(s store.Store) (any, error) { return s.Shadows().List(ctx, "dev1") })
+	same("rules", func(s store.Store) (any, error) { return s.Rules().List(ctx, "", 0) })
+	same("seeded", func(s store.Store) (any, error) { return s.Rules().Seed(ctx, store.Rule{Name: "seeded", SQL: "x"}) })
+	same("commands", func(s store.Store) (any, error) { return s.Commands().List(ctx, store.CommandFilter{Thing: "dev1"}) })
+	same("session", func(s store.Store) (any, error) { return s.Users().GetSession(ctx, []byte{9, 9}) })
+	same("retained", func(s store.Store) (any, error) { return s.Retained().List(ctx) })
+	same("mqtt sessions", func(s store.Store) (any, error) { return s.Sessions().List(ctx) })
+
+	// The command sequence continues after the copied ones.
+	_, err = dst.Commands().Create(ctx, store.Command{ID: "cmd4", Thing: "dev1", Name: "x", ExpiresAt: time.Now().Add(time.Hour)})
+	must(t, err)
+	list, err := dst.Commands().List(ctx, store.CommandFilter{Thing: "dev1", Limit: 1})
+	must(t, err)
+	if len(list) != 1 || list[0].ID != "cmd4" {
+		t.Errorf("newest command after a create on the copy = %+v; want cmd4", list)
+	}
+
+	tsrc, err := telemetrysqlite.Open(datadir.Telemetry(dir))
+	must(t, err)
+	defer tsrc.Close()
+	tdst, err := telemetrypostgres.Open(ctx, url, telemetrypostgres.Options{})
+	must(t, err)
+	defer tdst.Close()
+	q := telemetry.RangeQuery{Things: []string{"dev1", "dev2"}, From: 0, To: telemetry.MaxTS + 1, Limit: 100}
+	want, _, err := tsrc.Range(ctx, q)
+	must(t, err)
+	got, _, err := tdst.Range(ctx, q)
+	must(t, err)
+	if len(want) != 6 || !reflect.DeepEqual(got, want) {
+		t.Errorf("telemetry:\n PostgreSQL %+v\n SQLite     %+v", got, want)
+	}
+	if last, err := tdst.LastSeq(ctx); err != nil || last != 6 {
+		t.Errorf("telemetry LastSeq in PostgreSQL = %d, %v; want 6", last, err)
+	}
+}
+
+// TestCopyRefusesData: a target that holds data is refused, and nothing
+// is copied into it.
+func TestCopyRefusesData(t *testing.T) {
+	ctx := context.Background()
+	dir := installation(t)
+	url := pgtest.DB(t)
+	dst, err := storepostgres.Open(ctx, url, storepostgres.Options{})
+	must(t, err)
+	defer dst.Close()
+	_, err = dst.Groups().Create(ctx, store.Group{Name: "there"})
+	must(t, err)
+	if _, err := Copy(ctx, dir, url, nil); core.KindOf(err) != core.KindConflict {
+		t.Fatalf("Copy into a database with data: %v; want a conflict", err)
+	}
+	if n, _, err := dst.Things().Count(ctx); err != nil || n != 0 {
+		t.Errorf("things after a refused copy: %d, %v; want 0", n, err)
+	}
+}
+
+// TestVerifyCatchesADifference: the verification is not a formality; a
+// row changed after the copy makes it fail.
+func TestVerifyCatchesADifference(t *testing.T) {
+	ctx := context.Background()
+	dir := installation(t)
+	url := pgtest.DB(t)
+	if _, err := Copy(ctx, dir, url, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := storepostgres.Open(ctx, url, storepostgres.Options{})
+	must(t, err)
+	defer dst.Close()
+	if _, err := dst.Pool().Exec(ctx, `UPDATE thing_attributes SET value = 'w' WHERE key = 'k'`); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := openRaw(datadir.DB(dir))
+	must(t, err)
+	defer raw.Close()
+	var attrs table
+	for _, tb := range tables {
+		if tb.pg == "thing_attributes" {
+			attrs = tb
+		}
+	}
+	if _, err := verifyTable(ctx, raw, dst.Pool(), attrs); err == nil || !strings.Contains(err.Error(), "thing_attributes") {
+		t.Fatalf("verify after a change: %v; want a mismatch naming thing_attributes", err)
+	}
+}
