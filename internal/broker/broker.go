@@ -241,7 +241,7 @@ func New(o Options) (*Broker, error) {
 	if o.MQTTAddr != "" {
 		b.tcp = newNetListener("tcp", o.MQTTAddr, nil, b)
 		if err := b.server.AddListener(b.tcp); err != nil {
-			return nil, fmt.Errorf("broker: mqtt listener %s: %w", o.MQTTAddr, err)
+			return nil, &ListenError{Listener: "tcp", Addr: o.MQTTAddr, Err: err}
 		}
 	}
 	if o.MQTTSAddr != "" {
@@ -252,7 +252,7 @@ func New(o Options) (*Broker, error) {
 		b.tls = newNetListener("tls", o.MQTTSAddr, o.TLSConfig, b)
 		if err := b.server.AddListener(b.tls); err != nil {
 			b.closeListeners()
-			return nil, fmt.Errorf("broker: mqtts listener %s: %w", o.MQTTSAddr, err)
+			return nil, &ListenError{Listener: "tls", Addr: o.MQTTSAddr, Err: err}
 		}
 	}
 	b.ws = newWSListener("ws", b)
