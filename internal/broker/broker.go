@@ -100,6 +100,9 @@ type Options struct {
 	// how many it may send at once (0: the rate, at least 1).
 	DeviceRateLimit float64
 	DeviceRateBurst int
+	// LastSeenInterval is how often an active connection's last packet
+	// time is written to the registry (activity.go; default 30s).
+	LastSeenInterval time.Duration
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -130,6 +133,9 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.LastSeenInterval == 0 {
+		o.LastSeenInterval = 30 * time.Second
+	}
 }
 
 // Broker is a running MQTT broker.
@@ -143,6 +149,7 @@ type Broker struct {
 	ws       *wsListener
 	metrics  *metrics
 	presence *presence
+	activity *activity
 	delivery *delivery    // tracked deliveries (Deliver)
 	retained *retainedLog // nil: retained messages are not stored
 	// sessionLog records persistent sessions for the store (nil: not
@@ -237,6 +244,10 @@ func New(o Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: add delivery hook: %w", err)
 	}
 	b.presence = newPresence(b, o.Presence, o.PresenceFlush)
+	b.activity = newActivity(b, o.Metrics)
+	if err := b.server.AddHook(b.activity, nil); err != nil {
+		return nil, fmt.Errorf("broker: add activity hook: %w", err)
+	}
 
 	if o.MQTTAddr != "" {
 		b.tcp = newNetListener("tcp", o.MQTTAddr, nil, b)

@@ -243,6 +243,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		ConnectTimeout:   cfg.ConnectTimeout,
 		BackpressureWait: cfg.BackpressureWait,
 		PresenceFlush:    cfg.PresenceFlush,
+		LastSeenInterval: cfg.LastSeenInterval,
 		WebSocketOrigins: cfg.WebSocketOrigins,
 		DeviceRateLimit:  cfg.DeviceRateLimit,
 		DeviceRateBurst:  cfg.DeviceRateBurst,

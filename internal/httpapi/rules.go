@@ -93,7 +93,28 @@ func (s *server) listRules(w http.ResponseWriter, r *http.Request) error {
 		list = list[:limit]
 		next = list[limit-1].Name
 	}
-	return writeJSON(w, http.StatusOK, newList(list, next))
+	items := make([]ruleJSON, len(list))
+	for i, rl := range list {
+		items[i] = ruleOut(e, rl)
+	}
+	return writeJSON(w, http.StatusOK, newList(items, next))
+}
+
+// ruleJSON is a rule as GET /rules and GET /rules/{name} show it: the
+// stored rule and its counters since the server started.
+type ruleJSON struct {
+	store.Rule
+	Stats ruleStats `json:"stats"`
+}
+
+type ruleStats struct {
+	Matched uint64 `json:"matched"` // messages it matched (FROM and WHERE)
+	Errors  uint64 `json:"errors"`  // evaluation and action failures
+}
+
+func ruleOut(e *ruleengine.Engine, rl store.Rule) ruleJSON {
+	m, errs := e.Counters(rl.Name)
+	return ruleJSON{Rule: rl, Stats: ruleStats{Matched: m, Errors: errs}}
 }
 
 func (s *server) getRule(w http.ResponseWriter, r *http.Request) error {
@@ -105,7 +126,7 @@ func (s *server) getRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeJSON(w, http.StatusOK, ruleOut(e, out))
 }
 
 func (s *server) replaceRule(w http.ResponseWriter, r *http.Request) error {
