@@ -259,6 +259,8 @@ func TestValidate(t *testing.T) {
 		{"backpressure-wait big", func(c *config.Config) { c.BackpressureWait = 10*time.Second + 1 }, "backpressure-wait"},
 		{"presence-flush 0", func(c *config.Config) { c.PresenceFlush = 0 }, "presence-flush"},
 		{"presence-flush big", func(c *config.Config) { c.PresenceFlush = time.Minute + 1 }, "presence-flush"},
+		{"last-seen-interval 0", func(c *config.Config) { c.LastSeenInterval = 0 }, "last-seen-interval"},
+		{"last-seen-interval big", func(c *config.Config) { c.LastSeenInterval = time.Hour + 1 }, "last-seen-interval"},
 		{"shadow-max-size small", func(c *config.Config) { c.ShadowMaxSize = 1000 }, "shadow-max-size"},
 		{"shadow-max-size big", func(c *config.Config) { c.ShadowMaxSize = 2 << 20 }, "shadow-max-size"},
 		{"telemetry-retention small", func(c *config.Config) { c.TelemetryRetention = time.Minute }, "telemetry-retention"},
@@ -344,8 +346,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 24 {
-		t.Errorf("settings = %d; want 24 (update this test for a new setting)", n)
+	if n != 25 {
+		t.Errorf("settings = %d; want 25 (update this test for a new setting)", n)
 	}
 }
 

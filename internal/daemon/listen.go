@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/moteiot/mote/internal/broker"
+	"github.com/moteiot/mote/internal/config"
 )
 
 // bindHTTP binds the HTTP, HTTPS and profiler listeners (the servers on
@@ -40,20 +41,7 @@ func (d *Daemon) bindHTTP() error {
 // bindError says which setting to change when a listener cannot bind.
 func bindError(flag, addr string, err error) error {
 	return fmt.Errorf("listen on %s (--%s): %w; choose another address with --%s (or MOTE_%s)",
-		addr, flag, err, flag, envName(flag))
-}
-
-func envName(flag string) string {
-	b := []byte(flag)
-	for i, c := range b {
-		switch {
-		case c == '-':
-			b[i] = '_'
-		case c >= 'a' && c <= 'z':
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
+		addr, flag, err, flag, config.EnvName(flag))
 }
 
 // listenFlag turns the broker's bind errors into ones that name the flag.
