@@ -123,6 +123,22 @@ func jsonObject(p []byte) bool {
 	return len(p) > 0 && p[0] == '{' && json.Valid(p)
 }
 
+// httpMessage records a message a device sent over the HTTP device API:
+// its last activity, and telemetry that is not a JSON object. It is not
+// the MQTT hot path; a mutex is enough.
+func (a *activity) httpMessage(thing, topic string, payload []byte) {
+	now := time.Now()
+	act := store.Activity{Thing: thing, LastSeen: now}
+	if topic == core.ThingTopic(thing, "telemetry") && !jsonObject(payload) {
+		act.InvalidTelemetry, act.LastInvalidAt = 1, now
+		a.invalid.Inc()
+		a.log.Info("telemetry is not a JSON object; delivered but not stored", "thing", thing, "topic", topic, "size", len(payload), "protocol", "http")
+	}
+	a.mu.Lock()
+	a.gone[thing] = merge(a.gone[thing], act)
+	a.mu.Unlock()
+}
+
 // denied counts a publish the thing's policies refused.
 func (a *activity) denied(cl *mqtt.Client, topic string) {
 	v, ok := a.conns.Load(cl)

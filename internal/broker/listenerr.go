@@ -10,7 +10,8 @@ type ListenError struct {
 }
 
 func (e *ListenError) Error() string {
-	return fmt.Sprintf("broker: %s listener %s: %v", e.Listener, e.Addr, e.Err)
+	name := map[string]string{"tcp": "mqtt", "tls": "mqtts"}[e.Listener]
+	return fmt.Sprintf("broker: %s listener %s: %v", name, e.Addr, e.Err)
 }
 
 func (e *ListenError) Unwrap() error { return e.Err }

@@ -99,6 +99,28 @@ func TestThingActivityStats(t *testing.T) {
 	if th.Stats.LastDeniedTopic != "elsewhere/secret" || th.Stats.LastDeniedAt == nil || th.Stats.LastInvalidAt == nil {
 		t.Errorf("stats %+v: want the denied topic and both times", th.Stats)
 	}
+	// Over the HTTP device API too: a thing that never connects is seen
+	// when it sends, and its telemetry is checked the same way.
+	_, httpSecret := s.Secret(t, s.Thing(t, "http-dev").Name)
+	hreq, _ := http.NewRequest("POST", s.API+"/api/v1/devices/http-dev/messages?topic=things/http-dev/telemetry", strings.NewReader("21"))
+	hreq.SetBasicAuth("http-dev", httpSecret)
+	hres, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hres.Body.Close()
+	if hres.StatusCode != 204 {
+		t.Fatalf("HTTP device message: %d", hres.StatusCode)
+	}
+	daemontest.WaitFor(t, 3*time.Second, func() error {
+		var h apiThing
+		apiGet(t, s, "/things/http-dev", &h)
+		if h.LastSeen == nil || h.Stats == nil || h.Stats.InvalidTelemetry != 1 {
+			return fmt.Errorf("http-dev: lastSeen %v, stats %+v", h.LastSeen, h.Stats)
+		}
+		return nil
+	})
+
 	req, _ := http.NewRequest("GET", s.API+"/metrics", nil)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -106,8 +128,8 @@ func TestThingActivityStats(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if !strings.Contains(string(body), "\nmote_telemetry_invalid_total 2\n") {
-		t.Errorf("metrics: want mote_telemetry_invalid_total 2")
+	if !strings.Contains(string(body), "\nmote_telemetry_invalid_total 3\n") {
+		t.Errorf("metrics: want mote_telemetry_invalid_total 3")
 	}
 }
 
