@@ -118,6 +118,9 @@ type Options struct {
 	// before TLS (the IP filter): whatever it refuses is closed before a
 	// handshake or CONNECT.
 	WrapListener func(listener string, ln net.Listener) net.Listener
+	// LastSeenInterval is how often an active connection's last packet
+	// time is written to the registry (activity.go; default 30s).
+	LastSeenInterval time.Duration
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -153,6 +156,9 @@ func (o *Options) defaults() {
 	}
 	// Nothing the broker or mochi logs carries packet contents (loghygiene.go).
 	o.Logger = slog.New(newSafeHandler(o.Logger.Handler()))
+	if o.LastSeenInterval == 0 {
+		o.LastSeenInterval = 30 * time.Second
+	}
 }
 
 // Broker is a running MQTT broker.
@@ -166,6 +172,7 @@ type Broker struct {
 	ws       *wsListener
 	metrics  *metrics
 	presence *presence
+	activity *activity
 	delivery *delivery    // tracked deliveries (Deliver)
 	retained *retainedLog // nil: retained messages are not stored
 	// sessionLog records persistent sessions for the store (nil: not
@@ -266,11 +273,15 @@ func New(o Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: add delivery hook: %w", err)
 	}
 	b.presence = newPresence(b, o.Presence, o.PresenceFlush)
+	b.activity = newActivity(b, o.Metrics)
+	if err := b.server.AddHook(b.activity, nil); err != nil {
+		return nil, fmt.Errorf("broker: add activity hook: %w", err)
+	}
 
 	if o.MQTTAddr != "" {
 		b.tcp = newNetListener("tcp", o.MQTTAddr, nil, b)
 		if err := b.server.AddListener(b.tcp); err != nil {
-			return nil, fmt.Errorf("broker: mqtt listener %s: %w", o.MQTTAddr, err)
+			return nil, &ListenError{Listener: "tcp", Addr: o.MQTTAddr, Err: err}
 		}
 	}
 	if o.MQTTSAddr != "" {
@@ -281,7 +292,7 @@ func New(o Options) (*Broker, error) {
 		b.tls = newNetListener("tls", o.MQTTSAddr, o.TLSConfig, b)
 		if err := b.server.AddListener(b.tls); err != nil {
 			b.closeListeners()
-			return nil, fmt.Errorf("broker: mqtts listener %s: %w", o.MQTTSAddr, err)
+			return nil, &ListenError{Listener: "tls", Addr: o.MQTTSAddr, Err: err}
 		}
 	}
 	b.ws = newWSListener("ws", b)

@@ -300,6 +300,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	if !s.ev.Load().CanPublish(pk.TopicName) {
 		b.metrics.denied.WithLabelValues("publish").Inc()
+		b.activity.denied(cl, pk.TopicName) // shown on the thing's record
 		b.authLog.Info("publish denied by policy", "client", cl.ID, "thing", s.id.Thing, "topic", pk.TopicName)
 		if refuse(cl, pk, packets.ErrNotAuthorized) {
 			return pk, packets.ErrRejectPacket

@@ -101,6 +101,7 @@ func (b *Broker) PublishAs(ctx context.Context, thing, clientID, topic string, p
 	if b.opts.OnMessage != nil {
 		b.opts.OnMessage(m)
 	}
+	b.activity.httpMessage(thing, topic, payload) // last seen, invalid telemetry (activity.go)
 	return nil
 }
 

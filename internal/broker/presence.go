@@ -110,10 +110,12 @@ func (p *presence) run(stop <-chan struct{}) {
 			p.publish(e)
 		case <-t.C:
 			p.flush()
+			p.b.activity.flush(p.rec, false)
 			p.b.hook.sweep()
 		case <-stop:
 			p.drain()
 			p.flush()
+			p.b.activity.flush(p.rec, true)
 			return
 		}
 	}

@@ -56,7 +56,7 @@ func newServeCmd() *cobra.Command {
 		if err := d.Start(cmd.Context()); err != nil {
 			return err
 		}
-		printBanner(cmd.OutOrStdout(), d)
+		printBanner(cmd.OutOrStdout(), d, progName(os.Args[0]))
 		<-cmd.Context().Done()
 		log.Info("shutting down")
 		if err := d.Close(); err != nil {
@@ -89,9 +89,18 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// progName is how to run this binary again in the banner's hints: the path
+// it was started with ("./mote"), or "mote" when it was found on $PATH.
+func progName(arg0 string) string {
+	if arg0 == "" || !strings.ContainsRune(arg0, os.PathSeparator) && !strings.ContainsRune(arg0, '/') {
+		return "mote"
+	}
+	return arg0
+}
+
 // printBanner tells a new user where things are and, on first start, the
-// admin token.
-func printBanner(w io.Writer, d *daemon.Daemon) {
+// admin token; its hints run the binary as prog.
+func printBanner(w io.Writer, d *daemon.Daemon, prog string) {
 	a := d.Addrs()
 	api := "http://" + hostPort(a.HTTP)
 	fmt.Fprintf(w, "Mote is running.\n")
@@ -109,12 +118,12 @@ func printBanner(w io.Writer, d *daemon.Daemon) {
 	fmt.Fprintf(w, "  Console    %s/\n", api)
 	if pw := d.InitialPassword(); pw != "" {
 		fmt.Fprintf(w, "\nFirst start: sign in to the console at %s/ as user admin with this password (shown only this once):\n\n  %s\n\n", api, pw)
-		fmt.Fprintf(w, "Lost it? `mote admin password --data-dir DIR` sets a new one.\n")
+		fmt.Fprintf(w, "Lost it? `%s admin password --data-dir %s` sets a new one.\n", prog, d.DataDir())
 	}
 	if tok := d.InitialToken(); tok != "" {
 		fmt.Fprintf(w, "\nFirst start: an admin API token was created. It is shown only this once:\n\n  %s\n\n", tok)
-		fmt.Fprintf(w, "Try it:\n  export MOTE_SERVER=%s MOTE_TOKEN=%s\n  mote thing create my-device && mote cred create my-device --type secret\n\n", api, tok)
-		fmt.Fprintf(w, "Lost it? `mote admin token --data-dir DIR` prints a new one.\n")
+		fmt.Fprintf(w, "Try it:\n  export MOTE_SERVER=%s MOTE_TOKEN=%s\n  %s thing create my-device && %s cred create my-device --type secret\n\n", api, tok, prog, prog)
+		fmt.Fprintf(w, "Lost it? `%s admin token --data-dir %s` prints a new one.\n", prog, d.DataDir())
 	}
 }
 

@@ -55,6 +55,7 @@ type Config struct {
 
 	BackpressureWait time.Duration // longest a publisher is held while a subscriber's queue is full
 	PresenceFlush    time.Duration // how often connection state is written to the registry
+	LastSeenInterval time.Duration // how often an active thing's last-seen time is written
 	WebSocketOrigins []string      // allowed Origin values for MQTT over WebSocket ("*" = any)
 	DeviceRateLimit  float64       // messages per second per thing (MQTT and HTTP); 0 = no limit
 	DeviceRateBurst  int           // messages a thing may send at once; 0 = the rate
@@ -133,6 +134,7 @@ func Default() Config {
 
 		BackpressureWait: 250 * time.Millisecond,
 		PresenceFlush:    200 * time.Millisecond,
+		LastSeenInterval: 30 * time.Second,
 		ShadowMaxSize:    8 * 1024,
 
 		TelemetryRetention: 30 * 24 * time.Hour,
@@ -210,6 +212,7 @@ func fields(c *Config) []field {
 		{"max-client-id-length", "longest MQTT client id accepted, in bytes; longer ones are refused (MQTT 5: 0x85, 3.1.1: return code 2) and counted", num(&c.MaxClientIDLength)},
 		{"backpressure-wait", "longest a publisher is held while a subscriber's queue is full", dur(&c.BackpressureWait)},
 		{"presence-flush", "how often connection state is written to the registry", dur(&c.PresenceFlush)},
+		{"last-seen-interval", "how often a connected thing's last-seen time (its latest packet) is written to the registry while it is active", dur(&c.LastSeenInterval)},
 		{"pprof-addr", `serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; unauthenticated, keep it on loopback ("" disables)`, str(&c.PprofAddr)},
 		{"shadow-max-size", "largest device shadow state (desired + reported JSON), in bytes; larger updates are rejected with 413", num(&c.ShadowMaxSize)},
 		{"telemetry-retention", "how long telemetry is kept (e.g. 720h); older points are deleted every hour; 0 keeps it forever", dur(&c.TelemetryRetention)},
@@ -406,6 +409,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("slow-subscriber-budget: must be between 0 and 1h")
 	case c.PresenceFlush <= 0 || c.PresenceFlush > time.Minute:
 		return fmt.Errorf("presence-flush: must be between 1ns and 1m")
+	case c.LastSeenInterval <= 0 || c.LastSeenInterval > time.Hour:
+		return fmt.Errorf("last-seen-interval: must be between 1ns and 1h")
 	case c.TelemetryRetention != 0 && (c.TelemetryRetention < time.Hour || c.TelemetryRetention > MaxTelemetryRetention):
 		return fmt.Errorf("telemetry-retention: %s is outside 1h to %s (or 0 to keep telemetry forever)", c.TelemetryRetention, MaxTelemetryRetention)
 	case c.RuleActionQueue < 1 || c.RuleActionQueue > 1_000_000:

@@ -263,6 +263,8 @@ func TestValidate(t *testing.T) {
 		{"backpressure-wait big", func(c *config.Config) { c.BackpressureWait = 10*time.Second + 1 }, "backpressure-wait"},
 		{"presence-flush 0", func(c *config.Config) { c.PresenceFlush = 0 }, "presence-flush"},
 		{"presence-flush big", func(c *config.Config) { c.PresenceFlush = time.Minute + 1 }, "presence-flush"},
+		{"last-seen-interval 0", func(c *config.Config) { c.LastSeenInterval = 0 }, "last-seen-interval"},
+		{"last-seen-interval big", func(c *config.Config) { c.LastSeenInterval = time.Hour + 1 }, "last-seen-interval"},
 		{"shadow-max-size small", func(c *config.Config) { c.ShadowMaxSize = 1000 }, "shadow-max-size"},
 		{"shadow-max-size big", func(c *config.Config) { c.ShadowMaxSize = 2 << 20 }, "shadow-max-size"},
 		{"telemetry-retention small", func(c *config.Config) { c.TelemetryRetention = time.Minute }, "telemetry-retention"},
@@ -389,8 +391,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 47 {
-		t.Errorf("settings = %d; want 47 (update this test for a new setting)", n)
+	if n != 48 {
+		t.Errorf("settings = %d; want 48 (update this test for a new setting)", n)
 	}
 }
 

@@ -74,6 +74,7 @@ type Daemon struct {
 	httpLn   net.Listener
 	https    *http.Server
 	httpsLn  net.Listener
+	pprofLn  net.Listener
 	// serverTLS is the server side of MQTTS and HTTPS: Mote's server
 	// certificate, client certificates verified against Mote's CA when
 	// given.
@@ -124,6 +125,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := datadir.Ensure(cfg.DataDir); err != nil {
 		return err
 	}
+	// Every listener is bound before anything is created that is shown
+	// only once (the first admin token and console password): a busy port
+	// must not lose them. The broker binds MQTT and MQTTS in broker.New.
+	if err := d.bindHTTP(); err != nil {
+		return err
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -152,9 +159,6 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.registry = registry.New(registry.Options{Store: st, Hasher: hasher, CA: d.ca, Logger: d.log.With("component", "registry")})
 	if err := d.registry.Bootstrap(ctx); err != nil {
 		return fmt.Errorf("bootstrap registry: %w", err)
-	}
-	if err := d.firstToken(ctx); err != nil {
-		return err
 	}
 	if err := d.startUsers(ctx); err != nil {
 		return err
@@ -256,6 +260,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 		BackpressureWait: cfg.BackpressureWait,
 		PresenceFlush:    cfg.PresenceFlush,
+		LastSeenInterval: cfg.LastSeenInterval,
 		WebSocketOrigins: cfg.WebSocketOrigins,
 		DeviceRateLimit:  cfg.DeviceRateLimit,
 		DeviceRateBurst:  cfg.DeviceRateBurst,
@@ -269,7 +274,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		SlowSubscriberBudget:     cfg.SlowSubscriberBudget,
 	})
 	if err != nil {
-		return err
+		return listenFlag(err)
 	}
 	d.onClose(d.broker.Close)
 
@@ -356,6 +361,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := d.broker.Start(); err != nil {
 		return err
 	}
+	// First start: the secrets shown once, now that nothing can fail.
+	if err := d.firstToken(ctx); err != nil {
+		return err
+	}
+	if err := d.firstPassword(ctx); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	d.ready = true
 	d.mu.Unlock()
@@ -439,11 +451,7 @@ func (d *Daemon) startHTTP() error {
 	mux.HandleFunc("GET /readyz", d.readyz)
 	mux.Handle("/", console.Handler()) // the web console; its client routes too
 
-	ln, err := net.Listen("tcp", d.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("http listener %s: %w", d.cfg.HTTPAddr, err)
-	}
-	d.httpLn = ln
+	ln := d.httpLn
 	d.http = d.httpServer(mux, "http")
 	ln = d.httpListener(ln, "http", d.apiFilter, d.ipRefusals)
 	d.httpDone = make(chan struct{})
@@ -472,11 +480,7 @@ func (d *Daemon) startHTTPS(h http.Handler) error {
 	if d.cfg.HTTPSAddr == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", d.cfg.HTTPSAddr)
-	if err != nil {
-		return fmt.Errorf("https listener %s: %w", d.cfg.HTTPSAddr, err)
-	}
-	d.httpsLn = ln
+	ln := d.httpsLn
 	d.https = d.httpServer(h, "https")
 	d.https.TLSConfig = d.serverTLS.Clone()
 	ln = d.httpListener(ln, "https", d.devFilter, d.ipRefusals)
@@ -507,10 +511,7 @@ func (d *Daemon) startPprof() error {
 	if d.cfg.PprofAddr == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", d.cfg.PprofAddr)
-	if err != nil {
-		return fmt.Errorf("pprof listener %s: %w", d.cfg.PprofAddr, err)
-	}
+	ln := d.pprofLn
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -592,15 +593,10 @@ func (d *Daemon) Addrs() Addrs {
 	return a
 }
 
-// startUsers opens the console's user service and, on first start,
-// creates the admin user with a random password (InitialPassword).
+// startUsers opens the console's user service; firstPassword creates the
+// admin user once everything else has started.
 func (d *Daemon) startUsers(ctx context.Context) error {
 	d.users = users.New(users.Options{Store: d.store.Users(), Logger: d.log.With("component", "console")})
-	pw, err := d.users.EnsureAdmin(ctx)
-	if err != nil {
-		return fmt.Errorf("create the console admin user: %w", err)
-	}
-	d.initialPassword = pw
 	d.liveDone = make(chan struct{})
 	expCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -609,9 +605,23 @@ func (d *Daemon) startUsers(ctx context.Context) error {
 	return nil
 }
 
+// firstPassword creates the console's admin user with a random password
+// (InitialPassword) on first start.
+func (d *Daemon) firstPassword(ctx context.Context) error {
+	pw, err := d.users.EnsureAdmin(ctx)
+	if err != nil {
+		return fmt.Errorf("create the console admin user: %w", err)
+	}
+	d.initialPassword = pw
+	return nil
+}
+
 // InitialPassword is the password of the console's admin user created on
 // first start ("" otherwise).
 func (d *Daemon) InitialPassword() string { return d.initialPassword }
+
+// DataDir is the data directory the server was started with.
+func (d *Daemon) DataDir() string { return d.cfg.DataDir }
 
 // InitialToken is the admin token created on first start ("" otherwise).
 func (d *Daemon) InitialToken() string { return d.initialToken }

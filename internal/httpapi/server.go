@@ -134,6 +134,7 @@ func (s *server) routes() []route {
 
 		{"POST", "/things", roleWrite, s.createThing},
 		{"GET", "/things", roleView, s.listThings},
+		{"GET", "/stats", roleView, s.getStats},
 		{"GET", "/things/{name}", roleView, s.getThing},
 		{"PATCH", "/things/{name}", roleWrite, s.updateThing},
 		{"DELETE", "/things/{name}", roleWrite, s.deleteThing},

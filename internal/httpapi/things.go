@@ -3,6 +3,8 @@ package httpapi
 import (
 	"net/http"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
@@ -30,8 +32,32 @@ type thingPatch struct {
 	Enabled    *bool             `json:"enabled"`
 }
 
+// thingJSON is a thing on the wire: the registry's record and what the
+// broker counted about it.
+type thingJSON struct {
+	store.Thing
+	Stats thingStats `json:"stats"`
+}
+
+// thingStats counts what a thing sent that the platform refused or could
+// not use.
+type thingStats struct {
+	PublishDenied    int64      `json:"publishDenied"`    // publishes its policies did not allow (MQTT 3.1.1 cannot be told)
+	InvalidTelemetry int64      `json:"invalidTelemetry"` // messages on things/{thing}/telemetry that are not a JSON object
+	LastDeniedTopic  string     `json:"lastDeniedTopic,omitempty"`
+	LastDeniedAt     *time.Time `json:"lastDeniedAt,omitempty"`
+	LastInvalidAt    *time.Time `json:"lastInvalidAt,omitempty"`
+}
+
+// thingList is a page of things with the number of all that match.
+type thingList struct {
+	Items      []thingJSON `json:"items"`
+	NextCursor string      `json:"nextCursor,omitempty"`
+	Total      int         `json:"total"`
+}
+
 // thingOut gives a thing's sets as [] and {} rather than null.
-func thingOut(t store.Thing) store.Thing {
+func thingOut(t store.Thing) thingJSON {
 	if t.Attributes == nil {
 		t.Attributes = map[string]string{}
 	}
@@ -44,7 +70,14 @@ func thingOut(t store.Thing) store.Thing {
 	if t.Policies == nil {
 		t.Policies = []string{}
 	}
-	return t
+	st := t.Stats
+	return thingJSON{Thing: t, Stats: thingStats{
+		PublishDenied:    st.PublishDenied,
+		InvalidTelemetry: st.InvalidTelemetry,
+		LastDeniedTopic:  st.LastDeniedTopic,
+		LastDeniedAt:     st.LastDeniedAt,
+		LastInvalidAt:    st.LastInvalidAt,
+	}}
 }
 
 func (s *server) createThing(w http.ResponseWriter, r *http.Request) error {
@@ -75,7 +108,7 @@ func (s *server) createThing(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) listThings(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r, "attr.", "prefix", "type", "group", "tag", "connected", "limit", "cursor")
+	q, err := parseQuery(r, "attr.", "prefix", "type", "group", "tag", "connected", "sort", "limit", "cursor")
 	if err != nil {
 		return err
 	}
@@ -85,6 +118,10 @@ func (s *server) listThings(w http.ResponseWriter, r *http.Request) error {
 		Group:      q.vals["group"],
 		Tag:        q.vals["tag"],
 		After:      q.vals["cursor"],
+		Sort:       q.vals["sort"],
+	}
+	if f.Sort != "" && !slices.Contains(store.ThingSorts, f.Sort) {
+		return core.Invalid("sort", "sort must be one of %s", strings.Join(store.ThingSorts, ", "))
 	}
 	if len(q.prefixed) > 0 {
 		f.Attributes = q.prefixed
@@ -99,10 +136,15 @@ func (s *server) listThings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for i := range things {
-		things[i] = thingOut(things[i])
+	total, err := s.reg.CountThings(r.Context(), f)
+	if err != nil {
+		return err
 	}
-	return writeJSON(w, http.StatusOK, newList(things, next))
+	out := thingList{Items: make([]thingJSON, len(things)), NextCursor: next, Total: total}
+	for i := range things {
+		out.Items[i] = thingOut(things[i])
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *server) getThing(w http.ResponseWriter, r *http.Request) error {

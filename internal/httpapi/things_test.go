@@ -31,7 +31,7 @@ func TestThingLifecycle(t *testing.T) {
 		t.Errorf("Location %q", loc)
 	}
 	th := e.obj(t, "GET", "/things/sensor-1", nil, 200)
-	if got, want := keys(th), "attributes,connected,createdAt,enabled,groups,name,policies,tags,type,updatedAt"; got != want {
+	if got, want := keys(th), "attributes,connected,createdAt,enabled,groups,name,policies,stats,tags,type,updatedAt"; got != want {
 		t.Fatalf("thing keys %s, want %s", got, want)
 	}
 	if th["name"] != "sensor-1" || th["type"] != "sensor" || th["enabled"] != true || th["connected"] != false ||

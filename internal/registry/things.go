@@ -50,7 +50,18 @@ func (r *Registry) ListThings(ctx context.Context, f store.ThingFilter) ([]store
 		g := f
 		g.After, g.Limit = after, n
 		return r.st.Things().List(ctx, g)
-	}, func(t store.Thing) string { return t.Name })
+	}, func(t store.Thing) string { return store.ThingCursor(f.Sort, t) })
+}
+
+// CountThings returns how many things match f's filters (its cursor and
+// limit aside).
+func (r *Registry) CountThings(ctx context.Context, f store.ThingFilter) (int, error) {
+	return r.st.Things().Total(ctx, f)
+}
+
+// ThingCounts returns how many things there are, connected and disabled.
+func (r *Registry) ThingCounts(ctx context.Context) (store.ThingCounts, error) {
+	return r.st.Things().Counts(ctx)
 }
 
 // UpdateThing applies a patch. Disabling a thing disconnects it. An empty

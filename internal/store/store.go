@@ -11,6 +11,8 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -42,9 +44,38 @@ type Thing struct {
 	Policies   []string          `json:"policies"` // policies attached to the thing itself
 	Enabled    bool              `json:"enabled"`
 	Connected  bool              `json:"connected"`          // maintained by presence
-	LastSeen   *time.Time        `json:"lastSeen,omitempty"` // last connect, disconnect or message
+	LastSeen   *time.Time        `json:"lastSeen,omitempty"` // last connect, disconnect or packet from the device
 	CreatedAt  time.Time         `json:"createdAt"`
 	UpdatedAt  time.Time         `json:"updatedAt"`
+	// Stats are kept by the broker (RecordActivity); not configuration.
+	Stats ThingStats `json:"-"`
+}
+
+// ThingStats count what a thing sent that the platform refused or could
+// not use.
+type ThingStats struct {
+	PublishDenied    int64      // publishes its policies did not allow
+	InvalidTelemetry int64      // messages on things/{thing}/telemetry that are not a JSON object
+	LastDeniedTopic  string     // the topic of the latest denied publish
+	LastDeniedAt     *time.Time // nil: none
+	LastInvalidAt    *time.Time // nil: none
+}
+
+// Activity is what one thing did since the last batch: its latest packet
+// and the counters to add.
+type Activity struct {
+	Thing            string
+	LastSeen         time.Time // zero: no packet
+	PublishDenied    int64
+	InvalidTelemetry int64
+	LastDeniedTopic  string
+	LastDeniedAt     time.Time
+	LastInvalidAt    time.Time
+}
+
+// ThingCounts are the registry's totals.
+type ThingCounts struct {
+	Total, Connected, Disabled int
 }
 
 // ThingPatch is a partial update of a thing; nil fields stay as they are.
@@ -66,8 +97,12 @@ type ThingFilter struct {
 	Tag        string
 	Attributes map[string]string // every key must have exactly this value
 	Connected  *bool
-	After      string // cursor: return names strictly greater than this
-	Limit      int    // 1..1000; 0 means 100
+	// Sort orders the list: "" or "name", "lastSeen", "createdAt";
+	// prefixed with "-" for descending. Things never seen sort as the
+	// oldest.
+	Sort  string
+	After string // cursor: the name, or for other sorts ThingCursor of the last thing
+	Limit int    // 1..1000; 0 means 100
 }
 
 // Presence is one connection-state change of a thing, recorded in batches.
@@ -91,6 +126,32 @@ type ThingStore interface {
 	ResetPresence(ctx context.Context) error
 	// Count returns the number of things and how many are connected.
 	Count(ctx context.Context) (total, connected int, err error)
+	// RecordActivity applies a batch of activity in one transaction:
+	// LastSeen moves forward only, counters are added. Unknown things are
+	// ignored.
+	RecordActivity(ctx context.Context, batch []Activity) error
+	// Total returns how many things match f (its cursor and limit aside).
+	Total(ctx context.Context, f ThingFilter) (int, error)
+	// Counts returns how many things there are, connected and disabled.
+	Counts(ctx context.Context) (ThingCounts, error)
+}
+
+// ThingSorts are the orders of ThingFilter.Sort.
+var ThingSorts = []string{"name", "-name", "lastSeen", "-lastSeen", "createdAt", "-createdAt"}
+
+// ThingCursor is the cursor after t in a list sorted by sort.
+func ThingCursor(sort string, t Thing) string {
+	switch strings.TrimPrefix(sort, "-") {
+	case "lastSeen":
+		var ms int64
+		if t.LastSeen != nil {
+			ms = t.LastSeen.UnixMilli()
+		}
+		return strconv.FormatInt(ms, 10) + ":" + t.Name
+	case "createdAt":
+		return strconv.FormatInt(t.CreatedAt.UnixMilli(), 10) + ":" + t.Name
+	}
+	return t.Name
 }
 
 // ThingType groups things of one kind; policies attached to a type apply

@@ -67,11 +67,21 @@ export interface Thing {
   lastSeen?: string;
   createdAt: string;
   updatedAt: string;
+  stats?: ThingStats;
+}
+
+export interface ThingStats {
+  publishDenied: number;
+  invalidTelemetry: number;
+  lastDeniedTopic?: string;
+  lastDeniedAt?: string;
+  lastInvalidAt?: string;
 }
 
 export interface List<T> {
   items: T[];
   nextCursor?: string;
+  total?: number; // GET /things
 }
 
 export interface Me {
@@ -80,37 +90,81 @@ export interface Me {
   via: string;
 }
 
-// Rule counters come from the Prometheus metrics the server exposes.
-export interface RuleCounters {
-  matched: number;
-  errors: number;
+// Stats is GET /stats: the overview's counts in one request.
+export interface Stats {
+  things: { total: number; connected: number; disabled: number };
+  rules: { total: number; enabled: number; failing: { name: string; errors: number; matched: number }[]; matched: number; errors: number };
+  messages: { inPerSecond: number; outPerSecond: number; connections: number; time?: string };
 }
 
-export async function ruleCounters(): Promise<Map<string, RuleCounters>> {
-  const out = new Map<string, RuleCounters>();
-  const res = await fetch("/metrics", { credentials: "same-origin" });
-  if (!res.ok) return out;
-  const text = await res.text();
-  const re = /^mote_rule_(matched|errors)_total\{rule="((?:[^"\\]|\\.)*)"\} ([0-9.e+]+)$/gm;
-  for (const m of text.matchAll(re)) {
-    const c = out.get(m[2]) ?? { matched: 0, errors: 0 };
-    c[m[1] as "matched" | "errors"] = Number(m[3]);
-    out.set(m[2], c);
-  }
-  return out;
+// The connection to the server as the event streams see it: a notice is
+// shown while it is lost (main.ts), and pages reload what they show when
+// it is back (they missed the events in between).
+const connListeners = new Set<(lost: boolean) => void>();
+let streamsLost = 0;
+export function onConnectionChange(fn: (lost: boolean) => void): () => void {
+  connListeners.add(fn);
+  return () => connListeners.delete(fn);
+}
+function setLost(delta: number): void {
+  const before = streamsLost > 0;
+  streamsLost = Math.max(0, streamsLost + delta);
+  const after = streamsLost > 0;
+  if (before !== after) for (const fn of connListeners) fn(after);
+}
+
+export interface Stream {
+  close(): void;
 }
 
 // events opens the server's event stream; close it when leaving a page.
-export function events(query: string, handlers: Record<string, (data: any) => void>): EventSource {
-  const es = new EventSource("/api/v1/events?" + query, { withCredentials: true });
-  for (const [name, fn] of Object.entries(handlers)) {
-    es.addEventListener(name, (ev) => {
-      try {
-        fn(JSON.parse((ev as MessageEvent).data));
-      } catch {
-        /* a malformed event is skipped */
+// When the connection drops it is retried; reconnected, if given, runs
+// once it is back so the page can reload what it missed.
+export function events(query: string, handlers: Record<string, (data: any) => void>, reconnected?: () => void): Stream {
+  let es: EventSource | null = null;
+  let lost = false;
+  let closed = false;
+  let retry: number | undefined;
+  const open = () => {
+    es = new EventSource("/api/v1/events?" + query, { withCredentials: true });
+    es.addEventListener("open", () => {
+      if (lost) {
+        lost = false;
+        setLost(-1);
+        reconnected?.();
       }
     });
-  }
-  return es;
+    es.addEventListener("error", () => {
+      if (closed) return;
+      if (!lost) {
+        lost = true;
+        setLost(+1);
+      }
+      // The browser retries by itself unless the answer was not a stream
+      // (e.g. 503 while the server starts): then open a new one.
+      if (es && es.readyState === EventSource.CLOSED) {
+        es = null;
+        window.clearTimeout(retry);
+        retry = window.setTimeout(open, 2000);
+      }
+    });
+    for (const [name, fn] of Object.entries(handlers)) {
+      es.addEventListener(name, (ev) => {
+        try {
+          fn(JSON.parse((ev as MessageEvent).data));
+        } catch {
+          /* a malformed event is skipped */
+        }
+      });
+    }
+  };
+  open();
+  return {
+    close() {
+      closed = true;
+      window.clearTimeout(retry);
+      es?.close();
+      if (lost) setLost(-1);
+    },
+  };
 }

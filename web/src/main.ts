@@ -1,5 +1,5 @@
 import "./style.css";
-import { api, get, Me, setUnauthorizedHandler } from "./api";
+import { api, get, Me, onConnectionChange, setUnauthorizedHandler } from "./api";
 import { clear, errorBox, field, h } from "./ui";
 import { overviewPage } from "./overview";
 import { thingsPage } from "./things";
@@ -17,6 +17,21 @@ const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title:
 ];
 
 const app = document.getElementById("app")!;
+
+// A notice while the server cannot be reached (the live streams are
+// retried; the page reloads its data once they are back).
+const connLost = h(
+  "div",
+  { class: "conn-lost", role: "status", "data-testid": "connection-lost", hidden: true },
+  "Connection to the server lost. Reconnecting… What this page shows may be out of date.",
+);
+let lostTimer: number | undefined;
+onConnectionChange((lost) => {
+  window.clearTimeout(lostTimer);
+  // A blip (a stream reopened at once) shows nothing.
+  if (lost) lostTimer = window.setTimeout(() => (connLost.hidden = false), 1000);
+  else connLost.hidden = true;
+});
 let me: Me | null = null;
 let cleanup: (() => void) | void;
 
@@ -85,7 +100,7 @@ async function render(): Promise<void> {
       h("button", { type: "button", class: "link", onclick: logout }, "Sign out"),
     ),
   );
-  clear(app, h("a", { href: "#main", class: "skip" }, "Skip to content"), h("header", {}, nav), main);
+  clear(app, h("a", { href: "#main", class: "skip" }, "Skip to content"), h("header", {}, nav), connLost, main);
   if (!route) {
     document.title = "Not found · Mote";
     clear(main, h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "/" }, "Back to the overview")));

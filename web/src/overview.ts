@@ -1,27 +1,17 @@
-import { events, get, List, ruleCounters, Thing } from "./api";
-import { clear, errorBox, fmtTime, h } from "./ui";
+import { events, get, Stats } from "./api";
+import { clear, errorBox, fmtTime, h, plural } from "./ui";
 
-// countThings pages through the list (at most a few pages) to count.
-async function countThings(query: string): Promise<string> {
-  let n = 0;
-  let cursor = "";
-  for (let i = 0; i < 10; i++) {
-    const page = await get<List<Thing>>(`/things?limit=1000${query}${cursor ? "&cursor=" + encodeURIComponent(cursor) : ""}`);
-    n += page.items.length;
-    if (!page.nextCursor) return String(n);
-    cursor = page.nextCursor;
-  }
-  return `${n}+`;
-}
-
+// The overview: counts from GET /stats (refreshed every few seconds and on
+// presence), live rates and presence from the event stream.
 export function overviewPage(main: HTMLElement): () => void {
   const err = errorBox();
   const total = h("strong", { class: "num", "data-testid": "things-total" }, "…");
   const connected = h("strong", { class: "num", "data-testid": "things-connected" }, "…");
+  const disabled = h("small", { class: "muted", "data-testid": "things-disabled" });
   const rateIn = h("strong", { class: "num", "data-testid": "rate-in" }, "…");
   const rateOut = h("strong", { class: "num", "data-testid": "rate-out" }, "…");
   const presence = h("ul", { class: "events", "aria-live": "polite" });
-  const ruleErrors = h("div", {}, "…");
+  const ruleErrors = h("div", { "data-testid": "rule-errors" }, "…");
   clear(
     main,
     h("h1", {}, "Overview"),
@@ -29,7 +19,7 @@ export function overviewPage(main: HTMLElement): () => void {
     h(
       "section",
       { class: "tiles" },
-      h("div", { class: "tile" }, h("span", {}, "Things"), total),
+      h("div", { class: "tile" }, h("span", {}, "Things"), total, disabled),
       h("div", { class: "tile" }, h("span", {}, "Connected"), connected),
       h("div", { class: "tile" }, h("span", {}, "Messages in / s"), rateIn),
       h("div", { class: "tile" }, h("span", {}, "Messages out / s"), rateOut),
@@ -40,27 +30,34 @@ export function overviewPage(main: HTMLElement): () => void {
     ),
   );
 
-  const refreshCounts = () =>
-    Promise.all([countThings(""), countThings("&connected=true")])
-      .then(([t, c]) => {
-        total.textContent = t;
-        connected.textContent = c;
-      })
-      .catch((e) => err.show(e));
-  refreshCounts();
-
-  get<List<{ name: string; enabled: boolean }>>("/rules?limit=1000")
-    .then(async (rules) => {
-      const counters = await ruleCounters();
-      const bad = rules.items.filter((r) => (counters.get(r.name)?.errors ?? 0) > 0);
+  const rates = (inPerSecond: number, outPerSecond: number) => {
+    rateIn.textContent = inPerSecond.toFixed(1);
+    rateOut.textContent = outPerSecond.toFixed(1);
+  };
+  let statsTimer: number | undefined;
+  let stopped = false;
+  const refresh = async () => {
+    window.clearTimeout(statsTimer);
+    try {
+      const st = await get<Stats>("/stats");
+      err.hide();
+      total.textContent = String(st.things.total);
+      connected.textContent = String(st.things.connected);
+      disabled.textContent = st.things.disabled ? `${st.things.disabled} disabled` : "";
+      if (rateIn.textContent === "…") rates(st.messages.inPerSecond, st.messages.outPerSecond);
+      const bad = st.rules.failing;
       clear(
         ruleErrors,
         bad.length === 0
-          ? h("p", { class: "muted" }, `No rule has failed (${rules.items.length} rules).`)
-          : h("ul", {}, ...bad.map((r) => h("li", {}, h("a", { href: "/rules" }, r.name), ` — ${counters.get(r.name)!.errors} errors`))),
+          ? h("p", { class: "muted" }, `No rule has failed (${plural(st.rules.total, "rule")}, ${st.rules.enabled} enabled).`)
+          : h("ul", {}, ...bad.map((r) => h("li", {}, h("a", { href: "/rules" }, r.name), ` — ${plural(r.errors, "error")} in ${plural(r.matched, "match", "matches")}`))),
       );
-    })
-    .catch((e) => err.show(e));
+    } catch (e) {
+      err.show(e);
+    }
+    if (!stopped) statsTimer = window.setTimeout(refresh, 5000);
+  };
+  refresh();
 
   let countTimer: number | undefined;
   const addPresence = (e: any) => {
@@ -79,17 +76,20 @@ export function overviewPage(main: HTMLElement): () => void {
     );
     while (presence.children.length > 20) presence.lastElementChild!.remove();
     // Counts change with presence; refresh them, at most once a second.
-    if (countTimer === undefined) countTimer = window.setTimeout(() => { countTimer = undefined; refreshCounts(); }, 1000);
+    if (countTimer === undefined) countTimer = window.setTimeout(() => { countTimer = undefined; refresh(); }, 1000);
   };
-  const es = events("stats=1&presence=1", {
-    stats: (s) => {
-      rateIn.textContent = s.messagesInPerSecond.toFixed(1);
-      rateOut.textContent = s.messagesOutPerSecond.toFixed(1);
+  const es = events(
+    "stats=1&presence=1",
+    {
+      stats: (s) => rates(s.messagesInPerSecond, s.messagesOutPerSecond),
+      presence: addPresence,
     },
-    presence: addPresence,
-  });
+    refresh,
+  );
   return () => {
+    stopped = true;
     es.close();
+    window.clearTimeout(statsTimer);
     if (countTimer !== undefined) clearTimeout(countTimer);
   };
 }

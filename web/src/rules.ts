@@ -1,5 +1,5 @@
-import { del, enc, get, List, patch, post, put, ruleCounters } from "./api";
-import { clear, errorBox, field, h, pretty } from "./ui";
+import { del, enc, get, List, patch, post, put } from "./api";
+import { clear, errorBox, field, h, pretty, tableWrap } from "./ui";
 
 interface Rule {
   name: string;
@@ -8,6 +8,7 @@ interface Rule {
   enabled: boolean;
   actions: unknown[];
   errorAction?: unknown;
+  metrics?: { matched: number; errors: number }; // since the server started
 }
 
 export function rulesPage(main: HTMLElement): void {
@@ -17,11 +18,11 @@ export function rulesPage(main: HTMLElement): void {
   async function load(): Promise<void> {
     err.hide();
     try {
-      const [list, counters] = await Promise.all([get<List<Rule>>("/rules?limit=1000"), ruleCounters()]);
+      const list = await get<List<Rule>>("/rules?limit=1000");
       clear(
         tbody,
         ...list.items.map((r) => {
-          const c = counters.get(r.name) ?? { matched: 0, errors: 0 };
+          const c = r.metrics ?? { matched: 0, errors: 0 };
           const toggle = h("button", { type: "button", class: "small" }, r.enabled ? "Disable" : "Enable");
           toggle.addEventListener("click", async () => {
             try {
@@ -63,7 +64,7 @@ export function rulesPage(main: HTMLElement): void {
     h("div", { class: "title" }, h("h1", {}, "Rules"), h("button", { type: "button", onclick: () => ruleForm(editor, load) }, "New rule")),
     editor,
     err.el,
-    h("table", {}, h("thead", {}, h("tr", {}, ...["Name", "SQL", "State", "Matched", "Errors", ""].map((c) => h("th", { scope: "col" }, c)))), tbody),
+    tableWrap(h("table", {}, h("thead", {}, h("tr", {}, ...["Name", "SQL", "State", "Matched", "Errors", ""].map((c) => h("th", { scope: "col" }, c)))), tbody)),
   );
   load();
 }

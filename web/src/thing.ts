@@ -1,7 +1,9 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
-import { ApiError, enc, events, get, List, patch, post, Thing } from "./api";
-import { ago, badge, clear, errorBox, field, fmtTime, h, pretty } from "./ui";
+import { ApiError, del, enc, events, get, List, patch, post, Stream, Thing } from "./api";
+import { ago, clear, errorBox, field, fmtTime, h, plural, pretty, tableWrap } from "./ui";
+import { stateBadge } from "./things";
+import { navigate } from "./main";
 
 const ranges: { label: string; ms: number; interval?: string }[] = [
   { label: "15 minutes", ms: 15 * 60e3 },
@@ -40,23 +42,40 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
   const commandsBox = h("section", { class: "card", "aria-labelledby": "commands-h" });
   const methodsBox = h("section", { class: "card", "aria-labelledby": "methods-h" });
   const messages = h("ul", { class: "events messages", "aria-live": "off", "data-testid": "messages" });
-  clear(
-    main,
-    head,
-    err.el,
-    info,
-    h("section", { class: "card", "aria-labelledby": "tel-h" }, h("div", { class: "title" }, h("h2", { id: "tel-h" }, "Telemetry"), field("Range", rangeSel)), charts),
-    h("div", { class: "cols" }, shadowBox, h("div", {}, commandsBox, methodsBox)),
-    h("section", { class: "card" }, h("h2", {}, "Recent messages"), messages),
-  );
+  // The rest of the page appears once the thing is known: an unknown
+  // thing gets the error alone.
+  clear(main, head, err.el, h("p", { class: "loading" }, "Loading…"));
+  function showPage(): void {
+    clear(
+      main,
+      head,
+      err.el,
+      info,
+      h("section", { class: "card", "aria-labelledby": "tel-h" }, h("div", { class: "title" }, h("h2", { id: "tel-h" }, "Telemetry"), field("Range", rangeSel)), charts),
+      h("div", { class: "cols" }, shadowBox, h("div", {}, commandsBox, methodsBox)),
+      h("section", { class: "card" }, h("h2", {}, "Recent messages"), messages),
+    );
+  }
 
   // --- the thing itself ---
   let thing: Thing | null = null;
+  let started = false;
   async function loadThing(): Promise<void> {
     try {
       thing = await get<Thing>(path);
+      err.hide();
+      if (!started) {
+        started = true;
+        showPage();
+        start();
+      }
       renderInfo(thing);
     } catch (e) {
+      if (!started && e instanceof ApiError && e.status === 404) {
+        clear(main, head, err.el, h("p", {}, h("a", { href: "/things" }, "Back to the things")));
+      } else if (!started) {
+        clear(main, head, err.el);
+      }
       err.show(e);
     }
   }
@@ -88,13 +107,24 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
         err.show(e);
       }
     });
+    const remove = h("button", { type: "button", class: "danger" }, "Delete thing");
+    remove.addEventListener("click", async () => {
+      if (!confirm(`Delete thing ${t.name} and its credentials? Its connections close at once.`)) return;
+      try {
+        await del(path);
+        navigate("/things");
+      } catch (e) {
+        err.show(e);
+      }
+    });
+    const st = t.stats ?? { publishDenied: 0, invalidTelemetry: 0 };
     clear(
       info,
       h(
         "dl",
         { class: "facts" },
         h("dt", {}, "State"),
-        h("dd", { "data-testid": "state" }, badge(t.connected, "connected", "offline"), " ", t.enabled ? "" : h("span", { class: "badge warn" }, "disabled")),
+        h("dd", { "data-testid": "state" }, stateBadge(t)),
         h("dt", {}, "Last seen"),
         h("dd", {}, ago(t.lastSeen), t.lastSeen ? ` (${fmtTime(t.lastSeen)})` : ""),
         h("dt", {}, "Type"),
@@ -103,13 +133,30 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
         h("dd", {}, t.tags.join(", ") || "–"),
         h("dt", {}, "Enabled"),
         h("dd", {}, t.enabled ? "yes " : "no ", toggle),
+        h("dt", {}, "Denied publishes"),
+        h(
+          "dd",
+          { "data-testid": "publish-denied", class: st.publishDenied ? "bad" : "" },
+          String(st.publishDenied),
+          st.lastDeniedTopic ? h("small", {}, ` latest on `, h("code", {}, st.lastDeniedTopic), ` ${ago(st.lastDeniedAt)}`) : "",
+          st.publishDenied ? h("small", { class: "muted" }, h("br"), "Its policies do not allow these topics; MQTT 3.1.1 devices are not told.") : "",
+        ),
+        h("dt", {}, "Invalid telemetry"),
+        h(
+          "dd",
+          { "data-testid": "invalid-telemetry", class: st.invalidTelemetry ? "bad" : "" },
+          String(st.invalidTelemetry),
+          st.invalidTelemetry ? h("small", { class: "muted" }, ` (${plural(st.invalidTelemetry, "message")} on things/${t.name}/telemetry that ${st.invalidTelemetry === 1 ? "is" : "are"} not a JSON object, latest ${ago(st.lastInvalidAt)}: delivered, not stored)`) : "",
+        ),
       ),
       form,
+      h("p", { class: "danger-zone" }, remove),
     );
   }
 
   // --- telemetry charts ---
   const plots = new Map<string, { u: uPlot; xs: number[]; ys: number[]; el: HTMLElement; last: HTMLElement }>();
+  const chartWidth = () => Math.max(240, charts.clientWidth - 12);
   function plotFor(key: string) {
     let p = plots.get(key);
     if (p) return p;
@@ -118,18 +165,24 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
     charts.append(el);
     const xs: number[] = [];
     const ys: number[] = [];
-    const width = Math.max(260, Math.min(charts.clientWidth - 24, 560));
     const u = new uPlot(
       {
-        width,
+        width: chartWidth(),
         height: 180,
-        series: [{}, { label: key, stroke: "#2a6cd6", width: 2, points: { show: true, size: 4 } }],
-        axes: [{}, { size: 50 }],
-        legend: { show: false },
+        // The x axis is the range chosen, up to now (one point must not
+        // stretch it over years).
+        scales: { x: { time: true, range: () => [(Date.now() - ranges[Number(rangeSel.value)].ms) / 1000, Date.now() / 1000] } },
+        series: [{}, { label: key, stroke: "#2a6cd6", width: 2, points: { show: true, size: 4 }, value: (_u, v) => (v == null ? "–" : String(v)) }],
+        // The y axis is as wide as its longest label (38.72 must not be cut).
+        axes: [{}, { size: yAxisSize }],
+        // Hovering shows the time and value under the cursor.
+        legend: { show: true, live: true },
+        cursor: { y: false },
       },
       [xs, ys],
       el,
     );
+    (el as any).uplot = u; // for the browser tests
     p = { u, xs, ys, el, last };
     plots.set(key, p);
     return p;
@@ -140,7 +193,14 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
       p.last.textContent = p.ys.length ? String(p.ys[p.ys.length - 1]) : "";
     }
   }
+  const onResize = () => {
+    for (const p of plots.values()) p.u.setSize({ width: chartWidth(), height: 180 });
+  };
+  window.addEventListener("resize", onResize);
+  let aggTimer: number | undefined;
   async function loadTelemetry(): Promise<void> {
+    window.clearTimeout(aggTimer);
+    aggTimer = undefined;
     const r = ranges[Number(rangeSel.value)];
     const from = Date.now() - r.ms;
     const q = r.interval ? `from=${from}&agg=avg&interval=${r.interval}` : `from=${from}&limit=10000`;
@@ -166,6 +226,16 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
     const vals = numbers(payload);
     const keys = Object.keys(vals);
     if (keys.length === 0) return;
+    if (ranges[Number(rangeSel.value)].interval) {
+      // Aggregated ranges are not joined to raw points: show the newest
+      // value and reload the aggregates now and then.
+      for (const k of keys) {
+        const p = plots.get(k);
+        if (p) p.last.textContent = String(vals[k]);
+      }
+      if (aggTimer === undefined) aggTimer = window.setTimeout(loadTelemetry, 30_000);
+      return;
+    }
     charts.querySelector(".empty")?.remove();
     const ts = new Date(time).getTime() / 1000;
     for (const k of keys) {
@@ -177,6 +247,8 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
   }
 
   // --- shadow ---
+  let es: Stream | undefined;
+  let pres: Stream | undefined;
   async function loadShadow(): Promise<void> {
     let doc: any = null;
     try {
@@ -245,107 +317,138 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
       clear(cmdList, h("tr", {}, h("td", { colspan: 4, class: "muted" }, e instanceof Error ? e.message : String(e))));
     }
   }
-  {
-    const cname = h("input", { name: "command", list: "command-names", required: true, value: "reboot" });
-    const payload = h("textarea", { name: "payload", rows: 2, spellcheck: "false" }, "{}");
-    const ttl = h("input", { name: "ttl", type: "number", min: 1, value: 3600 });
-    const ferr = errorBox();
-    const send = h("button", { type: "submit" }, "Send command");
-    const form = h(
-      "form",
-      {},
-      ferr.el,
-      h("datalist", { id: "command-names" }, ...["reboot", "lock", "wipe", "locate", "configure"].map((n) => h("option", { value: n }))),
-      h("div", { class: "grid" }, field("Command", cname), field("Time to live (s)", ttl)),
-      field("Payload (JSON)", payload),
-      send,
-    );
-    form.addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      ferr.hide();
-      let p: unknown;
-      try {
-        p = JSON.parse(payload.value || "null");
-      } catch (e) {
-        ferr.show(`Payload is not valid JSON: ${(e as Error).message}`);
-        return;
-      }
-      try {
-        await post(`${path}/commands`, { name: cname.value.trim(), payload: p, ttlSeconds: Number(ttl.value) || undefined });
-        loadCommands();
-      } catch (e) {
-        ferr.show(e);
-      }
-    });
-    clear(commandsBox, h("h2", { id: "commands-h" }, "Commands"), form, h("table", {}, h("thead", {}, h("tr", {}, ...["Command", "Status", "Sent", "Result"].map((c) => h("th", { scope: "col" }, c)))), cmdList));
-  }
+  function start(): void {
+    {
+      const cname = h("input", { name: "command", list: "command-names", required: true, value: "reboot" });
+      const payload = h("textarea", { name: "payload", rows: 2, spellcheck: "false" }, "{}");
+      const ttl = h("input", { name: "ttl", type: "number", min: 1, value: 3600 });
+      const ferr = errorBox();
+      const send = h("button", { type: "submit" }, "Send command");
+      const form = h(
+        "form",
+        {},
+        ferr.el,
+        h("datalist", { id: "command-names" }, ...["reboot", "lock", "wipe", "locate", "configure"].map((n) => h("option", { value: n }))),
+        h("div", { class: "grid" }, field("Command", cname), field("Time to live (s)", ttl)),
+        field("Payload (JSON)", payload),
+        send,
+      );
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        ferr.hide();
+        let p: unknown;
+        try {
+          p = JSON.parse(payload.value || "null");
+        } catch (e) {
+          ferr.show(`Payload is not valid JSON: ${(e as Error).message}`);
+          return;
+        }
+        try {
+          await post(`${path}/commands`, { name: cname.value.trim(), payload: p, ttlSeconds: Number(ttl.value) || undefined });
+          loadCommands();
+        } catch (e) {
+          ferr.show(e);
+        }
+      });
+      clear(commandsBox, h("h2", { id: "commands-h" }, "Commands"), form, tableWrap(h("table", {}, h("thead", {}, h("tr", {}, ...["Command", "Status", "Sent", "Result"].map((c) => h("th", { scope: "col" }, c)))), cmdList)));
+    }
 
-  // --- direct methods ---
-  {
-    const mname = h("input", { name: "method", required: true, placeholder: "getConfig" });
-    const payload = h("textarea", { name: "payload", rows: 2, spellcheck: "false" }, "{}");
-    const timeout = h("input", { name: "timeout", type: "number", min: 1, max: 300, value: 10 });
-    const ferr = errorBox();
-    const out = h("pre", { "data-testid": "method-response", "aria-live": "polite" });
-    const invoke = h("button", { type: "submit" }, "Invoke");
-    const form = h("form", {}, ferr.el, h("div", { class: "grid" }, field("Method", mname), field("Timeout (s)", timeout)), field("Payload (JSON)", payload), invoke);
-    form.addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      ferr.hide();
-      out.textContent = "";
-      let p: unknown;
-      try {
-        p = JSON.parse(payload.value || "null");
-      } catch (e) {
-        ferr.show(`Payload is not valid JSON: ${(e as Error).message}`);
-        return;
-      }
-      invoke.disabled = true;
-      out.textContent = "Waiting for the device…";
-      try {
-        const res = await post(`${path}/methods/${enc(mname.value.trim())}`, { payload: p, timeoutSeconds: Number(timeout.value) || undefined });
-        out.textContent = `status ${res.status}\n${pretty(res.payload)}`;
-      } catch (e) {
+    // --- direct methods ---
+    {
+      const mname = h("input", { name: "method", required: true, placeholder: "getConfig" });
+      const payload = h("textarea", { name: "payload", rows: 2, spellcheck: "false" }, "{}");
+      const timeout = h("input", { name: "timeout", type: "number", min: 1, max: 300, value: 10 });
+      const ferr = errorBox();
+      const out = h("pre", { "data-testid": "method-response", "aria-live": "polite" });
+      const invoke = h("button", { type: "submit" }, "Invoke");
+      const form = h("form", {}, ferr.el, h("div", { class: "grid" }, field("Method", mname), field("Timeout (s)", timeout)), field("Payload (JSON)", payload), invoke);
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        ferr.hide();
         out.textContent = "";
-        ferr.show(e);
-      } finally {
-        invoke.disabled = false;
-      }
+        let p: unknown;
+        try {
+          p = JSON.parse(payload.value || "null");
+        } catch (e) {
+          ferr.show(`Payload is not valid JSON: ${(e as Error).message}`);
+          return;
+        }
+        invoke.disabled = true;
+        out.textContent = "Waiting for the device…";
+        try {
+          const res = await post(`${path}/methods/${enc(mname.value.trim())}`, { payload: p, timeoutSeconds: Number(timeout.value) || undefined });
+          out.textContent = `status ${res.status}\n${pretty(res.payload)}`;
+        } catch (e) {
+          out.textContent = "";
+          ferr.show(e);
+        } finally {
+          invoke.disabled = false;
+        }
+      });
+      clear(methodsBox, h("h2", { id: "methods-h" }, "Direct methods"), form, out);
+    }
+
+    // --- live ---
+    es = events(`thing=${enc(name)}`, {
+      message: (m) => {
+        const body = m.payload !== undefined ? JSON.stringify(m.payload) : m.text ?? "";
+        messages.prepend(h("li", {}, h("time", {}, new Date(m.time).toLocaleTimeString()), " ", h("code", {}, m.topic), " ", h("span", { class: "payload" }, body.length > 300 ? body.slice(0, 300) + "…" : body)));
+        while (messages.children.length > 50) messages.lastElementChild!.remove();
+        if (m.topic === `things/${name}/telemetry` && m.payload !== undefined) liveTelemetry(m.payload, m.time);
+        if (m.topic.includes("/shadow/")) {
+          if (shadowTimer === undefined) shadowTimer = window.setTimeout(() => { shadowTimer = undefined; loadShadow(); }, 300);
+        }
+        if (m.topic.includes("/commands/")) window.setTimeout(loadCommands, 200);
+      },
     });
-    clear(methodsBox, h("h2", { id: "methods-h" }, "Direct methods"), form, out);
+    // Presence of this thing changes its state line. Back after a lost
+    // connection (a server restart), everything is read again: the events
+    // in between were missed.
+    pres = events(
+      "presence=1",
+      {
+        presence: (e) => {
+          if ((e.payload?.thing ?? "") === name && thing) loadThing();
+        },
+      },
+      () => {
+        loadThing();
+        loadTelemetry();
+        loadShadow();
+        loadCommands();
+      },
+    );
+
+    loadTelemetry();
+    loadShadow();
+    loadCommands();
   }
-
-  // --- live ---
   let shadowTimer: number | undefined;
-  const es = events(`thing=${enc(name)}`, {
-    message: (m) => {
-      const body = m.payload !== undefined ? JSON.stringify(m.payload) : m.text ?? "";
-      messages.prepend(h("li", {}, h("time", {}, new Date(m.time).toLocaleTimeString()), " ", h("code", {}, m.topic), " ", h("span", { class: "payload" }, body.length > 300 ? body.slice(0, 300) + "…" : body)));
-      while (messages.children.length > 50) messages.lastElementChild!.remove();
-      if (m.topic === `things/${name}/telemetry` && m.payload !== undefined) liveTelemetry(m.payload, m.time);
-      if (m.topic.includes("/shadow/")) {
-        if (shadowTimer === undefined) shadowTimer = window.setTimeout(() => { shadowTimer = undefined; loadShadow(); }, 300);
-      }
-      if (m.topic.includes("/commands/")) window.setTimeout(loadCommands, 200);
-    },
-  });
-  // Presence of this thing changes its state line.
-  const pres = events("presence=1", {
-    presence: (e) => {
-      if ((e.payload?.thing ?? "") === name && thing) loadThing();
-    },
-  });
-
   loadThing();
-  loadTelemetry();
-  loadShadow();
-  loadCommands();
   return () => {
-    es.close();
-    pres.close();
+    es?.close();
+    pres?.close();
+    window.removeEventListener("resize", onResize);
+    window.clearTimeout(aggTimer);
     for (const p of plots.values()) p.u.destroy();
     if (shadowTimer !== undefined) clearTimeout(shadowTimer);
     window.clearTimeout(cmdTimer);
     cmdTimer = -1;
   };
+}
+
+// yAxisSize fits the y axis to its widest label.
+function yAxisSize(u: uPlot, values: string[] | null, axisIdx: number, cycleNum: number): number {
+  const axis = u.axes[axisIdx];
+  if (cycleNum > 1) return (axis as any)._size as number; // keep it stable while uPlot converges
+  let w = 0;
+  if (values && values.length) {
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.font = (axis.font as unknown as string) || "12px system-ui, sans-serif";
+    for (const v of values) w = Math.max(w, ctx.measureText(v).width);
+    ctx.restore();
+  }
+  const ticks = (axis.ticks?.size ?? 10) + (axis.gap ?? 5);
+  return Math.ceil(w / devicePixelRatio + ticks + 8);
 }

@@ -1,9 +1,24 @@
-import { del, enc, get, List, patch, post, Thing } from "./api";
-import { badge, clear, downloadLink, errorBox, field, h, ago } from "./ui";
+import { del, enc, events, get, List, patch, post, Thing } from "./api";
+import { badge, clear, downloadLink, errorBox, field, h, ago, plural, tableWrap } from "./ui";
 
-// The things list: search, filter, paginate, create (with credentials),
-// enable/disable, delete.
-export function thingsPage(main: HTMLElement): void {
+const sorts: [string, string][] = [
+  ["name", "name"],
+  ["-lastSeen", "last seen, newest first"],
+  ["lastSeen", "last seen, oldest first"],
+  ["-createdAt", "created, newest first"],
+  ["-name", "name, Z to A"],
+];
+
+// stateBadge: a disabled thing is shown as disabled, whatever presence
+// says (it is being disconnected).
+export function stateBadge(t: Thing): HTMLElement {
+  if (!t.enabled) return h("span", { class: "badge warn" }, "disabled");
+  return badge(t.connected, "connected", "offline");
+}
+
+// The things list: search, filter, sort, paginate, create (with
+// credentials), enable/disable, delete; it follows presence.
+export function thingsPage(main: HTMLElement): () => void {
   const err = errorBox();
   const params = new URLSearchParams(location.search);
   const q = {
@@ -20,10 +35,21 @@ export function thingsPage(main: HTMLElement): void {
     ),
   };
   q.connected.value = params.get("connected") ?? "";
+  const sortSel = h("select", { name: "sort" }, ...sorts.map(([v, label]) => h("option", { value: v }, label)));
+  sortSel.value = params.get("sort") ?? "name";
+  sortSel.addEventListener("change", () => first());
+  const count = h("span", { class: "muted", "data-testid": "things-count", "aria-live": "polite" });
   const tbody = h("tbody");
   const pager = h("div", { class: "pager" });
   const cursors: string[] = [""]; // cursor of each page seen
   let page = 0;
+  const pageSize = 25;
+  // first shows the first page (a new search, sort or thing).
+  const first = () => {
+    cursors.length = 1;
+    page = 0;
+    load();
+  };
 
   const query = (): string => {
     const p = new URLSearchParams();
@@ -31,6 +57,7 @@ export function thingsPage(main: HTMLElement): void {
     if (q.type.value) p.set("type", q.type.value.trim());
     if (q.group.value) p.set("group", q.group.value.trim());
     if (q.connected.value) p.set("connected", q.connected.value);
+    if (sortSel.value && sortSel.value !== "name") p.set("sort", sortSel.value);
     const attr = q.attr.value.trim();
     if (attr) {
       const [k, ...v] = attr.split("=");
@@ -44,7 +71,8 @@ export function thingsPage(main: HTMLElement): void {
     const qs = query();
     history.replaceState(null, "", "/things" + (qs ? "?" + qs : ""));
     try {
-      const list = await get<List<Thing>>(`/things?limit=25&${qs}${cursors[page] ? "&cursor=" + enc(cursors[page]) : ""}`);
+      const list = await get<List<Thing>>(`/things?limit=${pageSize}&${qs}${cursors[page] ? "&cursor=" + enc(cursors[page]) : ""}`);
+      if (list.total !== undefined) count.textContent = plural(list.total, "thing");
       if (list.nextCursor) cursors[page + 1] = list.nextCursor;
       else cursors.length = page + 1;
       clear(tbody, ...list.items.map(row));
@@ -52,7 +80,7 @@ export function thingsPage(main: HTMLElement): void {
       clear(
         pager,
         h("button", { type: "button", disabled: page === 0, onclick: () => { page--; load(); } }, "← Previous"),
-        h("span", {}, ` Page ${page + 1} `),
+        h("span", { "data-testid": "page" }, ` Page ${page + 1}${list.total ? ` of ${Math.max(1, Math.ceil(list.total / pageSize))}` : ""} `),
         h("button", { type: "button", disabled: !list.nextCursor, onclick: () => { page++; load(); } }, "Next →"),
       );
     } catch (e) {
@@ -64,7 +92,8 @@ export function thingsPage(main: HTMLElement): void {
     const toggle = h("button", { type: "button", class: "small" }, t.enabled ? "Disable" : "Enable");
     toggle.addEventListener("click", async () => {
       try {
-        await patch(`/things/${enc(t.name)}`, { enabled: !t.enabled });
+        const nt = await patch<Thing>(`/things/${enc(t.name)}`, { enabled: !t.enabled });
+        tr.replaceWith(row(nt));
         load();
       } catch (e) {
         err.show(e);
@@ -80,44 +109,58 @@ export function thingsPage(main: HTMLElement): void {
         err.show(e);
       }
     });
-    return h(
+    const tr = h(
       "tr",
-      {},
+      { "data-thing": t.name },
       h("td", {}, h("a", { href: `/things/${enc(t.name)}` }, t.name)),
-      h("td", {}, t.type ?? ""),
-      h("td", {}, badge(t.connected, "connected", "offline"), t.enabled ? "" : h("span", { class: "badge warn" }, "disabled")),
+      h("td", { class: "type" }, t.type ?? ""),
+      h("td", { "data-testid": "state" }, stateBadge(t)),
       h("td", {}, ago(t.lastSeen)),
       h("td", { class: "attrs" }, Object.entries(t.attributes ?? {}).map(([k, v]) => `${k}=${v}`).join(", "), t.groups.length ? ` [${t.groups.join(", ")}]` : ""),
       h("td", { class: "actions" }, toggle, " ", remove),
     );
+    return tr;
   }
 
   const search = h(
     "form",
-    { class: "filters", role: "search", onsubmit: (ev: Event) => { ev.preventDefault(); cursors.length = 1; page = 0; load(); } },
+    { class: "filters", role: "search", onsubmit: (ev: Event) => { ev.preventDefault(); first(); } },
     field("Name", q.prefix),
     field("Type", q.type),
     field("Group", q.group),
     field("Attribute", q.attr),
     field("State", q.connected),
+    field("Sort by", sortSel),
     h("button", { type: "submit" }, "Search"),
   );
   const createBox = h("div");
   clear(
     main,
-    h("div", { class: "title" }, h("h1", {}, "Things"), h("button", { type: "button", onclick: () => createForm(createBox, load) }, "New thing")),
+    h("div", { class: "title" }, h("h1", {}, "Things ", count), h("button", { type: "button", onclick: () => createForm(createBox, first) }, "New thing")),
     createBox,
     err.el,
     search,
-    h(
-      "table",
-      {},
-      h("thead", {}, h("tr", {}, ...["Name", "Type", "State", "Last seen", "Attributes", ""].map((c) => h("th", { scope: "col" }, c)))),
-      tbody,
+    tableWrap(
+      h(
+        "table",
+        { class: "things" },
+        h("thead", {}, h("tr", {}, ...["Name", "Type", "State", "Last seen", "Attributes", ""].map((c, i) => h("th", { scope: "col", class: ["", "type", "", "", "attrs", ""][i] || undefined }, c)))),
+        tbody,
+      ),
     ),
     pager,
   );
   load();
+  // Presence changes the rows: reload the page shown, at most once a second.
+  let timer: number | undefined;
+  const soon = () => {
+    if (timer === undefined) timer = window.setTimeout(() => { timer = undefined; load(); }, 1000);
+  };
+  const es = events("presence=1", { presence: soon }, load);
+  return () => {
+    es.close();
+    window.clearTimeout(timer);
+  };
 }
 
 function createForm(box: HTMLElement, reload: () => void): void {

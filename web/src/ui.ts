@@ -90,3 +90,14 @@ export function field(label: string, input: HTMLElement, hint?: string): HTMLEle
 export function badge(on: boolean, yes: string, no: string): HTMLElement {
   return h("span", { class: on ? "badge on" : "badge off" }, on ? yes : no);
 }
+
+// plural says "1 rule", "2 rules".
+export function plural(n: number, one: string, many = one + "s"): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+// tableWrap lets a wide table scroll sideways inside the page instead of
+// widening it (a 390 px phone).
+export function tableWrap(table: HTMLElement): HTMLElement {
+  return h("div", { class: "table-wrap" }, table);
+}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
@@ -23,8 +25,9 @@ const thingSelect = `SELECT t.name, t.type, t.enabled, t.connected, t.last_seen,
 	(SELECT json_group_object(a.key, a.value) FROM thing_attributes a WHERE a.thing = t.name),
 	(SELECT json_group_array(x.tag ORDER BY x.tag) FROM thing_tags x WHERE x.thing = t.name),
 	(SELECT json_group_array(g.group_name ORDER BY g.group_name) FROM thing_groups g WHERE g.thing = t.name),
-	(SELECT json_group_array(p.policy ORDER BY p.position) FROM thing_policies p WHERE p.thing = t.name)
-FROM things t`
+	(SELECT json_group_array(p.policy ORDER BY p.position) FROM thing_policies p WHERE p.thing = t.name),
+	s.publish_denied, s.invalid_telemetry, s.last_denied_topic, s.last_denied_at, s.last_invalid_at
+FROM things t LEFT JOIN thing_stats s ON s.thing = t.name`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -35,10 +38,20 @@ func scanThing(row scanner) (store.Thing, error) {
 		lastSeen                      sql.NullInt64
 		created, updated              int64
 		attrs, tags, groups, policies string
+		denied, invalid               sql.NullInt64
+		deniedTopic                   sql.NullString
+		deniedAt, invalidAt           sql.NullInt64
 	)
 	if err := row.Scan(&t.Name, &typ, &t.Enabled, &t.Connected, &lastSeen, &created, &updated,
-		&attrs, &tags, &groups, &policies); err != nil {
+		&attrs, &tags, &groups, &policies, &denied, &invalid, &deniedTopic, &deniedAt, &invalidAt); err != nil {
 		return store.Thing{}, err
+	}
+	t.Stats = store.ThingStats{
+		PublishDenied:    denied.Int64,
+		InvalidTelemetry: invalid.Int64,
+		LastDeniedTopic:  deniedTopic.String,
+		LastDeniedAt:     ptrMS(deniedAt),
+		LastInvalidAt:    ptrMS(invalidAt),
 	}
 	t.Type = typ.String
 	t.LastSeen = ptrMS(lastSeen)
@@ -153,11 +166,8 @@ func (ts *thingStore) Get(ctx context.Context, name string) (store.Thing, error)
 // name, at most f.Limit of them (0 means 100; more than 1000 means 1000),
 // starting after the name f.After. NamePrefix is a plain prefix: '%' and
 // '_' have no special meaning. The whole page is read in one statement.
-func (ts *thingStore) List(ctx context.Context, f store.ThingFilter) ([]store.Thing, error) {
-	var (
-		where []string
-		args  []any
-	)
+// thingWhere is the WHERE clause of f's filters (not its cursor).
+func thingWhere(f store.ThingFilter) (where []string, args []any) {
 	if f.NamePrefix != "" {
 		where = append(where, `t.name >= ?`)
 		args = append(args, f.NamePrefix)
@@ -165,10 +175,6 @@ func (ts *thingStore) List(ctx context.Context, f store.ThingFilter) ([]store.Th
 			where = append(where, `t.name < ?`)
 			args = append(args, end)
 		}
-	}
-	if f.After != "" {
-		where = append(where, `t.name > ?`)
-		args = append(args, f.After)
 	}
 	if f.Type != "" {
 		where = append(where, `t.type = ?`)
@@ -198,11 +204,56 @@ func (ts *thingStore) List(ctx context.Context, f store.ThingFilter) ([]store.Th
 			where = append(where, `t.connected = 0`)
 		}
 	}
+	return where, args
+}
+
+// thingSort returns the column ("" for the name) and direction of a sort.
+func thingSort(sort string) (col string, desc bool, err error) {
+	desc = strings.HasPrefix(sort, "-")
+	switch strings.TrimPrefix(sort, "-") {
+	case "", "name":
+		return "", desc, nil
+	case "lastSeen":
+		return "coalesce(t.last_seen, 0)", desc, nil
+	case "createdAt":
+		return "t.created_at", desc, nil
+	}
+	return "", false, core.Invalid("sort", "sort must be one of %s", strings.Join(store.ThingSorts, ", "))
+}
+
+func (ts *thingStore) List(ctx context.Context, f store.ThingFilter) ([]store.Thing, error) {
+	where, args := thingWhere(f)
+	col, desc, err := thingSort(f.Sort)
+	if err != nil {
+		return nil, err
+	}
+	cmp, dir := ">", ""
+	if desc {
+		cmp, dir = "<", " DESC"
+	}
+	if f.After != "" {
+		if col == "" {
+			where = append(where, `t.name `+cmp+` ?`)
+			args = append(args, f.After)
+		} else {
+			v, name, ok := strings.Cut(f.After, ":")
+			ms, perr := strconv.ParseInt(v, 10, 64)
+			if !ok || perr != nil {
+				return nil, core.Invalid("cursor", "cursor %q is not one of this sort", f.After)
+			}
+			where = append(where, `(`+col+`, t.name) `+cmp+` (?, ?)`)
+			args = append(args, ms, name)
+		}
+	}
 	q := thingSelect
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += ` ORDER BY t.name LIMIT ?`
+	if col != "" {
+		q += ` ORDER BY ` + col + dir + `, t.name` + dir + ` LIMIT ?`
+	} else {
+		q += ` ORDER BY t.name` + dir + ` LIMIT ?`
+	}
 	args = append(args, normLimit(f.Limit))
 
 	rows, err := ts.s.r.QueryContext(ctx, q, args...)
@@ -349,6 +400,74 @@ func (ts *thingStore) ResetPresence(ctx context.Context) error {
 		return internal("reset presence", err)
 	}
 	return nil
+}
+
+// RecordActivity adds a batch of activity: last_seen moves forward only,
+// counters are added, the latest denied topic replaces the one before.
+func (ts *thingStore) RecordActivity(ctx context.Context, batch []store.Activity) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return ts.s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, a := range batch {
+			if !a.LastSeen.IsZero() {
+				if _, err := tx.ExecContext(ctx, `UPDATE things SET last_seen = max(coalesce(last_seen, 0), ?) WHERE name = ?`,
+					toMS(a.LastSeen), a.Thing); err != nil {
+					return internal("record activity", err)
+				}
+			}
+			if a.PublishDenied == 0 && a.InvalidTelemetry == 0 {
+				continue
+			}
+			var topic any
+			if a.LastDeniedTopic != "" {
+				topic = a.LastDeniedTopic
+			}
+			at := func(t time.Time) any {
+				if t.IsZero() {
+					return nil
+				}
+				return toMS(t)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO thing_stats (thing, publish_denied, invalid_telemetry, last_denied_topic, last_denied_at, last_invalid_at)
+				SELECT name, ?, ?, ?, ?, ? FROM things WHERE name = ?
+				ON CONFLICT (thing) DO UPDATE SET
+					publish_denied = publish_denied + excluded.publish_denied,
+					invalid_telemetry = invalid_telemetry + excluded.invalid_telemetry,
+					last_denied_topic = coalesce(excluded.last_denied_topic, last_denied_topic),
+					last_denied_at = coalesce(excluded.last_denied_at, last_denied_at),
+					last_invalid_at = coalesce(excluded.last_invalid_at, last_invalid_at)`,
+				a.PublishDenied, a.InvalidTelemetry, topic, at(a.LastDeniedAt), at(a.LastInvalidAt), a.Thing); err != nil {
+				return internal("record activity", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Total returns how many things match f's filters.
+func (ts *thingStore) Total(ctx context.Context, f store.ThingFilter) (int, error) {
+	where, args := thingWhere(f)
+	q := `SELECT count(*) FROM things t`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	var n int
+	if err := ts.s.r.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		return 0, internal("count things", err)
+	}
+	return n, nil
+}
+
+// Counts returns the number of things, connected and disabled.
+func (ts *thingStore) Counts(ctx context.Context) (store.ThingCounts, error) {
+	var c store.ThingCounts
+	err := ts.s.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(connected), 0), coalesce(sum(1 - enabled), 0) FROM things`).
+		Scan(&c.Total, &c.Connected, &c.Disabled)
+	if err != nil {
+		return store.ThingCounts{}, internal("count things", err)
+	}
+	return c, nil
 }
 
 // Count returns the number of things and of connected things.
