@@ -38,6 +38,8 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnPublish,
 		mqtt.OnPublished,
 		mqtt.OnPacketSent,
+		mqtt.OnPacketEncode,
+		mqtt.OnPacketRead,
 		mqtt.OnPublishDropped,
 		mqtt.OnWillSent,
 		mqtt.OnClientExpired,
@@ -207,6 +209,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.connecting.Delete(cl)
+	h.b.tooLarge(cl, err) // DISCONNECT 0x95 (protocol.go)
 	if expire && !cl.IsTakenOver() {
 		h.b.releaseClientID(cl, true) // mochi deletes the session now
 	}

@@ -101,6 +101,7 @@ func (b *Broker) releaseClientID(cl *mqtt.Client, ending bool) {
 // without asking again. Those that the thing may no longer receive are
 // dropped here, so every delivery passes its current policy.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.b.capKeepalive(cl) // before the CONNACK (protocol.go)
 	if pk.Connect.Clean {
 		return // mochi discards the old session
 	}
