@@ -49,7 +49,7 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.0001, .001, .01, .05, .1, .25, .5, 1},
 		}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mote_mqtt_server_disconnects_total", Help: "Connections the server closed on its own, by reason (credential_expired).",
+			Name: "mote_mqtt_server_disconnects_total", Help: "Connections the server closed on its own, by reason (credential_expired, packet_too_large).",
 		}, []string{"reason"}),
 		retainedRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mote_mqtt_retained_refused_total", Help: "Retained publishes refused because they would exceed a retained-message quota, by reason (thing_count, thing_bytes, server_bytes).",
