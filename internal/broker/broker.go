@@ -104,6 +104,16 @@ type Options struct {
 	// MaxClientIDLength is the longest client id accepted, in bytes;
 	// longer ones are refused with 0x85 (MQTT 3.1.1: return code 2).
 	MaxClientIDLength int
+	// MaxKeepalive is the longest keep-alive granted: a client asking for
+	// more, or for none (0), gets this one — MQTT 5 clients are told in
+	// CONNACK (Server Keep Alive) — and is disconnected after 1.5 times it
+	// without a packet (protocol.go).
+	MaxKeepalive time.Duration
+	// CloseLinger is how long a connection the server closes is
+	// half-closed and drained first, so that the client reads the
+	// DISCONNECT sent before the close instead of a reset (listener.go);
+	// 0 takes the default (250 ms), a negative value closes at once.
+	CloseLinger time.Duration
 	// Retained messages are limited per thing (count and payload bytes)
 	// and for the whole server (payload bytes); 0 turns a limit off
 	// (retainquota.go).
@@ -150,6 +160,12 @@ func (o *Options) defaults() {
 	}
 	if o.MaxClientIDLength == 0 {
 		o.MaxClientIDLength = 128
+	}
+	if o.MaxKeepalive == 0 {
+		o.MaxKeepalive = 1200 * time.Second
+	}
+	if o.CloseLinger == 0 {
+		o.CloseLinger = 250 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -243,6 +259,10 @@ func New(o Options) (*Broker, error) {
 	caps.MaximumClientWritesPending = int32(o.OutboundQueue)
 	caps.MaximumMessageExpiryInterval = int64(o.MaxSessionExpiry / time.Second)
 	caps.TopicAliasMaximum = 1024
+	// Acknowledgements carry no properties of the packet they answer (mochi
+	// copies them by default: a PUBACK echoed the PUBLISH's user
+	// properties, which MQTT.js v5 rejects). See protocol.go.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities:             caps,

@@ -57,7 +57,10 @@ func (c *corkConn) uncork() error {
 // underlying returns the connection a client came on, unwrapped.
 func underlying(c net.Conn) net.Conn {
 	if cc, ok := c.(*corkConn); ok {
-		return cc.Conn
+		c = cc.Conn
+	}
+	if lc, ok := c.(*lingerConn); ok {
+		return lc.Conn
 	}
 	return c
 }

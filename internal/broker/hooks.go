@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,8 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnPublish,
 		mqtt.OnPublished,
 		mqtt.OnPacketSent,
+		mqtt.OnPacketEncode,
+		mqtt.OnPacketRead,
 		mqtt.OnPublishDropped,
 		mqtt.OnWillSent,
 		mqtt.OnClientExpired,
@@ -207,6 +210,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.connecting.Delete(cl)
+	h.b.tooLarge(cl, err) // DISCONNECT 0x95 (protocol.go)
 	if expire && !cl.IsTakenOver() {
 		h.b.releaseClientID(cl, true) // mochi deletes the session now
 	}
@@ -274,14 +278,49 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		}
 		return ok
 	}
-	// A topic name: a subscription to exactly that topic, or a delivery.
-	// Both need receive, and a subscription also needs subscribe; deliveries
-	// only happen on subscriptions that passed, so asking both is exact.
-	ok := ev.CanReceive(topic) && ev.CanSubscribe(topic)
+	// A topic name: a subscription to exactly that topic (it is in the
+	// SUBSCRIBE being processed), or a delivery. A subscription needs
+	// subscribe on the filter as written, and receive (it would get
+	// nothing otherwise). A delivery — on whatever filter — needs receive
+	// on the topic (policy.Evaluator.CanDeliver): a deny on subscribe does
+	// not keep it from a wildcard subscriber. A delivery racing a SUBSCRIBE
+	// to its very topic is checked as the subscription, which is stricter.
+	if s.subscribingTo(topic) {
+		ok := ev.CanSubscribe(topic) && ev.CanReceive(topic)
+		if !ok {
+			h.b.metrics.denied.WithLabelValues("subscribe").Inc()
+			h.b.authLog.Info("subscribe denied by policy", "client", cl.ID, "thing", s.id.Thing, "filter", topic)
+		}
+		return ok
+	}
+	ok := ev.CanDeliver(topic)
 	if !ok {
 		h.b.metrics.denied.WithLabelValues("receive").Inc()
 	}
 	return ok
+}
+
+// subscribingTo reports whether filter is one of the SUBSCRIBE the
+// session is processing (markSubscribe).
+func (s *session) subscribingTo(filter string) bool {
+	p := s.subscribing.Load()
+	return p != nil && slices.Contains(*p, filter)
+}
+
+// markSubscribe records the filters of the SUBSCRIBE being processed, so
+// that OnACLCheck tells a subscription to a topic name from a delivery
+// on it; nil clears them. mochi processes one SUBSCRIBE of a client at a
+// time, on its read goroutine: OnSubscribe, the ACL checks, OnSubscribed.
+func (s *session) markSubscribe(filters []packets.Subscription) {
+	if filters == nil {
+		s.subscribing.Store(nil)
+		return
+	}
+	names := make([]string, len(filters))
+	for i, f := range filters {
+		names[i] = f.Filter
+	}
+	s.subscribing.Store(&names)
 }
 
 // OnPublish authorizes a publish and applies backpressure. It runs on the

@@ -127,14 +127,17 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
-		conn = &corkConn{Conn: conn}
+		lc := &lingerConn{Conn: conn, linger: l.b.opts.CloseLinger}
+		conn = &corkConn{Conn: lc}
 		if !l.conns.add(conn) {
 			return
 		}
 		_ = conn.SetDeadline(time.Now().Add(l.b.opts.ConnectTimeout))
 		go func() {
 			defer l.conns.done(conn)
-			if err := establish(l.id, conn); err != nil {
+			err := establish(l.id, conn)
+			lc.finish() // mochi has closed it: half-close, drain, close
+			if err != nil {
 				l.b.connLog.Debug("connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
 		}()
@@ -149,6 +152,86 @@ func (l *netListener) Close(listeners.CloseFn) {
 		l.b.disconnectListener(l.id) // DISCONNECT "server shutting down" to MQTT 5 clients
 		l.conns.closeAll()
 	}
+}
+
+// lingerConn closes a client connection gracefully. When mochi closes a
+// connection, often just after writing a DISCONNECT (0x93 Receive Maximum
+// exceeded, 0x97 slow subscriber, 0x8B shutting down...), a plain close
+// with unread bytes from the client in the socket sends a TCP reset, and
+// the client may lose the DISCONNECT it had not read yet. So Close only
+// wakes the reader (mochi's read loop ends); once mochi is done with the
+// connection, finish writes any last packet (DISCONNECT 0x95 after an
+// oversize packet, protocol.go), half-closes it (FIN, TLS close_notify),
+// reads and discards what the client still sends for at most linger or
+// lingerDrainMax bytes, and closes it. linger 0 closes at once.
+type lingerConn struct {
+	net.Conn
+	linger  time.Duration
+	closing atomic.Bool
+	mu      sync.Mutex
+	final   []byte // written before the half-close
+}
+
+// lingerDrainMax bounds what a closing connection reads and discards.
+const lingerDrainMax = 256 << 10
+
+func (c *lingerConn) Read(p []byte) (int, error) {
+	if c.closing.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := c.Conn.Read(p)
+	if c.closing.Load() {
+		return 0, net.ErrClosed // woken by Close: not a keep-alive timeout
+	}
+	return n, err
+}
+
+// Close ends reading at once; the close itself is finish's.
+func (c *lingerConn) Close() error {
+	if c.linger <= 0 {
+		return c.Conn.Close()
+	}
+	if c.closing.CompareAndSwap(false, true) {
+		_ = c.Conn.SetReadDeadline(time.Now())
+	}
+	return nil
+}
+
+// last sets a packet to write before the half-close.
+func (c *lingerConn) last(b []byte) {
+	c.mu.Lock()
+	c.final = b
+	c.mu.Unlock()
+}
+
+// finish closes the connection gracefully (see lingerConn). It runs once
+// mochi is done with the connection, on the listener's goroutine for it.
+func (c *lingerConn) finish() {
+	if c.linger <= 0 {
+		_ = c.Conn.Close()
+		return
+	}
+	c.closing.Store(true)
+	_ = c.Conn.SetDeadline(time.Now().Add(c.linger))
+	c.mu.Lock()
+	final := c.final
+	c.mu.Unlock()
+	if len(final) > 0 {
+		_, _ = c.Conn.Write(final)
+	}
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lingerDrainMax))
+	}
+	_ = c.Conn.Close()
+}
+
+// lingerOf returns the lingerConn of a client connection, or nil.
+func lingerOf(c net.Conn) *lingerConn {
+	if cc, ok := c.(*corkConn); ok {
+		c = cc.Conn
+	}
+	lc, _ := c.(*lingerConn)
+	return lc
 }
 
 // wsListener serves MQTT over WebSocket from Mote's own HTTP server (mochi's

@@ -19,6 +19,9 @@ type metrics struct {
 	retainedRefused  *prometheus.CounterVec
 	slowDisconnected prometheus.Counter
 	held             prometheus.Gauge
+
+	keepaliveCapped prometheus.Counter
+	publishRefused  *prometheus.CounterVec
 }
 
 func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
@@ -46,7 +49,7 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.0001, .001, .01, .05, .1, .25, .5, 1},
 		}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mote_mqtt_server_disconnects_total", Help: "Connections the server closed on its own, by reason (credential_expired).",
+			Name: "mote_mqtt_server_disconnects_total", Help: "Connections the server closed on its own, by reason (credential_expired, packet_too_large).",
 		}, []string{"reason"}),
 		retainedRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mote_mqtt_retained_refused_total", Help: "Retained publishes refused because they would exceed a retained-message quota, by reason (thing_count, thing_bytes, server_bytes).",
@@ -58,6 +61,14 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 			Name: "mote_mqtt_backpressure_held", Help: "Publishers being held for a slow subscriber right now.",
 		}),
 	}
+	m.keepaliveCapped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mote_mqtt_keepalive_capped_total", Help: "Connections that asked for a keep-alive longer than --max-keepalive (or none) and were granted --max-keepalive.",
+	})
+	m.publishRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mote_mqtt_publishes_refused_total", Help: "Publishes acknowledged but not accepted, by reason (topic_not_accepted: $SYS/...; MQTT 5 PUBACK 0x90).",
+	}, []string{"reason"})
+	m.publishRefused.WithLabelValues(refusedTopic)
+	m.closed.WithLabelValues("packet_too_large")
 	for _, r := range []string{retainedThingCount, retainedThingBytes, retainedServer} {
 		m.retainedRefused.WithLabelValues(r)
 	}
@@ -73,6 +84,7 @@ func newMetrics(b *Broker, reg prometheus.Registerer) *metrics {
 	in := b.server.Info
 	reg.MustRegister(m.connections, m.connects, m.authFailures, m.denied, m.dropped, m.stalls, m.backpressure,
 		m.retainedRefused, m.slowDisconnected, m.held,
+		m.keepaliveCapped, m.publishRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_mqtt_retained_bytes", Help: "Payload bytes of the retained messages held (--max-retained-bytes)."}, func() float64 { return float64(b.retainQuota.bytes.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_received_total", Help: "Messages received from devices (MQTT PUBLISH packets and HTTP device messages); platform publishes are not counted."}, func() float64 { return float64(b.messagesReceived()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mote_mqtt_messages_sent_total", Help: "PUBLISH packets sent to clients."}, info(&in.MessagesSent)),

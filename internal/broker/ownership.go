@@ -101,6 +101,7 @@ func (b *Broker) releaseClientID(cl *mqtt.Client, ending bool) {
 // without asking again. Those that the thing may no longer receive are
 // dropped here, so every delivery passes its current policy.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.b.capKeepalive(cl) // before the CONNACK (protocol.go)
 	if pk.Connect.Clean {
 		return // mochi discards the old session
 	}
@@ -140,10 +141,8 @@ func (b *Broker) dropDenied(cl *mqtt.Client, thing string, ev *policy.Evaluator)
 }
 
 // canDeliver reports whether ev lets its client receive a message on
-// topic. A delivery happens on a subscription that passed, so asking for
-// both receive and subscribe on the topic name is exact (see OnACLCheck).
-// A topic-alias-only packet ("" topic) cannot be checked and is not
-// delivered.
+// topic, as OnACLCheck does for a delivery. A topic-alias-only packet (""
+// topic) cannot be checked and is not delivered.
 func canDeliver(ev *policy.Evaluator, topic string) bool {
-	return topic != "" && ev.CanReceive(topic) && ev.CanSubscribe(topic)
+	return topic != "" && ev.CanDeliver(topic)
 }

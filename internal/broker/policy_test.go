@@ -2,6 +2,8 @@ package broker_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,4 +143,70 @@ func TestPolicyVariablesAndLiveUpdate(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// "Everything except X" (issue 11): a deny on subscribe matches the filter
+// as written — it refuses subscribing to test/nosubscribe, not to "#" —
+// and a deny on receive keeps a topic's messages from a "#" subscriber.
+func TestEverythingExceptX(t *testing.T) {
+	s := daemontest.Start(t)
+	ctx := context.Background()
+	_, err := s.Registry().CreatePolicy(ctx, "all-but", "", policy.Document{Statements: []policy.Statement{
+		{Effect: policy.Allow, Actions: []policy.Action{policy.Publish, policy.Subscribe, policy.Receive}, Topics: []string{"#"}},
+		{Effect: policy.Deny, Actions: []policy.Action{policy.Subscribe}, Topics: []string{"test/nosubscribe"}},
+		{Effect: policy.Deny, Actions: []policy.Action{policy.Receive}, Topics: []string{"test/secret"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := s.V5(t, "watcher", s.Device(t, "watcher", "all-but"))
+	if rc := sub.Sub(t, "#"); rc != 1 {
+		t.Fatalf("subscribe # = %#x; want 1 (granted)", rc)
+	}
+	if rc := sub.Sub(t, "test/nosubscribe"); rc != 0x87 {
+		t.Fatalf("subscribe test/nosubscribe = %#x; want 0x87", rc)
+	}
+	if rc := sub.Sub(t, "test/+"); rc != 1 {
+		t.Fatalf("subscribe test/+ = %#x; want 1", rc)
+	}
+	v3 := s.V3(t, "watcher3", s.Device(t, "watcher3", "all-but"))
+	if rc := v3.Sub(t, "test/nosubscribe", 1); rc != 0x80 {
+		t.Fatalf("MQTT 3.1.1 subscribe test/nosubscribe = %#x; want 0x80", rc)
+	}
+	before := deniedReceives(t, s)
+
+	pub := s.V5(t, "pub", s.Device(t, "pub", "all-but"))
+	// In order on one connection at QoS 1: once the last has arrived, the
+	// secret one would have too.
+	for _, topic := range []string{"test/secret", "test/nosubscribe", "test/other"} {
+		if rc := pub.Pub(t, topic, 1, false, topic); rc != 0 {
+			t.Fatalf("publish %s = %#x", topic, rc)
+		}
+	}
+	sub.Inbox.Wait(t, "test/other", 5*time.Second)
+	sub.Inbox.Wait(t, "test/nosubscribe", time.Second) // a deny on subscribe does not hide it from "#"
+	for _, m := range sub.Inbox.All() {
+		if m.Topic == "test/secret" {
+			t.Fatalf("the # subscriber got test/secret, which it may not receive")
+		}
+	}
+	if after := deniedReceives(t, s); after <= before {
+		t.Fatalf("mote_mqtt_policy_denied_total{action=\"receive\"} = %v, was %v; want it to move", after, before)
+	}
+}
+
+// deniedReceives reads mote_mqtt_policy_denied_total{action="receive"}.
+func deniedReceives(t *testing.T, s *daemontest.Server) float64 {
+	t.Helper()
+	const name = `mote_mqtt_policy_denied_total{action="receive"} `
+	for _, l := range strings.Split(getMetrics(t, s), "\n") {
+		if v, ok := strings.CutPrefix(l, name); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
 }

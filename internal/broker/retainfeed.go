@@ -52,6 +52,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if s == nil {
 		return pk
 	}
+	s.markSubscribe(pk.Filters) // until OnSubscribed (hooks.go)
 	asked := make([]packets.Subscription, len(pk.Filters))
 	filters := make([]packets.Subscription, len(pk.Filters))
 	for i, sub := range pk.Filters {

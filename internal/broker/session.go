@@ -39,6 +39,10 @@ type session struct {
 	drained chan struct{}
 	slow    slowState // slowsub.go
 	feed    feedState // retainfeed.go
+
+	// subscribing holds the filters of the SUBSCRIBE being processed
+	// (hooks.go, markSubscribe).
+	subscribing atomic.Pointer[[]string]
 }
 
 // drainCh returns the channel closed when the queue falls below the

@@ -288,7 +288,12 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-func (h *hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) { h.b.saveSession(cl) }
+func (h *hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	if s := h.b.current(cl); s != nil {
+		s.markSubscribe(nil) // the ACL checks of the SUBSCRIBE are over (hooks.go)
+	}
+	h.b.saveSession(cl)
+}
 
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) { h.b.saveSession(cl) }
 

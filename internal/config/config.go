@@ -53,6 +53,9 @@ type Config struct {
 
 	MaxClientIDLength int // longest MQTT client id accepted, bytes
 
+	MaxKeepalive time.Duration // longest MQTT keep-alive granted; longer (or 0) is capped, MQTT 5 is told (Server Keep Alive)
+	CloseLinger  time.Duration // how long a connection the server closes is half-closed and drained first; 0 = close at once
+
 	BackpressureWait time.Duration // longest a publisher is held while a subscriber's queue is full
 	PresenceFlush    time.Duration // how often connection state is written to the registry
 	LastSeenInterval time.Duration // how often an active thing's last-seen time is written
@@ -132,6 +135,9 @@ func Default() Config {
 
 		MaxClientIDLength: 128,
 
+		MaxKeepalive: 1200 * time.Second,
+		CloseLinger:  250 * time.Millisecond,
+
 		BackpressureWait: 250 * time.Millisecond,
 		PresenceFlush:    200 * time.Millisecond,
 		LastSeenInterval: 30 * time.Second,
@@ -210,6 +216,8 @@ func fields(c *Config) []field {
 		{"outbound-queue", "packets queued for writing per connection", num(&c.OutboundQueue)},
 		{"connect-timeout", "time a new connection has to send CONNECT", dur(&c.ConnectTimeout)},
 		{"max-client-id-length", "longest MQTT client id accepted, in bytes; longer ones are refused (MQTT 5: 0x85, 3.1.1: return code 2) and counted", num(&c.MaxClientIDLength)},
+		{"max-keepalive", "longest MQTT keep-alive granted (whole seconds, 1s to 65535s); a client asking for more, or for 0 (none), gets this one (MQTT 5 is told in CONNACK's Server Keep Alive) and is disconnected after 1.5 times it without a packet", dur(&c.MaxKeepalive)},
+		{"close-linger", "how long an MQTT connection the server closes (after a DISCONNECT such as 0x93 or 0x95) is half-closed and drained first, so the client reads the reason instead of a reset; 0 closes at once", dur(&c.CloseLinger)},
 		{"backpressure-wait", "longest a publisher is held while a subscriber's queue is full", dur(&c.BackpressureWait)},
 		{"presence-flush", "how often connection state is written to the registry", dur(&c.PresenceFlush)},
 		{"last-seen-interval", "how often a connected thing's last-seen time (its latest packet) is written to the registry while it is active", dur(&c.LastSeenInterval)},
@@ -391,6 +399,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("connect-timeout: must be positive")
 	case c.MaxClientIDLength < 23 || c.MaxClientIDLength > MaxClientIDLength:
 		return fmt.Errorf("max-client-id-length: %d is outside 23 to %d", c.MaxClientIDLength, MaxClientIDLength)
+	case c.MaxKeepalive < time.Second || c.MaxKeepalive > 65535*time.Second || c.MaxKeepalive%time.Second != 0:
+		return fmt.Errorf("max-keepalive: %v is not a whole number of seconds from 1s to 65535s (MQTT's largest keep-alive)", c.MaxKeepalive)
+	case c.CloseLinger < 0 || c.CloseLinger > 10*time.Second:
+		return fmt.Errorf("close-linger: %v is outside 0 to 10s", c.CloseLinger)
 	case c.BackpressureWait < 0 || c.BackpressureWait > 10*time.Second:
 		return fmt.Errorf("backpressure-wait: must be between 0 and 10s")
 	case c.ShadowMaxSize < 1024 || c.ShadowMaxSize > 1<<20:

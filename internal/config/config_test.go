@@ -259,6 +259,13 @@ func TestValidate(t *testing.T) {
 		{"max-client-id-length big", func(c *config.Config) { c.MaxClientIDLength = config.MaxClientIDLength + 1 }, "max-client-id-length"},
 		{"max-client-id-length max", func(c *config.Config) { c.MaxClientIDLength = config.MaxClientIDLength }, ""},
 		{"max-client-id-length 23", func(c *config.Config) { c.MaxClientIDLength = 23 }, ""},
+		{"max-keepalive zero", func(c *config.Config) { c.MaxKeepalive = 0 }, "max-keepalive"},
+		{"max-keepalive fraction", func(c *config.Config) { c.MaxKeepalive = 1500 * time.Millisecond }, "max-keepalive"},
+		{"max-keepalive over 65535s", func(c *config.Config) { c.MaxKeepalive = 65536 * time.Second }, "max-keepalive"},
+		{"max-keepalive 1s", func(c *config.Config) { c.MaxKeepalive = time.Second }, ""},
+		{"close-linger negative", func(c *config.Config) { c.CloseLinger = -time.Millisecond }, "close-linger"},
+		{"close-linger long", func(c *config.Config) { c.CloseLinger = 11 * time.Second }, "close-linger"},
+		{"close-linger off", func(c *config.Config) { c.CloseLinger = 0 }, ""},
 		{"backpressure-wait negative", func(c *config.Config) { c.BackpressureWait = -1 }, "backpressure-wait"},
 		{"backpressure-wait big", func(c *config.Config) { c.BackpressureWait = 10*time.Second + 1 }, "backpressure-wait"},
 		{"presence-flush 0", func(c *config.Config) { c.PresenceFlush = 0 }, "presence-flush"},
@@ -391,8 +398,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 48 {
-		t.Errorf("settings = %d; want 48 (update this test for a new setting)", n)
+	if n != 50 {
+		t.Errorf("settings = %d; want 50 (update this test for a new setting)", n)
 	}
 }
 

@@ -5,6 +5,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -257,6 +258,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		ConnectTimeout:   cfg.ConnectTimeout,
 
 		MaxClientIDLength: cfg.MaxClientIDLength,
+
+		MaxKeepalive: cfg.MaxKeepalive,
+		CloseLinger:  cmp.Or(cfg.CloseLinger, -1), // 0: close at once
 
 		BackpressureWait: cfg.BackpressureWait,
 		PresenceFlush:    cfg.PresenceFlush,

@@ -38,7 +38,11 @@ func Compile(docs []Document, v Vars) *Evaluator {
 				case Publish:
 					pub = true
 				case Subscribe:
-					sub, recv = true, true // subscribe implies receive
+					// An allow on subscribe implies receive on the same
+					// topics; a deny on subscribe refuses SUBSCRIBE
+					// requests only (what a wildcard subscriber gets is
+					// decided by receive statements).
+					sub, recv = true, recv || s.Effect == Allow
 				case Receive:
 					recv = true
 				}
@@ -123,11 +127,21 @@ func (e *Evaluator) CanSubscribe(filter string) bool {
 		return false
 	}
 	for _, p := range e.subscribe.deny {
-		if overlap(p, filter) {
+		if match(p, filter) { // the filter as written: its '+' and '#' are plain level names here
 			return false
 		}
 	}
 	return true
+}
+
+// CanDeliver reports whether a message published on topic may be
+// delivered to the client on one of its subscriptions: the client may
+// receive topic, and some allow-subscribe pattern still matches it (so that
+// taking subscribe away also ends the deliveries of subscriptions made
+// before). Deny-subscribe patterns play no part: they refuse SUBSCRIBE
+// requests as written, while receive statements decide per topic.
+func (e *Evaluator) CanDeliver(topic string) bool {
+	return e.CanReceive(topic) && anyMatch(e.subscribe.allow, topic)
 }
 
 // CanReceive reports whether a message published on topic may be delivered

@@ -114,14 +114,16 @@ func TestDenyOverridesAllow(t *testing.T) {
 		{Subscribe, "things/private/#", true}, // only receiving there is denied
 		{Subscribe, "things/secret/#", false},
 		{Subscribe, "things/secret/x", false},
-		{Subscribe, "things/#", false},   // would include things/secret/...
-		{Subscribe, "things/+/x", false}, // would include things/secret/x
-		{Subscribe, "things/+", false},   // would include things/secret
+		{Subscribe, "things/secret/+", false},
+		{Subscribe, "things/secret", false}, // "things/secret/#" matches its parent
+		{Subscribe, "things/#", true},       // the filter as written: receive decides what it gets
+		{Subscribe, "things/+/x", true},
+		{Subscribe, "things/+", true},
 		{Subscribe, "things/a/+", true},
 		{Subscribe, "#", false}, // not covered by things/#
 
 		{Receive, "things/a/x", true},
-		{Receive, "things/secret/x", false}, // a deny on subscribe also denies receive
+		{Receive, "things/secret/x", true}, // a deny on subscribe refuses SUBSCRIBE only
 		{Receive, "things/private/x", false},
 		{Receive, "things/private/x/y", true}, // "+" is one level
 		{Receive, "things/locked/x", true},
@@ -131,7 +133,8 @@ func TestDenyOverridesAllow(t *testing.T) {
 	reversed := Compile([]Document{docs[3], docs[2], docs[1], docs[0]}, Vars{Thing: "t1"})
 	checkEval(t, reversed, []evalCase{
 		{Publish, "things/locked/x", false},
-		{Subscribe, "things/#", false},
+		{Subscribe, "things/secret/#", false},
+		{Subscribe, "things/#", true},
 		{Receive, "things/private/x", false},
 	})
 
@@ -143,10 +146,73 @@ func TestDenyOverridesAllow(t *testing.T) {
 	checkEval(t, same, []evalCase{
 		{Publish, "a/b", false},
 		{Publish, "a/c", true},
-		{Subscribe, "a/+", false},
+		{Subscribe, "a/b", false},
+		{Subscribe, "a/+", true}, // does not name a/b; receive keeps a/b from it
 		{Subscribe, "a/c", true},
 		{Receive, "a/b", false},
 	})
+}
+
+// The "everything except X": a deny on subscribe matches the
+// filter as written, so it no longer refuses every overlapping wildcard;
+// a deny on receive decides per topic what a wildcard subscriber gets.
+func TestEverythingExcept(t *testing.T) {
+	e := Compile([]Document{
+		allow(all, "#"),
+		deny(subOnly, "test/nosubscribe"),
+		deny(rcvOnly, "test/secret"),
+		deny(subOnly, "things/+/cmd"),
+	}, Vars{Thing: "t1"})
+	checkEval(t, e, []evalCase{
+		{Subscribe, "#", true},
+		{Subscribe, "test/#", true},
+		{Subscribe, "test/+", true},
+		{Subscribe, "test/nosubscribe", false},
+		{Subscribe, "test/secret", true}, // allowed, but nothing is delivered (below)
+		{Subscribe, "things/+/cmd", false},
+		{Subscribe, "things/a/cmd", false}, // a '+' in the statement is a wildcard
+		{Subscribe, "things/#", true},
+
+		{Receive, "test/nosubscribe", true},
+		{Receive, "test/secret", false},
+		{Receive, "test/other", true},
+	})
+	for _, tc := range []struct {
+		topic string
+		want  bool
+	}{
+		{"test/nosubscribe", true}, // a "#" subscriber gets it: only subscribing to it by name is refused
+		{"test/secret", false},
+		{"test/other", true},
+	} {
+		if got := e.CanDeliver(tc.topic); got != tc.want {
+			t.Errorf("CanDeliver(%q) = %v; want %v", tc.topic, got, tc.want)
+		}
+	}
+}
+
+// A delivery needs receive and an allow-subscribe pattern that still
+// matches the topic: taking subscribe away ends the deliveries of a
+// subscription made before.
+func TestCanDeliver(t *testing.T) {
+	e := Compile([]Document{allow(subOnly, "a/#"), allow(rcvOnly, "b/#")}, Vars{})
+	for _, tc := range []struct {
+		topic string
+		want  bool
+	}{
+		{"a/x", true},  // subscribe implies receive
+		{"b/x", false}, // receive, but no subscription can be allowed there
+		{"c/x", false},
+		{"a/+", false}, // not a topic name
+	} {
+		if got := e.CanDeliver(tc.topic); got != tc.want {
+			t.Errorf("CanDeliver(%q) = %v; want %v", tc.topic, got, tc.want)
+		}
+	}
+	var nilEv *Evaluator
+	if nilEv.CanDeliver("a/x") {
+		t.Error("nil Evaluator CanDeliver = true")
+	}
 }
 
 func TestActions(t *testing.T) {
@@ -227,6 +293,7 @@ func TestDenyVariablesWiden(t *testing.T) {
 		allow(all, "things/#"),
 		deny(pubOnly, "things/${clientid}/cmd"),
 		deny(subOnly, "things/${clientid}/secret/#"),
+		deny(rcvOnly, "things/${clientid}/secret/#"),
 	}
 	tests := []struct {
 		clientID string
@@ -237,12 +304,15 @@ func TestDenyVariablesWiden(t *testing.T) {
 			{Publish, "things/c2/cmd", true},
 			{Subscribe, "things/c1/secret/#", false},
 			{Subscribe, "things/c2/secret/#", true},
-			{Subscribe, "things/#", false},
+			{Subscribe, "things/#", true}, // receive decides what it gets
+			{Receive, "things/c1/secret/x", false},
+			{Receive, "things/c2/secret/x", true},
 		}},
 		{"+", []evalCase{
 			{Publish, "things/a/cmd", false},
 			{Publish, "things/a/data", true},
 			{Subscribe, "things/x/secret/a", false},
+			{Subscribe, "things/+/secret/#", false},
 			{Subscribe, "things/x/public/#", true},
 			{Receive, "things/x/secret/a", false},
 		}},
@@ -254,6 +324,7 @@ func TestDenyVariablesWiden(t *testing.T) {
 			{Publish, "things/a/cmd", false},
 			{Publish, "things/a/data", false},
 			{Subscribe, "things/a/public", false}, // things/#/secret/# becomes things/# too
+			{Subscribe, "things/#", false},
 			{Receive, "things/a/public", false},
 		}},
 		{"a#b", []evalCase{
@@ -321,8 +392,10 @@ func TestEvaluatorConcurrent(t *testing.T) {
 		{Publish, "things/t1/x", true},
 		{Publish, "things/t1/secret", false},
 		{Subscribe, "things/t1/data/+", true},
-		{Subscribe, "things/t1/+", false},
+		{Subscribe, "things/t1/secret", false},
+		{Subscribe, "things/t1/+", true},
 		{Receive, "things/t1/x", true},
+		{Receive, "things/t1/secret", false},
 	}
 	var wg sync.WaitGroup
 	for range 8 {

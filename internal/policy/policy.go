@@ -6,7 +6,7 @@
 //	{"statements": [
 //	  {"effect": "allow", "actions": ["publish", "subscribe", "receive"],
 //	   "topics": ["things/${thing}/#"]},
-//	  {"effect": "deny", "actions": ["subscribe"], "topics": ["things/${thing}/secret/#"]}
+//	  {"effect": "deny", "actions": ["subscribe", "receive"], "topics": ["things/${thing}/secret/#"]}
 //	]}
 //
 // A client is governed by the documents attached to it, compiled into an
@@ -19,14 +19,21 @@
 //   - subscribe (a SUBSCRIBE request for a filter; a shared-subscription
 //     prefix "$share/{group}/" is stripped first): some allow-subscribe
 //     pattern must cover the filter, that is, match every topic the filter
-//     matches, and no deny-subscribe pattern may overlap it, that is, match
-//     some topic the filter matches. So a deny on "things/secret/#" also
-//     refuses a subscription to "things/#", and an allow on "things/+/data"
-//     does not grant a subscription to "things/#".
-//   - receive (delivery of a message on a topic to a subscriber): the topic
-//     must match an allow pattern whose actions include receive or subscribe
-//     (subscribe implies receive), and no deny pattern whose actions include
-//     receive or subscribe.
+//     matches, and no deny-subscribe pattern may match the filter as
+//     written, its '+' and '#' read as plain level names (as AWS IoT
+//     matches iot:Subscribe on topicfilter/...). So a deny on
+//     "test/nosubscribe" refuses that subscription but not "#" or "test/+",
+//     a deny on "things/secret/#" refuses "things/secret/#",
+//     "things/secret/+" and "things/secret/a" but not "things/#", and an
+//     allow on "things/+/data" does not grant a subscription to "things/#".
+//   - receive (delivery of a message on a topic to a subscriber, whatever
+//     filter it subscribed with): the topic must match an allow pattern
+//     whose actions include receive or subscribe (an allow on subscribe
+//     implies receive) and no deny-receive pattern, and some allow-subscribe
+//     pattern must still match it. A deny on subscribe does not hide
+//     messages from a wildcard subscriber: a deny on receive does. So
+//     "everything except X" is: allow subscribe and receive "#", deny
+//     subscribe and receive "X".
 //   - Variables: ${thing} and ${clientid} in a pattern are replaced by the
 //     client's thing name and MQTT client id. If a value is empty or contains
 //     '+', '#', '/' or NUL (a client id can contain anything), an allow
@@ -65,8 +72,9 @@ type Action string
 const (
 	// Publish is sending a message to a topic.
 	Publish Action = "publish"
-	// Subscribe is asking for messages on a topic filter; it implies Receive
-	// on the topics the filter covers.
+	// Subscribe is asking for messages on a topic filter. An allow on it
+	// implies Receive on the same topics; a deny on it refuses SUBSCRIBE
+	// requests only.
 	Subscribe Action = "subscribe"
 	// Receive is being delivered a message published on a topic.
 	Receive Action = "receive"
