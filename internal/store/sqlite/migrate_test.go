@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// The policy migration (0008) adds "receive" to every deny statement with
+// The policy migration (0009) adds "receive" to every deny statement with
 // "subscribe" and without "receive", so that a stored policy keeps hiding
 // what it hid now that a deny on subscribe no longer implies receive. The
 // rest is kept as it was: other statements and their order, allows,
