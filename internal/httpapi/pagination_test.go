@@ -24,6 +24,7 @@ var notPaginated = map[string]string{
 	"/ca.pem":                           "a file",
 	"/openapi.json":                     "a document",
 	"/server":                           "one object",
+	"/stats":                            "one object",
 	"/auth/me":                          "one object",
 	"/events":                           "a stream",
 	"/things/{name}":                    "one object",

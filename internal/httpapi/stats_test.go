@@ -196,11 +196,11 @@ func TestStatsAndThingListSortTotal(t *testing.T) {
 		t.Errorf("messages %+v: want 1 connection", st.Messages)
 	}
 	var rule struct {
-		Stats struct{ Matched, Errors uint64 }
+		Metrics struct{ Matched, Errors uint64 }
 	}
 	apiGet(t, s, "/rules/hook", &rule)
-	if rule.Stats.Matched != 1 || rule.Stats.Errors == 0 {
-		t.Errorf("GET /rules/hook stats %+v", rule.Stats)
+	if rule.Metrics.Matched != 1 || rule.Metrics.Errors == 0 {
+		t.Errorf("GET /rules/hook metrics %+v", rule.Metrics)
 	}
 	if code := apiGet(t, s, "/stats?x=1", nil); code != 400 {
 		t.Errorf("GET /stats?x=1: %d, want 400", code)
