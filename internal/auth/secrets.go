@@ -11,9 +11,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // SecretBytes is the entropy of generated device secrets and token secrets:
@@ -23,14 +25,28 @@ const SecretBytes = 32
 // Hasher computes the keyed hash under which secrets are stored. The key
 // lives in the data directory, outside the database: a stolen database
 // alone does not allow checking guesses offline.
-type Hasher struct{ key []byte }
+// A Hasher is safe for concurrent use.
+type Hasher struct {
+	key []byte
+	// macs holds *keyedMAC: an HMAC with its key schedule done, Reset
+	// between uses, so a connect does not pay for hmac.New.
+	macs sync.Pool
+}
+
+// keyedMAC is a pooled HMAC and a scratch buffer for the secret's bytes.
+type keyedMAC struct {
+	h   hash.Hash
+	buf []byte
+}
 
 // NewHasher returns a Hasher with the given key (at least 32 bytes).
 func NewHasher(key []byte) (*Hasher, error) {
 	if len(key) < 32 {
 		return nil, errors.New("auth: hash key shorter than 32 bytes")
 	}
-	return &Hasher{key: append([]byte(nil), key...)}, nil
+	h := &Hasher{key: append([]byte(nil), key...)}
+	h.macs.New = func() any { return &keyedMAC{h: hmac.New(sha256.New, h.key)} }
+	return h, nil
 }
 
 // LoadOrCreateHasher reads the hash key from path, creating it (mode 0600)
@@ -62,9 +78,16 @@ func LoadOrCreateHasher(path string) (*Hasher, error) {
 
 // Hash returns HMAC-SHA256(key, secret).
 func (h *Hasher) Hash(secret string) []byte {
-	m := hmac.New(sha256.New, h.key)
-	m.Write([]byte(secret))
-	return m.Sum(nil)
+	m := h.macs.Get().(*keyedMAC)
+	m.h.Reset()
+	m.buf = append(m.buf[:0], secret...)
+	m.h.Write(m.buf)
+	sum := m.h.Sum(make([]byte, 0, sha256.Size))
+	if cap(m.buf) > 1024 {
+		m.buf = nil // a huge password field (up to 64 KB): do not keep it
+	}
+	h.macs.Put(m)
+	return sum
 }
 
 // NewSecret returns a fresh random secret: 32 bytes, base64url without

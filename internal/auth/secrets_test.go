@@ -2,10 +2,13 @@ package auth
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -161,5 +164,43 @@ func TestNewID(t *testing.T) {
 			t.Fatalf("NewID(cred) = %q twice", id)
 		}
 		seen[id] = true
+	}
+}
+
+// TestHashReusesMAC: Hash takes a keyed HMAC from a pool instead of
+// building one (hmac.New and its key schedule) per secret check; the only
+// allocation left is the returned sum. Concurrent use agrees with a fresh
+// hmac.New for every secret.
+func TestHashReusesMAC(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	h, _ := NewHasher(key)
+	secret := NewSecret()
+	h.Hash(secret) // fill the pool
+	if n := testing.AllocsPerRun(100, func() { h.Hash(secret) }); n > 1 && !raceEnabled {
+		t.Errorf("Hash allocates %v times per call; want at most 1 (the sum): the HMAC is not reused", n)
+	}
+	want := func(s string) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(s))
+		return m.Sum(nil)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				s := strings.Repeat("s", i) // lengths across a block boundary; 0 too
+				if got := h.Hash(s); !bytes.Equal(got, want(s)) {
+					t.Errorf("Hash(%d bytes) = %x; want %x", len(s), got, want(s))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	big := strings.Repeat("b", 70_000)
+	if got := h.Hash(big); !bytes.Equal(got, want(big)) {
+		t.Errorf("Hash(70,000 bytes) = %x; want %x", got, want(big))
 	}
 }

@@ -214,6 +214,7 @@ type Broker struct {
 	mu        sync.Mutex
 	byThing   map[string]map[*session]struct{}
 	docsCache map[string][]policy.Document // thing → its policy documents
+	evCache   map[string]*policy.Evaluator // thing → its evaluator, shared when no policy uses ${clientid}
 	docsGen   uint64
 
 	owners clientOwners // client id → the thing whose session it is (ownership.go)
@@ -240,6 +241,7 @@ func New(o Options) (*Broker, error) {
 		byThing:   make(map[string]map[*session]struct{}),
 		owners:    clientOwners{m: make(map[string]ownerClaim)},
 		docsCache: make(map[string][]policy.Document),
+		evCache:   make(map[string]*policy.Evaluator),
 		stop:      make(chan struct{}),
 		ready:     make(chan struct{}),
 	}
@@ -555,8 +557,10 @@ func (b *Broker) forget(thing string) {
 	b.docsGen++
 	if thing == "" {
 		clear(b.docsCache)
+		clear(b.evCache)
 	} else {
 		delete(b.docsCache, thing)
+		delete(b.evCache, thing)
 	}
 }
 
@@ -570,11 +574,20 @@ func (b *Broker) evaluator(ctx context.Context, thing, clientID string) (*policy
 // compile is evaluator that also returns the policy generation the
 // documents are current for: the generation before they were read, or the
 // present one for cached documents (forget drops those on a change).
+//
+// When no policy of the thing uses ${clientid}, every client of the thing
+// gets the same evaluator: it is compiled once per thing and policy
+// generation and cached beside the documents (Evaluators are immutable),
+// so a reconnect storm does not compile at all.
 func (b *Broker) compile(ctx context.Context, thing, clientID string) (*policy.Evaluator, uint64, error) {
 	b.mu.Lock()
 	docs, ok := b.docsCache[thing]
+	ev := b.evCache[thing]
 	gen := b.docsGen
 	b.mu.Unlock()
+	if ev != nil {
+		return ev, gen, nil
+	}
 	if !ok {
 		var err error
 		docs, err = b.opts.Policies.PoliciesFor(ctx, thing)
@@ -587,7 +600,16 @@ func (b *Broker) compile(ctx context.Context, thing, clientID string) (*policy.E
 		}
 		b.mu.Unlock()
 	}
-	return policy.Compile(docs, policy.Vars{Thing: thing, ClientID: clientID}), gen, nil
+	if policy.UsesClientID(docs) {
+		return policy.Compile(docs, policy.Vars{Thing: thing, ClientID: clientID}), gen, nil
+	}
+	ev = policy.Compile(docs, policy.Vars{Thing: thing})
+	b.mu.Lock()
+	if b.docsGen == gen && len(b.evCache) < 200_000 {
+		b.evCache[thing] = ev
+	}
+	b.mu.Unlock()
+	return ev, gen, nil
 }
 
 // throttled returns a logger for one kind of per-client event (refusals,

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -143,7 +142,7 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 	if strings.ContainsAny(cl.ID, "/+#\x00") {
 		return nil, errBadClientID
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
+	ctx, cancel := newLazyTimeout(b.opts.ConnectTimeout) // no timer unless a cache misses (lazyctx.go)
 	defer cancel()
 	var (
 		id  auth.Identity

@@ -23,6 +23,7 @@ type Handler func(core.Message)
 type subscription struct {
 	id     uint64
 	filter string
+	valid  bool // policy.ValidTopicFilter(filter), checked once at Subscribe
 	h      Handler
 }
 
@@ -35,6 +36,7 @@ type Bus struct {
 
 // Subscribe calls h for every message whose topic matches filter (MQTT
 // wildcards; a filter starting with a wildcard does not match $ topics).
+// An invalid filter matches nothing.
 // It returns a function that removes the subscription.
 func (b *Bus) Subscribe(filter string, h Handler) (unsubscribe func()) {
 	b.mu.Lock()
@@ -45,7 +47,7 @@ func (b *Bus) Subscribe(filter string, h Handler) (unsubscribe func()) {
 	if p := b.subs.Load(); p != nil {
 		cur = *p
 	}
-	next := append(append([]subscription(nil), cur...), subscription{id: id, filter: filter, h: h})
+	next := append(append([]subscription(nil), cur...), subscription{id: id, filter: filter, valid: policy.ValidTopicFilter(filter), h: h})
 	b.subs.Store(&next)
 	return func() { b.remove(id) }
 }
@@ -66,14 +68,16 @@ func (b *Bus) remove(id uint64) {
 	b.subs.Store(&next)
 }
 
-// Publish hands m to every matching handler, in subscription order.
+// Publish hands m to every matching handler, in subscription order. The
+// topic is checked once, the filters were checked at Subscribe. A message
+// whose topic is not a valid topic name reaches no handler.
 func (b *Bus) Publish(m core.Message) {
 	p := b.subs.Load()
-	if p == nil {
+	if p == nil || !policy.ValidTopicName(m.Topic) {
 		return
 	}
 	for _, s := range *p {
-		if policy.MatchFilter(s.filter, m.Topic) {
+		if s.valid && policy.MatchValid(s.filter, m.Topic) {
 			s.h(m)
 		}
 	}

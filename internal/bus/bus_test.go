@@ -95,3 +95,19 @@ func BenchmarkPublish(b *testing.B) {
 		bus.Publish(m)
 	}
 }
+
+// TestPublishInvalid: filters are checked once, at Subscribe, and topics
+// once per Publish; an invalid filter or topic still matches nothing.
+func TestPublishInvalid(t *testing.T) {
+	var b Bus
+	var got []string
+	for _, f := range []string{"a/#/b", "a/b+", "", "#"} {
+		b.Subscribe(f, func(m core.Message) { got = append(got, f+" <- "+m.Topic) })
+	}
+	for _, topic := range []string{"a/+/b", "a/#", "", "a/\x00", "a/b"} {
+		b.Publish(core.Message{Topic: topic})
+	}
+	if want := []string{"# <- a/b"}; len(got) != 1 || got[0] != want[0] {
+		t.Errorf("deliveries = %q; want %q", got, want)
+	}
+}

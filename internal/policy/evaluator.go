@@ -70,6 +70,22 @@ func Compile(docs []Document, v Vars) *Evaluator {
 	return e
 }
 
+// UsesClientID reports whether any pattern of docs uses ${clientid}. If
+// none does, Compile gives the same Evaluator for every client of a thing,
+// and one Evaluator may be shared by all of them.
+func UsesClientID(docs []Document) bool {
+	for _, d := range docs {
+		for _, s := range d.Statements {
+			for _, t := range s.Topics {
+				if strings.Contains(t, "${clientid}") {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 func (r *rules) add(pattern string, deny bool) {
 	list := &r.allow
 	if deny {

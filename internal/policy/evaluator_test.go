@@ -455,3 +455,25 @@ func BenchmarkCanReceive(b *testing.B) {
 		}
 	}
 }
+
+func TestUsesClientID(t *testing.T) {
+	t.Parallel()
+	doc := func(topics ...string) Document {
+		return Document{Statements: []Statement{{Effect: Allow, Actions: []Action{Publish}, Topics: topics}}}
+	}
+	tests := []struct {
+		name string
+		docs []Document
+		want bool
+	}{
+		{"none", nil, false},
+		{"thing only", []Document{doc("things/${thing}/#")}, false},
+		{"client id", []Document{doc("things/${thing}/#"), doc("a", "c/${clientid}/x")}, true},
+		{"literal", []Document{doc("clientid/+")}, false},
+	}
+	for _, tt := range tests {
+		if got := UsesClientID(tt.docs); got != tt.want {
+			t.Errorf("UsesClientID(%s) = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
