@@ -124,7 +124,7 @@ func (o *Options) Validate() error {
 		}
 	}
 	if o.DialTimeout <= 0 {
-		return errors.New("dial timeout: want positive")
+		return errors.New("dial-timeout: want positive")
 	}
 	return nil
 }
