@@ -259,6 +259,10 @@ func benchSummary(r loadgen.Result, n, of int) string {
 		if r.SubscribesPerS > 0 {
 			fmt.Fprintf(&b, ", %.0f subscribes/s", r.SubscribesPerS)
 		}
+		fmt.Fprintf(&b, "; CPU %% of one core: load generator %.0f", r.LoadgenCPU)
+		if r.BrokerCPU >= 0 {
+			fmt.Fprintf(&b, ", broker %.0f", r.BrokerCPU)
+		}
 		b.WriteString("\n")
 		if r.RSSConnMB > 0 {
 			fmt.Fprintf(&b, "  broker RSS %.1f MB before, %.1f MB connected (%.1f KB per connection), %.1f MB subscribed\n",
@@ -273,6 +277,11 @@ func benchSummary(r loadgen.Result, n, of int) string {
 		fmt.Fprintf(&b, "  sent %d (acked %d) in %.2fs; received %d of %d: %.0f msgs/s; lost %d (%.2f%%), dup %d\n",
 			r.Sent, r.Acked, r.PubSeconds, r.Received, r.Expected, r.MsgsPerSec, r.Lost, r.LostPct, r.Dup)
 		fmt.Fprintf(&b, "  latency µs: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n", r.P50, r.P90, r.P99, r.Max)
+		fmt.Fprintf(&b, "  CPU %% of one core: load generator %.0f", r.LoadgenCPU)
+		if r.BrokerCPU >= 0 {
+			fmt.Fprintf(&b, ", broker %.0f", r.BrokerCPU)
+		}
+		b.WriteString("\n")
 	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, "  stopped early: %s\n", r.Error)

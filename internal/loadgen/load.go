@@ -88,6 +88,7 @@ func (s *runState) load(ctx context.Context, r *Result) error {
 		}
 	}
 
+	cpu := startCPU(o.BrokerPID)
 	s.start = time.Now()
 	var readers sync.WaitGroup
 	for i, sub := range subs {
@@ -157,6 +158,7 @@ func (s *runState) load(ctx context.Context, r *Result) error {
 	}
 	tick.Stop()
 	r.Seconds = float64(s.now()) / 1e9
+	r.LoadgenCPU, r.BrokerCPU = cpu.pct()
 	cl.closeAll()
 	readers.Wait()
 	if ctx.Err() != nil && r.Error == "" {
@@ -178,6 +180,9 @@ func (s *runState) load(ctx context.Context, r *Result) error {
 	r.Lost = max(expected-r.Received, 0)
 	if expected > 0 {
 		r.LostPct = 100 * float64(r.Lost) / float64(expected)
+	}
+	if r.PubSeconds > 0 {
+		r.PubPerSec = float64(r.Sent) / r.PubSeconds
 	}
 	if lastNs > 0 {
 		r.MsgsPerSec = float64(r.Received) / (float64(lastNs) / 1e9)

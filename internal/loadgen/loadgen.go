@@ -152,7 +152,8 @@ type Result struct {
 	Dup        int64   `json:"dup"`
 	Foreign    int64   `json:"foreign,omitempty"` // deliveries not from this run
 	LostPct    float64 `json:"lost_pct"`
-	MsgsPerSec float64 `json:"msgs_per_sec"` // distinct deliveries / (first publish → last delivery)
+	MsgsPerSec float64 `json:"msgs_per_sec"`     // distinct deliveries / (first publish → last delivery)
+	PubPerSec  float64 `json:"pub_msgs_per_sec"` // PUBLISHes written / publish_s
 	PubSeconds float64 `json:"publish_s"`
 	Seconds    float64 `json:"elapsed_s"`
 	P50        float64 `json:"p50_us"`
@@ -160,6 +161,13 @@ type Result struct {
 	P99        float64 `json:"p99_us"`
 	Max        float64 `json:"max_us"`
 	Mean       float64 `json:"mean_us"`
+
+	// % of one core from the first publish to the end of the drain
+	// (idle, connect: over the connects);
+	// broker_cpu_pct needs --pid (-1: unknown). Compare the two before
+	// reading a saturation figure as the broker's limit.
+	LoadgenCPU float64 `json:"loadgen_cpu_pct"`
+	BrokerCPU  float64 `json:"broker_cpu_pct"`
 
 	Conns          int     `json:"conns,omitempty"`
 	ConnectErrors  int     `json:"connect_errors,omitempty"`
@@ -276,6 +284,7 @@ func (s *runState) conns(ctx context.Context, r *Result) error {
 	var firstErr error
 	var errOnce sync.Once
 	var wg sync.WaitGroup
+	cpu := startCPU(o.BrokerPID)
 	start := time.Now()
 	for range min(o.Dialers, o.Conns) {
 		wg.Go(func() {
@@ -302,6 +311,7 @@ func (s *runState) conns(ctx context.Context, r *Result) error {
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
+	r.LoadgenCPU, r.BrokerCPU = cpu.pct()
 	r.ConnectErrors = int(failed.Load())
 	ok := o.Conns - r.ConnectErrors
 	r.ConnectsPerSec = float64(ok) / el
