@@ -44,7 +44,8 @@ and is kept in a log-linear histogram (<1% error).
 Every run is bounded: --count and --duration bound publishing, --drain and
 --maxdrain the wait for deliveries, --timeout the whole run (exit 1 when
 hit). --scenario names one of the scenarios of docs/benchmarks.md and sets
-its defaults; flags given explicitly win.
+its defaults; flags given explicitly win (a-fanin-qos0@5k: the same, with
+the label kept in the output). scripts/bench.sh runs them all.
 
 Mote refuses anonymous clients and keeps a device under things/{thing}/:
 give one thing's credentials and that topic root, e.g.
@@ -99,9 +100,12 @@ func (a *app) benchCmd() *cobra.Command {
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
 			fl := cmd.Flags()
 			if o.Scenario != "" {
-				p, ok := benchPresets[o.Scenario]
+				// NAME@LABEL (a-fanin-qos0@5k) takes NAME's defaults and keeps
+				// the whole label in the output.
+				name, _, _ := strings.Cut(o.Scenario, "@")
+				p, ok := benchPresets[name]
 				if !ok {
-					return usageErrorf("--scenario %q: want one of %s (or set --topology and leave --scenario empty)", o.Scenario, benchPresetNames())
+					return usageErrorf("--scenario %q: want one of %s, optionally with an @label (or set --topology and leave --scenario empty)", o.Scenario, benchPresetNames())
 				}
 				set := func(name string, apply func()) {
 					if !fl.Changed(name) {
@@ -166,6 +170,7 @@ func (a *app) benchCmd() *cobra.Command {
 			return nil
 		}),
 	}
+	cmd.AddCommand(a.benchReportCmd())
 	fl := cmd.Flags()
 	fl.StringVar(&o.Addr, "addr", o.Addr, "broker address host:port")
 	fl.StringVar(&o.Scenario, "scenario", "", "a scenario of docs/benchmarks.md, setting its defaults: "+benchPresetNames())

@@ -30,12 +30,12 @@ func TestBench(t *testing.T) {
 
 	t.Run("preset with overrides", func(t *testing.T) {
 		stdout, stderr, code := run(t, "bench", "--addr", s.MQTT, "--user", "bench", "--pass", secret,
-			"--root", "things/bench", "--scenario", "b-fanin-qos1", "--pubs", "4", "--count", "800", "--broker", "mote")
+			"--root", "things/bench", "--scenario", "b-fanin-qos1@small", "--pubs", "4", "--count", "800", "--broker", "mote")
 		if code != cli.ExitOK {
 			t.Fatalf("exit %d; want 0\n%s", code, stderr)
 		}
 		m := benchLine(t, stdout)
-		for k, want := range map[string]any{"scenario": "b-fanin-qos1", "topology": "fanin", "broker": "mote",
+		for k, want := range map[string]any{"scenario": "b-fanin-qos1@small", "topology": "fanin", "broker": "mote",
 			"qos": 1.0, "pubs": 4.0, "subs": 1.0, "sent": 800.0, "acked": 800.0, "received": 800.0, "lost": 0.0, "dup": 0.0} {
 			if m[k] != want {
 				t.Errorf("%s = %v; want %v", k, m[k], want)
@@ -74,6 +74,30 @@ func TestBench(t *testing.T) {
 		}
 		if v, _ := m["connects_per_sec"].(float64); v <= 0 {
 			t.Errorf("connects_per_sec = %v; want positive", m["connects_per_sec"])
+		}
+	})
+
+	t.Run("report", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "r.jsonl")
+		lines := `{"broker":"mote","scenario":"a","msgs_per_sec":100,"p99_us":5}
+{"broker":"mote","scenario":"a","msgs_per_sec":300,"p99_us":7}
+
+{"broker":"mote","scenario":"a","msgs_per_sec":200,"p99_us":6}
+`
+		if err := os.WriteFile(f, []byte(lines), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, code := run(t, "bench", "report", f)
+		if code != cli.ExitOK {
+			t.Fatalf("exit %d; want 0\n%s", code, stderr)
+		}
+		row := strings.Fields(strings.Split(strings.TrimSpace(stdout), "\n")[1])
+		// scenario broker runs msgs/s min-max lost dup p50 p99 ...
+		if row[0] != "a" || row[2] != "3" || row[3] != "200" || row[4] != "100-300" || row[8] != "6" {
+			t.Errorf("report row = %q; want 3 runs, median 200 msgs/s (100-300), median p99 6", row)
+		}
+		if _, _, code := run(t, "bench", "report", filepath.Join(t.TempDir(), "missing")); code != cli.ExitUsage {
+			t.Errorf("report of a missing file: exit %d; want %d", code, cli.ExitUsage)
 		}
 	})
 
