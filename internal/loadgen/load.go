@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -207,7 +208,9 @@ func (p *publisher) publish(ctx context.Context, s *runState, idx int) {
 	// publisher past the end of the run.
 	_ = p.c.nc.SetWriteDeadline(time.Now().Add(o.Duration + o.MaxDrain))
 	var pid uint16
-	begin := time.Now()
+	// Publishers start staggered over one interval, so that a fixed rate
+	// is offered evenly rather than in bursts of Pubs messages.
+	begin := time.Now().Add(interval * time.Duration(idx) / time.Duration(o.Pubs))
 	for seq := 0; seq < p.count; seq++ {
 		if ctx.Err() != nil {
 			return
@@ -319,7 +322,7 @@ func (sub *subscriber) record(pay []byte, now int64, pubs int) {
 	w := seq / 64
 	bm := sub.seen[p]
 	if w >= len(bm) {
-		bm = append(bm, make([]uint64, w+1-len(bm)+len(bm))...)
+		bm = slices.Grow(bm, max(w+1, 2*len(bm))-len(bm))[:w+1]
 		sub.seen[p] = bm
 	}
 	bit := uint64(1) << (seq % 64)

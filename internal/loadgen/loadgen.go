@@ -110,8 +110,8 @@ func (o *Options) Validate() error {
 		if o.Size < HeaderSize || o.Size > 256<<10 {
 			return fmt.Errorf("size %d: want %d to %d bytes", o.Size, HeaderSize, 256<<10)
 		}
-		if o.Count < 1 {
-			return fmt.Errorf("count %d: want at least 1", o.Count)
+		if o.Count < 1 || o.Count > 1<<31 {
+			return fmt.Errorf("count %d: want 1 to %d", o.Count, 1<<31)
 		}
 		if o.Duration <= 0 || o.Drain <= 0 || o.MaxDrain <= 0 {
 			return errors.New("duration, drain and maxdrain: want positive")
