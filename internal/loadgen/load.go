@@ -20,6 +20,7 @@ type subscriber struct {
 	hist Hist
 	// seen[p] is a bitmap of the sequence numbers received from publisher p.
 	seen     [][]uint64
+	maxSeq   int // sequence numbers above are not this run's
 	distinct int64
 	dup      int64
 	foreign  int64
@@ -63,7 +64,7 @@ func (s *runState) load(ctx context.Context, r *Result) error {
 		if err := c.subscribe(filter, o.QoS, o.DialTimeout); err != nil {
 			return fmt.Errorf("loadgen: subscriber %d: %w", i, err)
 		}
-		subs[i] = &subscriber{c: c, seen: make([][]uint64, o.Pubs), total: &total}
+		subs[i] = &subscriber{c: c, seen: make([][]uint64, o.Pubs), maxSeq: (o.Count + o.Pubs - 1) / o.Pubs, total: &total}
 	}
 	pubs := make([]*publisher, o.Pubs)
 	for i := range pubs {
@@ -278,22 +279,14 @@ func (sub *subscriber) read(s *runState, first bool) {
 			continue
 		}
 		now := s.now()
-		qos := flags >> 1 & 3
-		if len(body) < 2 {
-			return
+		pid, payload, ok := parsePublish(flags, body)
+		if !ok {
+			return // malformed: the rest counts as lost
 		}
-		off := 2 + int(binary.BigEndian.Uint16(body))
-		if qos > 0 {
-			if off+2 > len(body) {
-				return
-			}
-			acks = append(acks, pktPuback<<4, 2, body[off], body[off+1])
-			off += 2
+		if pid != nil {
+			acks = append(acks, pktPuback<<4, 2, pid[0], pid[1])
 		}
-		if off > len(body) {
-			return
-		}
-		sub.record(body[off:], now, o.Pubs)
+		sub.record(payload, now, o.Pubs)
 		if first && o.killSubAfter > 0 && sub.distinct >= o.killSubAfter {
 			sub.c.nc.Close()
 			return
@@ -315,7 +308,7 @@ func (sub *subscriber) record(pay []byte, now int64, pubs int) {
 	sent := int64(binary.BigEndian.Uint64(pay))
 	p := int(binary.BigEndian.Uint32(pay[8:]))
 	seq := int(binary.BigEndian.Uint32(pay[12:]))
-	if p >= pubs || sent > now || sent < 0 {
+	if p >= pubs || seq >= sub.maxSeq || sent > now || sent < 0 {
 		sub.foreign++
 		return
 	}
@@ -335,4 +328,24 @@ func (sub *subscriber) record(pay []byte, now int64, pubs int) {
 	sub.total.Add(1)
 	sub.lastNs = now
 	sub.hist.Record(uint64(now - sent))
+}
+
+// parsePublish splits a PUBLISH body into its packet id (nil for QoS 0)
+// and payload; ok is false when the body is malformed.
+func parsePublish(flags byte, body []byte) (pid, payload []byte, ok bool) {
+	if len(body) < 2 {
+		return nil, nil, false
+	}
+	off := 2 + int(binary.BigEndian.Uint16(body))
+	if flags>>1&3 > 0 {
+		if off+2 > len(body) {
+			return nil, nil, false
+		}
+		pid = body[off : off+2]
+		off += 2
+	}
+	if off > len(body) {
+		return nil, nil, false
+	}
+	return pid, body[off:], true
 }

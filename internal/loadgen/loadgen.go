@@ -42,6 +42,9 @@ const (
 // HeaderSize is the smallest payload: send time, publisher, sequence.
 const HeaderSize = 16
 
+// maxSize is the largest payload.
+const maxSize = 256 << 10
+
 // Options describe one run. Zero values take the defaults of
 // DefaultOptions where noted.
 type Options struct {
@@ -107,8 +110,8 @@ func (o *Options) Validate() error {
 		if o.Topology == Pairs && o.Subs != o.Pubs {
 			return fmt.Errorf("subs %d: pairs needs as many subscribers as publishers (%d)", o.Subs, o.Pubs)
 		}
-		if o.Size < HeaderSize || o.Size > 256<<10 {
-			return fmt.Errorf("size %d: want %d to %d bytes", o.Size, HeaderSize, 256<<10)
+		if o.Size < HeaderSize || o.Size > maxSize {
+			return fmt.Errorf("size %d: want %d to %d bytes", o.Size, HeaderSize, maxSize)
 		}
 		if o.Count < 1 || o.Count > 1<<31 {
 			return fmt.Errorf("count %d: want 1 to %d", o.Count, 1<<31)

@@ -32,6 +32,10 @@ func (e *ConnackError) Error() string {
 	return fmt.Sprintf("connection refused: CONNACK return code %d", e.Code)
 }
 
+// maxPacket bounds what a broker can make the client allocate: the
+// largest payload (--size) plus a long topic.
+const maxPacket = maxSize + 64<<10
+
 type conn struct {
 	nc net.Conn
 	br *bufio.Reader
@@ -125,6 +129,9 @@ func (c *conn) readPacket() (typ, flags byte, body []byte, err error) {
 			return 0, 0, nil, errors.New("malformed remaining length")
 		}
 		mul *= 128
+	}
+	if n > maxPacket {
+		return 0, 0, nil, fmt.Errorf("packet of %d bytes: more than the %d this client reads", n, maxPacket)
 	}
 	if cap(c.body) < n {
 		c.body = make([]byte, n)
