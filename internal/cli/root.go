@@ -141,6 +141,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.tokenCmd(),
 		a.adminCmd(),
 		a.simCmd(),
+		a.benchCmd(),
 	)
 	return root
 }
