@@ -4,14 +4,15 @@
 //
 // The registry store is copied table by table, exactly (times, command
 // sequence numbers, tombstones of deleted shadows, seeded rules, console
-// sessions, retained messages and persistent sessions included), in one
-// transaction with COPY; then every table is verified: the row count and a
-// SHA-256 over its rows in key order, computed on both sides from the
-// values as the store means them (times in milliseconds, booleans, bytes),
-// must match. Telemetry is copied through the telemetry.Store interface,
-// series by series in (ts, arrival) order, and verified the same way from
-// Range pages on both sides; the last WAL sequence number is carried over
-// so the ingest journal in the data directory continues where it was.
+// sessions, retained messages, persistent sessions and per-thing activity
+// counters included), in one transaction with COPY; then every table is
+// verified: the row count and a SHA-256 over its rows in key order,
+// computed on both sides from the values as the store means them (times in
+// milliseconds, booleans, bytes), must match. Telemetry is copied through
+// the telemetry.Store interface, series by series in (ts, arrival) order,
+// and verified the same way from Range pages on both sides; the last WAL
+// sequence number is carried over so the ingest journal in the data
+// directory continues where it was.
 //
 // The target must be empty (a fresh database, or one a server has only
 // migrated); the server must be stopped while it runs.
@@ -72,6 +73,7 @@ var tables = []table{
 	{"policies", "policies", []column{c("name", kText), c("description", kText), c("document", kText), c("builtin", kBool), c("created_at", kMS), c("updated_at", kMS)}, "name"},
 	{"type_policies", "type_policies", []column{c("type", kText), c("policy", kText), c("position", kInt)}, "type, policy"},
 	{"things", "things", []column{c("name", kText), c("type", kText), c("enabled", kBool), c("connected", kBool), c("last_seen", kMS), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"thing_stats", "thing_stats", []column{c("thing", kText), c("publish_denied", kInt), c("invalid_telemetry", kInt), c("last_denied_topic", kText), c("last_denied_at", kMS), c("last_invalid_at", kMS)}, "thing"},
 	{"thing_attributes", "thing_attributes", []column{c("thing", kText), c("key", kText), c("value", kText)}, "thing, key"},
 	{"thing_tags", "thing_tags", []column{c("thing", kText), c("tag", kText)}, "thing, tag"},
 	{"thing_groups", "thing_groups", []column{c("thing", kText), c("group_name", kText)}, "thing, group_name"},

@@ -53,6 +53,10 @@ func installation(t *testing.T) string {
 	_, err = st.Things().Create(ctx, store.Thing{Name: "dev2"})
 	must(t, err)
 	must(t, st.Things().RecordPresence(ctx, []store.Presence{{Thing: "dev2", Connected: true, At: later}}))
+	must(t, st.Things().RecordActivity(ctx, []store.Activity{
+		{Thing: "dev1", LastSeen: later, PublishDenied: 2, LastDeniedTopic: "x/y", LastDeniedAt: later},
+		{Thing: "dev2", InvalidTelemetry: 1, LastInvalidAt: t0},
+	}))
 	_, err = st.Credentials().Create(ctx, store.Credential{ID: "c1", Thing: "dev1", Type: store.CredentialSecret, SecretHash: []byte{0, 1, 2, 255}})
 	must(t, err)
 	_, err = st.Credentials().Create(ctx, store.Credential{ID: "c2", Thing: "dev2", Type: store.CredentialX509, Fingerprint: "ab", CertPEM: "PEM", NotAfter: &later})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,27 +16,37 @@ import (
 
 type thingStore struct{ s *Store }
 
-// thingSelect reads a thing with its attributes, tags, groups and policies
-// in one statement (one snapshot): the sets come from correlated
+// thingSelect reads a thing with its attributes, tags, groups, policies
+// and stats in one statement (one snapshot): the sets come from correlated
 // subqueries, each an index lookup. Tags and groups are sorted, policies
 // are in the order they were attached.
 const thingSelect = `SELECT t.name, coalesce(t.type, ''), t.enabled, t.connected, t.last_seen, t.created_at, t.updated_at,
 	(SELECT coalesce(jsonb_object_agg(a.key, a.value), '{}') FROM thing_attributes a WHERE a.thing = t.name),
 	(SELECT coalesce(array_agg(x.tag ORDER BY x.tag), '{}') FROM thing_tags x WHERE x.thing = t.name),
 	(SELECT coalesce(array_agg(g.group_name ORDER BY g.group_name), '{}') FROM thing_groups g WHERE g.thing = t.name),
-	(SELECT coalesce(array_agg(p.policy ORDER BY p.position), '{}') FROM thing_policies p WHERE p.thing = t.name)
-FROM things t`
+	(SELECT coalesce(array_agg(p.policy ORDER BY p.position), '{}') FROM thing_policies p WHERE p.thing = t.name),
+	coalesce(s.publish_denied, 0), coalesce(s.invalid_telemetry, 0), coalesce(s.last_denied_topic, ''), s.last_denied_at, s.last_invalid_at
+FROM things t LEFT JOIN thing_stats s ON s.thing = t.name`
+
+// lastSeenKey is the lastSeen sort key: a thing never seen sorts as the
+// epoch (SQLite: coalesce(last_seen, 0)). The index things_last_seen
+// (migration 0002) is on exactly this expression.
+const lastSeenKey = `coalesce(t.last_seen, '1970-01-01 00:00:00+00'::timestamptz)`
 
 func scanThing(row scanner) (store.Thing, error) {
 	var (
-		t                store.Thing
-		lastSeen         *time.Time
-		created, updated time.Time
+		t                   store.Thing
+		lastSeen            *time.Time
+		created, updated    time.Time
+		deniedAt, invalidAt *time.Time
 	)
 	if err := row.Scan(&t.Name, &t.Type, &t.Enabled, &t.Connected, &lastSeen, &created, &updated,
-		&t.Attributes, &t.Tags, &t.Groups, &t.Policies); err != nil {
+		&t.Attributes, &t.Tags, &t.Groups, &t.Policies,
+		&t.Stats.PublishDenied, &t.Stats.InvalidTelemetry, &t.Stats.LastDeniedTopic, &deniedAt, &invalidAt); err != nil {
 		return store.Thing{}, err
 	}
+	t.Stats.LastDeniedAt = utcPtr(deniedAt)
+	t.Stats.LastInvalidAt = utcPtr(invalidAt)
 	t.LastSeen = utcPtr(lastSeen)
 	t.CreatedAt = created.UTC()
 	t.UpdatedAt = updated.UTC()
@@ -106,21 +117,14 @@ func (ts *thingStore) Get(ctx context.Context, name string) (store.Thing, error)
 	return getThing(ctx, ts.s.pool, name)
 }
 
-// List returns the things that match every non-zero field of f, ordered by
-// name (byte-wise), one page from f.After; see the SQLite backend.
-func (ts *thingStore) List(ctx context.Context, f store.ThingFilter) ([]store.Thing, error) {
-	var (
-		where []string
-		a     args
-	)
+// thingWhere returns the WHERE conditions of f's filters (not its cursor),
+// adding their parameters to a.
+func thingWhere(f store.ThingFilter, a *args) (where []string) {
 	if f.NamePrefix != "" {
 		where = append(where, `t.name >= `+a.add(f.NamePrefix))
 		if end, ok := prefixEnd(f.NamePrefix); ok {
 			where = append(where, `t.name < `+a.add(end))
 		}
-	}
-	if f.After != "" {
-		where = append(where, `t.name > `+a.add(f.After))
 	}
 	if f.Type != "" {
 		where = append(where, `t.type = `+a.add(f.Type))
@@ -142,12 +146,71 @@ func (ts *thingStore) List(ctx context.Context, f store.ThingFilter) ([]store.Th
 	if f.Connected != nil {
 		where = append(where, `t.connected = `+a.add(*f.Connected))
 	}
+	return where
+}
+
+// thingSort returns the sort key ("" for the name) and direction of a
+// sort; an unknown sort → core.Invalid with field "sort", as in SQLite.
+func thingSort(sort string) (col string, desc bool, err error) {
+	desc = strings.HasPrefix(sort, "-")
+	switch strings.TrimPrefix(sort, "-") {
+	case "", "name":
+		return "", desc, nil
+	case "lastSeen":
+		return lastSeenKey, desc, nil
+	case "createdAt":
+		return "t.created_at", desc, nil
+	}
+	return "", false, core.Invalid("sort", "sort must be one of %s", strings.Join(store.ThingSorts, ", "))
+}
+
+// List returns the things that match every non-zero field of f, ordered by
+// f.Sort (name byte-wise by default; ties of the other sorts by name in
+// the same direction), one page from the cursor f.After (store.ThingCursor
+// of the last thing of the page before); see the SQLite backend.
+func (ts *thingStore) List(ctx context.Context, f store.ThingFilter) ([]store.Thing, error) {
+	q, a, err := listThingsQuery(f)
+	if err != nil {
+		return nil, err
+	}
+	return queryList(ctx, ts.s.pool, "list things", scanThing, q, a...)
+}
+
+// listThingsQuery is List's statement and its parameters.
+func listThingsQuery(f store.ThingFilter) (string, args, error) {
+	var a args
+	where := thingWhere(f, &a)
+	col, desc, err := thingSort(f.Sort)
+	if err != nil {
+		return "", nil, err
+	}
+	cmp, dir := ">", ""
+	if desc {
+		cmp, dir = "<", " DESC"
+	}
+	if f.After != "" {
+		if col == "" {
+			where = append(where, `t.name `+cmp+` `+a.add(f.After))
+		} else {
+			v, name, ok := strings.Cut(f.After, ":")
+			msec, perr := strconv.ParseInt(v, 10, 64)
+			if !ok || perr != nil {
+				return "", nil, core.Invalid("cursor", "cursor %q is not one of this sort", f.After)
+			}
+			where = append(where, `(`+col+`, t.name) `+cmp+` (`+a.add(time.UnixMilli(msec).UTC())+`, `+a.add(name)+`)`)
+		}
+	}
 	q := thingSelect
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += ` ORDER BY t.name LIMIT ` + a.add(normLimit(f.Limit))
-	return queryList(ctx, ts.s.pool, "list things", scanThing, q, a...)
+	if col != "" {
+		q += ` ORDER BY ` + col + dir + `, t.name` + dir
+	} else {
+		q += ` ORDER BY t.name` + dir
+	}
+	q += ` LIMIT ` + a.add(normLimit(f.Limit))
+	return q, a, nil
 }
 
 // Update applies p to the thing and sets UpdatedAt to now; see the SQLite
@@ -268,6 +331,142 @@ func (ts *thingStore) ResetPresence(ctx context.Context) error {
 		return internal("reset presence", err)
 	}
 	return nil
+}
+
+// RecordActivity adds a batch of activity in one transaction, with the
+// result of applying it entry by entry as the SQLite backend does:
+// last_seen moves forward only; the counters of an entry that has any are
+// added, and its denied topic and times replace the ones before (a later
+// entry wins). Unknown things are ignored. The batch is folded per thing
+// first, so it is two statements whatever its size.
+func (ts *thingStore) RecordActivity(ctx context.Context, batch []store.Activity) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	type folded struct {
+		seen                time.Time
+		denied, invalid     int64
+		topic               *string
+		deniedAt, invalidAt *time.Time
+		hasCounts           bool
+	}
+	byThing := make(map[string]*folded, len(batch))
+	for _, a := range batch {
+		f := byThing[a.Thing]
+		if f == nil {
+			f = &folded{}
+			byThing[a.Thing] = f
+		}
+		if !a.LastSeen.IsZero() && (f.seen.IsZero() || a.LastSeen.After(f.seen)) {
+			f.seen = a.LastSeen
+		}
+		if a.PublishDenied == 0 && a.InvalidTelemetry == 0 {
+			continue
+		}
+		f.hasCounts = true
+		f.denied += a.PublishDenied
+		f.invalid += a.InvalidTelemetry
+		if a.LastDeniedTopic != "" {
+			f.topic = &a.LastDeniedTopic
+		}
+		if !a.LastDeniedAt.IsZero() {
+			t := ms(a.LastDeniedAt)
+			f.deniedAt = &t
+		}
+		if !a.LastInvalidAt.IsZero() {
+			t := ms(a.LastInvalidAt)
+			f.invalidAt = &t
+		}
+	}
+	// In name order, so that two nodes lock the rows they share in the
+	// same order.
+	names := make([]string, 0, len(byThing))
+	for n := range byThing {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var (
+		seenNames  []string
+		seenAt     []time.Time
+		statNames  []string
+		denied     []int64
+		invalid    []int64
+		topics     []*string
+		deniedAts  []*time.Time
+		invalidAts []*time.Time
+	)
+	for _, n := range names {
+		f := byThing[n]
+		if !f.seen.IsZero() {
+			seenNames = append(seenNames, n)
+			seenAt = append(seenAt, ms(f.seen))
+		}
+		if f.hasCounts {
+			statNames = append(statNames, n)
+			denied = append(denied, f.denied)
+			invalid = append(invalid, f.invalid)
+			topics = append(topics, f.topic)
+			deniedAts = append(deniedAts, f.deniedAt)
+			invalidAts = append(invalidAts, f.invalidAt)
+		}
+	}
+	return ts.s.inTx(ctx, func(tx pgx.Tx) error {
+		if len(seenNames) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE things t SET last_seen = a.at
+				FROM unnest($1::text[], $2::timestamptz[]) AS a(name, at)
+				WHERE t.name = a.name AND (t.last_seen IS NULL OR t.last_seen < a.at)`, seenNames, seenAt); err != nil {
+				return internal("record activity: last seen", err)
+			}
+		}
+		if len(statNames) > 0 {
+			// FOR KEY SHARE: a thing deleted meanwhile is skipped instead
+			// of failing the batch on the foreign key.
+			if _, err := tx.Exec(ctx, `INSERT INTO thing_stats AS s (thing, publish_denied, invalid_telemetry, last_denied_topic, last_denied_at, last_invalid_at)
+				SELECT t.name, a.denied, a.invalid, a.topic, a.denied_at, a.invalid_at
+				FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+					AS a(name, denied, invalid, topic, denied_at, invalid_at)
+				JOIN things t ON t.name = a.name
+				ORDER BY t.name
+				FOR KEY SHARE OF t
+				ON CONFLICT (thing) DO UPDATE SET
+					publish_denied = s.publish_denied + excluded.publish_denied,
+					invalid_telemetry = s.invalid_telemetry + excluded.invalid_telemetry,
+					last_denied_topic = coalesce(excluded.last_denied_topic, s.last_denied_topic),
+					last_denied_at = coalesce(excluded.last_denied_at, s.last_denied_at),
+					last_invalid_at = coalesce(excluded.last_invalid_at, s.last_invalid_at)`,
+				statNames, denied, invalid, topics, deniedAts, invalidAts); err != nil {
+				return internal("record activity: stats", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Total returns how many things match f's filters (its cursor, sort and
+// limit aside).
+func (ts *thingStore) Total(ctx context.Context, f store.ThingFilter) (int, error) {
+	var a args
+	where := thingWhere(f, &a)
+	q := `SELECT count(*) FROM things t`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	var n int
+	if err := ts.s.pool.QueryRow(ctx, q, a...).Scan(&n); err != nil {
+		return 0, internal("count things", err)
+	}
+	return n, nil
+}
+
+// Counts returns the number of things, connected and disabled.
+func (ts *thingStore) Counts(ctx context.Context) (store.ThingCounts, error) {
+	var c store.ThingCounts
+	err := ts.s.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE connected), count(*) FILTER (WHERE NOT enabled) FROM things`).
+		Scan(&c.Total, &c.Connected, &c.Disabled)
+	if err != nil {
+		return store.ThingCounts{}, internal("count things", err)
+	}
+	return c, nil
 }
 
 // Count returns the number of things and of connected things.
