@@ -135,7 +135,9 @@ func Connect(opts Options) (*Bus, error) {
 		nats.MaxReconnects(-1),
 		nats.ErrorHandler(b.asyncError),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			b.log.Warn("disconnected from NATS", "err", err)
+			if err != nil { // nil: Close
+				b.log.Warn("disconnected from NATS", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.log.Info("reconnected to NATS", "server", nc.ConnectedUrlRedacted())

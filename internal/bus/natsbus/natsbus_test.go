@@ -158,6 +158,11 @@ func TestSlowConsumerDropsCounted(t *testing.T) {
 	for range sent {
 		b.Publish(core.Message{Topic: "slow/x", Payload: []byte("p")})
 	}
+	// The round trip returns once the client has read every message sent
+	// before it: each one is then queued or dropped.
+	if err := b.Conn().FlushTimeout(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	bustest.WaitFor(t, "slow-consumer drops", func() bool { return b.Dropped() > 0 })
 	close(release)
 	// What was not dropped is handled; the two add up to what was sent.
@@ -248,4 +253,30 @@ func metric(t *testing.T, reg *prometheus.Registry, name, reason string) float64
 	}
 	t.Fatalf("metric %s{reason=%q} not found", name, reason)
 	return 0
+}
+
+// BenchmarkPublish measures the publisher's side: encoding and handing the
+// message to the connection's buffer (with one subscriber on the server).
+func BenchmarkPublish(b *testing.B) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(10 * time.Second) {
+		b.Fatal("nats server not ready")
+	}
+	nb, err := natsbus.Connect(natsbus.Options{URL: s.ClientURL(), NodeID: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nb.Close()
+	var got atomic.Int64
+	defer nb.Subscribe("things/+/telemetry", func(core.Message) { got.Add(1) })()
+	m := core.Message{Topic: "things/sensor-1/telemetry", Payload: []byte(`{"t":1}`), Thing: "sensor-1", ClientID: "sensor-1", Protocol: "mqtt", Received: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		nb.Publish(m)
+	}
 }
