@@ -1,11 +1,16 @@
 // Package bus carries accepted device messages from the broker (and, later,
 // the HTTP and CoAP device APIs) to the platform services that consume
-// them: shadows, rules, telemetry. In a single node it is in-process; a
-// cluster will put NATS behind the same two methods.
+// them: shadows, rules, telemetry.
+//
+// Bus is the seam: the rest of Mote only sees Subscribe, Publish and Close.
+// A single node uses Local, which is in-process; a cluster uses
+// internal/bus/natsbus, which carries the same messages over NATS. Both
+// pass the conformance suite in internal/bus/bustest.
 //
 // Publish runs on the publisher's goroutine, on the MQTT hot path: it only
-// matches topic filters and calls handlers, and handlers must only enqueue
-// (never block, never do I/O).
+// matches topic filters and calls handlers (or, for NATS, buffers the
+// message on the connection), and handlers must only enqueue (never block,
+// never do I/O).
 package bus
 
 import (
@@ -20,6 +25,27 @@ import (
 // message's payload.
 type Handler func(core.Message)
 
+// Bus carries messages from publishers to the handlers whose MQTT topic
+// filter matches the message's topic.
+//
+// Messages from one publisher goroutine reach each handler in the order
+// they were published. A filter that starts with a wildcard (+ or #) does
+// not match topics that start with '$'.
+type Bus interface {
+	// Subscribe calls h for every message whose topic matches filter. It
+	// returns a function that removes the subscription; calling it more
+	// than once is harmless.
+	Subscribe(filter string, h Handler) (unsubscribe func())
+	// Publish hands m to every matching subscription. It never blocks on
+	// a slow handler.
+	Publish(m core.Message)
+	// Close releases the bus's resources. Publish after Close drops the
+	// message.
+	Close() error
+}
+
+var _ Bus = (*Local)(nil)
+
 type subscription struct {
 	id     uint64
 	filter string
@@ -27,8 +53,9 @@ type subscription struct {
 	h      Handler
 }
 
-// Bus is an in-process message bus. The zero value is ready to use.
-type Bus struct {
+// Local is the in-process Bus: Publish calls the matching handlers on the
+// publisher's goroutine. The zero value is ready to use.
+type Local struct {
 	mu   sync.Mutex
 	next uint64
 	subs atomic.Pointer[[]subscription] // copy on write: Publish takes no lock
@@ -38,7 +65,7 @@ type Bus struct {
 // wildcards; a filter starting with a wildcard does not match $ topics).
 // An invalid filter matches nothing.
 // It returns a function that removes the subscription.
-func (b *Bus) Subscribe(filter string, h Handler) (unsubscribe func()) {
+func (b *Local) Subscribe(filter string, h Handler) (unsubscribe func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.next++
@@ -52,7 +79,7 @@ func (b *Bus) Subscribe(filter string, h Handler) (unsubscribe func()) {
 	return func() { b.remove(id) }
 }
 
-func (b *Bus) remove(id uint64) {
+func (b *Local) remove(id uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := b.subs.Load()
@@ -71,7 +98,7 @@ func (b *Bus) remove(id uint64) {
 // Publish hands m to every matching handler, in subscription order. The
 // topic is checked once, the filters were checked at Subscribe. A message
 // whose topic is not a valid topic name reaches no handler.
-func (b *Bus) Publish(m core.Message) {
+func (b *Local) Publish(m core.Message) {
 	p := b.subs.Load()
 	if p == nil || !policy.ValidTopicName(m.Topic) {
 		return
@@ -81,4 +108,13 @@ func (b *Bus) Publish(m core.Message) {
 			s.h(m)
 		}
 	}
+}
+
+// Close removes every subscription. It always returns nil.
+func (b *Local) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	empty := []subscription{}
+	b.subs.Store(&empty)
+	return nil
 }

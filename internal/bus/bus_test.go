@@ -9,7 +9,7 @@ import (
 )
 
 func TestPublishMatchesFilters(t *testing.T) {
-	var b Bus
+	var b Local
 	var got []string
 	b.Subscribe("things/+/telemetry", func(m core.Message) { got = append(got, "tele:"+m.Topic) })
 	unsub := b.Subscribe("#", func(m core.Message) { got = append(got, "all:"+m.Topic) })
@@ -33,7 +33,7 @@ func TestPublishMatchesFilters(t *testing.T) {
 
 func TestConcurrentSubscribeAndPublish(t *testing.T) {
 	const publishers, perPublisher, churn = 4, 1000, 100
-	var b Bus
+	var b Local
 	var kept, other, churned atomic.Int64
 	b.Subscribe("x/#", func(core.Message) { kept.Add(1) })
 	b.Subscribe("y/#", func(core.Message) { other.Add(1) })
@@ -85,7 +85,7 @@ func TestConcurrentSubscribeAndPublish(t *testing.T) {
 }
 
 func BenchmarkPublish(b *testing.B) {
-	var bus Bus
+	var bus Local
 	bus.Subscribe("$aws/things/+/shadow/#", func(core.Message) {})
 	bus.Subscribe("$mote/things/+/shadow/#", func(core.Message) {})
 	bus.Subscribe("things/+/telemetry", func(core.Message) {})

@@ -170,7 +170,7 @@ func New(o Options) *Service {
 }
 
 // Attach subscribes the service to device results on the bus.
-func (s *Service) Attach(b *bus.Bus) (detach func()) {
+func (s *Service) Attach(b bus.Bus) (detach func()) {
 	return b.Subscribe(ResultFilter, s.HandleMessage)
 }
 

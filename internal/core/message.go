@@ -18,6 +18,10 @@ type Message struct {
 	// was made durable before its acknowledgement (0: it was not). Such a
 	// message reaches the rules engine from the journal, in order.
 	Seq uint64
+	// Node is the id of the cluster node that accepted the message, set by
+	// a cluster bus (internal/bus/natsbus) so that a node can tell its own
+	// messages from its peers'; "" on a single node.
+	Node string
 }
 
 // Version is Mote's version, set at build time with

@@ -63,7 +63,7 @@ type Daemon struct {
 	registry *registry.Registry
 	devices  *auth.Devices
 	broker   *broker.Broker
-	bus      *bus.Bus
+	bus      bus.Bus
 	shadows  *shadow.Service
 	rules    *ruleengine.Engine
 	methods  *methods.Service
@@ -221,7 +221,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}()
 	d.onClose(func() error { retCancel(); <-retDone; return nil })
 
-	d.bus = &bus.Bus{}
+	d.bus = &bus.Local{}
 	if d.devFilter, d.apiFilter, d.ipRefusals, err = d.filters(); err != nil {
 		return fmt.Errorf("ip filter: %w", err)
 	}
@@ -635,7 +635,7 @@ func (d *Daemon) Registry() *registry.Registry { return d.registry }
 
 // Bus returns the message bus that carries accepted device messages and
 // presence events to platform services.
-func (d *Daemon) Bus() *bus.Bus { return d.bus }
+func (d *Daemon) Bus() bus.Bus { return d.bus }
 
 // Shadows returns the device shadow service.
 func (d *Daemon) Shadows() *shadow.Service { return d.shadows }

@@ -45,7 +45,7 @@ type Event struct {
 
 // Options configure a Hub.
 type Options struct {
-	Bus    *bus.Bus
+	Bus    bus.Bus
 	Totals func() Totals // nil: no stats
 	Recent int           // presence events kept; 0: 50
 }

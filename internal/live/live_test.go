@@ -95,7 +95,7 @@ func TestRates(t *testing.T) {
 }
 
 func TestWatcherQueueIsBounded(t *testing.T) {
-	b := new(bus.Bus)
+	b := new(bus.Local)
 	h := New(Options{Bus: b})
 	defer h.Close()
 	const queue, sent = 4, 10
@@ -155,7 +155,7 @@ func TestWatcherQueueIsBounded(t *testing.T) {
 }
 
 func TestPresence(t *testing.T) {
-	b := new(bus.Bus)
+	b := new(bus.Local)
 	const keep = 3
 	h := New(Options{Bus: b, Recent: keep})
 	defer h.Close()
@@ -231,7 +231,7 @@ func TestRecentPresence(t *testing.T) {
 	}
 
 	// Through the bus, as the broker's presence events arrive.
-	var b bus.Bus
+	var b bus.Local
 	h := New(Options{Bus: &b, Recent: 3})
 	defer h.Close()
 	for i := range 5 {

@@ -136,7 +136,7 @@ func New(o Options) *Service {
 
 // Attach subscribes the service to device answers on the bus; the returned
 // function detaches it.
-func (s *Service) Attach(b *bus.Bus) (detach func()) {
+func (s *Service) Attach(b bus.Bus) (detach func()) {
 	return b.Subscribe(ResponseFilter, s.HandleMessage)
 }
 

@@ -250,7 +250,7 @@ func (e *Engine) Start(ctx context.Context) error {
 }
 
 // Attach subscribes the engine to every message of the bus ("#").
-func (e *Engine) Attach(b *bus.Bus) {
+func (e *Engine) Attach(b bus.Bus) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.unsub = append(e.unsub, b.Subscribe("#", e.enqueue))

@@ -66,7 +66,7 @@ func (w *fakeWriter) get() []telemetry.Point {
 
 type env struct {
 	e   *Engine
-	bus *bus.Bus
+	bus bus.Bus
 	pub *fakePublisher
 	tw  *fakeWriter
 	reg *prometheus.Registry
@@ -80,7 +80,7 @@ func newEnv(t *testing.T, opts ...func(*Options)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	v := &env{bus: &bus.Bus{}, pub: &fakePublisher{ch: make(chan published, 100)}, tw: &fakeWriter{}, reg: prometheus.NewRegistry(), st: st}
+	v := &env{bus: &bus.Local{}, pub: &fakePublisher{ch: make(chan published, 100)}, tw: &fakeWriter{}, reg: prometheus.NewRegistry(), st: st}
 	// One worker: messages are processed in order (see none).
 	o := Options{Store: st.Rules(), Publisher: v.pub, Telemetry: v.tw, Metrics: v.reg, WebhookBackoff: time.Millisecond, Workers: 1}
 	for _, f := range opts {
@@ -358,7 +358,7 @@ func TestQueueFullDrops(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := New(Options{Store: st.Rules(), QueueSize: 1, Metrics: reg})
 	// Not started: no worker takes from the queue.
-	b := &bus.Bus{}
+	b := &bus.Local{}
 	e.Attach(b)
 	// Messages no enabled rule wants never take a queue slot.
 	for range 5 {

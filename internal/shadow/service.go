@@ -121,7 +121,7 @@ func New(o Options) *Service {
 
 // Attach subscribes the service to shadow requests on the bus, under
 // both topic prefixes. Close detaches it.
-func (s *Service) Attach(b *bus.Bus) {
+func (s *Service) Attach(b bus.Bus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range Filters {
