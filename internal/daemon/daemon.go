@@ -37,6 +37,7 @@ import (
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
+	"github.com/moteiot/mote/internal/seal"
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
@@ -142,6 +143,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	hasher, err := auth.LoadOrCreateHasher(datadir.HashKey(cfg.DataDir))
 	if err != nil {
 		return err
+	}
+	sealer, err := seal.LoadOrCreate(datadir.SealKey(cfg.DataDir))
+	if err != nil {
+		return fmt.Errorf("seal key: %w", err)
 	}
 	d.ca, err = pki.LoadOrCreateCA(datadir.PKI(cfg.DataDir))
 	if err != nil {
@@ -324,6 +329,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		WebhookRetries:    ruleWebhookRetries(cfg.RuleWebhookRetries),
 		BreakerFailures:   cfg.RuleBreakerFailures,
 		BreakerCooldown:   cfg.RuleBreakerCooldown,
+
+		// Webhook secrets are sealed at rest with the data dir's seal.key.
+		Sealer: sealer,
 	})
 	if err := d.rules.Start(ctx); err != nil {
 		return fmt.Errorf("rules engine: %w", err)

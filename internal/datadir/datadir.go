@@ -34,3 +34,7 @@ func Ensure(dir string) error {
 	}
 	return nil
 }
+
+// SealKey is the key that encrypts secrets stored in the database (rule
+// webhook headers and URL passwords; internal/seal).
+func SealKey(dir string) string { return filepath.Join(dir, "seal.key") }

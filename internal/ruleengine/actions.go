@@ -45,6 +45,8 @@ type compiledAction struct {
 	Action
 	topic template
 	qos   byte
+
+	sealErr error // a secret did not open (secrets.go): every attempt fails
 }
 
 func decodeStrict(data []byte, v any) error {

@@ -109,11 +109,13 @@ func (e *Engine) prepare(c *compiledRule) {
 	c.stats = e.statsFor(c.rule.Name)
 	c.dests = make([]*destination, len(c.actions))
 	for i := range c.actions {
+		e.openAction(c.rule.Name, &c.actions[i])
 		if c.actions[i].Type == ActionWebhook {
 			c.dests[i] = e.newDestination(c, &c.actions[i], false)
 		}
 	}
 	if c.errorAction != nil {
+		e.openAction(c.rule.Name, c.errorAction)
 		c.errDest = e.newDestination(c, c.errorAction, true)
 	}
 }

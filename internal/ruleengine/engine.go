@@ -40,6 +40,7 @@ import (
 	"github.com/moteiot/mote/internal/bus"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/rules"
+	"github.com/moteiot/mote/internal/seal"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
 )
@@ -84,6 +85,10 @@ type Options struct {
 	BreakerCooldown time.Duration
 	Metrics         prometheus.Registerer // nil: not registered
 	Logger          *slog.Logger
+	// Sealer seals the secrets of webhook actions (header values, the
+	// URL's password) before they are stored and opens them to run and
+	// for the API (secrets.go). nil: stored as given.
+	Sealer *seal.Box
 }
 
 // DefaultRule is the rule created on the first start: it stores every
@@ -217,7 +222,8 @@ func New(opts Options) *Engine {
 // Start seeds the default rule (once per store), loads the rules and starts
 // the workers. A stored rule that no longer compiles is logged and skipped.
 func (e *Engine) Start(ctx context.Context) error {
-	if _, err := e.opts.Store.Seed(ctx, DefaultRule); err != nil {
+	seed, _ := e.sealRule(DefaultRule)
+	if _, err := e.opts.Store.Seed(ctx, seed); err != nil {
 		return err
 	}
 	var all []*compiledRule
@@ -228,6 +234,16 @@ func (e *Engine) Start(ctx context.Context) error {
 			return err
 		}
 		for _, r := range page {
+			// Secrets stored in plain text (before sealing existed) are
+			// sealed now.
+			if sealed, plain := e.sealRule(r); plain {
+				if out, err := e.opts.Store.Update(ctx, sealed); err != nil {
+					e.log.Error("rule secrets not sealed; kept as they are", "rule", r.Name, "error", err)
+				} else {
+					r = out
+					e.log.Info("rule webhook secrets sealed", "rule", r.Name)
+				}
+			}
 			c, err := compileRule(r)
 			if err != nil {
 				e.log.Error("rule does not compile; skipped", "rule", r.Name, "error", err)
@@ -605,13 +621,14 @@ func (e *Engine) Create(ctx context.Context, r store.Rule) (store.Rule, error) {
 	if err != nil {
 		return store.Rule{}, err
 	}
+	r, _ = e.sealRule(r)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.storeAndSwap(e.opts.Store.Create(ctx, r))
 }
 
-// storeAndSwap swaps a rule the store just returned into the running set.
-// e.mu is held.
+// storeAndSwap swaps a rule the store just returned into the running set
+// and returns it with its secrets opened. e.mu is held.
 func (e *Engine) storeAndSwap(out store.Rule, err error) (store.Rule, error) {
 	if err != nil {
 		return store.Rule{}, err
@@ -622,17 +639,28 @@ func (e *Engine) storeAndSwap(out store.Rule, err error) (store.Rule, error) {
 	}
 	e.prepare(c)
 	e.swap(out.Name, c)
-	return out, nil
+	return e.openRule(out), nil
 }
 
-// Get returns a stored rule.
+// Get returns a stored rule, its secrets opened.
 func (e *Engine) Get(ctx context.Context, name string) (store.Rule, error) {
-	return e.opts.Store.Get(ctx, name)
+	r, err := e.opts.Store.Get(ctx, name)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	return e.openRule(r), nil
 }
 
-// List returns stored rules ordered by name.
+// List returns stored rules ordered by name, their secrets opened.
 func (e *Engine) List(ctx context.Context, after string, limit int) ([]store.Rule, error) {
-	return e.opts.Store.List(ctx, after, limit)
+	list, err := e.opts.Store.List(ctx, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	for i := range list {
+		list[i] = e.openRule(list[i])
+	}
+	return list, nil
 }
 
 // Update replaces a rule (all of SQL, Description, Enabled, Actions,
@@ -646,12 +674,14 @@ func (e *Engine) Update(ctx context.Context, r store.Rule) (store.Rule, error) {
 	if err != nil {
 		return store.Rule{}, err
 	}
+	old = e.openRule(old) // a value that does not open is kept sealed
 	if r, err = keepSecrets(r, &old); err != nil {
 		return store.Rule{}, err
 	}
 	if r, err = normalize(r); err != nil {
 		return store.Rule{}, err
 	}
+	r, _ = e.sealRule(r)
 	return e.storeAndSwap(e.opts.Store.Update(ctx, r))
 }
 
@@ -664,6 +694,7 @@ func (e *Engine) SetEnabled(ctx context.Context, name string, enabled bool) (sto
 		return store.Rule{}, err
 	}
 	r.Enabled = enabled
+	r, _ = e.sealRule(r) // plain values stored before sealing are sealed now
 	return e.storeAndSwap(e.opts.Store.Update(ctx, r))
 }
 

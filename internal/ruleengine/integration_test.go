@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,7 +16,10 @@ import (
 
 	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
+	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/registry"
+	"github.com/moteiot/mote/internal/seal"
+	"github.com/moteiot/mote/internal/store/sqlite"
 )
 
 const wait = 10 * time.Second
@@ -422,4 +426,75 @@ func TestHangingErrorActionEndToEnd(t *testing.T) {
 		return nil
 	})
 	t.Logf("dev-b stored %v after its publish while dev-a's error action hangs", time.Since(start))
+}
+
+// TestWebhookSecretsSealedEndToEnd: through the daemon, a webhook's
+// header value is sealed in mote.db with the data dir's seal.key (0600);
+// an admin reads it in plain text, a viewer as ***, the endpoint gets it,
+// before and after a restart on the same data dir.
+func TestWebhookSecretsSealedEndToEnd(t *testing.T) {
+	var hits atomic.Int32
+	var bad atomic.Value
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if got := r.Header.Get("X-Api-Key"); got != "k-s3cret" {
+			bad.Store(got)
+		}
+		hits.Add(1)
+	}))
+	defer hook.Close()
+
+	s := daemontest.Start(t)
+	fi, err := os.Stat(datadir.SealKey(s.Dir))
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != seal.KeySize {
+		t.Fatalf("seal.key: %v, %v; want a 0600 file of %d bytes", fi, err, seal.KeySize)
+	}
+	dev := s.V5(t, "sensor-1", s.Device(t, "sensor-1"))
+	mustAPI(t, s, "POST", "/rules", fmt.Sprintf(`{"name":"hook","sql":"SELECT temp FROM 'things/+/events'",
+		"actions":[{"type":"webhook","url":%q,"headers":{"X-Api-Key":"k-s3cret"}}]}`, hook.URL), 201)
+
+	st, err := sqlite.Open(datadir.DB(s.Dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := st.Rules().Get(t.Context(), "hook")
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(row.Actions), "k-s3cret") || !strings.Contains(string(row.Actions), `"X-Api-Key":"`+seal.Prefix) {
+		t.Fatalf("stored actions %s; want the header value sealed", row.Actions)
+	}
+	if out := mustAPI(t, s, "GET", "/rules/hook", "", 200); !strings.Contains(out, `"X-Api-Key":"k-s3cret"`) {
+		t.Errorf("admin GET /rules/hook = %s; want the plain value", out)
+	}
+	admin := s.Token
+	_, viewer, err := s.Registry().CreateToken(t.Context(), "viewer", registry.RoleViewer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Token = viewer
+	if out := mustAPI(t, s, "GET", "/rules/hook", "", 200); !strings.Contains(out, `"X-Api-Key":"***"`) || strings.Contains(out, "s3cret") || strings.Contains(out, seal.Prefix) {
+		t.Errorf("viewer GET /rules/hook = %s; want ***", out)
+	}
+	s.Token = admin
+
+	dev.Pub(t, "things/sensor-1/events", 1, false, `{"temp": 7}`)
+	daemontest.WaitFor(t, wait, func() error {
+		if n := hits.Load(); n != 1 {
+			return fmt.Errorf("webhook requests %d; want 1", n)
+		}
+		return nil
+	})
+	s.Restart(t)
+	dev = s.V5(t, "sensor-1b", s.Device(t, "sensor-1b"))
+	dev.Pub(t, "things/sensor-1b/events", 1, false, `{"temp": 8}`)
+	daemontest.WaitFor(t, wait, func() error {
+		if n := hits.Load(); n != 2 {
+			return fmt.Errorf("webhook requests after a restart %d; want 2", n)
+		}
+		return nil
+	})
+	if v := bad.Load(); v != nil {
+		t.Errorf("the webhook got X-Api-Key %q; want k-s3cret", v)
+	}
 }

@@ -79,6 +79,9 @@ func telemetryPoints(msg core.Message, body []byte) ([]telemetry.Point, error) {
 // (header values are never in them): they are logged and go to error
 // actions.
 func (e *Engine) post(a *compiledAction, body []byte, timeout time.Duration) error {
+	if a.sealErr != nil {
+		return a.sealErr
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL, bytes.NewReader(body))

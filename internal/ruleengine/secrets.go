@@ -7,14 +7,18 @@ import (
 	"strings"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/seal"
 	"github.com/moteiot/mote/internal/store"
 )
 
 // Secrets of rules: the header values of webhook actions and the password
-// in a webhook URL (https://user:password@host/...). They are stored as
-// given (Mote has no key to encrypt them with yet); they are never logged
-// or put in an error (errors name the URL without its password), and the
-// API shows them only to admins (Redact). An update that sends back the
+// in a webhook URL (https://user:password@host/...). They are sealed
+// (internal/seal, AES-256-GCM under the data directory's seal.key) before
+// a rule reaches the store, and opened when a rule is loaded to run and
+// when the API reads it (sealRule, openRule, openActions); values stored
+// in plain text before sealing existed are sealed at Start. They are never
+// logged or put in an error (errors name the URL without its password),
+// and the API shows them only to admins (Redact). An update that sends back the
 // placeholder keeps the stored value (Update), so a client may GET a
 // redacted rule, change it and PUT it.
 
@@ -159,4 +163,133 @@ func keepSecrets(r store.Rule, old *store.Rule) (store.Rule, error) {
 		}
 	}
 	return r, nil
+}
+
+// mapSecrets returns r with f applied to every secret of its webhook
+// actions (header values, the URL's password) and whether any changed.
+// Actions that do not decode are left as they are (they do not compile).
+func mapSecrets(r store.Rule, f func(string) (string, error)) (store.Rule, bool, error) {
+	changed := false
+	do := func(a *Action) error {
+		if a.Type != ActionWebhook {
+			return nil
+		}
+		if u, err := url.Parse(a.URL); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				np, err := f(p)
+				if err != nil {
+					return fmt.Errorf("webhook %s: url password: %w", redactedURL(a.URL), err)
+				}
+				if np != p {
+					if seal.IsSealed(np) {
+						// Unescaped, so the stored URL shows the prefix
+						// (its characters are all allowed in userinfo).
+						u.User = url.User(u.User.Username()) // its '@' is escaped
+						out := u.String()
+						i := strings.IndexByte(out, '@')
+						a.URL = out[:i] + ":" + np + out[i:]
+					} else {
+						u.User = url.UserPassword(u.User.Username(), np)
+						a.URL = u.String()
+					}
+					changed = true
+				}
+			}
+		}
+		if len(a.Headers) > 0 {
+			h := make(map[string]string, len(a.Headers))
+			for k, v := range a.Headers {
+				nv, err := f(v)
+				if err != nil {
+					return fmt.Errorf("webhook %s: header %s: %w", redactedURL(a.URL), k, err)
+				}
+				changed = changed || nv != v
+				h[k] = nv
+			}
+			a.Headers = h
+		}
+		return nil
+	}
+	var list []Action
+	if len(r.Actions) > 0 && json.Unmarshal(r.Actions, &list) == nil {
+		for i := range list {
+			if err := do(&list[i]); err != nil {
+				return r, false, err
+			}
+		}
+		if changed {
+			r.Actions, _ = json.Marshal(list)
+		}
+	}
+	if len(r.ErrorAction) > 0 && string(r.ErrorAction) != "null" {
+		var a Action
+		if json.Unmarshal(r.ErrorAction, &a) == nil {
+			before := changed
+			changed = false
+			if err := do(&a); err != nil {
+				return r, false, err
+			}
+			if changed {
+				r.ErrorAction, _ = json.Marshal(a)
+			}
+			changed = changed || before
+		}
+	}
+	return r, changed, nil
+}
+
+// sealRule returns r with its plain secrets sealed (without a Sealer: as
+// is) and whether it had any plain one. Sealed values stay as they are.
+func (e *Engine) sealRule(r store.Rule) (store.Rule, bool) {
+	if e.opts.Sealer == nil {
+		return r, false
+	}
+	out, changed, _ := mapSecrets(r, func(s string) (string, error) { return e.opts.Sealer.Seal(s), nil })
+	return out, changed
+}
+
+// openRule returns r with its sealed secrets opened, for the API. A value
+// that does not open (wrong seal.key, altered) stays sealed: an admin sees
+// the sealed form instead of the rule failing to list.
+func (e *Engine) openRule(r store.Rule) store.Rule {
+	if e.opts.Sealer == nil {
+		return r
+	}
+	out, _, _ := mapSecrets(r, func(s string) (string, error) {
+		if p, err := e.opts.Sealer.Open(s); err == nil {
+			return p, nil
+		}
+		return s, nil
+	})
+	return out
+}
+
+// openAction opens the sealed secrets of a webhook action about to run.
+// One that does not open leaves the action failing every attempt with
+// the error (which holds neither the value nor the sealed form).
+func (e *Engine) openAction(rule string, a *compiledAction) {
+	if a.Type != ActionWebhook {
+		return
+	}
+	open := func(s string) (string, error) {
+		if e.opts.Sealer == nil {
+			if seal.IsSealed(s) {
+				return "", seal.ErrOpen
+			}
+			return s, nil
+		}
+		return e.opts.Sealer.Open(s)
+	}
+	r := store.Rule{}
+	r.Actions, _ = json.Marshal([]Action{a.Action})
+	out, _, err := mapSecrets(r, open)
+	if err != nil {
+		a.sealErr = err
+		e.log.Error("rule webhook secret does not open; the webhook fails until the rule is updated or the right seal.key is back",
+			"rule", rule, "error", err)
+		return
+	}
+	var list []Action
+	_ = json.Unmarshal(out.Actions, &list)
+	a.Action = list[0]
 }
