@@ -60,9 +60,20 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
   // --- the thing itself ---
   let thing: Thing | null = null;
   let started = false;
+  let presenceTimer: number | undefined;
+  // The newest presence event of this thing. The registry records
+  // connection state in batches after the event, so a record read in
+  // between is older than the event: its last-seen time is before it.
+  let lastPresence: { connected: boolean; at: number } | null = null;
+  const withPresence = (t: Thing): Thing => {
+    if (lastPresence && !isNaN(lastPresence.at) && (!t.lastSeen || Date.parse(t.lastSeen) < lastPresence.at - 1)) {
+      t.connected = lastPresence.connected;
+    }
+    return t;
+  };
   async function loadThing(): Promise<void> {
     try {
-      thing = await get<Thing>(path);
+      thing = withPresence(await get<Thing>(path));
       err.hide();
       if (!started) {
         started = true;
@@ -408,7 +419,16 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
       "presence=1",
       {
         presence: (e) => {
-          if ((e.payload?.thing ?? "") === name && thing) loadThing();
+          const p = e.payload;
+          if ((p?.thing ?? "") !== name || !thing) return;
+          // The event says the state at once; the registry's copy is
+          // written in batches after it (see withPresence).
+          const at = Date.parse(p.time ?? "");
+          if ((p.event === "connected" || p.event === "disconnected") && !(lastPresence && lastPresence.at > at)) {
+            lastPresence = { connected: p.event === "connected", at };
+            renderInfo(withPresence(thing));
+          }
+          if (presenceTimer === undefined) presenceTimer = window.setTimeout(() => { presenceTimer = undefined; loadThing(); }, 1000);
         },
       },
       () => {
@@ -433,6 +453,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
     for (const p of plots.values()) p.u.destroy();
     if (shadowTimer !== undefined) clearTimeout(shadowTimer);
     window.clearTimeout(cmdTimer);
+    window.clearTimeout(presenceTimer);
     cmdTimer = -1;
   };
 }
