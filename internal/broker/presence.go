@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
@@ -94,90 +93,34 @@ func (p *presence) publish(e Event) {
 	}
 }
 
-// appendJSON appends e as encoding/json would marshal it (the same bytes,
-// TestEventJSON), without reflection: one event per connect and per
-// disconnect.
+// appendJSON appends e as encoding/json would marshal it without HTML
+// escaping (the same bytes, TestEventJSON), without reflection: one event
+// per connect and per disconnect.
 func (e Event) appendJSON(b []byte) []byte {
 	b = append(b, `{"event":`...)
-	b = appendJSONString(b, e.Event)
+	b = core.AppendJSONString(b, e.Event)
 	b = append(b, `,"clientId":`...)
-	b = appendJSONString(b, e.ClientID)
+	b = core.AppendJSONString(b, e.ClientID)
 	b = append(b, `,"thing":`...)
-	b = appendJSONString(b, e.Thing)
+	b = core.AppendJSONString(b, e.Thing)
 	b = append(b, `,"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","remoteAddr":`...)
-	b = appendJSONString(b, e.RemoteAddr)
+	b = core.AppendJSONString(b, e.RemoteAddr)
 	b = append(b, `,"listener":`...)
-	b = appendJSONString(b, e.Listener)
+	b = core.AppendJSONString(b, e.Listener)
 	b = append(b, `,"protocolVersion":`...)
 	b = strconv.AppendUint(b, uint64(e.ProtocolVersion), 10)
 	b = append(b, `,"cleanSession":`...)
 	b = strconv.AppendBool(b, e.CleanSession)
 	if e.Reason != "" {
 		b = append(b, `,"reason":`...)
-		b = appendJSONString(b, e.Reason)
+		b = core.AppendJSONString(b, e.Reason)
 	}
 	if e.WillSent {
 		b = append(b, `,"willSent":true`...)
 	}
 	return append(b, '}')
-}
-
-// appendJSONString appends s as a JSON string the way encoding/json writes
-// it: HTML-safe (<, > and & escaped), invalid UTF-8 as U+FFFD, and U+2028
-// and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // record queues a thing's connection state for the registry.
