@@ -102,7 +102,7 @@ func (ps *policyStore) Delete(ctx context.Context, name string) error {
 // GetMany returns the policies among names that exist, in the order of
 // names, each once. It never returns nil.
 func (ps *policyStore) GetMany(ctx context.Context, names []string) ([]store.Policy, error) {
-	names = uniq(names)
+	names = store.Uniq(names)
 	if len(names) == 0 {
 		return []store.Policy{}, nil
 	}

@@ -122,7 +122,7 @@ func (ts *thingStore) Get(ctx context.Context, name string) (store.Thing, error)
 func thingWhere(f store.ThingFilter, a *args) (where []string) {
 	if f.NamePrefix != "" {
 		where = append(where, `t.name >= `+a.add(f.NamePrefix))
-		if end, ok := prefixEnd(f.NamePrefix); ok {
+		if end, ok := store.PrefixEnd(f.NamePrefix); ok {
 			where = append(where, `t.name < `+a.add(end))
 		}
 	}
@@ -578,7 +578,7 @@ func setList(ctx context.Context, tx pgx.Tx, what, table, ownerCol, col string, 
 			return internal("set "+what, err)
 		}
 	}
-	list = uniq(list)
+	list = store.Uniq(list)
 	if len(list) == 0 {
 		return nil
 	}

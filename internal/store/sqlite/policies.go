@@ -144,7 +144,7 @@ const getManyChunk = 500
 // names, skipping missing ones; a name given twice is returned once (at
 // its first position). It never returns nil.
 func (ps *policyStore) GetMany(ctx context.Context, names []string) ([]store.Policy, error) {
-	names = uniq(names)
+	names = store.Uniq(names)
 	found := make(map[string]store.Policy, len(names))
 	for start := 0; start < len(names); start += getManyChunk {
 		chunk := names[start:min(start+getManyChunk, len(names))]

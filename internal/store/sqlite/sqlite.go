@@ -346,20 +346,6 @@ func nullBytes(b []byte) any {
 	return b
 }
 
-// uniq returns list without repeated elements, keeping the first
-// occurrence of each, never nil.
-func uniq(list []string) []string {
-	out := make([]string, 0, len(list))
-	seen := make(map[string]bool, len(list))
-	for _, s := range list {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // requireName is the one check the store makes on its input: an empty key
 // cannot be stored.
 func requireName(field, v string) error {
@@ -367,20 +353,6 @@ func requireName(field, v string) error {
 		return core.Invalid(field, "%s is required", field)
 	}
 	return nil
-}
-
-// prefixEnd returns the smallest string greater than every string with the
-// given prefix, for a range scan name >= prefix AND name < end. ok is false
-// when there is none (the prefix is all 0xff bytes).
-func prefixEnd(prefix string) (end string, ok bool) {
-	b := []byte(prefix)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0xff {
-			b[i]++
-			return string(b[:i+1]), true
-		}
-	}
-	return "", false
 }
 
 // getOne reads the one row a query by key returns: no row is a

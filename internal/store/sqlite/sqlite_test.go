@@ -234,24 +234,6 @@ func TestReadsDoNotWaitForWrites(t *testing.T) {
 	}
 }
 
-func TestPrefixEnd(t *testing.T) {
-	for _, tc := range []struct {
-		in, want string
-		ok       bool
-	}{
-		{"a", "b", true},
-		{"ab", "ac", true},
-		{"a\xff", "b", true},
-		{"\xff\xff", "", false},
-		{"sensor_", "sensor`", true},
-	} {
-		got, ok := prefixEnd(tc.in)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("prefixEnd(%q): got %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
 func TestUniqueFallbackIsConflict(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()

@@ -171,7 +171,7 @@ func thingWhere(f store.ThingFilter) (where []string, args []any) {
 	if f.NamePrefix != "" {
 		where = append(where, `t.name >= ?`)
 		args = append(args, f.NamePrefix)
-		if end, ok := prefixEnd(f.NamePrefix); ok {
+		if end, ok := store.PrefixEnd(f.NamePrefix); ok {
 			where = append(where, `t.name < ?`)
 			args = append(args, end)
 		}
@@ -559,7 +559,7 @@ func setList(ctx context.Context, tx *sql.Tx, what, del, ins, owner string, list
 			return internal("set "+what, err)
 		}
 	}
-	for i, v := range uniq(list) {
+	for i, v := range store.Uniq(list) {
 		args := []any{owner, v}
 		if position {
 			args = append(args, i)
