@@ -82,6 +82,25 @@ func Main(m *testing.M) int {
 	return code
 }
 
+// Open opens a store on url with open (a minute's deadline) and closes it
+// when t ends, failing t if either fails: what every backend's tests
+// need around their Open.
+func Open[T interface{ Close() error }](t testing.TB, url string, open func(ctx context.Context, url string) (T, error)) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := open(ctx, url)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
 // DB creates a new, empty database for t and returns its URL. The
 // database is dropped when t ends (after the cleanups registered later,
 // such as closing the store on it). It skips t when no server is

@@ -19,18 +19,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 func open(t testing.TB, url string) *Store {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := Open(ctx, url, Options{MaxConns: 8})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
+	return pgtest.Open(t, url, func(ctx context.Context, url string) (*Store, error) {
+		return Open(ctx, url, Options{MaxConns: 8})
 	})
-	return s
 }
 
 func TestConformance(t *testing.T) {
