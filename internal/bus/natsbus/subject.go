@@ -121,7 +121,7 @@ func Topic(prefix, subject string) (string, error) {
 		for i := 0; i < len(tok); i++ {
 			c := tok[i]
 			if c != '%' {
-				if escapeByte(c) || c == '+' || c == '#' {
+				if escapeByte(c) || c == '+' || c == '#' || c == '/' {
 					return "", fmt.Errorf("natsbus: subject %q: unescaped %q", subject, c)
 				}
 				b.WriteByte(c)
