@@ -167,6 +167,11 @@ func TestStartFailsOnPortInUse(t *testing.T) {
 			if !strings.Contains(err.Error(), busy.Addr().String()) {
 				t.Errorf("Start error = %q; want it to name %s", err, busy.Addr())
 			}
+			// It names the flag and its environment variable, as a user types them.
+			flag := name + "-addr"
+			if want := "--" + flag + " (or " + config.EnvName(flag) + ")"; !strings.Contains(err.Error(), want) {
+				t.Errorf("Start error = %q; want it to say %q", err, want)
+			}
 			// Listeners opened before the failure are closed again.
 			for other, addr := range addrList(d.Addrs()) {
 				if addr != busy.Addr().String() && !refused(addr) {

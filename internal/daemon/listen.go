@@ -40,7 +40,7 @@ func (d *Daemon) bindHTTP() error {
 
 // bindError says which setting to change when a listener cannot bind.
 func bindError(flag, addr string, err error) error {
-	return fmt.Errorf("listen on %s (--%s): %w; choose another address with --%s (or MOTE_%s)",
+	return fmt.Errorf("listen on %s (--%s): %w; choose another address with --%s (or %s)",
 		addr, flag, err, flag, config.EnvName(flag))
 }
 
