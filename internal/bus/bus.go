@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 
 	"github.com/moteiot/mote/internal/core"
-	"github.com/moteiot/mote/internal/policy"
 )
 
 // Handler receives a message. It must not block and must not modify the
@@ -49,7 +48,7 @@ var _ Bus = (*Local)(nil)
 type subscription struct {
 	id     uint64
 	filter string
-	valid  bool // policy.ValidTopicFilter(filter), checked once at Subscribe
+	valid  bool // core.ValidTopicFilter(filter), checked once at Subscribe
 	h      Handler
 }
 
@@ -74,7 +73,7 @@ func (b *Local) Subscribe(filter string, h Handler) (unsubscribe func()) {
 	if p := b.subs.Load(); p != nil {
 		cur = *p
 	}
-	next := append(append([]subscription(nil), cur...), subscription{id: id, filter: filter, valid: policy.ValidTopicFilter(filter), h: h})
+	next := append(append([]subscription(nil), cur...), subscription{id: id, filter: filter, valid: core.ValidTopicFilter(filter), h: h})
 	b.subs.Store(&next)
 	return func() { b.remove(id) }
 }
@@ -100,11 +99,11 @@ func (b *Local) remove(id uint64) {
 // whose topic is not a valid topic name reaches no handler.
 func (b *Local) Publish(m core.Message) {
 	p := b.subs.Load()
-	if p == nil || !policy.ValidTopicName(m.Topic) {
+	if p == nil || !core.ValidTopicName(m.Topic) {
 		return
 	}
 	for _, s := range *p {
-		if s.valid && policy.MatchValid(s.filter, m.Topic) {
+		if s.valid && core.MatchValid(s.filter, m.Topic) {
 			s.h(m)
 		}
 	}

@@ -27,7 +27,6 @@ import (
 
 	"github.com/moteiot/mote/internal/bus"
 	"github.com/moteiot/mote/internal/core"
-	"github.com/moteiot/mote/internal/policy"
 	"github.com/moteiot/mote/internal/store"
 )
 
@@ -445,5 +444,5 @@ func (s *Service) changed(c store.Command) {
 // commandsFilterOverlaps reports whether an MQTT filter can match a
 // command topic of thing.
 func commandsFilterOverlaps(thing, filter string) bool {
-	return policy.FiltersOverlap(policy.StripShare(filter), Topic(thing, "+"))
+	return core.FiltersOverlap(core.StripShare(filter), Topic(thing, "+"))
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"github.com/moteiot/mote/internal/core"
 	"slices"
 	"strings"
 )
@@ -119,7 +120,7 @@ func widen(pattern string) string {
 
 // CanPublish reports whether the client may publish to topic.
 func (e *Evaluator) CanPublish(topic string) bool {
-	if e == nil || !ValidTopicName(topic) {
+	if e == nil || !core.ValidTopicName(topic) {
 		return false
 	}
 	return anyMatch(e.publish.allow, topic) && !anyMatch(e.publish.deny, topic)
@@ -128,13 +129,13 @@ func (e *Evaluator) CanPublish(topic string) bool {
 // CanSubscribe reports whether the client may subscribe to filter, which may
 // be a shared subscription.
 func (e *Evaluator) CanSubscribe(filter string) bool {
-	if e == nil || !ValidTopicFilter(filter) {
+	if e == nil || !core.ValidTopicFilter(filter) {
 		return false
 	}
-	filter = StripShare(filter)
+	filter = core.StripShare(filter)
 	allowed := false
 	for _, p := range e.subscribe.allow {
-		if covers(p, filter) {
+		if core.CoversValid(p, filter) {
 			allowed = true
 			break
 		}
@@ -143,7 +144,7 @@ func (e *Evaluator) CanSubscribe(filter string) bool {
 		return false
 	}
 	for _, p := range e.subscribe.deny {
-		if match(p, filter) { // the filter as written: its '+' and '#' are plain level names here
+		if core.MatchValid(p, filter) { // the filter as written: its '+' and '#' are plain level names here
 			return false
 		}
 	}
@@ -163,7 +164,7 @@ func (e *Evaluator) CanDeliver(topic string) bool {
 // CanReceive reports whether a message published on topic may be delivered
 // to the client.
 func (e *Evaluator) CanReceive(topic string) bool {
-	if e == nil || !ValidTopicName(topic) {
+	if e == nil || !core.ValidTopicName(topic) {
 		return false
 	}
 	return anyMatch(e.receive.allow, topic) && !anyMatch(e.receive.deny, topic)
@@ -172,7 +173,7 @@ func (e *Evaluator) CanReceive(topic string) bool {
 // anyMatch reports whether topic matches any of the patterns.
 func anyMatch(patterns []string, topic string) bool {
 	for _, p := range patterns {
-		if match(p, topic) {
+		if core.MatchValid(p, topic) {
 			return true
 		}
 	}

@@ -175,10 +175,10 @@ func patternProblem(p string) string {
 	if problem != "" {
 		return problem
 	}
-	if strings.HasPrefix(filter, sharePrefix) {
+	if strings.HasPrefix(filter, core.SharePrefix) {
 		return "is a shared subscription ($share/...): policies name the plain filter, the prefix is stripped before checking"
 	}
-	if problem := filterProblem(filter); problem != "" {
+	if problem := core.TopicFilterProblem(filter); problem != "" {
 		return "is not a valid MQTT topic filter: it " + problem
 	}
 	return ""

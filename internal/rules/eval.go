@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/moteiot/mote/internal/core"
-	"github.com/moteiot/mote/internal/policy"
 )
 
 // Input is a device message as a rule sees it.
@@ -160,7 +159,7 @@ func (s *Statement) Topic() string { return s.from }
 // Matches reports whether a message on topic is for this statement (MQTT
 // filter matching; a filter starting with a wildcard does not match topics
 // starting with '$').
-func (s *Statement) Matches(topic string) bool { return policy.MatchFilter(s.from, topic) }
+func (s *Statement) Matches(topic string) bool { return core.MatchFilter(s.from, topic) }
 
 // Columns returns the output names of the projection in order, "*" for
 // the members of the payload.

@@ -33,7 +33,6 @@ import (
 
 	"github.com/moteiot/mote/internal/bus"
 	"github.com/moteiot/mote/internal/core"
-	"github.com/moteiot/mote/internal/policy"
 )
 
 // Defaults for Options.
@@ -237,7 +236,7 @@ func (b *Bus) Subscribe(filter string, h bus.Handler) (unsubscribe func()) {
 		}
 		// NATS matched the subject; MQTT's own rules decide (a filter
 		// starting with a wildcard does not match $ topics).
-		if !policy.MatchFilter(filter, m.Topic) {
+		if !core.MatchFilter(filter, m.Topic) {
 			return
 		}
 		b.received.Add(1)

@@ -1,4 +1,4 @@
-package policy
+package core
 
 import (
 	"strings"
@@ -8,8 +8,8 @@ import (
 // maxTopicBytes is the longest topic name or filter MQTT can carry.
 const maxTopicBytes = 65535
 
-// sharePrefix starts a shared-subscription filter: $share/{group}/{filter}.
-const sharePrefix = "$share/"
+// SharePrefix starts a shared-subscription filter: $share/{group}/{filter}.
+const SharePrefix = "$share/"
 
 // ValidTopicName reports whether t may be published to: 1 to 65535 bytes of
 // valid UTF-8 without NUL and without the wildcards '+' and '#'.
@@ -31,10 +31,10 @@ func ValidTopicName(t string) bool {
 // and '+' only as a whole level. A shared subscription
 // "$share/{group}/{filter}" needs a non-empty group without '+', '#' or '/'
 // and a valid filter.
-func ValidTopicFilter(f string) bool { return filterProblem(f) == "" }
+func ValidTopicFilter(f string) bool { return TopicFilterProblem(f) == "" }
 
-// filterProblem says what is wrong with the topic filter f, or returns "".
-func filterProblem(f string) string {
+// TopicFilterProblem says what is wrong with the topic filter f, or returns "".
+func TopicFilterProblem(f string) string {
 	switch {
 	case f == "":
 		return "is empty"
@@ -45,7 +45,7 @@ func filterProblem(f string) string {
 	case !utf8.ValidString(f):
 		return "is not valid UTF-8"
 	}
-	if rest, ok := strings.CutPrefix(f, sharePrefix); ok {
+	if rest, ok := strings.CutPrefix(f, SharePrefix); ok {
 		group, filter, ok := strings.Cut(rest, "/")
 		switch {
 		case group == "":
@@ -77,7 +77,7 @@ func filterProblem(f string) string {
 // StripShare returns the topic filter of a shared subscription
 // ("$share/g/a/b" -> "a/b") and any other filter unchanged.
 func StripShare(filter string) string {
-	if rest, ok := strings.CutPrefix(filter, sharePrefix); ok {
+	if rest, ok := strings.CutPrefix(filter, SharePrefix); ok {
 		if _, f, ok := strings.Cut(rest, "/"); ok {
 			return f
 		}
@@ -202,3 +202,14 @@ func wildFirst(filter string) bool {
 // dollarFirst reports whether s begins with '$': for a topic, that it is
 // a system topic; for a filter, that it matches only such topics.
 func dollarFirst(s string) bool { return s != "" && s[0] == '$' }
+
+// MatchValid is MatchFilter for a filter and a topic already checked with
+// ValidTopicFilter and ValidTopicName: it skips both checks, for callers
+// that match one topic against many filters checked once (the bus). On
+// other input it returns some answer and never panics.
+func MatchValid(filter, topic string) bool { return match(filter, topic) }
+
+// CoversValid is FilterCovers for filters already checked with
+// ValidTopicFilter: it skips the checks (the policy evaluator checks its
+// patterns once, when it compiles them).
+func CoversValid(outer, inner string) bool { return covers(outer, inner) }
