@@ -1,0 +1,397 @@
+package broker_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/moteiot/mote/internal/azureiot"
+	"github.com/moteiot/mote/internal/daemontest"
+)
+
+const azureHost = "localhost"
+
+func azureUser(dev string) string { return azureHost + "/" + dev + "/?api-version=2021-04-12&DeviceClientType=go-test" }
+
+// azureKey gives a thing a symmetricKey credential and returns the key.
+func azureKey(t *testing.T, s *daemontest.Server, thing string) []byte {
+	t.Helper()
+	s.Thing(t, thing)
+	nc, err := s.Registry().CreateSymmetricKey(context.Background(), thing, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := base64.StdEncoding.DecodeString(nc.Key)
+	if err != nil || len(k) != 32 {
+		t.Fatalf("key %q: %v", nc.Key, err)
+	}
+	return k
+}
+
+// azureClient is an MQTT 5 client that keeps every PUBLISH it receives,
+// with its properties.
+type azureClient struct {
+	*paho.Client
+	connack *paho.Connack
+	mu      sync.Mutex
+	got     []*paho.Publish
+	ch      chan struct{}
+	gone    chan struct{}
+}
+
+func dialAzure(t *testing.T, s *daemontest.Server, clientID, user, password string, tc *tls.Config) (*azureClient, error) {
+	t.Helper()
+	if tc == nil {
+		tc = s.TLSConfig(nil)
+	}
+	conn, err := tls.Dial("tcp", s.MQTTS, tc)
+	if err != nil {
+		return nil, err
+	}
+	c := &azureClient{ch: make(chan struct{}, 1), gone: make(chan struct{})}
+	var once sync.Once
+	c.Client = paho.NewClient(paho.ClientConfig{
+		Conn: packets.NewThreadSafeConn(conn),
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			c.mu.Lock()
+			c.got = append(c.got, pr.Packet)
+			c.mu.Unlock()
+			select {
+			case c.ch <- struct{}{}:
+			default:
+			}
+			return true, nil
+		}},
+		OnServerDisconnect: func(*paho.Disconnect) { once.Do(func() { close(c.gone) }) },
+		OnClientError:      func(error) { once.Do(func() { close(c.gone) }) },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true,
+		Username: user, UsernameFlag: true, Password: []byte(password), PasswordFlag: password != ""})
+	c.connack = ca
+	if err != nil {
+		_ = conn.Close()
+		return c, err
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	return c, nil
+}
+
+func (c *azureClient) sub(t *testing.T, filter string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 0}}})
+	if err != nil || sa.Reasons[0] >= 0x80 {
+		t.Fatalf("subscribe %s: %v %v", filter, sa, err)
+	}
+}
+
+func (c *azureClient) pub(t *testing.T, topic string, qos byte, payload string) byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: []byte(payload)})
+	if err != nil && r == nil {
+		t.Fatalf("publish %s: %v", topic, err)
+	}
+	if r == nil {
+		return 0
+	}
+	return r.ReasonCode
+}
+
+// wait returns the first message whose topic starts with prefix.
+func (c *azureClient) wait(t *testing.T, prefix string) *paho.Publish {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		c.mu.Lock()
+		for _, p := range c.got {
+			if strings.HasPrefix(p.Topic, prefix) {
+				c.mu.Unlock()
+				return p
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.ch:
+		case <-deadline:
+			t.Fatalf("no message on %s*; got %v", prefix, c.topics())
+		}
+	}
+}
+
+func (c *azureClient) topics() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ts []string
+	for _, p := range c.got {
+		ts = append(ts, p.Topic)
+	}
+	return ts
+}
+
+func TestAzureAuth(t *testing.T) {
+	s := daemontest.Start(t)
+	k1 := azureKey(t, s, "dev1")
+	k2 := azureKey(t, s, "dev2")
+	now := time.Now()
+	good := azureiot.NewSAS(k1, azureHost, "dev1", now.Add(time.Hour))
+
+	t.Run("v5 ok", func(t *testing.T) {
+		if _, err := dialAzure(t, s, "dev1", azureUser("dev1"), good, nil); err != nil {
+			t.Fatalf("connect with a good SAS token: %v", err)
+		}
+	})
+	t.Run("v3 ok", func(t *testing.T) {
+		if _, code, err := s.DialV3(t, daemontest.V3Options{ClientID: "dev1", Username: azureUser("dev1"), Password: good, TLS: s.TLSConfig(nil)}); err != nil {
+			t.Fatalf("v3 connect with a good SAS token = %d, %v", code, err)
+		}
+	})
+	for _, tc := range []struct {
+		name, client, user, password string
+		code                         byte
+	}{
+		{"expired", "dev1", azureUser("dev1"), azureiot.NewSAS(k1, azureHost, "dev1", now.Add(-time.Second)), 0x87},
+		{"token for another device", "dev1", azureUser("dev1"), azureiot.NewSAS(k2, azureHost, "dev2", now.Add(time.Hour)), 0x87},
+		{"another device's key", "dev1", azureUser("dev1"), azureiot.NewSAS(k2, azureHost, "dev1", now.Add(time.Hour)), 0x86},
+		{"bad signature", "dev1", azureUser("dev1"), strings.Replace(good, "sig=", "sig=A", 1), 0x86},
+		{"forged expiry", "dev1", azureUser("dev1"), strings.Replace(good, "&se=", "&se=1", 1), 0x86},
+		{"client id is not the device id", "dev2", azureUser("dev1"), good, 0x85},
+		{"not a SAS token", "dev1", azureUser("dev1"), "hunter2", 0x86},
+		{"malformed user name", "dev1", azureHost + "/dev1/?nothing=1", good, 0x86},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := dialAzure(t, s, tc.client, tc.user, tc.password, nil)
+			if err == nil || c.connack == nil || c.connack.ReasonCode != tc.code {
+				var code byte
+				if c != nil && c.connack != nil {
+					code = c.connack.ReasonCode
+				}
+				t.Fatalf("connect = %#x, %v; want reason %#x", code, err, tc.code)
+			}
+		})
+	}
+	t.Run("plain TCP refused", func(t *testing.T) {
+		c, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev1", Username: azureUser("dev1"), Password: good})
+		if err == nil || c.Connack == nil || c.Connack.ReasonCode != 0x87 {
+			t.Fatalf("Azure over plain MQTT = %+v, %v; want 0x87", c, err)
+		}
+	})
+	t.Run("revoked key", func(t *testing.T) {
+		s.Thing(t, "dev3")
+		nc, err := s.Registry().CreateSymmetricKey(context.Background(), "dev3", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _ := base64.StdEncoding.DecodeString(nc.Key)
+		tok := azureiot.NewSAS(k, azureHost, "dev3", now.Add(time.Hour))
+		if _, err := dialAzure(t, s, "dev3", azureUser("dev3"), tok, nil); err != nil {
+			t.Fatalf("before revocation: %v", err)
+		}
+		if _, err := s.Registry().RevokeCredential(context.Background(), "dev3", nc.ID); err != nil {
+			t.Fatal(err)
+		}
+		c, err := dialAzure(t, s, "dev3", azureUser("dev3"), tok, nil)
+		if err == nil || c.connack.ReasonCode != 0x87 {
+			t.Fatalf("after revocation = %v; want 0x87", err)
+		}
+	})
+	t.Run("refusals are counted", func(t *testing.T) {
+		body := getMetrics(t, s)
+		for _, reason := range []string{"sas_expired", "sas_wrong_device", "bad_credentials", "azure_client_id", "azure_bad_username", "azure_needs_tls"} {
+			if want := `mote_mqtt_auth_failures_total{reason="` + reason + `"}`; !containsLine(body, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+}
+
+func TestAzureCertificateAuth(t *testing.T) {
+	s := daemontest.Start(t)
+	s.Thing(t, "cam")
+	s.Thing(t, "other")
+	_, cert := s.ClientCert(t, "cam")
+	if _, err := dialAzure(t, s, "cam", azureUser("cam"), "", s.TLSConfig(&cert)); err != nil {
+		t.Fatalf("Azure user name with the device's certificate: %v", err)
+	}
+	// The certificate is cam's: it cannot speak for another device.
+	c, err := dialAzure(t, s, "other", azureUser("other"), "", s.TLSConfig(&cert))
+	if err == nil || c.connack.ReasonCode != 0x87 {
+		t.Fatalf("cam's certificate as other = %v; want 0x87", err)
+	}
+}
+
+func TestAzureSASExpiryCloses(t *testing.T) {
+	s := daemontest.Start(t)
+	k := azureKey(t, s, "dev1")
+	exp := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second) // whole seconds, 2–3s away
+	c, err := dialAzure(t, s, "dev1", azureUser("dev1"), azureiot.NewSAS(k, azureHost, "dev1", exp), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.gone:
+		if time.Now().Before(exp) {
+			t.Fatalf("closed at %v, before the token expired at %v", time.Now(), exp)
+		}
+	case <-time.After(time.Until(exp) + 5*time.Second):
+		t.Fatalf("connection still open after the SAS token expired at %v", exp)
+	}
+}
+
+func TestAzureTelemetry(t *testing.T) {
+	s := daemontest.Start(t)
+	k := azureKey(t, s, "dev1")
+	azureKey(t, s, "dev2")
+	c, err := dialAzure(t, s, "dev1", azureUser("dev1"), azureiot.NewSAS(k, azureHost, "dev1", time.Now().Add(time.Hour)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sub(t, "things/dev1/telemetry")
+	bag := azureiot.EncodePropertyBag([]azureiot.Property{{Key: "$.ct", Value: "application/json"}, {Key: "$.ce", Value: "utf-8"}, {Key: "alert level", Value: "high&dry"}})
+	if rc := c.pub(t, "devices/dev1/messages/events/"+bag, 1, `{"temp":21}`); rc != 0 {
+		t.Fatalf("telemetry PUBACK = %#x; want 0", rc)
+	}
+	m := c.wait(t, "things/dev1/telemetry")
+	if string(m.Payload) != `{"temp":21}` {
+		t.Errorf("payload = %s", m.Payload)
+	}
+	props := map[string]string{}
+	if m.Properties != nil {
+		for _, u := range m.Properties.User {
+			props[u.Key] = u.Value
+		}
+		if m.Properties.ContentType != "application/json" {
+			t.Errorf("content type = %q; want application/json", m.Properties.ContentType)
+		}
+	}
+	if props["$.ct"] != "application/json" || props["$.ce"] != "utf-8" || props["alert level"] != "high&dry" {
+		t.Errorf("user properties = %v", props)
+	}
+
+	t.Run("another device's topic", func(t *testing.T) {
+		if rc := c.pub(t, "devices/dev2/messages/events/", 1, `{}`); rc != 0x87 {
+			t.Fatalf("PUBACK = %#x; want 0x87", rc)
+		}
+	})
+	t.Run("invalid escapes in the property bag", func(t *testing.T) {
+		for _, bag := range []string{"a=%zz", "%g0=1", "=v"} {
+			if rc := c.pub(t, "devices/dev1/messages/events/"+bag, 1, `{}`); rc != 0x90 {
+				t.Errorf("bag %q: PUBACK = %#x; want 0x90", bag, rc)
+			}
+		}
+	})
+	t.Run("counted", func(t *testing.T) {
+		body := getMetrics(t, s)
+		for _, want := range []string{"mote_azure_events_total", `mote_azure_dropped_total{reason="bad_property_bag"}`, `mote_azure_dropped_total{reason="wrong_device"}`} {
+			if !containsLine(body, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+}
+
+// The $iothub topics carry no device id: whatever one device asks is
+// answered to it alone, and nobody can publish answers to others.
+func TestAzureIoTHubTopicsStayPerConnection(t *testing.T) {
+	s := daemontest.Start(t)
+	k1, k2 := azureKey(t, s, "dev1"), azureKey(t, s, "dev2")
+	exp := time.Now().Add(time.Hour)
+	d1, err := dialAzure(t, s, "dev1", azureUser("dev1"), azureiot.NewSAS(k1, azureHost, "dev1", exp), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := dialAzure(t, s, "dev2", azureUser("dev2"), azureiot.NewSAS(k2, azureHost, "dev2", exp), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*azureClient{d1, d2} {
+		c.sub(t, "$iothub/twin/res/#")
+		c.sub(t, "$iothub/twin/PATCH/properties/desired/#")
+	}
+	d1.pub(t, "$iothub/twin/PATCH/properties/reported/?$rid=r1", 0, `{"secret":"dev1 only"}`)
+	d1.pub(t, "$iothub/twin/GET/?$rid=g1", 0, "")
+	res := d1.wait(t, "$iothub/twin/res/200/?$rid=g1")
+	if !strings.Contains(string(res.Payload), "dev1 only") {
+		t.Errorf("dev1's twin = %s", res.Payload)
+	}
+	// A device whose policies would allow anything cannot route on $iothub.
+	mallory := s.Device(t, "mallory")
+	m := s.V5(t, "mallory", mallory)
+	if rc := m.Pub(t, "$iothub/twin/res/200/?$rid=g2", 1, false, `{"desired":{"evil":1}}`); rc < 0x80 {
+		t.Errorf("publish on $iothub by a Mote device = %#x; want a refusal", rc)
+	}
+	// dev2 then asks: it gets its own answer, and only that.
+	d2.pub(t, "$iothub/twin/GET/?$rid=g2", 0, "")
+	res2 := d2.wait(t, "$iothub/twin/res/200/?$rid=g2")
+	if strings.Contains(string(res2.Payload), "dev1 only") || strings.Contains(string(res2.Payload), "evil") {
+		t.Errorf("dev2's twin = %s", res2.Payload)
+	}
+	for _, topic := range d2.topics() {
+		if topic != "$iothub/twin/res/200/?$rid=g2" {
+			t.Errorf("dev2 received %s", topic)
+		}
+	}
+	for _, topic := range d1.topics() {
+		if strings.Contains(topic, "g2") {
+			t.Errorf("dev1 received %s", topic)
+		}
+	}
+}
+
+func TestAzureTwin(t *testing.T) {
+	s := daemontest.Start(t)
+	k := azureKey(t, s, "dev1")
+	c, err := dialAzure(t, s, "dev1", azureUser("dev1"), azureiot.NewSAS(k, azureHost, "dev1", time.Now().Add(time.Hour)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sub(t, "$iothub/twin/res/#")
+	c.sub(t, "$iothub/twin/PATCH/properties/desired/#")
+
+	// Reported: the shadow sees it.
+	c.pub(t, "$iothub/twin/PATCH/properties/reported/?$rid=1", 0, `{"fw":"1.0","temp":21}`)
+	res := c.wait(t, "$iothub/twin/res/204/?$rid=1&$version=")
+	if !strings.Contains(res.Topic, "$version=1") {
+		t.Errorf("reported answer on %s; want $version=1", res.Topic)
+	}
+	body, err := s.Shadows().Get(context.Background(), "dev1", "")
+	if err != nil || !strings.Contains(string(body), `"reported":{"fw":"1.0","temp":21}`) {
+		t.Fatalf("shadow after the reported patch = %s, %v", body, err)
+	}
+
+	// Desired set through the platform: pushed as a patch.
+	if _, err := s.Shadows().Update(context.Background(), "dev1", "", []byte(`{"state":{"desired":{"fw":"2.0"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	p := c.wait(t, "$iothub/twin/PATCH/properties/desired/?$version=2")
+	var patch map[string]any
+	if err := json.Unmarshal(p.Payload, &patch); err != nil || patch["fw"] != "2.0" || patch["$version"] != 2.0 {
+		t.Errorf("desired patch = %s, %v", p.Payload, err)
+	}
+
+	// GET: the whole twin.
+	c.pub(t, "$iothub/twin/GET/?$rid=2", 0, "")
+	g := c.wait(t, "$iothub/twin/res/200/?$rid=2")
+	var twin struct {
+		Desired, Reported map[string]any
+	}
+	if err := json.Unmarshal(g.Payload, &twin); err != nil || twin.Desired["fw"] != "2.0" || twin.Reported["fw"] != "1.0" || twin.Desired["$version"] != 2.0 {
+		t.Errorf("twin = %s, %v", g.Payload, err)
+	}
+
+	// A patch that is not an object is answered 400.
+	c.pub(t, "$iothub/twin/PATCH/properties/reported/?$rid=3", 0, `[1]`)
+	c.wait(t, "$iothub/twin/res/400/?$rid=3")
+}
