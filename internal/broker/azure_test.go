@@ -19,7 +19,9 @@ import (
 
 const azureHost = "localhost"
 
-func azureUser(dev string) string { return azureHost + "/" + dev + "/?api-version=2021-04-12&DeviceClientType=go-test" }
+func azureUser(dev string) string {
+	return azureHost + "/" + dev + "/?api-version=2021-04-12&DeviceClientType=go-test"
+}
 
 // azureKey gives a thing a symmetricKey credential and returns the key.
 func azureKey(t *testing.T, s *daemontest.Server, thing string) []byte {
