@@ -2,8 +2,11 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,11 +149,15 @@ type azureConn struct {
 	stopped bool
 	done    chan struct{}
 	desired bool // subscribed to $iothub/twin/PATCH/properties/desired/#
+	methods bool // subscribed to $iothub/methods/POST/#
 }
 
 type azureJob struct {
 	req     azureiot.Request
 	payload []byte
+	// method is a direct-method call to write (req.RID is its id) when
+	// req.Kind is "".
+	method string
 	// documents is a shadow update/documents body (a desired patch to
 	// push) when req.Kind is "".
 	documents []byte
@@ -242,8 +249,16 @@ func (b *Broker) azurePublish(cl *mqtt.Client, s *session, pk packets.Packet) (p
 			return pk, true, packets.CodeSuccessIgnore
 		}
 		if req.Kind == azureiot.MethodResult {
-			a.m.requests.WithLabelValues(req.Kind, "501").Inc()
-			return pk, true, packets.CodeSuccessIgnore // direct methods are not supported yet (docs/azure.md)
+			// The answer to a direct method goes on as the device's answer
+			// on Mote's topic (its policies apply; package methods takes it
+			// from the bus).
+			if strings.ContainsAny(req.RID, "/+#") {
+				a.m.requests.WithLabelValues(req.Kind, "400").Inc()
+				return pk, true, packets.CodeSuccessIgnore
+			}
+			a.m.requests.WithLabelValues(req.Kind, itoa(req.Status)).Inc()
+			pk.TopicName = "$mote/things/" + s.id.Thing + "/methods/res/" + strconv.Itoa(req.Status) + "/" + req.RID
+			return pk, false, nil
 		}
 		if !s.azure.enqueue(azureJob{req: req, payload: pk.Payload}) {
 			a.m.dropped.WithLabelValues("queue_full").Inc()
@@ -304,7 +319,12 @@ func (b *Broker) azureACL(s *session, topic string) (allow, ok bool) {
 		s.azure.desired = true
 		s.azure.mu.Unlock()
 		return true, true
-	case topic == "$iothub/twin/res/#", topic == "$iothub/methods/POST/#":
+	case topic == "$iothub/methods/POST/#":
+		s.azure.mu.Lock()
+		s.azure.methods = true
+		s.azure.mu.Unlock()
+		return true, true
+	case topic == "$iothub/twin/res/#":
 		return true, true
 	case azureiot.IsIoTHub(topic):
 		return false, true
@@ -325,6 +345,7 @@ func (b *Broker) azureInline(pk packets.Packet) {
 	}
 	thing, ok := strings.CutSuffix(rest, "/shadow/update/documents")
 	if !ok || strings.Contains(thing, "/") {
+		b.azureMethod(rest, pk.Payload)
 		return
 	}
 	v, ok := b.sessions.Load(thing) // an Azure client id is its thing's name
@@ -362,6 +383,10 @@ func (a *azure) do(s *session, j azureJob) {
 	var twin TwinBackend
 	if p := a.twin.Load(); p != nil {
 		twin = *p
+	}
+	if j.method != "" {
+		a.reply(s.cl, azureiot.MethodTopic(j.method, j.req.RID), j.payload)
+		return
 	}
 	if j.req.Kind == "" {
 		if twin == nil {
@@ -447,4 +472,125 @@ func itoa(n int) string {
 func isAzureRefusal(err error) bool {
 	_, _, ok := azureConnackCode(err)
 	return ok
+}
+
+// azureMethod sees a direct-method request of package methods,
+// "{thing}/methods/{method}/{requestId}" under $mote/things/, and hands it
+// to the thing's Azure connection (if it subscribed to
+// $iothub/methods/POST/#) as "$iothub/methods/POST/{method}/?$rid={id}".
+func (b *Broker) azureMethod(rest string, payload []byte) {
+	parts := strings.Split(rest, "/")
+	if len(parts) != 4 || parts[1] != "methods" || parts[2] == "res" {
+		return
+	}
+	thing, method, id := parts[0], parts[2], parts[3]
+	s := b.azureSession(thing)
+	if s == nil {
+		return
+	}
+	s.azure.mu.Lock()
+	want := s.azure.methods
+	s.azure.mu.Unlock()
+	if want && !s.azure.enqueue(azureJob{method: method, req: azureiot.Request{RID: id}, payload: payload}) {
+		b.azure.m.dropped.WithLabelValues("queue_full").Inc()
+	}
+}
+
+// azureSession returns the live Azure connection of a thing, or nil.
+func (b *Broker) azureSession(thing string) *session {
+	v, ok := b.sessions.Load(thing) // an Azure client id is its thing's name
+	if !ok {
+		return nil
+	}
+	s := v.(*session)
+	if s.azure == nil || s.id.Thing != thing {
+		return nil
+	}
+	return s
+}
+
+// commandsPrefix is package commands' topic of a thing's commands.
+func commandsPrefix(thing string) string { return "$mote/things/" + thing + "/commands/" }
+
+// azureDeviceBound maps a command for an Azure connection that subscribed
+// to its cloud-to-device messages: the topic it goes out on,
+// devices/{id}/messages/devicebound/{bag} with $.mid (the command id),
+// $.to, $.ct and $.ce, and the subscription it is delivered under.
+func (b *Broker) azureDeviceBound(s *session, topic string) (string, packets.Subscription, bool) {
+	id, ok := strings.CutPrefix(topic, commandsPrefix(s.id.Thing))
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return "", packets.Subscription{}, false
+	}
+	sub, ok := s.cl.State.Subscriptions.Get(azureiot.DeviceBoundFilter(s.azure.device))
+	if !ok {
+		return "", packets.Subscription{}, false
+	}
+	return azureiot.DeviceBoundTopic(s.azure.device, []azureiot.Property{
+		{Key: "$.mid", Value: id},
+		{Key: "$.to", Value: "/devices/" + s.azure.device + "/messages/devicebound"},
+		{Key: "$.ct", Value: "application/json"},
+		{Key: "$.ce", Value: "utf-8"},
+		{Key: "mote-command", Value: id},
+	}), sub, true
+}
+
+// azureFilters adds, for an Azure connection subscribed to its
+// cloud-to-device messages, the filter of its commands, so that package
+// commands delivers them (as C2D messages, azureDeviceBound).
+func (b *Broker) azureFilters(s *session, filters []string) []string {
+	if s.azure == nil {
+		return filters
+	}
+	for _, f := range filters {
+		if f == azureiot.DeviceBoundFilter(s.azure.device) {
+			return append(filters, commandsPrefix(s.id.Thing)+"+")
+		}
+	}
+	return filters
+}
+
+// SendC2D sends a raw cloud-to-device message to a thing's live Azure
+// connection, at QoS 1 if it subscribed so, on
+// devices/{id}/messages/devicebound/{bag}: the application properties,
+// then $.mid (a new message id, returned), $.to and $.ct if given. It is
+// not queued: a thing without a connection subscribed to its C2D messages
+// is a conflict.
+func (b *Broker) SendC2D(thing string, payload []byte, props []azureiot.Property, contentType string) (string, error) {
+	if b.closed.Load() {
+		return "", core.Errorf(core.KindUnavailable, "broker is shutting down")
+	}
+	if len(payload) > b.opts.MaxPacketSize {
+		return "", &core.Error{Kind: core.KindTooLarge, Msg: "message is larger than the largest packet the broker accepts (max-packet-size)"}
+	}
+	s := b.azureSession(thing)
+	if s == nil || s.cl.Closed() {
+		return "", core.Errorf(core.KindConflict, "thing %q has no Azure IoT Hub connection", thing)
+	}
+	sub, ok := s.cl.State.Subscriptions.Get(azureiot.DeviceBoundFilter(s.azure.device))
+	if !ok {
+		return "", core.Errorf(core.KindConflict, "thing %q has not subscribed to its cloud-to-device messages", thing)
+	}
+	mid := newMessageID()
+	all := append([]azureiot.Property(nil), props...)
+	all = append(all, azureiot.Property{Key: "$.mid", Value: mid},
+		azureiot.Property{Key: "$.to", Value: "/devices/" + s.azure.device + "/messages/devicebound"})
+	if contentType != "" {
+		all = append(all, azureiot.Property{Key: "$.ct", Value: contentType})
+	}
+	topic := azureiot.DeviceBoundTopic(s.azure.device, all)
+	now := time.Now()
+	ok, full := b.deliverTo(s.cl, thing, topic, topic, payload, min(sub.Qos, 1), now, now.Add(time.Hour))
+	if !ok {
+		if full {
+			return "", ErrDeliveryBusy
+		}
+		return "", core.Errorf(core.KindUnavailable, "the connection of thing %q cannot take the message now", thing)
+	}
+	return mid, nil
+}
+
+func newMessageID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

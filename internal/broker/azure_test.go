@@ -5,6 +5,9 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -396,4 +399,168 @@ func TestAzureTwin(t *testing.T) {
 	// A patch that is not an object is answered 400.
 	c.pub(t, "$iothub/twin/PATCH/properties/reported/?$rid=3", 0, `[1]`)
 	c.wait(t, "$iothub/twin/res/400/?$rid=3")
+}
+
+// api calls the REST API as admin and decodes the JSON answer into out.
+func api(t *testing.T, s *daemontest.Server, method, path, body string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, s.API+"/api/v1"+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		_ = json.Unmarshal(b, out)
+	}
+	return resp.StatusCode
+}
+
+func TestAzureSymmetricKeyCredentialAPI(t *testing.T) {
+	s := daemontest.Start(t)
+	s.Thing(t, "dev1")
+	var nc struct {
+		ID, Type, Key, Secret string
+	}
+	if code := api(t, s, "POST", "/things/dev1/credentials", `{"type":"symmetricKey"}`, &nc); code != 201 {
+		t.Fatalf("create = %d", code)
+	}
+	key, err := base64.StdEncoding.DecodeString(nc.Key)
+	if nc.Type != "symmetricKey" || err != nil || len(key) != 32 || nc.Secret != "" {
+		t.Fatalf("created %+v (%v)", nc, err)
+	}
+	// Shown once: not in GET, not in the list, and not in the database in
+	// the clear.
+	var got map[string]any
+	api(t, s, "GET", "/things/dev1/credentials/"+nc.ID, "", &got)
+	if _, ok := got["key"]; ok || got["type"] != "symmetricKey" {
+		t.Errorf("GET = %v", got)
+	}
+	c, err := s.Registry().Store().Credentials().Get(context.Background(), nc.ID)
+	if err != nil || !strings.HasPrefix(c.SealedKey, "mote:sealed:v1:") || strings.Contains(c.SealedKey, nc.Key) {
+		t.Errorf("stored key = %q, %v; want it sealed", c.SealedKey, err)
+	}
+	// The key signs SAS tokens the broker accepts.
+	if _, err := dialAzure(t, s, "dev1", azureUser("dev1"), azureiot.NewSAS(key, azureHost, "dev1", time.Now().Add(time.Hour)), nil); err != nil {
+		t.Fatalf("connect with the new key: %v", err)
+	}
+	if code := api(t, s, "POST", "/things/dev1/credentials", `{"type":"symmetricKey","validityDays":3}`, nil); code != 400 {
+		t.Errorf("symmetricKey with validityDays = %d; want 400", code)
+	}
+}
+
+func TestAzureCloudToDevice(t *testing.T) {
+	s := daemontest.Start(t)
+	k := azureKey(t, s, "dev1")
+	c, err := dialAzure(t, s, "dev1", azureUser("dev1"), azureiot.NewSAS(k, azureHost, "dev1", time.Now().Add(time.Hour)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nobody listens yet: a raw C2D message is refused, not queued.
+	if code := api(t, s, "POST", "/things/dev1/c2d", `{"body":"x"}`, nil); code != 409 {
+		t.Errorf("c2d before the subscription = %d; want 409", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "devices/dev1/messages/devicebound/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A Mote command arrives as a C2D message; the PUBACK completes it.
+	var cmd struct{ ID, Status, Detail string }
+	if code := api(t, s, "POST", "/things/dev1/commands", `{"name":"reboot","payload":{"delaySeconds":5},"ttlSeconds":600}`, &cmd); code != 201 {
+		t.Fatalf("create command = %d %s", code, cmd.Detail)
+	}
+	m := c.wait(t, "devices/dev1/messages/devicebound/")
+	bag := strings.TrimPrefix(m.Topic, "devices/dev1/messages/devicebound/")
+	props, err := azureiot.ParsePropertyBag(bag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm := map[string]string{}
+	for _, p := range props {
+		pm[p.Key] = p.Value
+	}
+	if pm["$.mid"] != cmd.ID || pm["$.to"] != "/devices/dev1/messages/devicebound" || pm["$.ct"] != "application/json" {
+		t.Errorf("C2D properties = %v; want $.mid %s", pm, cmd.ID)
+	}
+	if !strings.Contains(string(m.Payload), "reboot") {
+		t.Errorf("C2D body = %s", m.Payload)
+	}
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		var got struct{ Status string }
+		api(t, s, "GET", "/things/dev1/commands/"+cmd.ID, "", &got)
+		if got.Status != "delivered" {
+			return errorf("command status = %q; want delivered", got.Status)
+		}
+		return nil
+	})
+
+	// A raw C2D message with application properties.
+	var res struct{ MessageID string }
+	if code := api(t, s, "POST", "/things/dev1/c2d", `{"body":"hello","properties":{"color":"red & blue"},"contentType":"text/plain"}`, &res); code != 202 || res.MessageID == "" {
+		t.Fatalf("c2d = %d %+v", code, res)
+	}
+	m = c.wait(t, "devices/dev1/messages/devicebound/color=")
+	props, err = azureiot.ParsePropertyBag(strings.TrimPrefix(m.Topic, "devices/dev1/messages/devicebound/"))
+	if err != nil || string(m.Payload) != "hello" {
+		t.Fatalf("raw C2D %s: %s, %v", m.Topic, m.Payload, err)
+	}
+	want := []azureiot.Property{{Key: "color", Value: "red & blue"}, {Key: "$.mid", Value: res.MessageID},
+		{Key: "$.to", Value: "/devices/dev1/messages/devicebound"}, {Key: "$.ct", Value: "text/plain"}}
+	if !reflect.DeepEqual(props, want) {
+		t.Errorf("raw C2D properties = %v; want %v", props, want)
+	}
+	for _, bad := range []string{`{"body":"x","properties":{"$.mid":"forged"}}`, `{"properties":{}}`, `{"body":"x","extra":1}`} {
+		if code := api(t, s, "POST", "/things/dev1/c2d", bad, nil); code != 400 {
+			t.Errorf("c2d %s = %d; want 400", bad, code)
+		}
+	}
+	if code := api(t, s, "POST", "/things/nobody/c2d", `{"body":"x"}`, nil); code != 404 {
+		t.Errorf("c2d to an unknown thing = %d; want 404", code)
+	}
+}
+
+func TestAzureDirectMethod(t *testing.T) {
+	s := daemontest.Start(t)
+	k := azureKey(t, s, "dev1")
+	c, err := dialAzure(t, s, "dev1", azureUser("dev1"), azureiot.NewSAS(k, azureHost, "dev1", time.Now().Add(time.Hour)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sub(t, "$iothub/methods/POST/#")
+	// The device answers every call with 201 and the payload it got.
+	c.AddOnPublishReceived(func(pr paho.PublishReceived) (bool, error) {
+		p := pr.Packet
+		if rest, ok := strings.CutPrefix(p.Topic, "$iothub/methods/POST/reboot/?$rid="); ok {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_, _ = c.Publish(ctx, &paho.Publish{Topic: "$iothub/methods/res/201/?$rid=" + rest, Payload: []byte(`{"echo":` + string(p.Payload) + `}`)})
+			}()
+		}
+		return false, nil
+	})
+	var res struct {
+		Status  int
+		Payload map[string]any
+	}
+	if code := api(t, s, "POST", "/things/dev1/methods/reboot", `{"payload":{"delay":5},"timeoutSeconds":5}`, &res); code != 200 {
+		t.Fatalf("method call = %d", code)
+	}
+	if res.Status != 201 || res.Payload["echo"] == nil {
+		t.Errorf("method result = %+v; want status 201 with the echo", res)
+	}
+	// A call to a device that does not answer that method times out.
+	if code := api(t, s, "POST", "/things/dev1/methods/other", `{"timeoutSeconds":1}`, nil); code != 504 {
+		t.Errorf("unanswered method = %d; want 504", code)
+	}
 }

@@ -440,6 +440,7 @@ func (d *Daemon) startHTTP() error {
 		Telemetry: d.tstore,
 		Methods:   d.methods,
 		Commands:  d.commands,
+		C2D:       d.broker, // Azure IoT Hub cloud-to-device messages
 		Devices:   d.devices,
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.
