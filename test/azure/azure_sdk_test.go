@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,10 +33,15 @@ import (
 )
 
 type line struct {
-	Step  string         `json:"step"`
-	Where string         `json:"where"`
-	Error string         `json:"error"`
-	Patch map[string]any `json:"patch"`
+	Step        string            `json:"step"`
+	Where       string            `json:"where"`
+	Error       string            `json:"error"`
+	Patch       map[string]any    `json:"patch"`
+	MessageID   string            `json:"messageId"`
+	ContentType string            `json:"contentType"`
+	Body        string            `json:"body"`
+	Props       map[string]string `json:"props"`
+	Payload     map[string]any    `json:"payload"`
 }
 
 func TestAzureSDK(t *testing.T) {
@@ -95,6 +101,8 @@ func TestAzureSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	steps := map[string]line{}
+	var commandID string
+	methodResult := make(chan string, 1)
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		var l line
@@ -112,22 +120,54 @@ func TestAzureSDK(t *testing.T) {
 			if err != nil || !strings.Contains(string(body), `"reported":{"fw":"1.0","temp":21}`) {
 				t.Errorf("shadow after the SDK reported = %s, %v", body, err)
 			}
+		case "listening":
 			if _, err := s.Shadows().Update(ctx, "azdev", "", []byte(`{"state":{"desired":{"fw":"2.0"}}}`)); err != nil {
 				t.Fatal(err)
 			}
+			var cmd struct{ ID, Detail string }
+			if code := api(t, s, "POST", "/things/azdev/commands", `{"name":"reboot","payload":{"delaySeconds":5},"ttlSeconds":60}`, &cmd); code != http.StatusCreated {
+				t.Fatalf("queue a command = %d %s", code, cmd.Detail)
+			}
+			commandID = cmd.ID
+			go callMethod(t, s, methodResult)
 		}
 	}
 	_, _ = io.Copy(io.Discard, out)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("SDK script: %v\nsteps: %v\nstderr: %s", err, steps, stderr.String())
 	}
-	for _, want := range []string{"connected", "sent", "twin", "reported", "desired", "closed"} {
+	for _, want := range []string{"connected", "sent", "twin", "reported", "listening", "desired", "message", "method", "closed"} {
 		if _, ok := steps[want]; !ok {
 			t.Errorf("SDK step %q missing; got %v", want, steps)
 		}
 	}
 	if p := steps["desired"].Patch; p["fw"] != "2.0" {
 		t.Errorf("desired patch = %v; want fw 2.0", p)
+	}
+	// The command came as a C2D message, and the SDK's completion (PUBACK)
+	// completed it.
+	if m := steps["message"]; m.MessageID != commandID || m.ContentType != "application/json" || !strings.Contains(m.Body, `"reboot"`) {
+		t.Errorf("C2D message = %+v; want the command %s", m, commandID)
+	}
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		var c struct{ Status string }
+		api(t, s, "GET", "/things/azdev/commands/"+commandID, "", &c)
+		if c.Status != "delivered" {
+			return fmt.Errorf("command status = %q; want delivered", c.Status)
+		}
+		return nil
+	})
+	// The direct method was answered through the SDK.
+	if p := steps["method"].Payload; p["delay"] != 5.0 {
+		t.Errorf("method payload seen by the SDK = %v", p)
+	}
+	select {
+	case r := <-methodResult:
+		if !strings.Contains(r, `"status":200`) || !strings.Contains(r, `"rebooting":true`) {
+			t.Errorf("method result = %s", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the method call did not return")
 	}
 	// The telemetry reached the application with its properties.
 	m := app.Inbox.Wait(t, "things/azdev/telemetry", 5*time.Second)
@@ -143,4 +183,42 @@ func TestAzureSDK(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// callMethod calls the direct method "reboot" until the SDK has
+// subscribed to methods (until then the call times out) and sends the
+// answer's body.
+func callMethod(t *testing.T, s *daemontest.Server, out chan<- string) {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var raw json.RawMessage
+		if code := api(t, s, "POST", "/things/azdev/methods/reboot", `{"payload":{"delay":5},"timeoutSeconds":2}`, &raw); code == http.StatusOK {
+			out <- string(raw)
+			return
+		}
+	}
+	out <- "no answer"
+}
+
+// api calls the REST API as admin and decodes the JSON answer into out.
+// It is safe on any goroutine (it never fails the test).
+func api(_ *testing.T, s *daemontest.Server, method, path, body string, out any) int {
+	req, err := http.NewRequest(method, s.API+"/api/v1"+path, strings.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		_ = json.Unmarshal(b, out)
+	}
+	return resp.StatusCode
 }

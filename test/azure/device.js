@@ -42,15 +42,40 @@ async function main() {
     twin.properties.reported.update({ fw: '1.0', temp: 21 }, (err) => (err ? reject(err) : resolve())));
   step('reported');
 
-  // The test sets desired.fw through Mote once it has seen "reported".
-  await new Promise((resolve) => {
-    twin.on('properties.desired', (patch) => {
-      if (patch.fw === '2.0') {
-        step('desired', { patch });
-        resolve();
-      }
+  // Cloud-to-device messages and a direct method. The test queues a Mote
+  // command (delivered once the SDK subscribed), sets desired.fw and calls
+  // the method "reboot" once it has seen "listening".
+  const got = { desired: null, message: null, method: null };
+  let done;
+  const finished = new Promise((resolve) => { done = resolve; });
+  const check = () => { if (got.desired && got.message && got.method) done(); };
+  client.on('message', (msg) => {
+    const props = {};
+    msg.properties.propertyList.forEach((p) => { props[p.key] = p.value; });
+    step('message', { messageId: msg.messageId, contentType: msg.contentType, body: msg.getData().toString(), props });
+    client.complete(msg, (err) => {
+      if (err) fail('complete', err);
+      got.message = true;
+      check();
     });
   });
+  client.onDeviceMethod('reboot', (req, res) => {
+    step('method', { payload: req.payload });
+    res.send(200, { rebooting: true, delay: req.payload && req.payload.delay }, (err) => {
+      if (err) fail('method response', err);
+      got.method = true;
+      check();
+    });
+  });
+  twin.on('properties.desired', (patch) => {
+    if (patch.fw === '2.0') {
+      step('desired', { patch });
+      got.desired = true;
+      check();
+    }
+  });
+  step('listening');
+  await finished;
   await client.close();
   step('closed');
   process.exit(0);
