@@ -1,6 +1,7 @@
 package azureiot
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -65,6 +66,27 @@ func FuzzParseRequest(f *testing.F) {
 		r, err := ParseRequest(s)
 		if err == nil && r.RID == "" {
 			t.Fatalf("ParseRequest(%q) accepted an empty $rid", s)
+		}
+	})
+}
+
+func FuzzTwinDocuments(f *testing.F) {
+	f.Add([]byte(`{"previous":{"state":{"desired":{"a":1}},"version":1},"current":{"state":{"desired":{"a":2,"b":null}},"version":2}}`))
+	f.Add([]byte(`{"temp":21,"$version":3}`))
+	f.Add([]byte(`{"state":{"desired":{"fw":"2"},"reported":{}},"version":7}`))
+	f.Add([]byte(`[1,2`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if patch, v, ok := DesiredPatch(b); ok {
+			var m map[string]any
+			if err := json.Unmarshal(patch, &m); err != nil || m["$version"] != float64(v) {
+				t.Fatalf("DesiredPatch(%q) = %s, %d: not an object with $version", b, patch, v)
+			}
+		}
+		if doc, err := ShadowReportedUpdate(b); err == nil && !json.Valid(doc) {
+			t.Fatalf("ShadowReportedUpdate(%q) = %s: not JSON", b, doc)
+		}
+		if doc, err := TwinFromShadow(b); err == nil && !json.Valid(doc) {
+			t.Fatalf("TwinFromShadow(%q) = %s: not JSON", b, doc)
 		}
 	})
 }
