@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/moteiot/mote/internal/azureiot"
+	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
 )
 
@@ -562,5 +565,91 @@ func TestAzureDirectMethod(t *testing.T) {
 	// A call to a device that does not answer that method times out.
 	if code := api(t, s, "POST", "/things/dev1/methods/other", `{"timeoutSeconds":1}`, nil); code != 504 {
 		t.Errorf("unanswered method = %d; want 504", code)
+	}
+}
+
+// stuckTwins is a twin store that does not answer (a dead database)
+// until release is closed, then fails with its deadline exceeded.
+type stuckTwins struct {
+	calls   atomic.Int64
+	release chan struct{}
+}
+
+func (s *stuckTwins) wait(ctx context.Context) error {
+	s.calls.Add(1)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.release:
+		return context.DeadlineExceeded
+	}
+}
+
+func (s *stuckTwins) GetTwin(ctx context.Context, _ string) ([]byte, error) {
+	return nil, s.wait(ctx)
+}
+
+func (s *stuckTwins) ReportTwin(ctx context.Context, _ string, _ []byte) (int64, error) {
+	return 0, s.wait(ctx)
+}
+
+func (s *stuckTwins) DesiredPatch([]byte) ([]byte, int64, bool) { return nil, 0, false }
+
+// A flood of twin requests against a store that does not answer: the
+// connection's queue is bounded (the rest are answered 429 at once), the
+// ones taken are answered 504 at the deadline, and the device's other
+// traffic goes on meanwhile (nothing waits on the publish path).
+func TestAzureTwinFloodAndDeadStore(t *testing.T) {
+	s := daemontest.Start(t, func(c *config.Config) {
+		c.AzureQueueSize = 2
+		c.AzureRequestTimeout = time.Minute
+	})
+	stuck := &stuckTwins{release: make(chan struct{})}
+	s.Broker().SetAzureTwin(stuck)
+	k := azureKey(t, s, "dev1")
+	c, err := dialAzure(t, s, "dev1", azureUser("dev1"), azureiot.NewSAS(k, azureHost, "dev1", time.Now().Add(time.Hour)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sub(t, "$iothub/twin/res/#")
+	c.sub(t, "things/dev1/telemetry")
+	const n = 10
+	for i := range n {
+		c.pub(t, fmt.Sprintf("$iothub/twin/GET/?$rid=f%d", i), 0, "")
+	}
+	// Telemetry is not held up by the stuck twin requests: it arrives
+	// while the store is still stuck (nothing was answered but 429s).
+	if rc := c.pub(t, "devices/dev1/messages/events/", 1, "still flowing"); rc != 0 {
+		t.Fatalf("telemetry PUBACK = %#x", rc)
+	}
+	c.wait(t, "things/dev1/telemetry")
+	for _, topic := range c.topics() {
+		if strings.HasPrefix(topic, "$iothub/twin/res/") && !strings.HasPrefix(topic, "$iothub/twin/res/429/") {
+			t.Fatalf("%s answered while the store is stuck", topic)
+		}
+	}
+	close(stuck.release)
+	daemontest.WaitFor(t, 10*time.Second, func() error {
+		var busy, timedOut int
+		for _, topic := range c.topics() {
+			switch {
+			case strings.HasPrefix(topic, "$iothub/twin/res/429/"):
+				busy++
+			case strings.HasPrefix(topic, "$iothub/twin/res/504/"):
+				timedOut++
+			}
+		}
+		// One in the worker and two queued (504 each, one after the
+		// other), or two queued if the worker had not taken the first yet.
+		if busy+timedOut != n || busy < n-3 || busy > n-2 {
+			return errorf("%d answered 429 and %d 504; want %d or %d 429 and the rest 504", busy, timedOut, n-3, n-2)
+		}
+		return nil
+	})
+	if got := stuck.calls.Load(); got < 2 || got > 3 {
+		t.Errorf("the twin store was called %d times; want 2 or 3 (the rest refused before it)", got)
+	}
+	if body := getMetrics(t, s); !containsLine(body, `mote_azure_dropped_total{reason="queue_full"}`) || !containsLine(body, `mote_azure_requests_total{kind="twin-get",status="504"}`) {
+		t.Errorf("metrics lack queue_full drops or 504 answers")
 	}
 }
