@@ -148,8 +148,19 @@ type azureConn struct {
 	queue   chan azureJob
 	stopped bool
 	done    chan struct{}
-	desired bool // subscribed to $iothub/twin/PATCH/properties/desired/#
-	methods bool // subscribed to $iothub/methods/POST/#
+}
+
+// Filters an Azure device subscribes to for what the platform pushes.
+const (
+	desiredFilter = "$iothub/twin/PATCH/properties/desired/#"
+	methodsFilter = "$iothub/methods/POST/#"
+)
+
+// subscribed reports whether a connection has a subscription to filter
+// (made now, or resumed with a persistent session).
+func subscribed(s *session, filter string) bool {
+	_, ok := s.cl.State.Subscriptions.Get(filter)
+	return ok
 }
 
 type azureJob struct {
@@ -314,17 +325,7 @@ func (b *Broker) azureACL(s *session, topic string) (allow, ok bool) {
 		return false, false
 	}
 	switch {
-	case topic == "$iothub/twin/PATCH/properties/desired/#":
-		s.azure.mu.Lock()
-		s.azure.desired = true
-		s.azure.mu.Unlock()
-		return true, true
-	case topic == "$iothub/methods/POST/#":
-		s.azure.mu.Lock()
-		s.azure.methods = true
-		s.azure.mu.Unlock()
-		return true, true
-	case topic == "$iothub/twin/res/#":
+	case topic == desiredFilter, topic == methodsFilter, topic == "$iothub/twin/res/#":
 		return true, true
 	case azureiot.IsIoTHub(topic):
 		return false, true
@@ -348,18 +349,11 @@ func (b *Broker) azureInline(pk packets.Packet) {
 		b.azureMethod(rest, pk.Payload)
 		return
 	}
-	v, ok := b.sessions.Load(thing) // an Azure client id is its thing's name
-	if !ok {
+	s := b.azureSession(thing)
+	if s == nil || !subscribed(s, desiredFilter) {
 		return
 	}
-	s := v.(*session)
-	if s.azure == nil || s.id.Thing != thing {
-		return
-	}
-	s.azure.mu.Lock()
-	want := s.azure.desired
-	s.azure.mu.Unlock()
-	if want && !s.azure.enqueue(azureJob{documents: pk.Payload}) {
+	if !s.azure.enqueue(azureJob{documents: pk.Payload}) {
 		b.azure.m.dropped.WithLabelValues("queue_full").Inc()
 	}
 }
@@ -485,13 +479,10 @@ func (b *Broker) azureMethod(rest string, payload []byte) {
 	}
 	thing, method, id := parts[0], parts[2], parts[3]
 	s := b.azureSession(thing)
-	if s == nil {
+	if s == nil || !subscribed(s, methodsFilter) {
 		return
 	}
-	s.azure.mu.Lock()
-	want := s.azure.methods
-	s.azure.mu.Unlock()
-	if want && !s.azure.enqueue(azureJob{method: method, req: azureiot.Request{RID: id}, payload: payload}) {
+	if !s.azure.enqueue(azureJob{method: method, req: azureiot.Request{RID: id}, payload: payload}) {
 		b.azure.m.dropped.WithLabelValues("queue_full").Inc()
 	}
 }

@@ -653,3 +653,39 @@ func TestAzureTwinFloodAndDeadStore(t *testing.T) {
 		t.Errorf("metrics lack queue_full drops or 504 answers")
 	}
 }
+
+// The SDKs connect with clean session false: after a reconnect that
+// resumes the session, without subscribing again, desired patches still
+// reach the device.
+func TestAzureDesiredAfterSessionResume(t *testing.T) {
+	s := daemontest.Start(t)
+	k := azureKey(t, s, "dev1")
+	tok := azureiot.NewSAS(k, azureHost, "dev1", time.Now().Add(time.Hour))
+	clean := false
+	o := daemontest.V3Options{ClientID: "dev1", Username: azureUser("dev1"), Password: tok, TLS: s.TLSConfig(nil), Clean: &clean}
+	c, code, err := s.DialV3(t, o)
+	if err != nil {
+		t.Fatalf("connect = %d, %v", code, err)
+	}
+	if rc := c.Sub(t, "$iothub/twin/PATCH/properties/desired/#", 0); rc >= 0x80 {
+		t.Fatalf("subscribe = %#x", rc)
+	}
+	c.Disconnect(100)
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		if s.Broker().Connected("dev1") {
+			return errorf("dev1 still connected")
+		}
+		return nil
+	})
+	c2, code, err := s.DialV3(t, o)
+	if err != nil {
+		t.Fatalf("reconnect = %d, %v", code, err)
+	}
+	if _, err := s.Shadows().Update(context.Background(), "dev1", "", []byte(`{"state":{"desired":{"led":"on"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	m := c2.Inbox.Wait(t, "$iothub/twin/PATCH/properties/desired/?$version=1", 5*time.Second)
+	if !strings.Contains(m.Payload, `"led":"on"`) {
+		t.Errorf("desired patch = %s", m.Payload)
+	}
+}
