@@ -271,7 +271,8 @@ func (b *Broker) azurePublish(cl *mqtt.Client, s *session, pk packets.Packet) (p
 			pk.TopicName = "$mote/things/" + s.id.Thing + "/methods/res/" + strconv.Itoa(req.Status) + "/" + req.RID
 			return pk, false, nil
 		}
-		if !s.azure.enqueue(azureJob{req: req, payload: pk.Payload}) {
+		// The payload is copied: the job outlives the packet.
+		if !s.azure.enqueue(azureJob{req: req, payload: append([]byte(nil), pk.Payload...)}) {
 			a.m.dropped.WithLabelValues("queue_full").Inc()
 			a.m.requests.WithLabelValues(req.Kind, "429").Inc()
 			a.reply(cl, azureiot.TwinResponseTopic(429, req.RID, 0), nil)
@@ -353,7 +354,7 @@ func (b *Broker) azureInline(pk packets.Packet) {
 	if s == nil || !subscribed(s, desiredFilter) {
 		return
 	}
-	if !s.azure.enqueue(azureJob{documents: pk.Payload}) {
+	if !s.azure.enqueue(azureJob{documents: append([]byte(nil), pk.Payload...)}) {
 		b.azure.m.dropped.WithLabelValues("queue_full").Inc()
 	}
 }
@@ -482,7 +483,7 @@ func (b *Broker) azureMethod(rest string, payload []byte) {
 	if s == nil || !subscribed(s, methodsFilter) {
 		return
 	}
-	if !s.azure.enqueue(azureJob{method: method, req: azureiot.Request{RID: id}, payload: payload}) {
+	if !s.azure.enqueue(azureJob{method: method, req: azureiot.Request{RID: id}, payload: append([]byte(nil), payload...)}) {
 		b.azure.m.dropped.WithLabelValues("queue_full").Inc()
 	}
 }
