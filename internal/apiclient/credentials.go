@@ -37,6 +37,17 @@ func (c *Client) CreateSecret(ctx context.Context, thing string, expiresAt *time
 	return c.createCredential(ctx, thing, newCredential{Type: store.CredentialSecret, ExpiresAt: exp})
 }
 
+// CreateSymmetricKey creates a symmetricKey credential (Azure IoT Hub SAS
+// tokens, docs/azure.md): the answer's Key (base64) is shown only once.
+func (c *Client) CreateSymmetricKey(ctx context.Context, thing string, expiresAt *time.Time) (registry.NewCredential, error) {
+	var exp *time.Time
+	if expiresAt != nil {
+		t := expiresAt.UTC()
+		exp = &t
+	}
+	return c.createCredential(ctx, thing, newCredential{Type: store.CredentialSymmetricKey, ExpiresAt: exp})
+}
+
 // IssueCertificate has the server create a key pair and a client
 // certificate: the answer has Certificate (CertPEM), PrivateKey (shown only
 // once, not kept) and CACert. validityDays 0 means the server default (365).

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/pki"
+	"github.com/moteiot/mote/internal/seal"
 	"github.com/moteiot/mote/internal/store"
 )
 
@@ -43,6 +44,7 @@ type Devices struct {
 	hasher *Hasher
 	ca     *pki.CA
 	now    func() time.Time
+	sealer *seal.Box // opens symmetricKey credentials (sas.go)
 
 	mu    sync.Mutex
 	gen   uint64                // bumped by every invalidation
@@ -196,7 +198,7 @@ func (d *Devices) remember(gen uint64, key string, id Identity, notAfter *time.T
 // IsRefusal reports whether err is one of the refusal reasons above (as
 // opposed to a store failure).
 func IsRefusal(err error) bool {
-	for _, e := range []error{ErrBadSecret, ErrUnknownCertificate, ErrInvalidCertificate, ErrRevoked, ErrExpired, ErrDisabled} {
+	for _, e := range []error{ErrBadSecret, ErrUnknownCertificate, ErrInvalidCertificate, ErrRevoked, ErrExpired, ErrDisabled, ErrSASWrongDevice, ErrSASExpired} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -131,6 +131,8 @@ type Options struct {
 	// LastSeenInterval is how often an active connection's last packet
 	// time is written to the registry (activity.go; default 30s).
 	LastSeenInterval time.Duration
+	// Azure is the Azure IoT Hub device protocol (azure.go).
+	Azure AzureOptions
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -190,6 +192,7 @@ type Broker struct {
 	presence *presence
 	activity *activity
 	delivery *delivery    // tracked deliveries (Deliver)
+	azure    *azure       // the Azure IoT Hub device protocol (azure.go)
 	retained *retainedLog // nil: retained messages are not stored
 	// sessionLog records persistent sessions for the store (nil: not
 	// stored); restoring holds the stored ones between loading and
@@ -286,6 +289,7 @@ func New(o Options) (*Broker, error) {
 	if o.Sessions != nil {
 		b.sessionLog = newSessionLog(o.Sessions)
 	}
+	b.azure = newAzure(b, o.Metrics)
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)

@@ -99,7 +99,7 @@ func (d *delivery) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	for f := range subs {
 		filters = append(filters, f)
 	}
-	d.b.opts.Deliveries.Subscribed(s.id.Thing, filters)
+	d.b.opts.Deliveries.Subscribed(s.id.Thing, d.b.azureFilters(s, filters))
 }
 
 func (d *delivery) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
@@ -117,7 +117,7 @@ func (d *delivery) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte
 		}
 	}
 	if len(filters) > 0 {
-		d.b.opts.Deliveries.Subscribed(s.id.Thing, filters)
+		d.b.opts.Deliveries.Subscribed(s.id.Thing, d.b.azureFilters(s, filters))
 	}
 }
 
@@ -248,10 +248,14 @@ func (b *Broker) Deliver(thing, topic string, payload []byte, expires time.Time)
 	for _, s := range b.sessionsOf(thing) {
 		cl := s.cl
 		sub, ok := subs.Subscriptions[cl.ID]
+		wire := topic
+		if !ok && s.azure != nil {
+			wire, sub, ok = b.azureDeviceBound(s, topic) // commands as Azure C2D messages (azure.go)
+		}
 		if !ok || cl.Closed() || !s.ev.Load().CanReceive(topic) {
 			continue
 		}
-		ok, full := b.deliverTo(cl, s.id.Thing, topic, payload, min(sub.Qos, 1), now, expires)
+		ok, full := b.deliverTo(cl, s.id.Thing, topic, wire, payload, min(sub.Qos, 1), now, expires)
 		if ok {
 			sent++
 		}
@@ -269,7 +273,9 @@ var ErrDeliveryBusy = core.Errorf(core.KindUnavailable, "the subscribed connecti
 
 // deliverTo writes one tracked delivery to one connection. ok: it has the
 // message; full: its inflight store or packet ids are exhausted.
-func (b *Broker) deliverTo(cl *mqtt.Client, thing, topic string, payload []byte, qos byte, now, expires time.Time) (ok, full bool) {
+// wire is the topic the packet goes out on (topic but for Azure devices,
+// azure.go); tracking and Delivered use topic.
+func (b *Broker) deliverTo(cl *mqtt.Client, thing, topic, wire string, payload []byte, qos byte, now, expires time.Time) (ok, full bool) {
 	d := b.delivery
 	limit := maxTrackedPerClient
 	if rm := int(cl.Properties.Props.ReceiveMaximum); rm > 0 && rm < limit {
@@ -286,7 +292,7 @@ func (b *Broker) deliverTo(cl *mqtt.Client, thing, topic string, payload []byte,
 	}
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
-		TopicName:   topic,
+		TopicName:   wire,
 		Payload:     payload,
 		Created:     now.Unix(),
 		Expiry:      expiry,

@@ -59,6 +59,9 @@ func (h *hook) Provides(b byte) bool {
 // connackCode picks the CONNACK reason for a refusal; mochi maps v5 codes
 // to their 3.1.1 equivalents when it encodes a CONNACK for a v3 client.
 func connackCode(err error) (packets.Code, string) {
+	if code, reason, ok := azureConnackCode(err); ok { // azure.go
+		return code, reason
+	}
 	switch {
 	case errors.Is(err, auth.ErrBadSecret):
 		return packets.ErrBadUsernameOrPassword, "bad_credentials"
@@ -148,16 +151,25 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 		id  auth.Identity
 		err error
 	)
+	az, err := b.azureUser(cl, pk) // nil unless an Azure IoT Hub user name (azure.go)
+	if err != nil {
+		return nil, err
+	}
 	if cert := peerCertificate(cl); cert != nil {
 		id, err = b.opts.Auth.Certificate(ctx, cert)
+	} else if az != nil {
+		id, err = b.azureSAS(ctx, az, string(pk.Connect.Password))
 	} else {
 		id, err = b.opts.Auth.Secret(ctx, string(pk.Connect.Username), string(pk.Connect.Password))
 	}
 	if err != nil {
-		if !auth.IsRefusal(err) {
+		if !auth.IsRefusal(err) && !isAzureRefusal(err) {
 			b.log.Error("authentication failed", "client", cl.ID, "error", err)
 		}
 		return nil, err
+	}
+	if az != nil && id.Thing != az.DeviceID {
+		return nil, errAzureDevice
 	}
 	ev, gen, err := b.compile(ctx, id.Thing, cl.ID)
 	if err != nil {
@@ -171,6 +183,9 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 		return nil, err
 	}
 	s := &session{cl: cl, id: id, listener: cl.Net.Listener, connectedAt: time.Now()}
+	if az != nil {
+		s.azure = b.azure.newConn(s)
+	}
 	s.setEvaluator(ev, gen)
 	return s, nil
 }
@@ -208,7 +223,9 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
-	h.connecting.Delete(cl)
+	if v, ok := h.connecting.LoadAndDelete(cl); ok && v.(*session).azure != nil {
+		v.(*session).azure.stop() // never established
+	}
 	h.b.tooLarge(cl, err) // DISCONNECT 0x95 (protocol.go)
 	if expire && !cl.IsTakenOver() {
 		h.b.releaseClientID(cl, true) // mochi deletes the session now
@@ -216,6 +233,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := h.b.current(cl)
 	if s == nil {
 		return
+	}
+	if s.azure != nil {
+		s.azure.stop()
 	}
 	if !cl.IsTakenOver() && !s.takenOver.Load() {
 		h.b.sessionEnded(cl, s, expire) // else the new connection's session is what counts
@@ -267,6 +287,9 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	if s == nil {
 		return false
+	}
+	if allow, ok := h.b.azureACL(s, topic); ok { // azure.go
+		return allow
 	}
 	ev := s.ev.Load()
 	if strings.ContainsAny(topic, "+#") || strings.HasPrefix(topic, "$share/") {
@@ -327,11 +350,16 @@ func (s *session) markSubscribe(filters []packets.Subscription) {
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
 	if cl.Net.Inline {
+		b.azureInline(pk) // desired twin patches (azure.go)
 		return pk, nil
 	}
 	s := b.current(cl)
 	if s == nil {
 		return pk, packets.ErrRejectPacket
+	}
+	pk, done, err := b.azurePublish(cl, s, pk) // Azure telemetry and $iothub requests (azure.go)
+	if done {
+		return pk, err
 	}
 	if s.durable.injected(pk) {
 		return pk, nil // made durable and checked before (durable.go)

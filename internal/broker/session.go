@@ -43,6 +43,10 @@ type session struct {
 	// subscribing holds the filters of the SUBSCRIBE being processed
 	// (hooks.go, markSubscribe).
 	subscribing atomic.Pointer[[]string]
+
+	// azure is set for a connection that speaks the Azure IoT Hub device
+	// protocol (azure.go).
+	azure *azureConn
 }
 
 // drainCh returns the channel closed when the queue falls below the

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"log/slog"
@@ -30,6 +31,7 @@ import (
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
+	"github.com/moteiot/mote/internal/seal"
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
@@ -101,7 +103,11 @@ func openDataDir(t *testing.T, dir string) *server {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	reg := registry.New(registry.Options{Store: st, Hasher: h, CA: ca, Logger: log})
+	sealer, err := seal.LoadOrCreate(datadir.SealKey(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(registry.Options{Store: st, Hasher: h, CA: ca, Logger: log, Sealer: sealer})
 	if err := reg.Bootstrap(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -731,5 +737,26 @@ func TestAdminTokenDataDirEnv(t *testing.T) {
 	// The flag wins.
 	if _, _, code := run(t, "admin", "token", "--data-dir", filepath.Join(dir, "nope")); code != 3 {
 		t.Errorf("--data-dir did not win: exit %d", code)
+	}
+}
+
+func TestCredSymmetricKey(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	s.ok(t, "thing", "create", "dev")
+	out := s.ok(t, "cred", "create", "dev", "--type", "symmetricKey")
+	m := regexp.MustCompile(`(?m)^Key: (\S+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no key in:\n%s", out)
+	}
+	if k, err := base64.StdEncoding.DecodeString(m[1]); err != nil || len(k) != 32 {
+		t.Errorf("key %q: %d bytes, %v; want 32", m[1], len(k), err)
+	}
+	if !strings.Contains(out, "HostName=127.0.0.1;DeviceId=dev;SharedAccessKey="+m[1]+";GatewayHostName=127.0.0.1:") {
+		t.Errorf("no connection string in:\n%s", out)
+	}
+	nc := decode[registry.NewCredential](t, s.ok(t, "cred", "create", "dev", "--type", "symmetricKey", "-o", "json"))
+	if nc.Type != store.CredentialSymmetricKey || nc.Key == "" || nc.Key == m[1] {
+		t.Errorf("json = %+v", nc)
 	}
 }

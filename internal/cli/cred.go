@@ -30,7 +30,7 @@ func (a *app) credCreateCmd() *cobra.Command {
 		validityDays                  int
 	)
 	cmd := &cobra.Command{
-		Use:   "create THING --type secret|x509",
+		Use:   "create THING --type secret|x509|symmetricKey",
 		Short: "Create a credential for a thing",
 		Long: `Create a credential for a thing.
 
@@ -42,17 +42,22 @@ makes the key pair and returns the private key once; with --csr FILE the CA
 signs the device's certificate signing request and the key never leaves the
 device. --out-dir DIR writes THING.crt, THING.key (mode 0600; not with
 --csr) and ca.crt into DIR instead of printing them (with -o json the
-private key is then left out of the output).`,
+private key is then left out of the output).
+
+--type symmetricKey: a random 256-bit key (base64) for devices running an
+Azure IoT Hub device SDK, which sign SAS tokens with it; shown only once,
+kept sealed with the data directory's seal.key (docs/azure.md).`,
 		Example: `  mote cred create sensor-1 --type secret
   mote cred create sensor-1 --type x509 --out-dir ./certs
-  mote cred create sensor-1 --type x509 --csr sensor-1.csr --validity-days 90`,
+  mote cred create sensor-1 --type x509 --csr sensor-1.csr --validity-days 90
+  mote cred create sensor-1 --type symmetricKey`,
 		Args: exactArgs("THING"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			thing := args[0]
 			f := cmd.Flags()
 			var exp *time.Time
 			switch typ {
-			case store.CredentialSecret:
+			case store.CredentialSecret, store.CredentialSymmetricKey:
 				for _, fl := range []string{"csr", "validity-days", "out-dir"} {
 					if f.Changed(fl) {
 						return usageErrorf("--%s is for --type x509 only", fl)
@@ -70,7 +75,7 @@ private key is then left out of the output).`,
 					return usageErrorf("--validity-days must be positive")
 				}
 			default:
-				return usageErrorf("--type must be secret or x509, not %q", typ)
+				return usageErrorf("--type must be secret, x509 or symmetricKey, not %q", typ)
 			}
 
 			var csr []byte
@@ -97,6 +102,8 @@ private key is then left out of the output).`,
 			switch {
 			case typ == store.CredentialSecret:
 				nc, err = c.CreateSecret(ctx, thing, exp)
+			case typ == store.CredentialSymmetricKey:
+				nc, err = c.CreateSymmetricKey(ctx, thing, exp)
 			case csr != nil:
 				nc, err = c.SignCSR(ctx, thing, csr, validityDays)
 			default:
@@ -120,12 +127,19 @@ private key is then left out of the output).`,
 				a.printSecret(thing, nc)
 				return nil
 			}
+			if typ == store.CredentialSymmetricKey {
+				a.printf("Created symmetricKey credential %s for thing %q.\nKey: %s\n", nc.ID, thing, nc.Key)
+				a.printf("The key is shown only this once: store it now.\n")
+				a.printf("Azure IoT device SDK connection string (trust Mote's CA): HostName=%s;DeviceId=%s;SharedAccessKey=%s;GatewayHostName=%s:%s\n",
+					a.serverHost(), thing, nc.Key, a.serverHost(), a.devicePort(true))
+				return nil
+			}
 			a.printCert(thing, nc, files)
 			return nil
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&typ, "type", "", "credential type: secret or x509 (required)")
+	f.StringVar(&typ, "type", "", "credential type: secret, x509 or symmetricKey (required)")
 	f.StringVar(&csrFile, "csr", "", "x509: sign this certificate signing request (PEM file, - for stdin)")
 	f.IntVar(&validityDays, "validity-days", 0, "x509: certificate validity in days (default: the server's, 365)")
 	f.StringVar(&outDir, "out-dir", "", "x509: write THING.crt, THING.key and ca.crt into this directory")

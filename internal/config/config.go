@@ -70,6 +70,10 @@ type Config struct {
 
 	ShadowMaxSize int // largest shadow state (desired + reported JSON), bytes
 
+	// Azure IoT Hub device protocol on the MQTTS port (docs/azure.md).
+	AzureQueueSize      int           // $iothub requests and desired patches queued per Azure connection
+	AzureRequestTimeout time.Duration // deadline of one twin request against the shadow store
+
 	TelemetryRetention time.Duration // telemetry older than this is deleted; 0 keeps it forever
 
 	// Delivery of rule actions (webhooks, error actions), per rule action.
@@ -160,6 +164,9 @@ func Default() Config {
 		HTTPIdleTimeout:          2 * time.Minute,
 		HTTPMaxHeaderBytes:       64 * 1024,
 		MaxLongPollsPerDevice:    4,
+
+		AzureQueueSize:      16,
+		AzureRequestTimeout: 5 * time.Second,
 	}
 }
 
@@ -222,6 +229,8 @@ func fields(c *Config) []field {
 		{"presence-flush", "how often connection state is written to the registry", dur(&c.PresenceFlush)},
 		{"last-seen-interval", "how often a connected thing's last-seen time (its latest packet) is written to the registry while it is active", dur(&c.LastSeenInterval)},
 		{"pprof-addr", `serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; unauthenticated, keep it on loopback ("" disables)`, str(&c.PprofAddr)},
+		{"azure-queue-size", "Azure IoT Hub devices: $iothub twin requests and desired patches queued per connection; a request beyond it is answered 429, a patch dropped (counted in mote_azure_dropped_total)", num(&c.AzureQueueSize)},
+		{"azure-request-timeout", "Azure IoT Hub devices: deadline of one twin request ($iothub/twin/GET, reported patch) against the shadow; past it the device is answered 504", dur(&c.AzureRequestTimeout)},
 		{"shadow-max-size", "largest device shadow state (desired + reported JSON), in bytes; larger updates are rejected with 413", num(&c.ShadowMaxSize)},
 		{"telemetry-retention", "how long telemetry is kept (e.g. 720h); older points are deleted every hour; 0 keeps it forever", dur(&c.TelemetryRetention)},
 		{"rule-action-queue", "deliveries queued per rule action (webhooks, error actions); more are dropped and counted", num(&c.RuleActionQueue)},
@@ -423,6 +432,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("presence-flush: must be between 1ns and 1m")
 	case c.LastSeenInterval <= 0 || c.LastSeenInterval > time.Hour:
 		return fmt.Errorf("last-seen-interval: must be between 1ns and 1h")
+	case c.AzureQueueSize < 1 || c.AzureQueueSize > 10_000:
+		return fmt.Errorf("azure-queue-size: %d is outside 1 to 10000", c.AzureQueueSize)
+	case c.AzureRequestTimeout < time.Millisecond || c.AzureRequestTimeout > time.Minute:
+		return fmt.Errorf("azure-request-timeout: must be between 1ms and 1m")
 	case c.TelemetryRetention != 0 && (c.TelemetryRetention < time.Hour || c.TelemetryRetention > MaxTelemetryRetention):
 		return fmt.Errorf("telemetry-retention: %s is outside 1h to %s (or 0 to keep telemetry forever)", c.TelemetryRetention, MaxTelemetryRetention)
 	case c.RuleActionQueue < 1 || c.RuleActionQueue > 1_000_000:

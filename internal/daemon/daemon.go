@@ -162,7 +162,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("server certificate: %w", err)
 	}
 
-	d.registry = registry.New(registry.Options{Store: st, Hasher: hasher, CA: d.ca, Logger: d.log.With("component", "registry")})
+	d.registry = registry.New(registry.Options{Store: st, Hasher: hasher, CA: d.ca, Logger: d.log.With("component", "registry"), Sealer: sealer})
 	if err := d.registry.Bootstrap(ctx); err != nil {
 		return fmt.Errorf("bootstrap registry: %w", err)
 	}
@@ -173,6 +173,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("reset presence: %w", err)
 	}
 	d.devices = auth.NewDevices(st, hasher, d.ca)
+	d.devices.SetSealer(sealer) // symmetricKey credentials: Azure IoT Hub SAS tokens (auth/sas.go)
 
 	// Telemetry: the store, its batching writer and the retention loop,
 	// closed in reverse (retention, writer flush, store) after the rules
@@ -281,6 +282,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		MaxRetainedBytesPerThing: cfg.MaxRetainedBytesPerThing,
 		MaxRetainedBytes:         cfg.MaxRetainedBytes,
 		SlowSubscriberBudget:     cfg.SlowSubscriberBudget,
+
+		Azure: broker.AzureOptions{Enabled: true, QueueSize: cfg.AzureQueueSize, RequestTimeout: cfg.AzureRequestTimeout},
 	})
 	if err != nil {
 		return listenFlag(err)
@@ -298,6 +301,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	})
 	d.shadows.Attach(d.bus)
 	d.onClose(d.shadows.Close)
+	d.broker.SetAzureTwin(azureTwins{shadows: d.shadows}) // Azure IoT Hub twins (azure.go)
 
 	d.commands.Attach(d.bus)
 	d.commands.Start(d.broker)
@@ -436,6 +440,7 @@ func (d *Daemon) startHTTP() error {
 		Telemetry: d.tstore,
 		Methods:   d.methods,
 		Commands:  d.commands,
+		C2D:       d.broker, // Azure IoT Hub cloud-to-device messages
 		Devices:   d.devices,
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.

@@ -14,8 +14,8 @@ const maxValidityDays = int(registry.MaxCertValidity / (24 * time.Hour))
 
 // credentialCreate is the body of POST /things/{name}/credentials.
 type credentialCreate struct {
-	Type         string  `json:"type"`         // "secret" or "x509"
-	ExpiresAt    *string `json:"expiresAt"`    // secret only; RFC 3339
+	Type         string  `json:"type"`         // "secret", "x509" or "symmetricKey"
+	ExpiresAt    *string `json:"expiresAt"`    // secret and symmetricKey only; RFC 3339
 	ValidityDays *int    `json:"validityDays"` // x509 only; absent: 365
 	CSR          *string `json:"csr"`          // x509 only; absent: the server makes the key pair
 }
@@ -73,10 +73,22 @@ func (s *server) createCredential(w http.ResponseWriter, r *http.Request) error 
 		if err != nil {
 			return err
 		}
+	case store.CredentialSymmetricKey:
+		if in.ValidityDays != nil || in.CSR != nil {
+			return core.Invalid("type", "validityDays and csr apply to x509 credentials only")
+		}
+		expires, err := parseTime("expiresAt", in.ExpiresAt)
+		if err != nil {
+			return err
+		}
+		nc, err = s.reg.CreateSymmetricKey(ctx, thing, expires)
+		if err != nil {
+			return err
+		}
 	case "":
-		return core.Invalid("type", "type is required: secret or x509")
+		return core.Invalid("type", "type is required: secret, x509 or symmetricKey")
 	default:
-		return core.Invalid("type", "type must be secret or x509")
+		return core.Invalid("type", "type must be secret, x509 or symmetricKey")
 	}
 	return created(w, "/things/"+thing+"/credentials/"+nc.ID, nc)
 }

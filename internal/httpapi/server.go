@@ -70,6 +70,9 @@ type Options struct {
 	// Commands queues commands to devices (nil: the command routes
 	// answer 503).
 	Commands *commands.Service
+	// C2D sends raw Azure IoT Hub cloud-to-device messages (nil: POST
+	// /things/{name}/c2d answers 503).
+	C2D C2DSender
 	// MaxLongPollsPerDevice bounds the command long polls one thing
 	// holds open at once; more are answered 429 (0: 4).
 	MaxLongPollsPerDevice int
@@ -105,6 +108,7 @@ type server struct {
 	rules      *ruleengine.Engine
 	telemetry  telemetry.Store
 	methods    *methods.Service
+	c2d        C2DSender
 	devices    DeviceAuthenticator
 	gateway    DeviceGateway
 	maxMessage int
@@ -179,6 +183,7 @@ func (s *server) routes() []route {
 		{"DELETE", "/rules/{name}", roleWrite, s.deleteRule},
 
 		{"POST", "/things/{name}/methods/{method}", roleWrite, s.invokeMethod},
+		{"POST", "/things/{name}/c2d", roleWrite, s.sendC2D},
 
 		{"POST", "/things/{name}/commands", roleWrite, s.createCommand},
 		{"GET", "/things/{name}/commands", roleView, s.listCommands},
@@ -213,6 +218,7 @@ func New(o Options) http.Handler {
 	s.users, s.live, s.liveDone = o.Users, o.Live, o.LiveDone
 	s.methods, s.devices, s.gateway, s.maxMessage = o.Methods, o.Devices, o.Gateway, o.MaxMessageSize
 	s.commands = o.Commands
+	s.c2d = o.C2D
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {

@@ -22,6 +22,7 @@ type NewCredential struct {
 	store.Credential
 	Secret     string `json:"secret,omitempty"`     // secret credentials
 	PrivateKey string `json:"privateKey,omitempty"` // server-generated key pairs
+	Key        string `json:"key,omitempty"`        // symmetricKey credentials (base64)
 	CACert     string `json:"caCertificate,omitempty"`
 }
 

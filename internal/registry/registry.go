@@ -12,6 +12,7 @@ import (
 
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/pki"
+	"github.com/moteiot/mote/internal/seal"
 	"github.com/moteiot/mote/internal/store"
 )
 
@@ -45,6 +46,7 @@ type Registry struct {
 	st     store.Store
 	hasher *auth.Hasher
 	ca     *pki.CA
+	sealer *seal.Box // seals symmetricKey credentials (symmetrickey.go)
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -61,6 +63,9 @@ type Options struct {
 	Hasher *auth.Hasher
 	CA     *pki.CA
 	Logger *slog.Logger
+	// Sealer seals the keys of symmetricKey credentials at rest; without
+	// it they cannot be created.
+	Sealer *seal.Box
 }
 
 // New returns a Registry over the given store.
@@ -69,7 +74,7 @@ func New(o Options) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{st: o.Store, hasher: o.Hasher, ca: o.CA, log: log, now: time.Now, touched: make(map[string]time.Time)}
+	return &Registry{st: o.Store, hasher: o.Hasher, ca: o.CA, sealer: o.Sealer, log: log, now: time.Now, touched: make(map[string]time.Time)}
 }
 
 // Store returns the underlying store.

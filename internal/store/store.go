@@ -195,6 +195,9 @@ type GroupStore interface {
 const (
 	CredentialSecret = "secret"
 	CredentialX509   = "x509"
+	// CredentialSymmetricKey holds a device's symmetric key for Azure IoT
+	// Hub SAS tokens (package azureiot), sealed at rest.
+	CredentialSymmetricKey = "symmetricKey"
 )
 
 // Credential is one way a thing proves who it is.
@@ -209,6 +212,9 @@ type Credential struct {
 	Revoked     bool       `json:"revoked"`
 	RevokedAt   *time.Time `json:"revokedAt,omitempty"`
 	CreatedAt   time.Time  `json:"createdAt"`
+	// SealedKey is a symmetricKey credential's key, sealed by the caller
+	// (internal/seal); the store keeps it as an opaque string.
+	SealedKey string `json:"-"`
 }
 
 // CredentialStore keeps credentials. The thing must exist; deleting a thing

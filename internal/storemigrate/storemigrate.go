@@ -78,7 +78,7 @@ var tables = []table{
 	{"thing_tags", "thing_tags", []column{c("thing", kText), c("tag", kText)}, "thing, tag"},
 	{"thing_groups", "thing_groups", []column{c("thing", kText), c("group_name", kText)}, "thing, group_name"},
 	{"thing_policies", "thing_policies", []column{c("thing", kText), c("policy", kText), c("position", kInt)}, "thing, policy"},
-	{"credentials", "credentials", []column{c("id", kText), c("thing", kText), c("type", kText), c("secret_hash", kBytes), c("fingerprint", kText), c("cert_pem", kText), c("not_after", kMS), c("revoked", kBool), c("revoked_at", kMS), c("created_at", kMS)}, "id"},
+	{"credentials", "credentials", []column{c("id", kText), c("thing", kText), c("type", kText), c("secret_hash", kBytes), c("fingerprint", kText), c("cert_pem", kText), c("not_after", kMS), c("revoked", kBool), c("revoked_at", kMS), c("created_at", kMS), c("sealed_key", kText)}, "id"},
 	{"tokens", "tokens", []column{c("id", kText), c("name", kText), c("hash", kBytes), c("role", kText), c("created_at", kMS), c("expires_at", kMS), c("last_used_at", kMS)}, "id"},
 	{"shadows", "shadows", []column{c("thing", kText), c("name", kText), c("version", kInt), c("document", kText), c("updated_at", kMS)}, "thing, name"},
 	{"rules", "rules", []column{c("name", kText), c("sql", kText), c("description", kText), c("enabled", kBool), c("actions", kText), c("error_action", kText), c("created_at", kMS), c("updated_at", kMS)}, "name"},

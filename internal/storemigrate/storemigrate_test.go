@@ -61,6 +61,8 @@ func installation(t *testing.T) string {
 	must(t, err)
 	_, err = st.Credentials().Create(ctx, store.Credential{ID: "c2", Thing: "dev2", Type: store.CredentialX509, Fingerprint: "ab", CertPEM: "PEM", NotAfter: &later})
 	must(t, err)
+	_, err = st.Credentials().Create(ctx, store.Credential{ID: "c3", Thing: "dev2", Type: store.CredentialSymmetricKey, SealedKey: "mote:sealed:v1:abc"})
+	must(t, err)
 	_, err = st.Credentials().Revoke(ctx, "c2", later)
 	must(t, err)
 	_, err = st.Tokens().Create(ctx, store.Token{ID: "t1", Name: "ci", Hash: []byte("h"), Role: "admin", ExpiresAt: &later})

@@ -13,7 +13,7 @@ import (
 
 type credentialStore struct{ s *Store }
 
-const credentialSelect = `SELECT id, thing, type, secret_hash, coalesce(fingerprint, ''), cert_pem, not_after, revoked, revoked_at, created_at
+const credentialSelect = `SELECT id, thing, type, secret_hash, coalesce(fingerprint, ''), cert_pem, not_after, revoked, revoked_at, created_at, sealed_key
 FROM credentials`
 
 func scanCredential(row scanner) (store.Credential, error) {
@@ -23,7 +23,7 @@ func scanCredential(row scanner) (store.Credential, error) {
 		created             time.Time
 	)
 	if err := row.Scan(&c.ID, &c.Thing, &c.Type, &c.SecretHash, &c.Fingerprint, &c.CertPEM,
-		&notAfter, &c.Revoked, &revokedAt, &created); err != nil {
+		&notAfter, &c.Revoked, &revokedAt, &created, &c.SealedKey); err != nil {
 		return store.Credential{}, err
 	}
 	c.NotAfter = utcPtr(notAfter)
@@ -75,10 +75,10 @@ func (cs *credentialStore) Create(ctx context.Context, c store.Credential) (stor
 			revokedAt = msPtr(c.RevokedAt)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO credentials
-			(id, thing, type, secret_hash, fingerprint, cert_pem, not_after, revoked, revoked_at, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			(id, thing, type, secret_hash, fingerprint, cert_pem, not_after, revoked, revoked_at, created_at, sealed_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			c.ID, c.Thing, c.Type, nullBytes(c.SecretHash), nullString(c.Fingerprint), c.CertPEM,
-			msPtr(c.NotAfter), c.Revoked, revokedAt, created); err != nil {
+			msPtr(c.NotAfter), c.Revoked, revokedAt, created, c.SealedKey); err != nil {
 			return internal("create credential", err)
 		}
 		out, err = getCredential(ctx, tx, c.ID)

@@ -12,7 +12,7 @@ import (
 
 type credentialStore struct{ s *Store }
 
-const credentialSelect = `SELECT id, thing, type, secret_hash, fingerprint, cert_pem, not_after, revoked, revoked_at, created_at
+const credentialSelect = `SELECT id, thing, type, secret_hash, fingerprint, cert_pem, not_after, revoked, revoked_at, created_at, sealed_key
 FROM credentials`
 
 func scanCredential(row scanner) (store.Credential, error) {
@@ -23,7 +23,7 @@ func scanCredential(row scanner) (store.Credential, error) {
 		created             int64
 	)
 	if err := row.Scan(&c.ID, &c.Thing, &c.Type, &c.SecretHash, &fingerprint, &c.CertPEM,
-		&notAfter, &c.Revoked, &revokedAt, &created); err != nil {
+		&notAfter, &c.Revoked, &revokedAt, &created, &c.SealedKey); err != nil {
 		return store.Credential{}, err
 	}
 	c.Fingerprint = fingerprint.String
@@ -83,10 +83,10 @@ func (cs *credentialStore) Create(ctx context.Context, c store.Credential) (stor
 			revokedAt = nullMS(c.RevokedAt)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO credentials
-			(id, thing, type, secret_hash, fingerprint, cert_pem, not_after, revoked, revoked_at, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			(id, thing, type, secret_hash, fingerprint, cert_pem, not_after, revoked, revoked_at, created_at, sealed_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.ID, c.Thing, c.Type, nullBytes(c.SecretHash), nullString(c.Fingerprint), c.CertPEM,
-			nullMS(c.NotAfter), c.Revoked, revokedAt, toMS(created)); err != nil {
+			nullMS(c.NotAfter), c.Revoked, revokedAt, toMS(created), c.SealedKey); err != nil {
 			return internal("create credential", err)
 		}
 		out, err = getCredential(ctx, tx, c.ID)

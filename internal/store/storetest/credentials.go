@@ -62,6 +62,39 @@ func testCredentials(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("SymmetricKey", func(t *testing.T) {
+		// A symmetricKey credential keeps its sealed key (opaque to the
+		// store), has no hash or fingerprint, and coexists with others.
+		s, ctx := open(t), t.Context()
+		_, err := s.Things().Create(ctx, store.Thing{Name: "dev"})
+		must(t, "Create thing", err)
+		sealed := "mote:sealed:v1:" + strings.Repeat("Zz0-_", 20)
+		for i, id := range []string{"k1", "k2"} {
+			got, err := s.Credentials().Create(ctx, store.Credential{ID: id, Thing: "dev", Type: store.CredentialSymmetricKey,
+				SealedKey: sealed + id, CreatedAt: base.Add(time.Duration(i) * time.Second)})
+			must(t, "Create "+id, err)
+			eq(t, "Create SealedKey", got.SealedKey, sealed+id)
+		}
+		_, err = s.Credentials().Create(ctx, store.Credential{ID: "s1", Thing: "dev", Type: store.CredentialSecret, SecretHash: hashOf(3)})
+		must(t, "Create secret", err)
+		got, err := s.Credentials().Get(ctx, "k2")
+		must(t, "Get", err)
+		eq(t, "Get Type", got.Type, store.CredentialSymmetricKey)
+		eq(t, "Get SealedKey", got.SealedKey, sealed+"k2")
+		eq(t, "Get Fingerprint", got.Fingerprint, "")
+		list, err := s.Credentials().ListByThing(ctx, "dev")
+		must(t, "ListByThing", err)
+		if len(list) != 3 || list[0].SealedKey != sealed+"k1" || list[2].SealedKey != "" {
+			t.Fatalf("ListByThing = %+v; want k1, k2 with their sealed keys, then s1 without", list)
+		}
+		_, err = s.Credentials().Revoke(ctx, "k1", base)
+		must(t, "Revoke", err)
+		got, err = s.Credentials().Get(ctx, "k1")
+		must(t, "Get revoked", err)
+		eq(t, "revoked keeps SealedKey", got.SealedKey, sealed+"k1")
+		eq(t, "Revoked", got.Revoked, true)
+	})
+
 	t.Run("Defaults", func(t *testing.T) {
 		s, ctx := open(t), t.Context()
 		_, err := s.Things().Create(ctx, store.Thing{Name: "dev"})

@@ -272,6 +272,7 @@ func checkCredential(t *testing.T, what string, got, want store.Credential) {
 	eq(t, what+".Revoked", got.Revoked, want.Revoked)
 	eqTimePtr(t, what+".RevokedAt", got.RevokedAt, want.RevokedAt)
 	eqTime(t, what+".CreatedAt", got.CreatedAt, want.CreatedAt)
+	eq(t, what+".SealedKey", got.SealedKey, want.SealedKey)
 }
 
 func checkToken(t *testing.T, what string, got, want store.Token) {
