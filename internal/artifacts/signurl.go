@@ -2,19 +2,15 @@ package artifacts
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/keyfile"
 )
 
 // URLKeySize is the size of the key that signs download URLs.
@@ -39,36 +35,11 @@ func NewURLSigner(key []byte) (*URLSigner, error) {
 // LoadOrCreateURLKey reads the URL signing key at path, creating it (mode
 // 0600) with random bytes the first time.
 func LoadOrCreateURLKey(path string) ([]byte, error) {
-	key, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		key = make([]byte, URLKeySize)
-		rand.Read(key)
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("artifacts: key dir: %w", err)
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			return LoadOrCreateURLKey(path) // created by another process meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("artifacts: create URL key %s: %w", path, err)
-		}
-		_, werr := f.Write(key)
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return nil, fmt.Errorf("artifacts: write URL key %s: %w", path, werr)
-		}
-		return key, nil
-	}
+	k, err := keyfile.LoadOrCreate(path, URLKeySize)
 	if err != nil {
-		return nil, fmt.Errorf("artifacts: read URL key %s: %w", path, err)
+		return nil, fmt.Errorf("artifacts: URL key: %w", err)
 	}
-	if len(key) != URLKeySize {
-		return nil, fmt.Errorf("artifacts: URL key %s is %d bytes; want %d", path, len(key), URLKeySize)
-	}
-	return key, nil
+	return k, nil
 }
 
 func (s *URLSigner) mac(name, version string, exp int64) []byte {
