@@ -84,7 +84,16 @@ type Service struct {
 	uploads *prometheus.CounterVec
 	bytes   prometheus.Counter
 	reads   prometheus.Counter
+
+	// Blobs of deleted things, deleted by one worker (Start, Close).
+	forget    chan string
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
+
+// forgetQueue bounds the deleted things whose blobs wait to be deleted.
+const forgetQueue = 1024
 
 // New returns a Service.
 func New(o Options) (*Service, error) {
@@ -109,7 +118,8 @@ func New(o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Service{o: o, log: o.Logger, logSome: rate.Sometimes{Interval: time.Second}, locked: map[string]bool{}}
+	s := &Service{o: o, log: o.Logger, logSome: rate.Sometimes{Interval: time.Second}, locked: map[string]bool{},
+		forget: make(chan string, forgetQueue), done: make(chan struct{})}
 	s.uploads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mote_file_uploads_total",
 		Help: "Device file upload requests (PUT /devices/{thing}/files/{name}) by result: complete, partial, too_large, quota, conflict, invalid, failed.",
@@ -510,6 +520,45 @@ func (s *Service) Delete(ctx context.Context, thing, name string) error {
 		s.deleteParts(ctx, thing, f.UploadID)
 	}
 	return nil
+}
+
+// Start starts the worker that deletes the blobs of deleted things.
+func (s *Service) Start() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-s.done:
+				return
+			case thing := <-s.forget:
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				if err := s.DeleteThing(ctx, thing); err != nil {
+					s.log.Error("files: delete the files of a deleted thing", "thing", thing, "err", err)
+				}
+				cancel()
+			}
+		}
+	}()
+}
+
+// Close stops the worker; blobs of things still queued stay (DeleteThing
+// removes them when the thing is deleted again, or by hand).
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() { close(s.done) })
+	s.wg.Wait()
+	return nil
+}
+
+// ForgetThing queues the deletion of a deleted thing's blobs (its rows
+// went with it). It never blocks: with the queue full the blobs stay and
+// an error is logged.
+func (s *Service) ForgetThing(thing string) {
+	select {
+	case s.forget <- thing:
+	default:
+		s.logSome.Do(func() { s.log.Error("files: queue of deleted things is full; their blobs stay", "thing", thing) })
+	}
 }
 
 // DeleteThing removes the blobs of a deleted thing (its rows went with
