@@ -74,6 +74,7 @@ func (d *Daemon) startBlobs(ctx context.Context) error {
 		QuotaPerThing: cfg.FileQuotaPerThing,
 		MaxFiles:      cfg.FileMaxCount,
 		Events:        d.broker,
+		Bus:           d.bus,
 		Logger:        d.log.With("component", "files"),
 		Metrics:       d.metrics,
 	})

@@ -68,7 +68,10 @@ type Options struct {
 	// (the body itself is bounded by the HTTP body timeout); 0: 1 minute.
 	PieceTimeout time.Duration
 
-	Events  Publisher // nil: no events
+	// Events publishes file-uploaded events to MQTT subscribers and Bus
+	// hands them to the platform's consumers (rules); nil: not there.
+	Events  Publisher
+	Bus     interface{ Publish(core.Message) }
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
 }
@@ -479,12 +482,15 @@ type Event struct {
 }
 
 func (s *Service) publish(f store.File) {
-	if s.o.Events == nil {
-		return
-	}
 	b, _ := json.Marshal(Event{Event: "file-uploaded", Time: f.UpdatedAt, Thing: f.Thing, Name: f.Name, Size: f.Size, SHA256: f.SHA256, ContentType: f.ContentType})
-	if err := s.o.Events.Publish(EventTopic(f.Thing, f.Name), b, false, 1); err != nil {
-		s.logSome.Do(func() { s.log.Warn("files: publish event", "thing", f.Thing, "file", f.Name, "err", err) })
+	topic := EventTopic(f.Thing, f.Name)
+	if s.o.Bus != nil {
+		s.o.Bus.Publish(core.Message{Topic: topic, Payload: b, QoS: 1, Received: time.Now().UTC(), Protocol: "platform"})
+	}
+	if s.o.Events != nil {
+		if err := s.o.Events.Publish(topic, b, false, 1); err != nil {
+			s.logSome.Do(func() { s.log.Warn("files: publish event", "thing", f.Thing, "file", f.Name, "err", err) })
+		}
 	}
 }
 
