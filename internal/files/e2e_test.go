@@ -22,6 +22,7 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/datadir"
+	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
 )
 
@@ -258,4 +259,28 @@ func crashChild(t *testing.T) {
 	secret := s.Device(t, "dev")
 	fmt.Printf("READY %s %s %s\n", dir, s.API, secret)
 	io.Copy(io.Discard, os.Stdin)
+}
+
+// TestRuleSeesFileUploaded: a rule on $mote/events/files/# acts on a
+// completed upload.
+func TestRuleSeesFileUploaded(t *testing.T) {
+	s := daemontest.Start(t)
+	secret := s.Device(t, "cam")
+	wsecret := s.Device(t, "watcher")
+	w := s.V5(t, "watcher", wsecret)
+	w.Sub(t, "things/watcher/alerts")
+	_, err := s.Rules().Create(t.Context(), store.Rule{Name: "files", Enabled: true,
+		SQL:     `SELECT thing, name, size FROM '$mote/events/files/#'`,
+		Actions: []byte(`[{"type": "republish", "topic": "things/watcher/alerts", "qos": 1}]`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, b := do(t, "PUT", s.API+"/api/v1/devices/cam/files/shot.jpg", strings.NewReader("jpeg"), map[string]string{"Authorization": "Bearer " + secret})
+	if resp.StatusCode != 201 {
+		t.Fatalf("upload: %d %s", resp.StatusCode, b)
+	}
+	m := w.Inbox.Wait(t, "things/watcher/alerts", 10*time.Second)
+	if !strings.Contains(m.Payload, `"name":"shot.jpg"`) || !strings.Contains(m.Payload, `"size":4`) {
+		t.Fatalf("rule output = %s", m.Payload)
+	}
 }
