@@ -49,6 +49,7 @@ func do(t *testing.T, method, u string, body io.Reader, hdr map[string]string) (
 // downloads (with Range) and deletes it; another device cannot see or
 // write it; a file past the quota is 413.
 func TestFilesEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := daemontest.Start(t, func(c *config.Config) { c.FileQuotaPerThing = 1 << 20; c.FileMaxSize = 1 << 20 })
 	app := map[string]string{"Authorization": "Bearer " + s.Token}
 	secret := s.Device(t, "cam")
@@ -145,6 +146,7 @@ func TestFilesEndToEnd(t *testing.T) {
 // stalls is cut off by the HTTP body timeout; what arrived is kept and
 // the device resumes from it.
 func TestTrickledUploadKeepsWhatArrived(t *testing.T) {
+	t.Parallel()
 	s := daemontest.Start(t, func(c *config.Config) { c.HTTPBodyTimeout = 300 * time.Millisecond; c.UploadMinRate = 0 })
 	secret := s.Device(t, "slow")
 	conn, err := net.Dial("tcp", strings.TrimPrefix(s.API, "http://"))
@@ -264,6 +266,7 @@ func crashChild(t *testing.T) {
 // TestRuleSeesFileUploaded: a rule on $mote/events/files/# acts on a
 // completed upload.
 func TestRuleSeesFileUploaded(t *testing.T) {
+	t.Parallel()
 	s := daemontest.Start(t)
 	secret := s.Device(t, "cam")
 	wsecret := s.Device(t, "watcher")

@@ -64,8 +64,9 @@ type Options struct {
 	MaxFileSize   int64 // bytes per file (0: 64 MiB)
 	QuotaPerThing int64 // bytes per thing (0: 256 MiB)
 	MaxFiles      int   // files per thing (0: 100)
-	// PieceTimeout bounds the storing of one piece once its body ended
-	// (the body itself is bounded by the HTTP body timeout); 0: 1 minute.
+	// PieceTimeout bounds the work on one piece once its body ended
+	// (recording it, composing a complete file; the body itself is
+	// bounded by the HTTP body timeout); 0: 1 minute.
 	PieceTimeout time.Duration
 
 	// Events publishes file-uploaded events to MQTT subscribers and Bus
@@ -337,10 +338,10 @@ func (s *Service) put(ctx context.Context, u Upload, body io.Reader) (store.File
 		return old, "failed", err
 	}
 	// The piece is stored even if the request's context ends (the
-	// client went away): what arrived is kept for the resume.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.PieceTimeout)
-	defer cancel()
-	if _, err := s.o.Blobs.Put(pctx, partKey, enc, 0); err != nil {
+	// client went away): what arrived is kept for the resume. The body
+	// itself is bounded by the HTTP body deadline; PieceTimeout bounds
+	// what follows it.
+	if _, err := s.o.Blobs.Put(context.WithoutCancel(ctx), partKey, enc, 0); err != nil {
 		if core.KindOf(err) == core.KindTooLarge {
 			if pieceLen >= 0 && limit == pieceLen {
 				return old, "invalid", core.Invalid("Content-Range", "the body is longer than declared (%d bytes)", pieceLen)
@@ -349,6 +350,8 @@ func (s *Service) put(ctx context.Context, u Upload, body io.Reader) (store.File
 		}
 		return old, "failed", err
 	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.PieceTimeout)
+	defer cancel()
 	n := enc.plainN
 	if n == 0 && !(restart && sr.err == nil) {
 		// Nothing arrived (and this is not an empty file).
@@ -386,7 +389,12 @@ func (s *Service) put(ctx context.Context, u Upload, body io.Reader) (store.File
 		sum = hex.EncodeToString(h.Sum(nil))
 	} else {
 		dataKey = fmt.Sprintf("%s%s.data", thingDir(u.Thing), f.UploadID) // not under the parts prefix "ID-"
-		if sum, err = s.compose(pctx, f, dataKey); err != nil {
+		// Composing rereads and rewrites the file: PieceTimeout plus a
+		// second per 8 MiB.
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.PieceTimeout+time.Duration(f.Received/(8<<20))*time.Second)
+		sum, err = s.compose(cctx, f, dataKey)
+		ccancel()
+		if err != nil {
 			return old, "failed", err
 		}
 	}
