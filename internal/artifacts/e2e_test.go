@@ -1,6 +1,7 @@
 package artifacts_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -194,4 +196,47 @@ func TestArtifactEndToEnd(t *testing.T) {
 	if resp, _ := do(t, "GET", s.API+link.URL, nil, nil); resp.StatusCode != 404 {
 		t.Fatalf("signed URL after delete: %d; want 404", resp.StatusCode)
 	}
+}
+
+// TestTrickledArtifactUpload: an upload whose body stalls is cut off by
+// the HTTP body timeout and leaves nothing: no artifact, no blob, no
+// temporary file.
+func TestTrickledArtifactUpload(t *testing.T) {
+	s := daemontest.Start(t, func(c *config.Config) { c.HTTPBodyTimeout = 300 * time.Millisecond; c.UploadMinRate = 0 })
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.API, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/v1/artifacts?name=fw&version=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 100000\r\n\r\n%s", s.Token, strings.Repeat("x", 5000))
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Fatalf("stalled upload answered %d", resp.StatusCode)
+		}
+	} else if time.Since(start) > 9*time.Second {
+		t.Fatalf("the stalled upload held the connection: %v", err)
+	}
+	_, b := do(t, "GET", s.API+"/api/v1/artifacts", nil, map[string]string{"Authorization": "Bearer " + s.Token})
+	if !strings.Contains(string(b), `"items":[]`) {
+		t.Fatalf("artifacts after a stalled upload: %s", b)
+	}
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		for _, d := range []string{"tmp", "objects"} {
+			var n int
+			filepath.Walk(filepath.Join(s.Dir, "blobs", d), func(_ string, fi os.FileInfo, err error) error {
+				if err == nil && !fi.IsDir() {
+					n++
+				}
+				return nil
+			})
+			if n != 0 {
+				return fmt.Errorf("%d files left in blobs/%s", n, d)
+			}
+		}
+		return nil
+	})
 }
