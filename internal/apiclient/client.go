@@ -166,6 +166,10 @@ type request struct {
 	query  url.Values // may be nil
 	body   any        // marshalled as JSON when non-nil
 	accept string     // default application/json
+	// raw, when non-nil, is sent as the body as it is (streamed), with
+	// Content-Type rawType.
+	raw     io.Reader
+	rawType string
 }
 
 // do sends r and decodes a 2xx JSON answer into out (when out is non-nil
@@ -208,12 +212,18 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		}
 		body = bytes.NewReader(data)
 	}
+	if r.raw != nil {
+		body = r.raw
+	}
 	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
 	if err != nil {
 		return nil, fmt.Errorf("bad server URL %q: %w", c.BaseURL, err)
 	}
 	if r.body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.raw != nil && r.rawType != "" {
+		req.Header.Set("Content-Type", r.rawType)
 	}
 	accept := r.accept
 	if accept == "" {

@@ -138,6 +138,8 @@ func (a *app) rootCmd() *cobra.Command {
 		a.groupCmd(),
 		a.ruleCmd(),
 		a.telemetryCmd(),
+		a.artifactCmd(),
+		a.fileCmd(),
 		a.tokenCmd(),
 		a.adminCmd(),
 		a.simCmd(),

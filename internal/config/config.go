@@ -105,6 +105,17 @@ type Config struct {
 	DeviceIPDeny  []string
 	APIIPAllow    []string
 	APIIPDeny     []string
+
+	// Firmware artifacts (docs/artifacts.md) and device files
+	// (docs/files.md), kept in the blob store under DataDir.
+	ArtifactMaxSize     int64         // largest artifact, bytes
+	ArtifactSigningKeys string        // PEM file of ed25519 public keys; set: every artifact must be signed
+	ArtifactURLTTL      time.Duration // life of a signed download URL
+	ArtifactURLBase     string        // prefix of signed URLs ("https://host:port"); "": relative /api/v1/... paths
+	FileMaxSize         int64         // largest device file, bytes
+	FileQuotaPerThing   int64         // bytes of files (complete and in progress) one thing may hold
+	FileMaxCount        int           // files one thing may hold
+	UploadMinRate       int64         // bytes/s an artifact or file upload gets on top of --http-body-timeout; 0: the body timeout alone
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -167,6 +178,12 @@ func Default() Config {
 
 		AzureQueueSize:      16,
 		AzureRequestTimeout: 5 * time.Second,
+		ArtifactMaxSize:     256 << 20,
+		ArtifactURLTTL:      time.Hour,
+		FileMaxSize:         64 << 20,
+		FileQuotaPerThing:   256 << 20,
+		FileMaxCount:        100,
+		UploadMinRate:       16 << 10,
 	}
 }
 
@@ -250,6 +267,14 @@ func fields(c *Config) []field {
 		{"device-ip-deny", "CIDR prefixes or addresses refused on the device listeners; deny wins over allow (comma-separated)", list(&c.DeviceIPDeny)},
 		{"api-ip-allow", "CIDR prefixes or addresses that may connect to the HTTP port (--http-addr); empty allows all (comma-separated)", list(&c.APIIPAllow)},
 		{"api-ip-deny", "CIDR prefixes or addresses refused on the HTTP port; deny wins over allow (comma-separated)", list(&c.APIIPDeny)},
+		{"artifact-max-size", "largest firmware artifact accepted by POST /api/v1/artifacts, in bytes; larger uploads are answered 413", num64(&c.ArtifactMaxSize)},
+		{"artifact-signing-keys", `PEM file of ed25519 public keys ("PUBLIC KEY" blocks) that sign artifacts; when set, unsigned artifacts are refused ("" accepts unsigned ones)`, str(&c.ArtifactSigningKeys)},
+		{"artifact-url-ttl", "how long a signed artifact download URL (as put in job documents) stays valid", dur(&c.ArtifactURLTTL)},
+		{"artifact-url-base", `scheme and host that prefix signed artifact URLs, e.g. https://mote.example.com:8443 ("" gives paths relative to the server)`, str(&c.ArtifactURLBase)},
+		{"file-max-size", "largest file a device may upload (PUT /devices/{thing}/files/{name}), in bytes; larger ones are answered 413", num64(&c.FileMaxSize)},
+		{"file-quota-per-thing", "bytes of uploaded files (complete and in progress) one thing may hold; uploads past it are answered 413", num64(&c.FileQuotaPerThing)},
+		{"file-max-count", "files one thing may hold; a new one past it is answered 413", num(&c.FileMaxCount)},
+		{"upload-min-rate", "bytes per second an artifact or file upload with a Content-Length is given on top of --http-body-timeout (0: the body timeout alone)", num64(&c.UploadMinRate)},
 	}
 }
 
@@ -451,7 +476,31 @@ func (c *Config) Validate() error {
 	case c.RuleBreakerCooldown < time.Millisecond || c.RuleBreakerCooldown > time.Hour:
 		return fmt.Errorf("rule-breaker-cooldown: %s is outside 1ms to 1h", c.RuleBreakerCooldown)
 	}
+	if err := c.validateUploads(); err != nil {
+		return err
+	}
 	return c.validateHTTP()
+}
+
+// validateUploads checks the artifact and file settings.
+func (c *Config) validateUploads() error {
+	switch {
+	case c.ArtifactMaxSize < 1 || c.ArtifactMaxSize > 64<<30:
+		return fmt.Errorf("artifact-max-size: %d is outside 1 to 68719476736 (64 GiB)", c.ArtifactMaxSize)
+	case c.ArtifactURLTTL < time.Minute || c.ArtifactURLTTL > 7*24*time.Hour:
+		return fmt.Errorf("artifact-url-ttl: %s is outside 1m to 168h", c.ArtifactURLTTL)
+	case c.ArtifactURLBase != "" && !strings.HasPrefix(c.ArtifactURLBase, "http://") && !strings.HasPrefix(c.ArtifactURLBase, "https://"):
+		return fmt.Errorf("artifact-url-base: %q must start with http:// or https://", c.ArtifactURLBase)
+	case c.FileMaxSize < 1 || c.FileMaxSize > 16<<30:
+		return fmt.Errorf("file-max-size: %d is outside 1 to 17179869184 (16 GiB)", c.FileMaxSize)
+	case c.FileQuotaPerThing < 1 || c.FileQuotaPerThing > 1<<40:
+		return fmt.Errorf("file-quota-per-thing: %d is outside 1 to 1099511627776 (1 TiB)", c.FileQuotaPerThing)
+	case c.FileMaxCount < 1 || c.FileMaxCount > 100_000:
+		return fmt.Errorf("file-max-count: %d is outside 1 to 100000", c.FileMaxCount)
+	case c.UploadMinRate < 0 || c.UploadMinRate > 1<<30:
+		return fmt.Errorf("upload-min-rate: %d is outside 0 to 1073741824", c.UploadMinRate)
+	}
+	return nil
 }
 
 // validateHTTP checks the HTTP server limits, the long-poll cap and the

@@ -333,6 +333,16 @@ func TestValidate(t *testing.T) {
 			c.MaxPacketSize, c.MaxOfflineQueue, c.OutboundQueue = 256*1024*1024, 65535, 65536
 			c.BackpressureWait, c.PresenceFlush = 10*time.Second, time.Minute
 		}, ""},
+
+		{"artifact-max-size 0", func(c *config.Config) { c.ArtifactMaxSize = 0 }, "artifact-max-size"},
+		{"artifact-url-ttl short", func(c *config.Config) { c.ArtifactURLTTL = time.Second }, "artifact-url-ttl"},
+		{"artifact-url-base ftp", func(c *config.Config) { c.ArtifactURLBase = "ftp://x" }, "artifact-url-base"},
+		{"artifact-url-base https", func(c *config.Config) { c.ArtifactURLBase = "https://mote.example:8443" }, ""},
+		{"file-max-size 0", func(c *config.Config) { c.FileMaxSize = 0 }, "file-max-size"},
+		{"file-quota-per-thing 0", func(c *config.Config) { c.FileQuotaPerThing = 0 }, "file-quota-per-thing"},
+		{"file-max-count 0", func(c *config.Config) { c.FileMaxCount = 0 }, "file-max-count"},
+		{"upload-min-rate negative", func(c *config.Config) { c.UploadMinRate = -1 }, "upload-min-rate"},
+		{"upload-min-rate 0", func(c *config.Config) { c.UploadMinRate = 0 }, ""},
 	}
 	for _, tt := range tests {
 		c := config.Default()
@@ -398,8 +408,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 52 {
-		t.Errorf("settings = %d; want 52 (update this test for a new setting)", n)
+	if n != 60 {
+		t.Errorf("settings = %d; want 60 (update this test for a new setting)", n)
 	}
 }
 

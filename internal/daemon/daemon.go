@@ -21,7 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/auth"
+	"github.com/moteiot/mote/internal/blob"
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
 	"github.com/moteiot/mote/internal/commands"
@@ -29,6 +31,7 @@ import (
 	"github.com/moteiot/mote/internal/console"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/datadir"
+	"github.com/moteiot/mote/internal/files"
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/ingest"
 	"github.com/moteiot/mote/internal/ipfilter"
@@ -97,6 +100,11 @@ type Daemon struct {
 	devFilter  *ipfilter.Filter
 	apiFilter  *ipfilter.Filter
 	ipRefusals ipfilter.Refusals
+
+	// Blob store, firmware artifacts and device files (blobs.go).
+	blobs     blob.Store
+	artifacts *artifacts.Service
+	files     *files.Service
 
 	pprofAddr string
 	ready     bool
@@ -365,6 +373,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return live.Totals{MessagesIn: st.MessagesReceived, MessagesOut: st.MessagesSent, Connected: st.Connections}
 	}})
 	d.onClose(d.live.Close)
+	if err := d.startBlobs(ctx); err != nil {
+		return err
+	}
 	if err := d.startHTTP(); err != nil {
 		return err
 	}
@@ -406,6 +417,9 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 		d.devices.Invalidate(e.Thing)
 		d.broker.DisconnectThing(e.Thing, "thing deleted")
 		d.shadows.ForgetThing(e.Thing)
+		if d.files != nil {
+			d.files.ForgetThing(e.Thing)
+		}
 	case registry.CredentialRevoked:
 		d.devices.Invalidate(e.Thing)
 		d.broker.DisconnectCredential(e.Thing, e.Credential, "credential revoked")
@@ -456,6 +470,11 @@ func (d *Daemon) startHTTP() error {
 		LiveDone: d.liveDone,
 
 		MaxLongPollsPerDevice: d.cfg.MaxLongPollsPerDevice,
+
+		Artifacts:     d.artifacts,
+		Files:         d.files,
+		BodyTimeout:   d.cfg.HTTPBodyTimeout,
+		UploadMinRate: d.cfg.UploadMinRate,
 	}))
 	// MQTT over WebSocket is a device listener on the API port: the API
 	// list applies to the connection, the device list to the upgrade.

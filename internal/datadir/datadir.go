@@ -38,3 +38,14 @@ func Ensure(dir string) error {
 // SealKey is the key that encrypts secrets stored in the database (rule
 // webhook headers and URL passwords; internal/seal).
 func SealKey(dir string) string { return filepath.Join(dir, "seal.key") }
+
+// Blobs is the directory of the blob store: firmware artifacts and files
+// uploaded by devices (internal/blob/fsblob).
+func Blobs(dir string) string { return filepath.Join(dir, "blobs") }
+
+// FilesKey is the key that encrypts device files at rest (internal/files).
+func FilesKey(dir string) string { return filepath.Join(dir, "files.key") }
+
+// ArtifactURLKey is the key that signs artifact download URLs
+// (internal/artifacts).
+func ArtifactURLKey(dir string) string { return filepath.Join(dir, "artifact-url.key") }

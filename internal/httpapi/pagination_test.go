@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/httpapi"
@@ -21,23 +23,32 @@ import (
 // notPaginated are the GET routes that are not lists taking limit and
 // cursor; every other GET route must be in TestPaginationAtMaxLimit.
 var notPaginated = map[string]string{
-	"/ca.pem":                           "a file",
-	"/openapi.json":                     "a document",
-	"/server":                           "one object",
-	"/stats":                            "one object",
-	"/auth/me":                          "one object",
-	"/events":                           "a stream",
-	"/things/{name}":                    "one object",
-	"/things/{name}/credentials/{id}":   "one object",
-	"/things/{name}/shadows/{shadow}":   "one object",
-	"/types/{name}":                     "one object",
-	"/groups/{name}":                    "one object",
-	"/policies/{name}":                  "one object",
-	"/rules/{name}":                     "one object",
-	"/things/{name}/commands/{id}":      "one object",
-	"/things/{name}/telemetry/latest":   "one point per key",
-	"/devices/{thing}/shadows/{shadow}": "one object",
-	"/devices/{thing}/commands":         "the pending commands, each delivered once (no cursor)",
+	"/ca.pem":                                     "a file",
+	"/openapi.json":                               "a document",
+	"/server":                                     "one object",
+	"/stats":                                      "one object",
+	"/auth/me":                                    "one object",
+	"/events":                                     "a stream",
+	"/things/{name}":                              "one object",
+	"/things/{name}/credentials/{id}":             "one object",
+	"/things/{name}/shadows/{shadow}":             "one object",
+	"/types/{name}":                               "one object",
+	"/groups/{name}":                              "one object",
+	"/policies/{name}":                            "one object",
+	"/rules/{name}":                               "one object",
+	"/things/{name}/commands/{id}":                "one object",
+	"/things/{name}/telemetry/latest":             "one point per key",
+	"/devices/{thing}/shadows/{shadow}":           "one object",
+	"/devices/{thing}/commands":                   "the pending commands, each delivered once (no cursor)",
+	"/artifacts/{name}/{version}":                 "one object",
+	"/artifacts/{name}/{version}/content":         "a file",
+	"/artifacts/{name}/{version}/download":        "a file",
+	"/devices/{thing}/artifacts/{name}/{version}": "a file",
+	"/fleet/firmware":                             "one object (a count per version)",
+	"/devices/{thing}/files/{name}":               "one object",
+	"/things/{name}/files":                        "a thing's files, at most --file-max-count (no cursor)",
+	"/things/{name}/files/{file}":                 "one object",
+	"/things/{name}/files/{file}/content":         "a file",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -103,6 +114,10 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		}},
 		{"/things/{name}/commands", "/things/host/commands", 1000, byID, func(i int) error {
 			_, err := s.Commands().Create(ctx, "host", commands.Request{Name: "c"})
+			return err
+		}},
+		{"/artifacts", "/artifacts", 1000, byName, func(i int) error {
+			_, err := s.Artifacts().Create(ctx, artifacts.Upload{Name: name("a", i), Version: "1"}, strings.NewReader("x"))
 			return err
 		}},
 		{"/tokens", "/tokens", 1000, byID, func(i int) error {

@@ -24,8 +24,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/files"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/registry"
@@ -76,6 +78,13 @@ type Options struct {
 	// MaxLongPollsPerDevice bounds the command long polls one thing
 	// holds open at once; more are answered 429 (0: 4).
 	MaxLongPollsPerDevice int
+	// Artifacts serves firmware artifacts and Files device files (nil:
+	// their routes answer 503). An upload with a Content-Length gets
+	// BodyTimeout plus its length at UploadMinRate bytes/s for its body.
+	Artifacts     *artifacts.Service
+	Files         *files.Service
+	BodyTimeout   time.Duration
+	UploadMinRate int64
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -120,6 +129,11 @@ type server struct {
 	liveDone   <-chan struct{}
 	commands   *commands.Service
 	longPolls  *longPolls
+
+	artifacts     *artifacts.Service
+	files         *files.Service
+	bodyTimeout   time.Duration
+	uploadMinRate int64
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -201,6 +215,23 @@ func (s *server) routes() []route {
 		{"GET", "/things/{name}/telemetry/latest", roleView, s.thingTelemetryLatest},
 		{"GET", "/telemetry", roleView, s.queryTelemetry},
 
+		{"POST", "/artifacts", roleWrite, s.createArtifact},
+		{"GET", "/artifacts", roleView, s.listArtifacts},
+		{"GET", "/artifacts/{name}/{version}", roleView, s.getArtifact},
+		{"DELETE", "/artifacts/{name}/{version}", roleWrite, s.deleteArtifact},
+		{"GET", "/artifacts/{name}/{version}/content", roleView, s.downloadArtifactAPI},
+		{"POST", "/artifacts/{name}/{version}/url", roleWrite, s.createArtifactURL},
+		{"GET", "/artifacts/{name}/{version}/download", rolePublic, s.downloadArtifactSigned}, // signed URL: exp and sig are the credentials
+		{"GET", "/fleet/firmware", roleView, s.fleetFirmware},
+		{"GET", "/devices/{thing}/artifacts/{name}/{version}", roleDevice, s.device(s.deviceDownloadArtifact)},
+
+		{"PUT", "/devices/{thing}/files/{name}", roleDevice, s.device(s.devicePutFile)},
+		{"GET", "/devices/{thing}/files/{name}", roleDevice, s.device(s.deviceGetFile)},
+		{"GET", "/things/{name}/files", roleView, s.listFiles},
+		{"GET", "/things/{name}/files/{file}", roleView, s.getFile},
+		{"GET", "/things/{name}/files/{file}/content", roleView, s.downloadFile},
+		{"DELETE", "/things/{name}/files/{file}", roleWrite, s.deleteFile},
+
 		{"POST", "/tokens", roleAdmin, s.createToken},
 		{"GET", "/tokens", roleAdmin, s.listTokens},
 		{"DELETE", "/tokens/{id}", roleAdmin, s.deleteToken},
@@ -219,6 +250,7 @@ func New(o Options) http.Handler {
 	s.methods, s.devices, s.gateway, s.maxMessage = o.Methods, o.Devices, o.Gateway, o.MaxMessageSize
 	s.commands = o.Commands
 	s.c2d = o.C2D
+	s.artifacts, s.files, s.bodyTimeout, s.uploadMinRate = o.Artifacts, o.Files, o.BodyTimeout, o.UploadMinRate
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {

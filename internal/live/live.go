@@ -239,13 +239,14 @@ func (h *Hub) Watch(o WatchOptions) *Watcher {
 
 // ThingFilters are the bus filters of a thing's messages: its telemetry
 // and other device topics, its platform topics (shadows, commands,
-// methods) and its command events.
+// methods) and its command and file events.
 func ThingFilters(thing string) []string {
 	return []string{
 		"things/" + thing + "/#",
 		"$mote/things/" + thing + "/#",
 		"$aws/things/" + thing + "/#",
 		"$mote/events/commands/" + thing + "/#",
+		"$mote/events/files/" + thing + "/#",
 	}
 }
 

@@ -270,6 +270,10 @@ func (e *Engine) Attach(b bus.Bus) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.unsub = append(e.unsub, b.Subscribe("#", e.enqueue))
+	// "#" does not match '$' topics: platform events that rules may read
+	// (file-uploaded, docs/files.md) come on $mote/events/...; only rules
+	// whose FROM names such a topic see them (wanted).
+	e.unsub = append(e.unsub, b.Subscribe("$mote/events/#", e.enqueue))
 }
 
 // enqueue is the bus handler: it never blocks. Messages made durable in

@@ -30,6 +30,8 @@ type Store interface {
 	Users() UserStore
 	Retained() RetainedStore
 	Sessions() SessionStore
+	Artifacts() ArtifactStore
+	Files() FileStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -535,4 +537,97 @@ type SessionStore interface {
 	// List returns every session, ordered by client id, with its
 	// messages; messages of a client without a session are left out.
 	List(ctx context.Context) ([]StoredSession, error)
+}
+
+// Artifact is a stored firmware artifact (internal/artifacts): the
+// metadata of one version of a named binary whose bytes are in the blob
+// store under BlobKey.
+type Artifact struct {
+	Name        string
+	Version     string
+	ContentType string
+	Size        int64
+	SHA256      string // lowercase hex
+	// Signature is the base64 ed25519 signature of the content that was
+	// verified at upload, SigningKey the id of the key that verified it;
+	// both "" for an unsigned artifact.
+	Signature  string
+	SigningKey string
+	BlobKey    string
+	CreatedAt  time.Time
+}
+
+// ArtifactFilter selects artifacts in ArtifactStore.List.
+type ArtifactFilter struct {
+	Name  string // "": all names
+	After string // cursor: ArtifactCursor of the last artifact of the previous page
+	Limit int    // 1..1000; 0 means 100
+}
+
+// ArtifactCursor is the List cursor of an artifact: name, NUL, version.
+func ArtifactCursor(a Artifact) string { return a.Name + "\x00" + a.Version }
+
+// FirmwareCount is how many things report one firmware version.
+type FirmwareCount struct {
+	Version string // "": the thing reports none
+	Things  int
+}
+
+// ArtifactStore keeps artifact metadata. List orders by name, then
+// version (byte-wise).
+type ArtifactStore interface {
+	// Create stores a new artifact; an existing name and version is
+	// core.Conflict `artifact "name" version "v" already exists`.
+	Create(ctx context.Context, a Artifact) (Artifact, error)
+	// Get returns one version, or core.NotFound `artifact "name@v" not found`.
+	Get(ctx context.Context, name, version string) (Artifact, error)
+	// Latest returns the most recently created version of name, or
+	// core.NotFound `artifact "name" not found`.
+	Latest(ctx context.Context, name string) (Artifact, error)
+	List(ctx context.Context, f ArtifactFilter) ([]Artifact, error)
+	// Delete removes one version; a missing one is core.NotFound.
+	Delete(ctx context.Context, name, version string) error
+	// FirmwareCounts counts things by the value of key in the reported
+	// state of their classic shadow (a string or a number; anything
+	// else, or none, counts as ""), most things first, then by version.
+	FirmwareCounts(ctx context.Context, key string) ([]FirmwareCount, error)
+}
+
+// File is a file a device uploaded (internal/files), or is uploading.
+// The complete content (Complete true) is the blob BlobKey of Size bytes
+// with digest SHA256. An upload in progress (UploadID != "") has received
+// Received bytes in Parts blobs, of Total (-1: not known yet); when it
+// completes it replaces the complete content.
+type File struct {
+	Thing       string
+	Name        string
+	ContentType string
+	Complete    bool
+	Size        int64
+	SHA256      string
+	BlobKey     string
+	UploadID    string
+	Received    int64
+	Total       int64
+	Parts       int
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// FileStore keeps the files of things. Files belong to a thing: storing
+// one for a missing thing is core.NotFound `thing "x" not found`, and
+// deleting the thing deletes its rows (its blobs are the files service's
+// to delete).
+type FileStore interface {
+	// Put creates or replaces a file row (CreatedAt is kept on replace).
+	Put(ctx context.Context, f File) (File, error)
+	// Get returns a file of a thing, or core.NotFound `file "name" not found`.
+	Get(ctx context.Context, thing, name string) (File, error)
+	// List returns a thing's files ordered by name.
+	List(ctx context.Context, thing string) ([]File, error)
+	// Delete removes a file row; a missing one is core.NotFound.
+	Delete(ctx context.Context, thing, name string) error
+	// Usage is the bytes a thing's files hold: Size plus Received of
+	// every row.
+	Usage(ctx context.Context, thing string) (int64, error)
 }

@@ -89,6 +89,10 @@ var tables = []table{
 	{"retained", "retained", []column{c("topic", kText), c("data", kBytes), c("updated_at", kMS)}, "topic"},
 	{"mqtt_sessions", "mqtt_sessions", []column{c("client_id", kText), c("data", kBytes), c("updated_at", kMS)}, "client_id"},
 	{"mqtt_session_messages", "mqtt_session_messages", []column{c("client_id", kText), c("packet_id", kInt), c("data", kBytes)}, "client_id, packet_id"},
+	// Artifact and file metadata; their bytes stay in the data directory's
+	// blob store (datadir.Blobs), which this tool does not copy.
+	{"artifacts", "artifacts", []column{c("name", kText), c("version", kText), c("content_type", kText), c("size", kInt), c("sha256", kText), c("signature", kText), c("signing_key", kText), c("blob_key", kText), c("created_at", kMS)}, "name, version"},
+	{"files", "files", []column{c("thing", kText), c("name", kText), c("content_type", kText), c("complete", kBool), c("size", kInt), c("sha256", kText), c("blob_key", kText), c("upload_id", kText), c("received", kInt), c("total", kInt), c("parts", kInt), c("created_at", kMS), c("updated_at", kMS)}, "thing, name"},
 }
 
 // TableReport is the verification of one table (or "telemetry").

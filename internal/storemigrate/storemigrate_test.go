@@ -92,6 +92,14 @@ func installation(t *testing.T) string {
 		Clients:  []store.SessionClient{{ID: "c1", Data: []byte("s")}},
 		Messages: []store.SessionMessage{{Client: "c1", PacketID: 65535, Data: []byte("m")}},
 	}))
+	_, err = st.Artifacts().Create(ctx, store.Artifact{Name: "fw", Version: "1.0", ContentType: "application/octet-stream", Size: 3, SHA256: "ab", Signature: "sig", SigningKey: "k", BlobKey: "artifacts/fw/1", CreatedAt: t0})
+	must(t, err)
+	_, err = st.Artifacts().Create(ctx, store.Artifact{Name: "fw", Version: "1.1", Size: 4, SHA256: "cd", BlobKey: "artifacts/fw/2"})
+	must(t, err)
+	_, err = st.Files().Put(ctx, store.File{Thing: "dev1", Name: "log.txt", ContentType: "text/plain", Complete: true, Size: 9, SHA256: "ef", BlobKey: "files/dev1/a", Total: -1, CreatedAt: t0})
+	must(t, err)
+	_, err = st.Files().Put(ctx, store.File{Thing: "dev1", Name: "core.dump", UploadID: "u", Received: 5, Total: 10, Parts: 1})
+	must(t, err)
 
 	ts, err := telemetrysqlite.Open(datadir.Telemetry(dir))
 	must(t, err)

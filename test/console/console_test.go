@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -302,6 +303,19 @@ func TestConsoleEndToEnd(t *testing.T) {
 	})
 	dev.Pub(t, cmdTopic+"/result", 1, false, `{"status": "succeeded", "output": {"rebooted": true}}`)
 	run("the command succeeded", chromedp.WaitVisible(`[data-testid=commands] [data-status=succeeded]`))
+
+	// A file the device uploads appears in the thing's files (live).
+	req, _ := http.NewRequest("PUT", s.API+"/api/v1/devices/dev-1/files/boot.log", strings.NewReader("booted\n"))
+	req.Header.Set("Authorization", "Bearer "+secret)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("device file upload: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	run("the page lists the uploaded file",
+		chromedp.WaitVisible(`//tbody[@data-testid="files"]//code[text()="boot.log"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//tbody[@data-testid="files"]//a[text()="Download"]`, chromedp.BySearch),
+	)
 	screenshot("04-thing")
 
 	run("rules page",

@@ -41,6 +41,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
   const shadowBox = h("section", { class: "card", "aria-labelledby": "shadow-h" });
   const commandsBox = h("section", { class: "card", "aria-labelledby": "commands-h" });
   const methodsBox = h("section", { class: "card", "aria-labelledby": "methods-h" });
+  const filesBox = h("section", { class: "card", "aria-labelledby": "files-h" });
   const messages = h("ul", { class: "events messages", "aria-live": "off", "data-testid": "messages" });
   // The rest of the page appears once the thing is known: an unknown
   // thing gets the error alone.
@@ -53,6 +54,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
       info,
       h("section", { class: "card", "aria-labelledby": "tel-h" }, h("div", { class: "title" }, h("h2", { id: "tel-h" }, "Telemetry"), field("Range", rangeSel)), charts),
       h("div", { class: "cols" }, shadowBox, h("div", {}, commandsBox, methodsBox)),
+      filesBox,
       h("section", { class: "card" }, h("h2", {}, "Recent messages"), messages),
     );
   }
@@ -306,6 +308,39 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
     );
   }
 
+  // --- files uploaded by the device (docs/files.md) ---
+  const fileList = h("tbody", { "data-testid": "files" });
+  clear(filesBox, h("h2", { id: "files-h" }, "Files"), tableWrap(h("table", {}, h("thead", {}, h("tr", {}, ...["File", "Size", "SHA-256", "Updated", ""].map((c) => h("th", { scope: "col" }, c)))), fileList)));
+  async function loadFiles(): Promise<void> {
+    try {
+      const list = await get<List<any>>(`${path}/files`);
+      clear(
+        fileList,
+        ...list.items.map((f) => {
+          const size = f.complete ? `${f.size} bytes` : "";
+          const up = f.upload ? ` (uploading: ${f.upload.received}${f.upload.total != null ? ` of ${f.upload.total}` : ""} bytes)` : "";
+          const link = f.complete
+            ? h("a", { href: `/api/v1${path}/files/${enc(f.name)}/content`, download: f.name }, "Download")
+            : "";
+          const remove = h("button", { type: "button", class: "link" }, "Delete");
+          remove.addEventListener("click", async () => {
+            if (!window.confirm(`Delete ${f.name}?`)) return;
+            try {
+              await del(`${path}/files/${enc(f.name)}`);
+            } catch (e) {
+              err.show(e);
+            }
+            loadFiles();
+          });
+          return h("tr", {}, h("td", {}, h("code", {}, f.name)), h("td", {}, size + up), h("td", {}, h("code", { title: f.sha256 ?? "" }, (f.sha256 ?? "").slice(0, 12))), h("td", {}, fmtTime(f.updatedAt)), h("td", {}, link, " ", remove));
+        }),
+      );
+      if (list.items.length === 0) clear(fileList, h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No files uploaded by this device.")));
+    } catch (e) {
+      clear(fileList, h("tr", {}, h("td", { colspan: 5, class: "muted" }, e instanceof Error ? e.message : String(e))));
+    }
+  }
+
   // --- commands ---
   const cmdList = h("tbody", { "data-testid": "commands" });
   let cmdTimer: number | undefined;
@@ -410,6 +445,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
           if (shadowTimer === undefined) shadowTimer = window.setTimeout(() => { shadowTimer = undefined; loadShadow(); }, 300);
         }
         if (m.topic.includes("/commands/")) window.setTimeout(loadCommands, 200);
+        if (m.topic.startsWith("$mote/events/files/")) loadFiles();
       },
     });
     // Presence of this thing changes its state line. Back after a lost
@@ -436,12 +472,14 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
         loadTelemetry();
         loadShadow();
         loadCommands();
+        loadFiles();
       },
     );
 
     loadTelemetry();
     loadShadow();
     loadCommands();
+    loadFiles();
   }
   let shadowTimer: number | undefined;
   loadThing();

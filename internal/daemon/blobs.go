@@ -1,0 +1,93 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/moteiot/mote/internal/artifacts"
+	"github.com/moteiot/mote/internal/blob/fsblob"
+	"github.com/moteiot/mote/internal/datadir"
+	"github.com/moteiot/mote/internal/files"
+)
+
+// startBlobs opens the blob store in the data directory and creates the
+// artifact and file services on it (docs/artifacts.md, docs/files.md).
+// Artifacts in use by jobs: no jobs component exists yet, so
+// artifacts.NoJobs (nothing is ever in use) is wired here; the jobs
+// package replaces it with its own InUse.
+func (d *Daemon) startBlobs(ctx context.Context) error {
+	cfg := d.cfg
+	bs, err := fsblob.Open(datadir.Blobs(cfg.DataDir))
+	if err != nil {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	d.blobs = bs
+	d.onClose(bs.Close)
+
+	urlKey, err := artifacts.LoadOrCreateURLKey(datadir.ArtifactURLKey(cfg.DataDir))
+	if err != nil {
+		return err
+	}
+	signer, err := artifacts.NewURLSigner(urlKey)
+	if err != nil {
+		return err
+	}
+	var keys []artifacts.SigningKey
+	if cfg.ArtifactSigningKeys != "" {
+		if keys, err = artifacts.LoadSigningKeys(cfg.ArtifactSigningKeys); err != nil {
+			return fmt.Errorf("--artifact-signing-keys: %w", err)
+		}
+	}
+	d.artifacts, err = artifacts.New(artifacts.Options{
+		Store:            d.store.Artifacts(),
+		Blobs:            bs,
+		Signer:           signer,
+		SigningKeys:      keys,
+		RequireSignature: len(keys) > 0,
+		MaxSize:          cfg.ArtifactMaxSize,
+		URLTTL:           cfg.ArtifactURLTTL,
+		URLBase:          cfg.ArtifactURLBase,
+		InUse:            artifacts.NoJobs{},
+		Logger:           d.log.With("component", "artifacts"),
+		Metrics:          d.metrics,
+	})
+	if err != nil {
+		return err
+	}
+	// Blobs a crash left between the blob and its row.
+	if n, err := d.artifacts.Sweep(ctx, time.Hour); err != nil {
+		d.log.Warn("artifacts: sweep of orphan blobs failed", "error", err)
+	} else if n > 0 {
+		d.log.Info("artifacts: removed orphan blobs", "count", n)
+	}
+
+	fileKey, err := files.LoadOrCreateKey(datadir.FilesKey(cfg.DataDir))
+	if err != nil {
+		return err
+	}
+	d.files, err = files.New(files.Options{
+		Store:         d.store.Files(),
+		Blobs:         bs,
+		Key:           fileKey,
+		MaxFileSize:   cfg.FileMaxSize,
+		QuotaPerThing: cfg.FileQuotaPerThing,
+		MaxFiles:      cfg.FileMaxCount,
+		Events:        d.broker,
+		Bus:           d.bus,
+		Logger:        d.log.With("component", "files"),
+		Metrics:       d.metrics,
+	})
+	if err != nil {
+		return err
+	}
+	d.files.Start()
+	d.onClose(d.files.Close)
+	return nil
+}
+
+// Artifacts returns the firmware artifact service.
+func (d *Daemon) Artifacts() *artifacts.Service { return d.artifacts }
+
+// Files returns the device file service.
+func (d *Daemon) Files() *files.Service { return d.files }
