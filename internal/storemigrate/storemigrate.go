@@ -89,6 +89,9 @@ var tables = []table{
 	{"retained", "retained", []column{c("topic", kText), c("data", kBytes), c("updated_at", kMS)}, "topic"},
 	{"mqtt_sessions", "mqtt_sessions", []column{c("client_id", kText), c("data", kBytes), c("updated_at", kMS)}, "client_id"},
 	{"mqtt_session_messages", "mqtt_session_messages", []column{c("client_id", kText), c("packet_id", kInt), c("data", kBytes)}, "client_id, packet_id"},
+	{"alarms", "alarms", []column{c("seq", kInt), c("id", kText), c("thing", kText), c("type", kText), c("severity", kText), c("status", kText), c("details", kText), c("count", kInt), c("created_at", kMS), c("last_at", kMS), c("acked_at", kMS), c("cleared_at", kMS)}, "seq"},
+	{"analytics_rules", "analytics_rules", []column{c("name", kText), c("kind", kText), c("thing_type", kText), c("grp", kText), c("config", kText), c("enabled", kBool), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"detector_states", "detector_states", []column{c("rule", kText), c("thing", kText), c("state", kBytes), c("updated_at", kMS)}, "rule, thing"},
 }
 
 // TableReport is the verification of one table (or "telemetry").
@@ -152,6 +155,9 @@ func Copy(ctx context.Context, dataDir, url string, progress io.Writer) (Report,
 	}
 	if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('commands', 'seq'), coalesce(max(seq), 0) + 1, false) FROM commands`); err != nil {
 		return rep, fmt.Errorf("commands sequence: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('alarms', 'seq'), coalesce(max(seq), 0) + 1, false) FROM alarms`); err != nil {
+		return rep, fmt.Errorf("alarms sequence: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return rep, fmt.Errorf("commit: %w", err)

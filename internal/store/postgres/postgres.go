@@ -87,6 +87,8 @@ type Store struct {
 	users       userStore
 	retained    retainedStore
 	sessions    sessionStore
+	alarms      alarmStore
+	analytics   analyticsStore
 
 	closeOnce sync.Once
 }
@@ -117,6 +119,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.users = userStore{s}
 	s.retained = retainedStore{s}
 	s.sessions = sessionStore{s}
+	s.alarms = alarmStore{s}
+	s.analytics = analyticsStore{s}
 	return s, nil
 }
 
@@ -135,6 +139,8 @@ func (s *Store) Commands() store.CommandStore       { return &s.commands }
 func (s *Store) Users() store.UserStore             { return &s.users }
 func (s *Store) Retained() store.RetainedStore      { return &s.retained }
 func (s *Store) Sessions() store.SessionStore       { return &s.sessions }
+func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
+func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 
 // Close closes the pool, waiting for connections in use to be returned.
 // Every write is committed when its method returns, so there is nothing to

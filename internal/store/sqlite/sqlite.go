@@ -68,6 +68,8 @@ type Store struct {
 	users       userStore
 	retained    retainedStore
 	sessions    sessionStore
+	alarms      alarmStore
+	analytics   analyticsStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -142,6 +144,8 @@ func Open(path string) (*Store, error) {
 	s.users = userStore{s}
 	s.retained = retainedStore{s}
 	s.sessions = sessionStore{s}
+	s.alarms = alarmStore{s}
+	s.analytics = analyticsStore{s}
 	return s, nil
 }
 
@@ -180,6 +184,8 @@ func (s *Store) Commands() store.CommandStore       { return &s.commands }
 func (s *Store) Users() store.UserStore             { return &s.users }
 func (s *Store) Retained() store.RetainedStore      { return &s.retained }
 func (s *Store) Sessions() store.SessionStore       { return &s.sessions }
+func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
+func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.

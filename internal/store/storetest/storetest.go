@@ -52,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Commands", func(t *testing.T) { testCommands(t, open) })
 	t.Run("Retained", func(t *testing.T) { testRetained(t, open) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, open) })
+	t.Run("Alarms", func(t *testing.T) { testAlarms(t, open) })
+	t.Run("Analytics", func(t *testing.T) { testAnalytics(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 }
 

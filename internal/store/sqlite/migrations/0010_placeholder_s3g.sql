@@ -1,0 +1,3 @@
+-- 0010: a placeholder so that this branch's 0012 applies (versions run
+-- without gaps). Delete at merge: other branches bring the real 0010.
+SELECT 1;
