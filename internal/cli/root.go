@@ -132,6 +132,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.shadowCmd(),
 		a.methodCmd(),
 		a.commandCmd(),
+		a.alarmCmd(),
 		a.credCmd(),
 		a.policyCmd(),
 		a.typeCmd(),

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moteiot/mote/internal/alarms"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/live"
@@ -70,6 +71,8 @@ type Options struct {
 	// Commands queues commands to devices (nil: the command routes
 	// answer 503).
 	Commands *commands.Service
+	// Alarms keeps alarms (nil: the alarm routes answer 503).
+	Alarms *alarms.Service
 	// MaxLongPollsPerDevice bounds the command long polls one thing
 	// holds open at once; more are answered 429 (0: 4).
 	MaxLongPollsPerDevice int
@@ -115,6 +118,7 @@ type server struct {
 	live       *live.Hub
 	liveDone   <-chan struct{}
 	commands   *commands.Service
+	alarms     *alarms.Service
 	longPolls  *longPolls
 }
 
@@ -185,6 +189,11 @@ func (s *server) routes() []route {
 		{"GET", "/things/{name}/commands/{id}", roleView, s.getCommand},
 		{"DELETE", "/things/{name}/commands/{id}", roleWrite, s.cancelCommand},
 
+		{"GET", "/alarms", roleView, s.listAlarms},
+		{"GET", "/alarms/{id}", roleView, s.getAlarm},
+		{"POST", "/alarms/{id}/ack", roleWrite, s.ackAlarm},
+		{"POST", "/alarms/{id}/clear", roleWrite, s.clearAlarm},
+
 		{"POST", "/devices/{thing}/messages", roleDevice, s.device(s.devicePublish)},
 		{"GET", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceGetShadow)},
 		{"POST", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceUpdateShadow)},
@@ -213,6 +222,7 @@ func New(o Options) http.Handler {
 	s.users, s.live, s.liveDone = o.Users, o.Live, o.LiveDone
 	s.methods, s.devices, s.gateway, s.maxMessage = o.Methods, o.Devices, o.Gateway, o.MaxMessageSize
 	s.commands = o.Commands
+	s.alarms = o.Alarms
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {
