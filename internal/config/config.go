@@ -93,6 +93,11 @@ type Config struct {
 	AlarmSMTPPassword   string // never logged
 	AlarmSMTPTimeout    time.Duration
 
+	// Analytics: the detectors on the live stream (docs/alarms.md).
+	AnalyticsQueue        int           // messages waiting for the detectors; more are dropped and counted
+	AnalyticsMaxStates    int           // (rule, thing) detector states kept; more are refused and counted
+	AnalyticsSaveInterval time.Duration // how often changed detector states are saved
+
 	PprofAddr string // serve net/http/pprof here; "" (default) disables
 
 	// HTTP and HTTPS servers: how long a client has for its request
@@ -172,6 +177,9 @@ func Default() Config {
 		AlarmQueue:               10_000,
 		AlarmNotifyThrottle:      time.Minute,
 		AlarmSMTPTimeout:         10 * time.Second,
+		AnalyticsQueue:           10_000,
+		AnalyticsMaxStates:       100_000,
+		AnalyticsSaveInterval:    30 * time.Second,
 		HTTPReadHeaderTimeout:    10 * time.Second,
 		HTTPBodyTimeout:          30 * time.Second,
 		HTTPIdleTimeout:          2 * time.Minute,
@@ -257,6 +265,9 @@ func fields(c *Config) []field {
 		{"alarm-smtp-username", "SMTP user name (PLAIN authentication, only over TLS or to localhost); empty: none", str(&c.AlarmSMTPUsername)},
 		{"alarm-smtp-password", "SMTP password (prefer the environment variable)", str(&c.AlarmSMTPPassword)},
 		{"alarm-smtp-timeout", "time one alarm e-mail may take, connection to QUIT", dur(&c.AlarmSMTPTimeout)},
+		{"analytics-queue", "messages (telemetry, presence) waiting for the analytics detectors; more are dropped and counted in mote_analytics_dropped_total", num(&c.AnalyticsQueue)},
+		{"analytics-max-states", "detector states kept, one per (analytics rule, thing); a new one beyond it is not created and is counted in mote_analytics_states_refused_total", num(&c.AnalyticsMaxStates)},
+		{"analytics-save-interval", "how often changed detector states are saved (and so survive a restart)", dur(&c.AnalyticsSaveInterval)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
 		{"http-read-header-timeout", "time an HTTP(S) client has to send its request headers", dur(&c.HTTPReadHeaderTimeout)},
 		{"http-body-timeout", "time an HTTP(S) client has to send a request body, from the start of the request; slower uploads are cut off (streams and long polls are not affected)", dur(&c.HTTPBodyTimeout)},
@@ -523,6 +534,12 @@ func (c *Config) validateAlarms() error {
 		return fmt.Errorf("alarm-notify-throttle: %s is outside 0 to 24h", c.AlarmNotifyThrottle)
 	case c.AlarmSMTPTimeout < 100*time.Millisecond || c.AlarmSMTPTimeout > 5*time.Minute:
 		return fmt.Errorf("alarm-smtp-timeout: %s is outside 100ms to 5m", c.AlarmSMTPTimeout)
+	case c.AnalyticsQueue < 1 || c.AnalyticsQueue > 1_000_000:
+		return fmt.Errorf("analytics-queue: %d is outside 1 to 1000000", c.AnalyticsQueue)
+	case c.AnalyticsMaxStates < 1 || c.AnalyticsMaxStates > 100_000_000:
+		return fmt.Errorf("analytics-max-states: %d is outside 1 to 100000000", c.AnalyticsMaxStates)
+	case c.AnalyticsSaveInterval < 100*time.Millisecond || c.AnalyticsSaveInterval > time.Hour:
+		return fmt.Errorf("analytics-save-interval: %s is outside 100ms to 1h", c.AnalyticsSaveInterval)
 	}
 	if c.AlarmWebhookURL != "" {
 		u, err := url.Parse(c.AlarmWebhookURL)

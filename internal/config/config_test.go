@@ -398,8 +398,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 60 {
-		t.Errorf("settings = %d; want 60 (update this test for a new setting)", n)
+	if n != 63 {
+		t.Errorf("settings = %d; want 63 (update this test for a new setting)", n)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/moteiot/mote/internal/alarms"
+	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
@@ -72,6 +73,7 @@ type Daemon struct {
 	commands *commands.Service
 	alarms   *alarms.Service
 	notifier *alarms.Notifier
+	analytic *analytics.Engine
 	journal  *ingest.Journal
 	tstore   telemetry.Store
 	twriter  *telemetry.Writer
@@ -360,6 +362,23 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := d.startNotifier(ctx); err != nil {
 		return err
 	}
+	// The analytics detectors consume the bus and raise through the alarm
+	// service (closed before it).
+	d.analytic = analytics.New(analytics.Options{
+		Store:        st.Analytics(),
+		Things:       st.Things(),
+		Alarms:       d.alarms,
+		Queue:        cfg.AnalyticsQueue,
+		MaxStates:    cfg.AnalyticsMaxStates,
+		SaveInterval: cfg.AnalyticsSaveInterval,
+		Logger:       d.log.With("component", "analytics"),
+		Metrics:      d.metrics,
+	})
+	if err := d.analytic.Start(ctx); err != nil {
+		return fmt.Errorf("analytics: %w", err)
+	}
+	d.onClose(d.analytic.Close)
+	d.analytic.Attach(d.bus)
 	if n, err := d.journal.Start(); err != nil {
 		return err
 	} else if n > 0 {
@@ -459,6 +478,7 @@ func (d *Daemon) startHTTP() error {
 		Methods:   d.methods,
 		Commands:  d.commands,
 		Alarms:    d.alarms,
+		Analytics: d.analytic,
 		Devices:   d.devices,
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.
@@ -688,6 +708,9 @@ func (d *Daemon) Commands() *commands.Service { return d.commands }
 
 // Alarms returns the alarm service.
 func (d *Daemon) Alarms() *alarms.Service { return d.alarms }
+
+// Analytics returns the analytics engine.
+func (d *Daemon) Analytics() *analytics.Engine { return d.analytic }
 
 // Journal returns the ingest journal.
 func (d *Daemon) Journal() *ingest.Journal { return d.journal }

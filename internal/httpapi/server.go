@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moteiot/mote/internal/alarms"
+	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/live"
@@ -73,6 +74,8 @@ type Options struct {
 	Commands *commands.Service
 	// Alarms keeps alarms (nil: the alarm routes answer 503).
 	Alarms *alarms.Service
+	// Analytics runs the detectors (nil: /analytics routes answer 503).
+	Analytics *analytics.Engine
 	// MaxLongPollsPerDevice bounds the command long polls one thing
 	// holds open at once; more are answered 429 (0: 4).
 	MaxLongPollsPerDevice int
@@ -119,6 +122,7 @@ type server struct {
 	liveDone   <-chan struct{}
 	commands   *commands.Service
 	alarms     *alarms.Service
+	analytics  *analytics.Engine
 	longPolls  *longPolls
 }
 
@@ -193,6 +197,11 @@ func (s *server) routes() []route {
 		{"GET", "/alarms/{id}", roleView, s.getAlarm},
 		{"POST", "/alarms/{id}/ack", roleWrite, s.ackAlarm},
 		{"POST", "/alarms/{id}/clear", roleWrite, s.clearAlarm},
+		{"POST", "/analytics/rules", roleWrite, s.createAnalyticsRule},
+		{"GET", "/analytics/rules", roleView, s.listAnalyticsRules},
+		{"GET", "/analytics/rules/{name}", roleView, s.getAnalyticsRule},
+		{"PUT", "/analytics/rules/{name}", roleWrite, s.replaceAnalyticsRule},
+		{"DELETE", "/analytics/rules/{name}", roleWrite, s.deleteAnalyticsRule},
 
 		{"POST", "/devices/{thing}/messages", roleDevice, s.device(s.devicePublish)},
 		{"GET", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceGetShadow)},
@@ -223,6 +232,7 @@ func New(o Options) http.Handler {
 	s.methods, s.devices, s.gateway, s.maxMessage = o.Methods, o.Devices, o.Gateway, o.MaxMessageSize
 	s.commands = o.Commands
 	s.alarms = o.Alarms
+	s.analytics = o.Analytics
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {

@@ -1,0 +1,111 @@
+package analytics_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moteiot/mote/internal/daemontest"
+)
+
+func api(t *testing.T, s *daemontest.Server, method, path, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.API+"/api/v1"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestDeviceThroughThresholdToAlarmEvent: a rule created over REST for a
+// thing type; a real MQTT device (paho) of that type crosses the
+// threshold; the alarm event arrives on MQTT; below the clear level it
+// clears.
+func TestDeviceThroughThresholdToAlarmEvent(t *testing.T) {
+	s := daemontest.Start(t)
+	for _, c := range []struct{ path, body string }{
+		{"/types", `{"name":"boiler"}`},
+		{"/things", `{"name":"b1","type":"boiler"}`},
+		{"/policies", `{"name":"watch-alarms","document":{"statements":[{"effect":"allow","actions":["subscribe"],"topics":["$mote/events/alarms/#"]}]}}`},
+		{"/analytics/rules", `{"name":"overheat","kind":"threshold","thingType":"boiler",
+			"config":{"key":"temperature","above":80,"clearBelow":75,"alarmType":"overheat","severity":"critical"}}`},
+	} {
+		if code, out := api(t, s, "POST", c.path, c.body); code != http.StatusCreated {
+			t.Fatalf("POST %s: %d %s", c.path, code, out)
+		}
+	}
+	m := s.V5(t, "ops", s.Device(t, "ops", "watch-alarms"))
+	if rc := m.Sub(t, "$mote/events/alarms/#"); rc != 1 {
+		t.Fatalf("subscribe: %#x", rc)
+	}
+	_, secret := s.Secret(t, "b1")
+	dev := s.V5(t, "b1", secret)
+	dev.Pub(t, "things/b1/telemetry", 1, false, `{"temperature": 79}`)
+	dev.Pub(t, "things/b1/telemetry", 1, false, `{"temperature": 85}`)
+	raw := m.Inbox.Wait(t, "$mote/events/alarms/b1/overheat/raised", 10*time.Second)
+	var ev struct {
+		Alarm struct {
+			Thing, Severity string
+			Details         map[string]any
+		}
+	}
+	if err := json.Unmarshal([]byte(raw.Payload), &ev); err != nil || ev.Alarm.Severity != "critical" || ev.Alarm.Details["rule"] != "overheat" || ev.Alarm.Details["value"] != 85.0 {
+		t.Fatalf("raised event %s: %+v %v", raw.Payload, ev, err)
+	}
+	dev.Pub(t, "things/b1/telemetry", 1, false, `{"temperature": 77}`) // hysteresis: stays
+	dev.Pub(t, "things/b1/telemetry", 1, false, `{"temperature": 70}`)
+	m.Inbox.Wait(t, "$mote/events/alarms/b1/overheat/cleared", 10*time.Second)
+	if n := len(m.Inbox.Distinct("$mote/events/alarms/b1/overheat/cleared")); n != 1 {
+		t.Fatalf("cleared events: %d", n)
+	}
+}
+
+func TestAnalyticsRuleAPI(t *testing.T) {
+	s := daemontest.Start(t)
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+		field              string
+	}{
+		{"POST", "/analytics/rules", `{"name":"f","kind":"geofence","config":{"fence":{"type":"Polygon","coordinates":[[[0,0],[1,1],[1,0],[0,1],[0,0]]]}}}`, 400, "config.fence.coordinates[0]"},
+		{"POST", "/analytics/rules", `{"name":"f","kind":"geofence","config":{"fence":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1]]]}}}`, 400, "config.fence.coordinates[0]"},
+		{"POST", "/analytics/rules", `{"name":"f","kind":"geofence","config":{"fence":{"type":"Polygon","coordinates":[[[0,0],[NaN,0],[1,1],[0,0]]]}}}`, 400, ""},
+		{"POST", "/analytics/rules", `{"name":"f","kind":"geofence","config":{"fence":{"type":"Circle","center":[0,0],"radiusMeters":1e999}}}`, 400, ""},
+		{"POST", "/analytics/rules", `{"name":"t","kind":"threshold","config":{"above":1}}`, 400, "config.key"},
+		{"POST", "/analytics/rules", `{"name":"t","kind":"bogus","config":{}}`, 400, "kind"},
+		{"POST", "/analytics/rules", `{"name":"ok","kind":"geofence","group":"fleet","config":{"fence":{"type":"Polygon","coordinates":[[[170,-10],[-170,-10],[-170,10],[170,10],[170,-10]]]},"alarmOn":"exit"}}`, 201, ""},
+		{"POST", "/analytics/rules", `{"name":"ok","kind":"silence","config":{"expectedInterval":"1m"}}`, 409, ""},
+		{"GET", "/analytics/rules/ok", "", 200, ""},
+		{"GET", "/analytics/rules", "", 200, ""},
+		{"PUT", "/analytics/rules/ok", `{"kind":"silence","config":{"expectedInterval":"1m"}}`, 200, ""},
+		{"PUT", "/analytics/rules/nope", `{"kind":"silence","config":{"expectedInterval":"1m"}}`, 404, ""},
+		{"DELETE", "/analytics/rules/ok", "", 204, ""},
+		{"DELETE", "/analytics/rules/ok", "", 404, ""},
+	} {
+		code, out := api(t, s, c.method, c.path, c.body)
+		if code != c.code {
+			t.Errorf("%s %s %s = %d %s; want %d", c.method, c.path, c.body, code, out, c.code)
+			continue
+		}
+		if c.field != "" && !strings.Contains(out, `"`+c.field+`"`) {
+			t.Errorf("%s %s: %s; want the field %s named", c.method, c.path, out, c.field)
+		}
+	}
+}
