@@ -1,12 +1,17 @@
 package analytics_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/moteiot/mote/internal/daemontest"
 )
@@ -108,4 +113,107 @@ func TestAnalyticsRuleAPI(t *testing.T) {
 			t.Errorf("%s %s: %s; want the field %s named", c.method, c.path, out, c.field)
 		}
 	}
+}
+
+// BenchmarkMessageToAlarmEvent is the time from a device's message to the
+// alarm event on MQTT while devices publish 5,000 msgs/s of telemetry
+// (through the rules engine's telemetry rule and the analytics): one op is
+// one probe message that crosses a threshold (alternately raising and
+// clearing), timed to its event at a subscriber. Reports p50 and p99.
+func BenchmarkMessageToAlarmEvent(b *testing.B) {
+	const (
+		rate    = 5000 // msgs/s of background telemetry
+		loaders = 5
+	)
+	s := daemontest.Start(b)
+	tb := testing.TB(b)
+	for _, c := range []struct{ path, body string }{
+		{"/policies", `{"name":"watch-alarms","document":{"statements":[{"effect":"allow","actions":["subscribe"],"topics":["$mote/events/alarms/#"]}]}}`},
+		{"/analytics/rules", `{"name":"hot","kind":"threshold","config":{"key":"t","above":80,"clearBelow":75,"alarmType":"hot"}}`},
+	} {
+		if code, out := apiB(tb, s, "POST", c.path, c.body); code != http.StatusCreated {
+			b.Fatalf("POST %s: %d %s", c.path, code, out)
+		}
+	}
+	m := s.V5(b, "ops", s.Device(b, "ops", "watch-alarms"))
+	if rc := m.Sub(b, "$mote/events/alarms/#"); rc != 1 {
+		b.Fatalf("subscribe: %#x", rc)
+	}
+	probe := s.V5(b, "probe", s.Device(b, "probe"))
+	stop := make(chan struct{})
+	done := make(chan int, loaders)
+	for i := range loaders {
+		name := fmt.Sprint("load", i)
+		c := s.V5(b, name, s.Device(b, name))
+		go func() {
+			n := 0
+			// A burst every 10 ms: rate/loaders/100 messages, paced by
+			// the wall clock so that slow bursts are caught up.
+			began := time.Now()
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					done <- n
+					return
+				case <-tick.C:
+					due := int(time.Since(began).Seconds() * rate / loaders)
+					for ; n < due; n++ {
+						_, _ = c.Publish(context.Background(), &paho.Publish{Topic: "things/" + name + "/telemetry", Payload: []byte(`{"t": 20, "h": 40}`)})
+					}
+				}
+			}
+		}()
+	}
+	loadStart := time.Now()
+	time.Sleep(time.Second) // let the load settle (a fixed warm-up, not a wait for a condition)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		v, ev := 90, "raised"
+		if i%2 == 1 {
+			v, ev = 70, "cleared"
+		}
+		before := len(m.Inbox.Distinct("$mote/events/alarms/probe/hot/" + ev))
+		t0 := time.Now()
+		probe.Pub(b, "things/probe/telemetry", 0, false, fmt.Sprintf(`{"t": %d}`, v))
+		deadline := time.Now().Add(10 * time.Second)
+		for len(m.Inbox.Distinct("$mote/events/alarms/probe/hot/"+ev)) == before {
+			if time.Now().After(deadline) {
+				b.Fatalf("probe %d: no %s event", i, ev)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		lat = append(lat, time.Since(t0))
+		time.Sleep(20 * time.Millisecond) // pace the probes
+	}
+	b.StopTimer()
+	elapsed := time.Since(loadStart)
+	close(stop)
+	sent := 0
+	for range loaders {
+		sent += <-done
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+	b.ReportMetric(float64(sent)/elapsed.Seconds(), "load_msgs/s")
+}
+
+func apiB(tb testing.TB, s *daemontest.Server, method, path, body string) (int, string) {
+	tb.Helper()
+	req, err := http.NewRequest(method, s.API+"/api/v1"+path, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
 }
