@@ -182,9 +182,6 @@ func wrap360(lon float64) float64 {
 // shared vertex of neighbours, and a degenerate ring (no area).
 func checkSimple(field string, r ring) error {
 	n := len(r) - 1 // edges
-	if area2(r) == 0 {
-		return invalid(field, "the ring has no area")
-	}
 	for i := 0; i < n; i++ {
 		a, b := r[i], r[i+1]
 		if a == b {
@@ -208,6 +205,9 @@ func checkSimple(field string, r ring) error {
 				return invalid(field, "the ring crosses itself (edges %d and %d)", i+1, j+1)
 			}
 		}
+	}
+	if area2(r) == 0 {
+		return invalid(field, "the ring has no area")
 	}
 	return nil
 }

@@ -60,3 +60,49 @@ func (c *Client) ClearAlarm(ctx context.Context, id string) (Alarm, error) {
 	err := c.do(ctx, request{method: http.MethodPost, path: "/alarms/" + seg(id) + "/clear"}, &out)
 	return out, err
 }
+
+// ---- analytics rules ----
+
+// AnalyticsRule is an analytics rule (a detector for a thing type, a
+// group or every thing).
+type AnalyticsRule struct {
+	Name      string          `json:"name"`
+	Kind      string          `json:"kind"`
+	ThingType string          `json:"thingType,omitempty"`
+	Group     string          `json:"group,omitempty"`
+	Config    json.RawMessage `json:"config"`
+	Enabled   *bool           `json:"enabled,omitempty"`
+	CreatedAt time.Time       `json:"createdAt,omitzero"`
+	UpdatedAt time.Time       `json:"updatedAt,omitzero"`
+}
+
+// CreateAnalyticsRule creates an analytics rule.
+func (c *Client) CreateAnalyticsRule(ctx context.Context, r AnalyticsRule) (AnalyticsRule, error) {
+	var out AnalyticsRule
+	err := c.do(ctx, request{method: http.MethodPost, path: "/analytics/rules", body: r}, &out)
+	return out, err
+}
+
+// UpdateAnalyticsRule replaces an analytics rule.
+func (c *Client) UpdateAnalyticsRule(ctx context.Context, r AnalyticsRule) (AnalyticsRule, error) {
+	var out AnalyticsRule
+	err := c.do(ctx, request{method: http.MethodPut, path: "/analytics/rules/" + seg(r.Name), body: r}, &out)
+	return out, err
+}
+
+// GetAnalyticsRule returns an analytics rule.
+func (c *Client) GetAnalyticsRule(ctx context.Context, name string) (AnalyticsRule, error) {
+	var out AnalyticsRule
+	err := c.do(ctx, request{method: http.MethodGet, path: "/analytics/rules/" + seg(name)}, &out)
+	return out, err
+}
+
+// ListAnalyticsRules returns one page of analytics rules by name.
+func (c *Client) ListAnalyticsRules(ctx context.Context, o ListOptions) ([]AnalyticsRule, string, error) {
+	return list[AnalyticsRule](ctx, c, "/analytics/rules", o.values())
+}
+
+// DeleteAnalyticsRule deletes an analytics rule and its detectors' state.
+func (c *Client) DeleteAnalyticsRule(ctx context.Context, name string) error {
+	return c.do(ctx, request{method: http.MethodDelete, path: "/analytics/rules/" + seg(name)}, nil)
+}

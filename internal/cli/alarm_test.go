@@ -56,3 +56,35 @@ func TestAlarmCommands(t *testing.T) {
 		t.Fatalf("after the CLI: %+v %v; want cleared after an ack", a2, err)
 	}
 }
+
+func TestAnalyticsCommands(t *testing.T) {
+	t.Parallel()
+	s := daemontest.Start(t)
+	mote := func(args ...string) (string, string, int) {
+		t.Helper()
+		return run(t, append([]string{"--server", s.API, "--token", s.Token}, args...)...)
+	}
+	out, errOut, code := mote("analytics", "create", "hot", "--kind", "threshold", "--config", `{"key":"t","above":80}`)
+	if code != 0 || !strings.Contains(out, "every thing") {
+		t.Fatalf("create: exit %d %s %s", code, out, errOut)
+	}
+	_, errOut, code = mote("analytics", "create", "bad", "--kind", "geofence", "--config",
+		`{"fence":{"type":"Polygon","coordinates":[[[0,0],[1,1],[1,0],[0,1],[0,0]]]}}`)
+	if code != 2 || !strings.Contains(errOut, "crosses itself") {
+		t.Errorf("self-intersecting fence: exit %d %s; want 2", code, errOut)
+	}
+	out, _, code = mote("analytics", "update", "hot", "--kind", "silence", "--group", "g", "--config", `{"expectedInterval":"1m"}`)
+	if code != 0 || !strings.Contains(out, "group g") || !strings.Contains(out, "silence") {
+		t.Errorf("update: exit %d %s", code, out)
+	}
+	out, _, code = mote("analytics", "list")
+	if code != 0 || !strings.Contains(out, "hot") || !strings.Contains(out, "KIND") {
+		t.Errorf("list: exit %d %s", code, out)
+	}
+	if _, _, code = mote("analytics", "delete", "hot"); code != 0 {
+		t.Errorf("delete: exit %d", code)
+	}
+	if _, _, code = mote("analytics", "get", "hot"); code != 3 {
+		t.Errorf("get after delete: exit %d; want 3", code)
+	}
+}

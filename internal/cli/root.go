@@ -133,6 +133,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.methodCmd(),
 		a.commandCmd(),
 		a.alarmCmd(),
+		a.analyticsCmd(),
 		a.credCmd(),
 		a.policyCmd(),
 		a.typeCmd(),
