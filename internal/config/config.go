@@ -255,7 +255,7 @@ func fields(c *Config) []field {
 		{"rule-webhook-retries", "attempts after the first of a rule webhook that sets no retries", num(&c.RuleWebhookRetries)},
 		{"rule-breaker-failures", "consecutive failed attempts that open a rule action's circuit breaker (it then drops deliveries)", num(&c.RuleBreakerFailures)},
 		{"rule-breaker-cooldown", "how long an open rule action breaker drops deliveries before it lets one probe through", dur(&c.RuleBreakerCooldown)},
-		{"alarm-max-open", "open (active or acknowledged) alarms on the server; a new alarm beyond it is refused (HTTP 507 for the API) and counted in mote_alarms_refused_total", num(&c.AlarmMaxOpen)},
+		{"alarm-max-open", "open (active or acknowledged) alarms on the server; a new alarm beyond it is refused and counted in mote_alarms_refused_total (a repeat of an open alarm is not new)", num(&c.AlarmMaxOpen)},
 		{"alarm-queue", "raise and clear requests of rules and detectors waiting to be stored; more are dropped and counted in mote_alarm_requests_dropped_total", num(&c.AlarmQueue)},
 		{"alarm-notify-throttle", "least time between two notifications (webhook, e-mail) of the same alarm type of the same thing; the others are counted; 0 notifies every event", dur(&c.AlarmNotifyThrottle)},
 		{"alarm-webhook-url", `POST every alarm event (JSON) to this http(s) URL, through the rules' webhook path (--rule-action-queue, retries, breaker) ("" none)`, str(&c.AlarmWebhookURL)},

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/httpapi"
@@ -38,6 +39,8 @@ var notPaginated = map[string]string{
 	"/things/{name}/telemetry/latest":   "one point per key",
 	"/devices/{thing}/shadows/{shadow}": "one object",
 	"/devices/{thing}/commands":         "the pending commands, each delivered once (no cursor)",
+	"/alarms/{id}":                      "one object",
+	"/analytics/rules/{name}":           "one object",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -107,6 +110,14 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		}},
 		{"/tokens", "/tokens", 1000, byID, func(i int) error {
 			_, _, err := reg.CreateToken(ctx, name("tok", i), "viewer", nil)
+			return err
+		}},
+		{"/alarms", "/alarms", 1000, byID, func(i int) error {
+			_, err := s.Alarms().Raise(ctx, "host", name("a", i), "minor", nil)
+			return err
+		}},
+		{"/analytics/rules", "/analytics/rules", 1000, byName, func(i int) error {
+			_, err := s.Analytics().CreateRule(ctx, analytics.Rule{Name: name("ar", i), Kind: "silence", Config: json.RawMessage(`{"expectedInterval":"1m"}`)})
 			return err
 		}},
 		{"/things/{name}/telemetry", "/things/host/telemetry?from=0&to=" + strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10), telemetry.MaxLimit, byPoint, nil},
