@@ -120,8 +120,25 @@ func TestEngineThresholdPerTypeAndGroup(t *testing.T) {
 	if got := v.sink.list(); got[0] != "raise s1 overheat critical" || got[1] != "clear s1 overheat" {
 		t.Fatalf("alarms %q; want s1's raise and clear only", got)
 	}
-	if counter(v.e.m.evals) != 3 {
-		t.Fatalf("evaluations %v; want 3 (s1's JSON objects)", counter(v.e.m.evals))
+	// A rule for a group applies to its members only.
+	if _, err := v.st.Groups().Create(ctx, store.Group{Name: "fleet"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.st.Things().Update(ctx, "g1", store.ThingPatch{Groups: []string{"fleet"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.e.CreateRule(ctx, Rule{Name: "cold", Kind: KindThreshold, Group: "fleet", Enabled: true,
+		Config: json.RawMessage(`{"key":"temperature","below":0,"alarmType":"frost"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	v.telemetry("s2", "s2", `{"temperature": -5}`, t0.Add(3*time.Second)) // not in the group
+	v.telemetry("g1", "g1", `{"temperature": -5}`, t0.Add(3*time.Second))
+	waitFor(t, "the frost alarm", func() bool { return len(v.sink.list()) == 3 })
+	if got := v.sink.list()[2]; got != "raise g1 frost major" {
+		t.Fatalf("alarm %q; want g1's frost", got)
+	}
+	if counter(v.e.m.evals) != 4 {
+		t.Fatalf("evaluations %v; want 4 (s1's three JSON objects, g1's one)", counter(v.e.m.evals))
 	}
 }
 
