@@ -132,6 +132,8 @@ func (a *app) rootCmd() *cobra.Command {
 		a.shadowCmd(),
 		a.methodCmd(),
 		a.commandCmd(),
+		a.alarmCmd(),
+		a.analyticsCmd(),
 		a.credCmd(),
 		a.policyCmd(),
 		a.typeCmd(),

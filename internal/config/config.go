@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -83,6 +84,23 @@ type Config struct {
 	RuleWebhookRetries    int           // attempts after the first of a webhook without retries
 	RuleBreakerFailures   int           // consecutive failed attempts that open the breaker
 	RuleBreakerCooldown   time.Duration // how long an open breaker drops before a probe
+
+	// Alarms (docs/alarms.md).
+	AlarmMaxOpen        int           // open alarms on the server; a new one beyond is refused and counted
+	AlarmQueue          int           // raise/clear requests of rules and detectors waiting; more are dropped and counted
+	AlarmNotifyThrottle time.Duration // least time between two notifications of one (thing, alarm type)
+	AlarmWebhookURL     string        // POST every alarm event here ("" none)
+	AlarmSMTPAddr       string        // e-mail alarm events through this SMTP server host:port ("" none)
+	AlarmSMTPFrom       string
+	AlarmSMTPTo         []string
+	AlarmSMTPUsername   string
+	AlarmSMTPPassword   string // never logged
+	AlarmSMTPTimeout    time.Duration
+
+	// Analytics: the detectors on the live stream (docs/alarms.md).
+	AnalyticsQueue        int           // messages waiting for the detectors; more are dropped and counted
+	AnalyticsMaxStates    int           // (rule, thing) detector states kept; more are refused and counted
+	AnalyticsSaveInterval time.Duration // how often changed detector states are saved
 
 	PprofAddr string // serve net/http/pprof here; "" (default) disables
 
@@ -170,6 +188,13 @@ func Default() Config {
 		RuleWebhookRetries:       2,
 		RuleBreakerFailures:      5,
 		RuleBreakerCooldown:      30 * time.Second,
+		AlarmMaxOpen:             10_000,
+		AlarmQueue:               10_000,
+		AlarmNotifyThrottle:      time.Minute,
+		AlarmSMTPTimeout:         10 * time.Second,
+		AnalyticsQueue:           10_000,
+		AnalyticsMaxStates:       100_000,
+		AnalyticsSaveInterval:    30 * time.Second,
 		HTTPReadHeaderTimeout:    10 * time.Second,
 		HTTPBodyTimeout:          30 * time.Second,
 		HTTPIdleTimeout:          2 * time.Minute,
@@ -256,6 +281,19 @@ func fields(c *Config) []field {
 		{"rule-webhook-retries", "attempts after the first of a rule webhook that sets no retries", num(&c.RuleWebhookRetries)},
 		{"rule-breaker-failures", "consecutive failed attempts that open a rule action's circuit breaker (it then drops deliveries)", num(&c.RuleBreakerFailures)},
 		{"rule-breaker-cooldown", "how long an open rule action breaker drops deliveries before it lets one probe through", dur(&c.RuleBreakerCooldown)},
+		{"alarm-max-open", "open (active or acknowledged) alarms on the server; a new alarm beyond it is refused and counted in mote_alarms_refused_total (a repeat of an open alarm is not new)", num(&c.AlarmMaxOpen)},
+		{"alarm-queue", "raise and clear requests of rules and detectors waiting to be stored; more are dropped and counted in mote_alarm_requests_dropped_total", num(&c.AlarmQueue)},
+		{"alarm-notify-throttle", "least time between two notifications (webhook, e-mail) of the same alarm type of the same thing; the others are counted; 0 notifies every event", dur(&c.AlarmNotifyThrottle)},
+		{"alarm-webhook-url", `POST every alarm event (JSON) to this http(s) URL, through the rules' webhook path (--rule-action-queue, retries, breaker) ("" none)`, str(&c.AlarmWebhookURL)},
+		{"alarm-smtp-addr", `e-mail every alarm event through this SMTP server, host:port (STARTTLS when offered) ("" none)`, str(&c.AlarmSMTPAddr)},
+		{"alarm-smtp-from", "sender address of alarm e-mails", str(&c.AlarmSMTPFrom)},
+		{"alarm-smtp-to", "recipients of alarm e-mails (comma-separated)", list(&c.AlarmSMTPTo)},
+		{"alarm-smtp-username", "SMTP user name (PLAIN authentication, only over TLS or to localhost); empty: none", str(&c.AlarmSMTPUsername)},
+		{"alarm-smtp-password", "SMTP password (prefer the environment variable)", str(&c.AlarmSMTPPassword)},
+		{"alarm-smtp-timeout", "time one alarm e-mail may take, connection to QUIT", dur(&c.AlarmSMTPTimeout)},
+		{"analytics-queue", "messages (telemetry, presence) waiting for the analytics detectors; more are dropped and counted in mote_analytics_dropped_total", num(&c.AnalyticsQueue)},
+		{"analytics-max-states", "detector states kept, one per (analytics rule, thing); a new one beyond it is not created and is counted in mote_analytics_states_refused_total", num(&c.AnalyticsMaxStates)},
+		{"analytics-save-interval", "how often changed detector states are saved (and so survive a restart)", dur(&c.AnalyticsSaveInterval)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
 		{"http-read-header-timeout", "time an HTTP(S) client has to send its request headers", dur(&c.HTTPReadHeaderTimeout)},
 		{"http-body-timeout", "time an HTTP(S) client has to send a request body, from the start of the request; slower uploads are cut off (streams and long polls are not affected)", dur(&c.HTTPBodyTimeout)},
@@ -479,6 +517,9 @@ func (c *Config) Validate() error {
 	if err := c.validateUploads(); err != nil {
 		return err
 	}
+	if err := c.validateAlarms(); err != nil {
+		return err
+	}
 	return c.validateHTTP()
 }
 
@@ -541,4 +582,40 @@ func trimAll(items []string) []string {
 		}
 	}
 	return out
+}
+
+// validateAlarms checks the alarm settings.
+func (c *Config) validateAlarms() error {
+	c.AlarmSMTPTo = trimAll(c.AlarmSMTPTo)
+	switch {
+	case c.AlarmMaxOpen < 1 || c.AlarmMaxOpen > 10_000_000:
+		return fmt.Errorf("alarm-max-open: %d is outside 1 to 10000000", c.AlarmMaxOpen)
+	case c.AlarmQueue < 1 || c.AlarmQueue > 1_000_000:
+		return fmt.Errorf("alarm-queue: %d is outside 1 to 1000000", c.AlarmQueue)
+	case c.AlarmNotifyThrottle < 0 || c.AlarmNotifyThrottle > 24*time.Hour:
+		return fmt.Errorf("alarm-notify-throttle: %s is outside 0 to 24h", c.AlarmNotifyThrottle)
+	case c.AlarmSMTPTimeout < 100*time.Millisecond || c.AlarmSMTPTimeout > 5*time.Minute:
+		return fmt.Errorf("alarm-smtp-timeout: %s is outside 100ms to 5m", c.AlarmSMTPTimeout)
+	case c.AnalyticsQueue < 1 || c.AnalyticsQueue > 1_000_000:
+		return fmt.Errorf("analytics-queue: %d is outside 1 to 1000000", c.AnalyticsQueue)
+	case c.AnalyticsMaxStates < 1 || c.AnalyticsMaxStates > 100_000_000:
+		return fmt.Errorf("analytics-max-states: %d is outside 1 to 100000000", c.AnalyticsMaxStates)
+	case c.AnalyticsSaveInterval < 100*time.Millisecond || c.AnalyticsSaveInterval > time.Hour:
+		return fmt.Errorf("analytics-save-interval: %s is outside 100ms to 1h", c.AnalyticsSaveInterval)
+	}
+	if c.AlarmWebhookURL != "" {
+		u, err := url.Parse(c.AlarmWebhookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("alarm-webhook-url: want an http or https URL")
+		}
+	}
+	if c.AlarmSMTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AlarmSMTPAddr); err != nil {
+			return fmt.Errorf("alarm-smtp-addr: %q is not host:port", c.AlarmSMTPAddr)
+		}
+		if c.AlarmSMTPFrom == "" || len(c.AlarmSMTPTo) == 0 {
+			return fmt.Errorf("alarm-smtp-addr: needs alarm-smtp-from and alarm-smtp-to")
+		}
+	}
+	return nil
 }

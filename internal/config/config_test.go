@@ -408,8 +408,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 60 {
-		t.Errorf("settings = %d; want 60 (update this test for a new setting)", n)
+	if n != 73 {
+		t.Errorf("settings = %d; want 73 (update this test for a new setting)", n)
 	}
 }
 

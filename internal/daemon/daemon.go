@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/moteiot/mote/internal/alarms"
+	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/blob"
@@ -72,6 +74,9 @@ type Daemon struct {
 	rules    *ruleengine.Engine
 	methods  *methods.Service
 	commands *commands.Service
+	alarms   *alarms.Service
+	notifier *alarms.Notifier
+	analytic *analytics.Engine
 	journal  *ingest.Journal
 	tstore   telemetry.Store
 	twriter  *telemetry.Writer
@@ -315,6 +320,21 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.commands.Start(d.broker)
 	d.onClose(d.commands.Close)
 
+	// Alarms: events go out through the broker; rules and detectors queue
+	// raises and clears to the service (closed after them).
+	d.alarms = alarms.New(alarms.Options{
+		Store:     st.Alarms(),
+		Publisher: d.broker,
+		MaxOpen:   cfg.AlarmMaxOpen,
+		Queue:     cfg.AlarmQueue,
+		Logger:    d.log.With("component", "alarms"),
+		Metrics:   d.metrics,
+	})
+	if err := d.alarms.Start(ctx); err != nil {
+		return fmt.Errorf("alarms: %w", err)
+	}
+	d.onClose(d.alarms.Close)
+
 	// Direct methods: requests go out through the broker, answers come
 	// back on the bus.
 	d.methods = methods.New(methods.Options{
@@ -331,6 +351,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Store:     st.Rules(),
 		Publisher: d.broker,
 		Telemetry: d.twriter,
+		Alarms:    d.alarms,
 		Metrics:   d.metrics,
 		Logger:    d.log.With("component", "rules"),
 
@@ -350,6 +371,26 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.onClose(d.rules.Close)
 	d.rules.Attach(d.bus)
+	if err := d.startNotifier(ctx); err != nil {
+		return err
+	}
+	// The analytics detectors consume the bus and raise through the alarm
+	// service (closed before it).
+	d.analytic = analytics.New(analytics.Options{
+		Store:        st.Analytics(),
+		Things:       st.Things(),
+		Alarms:       d.alarms,
+		Queue:        cfg.AnalyticsQueue,
+		MaxStates:    cfg.AnalyticsMaxStates,
+		SaveInterval: cfg.AnalyticsSaveInterval,
+		Logger:       d.log.With("component", "analytics"),
+		Metrics:      d.metrics,
+	})
+	if err := d.analytic.Start(ctx); err != nil {
+		return fmt.Errorf("analytics: %w", err)
+	}
+	d.onClose(d.analytic.Close)
+	d.analytic.Attach(d.bus)
 	if n, err := d.journal.Start(); err != nil {
 		return err
 	} else if n > 0 {
@@ -455,6 +496,8 @@ func (d *Daemon) startHTTP() error {
 		Methods:   d.methods,
 		Commands:  d.commands,
 		C2D:       d.broker, // Azure IoT Hub cloud-to-device messages
+		Alarms:    d.alarms,
+		Analytics: d.analytic,
 		Devices:   d.devices,
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.
@@ -687,6 +730,12 @@ func (d *Daemon) Methods() *methods.Service { return d.methods }
 // Commands returns the command service.
 func (d *Daemon) Commands() *commands.Service { return d.commands }
 
+// Alarms returns the alarm service.
+func (d *Daemon) Alarms() *alarms.Service { return d.alarms }
+
+// Analytics returns the analytics engine.
+func (d *Daemon) Analytics() *analytics.Engine { return d.analytic }
+
 // Journal returns the ingest journal.
 func (d *Daemon) Journal() *ingest.Journal { return d.journal }
 
@@ -703,4 +752,37 @@ func ruleWebhookRetries(n int) int {
 		return -1
 	}
 	return n
+}
+
+// startNotifier sends alarm events to --alarm-webhook-url (through the
+// rules engine's webhook path) and by e-mail (--alarm-smtp-*), if set.
+func (d *Daemon) startNotifier(ctx context.Context) error {
+	cfg := d.cfg
+	o := alarms.NotifierOptions{
+		Source:   d.alarms,
+		Throttle: cmp.Or(cfg.AlarmNotifyThrottle, -1), // 0: every event
+		Queue:    cfg.AlarmQueue,
+		Logger:   d.log.With("component", "alarm-notify"),
+		Metrics:  d.metrics,
+	}
+	if cfg.AlarmWebhookURL != "" {
+		sink, err := d.rules.Sink("$alarms", ruleengine.Action{URL: cfg.AlarmWebhookURL})
+		if err != nil {
+			return fmt.Errorf("alarm-webhook-url: %w", err)
+		}
+		o.Webhook = sink
+	}
+	if cfg.AlarmSMTPAddr != "" {
+		o.SMTP = &alarms.SMTPOptions{Addr: cfg.AlarmSMTPAddr, From: cfg.AlarmSMTPFrom, To: cfg.AlarmSMTPTo,
+			Username: cfg.AlarmSMTPUsername, Password: cfg.AlarmSMTPPassword, Timeout: cfg.AlarmSMTPTimeout}
+	}
+	if o.Webhook == nil && o.SMTP == nil {
+		return nil
+	}
+	d.notifier = alarms.NewNotifier(o)
+	if err := d.notifier.Start(ctx); err != nil {
+		return fmt.Errorf("alarm notifications: %w", err)
+	}
+	d.onClose(d.notifier.Close)
+	return nil
 }

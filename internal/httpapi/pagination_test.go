@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/daemontest"
@@ -49,6 +50,8 @@ var notPaginated = map[string]string{
 	"/things/{name}/files":                        "a thing's files, at most --file-max-count (no cursor)",
 	"/things/{name}/files/{file}":                 "one object",
 	"/things/{name}/files/{file}/content":         "a file",
+	"/alarms/{id}":                                "one object",
+	"/analytics/rules/{name}":                     "one object",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -122,6 +125,14 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		}},
 		{"/tokens", "/tokens", 1000, byID, func(i int) error {
 			_, _, err := reg.CreateToken(ctx, name("tok", i), "viewer", nil)
+			return err
+		}},
+		{"/alarms", "/alarms", 1000, byID, func(i int) error {
+			_, err := s.Alarms().Raise(ctx, "host", name("a", i), "minor", nil)
+			return err
+		}},
+		{"/analytics/rules", "/analytics/rules", 1000, byName, func(i int) error {
+			_, err := s.Analytics().CreateRule(ctx, analytics.Rule{Name: name("ar", i), Kind: "silence", Config: json.RawMessage(`{"expectedInterval":"1m"}`)})
 			return err
 		}},
 		{"/things/{name}/telemetry", "/things/host/telemetry?from=0&to=" + strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10), telemetry.MaxLimit, byPoint, nil},

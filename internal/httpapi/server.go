@@ -24,6 +24,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moteiot/mote/internal/alarms"
+	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
@@ -75,6 +77,10 @@ type Options struct {
 	// C2D sends raw Azure IoT Hub cloud-to-device messages (nil: POST
 	// /things/{name}/c2d answers 503).
 	C2D C2DSender
+	// Alarms keeps alarms (nil: the alarm routes answer 503).
+	Alarms *alarms.Service
+	// Analytics runs the detectors (nil: /analytics routes answer 503).
+	Analytics *analytics.Engine
 	// MaxLongPollsPerDevice bounds the command long polls one thing
 	// holds open at once; more are answered 429 (0: 4).
 	MaxLongPollsPerDevice int
@@ -128,6 +134,8 @@ type server struct {
 	live       *live.Hub
 	liveDone   <-chan struct{}
 	commands   *commands.Service
+	alarms     *alarms.Service
+	analytics  *analytics.Engine
 	longPolls  *longPolls
 
 	artifacts     *artifacts.Service
@@ -204,6 +212,16 @@ func (s *server) routes() []route {
 		{"GET", "/things/{name}/commands/{id}", roleView, s.getCommand},
 		{"DELETE", "/things/{name}/commands/{id}", roleWrite, s.cancelCommand},
 
+		{"GET", "/alarms", roleView, s.listAlarms},
+		{"GET", "/alarms/{id}", roleView, s.getAlarm},
+		{"POST", "/alarms/{id}/ack", roleWrite, s.ackAlarm},
+		{"POST", "/alarms/{id}/clear", roleWrite, s.clearAlarm},
+		{"POST", "/analytics/rules", roleWrite, s.createAnalyticsRule},
+		{"GET", "/analytics/rules", roleView, s.listAnalyticsRules},
+		{"GET", "/analytics/rules/{name}", roleView, s.getAnalyticsRule},
+		{"PUT", "/analytics/rules/{name}", roleWrite, s.replaceAnalyticsRule},
+		{"DELETE", "/analytics/rules/{name}", roleWrite, s.deleteAnalyticsRule},
+
 		{"POST", "/devices/{thing}/messages", roleDevice, s.device(s.devicePublish)},
 		{"GET", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceGetShadow)},
 		{"POST", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceUpdateShadow)},
@@ -251,6 +269,8 @@ func New(o Options) http.Handler {
 	s.commands = o.Commands
 	s.c2d = o.C2D
 	s.artifacts, s.files, s.bodyTimeout, s.uploadMinRate = o.Artifacts, o.Files, o.BodyTimeout, o.UploadMinRate
+	s.alarms = o.Alarms
+	s.analytics = o.Analytics
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {

@@ -17,6 +17,9 @@ const (
 	ActionTelemetry = "telemetry"
 	ActionWebhook   = "webhook"
 	ActionLog       = "log"
+	// raiseAlarm and clearAlarm: alarms.go
+	ActionRaiseAlarm = "raiseAlarm"
+	ActionClearAlarm = "clearAlarm"
 )
 
 // Limits of actions.
@@ -38,6 +41,9 @@ type Action struct {
 	Headers   map[string]string `json:"headers,omitempty"`   // webhook
 	TimeoutMs int               `json:"timeoutMs,omitempty"` // webhook: per attempt (default --rule-webhook-timeout)
 	Retries   *int              `json:"retries,omitempty"`   // webhook: attempts after the first (default --rule-webhook-retries)
+	AlarmType string            `json:"alarmType,omitempty"` // raiseAlarm, clearAlarm
+	Severity  string            `json:"severity,omitempty"`  // raiseAlarm
+	Details   json.RawMessage   `json:"details,omitempty"`   // raiseAlarm: a JSON object (default: the rule's output)
 }
 
 // compiledAction is an Action checked and ready to run.
@@ -113,6 +119,8 @@ func parseAction(field string, raw []byte) (compiledAction, error) {
 			return bad("qos", "only for a republish action")
 		case (a.URL != "" || a.Headers != nil || a.TimeoutMs != 0 || a.Retries != nil) && typ != ActionWebhook:
 			return bad("url", "url, headers, timeoutMs and retries are only for a webhook action")
+		case (a.AlarmType != "" || a.Severity != "" || a.Details != nil) && typ != ActionRaiseAlarm && typ != ActionClearAlarm:
+			return bad("alarmType", "alarmType, severity and details are only for raiseAlarm and clearAlarm actions")
 		}
 		return nil
 	}
@@ -154,10 +162,14 @@ func parseAction(field string, raw []byte) (compiledAction, error) {
 			}
 		}
 	case ActionTelemetry, ActionLog:
+	case ActionRaiseAlarm, ActionClearAlarm:
+		if err := checkAlarmAction(a); err != nil {
+			return compiledAction{}, bad(core.FieldOf(err), "%s", err.(*core.Error).Msg)
+		}
 	case "":
-		return compiledAction{}, bad("type", "an action needs a type: republish, telemetry, webhook or log")
+		return compiledAction{}, bad("type", "an action needs a type: republish, telemetry, webhook, log, raiseAlarm or clearAlarm")
 	default:
-		return compiledAction{}, bad("type", "unknown action type %q: want republish, telemetry, webhook or log", a.Type)
+		return compiledAction{}, bad("type", "unknown action type %q: want republish, telemetry, webhook, log, raiseAlarm or clearAlarm", a.Type)
 	}
 	return c, nil
 }

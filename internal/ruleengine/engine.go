@@ -60,6 +60,7 @@ type Options struct {
 	Store     store.RuleStore // required
 	Publisher Publisher       // republish actions; nil: they fail
 	Telemetry TelemetryWriter // telemetry actions; nil: they fail
+	Alarms    AlarmSink       // raiseAlarm and clearAlarm actions; nil: they fail
 	Workers   int             // default GOMAXPROCS, at least 2
 	QueueSize int             // default 10,000 messages
 	// HTTPClient sends webhooks (default: a client without a total

@@ -49,6 +49,8 @@ func (e *Engine) run(a *compiledAction, rule string, msg core.Message, body []by
 		return nil
 	case ActionWebhook:
 		return fmt.Errorf("webhook %s: not run by the workers", redactedURL(a.URL)) // dispatch.go delivers webhooks
+	case ActionRaiseAlarm, ActionClearAlarm:
+		return e.runAlarm(a, msg, body)
 	case ActionLog:
 		e.log.Info("rule output", "rule", rule, "topic", msg.Topic, "output", string(body))
 		return nil

@@ -32,6 +32,8 @@ type Store interface {
 	Sessions() SessionStore
 	Artifacts() ArtifactStore
 	Files() FileStore
+	Alarms() AlarmStore
+	Analytics() AnalyticsStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -630,4 +632,119 @@ type FileStore interface {
 	// Usage is the bytes a thing's files hold: Size plus Received of
 	// every row.
 	Usage(ctx context.Context, thing string) (int64, error)
+}
+
+// Alarm statuses. An alarm is raised active; an operator acknowledges it;
+// it is cleared by its source or an operator, acknowledged or not. An
+// active or acknowledged alarm is open: there is at most one open alarm
+// per (thing, type).
+const (
+	AlarmActive       = "active"
+	AlarmAcknowledged = "acknowledged"
+	AlarmCleared      = "cleared"
+)
+
+// Alarm severities, most severe first.
+const (
+	SeverityCritical = "critical"
+	SeverityMajor    = "major"
+	SeverityMinor    = "minor"
+	SeverityWarning  = "warning"
+)
+
+// Alarm is one alarm of a thing. Details is a JSON object kept as given
+// (nil: none). Count is how many times it was raised while open; LastAt
+// the time of the latest.
+type Alarm struct {
+	ID        string
+	Type      string
+	Thing     string
+	Severity  string
+	Status    string
+	Details   json.RawMessage
+	Count     int64
+	CreatedAt time.Time
+	LastAt    time.Time
+	AckedAt   *time.Time
+	ClearedAt *time.Time
+}
+
+// AlarmFilter selects alarms in AlarmStore.List. Zero fields do not filter.
+type AlarmFilter struct {
+	Status   string // active, acknowledged, cleared; "open" for active or acknowledged
+	Thing    string
+	Severity string
+	Type     string
+	Before   string // cursor: only alarms created before the alarm with this id
+	Limit    int    // 1..1000; 0 means 100
+}
+
+// AlarmStore keeps alarms and their history. Alarms belong to a thing:
+// raising one for a missing thing is core.NotFound `thing "x" not found`,
+// and deleting the thing deletes its alarms.
+type AlarmStore interface {
+	// Raise records that alarm a.Type of a.Thing happened at a.LastAt
+	// (zero: now). If the thing has an open alarm of that type, its Count
+	// grows by one, LastAt moves forward, Severity and Details are
+	// replaced, and created is false. Otherwise a new active alarm with
+	// id a.ID, Count 1 and CreatedAt = LastAt is stored: if maxOpen > 0
+	// and maxOpen alarms are open already, that is a core.KindQuota error.
+	Raise(ctx context.Context, a Alarm, maxOpen int) (out Alarm, created bool, err error)
+	// Get returns an alarm, or core.NotFound `alarm "id" not found`.
+	Get(ctx context.Context, id string) (Alarm, error)
+	// Open returns the open alarm of type typ of thing, or core.NotFound.
+	Open(ctx context.Context, thing, typ string) (Alarm, error)
+	// List returns alarms newest first.
+	List(ctx context.Context, f AlarmFilter) ([]Alarm, error)
+	// Ack moves an active alarm to acknowledged (AckedAt = at). An alarm in
+	// another status is a core.Conflict naming its status, returned
+	// together with the alarm as it is.
+	Ack(ctx context.Context, id string, at time.Time) (Alarm, error)
+	// Clear moves an open alarm to cleared (ClearedAt = at); a cleared one
+	// is a core.Conflict, returned together with the alarm.
+	Clear(ctx context.Context, id string, at time.Time) (Alarm, error)
+	// CountOpen returns how many alarms are open.
+	CountOpen(ctx context.Context) (int, error)
+}
+
+// AnalyticsRule configures one detector of the analytics (package
+// analytics interprets Kind and Config) for the things of a type or of a
+// group (at most one of the two; neither: every thing).
+type AnalyticsRule struct {
+	Name      string
+	Kind      string
+	ThingType string
+	Group     string
+	Config    json.RawMessage
+	Enabled   bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// DetectorState is the saved state of one detector of a rule for one
+// thing, opaque to the store. A nil State deletes it in PutStates.
+type DetectorState struct {
+	Rule      string
+	Thing     string
+	State     []byte
+	UpdatedAt time.Time
+}
+
+// AnalyticsStore keeps analytics rules and their detectors' state.
+// Deleting a rule or a thing deletes its states. Lists are ordered by
+// name (states by rule, then thing).
+type AnalyticsStore interface {
+	CreateRule(ctx context.Context, r AnalyticsRule) (AnalyticsRule, error)
+	GetRule(ctx context.Context, name string) (AnalyticsRule, error)
+	ListRules(ctx context.Context, after string, limit int) ([]AnalyticsRule, error)
+	// UpdateRule replaces Kind, ThingType, Group, Config and Enabled of
+	// the rule r.Name and sets UpdatedAt to now.
+	UpdateRule(ctx context.Context, r AnalyticsRule) (AnalyticsRule, error)
+	// DeleteRule deletes a rule and its states.
+	DeleteRule(ctx context.Context, name string) error
+	// PutStates stores (State not nil) or deletes states in one
+	// transaction; states of a missing rule or thing are skipped.
+	PutStates(ctx context.Context, batch []DetectorState) error
+	// States returns every saved state.
+	States(ctx context.Context) ([]DetectorState, error)
 }

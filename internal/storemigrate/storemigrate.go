@@ -93,6 +93,9 @@ var tables = []table{
 	// blob store (datadir.Blobs), which this tool does not copy.
 	{"artifacts", "artifacts", []column{c("name", kText), c("version", kText), c("content_type", kText), c("size", kInt), c("sha256", kText), c("signature", kText), c("signing_key", kText), c("blob_key", kText), c("created_at", kMS)}, "name, version"},
 	{"files", "files", []column{c("thing", kText), c("name", kText), c("content_type", kText), c("complete", kBool), c("size", kInt), c("sha256", kText), c("blob_key", kText), c("upload_id", kText), c("received", kInt), c("total", kInt), c("parts", kInt), c("created_at", kMS), c("updated_at", kMS)}, "thing, name"},
+	{"alarms", "alarms", []column{c("seq", kInt), c("id", kText), c("thing", kText), c("type", kText), c("severity", kText), c("status", kText), c("details", kText), c("count", kInt), c("created_at", kMS), c("last_at", kMS), c("acked_at", kMS), c("cleared_at", kMS)}, "seq"},
+	{"analytics_rules", "analytics_rules", []column{c("name", kText), c("kind", kText), c("thing_type", kText), c("grp", kText), c("config", kText), c("enabled", kBool), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"detector_states", "detector_states", []column{c("rule", kText), c("thing", kText), c("state", kBytes), c("updated_at", kMS)}, "rule, thing"},
 }
 
 // TableReport is the verification of one table (or "telemetry").
@@ -156,6 +159,9 @@ func Copy(ctx context.Context, dataDir, url string, progress io.Writer) (Report,
 	}
 	if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('commands', 'seq'), coalesce(max(seq), 0) + 1, false) FROM commands`); err != nil {
 		return rep, fmt.Errorf("commands sequence: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('alarms', 'seq'), coalesce(max(seq), 0) + 1, false) FROM alarms`); err != nil {
+		return rep, fmt.Errorf("alarms sequence: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return rep, fmt.Errorf("commit: %w", err)

@@ -2,6 +2,7 @@ package storemigrate
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -88,6 +89,15 @@ func installation(t *testing.T) string {
 	must(t, err)
 	must(t, st.Users().CreateSession(ctx, store.Session{IDHash: []byte{9, 9}, User: "admin", ExpiresAt: later}))
 	must(t, st.Retained().Apply(ctx, []store.RetainedMessage{{Topic: "a/b", Data: []byte{1, 2}}}))
+	for i, typ := range []string{"overheat", "silent"} {
+		_, _, err = st.Alarms().Raise(ctx, store.Alarm{ID: fmt.Sprint("alm", i), Thing: "dev1", Type: typ, Severity: store.SeverityMajor, Details: []byte(`{"v":1}`)}, 0)
+		must(t, err)
+	}
+	_, err = st.Alarms().Ack(ctx, "alm0", later)
+	must(t, err)
+	_, err = st.Analytics().CreateRule(ctx, store.AnalyticsRule{Name: "hot", Kind: "threshold", Group: "g", Config: []byte(`{"key":"t"}`), Enabled: true})
+	must(t, err)
+	must(t, st.Analytics().PutStates(ctx, []store.DetectorState{{Rule: "hot", Thing: "dev1", State: []byte{0, 1, 255}}}))
 	must(t, st.Sessions().Apply(ctx, store.SessionChanges{
 		Clients:  []store.SessionClient{{ID: "c1", Data: []byte("s")}},
 		Messages: []store.SessionMessage{{Client: "c1", PacketID: 65535, Data: []byte("m")}},
@@ -169,6 +179,16 @@ func TestCopy(t *testing.T) {
 	same("session", func(s store.Store) (any, error) { return s.Users().GetSession(ctx, []byte{9, 9}) })
 	same("retained", func(s store.Store) (any, error) { return s.Retained().List(ctx) })
 	same("mqtt sessions", func(s store.Store) (any, error) { return s.Sessions().List(ctx) })
+	same("alarms", func(s store.Store) (any, error) { return s.Alarms().List(ctx, store.AlarmFilter{}) })
+	same("analytics rules", func(s store.Store) (any, error) { return s.Analytics().ListRules(ctx, "", 0) })
+	same("detector states", func(s store.Store) (any, error) { return s.Analytics().States(ctx) })
+
+	// The alarm sequence continues after the copied ones.
+	_, _, err = dst.Alarms().Raise(ctx, store.Alarm{ID: "alm9", Thing: "dev1", Type: "new", Severity: store.SeverityMinor}, 0)
+	must(t, err)
+	if al, err := dst.Alarms().List(ctx, store.AlarmFilter{Limit: 1}); err != nil || len(al) != 1 || al[0].ID != "alm9" {
+		t.Errorf("newest alarm after a raise on the copy = %+v, %v; want alm9", al, err)
+	}
 
 	// The command sequence continues after the copied ones.
 	_, err = dst.Commands().Create(ctx, store.Command{ID: "cmd4", Thing: "dev1", Name: "x", ExpiresAt: time.Now().Add(time.Hour)})

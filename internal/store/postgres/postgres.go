@@ -89,6 +89,8 @@ type Store struct {
 	sessions    sessionStore
 	artifacts   artifactStore
 	files       fileStore
+	alarms      alarmStore
+	analytics   analyticsStore
 
 	closeOnce sync.Once
 }
@@ -121,6 +123,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.sessions = sessionStore{s}
 	s.artifacts = artifactStore{s}
 	s.files = fileStore{s}
+	s.alarms = alarmStore{s}
+	s.analytics = analyticsStore{s}
 	return s, nil
 }
 
@@ -141,6 +145,8 @@ func (s *Store) Retained() store.RetainedStore      { return &s.retained }
 func (s *Store) Sessions() store.SessionStore       { return &s.sessions }
 func (s *Store) Artifacts() store.ArtifactStore     { return &s.artifacts }
 func (s *Store) Files() store.FileStore             { return &s.files }
+func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
+func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 
 // Close closes the pool, waiting for connections in use to be returned.
 // Every write is committed when its method returns, so there is nothing to

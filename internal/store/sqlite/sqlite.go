@@ -70,6 +70,8 @@ type Store struct {
 	sessions    sessionStore
 	artifacts   artifactStore
 	files       fileStore
+	alarms      alarmStore
+	analytics   analyticsStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -146,6 +148,8 @@ func Open(path string) (*Store, error) {
 	s.sessions = sessionStore{s}
 	s.artifacts = artifactStore{s}
 	s.files = fileStore{s}
+	s.alarms = alarmStore{s}
+	s.analytics = analyticsStore{s}
 	return s, nil
 }
 
@@ -186,6 +190,8 @@ func (s *Store) Retained() store.RetainedStore      { return &s.retained }
 func (s *Store) Sessions() store.SessionStore       { return &s.sessions }
 func (s *Store) Artifacts() store.ArtifactStore     { return &s.artifacts }
 func (s *Store) Files() store.FileStore             { return &s.files }
+func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
+func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.

@@ -1,0 +1,201 @@
+package alarms
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/store/sqlite"
+)
+
+// recorder is a Publisher that keeps what it was given.
+type recorder struct {
+	mu     sync.Mutex
+	topics []string
+	bodies [][]byte
+}
+
+func (r *recorder) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.topics = append(r.topics, topic)
+	r.bodies = append(r.bodies, payload)
+	return nil
+}
+
+func (r *recorder) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.topics...)
+}
+
+func openStore(tb testing.TB, things ...string) store.Store {
+	tb.Helper()
+	st, err := sqlite.Open(filepath.Join(tb.TempDir(), "mote.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	for _, n := range things {
+		if _, err := st.Things().Create(tb.Context(), store.Thing{Name: n}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return st
+}
+
+func newService(tb testing.TB, o Options) *Service {
+	tb.Helper()
+	s := New(o)
+	if err := s.Start(tb.Context()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// waitFor polls cond until it holds or 5 seconds pass.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestLifecycleAndEvents(t *testing.T) {
+	st := openStore(t, "dev")
+	pub := &recorder{}
+	s := newService(t, Options{Store: st.Alarms(), Publisher: pub})
+	events, cancel := s.Subscribe(10)
+	defer cancel()
+	ctx := t.Context()
+
+	a, err := s.Raise(ctx, "dev", "overheat", store.SeverityMajor, json.RawMessage(`{"temperature":81}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status != store.AlarmActive || a.Count != 1 {
+		t.Fatalf("raised: %+v; want active, count 1", a)
+	}
+	again, err := s.Raise(ctx, "dev", "overheat", store.SeverityCritical, nil)
+	if err != nil || again.ID != a.ID || again.Count != 2 {
+		t.Fatalf("repeat: %+v, %v; want the same alarm with count 2", again, err)
+	}
+	if _, err := s.Ack(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Ack(ctx, a.ID); core.KindOf(err) != core.KindConflict {
+		t.Fatalf("ack twice: %v; want a conflict", err)
+	}
+	c, err := s.Clear(ctx, a.ID)
+	if err != nil || c.Status != store.AlarmCleared {
+		t.Fatalf("clear: %+v, %v", c, err)
+	}
+	want := []string{
+		"$mote/events/alarms/dev/overheat/raised",
+		"$mote/events/alarms/dev/overheat/acknowledged",
+		"$mote/events/alarms/dev/overheat/cleared",
+	}
+	if got := pub.list(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("events published: %q; want %q (a repeat publishes none)", got, want)
+	}
+	var ev Event
+	if err := json.Unmarshal(pub.bodies[0], &ev); err != nil || ev.Event != EventRaised || ev.Alarm.ID != a.ID || string(ev.Alarm.Details) != `{"temperature":81}` {
+		t.Fatalf("raised event body %s: %+v %v", pub.bodies[0], ev, err)
+	}
+	for _, w := range []string{EventRaised, EventAcknowledged, EventCleared} {
+		if got := <-events; got.Event != w {
+			t.Fatalf("subscriber got %q; want %q", got.Event, w)
+		}
+	}
+}
+
+func TestRaiseValidates(t *testing.T) {
+	st := openStore(t, "dev")
+	s := newService(t, Options{Store: st.Alarms()})
+	ctx := t.Context()
+	for _, c := range []struct {
+		typ, sev, details string
+		kind              core.Kind
+	}{
+		{"", "major", "", core.KindInvalid},
+		{"a/b", "major", "", core.KindInvalid},
+		{"x", "fatal", "", core.KindInvalid},
+		{"x", "major", `[1]`, core.KindInvalid},
+		{"x", "major", `{"a":"` + strings.Repeat("x", MaxDetails) + `"}`, core.KindTooLarge},
+	} {
+		_, err := s.Raise(ctx, "dev", c.typ, c.sev, json.RawMessage(c.details))
+		if core.KindOf(err) != c.kind {
+			t.Errorf("Raise(%q, %q, %.20q) = %v; want kind %s", c.typ, c.sev, c.details, err, c.kind)
+		}
+	}
+	if _, err := s.Raise(ctx, "ghost", "x", "major", nil); !core.IsNotFound(err) {
+		t.Errorf("raise for a missing thing: %v; want not found", err)
+	}
+}
+
+// A flood of distinct alarms stops at MaxOpen, and the refusals are counted.
+func TestFloodBoundedByMaxOpen(t *testing.T) {
+	st := openStore(t, "dev")
+	reg := prometheus.NewRegistry()
+	s := newService(t, Options{Store: st.Alarms(), MaxOpen: 5, Metrics: reg})
+	for i := range 50 {
+		s.RaiseAsync("dev", "t"+strings.Repeat("x", i%25), store.SeverityMinor, nil, time.Time{})
+	}
+	waitFor(t, "the refusals", func() bool { return counterValue(s.m.refused) == 20 })
+	n, err := s.CountOpen(t.Context())
+	if err != nil || n != 5 {
+		t.Fatalf("open alarms after the flood: %d, %v; want 5", n, err)
+	}
+}
+
+// A full queue drops instead of waiting.
+func TestAsyncQueueFullDrops(t *testing.T) {
+	st := openStore(t, "dev")
+	s := New(Options{Store: st.Alarms(), Queue: 3}) // not started: nothing drains the queue
+	defer s.Close()
+	ok := 0
+	for range 10 {
+		if s.RaiseAsync("dev", "x", store.SeverityMinor, nil, time.Time{}) {
+			ok++
+		}
+	}
+	if ok != 3 || counterValue(s.m.dropped.WithLabelValues("queue_full")) != 7 {
+		t.Fatalf("accepted %d, dropped %v; want 3 and 7", ok, counterValue(s.m.dropped.WithLabelValues("queue_full")))
+	}
+}
+
+func TestClearAsyncOfNothingIsQuiet(t *testing.T) {
+	st := openStore(t, "dev")
+	s := newService(t, Options{Store: st.Alarms()})
+	s.RaiseAsync("dev", "x", store.SeverityMinor, nil, time.Time{})
+	s.ClearAsync("dev", "x", time.Time{})
+	s.ClearAsync("dev", "x", time.Time{})
+	waitFor(t, "the clear", func() bool {
+		l, _ := s.List(t.Context(), store.AlarmFilter{Status: store.AlarmCleared})
+		return len(l) == 1
+	})
+	if f := counterValue(s.m.failed); f != 0 {
+		t.Fatalf("failed requests: %v; want 0 (clearing nothing is not a failure)", f)
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
