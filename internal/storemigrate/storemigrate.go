@@ -89,6 +89,8 @@ var tables = []table{
 	{"retained", "retained", []column{c("topic", kText), c("data", kBytes), c("updated_at", kMS)}, "topic"},
 	{"mqtt_sessions", "mqtt_sessions", []column{c("client_id", kText), c("data", kBytes), c("updated_at", kMS)}, "client_id"},
 	{"mqtt_session_messages", "mqtt_session_messages", []column{c("client_id", kText), c("packet_id", kInt), c("data", kBytes)}, "client_id, packet_id"},
+	{"jobs", "jobs", []column{c("id", kText), c("description", kText), c("status", kText), c("continuous", kBool), c("spec", kBytes), c("reason_code", kText), c("comment", kText), c("released", kInt), c("released_at", kMS), c("created_at", kMS), c("updated_at", kMS), c("completed_at", kMS)}, "id"},
+	{"job_executions", "job_executions", []column{c("seq", kInt), c("job", kText), c("thing", kText), c("status", kText), c("status_details", kText), c("queued_at", kMS), c("started_at", kMS), c("last_updated_at", kMS), c("timeout_at", kMS), c("version", kInt), c("execution_number", kInt), c("retries", kInt)}, "seq"},
 }
 
 // TableReport is the verification of one table (or "telemetry").
@@ -152,6 +154,9 @@ func Copy(ctx context.Context, dataDir, url string, progress io.Writer) (Report,
 	}
 	if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('commands', 'seq'), coalesce(max(seq), 0) + 1, false) FROM commands`); err != nil {
 		return rep, fmt.Errorf("commands sequence: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('job_executions', 'seq'), coalesce(max(seq), 0) + 1, false) FROM job_executions`); err != nil {
+		return rep, fmt.Errorf("job_executions sequence: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return rep, fmt.Errorf("commit: %w", err)

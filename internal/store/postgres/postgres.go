@@ -87,6 +87,7 @@ type Store struct {
 	users       userStore
 	retained    retainedStore
 	sessions    sessionStore
+	jobs        jobStore
 
 	closeOnce sync.Once
 }
@@ -117,6 +118,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.users = userStore{s}
 	s.retained = retainedStore{s}
 	s.sessions = sessionStore{s}
+	s.jobs = jobStore{s}
 	return s, nil
 }
 
@@ -135,6 +137,7 @@ func (s *Store) Commands() store.CommandStore       { return &s.commands }
 func (s *Store) Users() store.UserStore             { return &s.users }
 func (s *Store) Retained() store.RetainedStore      { return &s.retained }
 func (s *Store) Sessions() store.SessionStore       { return &s.sessions }
+func (s *Store) Jobs() store.JobStore               { return &s.jobs }
 
 // Close closes the pool, waiting for connections in use to be returned.
 // Every write is committed when its method returns, so there is nothing to

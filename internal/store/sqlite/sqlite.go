@@ -68,6 +68,7 @@ type Store struct {
 	users       userStore
 	retained    retainedStore
 	sessions    sessionStore
+	jobs        jobStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -142,6 +143,7 @@ func Open(path string) (*Store, error) {
 	s.users = userStore{s}
 	s.retained = retainedStore{s}
 	s.sessions = sessionStore{s}
+	s.jobs = jobStore{s}
 	return s, nil
 }
 
@@ -180,6 +182,7 @@ func (s *Store) Commands() store.CommandStore       { return &s.commands }
 func (s *Store) Users() store.UserStore             { return &s.users }
 func (s *Store) Retained() store.RetainedStore      { return &s.retained }
 func (s *Store) Sessions() store.SessionStore       { return &s.sessions }
+func (s *Store) Jobs() store.JobStore               { return &s.jobs }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.

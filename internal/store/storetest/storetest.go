@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Commands", func(t *testing.T) { testCommands(t, open) })
 	t.Run("Retained", func(t *testing.T) { testRetained(t, open) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, open) })
+	t.Run("Jobs", func(t *testing.T) { testJobs(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 }
 
