@@ -166,7 +166,9 @@ func TestCopy(t *testing.T) {
 	same("session", func(s store.Store) (any, error) { return s.Users().GetSession(ctx, []byte{9, 9}) })
 	same("retained", func(s store.Store) (any, error) { return s.Retained().List(ctx) })
 	same("jobs", func(s store.Store) (any, error) { return s.Jobs().List(ctx, "", 0) })
-	same("job executions", func(s store.Store) (any, error) { return s.Jobs().Executions(ctx, store.JobExecutionFilter{JobID: "job1"}) })
+	same("job executions", func(s store.Store) (any, error) {
+		return s.Jobs().Executions(ctx, store.JobExecutionFilter{JobID: "job1"})
+	})
 	// The execution sequence continues after the copied ones.
 	_, _, err = dst.Jobs().Create(ctx, store.Job{ID: "job2", Status: store.JobInProgress, Spec: []byte(`{}`)}, []string{"dev1", "dev2"})
 	must(t, err)
