@@ -32,6 +32,7 @@ import (
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/ingest"
 	"github.com/moteiot/mote/internal/ipfilter"
+	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/pki"
@@ -69,6 +70,7 @@ type Daemon struct {
 	rules    *ruleengine.Engine
 	methods  *methods.Service
 	commands *commands.Service
+	jobs     *jobs.Service
 	journal  *ingest.Journal
 	tstore   telemetry.Store
 	twriter  *telemetry.Writer
@@ -303,6 +305,29 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.commands.Start(d.broker)
 	d.onClose(d.commands.Close)
 
+	// Jobs: device requests come on the bus, answers and notifications go
+	// out through the broker; closed before it. Query targets and
+	// artifact placeholders need the fleet index and the artifact store
+	// (Selector, Artifacts), which are not wired yet: such jobs are
+	// refused with 400.
+	d.jobs = jobs.New(jobs.Options{
+		Store:           st.Jobs(),
+		Things:          d.registry,
+		Publisher:       d.broker,
+		QueueSize:       cfg.JobQueue,
+		Workers:         cfg.JobWorkers,
+		Interval:        cfg.JobSchedulerTick,
+		MaxTargets:      cfg.JobMaxTargets,
+		MaxDocumentSize: cfg.JobMaxDocumentSize,
+		Logger:          d.log.With("component", "jobs"),
+		Metrics:         d.metrics,
+	})
+	if err := d.jobs.Start(ctx); err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	d.jobs.Attach(d.bus)
+	d.onClose(d.jobs.Close)
+
 	// Direct methods: requests go out through the broker, answers come
 	// back on the bus.
 	d.methods = methods.New(methods.Options{
@@ -408,6 +433,10 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 	case registry.PoliciesChanged:
 		d.broker.RefreshPolicies("")
 	}
+	// Continuous jobs follow group membership.
+	if e.Kind == registry.ThingChanged || e.Kind == registry.ThingCreated {
+		d.jobs.ThingChanged(e.Thing)
+	}
 }
 
 // firstToken creates an admin API token when there is none (first start).
@@ -436,6 +465,7 @@ func (d *Daemon) startHTTP() error {
 		Telemetry: d.tstore,
 		Methods:   d.methods,
 		Commands:  d.commands,
+		Jobs:      d.jobs,
 		Devices:   d.devices,
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.
@@ -662,6 +692,9 @@ func (d *Daemon) Methods() *methods.Service { return d.methods }
 
 // Commands returns the command service.
 func (d *Daemon) Commands() *commands.Service { return d.commands }
+
+// Jobs returns the job service.
+func (d *Daemon) Jobs() *jobs.Service { return d.jobs }
 
 // Journal returns the ingest journal.
 func (d *Daemon) Journal() *ingest.Journal { return d.journal }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/registry"
@@ -73,6 +74,8 @@ type Options struct {
 	// MaxLongPollsPerDevice bounds the command long polls one thing
 	// holds open at once; more are answered 429 (0: 4).
 	MaxLongPollsPerDevice int
+	// Jobs is the job service (nil: the job routes answer 503).
+	Jobs *jobs.Service
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -116,6 +119,7 @@ type server struct {
 	liveDone   <-chan struct{}
 	commands   *commands.Service
 	longPolls  *longPolls
+	jobs       *jobs.Service
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -192,6 +196,18 @@ func (s *server) routes() []route {
 		{"GET", "/devices/{thing}/commands", roleDevice, s.device(s.devicePollCommands)},
 		{"POST", "/devices/{thing}/commands/{id}/result", roleDevice, s.device(s.deviceReportCommand)},
 
+		{"POST", "/jobs", roleWrite, s.createJob},
+		{"GET", "/jobs", roleView, s.listJobs},
+		{"GET", "/jobs/{id}", roleView, s.getJob},
+		{"DELETE", "/jobs/{id}", roleWrite, s.deleteJob},
+		{"POST", "/jobs/{id}/cancel", roleWrite, s.cancelJob},
+		{"GET", "/jobs/{id}/executions", roleView, s.listJobExecutions},
+		{"GET", "/things/{name}/jobs", roleView, s.listThingJobs},
+		{"GET", "/devices/{thing}/jobs", roleDevice, s.device(s.deviceGetPendingJobs)},
+		{"POST", "/devices/{thing}/jobs/start-next", roleDevice, s.device(s.deviceStartNextJob)},
+		{"GET", "/devices/{thing}/jobs/{jobId}", roleDevice, s.device(s.deviceDescribeJob)},
+		{"POST", "/devices/{thing}/jobs/{jobId}/update", roleDevice, s.device(s.deviceUpdateJob)},
+
 		{"GET", "/things/{name}/telemetry", roleView, s.thingTelemetry},
 		{"GET", "/things/{name}/telemetry/latest", roleView, s.thingTelemetryLatest},
 		{"GET", "/telemetry", roleView, s.queryTelemetry},
@@ -213,6 +229,7 @@ func New(o Options) http.Handler {
 	s.users, s.live, s.liveDone = o.Users, o.Live, o.LiveDone
 	s.methods, s.devices, s.gateway, s.maxMessage = o.Methods, o.Devices, o.Gateway, o.MaxMessageSize
 	s.commands = o.Commands
+	s.jobs = o.Jobs
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {

@@ -30,6 +30,9 @@ const (
 	// PoliciesChanged: a policy document or a type's policies changed; every
 	// connected client's permissions must be recomputed.
 	PoliciesChanged
+	// ThingCreated: a thing was created (with its groups). Thing and
+	// Enabled are set.
+	ThingCreated
 )
 
 // Event is a change that may affect live connections.

@@ -35,7 +35,12 @@ func (r *Registry) CreateThing(ctx context.Context, t store.Thing) (store.Thing,
 		return store.Thing{}, err
 	}
 	t.Connected, t.LastSeen = false, nil
-	return r.st.Things().Create(ctx, t)
+	created, err := r.st.Things().Create(ctx, t)
+	if err != nil {
+		return store.Thing{}, err
+	}
+	r.emit(Event{Kind: ThingCreated, Thing: created.Name, Enabled: created.Enabled})
+	return created, nil
 }
 
 // GetThing returns one thing.
