@@ -304,9 +304,17 @@ func (s *Service) Create(ctx context.Context, sp Spec) (Info, error) {
 	now := s.now()
 	j := store.Job{ID: sp.JobID, Description: sp.Description, Status: store.JobInProgress, Continuous: sp.TargetSelection == Continuous,
 		Spec: spec, CreatedAt: now, UpdatedAt: now, ReleasedAt: now.Add(-s.firstInterval(sp))}
-	j, _, err = s.st.Create(ctx, j, things)
+	j, n, err := s.st.Create(ctx, j, things)
 	if err != nil {
 		return Info{}, err
+	}
+	if n < len(things) {
+		// A listed thing does not exist (or a member was deleted
+		// meanwhile): take the job back and say which.
+		if err := s.st.Delete(ctx, j.ID); err != nil {
+			return Info{}, err
+		}
+		return Info{}, s.missingThing(ctx, sp.Targets.Things)
 	}
 	e := &jobEntry{job: j, spec: sp, doc: doc}
 	s.activeMu.Lock()
@@ -316,6 +324,19 @@ func (s *Service) Create(ctx context.Context, sp Spec) (Info, error) {
 	s.jobEvent(e.job, "created")
 	s.wake()
 	return s.Get(ctx, j.ID)
+}
+
+// missingThing returns the error naming a listed thing that does not
+// exist.
+func (s *Service) missingThing(ctx context.Context, names []string) error {
+	for _, n := range names {
+		if _, err := s.opts.Things.GetThing(ctx, n); core.IsNotFound(err) {
+			return core.Invalid("targets.things", "targets.things: thing %q does not exist", n)
+		} else if err != nil {
+			return err
+		}
+	}
+	return core.Conflict("a target thing was deleted while the job was created; try again")
 }
 
 // firstInterval backdates a new job's rollout clock by one release
@@ -344,13 +365,9 @@ func (s *Service) resolveTargets(ctx context.Context, t Targets) ([]string, erro
 		out = append(out, n)
 		return nil
 	}
+	// Listed things are checked by the store, which skips missing ones
+	// (Create compares the count; missingThing names one).
 	for _, n := range t.Things {
-		if _, err := s.opts.Things.GetThing(ctx, n); err != nil {
-			if core.IsNotFound(err) {
-				return nil, core.Invalid("targets.things", "targets.things: thing %q does not exist", n)
-			}
-			return nil, err
-		}
 		if err := add(n); err != nil {
 			return nil, err
 		}

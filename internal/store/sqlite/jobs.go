@@ -121,27 +121,24 @@ func (js *jobStore) Create(ctx context.Context, j store.Job, things []string) (s
 	return out, n, err
 }
 
-// addExecutions inserts scheduled executions, one statement for every
-// thing (prepared once): missing things and existing executions are
-// skipped.
+// addExecutions inserts scheduled executions for every thing in one
+// statement (the names as a JSON array), in the order given: missing
+// things and existing executions are skipped.
 func addExecutions(ctx context.Context, tx *sql.Tx, id string, things []string, at time.Time) ([]string, error) {
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO job_executions (job, thing, status, last_updated_at, version, execution_number)
-		SELECT ?, name, 'SCHEDULED', ?, 1, 1 FROM things WHERE name = ? ON CONFLICT (job, thing) DO NOTHING`)
+	if len(things) == 0 {
+		return []string{}, nil
+	}
+	names, err := json.Marshal(things)
 	if err != nil {
 		return nil, internal("add job executions", err)
 	}
-	defer stmt.Close()
-	added := []string{}
-	for _, t := range things {
-		res, err := stmt.ExecContext(ctx, id, toMS(at), t)
-		if err != nil {
-			return nil, internal("add job executions", err)
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			added = append(added, t)
-		}
-	}
-	return added, nil
+	return queryList(ctx, tx, "add job executions", func(r scanner) (string, error) {
+		var t string
+		return t, r.Scan(&t)
+	}, `INSERT INTO job_executions (job, thing, status, last_updated_at, version, execution_number)
+		SELECT ?, t.name, 'SCHEDULED', ?, 1, 1 FROM json_each(?) AS j JOIN things AS t ON t.name = j.value
+		WHERE true ORDER BY j.key
+		ON CONFLICT (job, thing) DO NOTHING RETURNING thing`, id, toMS(at), string(names))
 }
 
 func (js *jobStore) Get(ctx context.Context, id string) (store.Job, error) {
