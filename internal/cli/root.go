@@ -132,6 +132,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.shadowCmd(),
 		a.methodCmd(),
 		a.commandCmd(),
+		a.jobCmd(),
 		a.credCmd(),
 		a.policyCmd(),
 		a.typeCmd(),
