@@ -21,7 +21,10 @@ func (s *Service) HandleMessage(m core.Message) {
 	if m.Thing != r.Thing {
 		// The policies keep a thing to its own topics; a platform
 		// message or another thing's is not a request.
-		s.m.dropped.WithLabelValues("wrong_thing").Inc()
+		if m.Thing != "" {
+			s.m.dropped.WithLabelValues("wrong_thing").Inc()
+			s.limiter.log(s.log, "wrong_thing", "job request for another thing ignored", "thing", m.Thing, "topic_thing", r.Thing)
+		}
 		return
 	}
 	r.Payload = m.Payload
@@ -36,6 +39,7 @@ func (s *Service) HandleMessage(m core.Message) {
 	case s.shards[shardOf(r.Thing, len(s.shards))] <- msg:
 	default:
 		s.m.dropped.WithLabelValues("queue_full").Inc()
+		s.limiter.log(s.log, "queue_full", "job request queue full; answering RequestThrottled (--job-queue)", "thing", r.Thing)
 		select {
 		case s.rejects <- msg:
 		default:
