@@ -380,6 +380,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return errors.Join(d.shadows.Close(), d.broker.Close(), func() error { d.journal.Drain(); return nil }(), d.rules.Close())
 	})
 	d.registry.Listen(d.onRegistryEvent)
+	d.registry.OnThingCreated(d.jobs.ThingChanged)
 
 	d.live = live.New(live.Options{Bus: d.bus, Totals: func() live.Totals {
 		st := d.broker.Stats()
@@ -434,7 +435,7 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 		d.broker.RefreshPolicies("")
 	}
 	// Continuous jobs follow group membership.
-	if e.Kind == registry.ThingChanged || e.Kind == registry.ThingCreated {
+	if e.Kind == registry.ThingChanged {
 		d.jobs.ThingChanged(e.Thing)
 	}
 }

@@ -30,9 +30,6 @@ const (
 	// PoliciesChanged: a policy document or a type's policies changed; every
 	// connected client's permissions must be recomputed.
 	PoliciesChanged
-	// ThingCreated: a thing was created (with its groups). Thing and
-	// Enabled are set.
-	ThingCreated
 )
 
 // Event is a change that may affect live connections.
@@ -53,6 +50,7 @@ type Registry struct {
 
 	mu        sync.RWMutex
 	listeners []func(Event)
+	onCreated []func(thing string) // OnThingCreated
 
 	touchMu sync.Mutex
 	touched map[string]time.Time // token id → when its use was last recorded

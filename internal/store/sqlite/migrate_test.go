@@ -19,10 +19,10 @@ func TestMigratePolicyDenySubscribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	version := 0
+	version, migration := 0, ""
 	for _, m := range ms {
 		if strings.HasSuffix(m.Name, "_policy_deny_subscribe_receive.sql") {
-			version = m.Version
+			version, migration = m.Version, m.SQL
 		}
 	}
 	if version == 0 {
@@ -59,15 +59,8 @@ func TestMigratePolicyDenySubscribe(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.w.Exec(`DELETE FROM schema_migrations WHERE version >= ?`, version); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	s, err = Open(path) // applies it
-	if err != nil {
+	// Apply it again (later migrations stay applied).
+	if _, err := s.w.Exec(migration); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
