@@ -227,6 +227,27 @@ func TestJobRequestsRefused(t *testing.T) {
 	if code, body := api(t, s, "GET", "/jobs", ""); code != 200 || !strings.Contains(body, `"items":[]`) {
 		t.Errorf("GET /jobs after delete: %d %s", code, body)
 	}
+
+	// A continuous job picks up a thing created in its group and one
+	// moved into it.
+	if code, body := api(t, s, "POST", "/groups", `{"name":"g"}`); code != 201 {
+		t.Fatalf("POST /groups: %d %s", code, body)
+	}
+	if code, body := api(t, s, "POST", "/jobs", `{"jobId":"cont","targets":{"groups":["g"]},"document":{},"targetSelection":"continuous"}`); code != 201 {
+		t.Fatalf("continuous job over an empty group: %d %s", code, body)
+	}
+	if code, body := api(t, s, "POST", "/things", `{"name":"late","groups":["g"]}`); code != 201 {
+		t.Fatalf("POST /things: %d %s", code, body)
+	}
+	if code, body := api(t, s, "PATCH", "/things/a", `{"groups":["g"]}`); code != 200 {
+		t.Fatalf("PATCH /things/a: %d %s", code, body)
+	}
+	daemontest.WaitFor(t, wait, func() error {
+		if j := getJob(t, s, "cont"); j.Counts["QUEUED"] != 2 {
+			return fmt.Errorf("continuous job %+v; want 2 QUEUED (late, a)", j)
+		}
+		return nil
+	})
 }
 
 // TestRestartMidRollout restarts the server while a rollout is paced:
