@@ -113,6 +113,10 @@ type Service struct {
 	closed bool
 	unsubs []func()
 
+	// schedMu serializes the scheduler's tick with cancels and deletes:
+	// both change a job and its entry (lock order: schedMu, then
+	// activeMu).
+	schedMu  sync.Mutex
 	activeMu sync.Mutex
 	active   map[string]*jobEntry // jobs IN_PROGRESS
 
@@ -480,15 +484,30 @@ func (s *Service) Cancel(ctx context.Context, id string, force bool, reasonCode,
 	if err != nil {
 		return Info{}, err
 	}
-	if e.job.Status != store.JobInProgress {
-		return Info{}, core.Conflict("job %q is %s, not IN_PROGRESS", id, e.job.Status)
+	s.schedMu.Lock()
+	if s.isActive(id) {
+		err = s.cancel(ctx, e, force, reasonCode, comment, "canceled")
+	} else {
+		err = core.Conflict("job %q is not IN_PROGRESS", id)
+		if j, gerr := s.st.Get(ctx, id); gerr == nil {
+			err = core.Conflict("job %q is %s, not IN_PROGRESS", id, j.Status)
+		}
 	}
-	if err := s.cancel(ctx, e, force, reasonCode, comment, "canceled"); err != nil {
+	s.schedMu.Unlock()
+	if err != nil {
 		return Info{}, err
 	}
 	return s.Get(ctx, id)
 }
 
+func (s *Service) isActive(id string) bool {
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	_, ok := s.active[id]
+	return ok
+}
+
+// cancel cancels a job in progress; called with schedMu held.
 func (s *Service) cancel(ctx context.Context, e *jobEntry, force bool, reasonCode, comment, event string) error {
 	from := []string{store.JobExecScheduled, store.JobExecQueued}
 	if force {
@@ -523,14 +542,18 @@ func (s *Service) Delete(ctx context.Context, id string, force bool) error {
 	if err != nil {
 		return err
 	}
-	if e.job.Status == store.JobInProgress {
+	s.schedMu.Lock()
+	if s.isActive(id) {
 		if !force {
+			s.schedMu.Unlock()
 			return core.Conflict("job %q is in progress: cancel it first, or delete with force=true", id)
 		}
 		if err := s.cancel(ctx, e, true, "deleted", "", "canceled"); err != nil {
+			s.schedMu.Unlock()
 			return err
 		}
 	}
+	s.schedMu.Unlock()
 	if err := s.st.Delete(ctx, id); err != nil {
 		return err
 	}
@@ -600,6 +623,8 @@ func (s *Service) schedulerLoop() {
 func (s *Service) Tick(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	s.schedMu.Lock()
+	defer s.schedMu.Unlock()
 	s.activeMu.Lock()
 	list := make([]*jobEntry, 0, len(s.active))
 	for _, e := range s.active {
