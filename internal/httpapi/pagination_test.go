@@ -13,6 +13,7 @@ import (
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/httpapi"
+	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/policy"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
@@ -38,6 +39,10 @@ var notPaginated = map[string]string{
 	"/things/{name}/telemetry/latest":   "one point per key",
 	"/devices/{thing}/shadows/{shadow}": "one object",
 	"/devices/{thing}/commands":         "the pending commands, each delivered once (no cursor)",
+	"/jobs/{id}":                        "one object",
+	"/things/{name}/jobs":               "the thing's executions, oldest first, up to limit (no cursor)",
+	"/devices/{thing}/jobs":             "the AWS pending-executions answer (no cursor)",
+	"/devices/{thing}/jobs/{jobId}":     "one execution",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -65,6 +70,8 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 	byName := func(m map[string]any) string { s, _ := m["name"].(string); return s }
 	byID := func(m map[string]any) string { s, _ := m["id"].(string); return s }
 	byPoint := func(m map[string]any) string { return fmt.Sprint(m["key"], "@", m["ts"]) }
+	byJobID := func(m map[string]any) string { s, _ := m["jobId"].(string); return s }
+	byThingName := func(m map[string]any) string { s, _ := m["thingName"].(string); return s }
 
 	tests := []struct {
 		route string // the route table's path
@@ -105,6 +112,11 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 			_, err := s.Commands().Create(ctx, "host", commands.Request{Name: "c"})
 			return err
 		}},
+		{"/jobs", "/jobs", 1000, byJobID, func(i int) error {
+			_, err := s.Jobs().Create(ctx, jobs.Spec{JobID: name("j", i), Targets: jobs.Targets{Things: []string{"host"}}, Document: json.RawMessage(`{}`)})
+			return err
+		}},
+		{"/jobs/{id}/executions", "/jobs/all/executions", 1000, byThingName, nil}, // seeded below
 		{"/tokens", "/tokens", 1000, byID, func(i int) error {
 			_, _, err := reg.CreateToken(ctx, name("tok", i), "viewer", nil)
 			return err
@@ -130,6 +142,18 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		pts[i] = telemetry.Point{Thing: "host", Key: "k", TS: base + int64(i), Value: telemetry.Number(float64(i))}
 	}
 	must("telemetry", s.Telemetry().Append(ctx, pts, 0))
+
+	// A job with more executions than its largest page.
+	var targets []string
+	for i := range n {
+		must("job target", func() error {
+			_, err := reg.CreateThing(ctx, store.Thing{Name: name("e", i), Enabled: true})
+			return err
+		}())
+		targets = append(targets, name("e", i))
+	}
+	_, err := s.Jobs().Create(ctx, jobs.Spec{JobID: "all", Targets: jobs.Targets{Things: targets}, Document: json.RawMessage(`{}`)})
+	must("job", err)
 
 	for _, tt := range tests {
 		t.Run(tt.route, func(t *testing.T) {
