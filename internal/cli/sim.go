@@ -37,13 +37,13 @@ and prints a summary. See docs/simulator.md.`
 
 func (a *app) simCmd() *cobra.Command {
 	var (
-		devices, parallel int
-		rate              float64
-		qos               int
-		mqttAddr          string
-		prefix, typ, grp  string
-		useTLS            bool
-		duration          time.Duration
+		devices, parallel    int
+		rate, otaFailureRate float64
+		qos                  int
+		mqttAddr             string
+		prefix, typ, grp     string
+		useTLS               bool
+		duration             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "sim [--devices N] [--rate R]",
@@ -75,7 +75,7 @@ func (a *app) simCmd() *cobra.Command {
 			}
 			return a.runSim(cmd.Context(), c, simRun{
 				prov:     sim.ProvisionOptions{Devices: devices, Prefix: prefix, Type: typ, Group: grp, Parallel: parallel},
-				opts:     sim.Options{Rate: rate, QoS: byte(qos), Parallel: parallel},
+				opts:     sim.Options{Rate: rate, QoS: byte(qos), Parallel: parallel, OTAFailureRate: otaFailureRate},
 				mqtt:     mqttAddr,
 				tls:      useTLS,
 				duration: duration,
@@ -91,6 +91,7 @@ func (a *app) simCmd() *cobra.Command {
 	fl.StringVar(&typ, "type", sim.DefaultType, "thing type of the devices (created if missing)")
 	fl.StringVar(&grp, "group", sim.DefaultGroup, "group of the devices (created if missing)")
 	fl.IntVar(&parallel, "parallel", sim.DefaultParallel, "API calls and MQTT connects in flight at once")
+	fl.Float64Var(&otaFailureRate, "ota-failure-rate", 0, "fraction (0 to 1) of job executions the devices fail on purpose (jobs, OTA)")
 	fl.IntVar(&qos, "qos", 1, "QoS of telemetry messages (0 or 1)")
 	fl.DurationVar(&duration, "duration", 0, "stop after this long (default: run until Ctrl-C)")
 	return cmd
@@ -230,8 +231,8 @@ loop:
 
 // statusLine is the one-line live status.
 func statusLine(st sim.Stats, rate float64) string {
-	return fmt.Sprintf("connected %d/%d  sent %d  cmds %d  methods %d  deltas %d  reconnects %d  errors %d  %.1f msg/s",
-		st.Connected, st.Devices, st.Sent, st.Commands, st.Methods, st.Deltas, st.Reconnects, st.Errors, rate)
+	return fmt.Sprintf("connected %d/%d  sent %d  cmds %d  methods %d  deltas %d  jobs %d (%d failed)  reconnects %d  errors %d  %.1f msg/s",
+		st.Connected, st.Devices, st.Sent, st.Commands, st.Methods, st.Deltas, st.Jobs, st.JobsFailed, st.Reconnects, st.Errors, rate)
 }
 
 // interrupted turns an error caused by Ctrl-C into a clean stop.

@@ -116,6 +116,15 @@ type Config struct {
 	// MaxLongPollsPerDevice bounds the command long polls one thing may
 	// hold open on the HTTP device API.
 	MaxLongPollsPerDevice int
+	// Jobs (internal/jobs): device requests queued for the job workers
+	// (more are answered RequestThrottled), the workers, the rollout
+	// scheduler's tick, the most things one job may target and the
+	// largest job document.
+	JobQueue           int
+	JobWorkers         int
+	JobSchedulerTick   time.Duration
+	JobMaxTargets      int
+	JobMaxDocumentSize int
 	// IP filters (CIDR lists; deny wins, an empty allow list allows all):
 	// the device listeners (MQTT, MQTTS, HTTPS, and /mqtt on the HTTP
 	// port) and the HTTP API port.
@@ -209,6 +218,11 @@ func Default() Config {
 		FileQuotaPerThing:   256 << 20,
 		FileMaxCount:        100,
 		UploadMinRate:       16 << 10,
+		JobQueue:            10_000,
+		JobWorkers:          4,
+		JobSchedulerTick:    time.Second,
+		JobMaxTargets:       100_000,
+		JobMaxDocumentSize:  32 * 1024,
 	}
 }
 
@@ -301,6 +315,11 @@ func fields(c *Config) []field {
 		{"http-max-header-bytes", "largest HTTP(S) request header block, in bytes; larger ones are answered 431", num(&c.HTTPMaxHeaderBytes)},
 		{"http-max-conns", "most connections each of the HTTP and HTTPS servers serves at once; more wait in the listen backlog (0: half the open-file limit, so that MQTT keeps file descriptors)", num(&c.HTTPMaxConns)},
 		{"max-long-polls-per-device", "command long polls (GET /devices/{thing}/commands?wait=) one thing may hold open at once; more are answered 429", num(&c.MaxLongPollsPerDevice)},
+		{"job-queue", "job requests of devices (MQTT and HTTP) queued for the job workers; more are answered RequestThrottled (MQTT) or 429 and counted", num(&c.JobQueue)},
+		{"job-workers", "workers answering the job requests of devices", num(&c.JobWorkers)},
+		{"job-scheduler-tick", "how often the job scheduler releases executions at their rollout rate, checks abort criteria and times executions out", dur(&c.JobSchedulerTick)},
+		{"job-max-targets", "most things one job may target; larger jobs are refused with 413", num(&c.JobMaxTargets)},
+		{"job-max-document-size", "largest job document, in bytes; larger ones are refused with 413", num(&c.JobMaxDocumentSize)},
 		{"device-ip-allow", "CIDR prefixes or addresses that may connect to the device listeners (MQTT, MQTTS, HTTPS, WebSocket /mqtt); empty allows all (comma-separated)", list(&c.DeviceIPAllow)},
 		{"device-ip-deny", "CIDR prefixes or addresses refused on the device listeners; deny wins over allow (comma-separated)", list(&c.DeviceIPDeny)},
 		{"api-ip-allow", "CIDR prefixes or addresses that may connect to the HTTP port (--http-addr); empty allows all (comma-separated)", list(&c.APIIPAllow)},
@@ -560,6 +579,16 @@ func (c *Config) validateHTTP() error {
 		return fmt.Errorf("http-max-conns: %d is outside 0 to 10000000 (0: half the open-file limit)", c.HTTPMaxConns)
 	case c.MaxLongPollsPerDevice < 1 || c.MaxLongPollsPerDevice > 1000:
 		return fmt.Errorf("max-long-polls-per-device: %d is outside 1 to 1000", c.MaxLongPollsPerDevice)
+	case c.JobQueue < 1 || c.JobQueue > 10_000_000:
+		return fmt.Errorf("job-queue: %d is outside 1 to 10000000", c.JobQueue)
+	case c.JobWorkers < 1 || c.JobWorkers > 1024:
+		return fmt.Errorf("job-workers: %d is outside 1 to 1024", c.JobWorkers)
+	case c.JobSchedulerTick < 10*time.Millisecond || c.JobSchedulerTick > time.Minute:
+		return fmt.Errorf("job-scheduler-tick: %s is outside 10ms to 1m", c.JobSchedulerTick)
+	case c.JobMaxTargets < 1 || c.JobMaxTargets > 10_000_000:
+		return fmt.Errorf("job-max-targets: %d is outside 1 to 10000000", c.JobMaxTargets)
+	case c.JobMaxDocumentSize < 1024 || c.JobMaxDocumentSize > 1<<20:
+		return fmt.Errorf("job-max-document-size: %d is outside 1024 to 1048576", c.JobMaxDocumentSize)
 	}
 	for _, l := range []struct {
 		name  string

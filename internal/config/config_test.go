@@ -306,6 +306,11 @@ func TestValidate(t *testing.T) {
 		{"http-max-header-bytes", func(c *config.Config) { c.HTTPMaxHeaderBytes = 100 }, "http-max-header-bytes"},
 		{"http-max-conns", func(c *config.Config) { c.HTTPMaxConns = -1 }, "http-max-conns"},
 		{"max-long-polls-per-device", func(c *config.Config) { c.MaxLongPollsPerDevice = 0 }, "max-long-polls-per-device"},
+		{"job-queue", func(c *config.Config) { c.JobQueue = 0 }, "job-queue"},
+		{"job-workers", func(c *config.Config) { c.JobWorkers = 0 }, "job-workers"},
+		{"job-scheduler-tick", func(c *config.Config) { c.JobSchedulerTick = time.Millisecond }, "job-scheduler-tick"},
+		{"job-max-targets", func(c *config.Config) { c.JobMaxTargets = 0 }, "job-max-targets"},
+		{"job-max-document-size", func(c *config.Config) { c.JobMaxDocumentSize = 100 }, "job-max-document-size"},
 		{"device-ip-allow", func(c *config.Config) { c.DeviceIPAllow = []string{"10.0.0.0/33"} }, "device-ip-allow"},
 		{"device-ip-deny", func(c *config.Config) { c.DeviceIPDeny = []string{"nope"} }, "device-ip-deny"},
 		{"api-ip-allow", func(c *config.Config) { c.APIIPAllow = []string{"1.2.3"} }, "api-ip-allow"},
@@ -408,8 +413,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 73 {
-		t.Errorf("settings = %d; want 73 (update this test for a new setting)", n)
+	if n != 78 {
+		t.Errorf("settings = %d; want 78 (update this test for a new setting)", n)
 	}
 }
 

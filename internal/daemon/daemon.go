@@ -37,6 +37,7 @@ import (
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/ingest"
 	"github.com/moteiot/mote/internal/ipfilter"
+	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/pki"
@@ -77,6 +78,7 @@ type Daemon struct {
 	alarms   *alarms.Service
 	notifier *alarms.Notifier
 	analytic *analytics.Engine
+	jobs     *jobs.Service
 	journal  *ingest.Journal
 	tstore   telemetry.Store
 	twriter  *telemetry.Writer
@@ -334,6 +336,28 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("alarms: %w", err)
 	}
 	d.onClose(d.alarms.Close)
+	// Jobs: device requests come on the bus, answers and notifications go
+	// out through the broker; closed before it. Query targets and
+	// artifact placeholders need the fleet index and the artifact store
+	// (Selector, Artifacts), which are not wired yet: such jobs are
+	// refused with 400.
+	d.jobs = jobs.New(jobs.Options{
+		Store:           st.Jobs(),
+		Things:          d.registry,
+		Publisher:       d.broker,
+		QueueSize:       cfg.JobQueue,
+		Workers:         cfg.JobWorkers,
+		Interval:        cfg.JobSchedulerTick,
+		MaxTargets:      cfg.JobMaxTargets,
+		MaxDocumentSize: cfg.JobMaxDocumentSize,
+		Logger:          d.log.With("component", "jobs"),
+		Metrics:         d.metrics,
+	})
+	if err := d.jobs.Start(ctx); err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	d.jobs.Attach(d.bus)
+	d.onClose(d.jobs.Close)
 
 	// Direct methods: requests go out through the broker, answers come
 	// back on the bus.
@@ -408,6 +432,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return errors.Join(d.shadows.Close(), d.broker.Close(), func() error { d.journal.Drain(); return nil }(), d.rules.Close())
 	})
 	d.registry.Listen(d.onRegistryEvent)
+	d.registry.OnThingCreated(d.jobs.ThingChanged)
 
 	d.live = live.New(live.Options{Bus: d.bus, Totals: func() live.Totals {
 		st := d.broker.Stats()
@@ -467,6 +492,10 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 	case registry.PoliciesChanged:
 		d.broker.RefreshPolicies("")
 	}
+	// Continuous jobs follow group membership.
+	if e.Kind == registry.ThingChanged {
+		d.jobs.ThingChanged(e.Thing)
+	}
 }
 
 // firstToken creates an admin API token when there is none (first start).
@@ -498,6 +527,7 @@ func (d *Daemon) startHTTP() error {
 		C2D:       d.broker, // Azure IoT Hub cloud-to-device messages
 		Alarms:    d.alarms,
 		Analytics: d.analytic,
+		Jobs:      d.jobs,
 		Devices:   d.devices,
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.
@@ -735,6 +765,9 @@ func (d *Daemon) Alarms() *alarms.Service { return d.alarms }
 
 // Analytics returns the analytics engine.
 func (d *Daemon) Analytics() *analytics.Engine { return d.analytic }
+
+// Jobs returns the job service.
+func (d *Daemon) Jobs() *jobs.Service { return d.jobs }
 
 // Journal returns the ingest journal.
 func (d *Daemon) Journal() *ingest.Journal { return d.journal }

@@ -16,6 +16,7 @@ import (
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/httpapi"
+	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/policy"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
@@ -52,6 +53,10 @@ var notPaginated = map[string]string{
 	"/things/{name}/files/{file}/content":         "a file",
 	"/alarms/{id}":                                "one object",
 	"/analytics/rules/{name}":                     "one object",
+	"/jobs/{id}":                                  "one object",
+	"/things/{name}/jobs":                         "the thing's executions, oldest first, up to limit (no cursor)",
+	"/devices/{thing}/jobs":                       "the AWS pending-executions answer (no cursor)",
+	"/devices/{thing}/jobs/{jobId}":               "one execution",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -79,6 +84,8 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 	byName := func(m map[string]any) string { s, _ := m["name"].(string); return s }
 	byID := func(m map[string]any) string { s, _ := m["id"].(string); return s }
 	byPoint := func(m map[string]any) string { return fmt.Sprint(m["key"], "@", m["ts"]) }
+	byJobID := func(m map[string]any) string { s, _ := m["jobId"].(string); return s }
+	byThingName := func(m map[string]any) string { s, _ := m["thingName"].(string); return s }
 
 	tests := []struct {
 		route string // the route table's path
@@ -123,6 +130,11 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 			_, err := s.Artifacts().Create(ctx, artifacts.Upload{Name: name("a", i), Version: "1"}, strings.NewReader("x"))
 			return err
 		}},
+		{"/jobs", "/jobs", 1000, byJobID, func(i int) error {
+			_, err := s.Jobs().Create(ctx, jobs.Spec{JobID: name("j", i), Targets: jobs.Targets{Things: []string{"host"}}, Document: json.RawMessage(`{}`)})
+			return err
+		}},
+		{"/jobs/{id}/executions", "/jobs/all/executions", 1000, byThingName, nil}, // seeded below
 		{"/tokens", "/tokens", 1000, byID, func(i int) error {
 			_, _, err := reg.CreateToken(ctx, name("tok", i), "viewer", nil)
 			return err
@@ -156,6 +168,18 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		pts[i] = telemetry.Point{Thing: "host", Key: "k", TS: base + int64(i), Value: telemetry.Number(float64(i))}
 	}
 	must("telemetry", s.Telemetry().Append(ctx, pts, 0))
+
+	// A job with more executions than its largest page.
+	var targets []string
+	for i := range n {
+		must("job target", func() error {
+			_, err := reg.CreateThing(ctx, store.Thing{Name: name("e", i), Enabled: true})
+			return err
+		}())
+		targets = append(targets, name("e", i))
+	}
+	_, err := s.Jobs().Create(ctx, jobs.Spec{JobID: "all", Targets: jobs.Targets{Things: targets}, Document: json.RawMessage(`{}`)})
+	must("job", err)
 
 	for _, tt := range tests {
 		t.Run(tt.route, func(t *testing.T) {

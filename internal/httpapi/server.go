@@ -30,6 +30,7 @@ import (
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/files"
+	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/registry"
@@ -91,6 +92,8 @@ type Options struct {
 	Files         *files.Service
 	BodyTimeout   time.Duration
 	UploadMinRate int64
+	// Jobs is the job service (nil: the job routes answer 503).
+	Jobs *jobs.Service
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -142,6 +145,7 @@ type server struct {
 	files         *files.Service
 	bodyTimeout   time.Duration
 	uploadMinRate int64
+	jobs          *jobs.Service
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -229,6 +233,18 @@ func (s *server) routes() []route {
 		{"GET", "/devices/{thing}/commands", roleDevice, s.device(s.devicePollCommands)},
 		{"POST", "/devices/{thing}/commands/{id}/result", roleDevice, s.device(s.deviceReportCommand)},
 
+		{"POST", "/jobs", roleWrite, s.createJob},
+		{"GET", "/jobs", roleView, s.listJobs},
+		{"GET", "/jobs/{id}", roleView, s.getJob},
+		{"DELETE", "/jobs/{id}", roleWrite, s.deleteJob},
+		{"POST", "/jobs/{id}/cancel", roleWrite, s.cancelJob},
+		{"GET", "/jobs/{id}/executions", roleView, s.listJobExecutions},
+		{"GET", "/things/{name}/jobs", roleView, s.listThingJobs},
+		{"GET", "/devices/{thing}/jobs", roleDevice, s.device(s.deviceGetPendingJobs)},
+		{"POST", "/devices/{thing}/jobs/start-next", roleDevice, s.device(s.deviceStartNextJob)},
+		{"GET", "/devices/{thing}/jobs/{jobId}", roleDevice, s.device(s.deviceDescribeJob)},
+		{"POST", "/devices/{thing}/jobs/{jobId}/update", roleDevice, s.device(s.deviceUpdateJob)},
+
 		{"GET", "/things/{name}/telemetry", roleView, s.thingTelemetry},
 		{"GET", "/things/{name}/telemetry/latest", roleView, s.thingTelemetryLatest},
 		{"GET", "/telemetry", roleView, s.queryTelemetry},
@@ -271,6 +287,7 @@ func New(o Options) http.Handler {
 	s.artifacts, s.files, s.bodyTimeout, s.uploadMinRate = o.Artifacts, o.Files, o.BodyTimeout, o.UploadMinRate
 	s.alarms = o.Alarms
 	s.analytics = o.Analytics
+	s.jobs = o.Jobs
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {

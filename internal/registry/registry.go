@@ -52,6 +52,7 @@ type Registry struct {
 
 	mu        sync.RWMutex
 	listeners []func(Event)
+	onCreated []func(thing string) // OnThingCreated
 
 	touchMu sync.Mutex
 	touched map[string]time.Time // token id → when its use was last recorded

@@ -35,7 +35,25 @@ func (r *Registry) CreateThing(ctx context.Context, t store.Thing) (store.Thing,
 		return store.Thing{}, err
 	}
 	t.Connected, t.LastSeen = false, nil
-	return r.st.Things().Create(ctx, t)
+	created, err := r.st.Things().Create(ctx, t)
+	if err != nil {
+		return store.Thing{}, err
+	}
+	r.mu.RLock()
+	ls := r.onCreated
+	r.mu.RUnlock()
+	for _, fn := range ls {
+		fn(created.Name)
+	}
+	return created, nil
+}
+
+// OnThingCreated calls fn with the name of every thing created (after it
+// is stored; fn must not block). Continuous jobs pick new things up so.
+func (r *Registry) OnThingCreated(fn func(thing string)) {
+	r.mu.Lock()
+	r.onCreated = append(r.onCreated, fn)
+	r.mu.Unlock()
 }
 
 // GetThing returns one thing.

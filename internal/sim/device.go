@@ -193,12 +193,12 @@ func (d *device) connect(ctx context.Context) (*paho.Client, <-chan error, error
 		}
 		return nil, nil, err
 	}
-	sa, err := c.Subscribe(cctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+	sa, err := c.Subscribe(cctx, &paho.Subscribe{Subscriptions: append([]paho.SubscribeOptions{
 		{Topic: d.topic(commandsSuffix + "+"), QoS: 1},
 		{Topic: d.topic(methodsSuffix + "+/+"), QoS: 1},
 		{Topic: d.topic(deltaSuffix), QoS: 1},
 		{Topic: d.topic(rejectedSuffix), QoS: 1},
-	}})
+	}, d.jobSubscriptions()...)})
 	if err == nil {
 		for _, r := range sa.Reasons {
 			if r >= 0x80 {
@@ -246,7 +246,11 @@ func (d *device) receive(pr paho.PublishReceived) (bool, error) {
 		d.f.fail(d.id.Thing, "shadow update", fmt.Errorf("rejected: %d %s", e.Code, e.Message))
 		return true, nil
 	default:
-		return false, nil
+		j, ok := d.receiveJob(rest, pr.Packet.Payload)
+		if !ok {
+			return false, nil
+		}
+		in = j
 	}
 	in.payload = append([]byte(nil), pr.Packet.Payload...)
 	select {
@@ -286,6 +290,8 @@ func (d *device) session(ctx context.Context, c *paho.Client, kicked <-chan erro
 		d.finish(ctx, c, *d.reboot, commandResult{Status: "succeeded", Output: out})
 		d.reboot = nil
 	}
+
+	d.askNextJob(ctx, c) // jobs queued while it was away
 
 	// The first message comes after a random part of the interval, so
 	// devices that connect together do not publish in lock-step.
@@ -335,6 +341,8 @@ func (d *device) session(ctx context.Context, c *paho.Client, kicked <-chan erro
 				d.method(ctx, c, in)
 			case inDelta:
 				d.delta(ctx, c, in.payload)
+			case inJob:
+				d.job(ctx, c, in)
 			}
 			if err == errReboot {
 				_ = c.Disconnect(&paho.Disconnect{ReasonCode: 0})

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +43,12 @@ type Options struct {
 	Parallel    int
 	KeepAlive   time.Duration // 0 means DefaultKeepAlive
 	RebootDelay time.Duration // how long a "reboot" keeps a device offline; 0 means DefaultRebootDelay
-	Logger      *slog.Logger  // nil discards
+	// OTAFailureRate is the fraction (0..1) of jobs a device fails on
+	// purpose (--ota-failure-rate). HTTPClient downloads what a job
+	// document names (nil: one trusting TLS.RootCAs).
+	OTAFailureRate float64
+	HTTPClient     *http.Client
+	Logger         *slog.Logger // nil discards
 }
 
 // Stats are the fleet's counters since it started.
@@ -54,6 +60,8 @@ type Stats struct {
 	Methods    int64 `json:"methods"`    // direct methods answered
 	Deltas     int64 `json:"deltas"`     // shadow deltas applied
 	Reconnects int64 `json:"reconnects"` // connects after the first one (lost connections, reboots)
+	Jobs       int64 `json:"jobs"`       // job executions run
+	JobsFailed int64 `json:"jobsFailed"` // of those, reported FAILED
 	Errors     int64 `json:"errors"`
 	// AllConnected is how long after Run every device was first connected
 	// at once (0 until then).
@@ -72,6 +80,10 @@ type Fleet struct {
 	lastErr                                                      atomic.Pointer[string]
 	started                                                      time.Time
 	allConnected                                                 atomic.Int64 // nanoseconds after started
+	jobs, jobsFailed                                             atomic.Int64
+
+	httpOnce sync.Once
+	http     *http.Client
 }
 
 // NewFleet returns a fleet of the provisioned devices; Run starts it.
@@ -84,6 +96,9 @@ func NewFleet(ids []Identity, o Options) (*Fleet, error) {
 	}
 	if o.Rate < MinRate || o.Rate > MaxRate {
 		return nil, core.Invalid("rate", "rate must be between %g and %g messages per second per device, not %g", MinRate, MaxRate, o.Rate)
+	}
+	if o.OTAFailureRate < 0 || o.OTAFailureRate > 1 {
+		return nil, core.Invalid("ota-failure-rate", "ota-failure-rate must be between 0 and 1, not %g", o.OTAFailureRate)
 	}
 	if o.QoS > 1 {
 		return nil, core.Invalid("qos", "telemetry QoS must be 0 or 1, not %d", o.QoS)
@@ -133,6 +148,8 @@ func (f *Fleet) Stats() Stats {
 		Deltas:     f.deltas.Load(),
 		Reconnects: f.reconnects.Load(),
 		Errors:     f.errs.Load(),
+		Jobs:       f.jobs.Load(),
+		JobsFailed: f.jobsFailed.Load(),
 
 		AllConnected: time.Duration(f.allConnected.Load()),
 	}

@@ -34,6 +34,7 @@ type Store interface {
 	Files() FileStore
 	Alarms() AlarmStore
 	Analytics() AnalyticsStore
+	Jobs() JobStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -747,4 +748,119 @@ type AnalyticsStore interface {
 	PutStates(ctx context.Context, batch []DetectorState) error
 	// States returns every saved state.
 	States(ctx context.Context) ([]DetectorState, error)
+}
+
+// Job statuses.
+const (
+	JobInProgress = "IN_PROGRESS"
+	JobCanceled   = "CANCELED"
+	JobCompleted  = "COMPLETED"
+)
+
+// Job execution statuses. JobExecScheduled is Mote's own: an execution
+// the rollout has not released yet, which its device does not see.
+const (
+	JobExecScheduled  = "SCHEDULED"
+	JobExecQueued     = "QUEUED"
+	JobExecInProgress = "IN_PROGRESS"
+	JobExecSucceeded  = "SUCCEEDED"
+	JobExecFailed     = "FAILED"
+	JobExecTimedOut   = "TIMED_OUT"
+	JobExecRejected   = "REJECTED"
+	JobExecRemoved    = "REMOVED"
+	JobExecCanceled   = "CANCELED"
+)
+
+// Job is one job (internal/jobs). Spec is its configuration (targets,
+// document, rollout, abort, timeouts, retry) as internal/jobs encodes it;
+// the store keeps it as given.
+type Job struct {
+	ID          string
+	Description string
+	Status      string // JobInProgress, JobCanceled or JobCompleted
+	Continuous  bool   // targetSelection continuous
+	Spec        []byte
+	ReasonCode  string // why it was canceled (an abort, an operator)
+	Comment     string
+	// The rollout's progress: executions released so far and the time up
+	// to which the release rate has been used. Kept with every Release.
+	Released    int64
+	ReleasedAt  time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	CompletedAt *time.Time
+}
+
+// JobExecution is a job's execution on one thing.
+type JobExecution struct {
+	JobID           string
+	Thing           string
+	Status          string
+	StatusDetails   map[string]string // nil: none
+	QueuedAt        *time.Time        // when the rollout released it
+	StartedAt       *time.Time
+	LastUpdatedAt   time.Time
+	TimeoutAt       *time.Time // an IN_PROGRESS execution times out then
+	VersionNumber   int64
+	ExecutionNumber int64
+	Retries         int
+}
+
+// JobExecutionFilter selects executions in JobStore.Executions: those of
+// a job (ordered by thing, After a thing name) or those of a thing
+// (ordered by QueuedAt, oldest first; After unused).
+type JobExecutionFilter struct {
+	JobID    string
+	Thing    string
+	Statuses []string // none: all
+	After    string
+	Limit    int // 1..1000; 0 means 100
+}
+
+// JobStore keeps jobs and their executions. An execution belongs to its
+// job and its thing: deleting either deletes it.
+type JobStore interface {
+	// Create stores a job and one JobExecScheduled execution (version 1,
+	// execution number 1) per thing, in one transaction, skipping names
+	// that are not things. It returns the job and how many executions it
+	// created. A duplicate id is a core.Conflict.
+	Create(ctx context.Context, j Job, things []string) (Job, int, error)
+	// Get returns a job or core.NotFound `job "id" not found`.
+	Get(ctx context.Context, id string) (Job, error)
+	// List returns jobs ordered by id, after the id after.
+	List(ctx context.Context, after string, limit int) ([]Job, error)
+	// Update stores a job's Status, ReasonCode, Comment and CompletedAt
+	// (UpdatedAt becomes now).
+	Update(ctx context.Context, j Job) (Job, error)
+	// Delete deletes a job and its executions.
+	Delete(ctx context.Context, id string) error
+	// AddExecutions adds JobExecScheduled executions for the things that
+	// have none in the job (missing things are skipped) and returns the
+	// things added.
+	AddExecutions(ctx context.Context, id string, things []string) ([]string, error)
+	// Release moves up to n of the job's JobExecScheduled executions, in
+	// creation order, to JobExecQueued (QueuedAt = at, version + 1),
+	// adds their number to the job's Released and sets its ReleasedAt to
+	// clock, in one transaction; it returns the released executions.
+	Release(ctx context.Context, id string, n int, at, clock time.Time) ([]JobExecution, error)
+	// Execution returns a job's execution on a thing, or core.NotFound
+	// `job execution "id/thing" not found`.
+	Execution(ctx context.Context, id, thing string) (JobExecution, error)
+	// Executions lists executions (see JobExecutionFilter).
+	Executions(ctx context.Context, f JobExecutionFilter) ([]JobExecution, error)
+	// UpdateExecution stores e's Status, StatusDetails, QueuedAt,
+	// StartedAt, TimeoutAt, ExecutionNumber and Retries if the stored
+	// version is version; the version becomes version+1 and
+	// LastUpdatedAt e.LastUpdatedAt (now if zero). Another stored version
+	// is a core.Conflict, returned with the stored execution.
+	UpdateExecution(ctx context.Context, e JobExecution, version int64) (JobExecution, error)
+	// TransitionAll moves the job's executions in one of the statuses
+	// from to status to (version + 1, LastUpdatedAt = at) and returns
+	// their things.
+	TransitionAll(ctx context.Context, id string, from []string, to string, at time.Time) ([]string, error)
+	// Counts returns how many executions of the job are in each status.
+	Counts(ctx context.Context, id string) (map[string]int, error)
+	// TimedOut returns JobExecInProgress executions whose TimeoutAt is at
+	// or before now, at most limit (0 means 100).
+	TimedOut(ctx context.Context, now time.Time, limit int) ([]JobExecution, error)
 }

@@ -96,6 +96,8 @@ var tables = []table{
 	{"alarms", "alarms", []column{c("seq", kInt), c("id", kText), c("thing", kText), c("type", kText), c("severity", kText), c("status", kText), c("details", kText), c("count", kInt), c("created_at", kMS), c("last_at", kMS), c("acked_at", kMS), c("cleared_at", kMS)}, "seq"},
 	{"analytics_rules", "analytics_rules", []column{c("name", kText), c("kind", kText), c("thing_type", kText), c("grp", kText), c("config", kText), c("enabled", kBool), c("created_at", kMS), c("updated_at", kMS)}, "name"},
 	{"detector_states", "detector_states", []column{c("rule", kText), c("thing", kText), c("state", kBytes), c("updated_at", kMS)}, "rule, thing"},
+	{"jobs", "jobs", []column{c("id", kText), c("description", kText), c("status", kText), c("continuous", kBool), c("spec", kBytes), c("reason_code", kText), c("comment", kText), c("released", kInt), c("released_at", kMS), c("created_at", kMS), c("updated_at", kMS), c("completed_at", kMS)}, "id"},
+	{"job_executions", "job_executions", []column{c("seq", kInt), c("job", kText), c("thing", kText), c("status", kText), c("status_details", kText), c("queued_at", kMS), c("started_at", kMS), c("last_updated_at", kMS), c("timeout_at", kMS), c("version", kInt), c("execution_number", kInt), c("retries", kInt)}, "seq"},
 }
 
 // TableReport is the verification of one table (or "telemetry").
@@ -162,6 +164,9 @@ func Copy(ctx context.Context, dataDir, url string, progress io.Writer) (Report,
 	}
 	if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('alarms', 'seq'), coalesce(max(seq), 0) + 1, false) FROM alarms`); err != nil {
 		return rep, fmt.Errorf("alarms sequence: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('job_executions', 'seq'), coalesce(max(seq), 0) + 1, false) FROM job_executions`); err != nil {
+		return rep, fmt.Errorf("job_executions sequence: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return rep, fmt.Errorf("commit: %w", err)

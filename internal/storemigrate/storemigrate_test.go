@@ -109,6 +109,12 @@ func installation(t *testing.T) string {
 	_, err = st.Files().Put(ctx, store.File{Thing: "dev1", Name: "log.txt", ContentType: "text/plain", Complete: true, Size: 9, SHA256: "ef", BlobKey: "files/dev1/a", Total: -1, CreatedAt: t0})
 	must(t, err)
 	_, err = st.Files().Put(ctx, store.File{Thing: "dev1", Name: "core.dump", UploadID: "u", Received: 5, Total: 10, Parts: 1})
+	_, _, err = st.Jobs().Create(ctx, store.Job{ID: "job1", Description: "ota", Status: store.JobInProgress, Spec: []byte(`{"document":{}}`), CreatedAt: t0}, []string{"dev1", "dev2"})
+	must(t, err)
+	rel, err := st.Jobs().Release(ctx, "job1", 1, later, later)
+	must(t, err)
+	rel[0].Status, rel[0].StartedAt, rel[0].TimeoutAt, rel[0].StatusDetails = store.JobExecInProgress, &later, &later, map[string]string{"p": "50"}
+	_, err = st.Jobs().UpdateExecution(ctx, rel[0], rel[0].VersionNumber)
 	must(t, err)
 
 	ts, err := telemetrysqlite.Open(datadir.Telemetry(dir))
@@ -178,6 +184,13 @@ func TestCopy(t *testing.T) {
 	same("commands", func(s store.Store) (any, error) { return s.Commands().List(ctx, store.CommandFilter{Thing: "dev1"}) })
 	same("session", func(s store.Store) (any, error) { return s.Users().GetSession(ctx, []byte{9, 9}) })
 	same("retained", func(s store.Store) (any, error) { return s.Retained().List(ctx) })
+	same("jobs", func(s store.Store) (any, error) { return s.Jobs().List(ctx, "", 0) })
+	same("job executions", func(s store.Store) (any, error) {
+		return s.Jobs().Executions(ctx, store.JobExecutionFilter{JobID: "job1"})
+	})
+	// The execution sequence continues after the copied ones.
+	_, _, err = dst.Jobs().Create(ctx, store.Job{ID: "job2", Status: store.JobInProgress, Spec: []byte(`{}`)}, []string{"dev1", "dev2"})
+	must(t, err)
 	same("mqtt sessions", func(s store.Store) (any, error) { return s.Sessions().List(ctx) })
 	same("alarms", func(s store.Store) (any, error) { return s.Alarms().List(ctx, store.AlarmFilter{}) })
 	same("analytics rules", func(s store.Store) (any, error) { return s.Analytics().ListRules(ctx, "", 0) })

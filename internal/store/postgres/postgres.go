@@ -91,6 +91,7 @@ type Store struct {
 	files       fileStore
 	alarms      alarmStore
 	analytics   analyticsStore
+	jobs        jobStore
 
 	closeOnce sync.Once
 }
@@ -125,6 +126,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.files = fileStore{s}
 	s.alarms = alarmStore{s}
 	s.analytics = analyticsStore{s}
+	s.jobs = jobStore{s}
 	return s, nil
 }
 
@@ -147,6 +149,7 @@ func (s *Store) Artifacts() store.ArtifactStore     { return &s.artifacts }
 func (s *Store) Files() store.FileStore             { return &s.files }
 func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
 func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
+func (s *Store) Jobs() store.JobStore               { return &s.jobs }
 
 // Close closes the pool, waiting for connections in use to be returned.
 // Every write is committed when its method returns, so there is nothing to

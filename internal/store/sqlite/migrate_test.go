@@ -19,10 +19,10 @@ func TestMigratePolicyDenySubscribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	version := 0
+	version, migration := 0, ""
 	for _, m := range ms {
 		if strings.HasSuffix(m.Name, "_policy_deny_subscribe_receive.sql") {
-			version = m.Version
+			version, migration = m.Version, m.SQL
 		}
 	}
 	if version == 0 {
@@ -62,7 +62,7 @@ func TestMigratePolicyDenySubscribe(t *testing.T) {
 	// Apply the migration's SQL again to these rows (re-running every
 	// later migration through Open would fail on the ones that add a
 	// column, such as 0010).
-	if _, err := s.w.Exec(ms[version-1].SQL); err != nil {
+	if _, err := s.w.Exec(migration); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

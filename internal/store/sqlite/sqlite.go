@@ -72,6 +72,7 @@ type Store struct {
 	files       fileStore
 	alarms      alarmStore
 	analytics   analyticsStore
+	jobs        jobStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -150,6 +151,7 @@ func Open(path string) (*Store, error) {
 	s.files = fileStore{s}
 	s.alarms = alarmStore{s}
 	s.analytics = analyticsStore{s}
+	s.jobs = jobStore{s}
 	return s, nil
 }
 
@@ -192,6 +194,7 @@ func (s *Store) Artifacts() store.ArtifactStore     { return &s.artifacts }
 func (s *Store) Files() store.FileStore             { return &s.files }
 func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
 func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
+func (s *Store) Jobs() store.JobStore               { return &s.jobs }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.
