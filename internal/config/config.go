@@ -101,6 +101,15 @@ type Config struct {
 	DeviceIPDeny  []string
 	APIIPAllow    []string
 	APIIPDeny     []string
+
+	// CoAP device API (internal/coap, docs/coap.md).
+	CoAPAddr         string        // CoAP over UDP; "" disables
+	CoAPSAddr        string        // CoAP over DTLS (certificates, PSK); "" disables
+	CoAPTokenAuth    bool          // accept ?token=thing:secret on plain UDP
+	CoAPMaxPayload   int           // largest request body, whole block-wise transfer included, bytes
+	CoAPMaxObservers int           // observations one thing may hold at once
+	CoAPMaxSessions  int           // concurrent CoAP peers on UDP and DTLS sessions, each
+	CoAPSessionIdle  time.Duration // a peer silent this long is forgotten (its observations end)
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -160,6 +169,12 @@ func Default() Config {
 		HTTPIdleTimeout:          2 * time.Minute,
 		HTTPMaxHeaderBytes:       64 * 1024,
 		MaxLongPollsPerDevice:    4,
+		CoAPAddr:                 ":5683",
+		CoAPSAddr:                ":5684",
+		CoAPMaxPayload:           64 * 1024,
+		CoAPMaxObservers:         8,
+		CoAPMaxSessions:          10_000,
+		CoAPSessionIdle:          5 * time.Minute,
 	}
 }
 
@@ -186,6 +201,9 @@ func fields(c *Config) []field {
 	}
 	num64 := func(p *int64) func(*pflag.FlagSet, string, string) {
 		return func(fs *pflag.FlagSet, n, u string) { fs.Int64Var(p, n, *p, u) }
+	}
+	boolean := func(p *bool) func(*pflag.FlagSet, string, string) {
+		return func(fs *pflag.FlagSet, n, u string) { fs.BoolVar(p, n, *p, u) }
 	}
 	list := func(p *[]string) func(*pflag.FlagSet, string, string) {
 		return func(fs *pflag.FlagSet, n, u string) { fs.StringSliceVar(p, n, *p, u) }
@@ -241,6 +259,13 @@ func fields(c *Config) []field {
 		{"device-ip-deny", "CIDR prefixes or addresses refused on the device listeners; deny wins over allow (comma-separated)", list(&c.DeviceIPDeny)},
 		{"api-ip-allow", "CIDR prefixes or addresses that may connect to the HTTP port (--http-addr); empty allows all (comma-separated)", list(&c.APIIPAllow)},
 		{"api-ip-deny", "CIDR prefixes or addresses refused on the HTTP port; deny wins over allow (comma-separated)", list(&c.APIIPDeny)},
+		{"coap-addr", `CoAP over UDP listen address for devices ("" disables); requests need --coap-token-auth to authenticate`, str(&c.CoAPAddr)},
+		{"coaps-addr", `CoAP over DTLS listen address for devices, authenticated by client certificate or PSK ("" disables)`, str(&c.CoAPSAddr)},
+		{"coap-token-auth", "accept device credentials in a ?token=thing:secret query parameter on plain UDP CoAP (sent in clear: off by default)", boolean(&c.CoAPTokenAuth)},
+		{"coap-max-payload", "largest CoAP request body in bytes, a whole block-wise transfer included; larger ones are answered 4.13 and counted", num(&c.CoAPMaxPayload)},
+		{"coap-max-observers", "CoAP observations (shadow, commands) one thing may hold at once; more get a plain response without Observe (RFC 7641) and are counted", num(&c.CoAPMaxObservers)},
+		{"coap-max-sessions", "concurrent CoAP sessions, each of UDP (one per peer address) and DTLS; a new one beyond it is closed at once and counted", num(&c.CoAPMaxSessions)},
+		{"coap-session-idle", "how long a CoAP peer may stay silent before it is forgotten and its observations end", dur(&c.CoAPSessionIdle)},
 	}
 }
 
@@ -369,7 +394,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log-format: %q is not one of auto, json, text", c.LogFormat)
 	}
-	for _, a := range []struct{ name, v string }{{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}, {"http-addr", c.HTTPAddr}, {"https-addr", c.HTTPSAddr}, {"pprof-addr", c.PprofAddr}} {
+	for _, a := range []struct{ name, v string }{{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}, {"http-addr", c.HTTPAddr}, {"https-addr", c.HTTPSAddr}, {"pprof-addr", c.PprofAddr}, {"coap-addr", c.CoAPAddr}, {"coaps-addr", c.CoAPSAddr}} {
 		if a.v == "" && a.name != "http-addr" {
 			continue
 		}
@@ -438,7 +463,25 @@ func (c *Config) Validate() error {
 	case c.RuleBreakerCooldown < time.Millisecond || c.RuleBreakerCooldown > time.Hour:
 		return fmt.Errorf("rule-breaker-cooldown: %s is outside 1ms to 1h", c.RuleBreakerCooldown)
 	}
+	if err := c.validateCoAP(); err != nil {
+		return err
+	}
 	return c.validateHTTP()
+}
+
+// validateCoAP checks the CoAP limits.
+func (c *Config) validateCoAP() error {
+	switch {
+	case c.CoAPMaxPayload < 64 || c.CoAPMaxPayload > 16<<20:
+		return fmt.Errorf("coap-max-payload: %d is outside 64 to 16777216", c.CoAPMaxPayload)
+	case c.CoAPMaxObservers < 1 || c.CoAPMaxObservers > 1000:
+		return fmt.Errorf("coap-max-observers: %d is outside 1 to 1000", c.CoAPMaxObservers)
+	case c.CoAPMaxSessions < 1 || c.CoAPMaxSessions > 10_000_000:
+		return fmt.Errorf("coap-max-sessions: %d is outside 1 to 10000000", c.CoAPMaxSessions)
+	case c.CoAPSessionIdle < time.Second || c.CoAPSessionIdle > 24*time.Hour:
+		return fmt.Errorf("coap-session-idle: %s is outside 1s to 24h", c.CoAPSessionIdle)
+	}
+	return nil
 }
 
 // validateHTTP checks the HTTP server limits, the long-poll cap and the
