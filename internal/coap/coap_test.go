@@ -648,3 +648,23 @@ func apiGet(t *testing.T, s *daemontest.Server, path string, out any) {
 		t.Fatal(err)
 	}
 }
+
+func TestRateLimitIsTheBrokers(t *testing.T) {
+	s := start(t, func(c *config.Config) { c.DeviceRateLimit, c.DeviceRateBurst = 0.01, 2 })
+	secret := s.Device(t, "a")
+	cc := dial(t, s)
+	var got []codes.Code
+	for range 3 {
+		resp, err := cc.Post(ctx(t), "/things/a/telemetry", message.AppJSON, bytes.NewReader([]byte(`{}`)), token("a", secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, resp.Code())
+	}
+	if got[0] != codes.Changed || got[1] != codes.Changed || got[2] != codes.TooManyRequests {
+		t.Errorf("codes = %v; want 2.04, 2.04, 4.29 (burst 2)", got)
+	}
+	if n := metric(t, s, `mote_rate_limited_total{protocol="coap"}`); n != 1 {
+		t.Errorf(`mote_rate_limited_total{protocol="coap"} = %v; want 1`, n)
+	}
+}
