@@ -22,7 +22,7 @@ const pskLabel = "mote coaps psk v1\x00"
 // database: a stolen database alone yields no PSK, revoking or rotating
 // the secret revokes or rotates its PSK, and the secret itself never
 // travels (a PSK identity is sent in clear, the key is not). The device
-// is given its PSK by an administrator (mote things psk), alongside or
+// is given its PSK by an administrator (mote cred psk THING ID), alongside or
 // instead of the secret (docs/coap.md).
 func (h *Hasher) DerivePSK(secretHash []byte) []byte {
 	m := hmac.New(sha256.New, h.key)
