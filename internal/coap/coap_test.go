@@ -668,3 +668,27 @@ func TestRateLimitIsTheBrokers(t *testing.T) {
 		t.Errorf(`mote_rate_limited_total{protocol="coap"} = %v; want 1`, n)
 	}
 }
+
+func TestSessionLimit(t *testing.T) {
+	s := start(t, func(c *config.Config) { c.CoAPMaxSessions = 1 })
+	secret := s.Device(t, "a")
+	first := dial(t, s)
+	resp, err := first.Post(ctx(t), "/things/a/telemetry", message.AppJSON, bytes.NewReader([]byte(`{}`)), token("a", secret))
+	if err != nil || resp.Code() != codes.Changed {
+		t.Fatalf("first peer = %v, %v; want 2.04", resp, err)
+	}
+	second := dial(t, s) // another source port: another session
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if resp, err := second.Post(c, "/things/a/telemetry", message.AppJSON, bytes.NewReader([]byte(`{}`)), token("a", secret)); err == nil {
+		t.Errorf("second peer beyond coap-max-sessions 1 got %v; want no answer", resp.Code())
+	}
+	if n := metric(t, s, `mote_coap_sessions_refused_total{listener="udp"}`); n < 1 {
+		t.Errorf("mote_coap_sessions_refused_total{udp} = %v; want at least 1", n)
+	}
+	// The first peer is still served.
+	resp, err = first.Post(ctx(t), "/things/a/telemetry", message.AppJSON, bytes.NewReader([]byte(`{}`)), token("a", secret))
+	if err != nil || resp.Code() != codes.Changed {
+		t.Errorf("first peer after the refusal = %v, %v; want 2.04", resp, err)
+	}
+}
