@@ -99,8 +99,8 @@ func encode(tb testing.TB, setup func(m *pool.Message) error, typ message.Type, 
 var tokenOpt = message.Option{ID: message.URIQuery, Value: []byte("token=f:s")}
 
 // FuzzHandler sends raw datagrams to a live server, then a well-formed
-// request that must still be answered: no input crashes the server or
-// wedges the peer's session.
+// request that must still be answered: no input crashes or wedges the
+// server.
 func FuzzHandler(f *testing.F) {
 	post := encode(f, func(m *pool.Message) error {
 		return m.SetupPost("/things/f/telemetry", []byte{1, 2}, message.AppJSON, bytes.NewReader([]byte(`{"t":1}`)), tokenOpt)
@@ -137,11 +137,19 @@ func FuzzHandler(f *testing.F) {
 	}
 	s := fuzzServer(f)
 	udpAddr, _ := s.Addrs()
+	// Inputs come from one socket, probes from another: a probe sharing
+	// the inputs' peer would collide with their message ids, which the
+	// server rightly deduplicates (RFC 7252 §4.5).
 	conn, err := net.Dial("udp", udpAddr)
 	if err != nil {
 		f.Fatal(err)
 	}
 	defer conn.Close()
+	probeConn, err := net.Dial("udp", udpAddr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer probeConn.Close()
 	var mid int32 = 1000
 	f.Fuzz(func(t *testing.T, datagram []byte) {
 		if _, err := conn.Write(datagram); err != nil {
@@ -155,12 +163,12 @@ func FuzzHandler(f *testing.F) {
 		buf := make([]byte, 8192)
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
-			if _, err := conn.Write(probe); err != nil {
+			if _, err := probeConn.Write(probe); err != nil {
 				t.Fatal(err)
 			}
-			_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_ = probeConn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 			for {
-				n, err := conn.Read(buf)
+				n, err := probeConn.Read(buf)
 				if err != nil {
 					break // resend
 				}
