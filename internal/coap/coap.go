@@ -124,8 +124,10 @@ type Server struct {
 	udpLn   *coapnet.UDPConn
 	dtls    *dtlsserver.Server
 	dtlsLn  *coapnet.DTLSListener
-	udpN    atomic.Int64 // live UDP sessions
-	dtlsN   atomic.Int64 // live DTLS sessions
+	devMu   sync.Mutex
+	devices map[*udpclient.Conn]auth.Identity // DTLS sessions and their device
+	udpN    atomic.Int64                      // live UDP sessions
+	dtlsN   atomic.Int64                      // live DTLS sessions
 	wg      sync.WaitGroup
 	stop    chan struct{}
 	closeMu sync.Once
@@ -160,6 +162,7 @@ func New(o Options) (*Server, error) {
 		logRate: rate.NewLimiter(rate.Every(time.Second), 10),
 		m:       newMetrics(o.Metrics),
 		stop:    make(chan struct{}),
+		devices: map[*udpclient.Conn]auth.Identity{},
 	}
 	s.obs = newObservers(s)
 	if o.Addr != "" {
@@ -323,6 +326,40 @@ func (s *Server) onNewConn(cc *udpclient.Conn, dtls bool) {
 		return
 	}
 	cc.SetContextValue(identityKey{}, id)
+	s.devMu.Lock()
+	s.devices[cc] = id
+	s.devMu.Unlock()
+	cc.AddOnClose(func() {
+		s.devMu.Lock()
+		delete(s.devices, cc)
+		s.devMu.Unlock()
+	})
+}
+
+// DisconnectThing closes the DTLS sessions of a thing (disabled or
+// deleted); its next handshake is checked again.
+func (s *Server) DisconnectThing(thing string) {
+	s.disconnect(func(id auth.Identity) bool { return id.Thing == thing })
+}
+
+// DisconnectCredential closes the DTLS sessions that a credential
+// authenticated (revoked).
+func (s *Server) DisconnectCredential(thing, credential string) {
+	s.disconnect(func(id auth.Identity) bool { return id.Thing == thing && id.Credential == credential })
+}
+
+func (s *Server) disconnect(match func(auth.Identity) bool) {
+	var closing []*udpclient.Conn
+	s.devMu.Lock()
+	for cc, id := range s.devices {
+		if match(id) {
+			closing = append(closing, cc)
+		}
+	}
+	s.devMu.Unlock()
+	for _, cc := range closing {
+		_ = cc.Close()
+	}
 }
 
 // dtlsIdentity is the device of a DTLS session: its certificate's, or its

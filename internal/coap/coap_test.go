@@ -555,6 +555,15 @@ func TestDTLSPSK(t *testing.T) {
 	if _, err := s.Registry().RevokeCredential(ctx(t), "psk-dev", credID); err != nil {
 		t.Fatalf("revoke: %v", err)
 	}
+	// The live session of the revoked secret's PSK is closed.
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := cc.Post(c, "/things/psk-dev/telemetry", message.AppJSON, bytes.NewReader([]byte(`{}`))); err == nil {
+			return fmt.Errorf("the session of a revoked PSK is still served")
+		}
+		return nil
+	})
 	if c, err := dialPSK(s, "psk-dev", key); !refused(t, c, err, "/things/psk-dev/telemetry") {
 		t.Errorf("the PSK of a revoked secret was accepted")
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -204,6 +205,10 @@ func (s *Server) authenticate(ctx context.Context, cc *udpclient.Conn, token str
 		id, ok := cc.Context().Value(identityKey{}).(auth.Identity)
 		if !ok {
 			return auth.Identity{}, codes.Unauthorized, "DTLS session without a device"
+		}
+		if !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
+			_ = cc.Close() // a session must not outlive its credential
+			return auth.Identity{}, codes.Unauthorized, "credential expired"
 		}
 		return id, 0, ""
 	}

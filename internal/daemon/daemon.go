@@ -365,10 +365,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.onClose(func() error {
 		return errors.Join(d.shadows.Close(), d.broker.Close(), func() error { d.journal.Drain(); return nil }(), d.rules.Close())
 	})
-	d.registry.Listen(d.onRegistryEvent)
 	if err := d.startCoAP(&serverCert, coapFeed); err != nil {
 		return err
 	}
+	d.registry.Listen(d.onRegistryEvent)
 
 	d.live = live.New(live.Options{Bus: d.bus, Totals: func() live.Totals {
 		st := d.broker.Stats()
@@ -409,16 +409,25 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 		d.devices.Invalidate(e.Thing)
 		if !e.Enabled {
 			d.broker.DisconnectThing(e.Thing, "thing disabled")
+			if d.coap != nil {
+				d.coap.DisconnectThing(e.Thing)
+			}
 		} else {
 			d.broker.RefreshPolicies(e.Thing)
 		}
 	case registry.ThingDeleted:
 		d.devices.Invalidate(e.Thing)
 		d.broker.DisconnectThing(e.Thing, "thing deleted")
+		if d.coap != nil {
+			d.coap.DisconnectThing(e.Thing)
+		}
 		d.shadows.ForgetThing(e.Thing)
 	case registry.CredentialRevoked:
 		d.devices.Invalidate(e.Thing)
 		d.broker.DisconnectCredential(e.Thing, e.Credential, "credential revoked")
+		if d.coap != nil {
+			d.coap.DisconnectCredential(e.Thing, e.Credential)
+		}
 	case registry.PoliciesChanged:
 		d.broker.RefreshPolicies("")
 	}
