@@ -38,6 +38,9 @@ var notPaginated = map[string]string{
 	"/things/{name}/telemetry/latest":   "one point per key",
 	"/devices/{thing}/shadows/{shadow}": "one object",
 	"/devices/{thing}/commands":         "the pending commands, each delivered once (no cursor)",
+
+	// The CoAP PSK of a credential (coappsk.go).
+	"/things/{name}/credentials/{id}/psk": "one object",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
