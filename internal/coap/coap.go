@@ -165,6 +165,13 @@ func New(o Options) (*Server, error) {
 		devices: map[*udpclient.Conn]auth.Identity{},
 	}
 	s.obs = newObservers(s)
+	if o.Feed != nil && o.Metrics != nil {
+		feed := o.Feed
+		register(o.Metrics, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mote_coap_shadow_changes_dropped_total",
+			Help: "Shadow changes not notified to CoAP observers because the feed's queue was full (its observers see the next change).",
+		}, func() float64 { return float64(feed.Dropped()) }))
+	}
 	if o.Addr != "" {
 		ln, err := coapnet.NewListenUDP("udp", o.Addr)
 		if err != nil {
