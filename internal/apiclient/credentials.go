@@ -88,3 +88,17 @@ func (c *Client) RevokeCredential(ctx context.Context, thing, id string) (store.
 func (c *Client) DeleteCredential(ctx context.Context, thing, id string) error {
 	return c.do(ctx, request{method: http.MethodDelete, path: credPath(thing) + "/" + seg(id)}, nil)
 }
+
+// CredentialPSK is the CoAP DTLS pre-shared key of a secret credential.
+type CredentialPSK struct {
+	Identity string `json:"identity"` // the thing name
+	PSK      string `json:"psk"`      // hex
+}
+
+// GetCredentialPSK returns the DTLS-PSK a device uses on the CoAPS port
+// with this secret credential (admin only; docs/coap.md).
+func (c *Client) GetCredentialPSK(ctx context.Context, thing, id string) (CredentialPSK, error) {
+	var out CredentialPSK
+	err := c.do(ctx, request{method: http.MethodGet, path: credPath(thing) + "/" + seg(id) + "/psk"}, &out)
+	return out, err
+}

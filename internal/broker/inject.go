@@ -47,6 +47,13 @@ func (b *Broker) Authorize(ctx context.Context, thing, clientID, topic, protocol
 // apply), then Options.OnMessage (shadows, rules, telemetry) with Protocol
 // "http". QoS is 0 or 1.
 func (b *Broker) PublishAs(ctx context.Context, thing, clientID, topic string, payload []byte, qos byte, retain bool) error {
+	return b.PublishVia(ctx, "http", thing, clientID, topic, payload, qos, retain)
+}
+
+// PublishVia is PublishAs for another device protocol than HTTP (the CoAP
+// device API: "coap"), which labels the message, its rate-limit refusals
+// and its log lines.
+func (b *Broker) PublishVia(ctx context.Context, protocol, thing, clientID, topic string, payload []byte, qos byte, retain bool) error {
 	if b.closed.Load() {
 		return core.Errorf(core.KindUnavailable, "broker is shutting down")
 	}
@@ -56,7 +63,7 @@ func (b *Broker) PublishAs(ctx context.Context, thing, clientID, topic string, p
 	if len(payload) > b.opts.MaxPacketSize {
 		return &core.Error{Kind: core.KindTooLarge, Msg: "message is larger than the largest packet the broker accepts (max-packet-size)"}
 	}
-	if err := b.Authorize(ctx, thing, clientID, topic, "http"); err != nil {
+	if err := b.Authorize(ctx, thing, clientID, topic, protocol); err != nil {
 		return err
 	}
 	if err := b.checkRetainedHTTP(thing, clientID, topic, payload, retain); err != nil {
@@ -76,7 +83,7 @@ func (b *Broker) PublishAs(ctx context.Context, thing, clientID, topic string, p
 		ClientID: clientID,
 		Thing:    thing,
 		Received: time.Now(),
-		Protocol: "http",
+		Protocol: protocol,
 	}
 	// The same durability step as an MQTT publish (hooks.go persist): a
 	// QoS 1 message a rule stores is in the journal before we answer.

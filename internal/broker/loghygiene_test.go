@@ -45,6 +45,7 @@ func startLogged(t *testing.T, w io.Writer, opts ...daemontest.Option) *daemonte
 	cfg.DataDir = t.TempDir()
 	cfg.MQTTAddr, cfg.MQTTSAddr = "127.0.0.1:0", ""
 	cfg.HTTPAddr, cfg.HTTPSAddr = "127.0.0.1:0", ""
+	cfg.CoAPAddr, cfg.CoAPSAddr = "", ""
 	cfg.DeviceRateLimit = 0
 	for _, o := range opts {
 		o(&cfg)

@@ -122,7 +122,7 @@ func openDataDir(t *testing.T, dir string) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ts.Close() })
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{Registry: reg, Shadows: shadows, Rules: engine, Telemetry: ts, Logger: log}))
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Registry: reg, Shadows: shadows, Rules: engine, Telemetry: ts, Devices: auth.NewDevices(st, h, ca), Logger: log}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { shadows.Close() })
 	return &server{url: srv.URL, dir: dir, reg: reg, st: st, h: h, ca: ca, ts: ts}
@@ -303,6 +303,9 @@ func TestCredSecret(t *testing.T) {
 	}
 	if out := s.ok(t, "cred", "get", "dev", nc.ID); !strings.Contains(out, nc.ID) {
 		t.Errorf("cred get:\n%s", out)
+	}
+	if psk := decode[apiclient.CredentialPSK](t, s.ok(t, "cred", "psk", "dev", nc.ID, "-o", "json")); psk.Identity != "dev" || len(psk.PSK) != 64 {
+		t.Errorf("cred psk: %+v; want identity dev and 32 hex bytes", psk)
 	}
 	rev := decode[store.Credential](t, s.ok(t, "cred", "revoke", "dev", nc.ID, "-o", "json"))
 	if !rev.Revoked {

@@ -20,7 +20,7 @@ import (
 
 func (a *app) credCmd() *cobra.Command {
 	cmd := parentCmd("cred", "Manage the credentials things connect with", "creds", "credential", "credentials")
-	cmd.AddCommand(a.credCreateCmd(), a.credListCmd(), a.credGetCmd(), a.credRevokeCmd(), a.credDeleteCmd())
+	cmd.AddCommand(a.credCreateCmd(), a.credListCmd(), a.credGetCmd(), a.credRevokeCmd(), a.credDeleteCmd(), a.credPSKCmd())
 	return cmd
 }
 
@@ -371,6 +371,31 @@ func (a *app) credRevokeCmd() *cobra.Command {
 			}
 			a.printf("Revoked credential %s of thing %q.\n", args[1], args[0])
 			return nil
+		}),
+	}
+}
+
+func (a *app) credPSKCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "psk THING ID",
+		Short: "Show the CoAP DTLS pre-shared key of a secret credential (admin; identity = the thing name)",
+		Args:  exactArgs("THING", "ID"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			p, err := c.GetCredentialPSK(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			if a.jsonOut() {
+				return a.printJSON(p)
+			}
+			d := newDetails(a.stdout)
+			d.add("Identity", p.Identity)
+			d.add("PSK (hex)", p.PSK)
+			return d.flush()
 		}),
 	}
 }

@@ -143,6 +143,14 @@ type Config struct {
 	FileQuotaPerThing   int64         // bytes of files (complete and in progress) one thing may hold
 	FileMaxCount        int           // files one thing may hold
 	UploadMinRate       int64         // bytes/s an artifact or file upload gets on top of --http-body-timeout; 0: the body timeout alone
+	// CoAP device API (internal/coap, docs/coap.md).
+	CoAPAddr         string        // CoAP over UDP; "" disables
+	CoAPSAddr        string        // CoAP over DTLS (certificates, PSK); "" disables
+	CoAPTokenAuth    bool          // accept ?token=thing:secret on plain UDP
+	CoAPMaxPayload   int           // largest request body, whole block-wise transfer included, bytes
+	CoAPMaxObservers int           // observations one thing may hold at once
+	CoAPMaxSessions  int           // concurrent CoAP peers on UDP and DTLS sessions, each
+	CoAPSessionIdle  time.Duration // a peer silent this long is forgotten (its observations end)
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -223,6 +231,12 @@ func Default() Config {
 		JobSchedulerTick:    time.Second,
 		JobMaxTargets:       100_000,
 		JobMaxDocumentSize:  32 * 1024,
+		CoAPAddr:            ":5683",
+		CoAPSAddr:           ":5684",
+		CoAPMaxPayload:      64 * 1024,
+		CoAPMaxObservers:    8,
+		CoAPMaxSessions:     10_000,
+		CoAPSessionIdle:     5 * time.Minute,
 	}
 }
 
@@ -249,6 +263,9 @@ func fields(c *Config) []field {
 	}
 	num64 := func(p *int64) func(*pflag.FlagSet, string, string) {
 		return func(fs *pflag.FlagSet, n, u string) { fs.Int64Var(p, n, *p, u) }
+	}
+	boolean := func(p *bool) func(*pflag.FlagSet, string, string) {
+		return func(fs *pflag.FlagSet, n, u string) { fs.BoolVar(p, n, *p, u) }
 	}
 	list := func(p *[]string) func(*pflag.FlagSet, string, string) {
 		return func(fs *pflag.FlagSet, n, u string) { fs.StringSliceVar(p, n, *p, u) }
@@ -332,6 +349,13 @@ func fields(c *Config) []field {
 		{"file-quota-per-thing", "bytes of uploaded files (complete and in progress) one thing may hold; uploads past it are answered 413", num64(&c.FileQuotaPerThing)},
 		{"file-max-count", "files one thing may hold; a new one past it is answered 413", num(&c.FileMaxCount)},
 		{"upload-min-rate", "bytes per second an artifact or file upload with a Content-Length is given on top of --http-body-timeout (0: the body timeout alone)", num64(&c.UploadMinRate)},
+		{"coap-addr", `CoAP over UDP listen address for devices ("" disables); requests need --coap-token-auth to authenticate`, str(&c.CoAPAddr)},
+		{"coaps-addr", `CoAP over DTLS listen address for devices, authenticated by client certificate or PSK ("" disables)`, str(&c.CoAPSAddr)},
+		{"coap-token-auth", "accept device credentials in a ?token=thing:secret query parameter on plain UDP CoAP (sent in clear: off by default)", boolean(&c.CoAPTokenAuth)},
+		{"coap-max-payload", "largest CoAP request body in bytes, a whole block-wise transfer included; larger ones are answered 4.13 and counted", num(&c.CoAPMaxPayload)},
+		{"coap-max-observers", "CoAP observations (shadow, commands) one thing may hold at once; more get a plain response without Observe (RFC 7641) and are counted", num(&c.CoAPMaxObservers)},
+		{"coap-max-sessions", "concurrent CoAP sessions, each of UDP (one per peer address) and DTLS; a new one beyond it is closed at once and counted", num(&c.CoAPMaxSessions)},
+		{"coap-session-idle", "how long a CoAP peer may stay silent before it is forgotten and its observations end", dur(&c.CoAPSessionIdle)},
 	}
 }
 
@@ -460,7 +484,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log-format: %q is not one of auto, json, text", c.LogFormat)
 	}
-	for _, a := range []struct{ name, v string }{{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}, {"http-addr", c.HTTPAddr}, {"https-addr", c.HTTPSAddr}, {"pprof-addr", c.PprofAddr}} {
+	for _, a := range []struct{ name, v string }{{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}, {"http-addr", c.HTTPAddr}, {"https-addr", c.HTTPSAddr}, {"pprof-addr", c.PprofAddr}, {"coap-addr", c.CoAPAddr}, {"coaps-addr", c.CoAPSAddr}} {
 		if a.v == "" && a.name != "http-addr" {
 			continue
 		}
@@ -539,6 +563,9 @@ func (c *Config) Validate() error {
 	if err := c.validateAlarms(); err != nil {
 		return err
 	}
+	if err := c.validateCoAP(); err != nil {
+		return err
+	}
 	return c.validateHTTP()
 }
 
@@ -559,6 +586,21 @@ func (c *Config) validateUploads() error {
 		return fmt.Errorf("file-max-count: %d is outside 1 to 100000", c.FileMaxCount)
 	case c.UploadMinRate < 0 || c.UploadMinRate > 1<<30:
 		return fmt.Errorf("upload-min-rate: %d is outside 0 to 1073741824", c.UploadMinRate)
+	}
+	return nil
+}
+
+// validateCoAP checks the CoAP limits.
+func (c *Config) validateCoAP() error {
+	switch {
+	case c.CoAPMaxPayload < 64 || c.CoAPMaxPayload > 16<<20:
+		return fmt.Errorf("coap-max-payload: %d is outside 64 to 16777216", c.CoAPMaxPayload)
+	case c.CoAPMaxObservers < 1 || c.CoAPMaxObservers > 1000:
+		return fmt.Errorf("coap-max-observers: %d is outside 1 to 1000", c.CoAPMaxObservers)
+	case c.CoAPMaxSessions < 1 || c.CoAPMaxSessions > 10_000_000:
+		return fmt.Errorf("coap-max-sessions: %d is outside 1 to 10000000", c.CoAPMaxSessions)
+	case c.CoAPSessionIdle < time.Second || c.CoAPSessionIdle > 24*time.Hour:
+		return fmt.Errorf("coap-session-idle: %s is outside 1s to 24h", c.CoAPSessionIdle)
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/moteiot/mote/internal/blob"
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
+	"github.com/moteiot/mote/internal/coap"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/console"
@@ -57,6 +58,8 @@ type Addrs struct {
 	MQTTS string
 	HTTP  string
 	HTTPS string // the API over TLS (device client certificates)
+	CoAP  string // CoAP over UDP (host:port)
+	CoAPS string // CoAP over DTLS
 	Pprof string // only with --pprof-addr
 }
 
@@ -79,6 +82,7 @@ type Daemon struct {
 	notifier *alarms.Notifier
 	analytic *analytics.Engine
 	jobs     *jobs.Service
+	coap     *coap.Server
 	journal  *ingest.Journal
 	tstore   telemetry.Store
 	twriter  *telemetry.Writer
@@ -307,10 +311,17 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	// Shadows answer through the broker; closed before it (closers run in
 	// reverse), so pending commits are answered while clients are still
-	// connected.
+	// connected. With CoAP on, their answers pass through the CoAP shadow
+	// feed, which tells CoAP observers which shadows changed.
+	var shadowPub shadow.Publisher = d.broker
+	var coapFeed *coap.ShadowFeed
+	if cfg.CoAPAddr != "" || cfg.CoAPSAddr != "" {
+		coapFeed = coap.NewShadowFeed(d.broker, 0)
+		shadowPub = coapFeed
+	}
 	d.shadows = shadow.New(shadow.Options{
 		Store:     st.Shadows(),
-		Publisher: d.broker,
+		Publisher: shadowPub,
 		MaxSize:   d.cfg.ShadowMaxSize,
 		Logger:    d.log.With("component", "shadow"),
 	})
@@ -431,6 +442,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.onClose(func() error {
 		return errors.Join(d.shadows.Close(), d.broker.Close(), func() error { d.journal.Drain(); return nil }(), d.rules.Close())
 	})
+	if err := d.startCoAP(&serverCert, coapFeed); err != nil {
+		return err
+	}
 	d.registry.Listen(d.onRegistryEvent)
 	d.registry.OnThingCreated(d.jobs.ThingChanged)
 
@@ -465,7 +479,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.ready = true
 	d.mu.Unlock()
 	a := d.Addrs()
-	d.log.Info("mote started", "data_dir", cfg.DataDir, "store", storeName(cfg.Store), "mqtt", a.MQTT, "mqtts", a.MQTTS, "http", a.HTTP)
+	d.log.Info("mote started", "data_dir", cfg.DataDir, "store", storeName(cfg.Store), "mqtt", a.MQTT, "mqtts", a.MQTTS, "http", a.HTTP, "coap", a.CoAP, "coaps", a.CoAPS)
 	return nil
 }
 
@@ -476,12 +490,18 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 		d.devices.Invalidate(e.Thing)
 		if !e.Enabled {
 			d.broker.DisconnectThing(e.Thing, "thing disabled")
+			if d.coap != nil {
+				d.coap.DisconnectThing(e.Thing)
+			}
 		} else {
 			d.broker.RefreshPolicies(e.Thing)
 		}
 	case registry.ThingDeleted:
 		d.devices.Invalidate(e.Thing)
 		d.broker.DisconnectThing(e.Thing, "thing deleted")
+		if d.coap != nil {
+			d.coap.DisconnectThing(e.Thing)
+		}
 		d.shadows.ForgetThing(e.Thing)
 		if d.files != nil {
 			d.files.ForgetThing(e.Thing)
@@ -489,6 +509,9 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 	case registry.CredentialRevoked:
 		d.devices.Invalidate(e.Thing)
 		d.broker.DisconnectCredential(e.Thing, e.Credential, "credential revoked")
+		if d.coap != nil {
+			d.coap.DisconnectCredential(e.Thing, e.Credential)
+		}
 	case registry.PoliciesChanged:
 		d.broker.RefreshPolicies("")
 	}
@@ -699,7 +722,48 @@ func (d *Daemon) Addrs() Addrs {
 		a.HTTPS = d.httpsLn.Addr().String()
 	}
 	a.Pprof = d.pprofAddr
+	if d.coap != nil {
+		a.CoAP, a.CoAPS = d.coap.Addrs()
+	}
 	return a
+}
+
+// startCoAP binds and starts the CoAP device API (docs/coap.md) when a
+// CoAP address is set. It is stopped before the broker, the shadows and
+// the commands it calls (closers run in reverse).
+func (d *Daemon) startCoAP(cert *tls.Certificate, feed *coap.ShadowFeed) error {
+	cfg := d.cfg
+	if cfg.CoAPAddr == "" && cfg.CoAPSAddr == "" {
+		return nil
+	}
+	srv, err := coap.New(coap.Options{
+		Addr:         cfg.CoAPAddr,
+		DTLSAddr:     cfg.CoAPSAddr,
+		TokenAuth:    cfg.CoAPTokenAuth,
+		Certificate:  cert,
+		ClientCAs:    d.ca.Pool(),
+		Auth:         d.devices,
+		Gateway:      d.broker,
+		Shadows:      d.shadows,
+		Commands:     d.commands,
+		Feed:         feed,
+		MaxPayload:   cfg.CoAPMaxPayload,
+		MaxObservers: cfg.CoAPMaxObservers,
+		MaxSessions:  cfg.CoAPMaxSessions,
+		SessionIdle:  cfg.CoAPSessionIdle,
+		Logger:       d.log.With("component", "coap"),
+		Metrics:      d.metrics,
+	})
+	if err != nil {
+		return err // names --coap-addr or --coaps-addr
+	}
+	if err := srv.Start(); err != nil {
+		_ = srv.Close()
+		return err
+	}
+	d.coap = srv
+	d.onClose(srv.Close)
+	return nil
 }
 
 // startUsers opens the console's user service; firstPassword creates the

@@ -24,6 +24,8 @@ func testConfig(t *testing.T, dir string) config.Config {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.HTTPSAddr = "127.0.0.1:0"
 	cfg.PprofAddr = "127.0.0.1:0"
+	cfg.CoAPAddr = "127.0.0.1:0"
+	cfg.CoAPSAddr = "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}

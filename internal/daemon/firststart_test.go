@@ -69,5 +69,7 @@ func testConfig(dir string) config.Config {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.HTTPSAddr = "127.0.0.1:0"
 	cfg.PresenceFlush = 20 * time.Millisecond
+	cfg.CoAPAddr = "127.0.0.1:0"
+	cfg.CoAPSAddr = "127.0.0.1:0"
 	return cfg
 }

@@ -53,6 +53,8 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	cfg.MQTTSAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.HTTPSAddr = "127.0.0.1:0"
+	cfg.CoAPAddr = "127.0.0.1:0"
+	cfg.CoAPSAddr = "127.0.0.1:0"
 	// No per-device rate limit unless a test asks for one: tests and
 	// benchmarks publish faster than a real device.
 	cfg.DeviceRateLimit = 0

@@ -57,6 +57,8 @@ var notPaginated = map[string]string{
 	"/things/{name}/jobs":                         "the thing's executions, oldest first, up to limit (no cursor)",
 	"/devices/{thing}/jobs":                       "the AWS pending-executions answer (no cursor)",
 	"/devices/{thing}/jobs/{jobId}":               "one execution",
+	// The CoAP PSK of a credential (coappsk.go).
+	"/things/{name}/credentials/{id}/psk": "one object",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest

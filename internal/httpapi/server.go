@@ -176,6 +176,7 @@ func (s *server) routes() []route {
 		{"GET", "/things/{name}/credentials/{id}", roleView, s.getCredential},
 		{"POST", "/things/{name}/credentials/{id}/revoke", roleWrite, s.revokeCredential},
 		{"DELETE", "/things/{name}/credentials/{id}", roleWrite, s.deleteCredential},
+		{"GET", "/things/{name}/credentials/{id}/psk", roleAdmin, s.getCredentialPSK},
 
 		{"GET", "/things/{name}/shadows", roleView, s.listShadows},
 		{"GET", "/things/{name}/shadows/{shadow}", roleView, s.getShadow},

@@ -319,7 +319,9 @@ func startServerVia(t *testing.T, wrapper []string, dataDir string, firstStart b
 		"--mqtt-addr", "127.0.0.1:0",
 		"--mqtts-addr", "127.0.0.1:0",
 		"--http-addr", "127.0.0.1:0",
-		"--https-addr", "127.0.0.1:0")
+		"--https-addr", "127.0.0.1:0",
+		"--coap-addr", "127.0.0.1:0",
+		"--coaps-addr", "127.0.0.1:0")
 	name := moteBin
 	if len(wrapper) > 0 {
 		name, args = wrapper[0], append(append(slices.Clone(wrapper[1:]), moteBin), args...)
