@@ -425,56 +425,6 @@ func (s *Service) Resolve(ctx context.Context, name, version string) (Link, erro
 	return l, nil
 }
 
-// placeholder matches ${mote:artifact:NAME}, ${mote:artifact:NAME:VERSION}
-// and the -sha256 and -size forms.
-var placeholder = regexp.MustCompile(`\$\{mote:artifact(-sha256|-size)?:([^:}]{1,128})(?::([^:}]{1,64}))?\}`)
-
-// Expand replaces, in a job document, every ${mote:artifact:NAME} or
-// ${mote:artifact:NAME:VERSION} with a fresh signed URL (the newest
-// version when none is given), ${mote:artifact-sha256:...} with the
-// artifact's SHA-256 and ${mote:artifact-size:...} with its size. It
-// returns the artifacts it linked. The jobs package calls it per
-// execution, so each device gets a URL valid for Options.URLTTL from the
-// moment its execution starts. A placeholder naming a missing artifact
-// is core.KindNotFound. Values are plain text (no JSON escaping is
-// needed: names, versions, URLs and digests have no quotes or
-// backslashes).
-func (s *Service) Expand(ctx context.Context, doc string) (string, []Link, error) {
-	var (
-		links    []Link
-		firstErr error
-		cache    = map[string]Link{}
-	)
-	out := placeholder.ReplaceAllStringFunc(doc, func(m string) string {
-		sub := placeholder.FindStringSubmatch(m)
-		kind, name, version := sub[1], sub[2], sub[3]
-		l, ok := cache[name+":"+version]
-		if !ok {
-			var err error
-			l, err = s.Resolve(ctx, name, version)
-			if err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s: %w", m, err)
-				}
-				return m
-			}
-			cache[name+":"+version] = l
-			links = append(links, l)
-		}
-		switch kind {
-		case "-sha256":
-			return l.SHA256
-		case "-size":
-			return fmt.Sprint(l.Size)
-		}
-		return l.URL
-	})
-	if firstErr != nil {
-		return "", nil, firstErr
-	}
-	return out, links, nil
-}
-
 // FirmwareCounts is the fleet's firmware distribution: things by the
 // version they report under Options.FirmwareKey.
 func (s *Service) FirmwareCounts(ctx context.Context) (key string, counts []store.FirmwareCount, err error) {

@@ -187,27 +187,27 @@ func TestDeleteInUse(t *testing.T) {
 	}
 }
 
-func TestExpand(t *testing.T) {
-	e := newEnv(t, func(o *artifacts.Options) { o.URLBase = "https://mote.example/"; o.URLTTL = time.Minute })
-	b := content(100)
-	a1, _ := e.svc.Create(t.Context(), artifacts.Upload{Name: "fw", Version: "1"}, bytes.NewReader(b))
+// TestResolve: the link the jobs package puts in a job document (through
+// the daemon's adapter, for ${mote:artifact:NAME[:VERSION]}): the newest
+// version when none is named, a signed URL that verifies for that version
+// only, its SHA-256 and size.
+func TestResolve(t *testing.T) {
+	e := newEnv(t, func(o *artifacts.Options) { o.URLBase = "https://mote.example"; o.URLTTL = time.Minute })
+	a1, _ := e.svc.Create(t.Context(), artifacts.Upload{Name: "fw", Version: "1"}, bytes.NewReader(content(100)))
 	a2, _ := e.svc.Create(t.Context(), artifacts.Upload{Name: "fw", Version: "2"}, strings.NewReader("two"))
-	doc := `{"url":"${mote:artifact:fw}","sha256":"${mote:artifact-sha256:fw}","old":"${mote:artifact:fw:1}","size":${mote:artifact-size:fw:1}}`
-	out, links, err := e.svc.Expand(t.Context(), doc)
+	l, err := e.svc.Resolve(t.Context(), "fw", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(links) != 2 || links[0].Version != "2" || links[1].Version != "1" {
-		t.Fatalf("links = %+v; want fw@2 then fw@1", links)
+	if l.Version != "2" || l.SHA256 != a2.SHA256 || l.Size != 3 ||
+		!strings.HasPrefix(l.URL, "https://mote.example/api/v1/artifacts/fw/2/download?exp=") {
+		t.Fatalf("Resolve(fw) = %+v; want fw@2 with its digest, size and signed URL", l)
 	}
-	if !strings.Contains(out, `"url":"https://mote.example/api/v1/artifacts/fw/2/download?exp=`) ||
-		!strings.Contains(out, `"sha256":"`+a2.SHA256+`"`) || !strings.Contains(out, `"size":100}`) ||
-		!strings.Contains(out, `/api/v1/artifacts/fw/1/download?exp=`) {
-		t.Fatalf("Expand = %s", out)
+	old, err := e.svc.Resolve(t.Context(), "fw", "1")
+	if err != nil || old.Version != "1" || old.SHA256 != a1.SHA256 || old.Size != 100 {
+		t.Fatalf("Resolve(fw, 1) = %+v, %v", old, err)
 	}
-	_ = a1
 	// The URL verifies for the version it names and no other.
-	l := links[0]
 	q := l.URL[strings.Index(l.URL, "?")+1:]
 	exp := strings.TrimPrefix(strings.Split(q, "&")[0], "exp=")
 	sig := strings.TrimPrefix(strings.Split(q, "&")[1], "sig=")
@@ -217,8 +217,8 @@ func TestExpand(t *testing.T) {
 	if err := e.svc.VerifyURL("fw", "1", exp, sig); core.KindOf(err) != core.KindForbidden {
 		t.Fatalf("VerifyURL for another version = %v; want forbidden", err)
 	}
-	if _, _, err := e.svc.Expand(t.Context(), `${mote:artifact:nope}`); !core.IsNotFound(err) {
-		t.Fatalf("Expand of a missing artifact = %v; want not found", err)
+	if _, err := e.svc.Resolve(t.Context(), "nope", ""); !core.IsNotFound(err) {
+		t.Fatalf("Resolve of a missing artifact = %v; want not found", err)
 	}
 }
 

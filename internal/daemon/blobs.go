@@ -9,13 +9,13 @@ import (
 	"github.com/moteiot/mote/internal/blob/fsblob"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/files"
+	"github.com/moteiot/mote/internal/jobs"
 )
 
 // startBlobs opens the blob store in the data directory and creates the
 // artifact and file services on it (docs/artifacts.md, docs/files.md).
-// Artifacts in use by jobs: no jobs component exists yet, so
-// artifacts.NoJobs (nothing is ever in use) is wired here; the jobs
-// package replaces it with its own InUse.
+// An artifact is in use while a job in progress names it (read from the
+// job store: the job service is created after this one).
 func (d *Daemon) startBlobs(ctx context.Context) error {
 	cfg := d.cfg
 	bs, err := fsblob.Open(datadir.Blobs(cfg.DataDir))
@@ -48,7 +48,7 @@ func (d *Daemon) startBlobs(ctx context.Context) error {
 		MaxSize:          cfg.ArtifactMaxSize,
 		URLTTL:           cfg.ArtifactURLTTL,
 		URLBase:          cfg.ArtifactURLBase,
-		InUse:            artifacts.NoJobs{},
+		InUse:            jobs.ArtifactUse{Store: d.store.Jobs()},
 		Logger:           d.log.With("component", "artifacts"),
 		Metrics:          d.metrics,
 	})

@@ -347,15 +347,20 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("alarms: %w", err)
 	}
 	d.onClose(d.alarms.Close)
+	// The blob store, artifacts and device files, before the jobs whose
+	// documents name artifacts.
+	if err := d.startBlobs(ctx); err != nil {
+		return err
+	}
 	// Jobs: device requests come on the bus, answers and notifications go
-	// out through the broker; closed before it. Query targets and
-	// artifact placeholders need the fleet index and the artifact store
-	// (Selector, Artifacts), which are not wired yet: such jobs are
-	// refused with 400.
+	// out through the broker; closed before it. Artifact placeholders in
+	// documents become signed URLs per execution. Query targets need the
+	// fleet index (Selector).
 	d.jobs = jobs.New(jobs.Options{
 		Store:           st.Jobs(),
 		Things:          d.registry,
 		Publisher:       d.broker,
+		Artifacts:       jobArtifacts{d.artifacts},
 		QueueSize:       cfg.JobQueue,
 		Workers:         cfg.JobWorkers,
 		Interval:        cfg.JobSchedulerTick,
@@ -453,9 +458,6 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return live.Totals{MessagesIn: st.MessagesReceived, MessagesOut: st.MessagesSent, Connected: st.Connections}
 	}})
 	d.onClose(d.live.Close)
-	if err := d.startBlobs(ctx); err != nil {
-		return err
-	}
 	if err := d.startHTTP(); err != nil {
 		return err
 	}

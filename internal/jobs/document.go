@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/store"
 )
 
 // Artifact is what an artifact placeholder expands to for one execution.
@@ -146,4 +147,45 @@ func expandDocument(ctx context.Context, doc []byte, thing string, r ArtifactRes
 		return nil, walkErr
 	}
 	return json.Marshal(v)
+}
+
+// ArtifactUse tells internal/artifacts which artifacts jobs use, from the
+// job store (so that the artifact service, created before the job
+// service, needs nothing of it): an artifact is in use while a job in
+// progress names it in its document, by name alone (the newest version,
+// resolved per execution) or at that version.
+type ArtifactUse struct {
+	Store store.JobStore
+}
+
+// ArtifactInUse returns the id of a job in progress that uses
+// name@version, or "" (artifacts.InUse).
+func (u ArtifactUse) ArtifactInUse(ctx context.Context, name, version string) (string, error) {
+	const page = 1000
+	after := ""
+	for {
+		list, err := u.Store.List(ctx, after, page)
+		if err != nil {
+			return "", err
+		}
+		for _, j := range list {
+			if j.Status != store.JobInProgress {
+				continue
+			}
+			var sp Spec
+			if json.Unmarshal(j.Spec, &sp) != nil {
+				continue
+			}
+			for _, n := range artifactNames(documentOf(sp)) {
+				an, av, _ := strings.Cut(n, ":")
+				if an == name && (av == "" || av == version) {
+					return j.ID, nil
+				}
+			}
+		}
+		if len(list) < page {
+			return "", nil
+		}
+		after = list[len(list)-1].ID
+	}
 }
