@@ -277,10 +277,17 @@ func compileCompare(e *Compare) (matcher, error) {
 			return mismatch()
 		}
 		want := v.Str
-		return func(d *Doc, _ time.Time) bool {
-			x, ok := f.get(d)
-			return ok && test(op, strings.Compare(x.(string), want))
-		}, nil
+		// Direct reads, no boxing: these run once per thing per query.
+		if f.kind == kName {
+			if op == "=" {
+				return func(d *Doc, _ time.Time) bool { return d.Name == want }, nil
+			}
+			return func(d *Doc, _ time.Time) bool { return test(op, strings.Compare(d.Name, want)) }, nil
+		}
+		if op == "=" {
+			return func(d *Doc, _ time.Time) bool { return d.Type == want }, nil
+		}
+		return func(d *Doc, _ time.Time) bool { return d.Type != "" && test(op, strings.Compare(d.Type, want)) }, nil
 	case kGroups, kTags:
 		if v.Kind != ValString || ordering {
 			return mismatch()
@@ -294,11 +301,11 @@ func compileCompare(e *Compare) (matcher, error) {
 		if v.Kind != ValBool || ordering {
 			return mismatch()
 		}
-		want, eq := v.Bool, op == "="
-		return func(d *Doc, _ time.Time) bool {
-			x, _ := f.get(d)
-			return (x.(bool) == want) == eq
-		}, nil
+		want := v.Bool == (op == "=") // the value that matches
+		if f.kind == kConnected {
+			return func(d *Doc, _ time.Time) bool { return d.Connected == want }, nil
+		}
+		return func(d *Doc, _ time.Time) bool { return d.Enabled == want }, nil
 	case kLastSeen:
 		var at time.Time
 		switch v.Kind {
@@ -327,6 +334,13 @@ func compileCompare(e *Compare) (matcher, error) {
 	case kAttr, kShadow, kTelemetry:
 		if v.Kind == ValBool && (ordering || f.kind == kAttr) {
 			return mismatch()
+		}
+		if f.kind == kAttr && v.Kind == ValString {
+			key, want := f.key, v.Str
+			return func(d *Doc, _ time.Time) bool {
+				x, ok := d.Attributes[key]
+				return ok && test(op, strings.Compare(x, want))
+			}, nil
 		}
 		return func(d *Doc, _ time.Time) bool {
 			x, ok := f.get(d)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moteiot/mote/internal/auth"
+	"github.com/moteiot/mote/internal/fleetquery"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/store"
 )
@@ -30,6 +31,12 @@ const (
 	// PoliciesChanged: a policy document or a type's policies changed; every
 	// connected client's permissions must be recomputed.
 	PoliciesChanged
+	// ThingCreated: a thing was created. Thing is set.
+	ThingCreated
+	// GroupsChanged: a group was created, changed or deleted (a dynamic
+	// group's query may have changed). Group is set when a group was
+	// deleted: its things left it.
+	GroupsChanged
 )
 
 // Event is a change that may affect live connections.
@@ -38,6 +45,7 @@ type Event struct {
 	Thing      string
 	Enabled    bool // for ThingChanged
 	Credential string
+	Group      string // for GroupsChanged: the deleted group
 }
 
 // Registry is the device registry service.
@@ -53,6 +61,9 @@ type Registry struct {
 
 	touchMu sync.Mutex
 	touched map[string]time.Time // token id → when its use was last recorded
+
+	queryLimits fleetquery.Limits // dynamic groups' queries
+	maxDynamic  int               // dynamic groups
 }
 
 // Options configure a Registry.
@@ -61,6 +72,10 @@ type Options struct {
 	Hasher *auth.Hasher
 	CA     *pki.CA
 	Logger *slog.Logger
+	// QueryLimits bound a dynamic group's query; MaxDynamicGroups the
+	// number of dynamic groups (0: 100).
+	QueryLimits      fleetquery.Limits
+	MaxDynamicGroups int
 }
 
 // New returns a Registry over the given store.
@@ -69,7 +84,11 @@ func New(o Options) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{st: o.Store, hasher: o.Hasher, ca: o.CA, log: log, now: time.Now, touched: make(map[string]time.Time)}
+	if o.MaxDynamicGroups <= 0 {
+		o.MaxDynamicGroups = 100
+	}
+	return &Registry{st: o.Store, hasher: o.Hasher, ca: o.CA, log: log, now: time.Now, touched: make(map[string]time.Time),
+		queryLimits: o.QueryLimits, maxDynamic: o.MaxDynamicGroups}
 }
 
 // Store returns the underlying store.

@@ -35,7 +35,15 @@ func (r *Registry) CreateThing(ctx context.Context, t store.Thing) (store.Thing,
 		return store.Thing{}, err
 	}
 	t.Connected, t.LastSeen = false, nil
-	return r.st.Things().Create(ctx, t)
+	if err := r.checkStaticGroups(ctx, t.Groups); err != nil {
+		return store.Thing{}, err
+	}
+	t, err := r.st.Things().Create(ctx, t)
+	if err != nil {
+		return store.Thing{}, err
+	}
+	r.emit(Event{Kind: ThingCreated, Thing: t.Name, Enabled: t.Enabled})
+	return t, nil
 }
 
 // GetThing returns one thing.
@@ -77,6 +85,9 @@ func (r *Registry) UpdateThing(ctx context.Context, name string, p store.ThingPa
 		}
 	}
 	if err := validateMeta(p.Attributes, p.Tags, p.Groups, p.Policies); err != nil {
+		return store.Thing{}, err
+	}
+	if err := r.checkStaticGroups(ctx, p.Groups); err != nil {
 		return store.Thing{}, err
 	}
 	t, err := r.st.Things().Update(ctx, name, p)
