@@ -398,8 +398,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 50 {
-		t.Errorf("settings = %d; want 50 (update this test for a new setting)", n)
+	if n != 56 {
+		t.Errorf("settings = %d; want 56 (update this test for a new setting)", n)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/fleetindex"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/registry"
@@ -70,6 +71,9 @@ type Options struct {
 	// Commands queues commands to devices (nil: the command routes
 	// answer 503).
 	Commands *commands.Service
+	// Fleet answers fleet queries (?q=, /things:count, dynamic group
+	// members); nil: those answer 503.
+	Fleet *fleetindex.Index
 	// MaxLongPollsPerDevice bounds the command long polls one thing
 	// holds open at once; more are answered 429 (0: 4).
 	MaxLongPollsPerDevice int
@@ -100,6 +104,7 @@ type route struct {
 func (rt route) pattern() string { return BasePath + rt.path }
 
 type server struct {
+	fleet      *fleetindex.Index
 	reg        *registry.Registry
 	shadows    *shadow.Service
 	rules      *ruleengine.Engine
@@ -134,6 +139,7 @@ func (s *server) routes() []route {
 
 		{"POST", "/things", roleWrite, s.createThing},
 		{"GET", "/things", roleView, s.listThings},
+		{"GET", "/things:count", roleView, s.countThings},
 		{"GET", "/stats", roleView, s.getStats},
 		{"GET", "/things/{name}", roleView, s.getThing},
 		{"PATCH", "/things/{name}", roleWrite, s.updateThing},
@@ -163,6 +169,7 @@ func (s *server) routes() []route {
 		{"GET", "/groups/{name}", roleView, s.getGroup},
 		{"PATCH", "/groups/{name}", roleWrite, s.updateGroup},
 		{"DELETE", "/groups/{name}", roleWrite, s.deleteGroup},
+		{"GET", "/groups/{name}/things", roleView, s.groupThings},
 
 		{"POST", "/policies", roleWrite, s.createPolicy},
 		{"GET", "/policies", roleView, s.listPolicies},
@@ -213,6 +220,7 @@ func New(o Options) http.Handler {
 	s.users, s.live, s.liveDone = o.Users, o.Live, o.LiveDone
 	s.methods, s.devices, s.gateway, s.maxMessage = o.Methods, o.Devices, o.Gateway, o.MaxMessageSize
 	s.commands = o.Commands
+	s.fleet = o.Fleet
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {

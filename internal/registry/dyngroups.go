@@ -37,7 +37,7 @@ func (r *Registry) checkDynamicLimit(ctx context.Context) error {
 		after = page[len(page)-1].Name
 	}
 	if n >= r.maxDynamic {
-		return &core.Error{Kind: core.KindQuota, Field: "query",
+		return &core.Error{Kind: core.KindConflict, Field: "query",
 			Msg: fmt.Sprintf("there are already %d dynamic groups, the limit (--max-dynamic-groups)", n)}
 	}
 	return nil
@@ -63,4 +63,3 @@ func (r *Registry) checkStaticGroups(ctx context.Context, groups []string) error
 
 // GroupIsDynamic reports whether g is a dynamic group.
 func GroupIsDynamic(g store.Group) bool { return g.Query != "" }
-
