@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 // store is not involved: the figures are those of the query, which runs
 // in memory whatever the backend). A tenth are thermo sensors in
 // Amsterdam, half are connected, firmware versions cycle 1.0.0..1.9.9.
-func benchIndex(b *testing.B, n int) *Index {
+func benchIndex(b testing.TB, n int) *Index {
 	b.Helper()
 	x := New(Options{})
 	sites := []string{"ams", "rtm", "utr", "ehv", "gro", "den", "haa", "nij", "zwo", "lei"}
@@ -33,6 +34,7 @@ func benchIndex(b *testing.B, n int) *Index {
 			Telemetry: map[string]any{"temp": float64(i%30) + 0.5},
 		}
 		x.docs[e.doc.Name] = e
+		x.post(e)
 	}
 	x.ready.Store(true)
 	return x
@@ -93,5 +95,42 @@ func measure(b *testing.B) func() {
 	cpu := cpuTime()
 	return func() {
 		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
+	}
+}
+
+// TestNarrowedSameAsScan: answers through the postings are those of a
+// scan of every thing, for queries that can and cannot use them.
+func TestNarrowedSameAsScan(t *testing.T) {
+	x := benchIndex(t, 3000)
+	ctx := context.Background()
+	for _, q := range []string{
+		benchQuery,
+		"type IN ('meter', 'gate') AND attributes.floor = '3'",
+		"connected = false AND tags = 'fleet' AND name LIKE 'thing-0001*'",
+		"attributes.site = 'nowhere'",
+		"type = 'thermo' OR connected = true",
+		"telemetry.temp > 20",
+	} {
+		parsed, err := fleetquery.Parse(q, fleetquery.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, e := range x.ordered() {
+			if parsed.Match(&e.doc, x.o.Now()) {
+				want = append(want, e.doc.Name)
+			}
+		}
+		got, err := x.Match(ctx, q)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("Match(%q) = %d names (%v); a scan finds %d", q, len(got), err, len(want))
+		}
+		if n, err := x.Count(ctx, q); err != nil || n != len(want) {
+			t.Errorf("Count(%q) = %d, %v; want %d", q, n, err, len(want))
+		}
+		p, err := x.List(ctx, q, "", "", 10)
+		if err != nil || p.Total != len(want) || len(want) > 0 && p.Names[0] != want[0] {
+			t.Errorf("List(%q) = %+v, %v; want total %d from %v", q, p, err, len(want), want[:min(1, len(want))])
+		}
 	}
 }

@@ -95,7 +95,8 @@ type Options struct {
 type entry struct {
 	doc     fleetquery.Doc
 	created time.Time
-	removed bool // deleted since an order snapshot was taken
+	removed bool     // deleted since an order snapshot was taken
+	keys    []string // its postings (fleetquery.DocKeys) while indexed
 	// versions of the shadows in doc, and of those known deleted
 	// (tombstones): a change older than what the entry holds is ignored,
 	// so a reload racing with newer events cannot go back in time.
@@ -129,11 +130,13 @@ type Index struct {
 	o   Options
 	log *slog.Logger
 
-	mu     sync.RWMutex
-	docs   map[string]*entry
-	order  []*entry // by name; nil when things were added or removed
-	groups map[string]*group
-	ready  atomic.Bool
+	mu    sync.RWMutex
+	docs  map[string]*entry
+	order []*entry // by name; nil when things were added or removed
+	// postings: per fleetquery.DocKeys key, the things that have it.
+	postings map[string]map[*entry]struct{}
+	groups   map[string]*group
+	ready    atomic.Bool
 
 	events chan event
 	pmu    sync.Mutex
@@ -176,13 +179,14 @@ func New(o Options) *Index {
 	}
 	x := &Index{
 		o: o, log: o.Logger,
-		docs:   make(map[string]*entry),
-		groups: make(map[string]*group),
-		events: make(chan event, o.QueueSize),
-		reload: make(map[string]struct{}),
-		wake:   make(chan struct{}, 1),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
+		docs:     make(map[string]*entry),
+		postings: make(map[string]map[*entry]struct{}),
+		groups:   make(map[string]*group),
+		events:   make(chan event, o.QueueSize),
+		reload:   make(map[string]struct{}),
+		wake:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mote_fleet_index_dropped_total",
 			Help: "Changes the fleet index's queue was too full to take, by source; the thing is reloaded from the store instead (telemetry values are lost)."}, []string{"source"}),
 		applied: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_fleet_index_changes_total",
@@ -407,6 +411,10 @@ func (x *Index) loadAll(ctx context.Context) error {
 	}
 	x.mu.Lock()
 	x.docs, x.order = docs, nil
+	x.postings = make(map[string]map[*entry]struct{})
+	for _, e := range docs {
+		x.post(e)
+	}
 	x.groups = groups
 	x.mu.Unlock()
 	x.recompute(nil, false)
@@ -643,7 +651,11 @@ func (x *Index) apply(batch []event) {
 			}
 			d.Shadows = shadows
 		case evPresence:
-			d.Connected = c.conn
+			if d.Connected != c.conn {
+				x.unpost(ent)
+				d.Connected = c.conn
+				x.post(ent)
+			}
 			if c.ev.at.After(d.LastSeen) {
 				d.LastSeen = c.ev.at
 			}
@@ -724,18 +736,22 @@ func (x *Index) reloadPending(ctx context.Context) {
 		old := x.docs[n]
 		if old == nil {
 			x.docs[n] = e
+			x.post(e)
 			x.order = nil
 		} else {
 			// In place: the name order holds the entry.
 			e.doc.Telemetry = old.doc.Telemetry
 			mergeShadows(old, e)
+			x.unpost(old)
 			*old = *e
+			x.post(old)
 		}
 		touched[n] = struct{}{}
 	}
 	for _, n := range gone {
 		if e, ok := x.docs[n]; ok {
 			e.removed = true
+			x.unpost(e)
 			delete(x.docs, n)
 			x.order = nil
 			touched[n] = struct{}{}
@@ -905,6 +921,64 @@ func (x *Index) check(ctx context.Context, query string) (*fleetquery.Query, err
 	return q, nil
 }
 
+// post adds e to the postings of its keys; unpost removes it. x.mu is
+// held for writing.
+func (x *Index) post(e *entry) {
+	e.keys = fleetquery.DocKeys(&e.doc)
+	for _, k := range e.keys {
+		set := x.postings[k]
+		if set == nil {
+			set = make(map[*entry]struct{})
+			x.postings[k] = set
+		}
+		set[e] = struct{}{}
+	}
+}
+
+func (x *Index) unpost(e *entry) {
+	for _, k := range e.keys {
+		if set := x.postings[k]; set != nil {
+			delete(set, e)
+			if len(set) == 0 {
+				delete(x.postings, k)
+			}
+		}
+	}
+	e.keys = nil
+}
+
+// candidates returns the things q can match, from the smallest group of
+// its postings, in no order; all (nil, false) when it has none. x.mu is
+// held for reading.
+func (x *Index) candidates(q *fleetquery.Query) ([]*entry, bool) {
+	groups := q.Postings()
+	if len(groups) == 0 {
+		return nil, false
+	}
+	best, bestN := -1, 0
+	for i, g := range groups {
+		n := 0
+		for _, k := range g {
+			n += len(x.postings[k])
+		}
+		if best < 0 || n < bestN {
+			best, bestN = i, n
+		}
+	}
+	out := make([]*entry, 0, bestN)
+	g := groups[best]
+	for _, k := range g {
+		for e := range x.postings[k] {
+			out = append(out, e)
+		}
+	}
+	if len(g) > 1 { // a thing may have several of the keys (tags IN (...))
+		slices.SortFunc(out, func(a, b *entry) int { return strings.Compare(a.doc.Name, b.doc.Name) })
+		out = slices.Compact(out)
+	}
+	return out, true
+}
+
 // ordered returns the entries ordered by name: a snapshot, rebuilt when
 // things were added or removed. Entries removed since are marked removed.
 func (x *Index) ordered() []*entry {
@@ -935,14 +1009,22 @@ func (x *Index) Match(ctx context.Context, query string) ([]string, error) {
 	}
 	x.queries.WithLabelValues("match").Inc()
 	now := x.o.Now()
-	order := x.ordered()
 	x.mu.RLock()
-	defer x.mu.RUnlock()
+	cands, narrowed := x.candidates(q)
+	x.mu.RUnlock()
+	if !narrowed {
+		cands = x.ordered()
+	}
+	x.mu.RLock()
 	var out []string
-	for _, e := range order {
+	for _, e := range cands {
 		if !e.removed && q.Match(&e.doc, now) {
 			out = append(out, e.doc.Name)
 		}
+	}
+	x.mu.RUnlock()
+	if narrowed {
+		slices.Sort(out)
 	}
 	return out, nil
 }
@@ -955,11 +1037,16 @@ func (x *Index) Count(ctx context.Context, query string) (int, error) {
 	}
 	x.queries.WithLabelValues("count").Inc()
 	now := x.o.Now()
-	order := x.ordered() // a slice scans faster than the map
+	x.mu.RLock()
+	cands, narrowed := x.candidates(q)
+	x.mu.RUnlock()
+	if !narrowed {
+		cands = x.ordered() // a slice scans faster than the map
+	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	n := 0
-	for _, e := range order {
+	for _, e := range cands {
 		if !e.removed && q.Match(&e.doc, now) {
 			n++
 		}
@@ -1004,10 +1091,15 @@ func (x *Index) List(ctx context.Context, query, sortBy, after string, limit int
 		key  int64
 		name string
 	}
-	order := x.ordered()
+	x.mu.RLock()
+	cands, narrowed := x.candidates(q)
+	x.mu.RUnlock()
+	if !narrowed {
+		cands = x.ordered()
+	}
 	hits := make([]hit, 0, 1024)
 	x.mu.RLock()
-	for _, e := range order {
+	for _, e := range cands {
 		if e.removed || !q.Match(&e.doc, now) {
 			continue
 		}
@@ -1029,7 +1121,7 @@ func (x *Index) List(ctx context.Context, query, sortBy, after string, limit int
 		}
 		return strings.Compare(a.name, b.name)
 	}
-	if field == "lastSeen" || field == "createdAt" {
+	if field == "lastSeen" || field == "createdAt" || narrowed {
 		slices.SortFunc(hits, cmpHit)
 	}
 	if desc {

@@ -207,3 +207,46 @@ func TestGlob(t *testing.T) {
 		}
 	}
 }
+
+// TestPostings: a thing that matches a query has a key of every group
+// of the query's postings.
+func TestPostings(t *testing.T) {
+	d := sensor()
+	keys := map[string]bool{}
+	for _, k := range DocKeys(d) {
+		keys[k] = true
+	}
+	for _, tc := range []struct {
+		q      string
+		groups int
+	}{
+		{"attributes.site = 'amsterdam' AND type = 'thermo' AND connected = true AND version(shadow.reported.firmware) < '1.5'", 3},
+		{"tags IN ('x', 'eu') AND enabled = true", 2},
+		{"groups = 'lab'", 1},
+		{"attributes.floor = 3", 0}, // a number: not by text
+		{"type = 'thermo' OR connected = true", 0},
+		{"NOT type = 'x'", 0},
+		{"type != 'x'", 0},
+	} {
+		q, err := Parse(tc.q, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := q.Postings()
+		if len(ps) != tc.groups {
+			t.Errorf("Postings(%q) = %q; want %d groups", tc.q, ps, tc.groups)
+		}
+		if !q.Match(d, now) {
+			continue
+		}
+		for _, g := range ps {
+			found := false
+			for _, k := range g {
+				found = found || keys[k]
+			}
+			if !found {
+				t.Errorf("Postings(%q): the matching sensor has no key of %q", tc.q, g)
+			}
+		}
+	}
+}
