@@ -28,6 +28,7 @@ var notPaginated = map[string]string{
 	"/auth/me":                          "one object",
 	"/events":                           "a stream",
 	"/things/{name}":                    "one object",
+	"/things:count":                     "one number",
 	"/things/{name}/credentials/{id}":   "one object",
 	"/things/{name}/shadows/{shadow}":   "one object",
 	"/types/{name}":                     "one object",
@@ -52,6 +53,9 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 	const n = 1001 // one more than the largest page
 	s.Thing(t, "host")
 	reg := s.Registry()
+	if _, err := reg.CreateGroup(ctx, store.Group{Name: "members"}); err != nil {
+		t.Fatal(err)
+	}
 
 	name := func(p string, i int) string { return fmt.Sprintf("%s%04d", p, i) }
 	must := func(what string, err error) {
@@ -103,6 +107,10 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		}},
 		{"/things/{name}/commands", "/things/host/commands", 1000, byID, func(i int) error {
 			_, err := s.Commands().Create(ctx, "host", commands.Request{Name: "c"})
+			return err
+		}},
+		{"/groups/{name}/things", "/groups/members/things", 1000, byName, func(i int) error {
+			_, err := reg.CreateThing(ctx, store.Thing{Name: name("m", i), Enabled: true, Groups: []string{"members"}})
 			return err
 		}},
 		{"/tokens", "/tokens", 1000, byID, func(i int) error {
