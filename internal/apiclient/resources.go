@@ -74,9 +74,10 @@ func (c *Client) DeleteType(ctx context.Context, name string) error {
 type NewGroup struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
+	Query       string `json:"query,omitempty"` // a fleet query: the group is dynamic
 }
 
-// CreateGroup creates a static group.
+// CreateGroup creates a static group, or with a Query a dynamic one.
 func (c *Client) CreateGroup(ctx context.Context, g NewGroup) (store.Group, error) {
 	var out store.Group
 	err := c.do(ctx, request{method: http.MethodPost, path: "/groups", body: g}, &out)
@@ -103,6 +104,21 @@ func (c *Client) UpdateGroup(ctx context.Context, name, description string) (sto
 	}{description}
 	err := c.do(ctx, request{method: http.MethodPatch, path: "/groups/" + seg(name), body: body}, &out)
 	return out, err
+}
+
+// UpdateGroupQuery replaces a dynamic group's query.
+func (c *Client) UpdateGroupQuery(ctx context.Context, name, query string) (store.Group, error) {
+	var out store.Group
+	body := struct {
+		Query string `json:"query"`
+	}{query}
+	err := c.do(ctx, request{method: http.MethodPatch, path: "/groups/" + seg(name), body: body}, &out)
+	return out, err
+}
+
+// GroupThings returns one page of a group's members (static or dynamic).
+func (c *Client) GroupThings(ctx context.Context, name string, o ListOptions) ([]store.Thing, string, error) {
+	return list[store.Thing](ctx, c, "/groups/"+seg(name)+"/things", o.values())
 }
 
 // DeleteGroup deletes a group; its members stay, without the membership.

@@ -62,6 +62,9 @@ func (p ThingPatch) MarshalJSON() ([]byte, error) {
 
 // ThingQuery filters ListThings. Zero fields do not filter.
 type ThingQuery struct {
+	// Query is a fleet query (docs/fleet-query.md); it cannot be
+	// combined with the other filters.
+	Query      string
 	Prefix     string
 	Type       string
 	Group      string
@@ -79,6 +82,7 @@ func (q ThingQuery) values() url.Values {
 			v.Set(k, s)
 		}
 	}
+	set("q", q.Query)
 	set("prefix", q.Prefix)
 	set("type", q.Type)
 	set("group", q.Group)
@@ -110,6 +114,15 @@ func (c *Client) GetThing(ctx context.Context, name string) (store.Thing, error)
 // the next page ("" on the last page).
 func (c *Client) ListThings(ctx context.Context, q ThingQuery) ([]store.Thing, string, error) {
 	return list[store.Thing](ctx, c, "/things", q.values())
+}
+
+// CountThings returns how many things match a fleet query.
+func (c *Client) CountThings(ctx context.Context, query string) (int, error) {
+	var out struct {
+		Count int `json:"count"`
+	}
+	err := c.do(ctx, request{method: http.MethodGet, path: "/things:count", query: url.Values{"q": {query}}}, &out)
+	return out.Count, err
 }
 
 // UpdateThing applies a partial update and returns the updated thing.

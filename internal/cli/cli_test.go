@@ -26,6 +26,7 @@ import (
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/cli"
 	"github.com/moteiot/mote/internal/datadir"
+	"github.com/moteiot/mote/internal/fleetindex"
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/pgtest"
 	"github.com/moteiot/mote/internal/pki"
@@ -111,7 +112,11 @@ func openDataDir(t *testing.T, dir string) *server {
 	if err := reg.Bootstrap(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	shadows := shadow.New(shadow.Options{Store: st.Shadows(), Logger: log})
+	fleet := fleetindex.New(fleetindex.Options{Store: st, Logger: log})
+	reg.Listen(fleet.OnRegistry)
+	fleet.Start()
+	t.Cleanup(func() { fleet.Close() })
+	shadows := shadow.New(shadow.Options{Store: st.Shadows(), Logger: log, OnChange: fleet.OnShadowChange})
 	engine := ruleengine.New(ruleengine.Options{Store: st.Rules(), Logger: log})
 	if err := engine.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -122,7 +127,7 @@ func openDataDir(t *testing.T, dir string) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ts.Close() })
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{Registry: reg, Shadows: shadows, Rules: engine, Telemetry: ts, Devices: auth.NewDevices(st, h, ca), Logger: log}))
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Registry: reg, Shadows: shadows, Rules: engine, Telemetry: ts, Devices: auth.NewDevices(st, h, ca), Fleet: fleet, Logger: log}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { shadows.Close() })
 	return &server{url: srv.URL, dir: dir, reg: reg, st: st, h: h, ca: ca, ts: ts}

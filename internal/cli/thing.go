@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -11,7 +12,7 @@ import (
 
 func (a *app) thingCmd() *cobra.Command {
 	cmd := parentCmd("thing", "Manage things (devices)", "things")
-	cmd.AddCommand(a.thingCreateCmd(), a.thingListCmd(), a.thingGetCmd(), a.thingUpdateCmd(), a.thingDeleteCmd())
+	cmd.AddCommand(a.thingCreateCmd(), a.thingListCmd(), a.thingGetCmd(), a.thingUpdateCmd(), a.thingDeleteCmd(), a.thingCountCmd())
 	return cmd
 }
 
@@ -70,7 +71,8 @@ func (a *app) thingListCmd() *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List things",
 		Example: `  mote thing list --type sensor --attr site=ams --connected true
-  mote thing list --group floor-1 --all -o json`,
+  mote thing list --group floor-1 --all -o json
+  mote thing list --query "attributes.site = 'ams' AND version(shadow.reported.firmware) < '1.5'"`,
 		Args: exactArgs(),
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
 			if err := lf.check(); err != nil {
@@ -114,6 +116,7 @@ func (a *app) thingListCmd() *cobra.Command {
 		}),
 	}
 	f := cmd.Flags()
+	f.StringVarP(&q.Query, "query", "q", "", "only things that match this fleet query (docs/fleet-query.md); not with the other filters")
 	f.StringVar(&q.Prefix, "prefix", "", "only names starting with this")
 	f.StringVar(&q.Type, "type", "", "only things of this type")
 	f.StringVar(&q.Group, "group", "", "only members of this group")
@@ -121,6 +124,34 @@ func (a *app) thingListCmd() *cobra.Command {
 	f.StringArrayVar(&attrs, "attr", nil, "only things with attribute KEY=VALUE (repeatable, ANDed)")
 	f.StringVar(&connected, "connected", "", "only connected (true) or disconnected (false) things")
 	lf.register(cmd, "things")
+	return cmd
+}
+
+func (a *app) thingCountCmd() *cobra.Command {
+	var query string
+	cmd := &cobra.Command{
+		Use:     "count --query QUERY",
+		Short:   "Count the things that match a fleet query",
+		Example: `  mote thing count --query "connected = true AND type = 'sensor'"`,
+		Args:    exactArgs(),
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			n, err := c.CountThings(cmd.Context(), query)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut() {
+				return a.printJSON(map[string]int{"count": n})
+			}
+			_, err = fmt.Fprintln(a.stdout, n)
+			return err
+		}),
+	}
+	cmd.Flags().StringVarP(&query, "query", "q", "", "a fleet query (docs/fleet-query.md) (required)")
+	_ = cmd.MarkFlagRequired("query")
 	return cmd
 }
 

@@ -125,6 +125,17 @@ type Config struct {
 	JobSchedulerTick   time.Duration
 	JobMaxTargets      int
 	JobMaxDocumentSize int
+	// Fleet queries (docs/fleet-query.md): the longest and most deeply
+	// nested query accepted, the fleet index's queue of changes, the
+	// number of dynamic groups, how often dynamic groups are re-evaluated
+	// (queries with now()) and how often the index reloads from the store
+	// (changes made on other nodes; 0: never).
+	FleetQueryMaxLength int
+	FleetQueryMaxDepth  int
+	FleetIndexQueue     int
+	MaxDynamicGroups    int
+	FleetGroupRecompute time.Duration
+	FleetIndexResync    time.Duration
 	// IP filters (CIDR lists; deny wins, an empty allow list allows all):
 	// the device listeners (MQTT, MQTTS, HTTPS, and /mqtt on the HTTP
 	// port) and the HTTP API port.
@@ -237,6 +248,12 @@ func Default() Config {
 		CoAPMaxObservers:    8,
 		CoAPMaxSessions:     10_000,
 		CoAPSessionIdle:     5 * time.Minute,
+		FleetQueryMaxLength: 4096,
+		FleetQueryMaxDepth:  32,
+		FleetIndexQueue:     10_000,
+		MaxDynamicGroups:    100,
+		FleetGroupRecompute: time.Minute,
+		FleetIndexResync:    10 * time.Minute,
 	}
 }
 
@@ -337,6 +354,12 @@ func fields(c *Config) []field {
 		{"job-scheduler-tick", "how often the job scheduler releases executions at their rollout rate, checks abort criteria and times executions out", dur(&c.JobSchedulerTick)},
 		{"job-max-targets", "most things one job may target; larger jobs are refused with 413", num(&c.JobMaxTargets)},
 		{"job-max-document-size", "largest job document, in bytes; larger ones are refused with 413", num(&c.JobMaxDocumentSize)},
+		{"fleet-query-max-length", "longest fleet query (?q=, dynamic groups), in bytes; longer ones are answered 400", num(&c.FleetQueryMaxLength)},
+		{"fleet-query-max-depth", "deepest nesting of parentheses and NOT in a fleet query; deeper ones are answered 400", num(&c.FleetQueryMaxDepth)},
+		{"fleet-index-queue", "changes (shadow, presence, telemetry) waiting for the fleet index; when full, the thing is reloaded from the store instead", num(&c.FleetIndexQueue)},
+		{"max-dynamic-groups", "most dynamic groups (groups defined by a query); more are refused", num(&c.MaxDynamicGroups)},
+		{"fleet-group-recompute", "how often every dynamic group is evaluated again (queries with now() change with time alone)", dur(&c.FleetGroupRecompute)},
+		{"fleet-index-resync", "how often the fleet index reloads every thing from the store (picks up changes made on other cluster nodes); 0: never", dur(&c.FleetIndexResync)},
 		{"device-ip-allow", "CIDR prefixes or addresses that may connect to the device listeners (MQTT, MQTTS, HTTPS, WebSocket /mqtt); empty allows all (comma-separated)", list(&c.DeviceIPAllow)},
 		{"device-ip-deny", "CIDR prefixes or addresses refused on the device listeners; deny wins over allow (comma-separated)", list(&c.DeviceIPDeny)},
 		{"api-ip-allow", "CIDR prefixes or addresses that may connect to the HTTP port (--http-addr); empty allows all (comma-separated)", list(&c.APIIPAllow)},
@@ -631,6 +654,18 @@ func (c *Config) validateHTTP() error {
 		return fmt.Errorf("job-max-targets: %d is outside 1 to 10000000", c.JobMaxTargets)
 	case c.JobMaxDocumentSize < 1024 || c.JobMaxDocumentSize > 1<<20:
 		return fmt.Errorf("job-max-document-size: %d is outside 1024 to 1048576", c.JobMaxDocumentSize)
+	case c.FleetQueryMaxLength < 16 || c.FleetQueryMaxLength > 1<<20:
+		return fmt.Errorf("fleet-query-max-length: %d is outside 16 to 1048576", c.FleetQueryMaxLength)
+	case c.FleetQueryMaxDepth < 1 || c.FleetQueryMaxDepth > 1000:
+		return fmt.Errorf("fleet-query-max-depth: %d is outside 1 to 1000", c.FleetQueryMaxDepth)
+	case c.FleetIndexQueue < 1 || c.FleetIndexQueue > 10_000_000:
+		return fmt.Errorf("fleet-index-queue: %d is outside 1 to 10000000", c.FleetIndexQueue)
+	case c.MaxDynamicGroups < 1 || c.MaxDynamicGroups > 10_000:
+		return fmt.Errorf("max-dynamic-groups: %d is outside 1 to 10000", c.MaxDynamicGroups)
+	case c.FleetGroupRecompute < time.Second || c.FleetGroupRecompute > 24*time.Hour:
+		return fmt.Errorf("fleet-group-recompute: %s is outside 1s to 24h", c.FleetGroupRecompute)
+	case c.FleetIndexResync < 0 || c.FleetIndexResync > 0 && c.FleetIndexResync < time.Minute || c.FleetIndexResync > 7*24*time.Hour:
+		return fmt.Errorf("fleet-index-resync: %s is outside 1m to 168h (0: never)", c.FleetIndexResync)
 	}
 	for _, l := range []struct {
 		name  string

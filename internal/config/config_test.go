@@ -413,8 +413,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 85 {
-		t.Errorf("settings = %d; want 85 (update this test for a new setting)", n)
+	if n != 91 {
+		t.Errorf("settings = %d; want 91 (update this test for a new setting)", n)
 	}
 }
 

@@ -35,6 +35,8 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/files"
+	"github.com/moteiot/mote/internal/fleetindex"
+	"github.com/moteiot/mote/internal/fleetquery"
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/ingest"
 	"github.com/moteiot/mote/internal/ipfilter"
@@ -76,6 +78,7 @@ type Daemon struct {
 	bus      bus.Bus
 	shadows  *shadow.Service
 	rules    *ruleengine.Engine
+	fleet    *fleetindex.Index
 	methods  *methods.Service
 	commands *commands.Service
 	alarms   *alarms.Service
@@ -181,7 +184,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("server certificate: %w", err)
 	}
 
-	d.registry = registry.New(registry.Options{Store: st, Hasher: hasher, CA: d.ca, Logger: d.log.With("component", "registry"), Sealer: sealer})
+	d.registry = registry.New(registry.Options{Store: st, Hasher: hasher, CA: d.ca, Logger: d.log.With("component", "registry"), Sealer: sealer,
+		QueryLimits: fleetquery.Limits{MaxLength: cfg.FleetQueryMaxLength, MaxDepth: cfg.FleetQueryMaxDepth}, MaxDynamicGroups: cfg.MaxDynamicGroups})
 	if err := d.registry.Bootstrap(ctx); err != nil {
 		return fmt.Errorf("bootstrap registry: %w", err)
 	}
@@ -309,6 +313,30 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.onClose(d.broker.Close)
 
+	// The fleet index (fleet queries, dynamic groups): fed by registry
+	// events, shadow commits, presence and telemetry; announces group
+	// membership through the broker, so it is closed before it.
+	resync := cfg.FleetIndexResync
+	if resync == 0 {
+		resync = -1 // never
+	}
+	d.fleet = fleetindex.New(fleetindex.Options{
+		Store:            st,
+		Telemetry:        d.tstore,
+		Bus:              d.bus,
+		Publisher:        d.broker,
+		Limits:           fleetquery.Limits{MaxLength: cfg.FleetQueryMaxLength, MaxDepth: cfg.FleetQueryMaxDepth},
+		QueueSize:        cfg.FleetIndexQueue,
+		MaxDynamicGroups: cfg.MaxDynamicGroups,
+		Recompute:        cfg.FleetGroupRecompute,
+		Resync:           resync,
+		Logger:           d.log.With("component", "fleet"),
+		Metrics:          d.metrics,
+	})
+	d.registry.Listen(d.fleet.OnRegistry)
+	d.fleet.Start()
+	d.onClose(d.fleet.Close)
+
 	// Shadows answer through the broker; closed before it (closers run in
 	// reverse), so pending commits are answered while clients are still
 	// connected. With CoAP on, their answers pass through the CoAP shadow
@@ -324,6 +352,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Publisher: shadowPub,
 		MaxSize:   d.cfg.ShadowMaxSize,
 		Logger:    d.log.With("component", "shadow"),
+		OnChange:  d.fleet.OnShadowChange,
 	})
 	d.shadows.Attach(d.bus)
 	d.onClose(d.shadows.Close)
@@ -354,13 +383,14 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	// Jobs: device requests come on the bus, answers and notifications go
 	// out through the broker; closed before it. Artifact placeholders in
-	// documents become signed URLs per execution. Query targets need the
-	// fleet index (Selector).
+	// documents become signed URLs per execution; query targets are
+	// resolved by the fleet index.
 	d.jobs = jobs.New(jobs.Options{
 		Store:           st.Jobs(),
 		Things:          d.registry,
 		Publisher:       d.broker,
 		Artifacts:       jobArtifacts{d.artifacts},
+		Selector:        d.fleet,
 		QueueSize:       cfg.JobQueue,
 		Workers:         cfg.JobWorkers,
 		Interval:        cfg.JobSchedulerTick,
@@ -553,6 +583,7 @@ func (d *Daemon) startHTTP() error {
 		Alarms:    d.alarms,
 		Analytics: d.analytic,
 		Jobs:      d.jobs,
+		Fleet:     d.fleet,
 		Devices:   d.devices,
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.

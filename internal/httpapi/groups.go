@@ -2,19 +2,37 @@ package httpapi
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/moteiot/mote/internal/store"
 )
 
-// groupCreate is the body of POST /groups.
+// groupCreate is the body of POST /groups. With a query the group is
+// dynamic: its members are the things that match it.
 type groupCreate struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
+	Query       string `json:"query"`
 }
 
 // groupPatch is the body of PATCH /groups/{name}.
 type groupPatch struct {
 	Description *string `json:"description"`
+	Query       *string `json:"query"` // dynamic groups only
+}
+
+// groupJSON is a group on the wire.
+type groupJSON struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Dynamic     bool      `json:"dynamic"`
+	Query       string    `json:"query,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+func groupOut(g store.Group) groupJSON {
+	return groupJSON{Name: g.Name, Description: g.Description, Dynamic: g.Query != "", Query: g.Query, CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt}
 }
 
 func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
@@ -25,11 +43,11 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
-	g, err := s.reg.CreateGroup(r.Context(), store.Group{Name: in.Name, Description: in.Description})
+	g, err := s.reg.CreateGroup(r.Context(), store.Group{Name: in.Name, Description: in.Description, Query: in.Query})
 	if err != nil {
 		return err
 	}
-	return created(w, "/groups/"+g.Name, g)
+	return created(w, "/groups/"+g.Name, groupOut(g))
 }
 
 func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
@@ -41,7 +59,11 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, newList(gs, next))
+	out := make([]groupJSON, len(gs))
+	for i, g := range gs {
+		out[i] = groupOut(g)
+	}
+	return writeJSON(w, http.StatusOK, newList(out, next))
 }
 
 func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
@@ -56,7 +78,7 @@ func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, g)
+	return writeJSON(w, http.StatusOK, groupOut(g))
 }
 
 func (s *server) updateGroup(w http.ResponseWriter, r *http.Request) error {
@@ -75,13 +97,18 @@ func (s *server) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if in.Description != nil {
-		g.Description = *in.Description
+	if in.Description != nil || in.Query != nil {
+		if in.Description != nil {
+			g.Description = *in.Description
+		}
+		if in.Query != nil {
+			g.Query = *in.Query
+		}
 		if g, err = s.reg.UpdateGroup(r.Context(), g); err != nil {
 			return err
 		}
 	}
-	return writeJSON(w, http.StatusOK, g)
+	return writeJSON(w, http.StatusOK, groupOut(g))
 }
 
 func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request) error {

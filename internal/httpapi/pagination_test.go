@@ -59,6 +59,7 @@ var notPaginated = map[string]string{
 	"/devices/{thing}/jobs/{jobId}":               "one execution",
 	// The CoAP PSK of a credential (coappsk.go).
 	"/things/{name}/credentials/{id}/psk": "one object",
+	"/things:count":                     "one number",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -73,6 +74,9 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 	const n = 1001 // one more than the largest page
 	s.Thing(t, "host")
 	reg := s.Registry()
+	if _, err := reg.CreateGroup(ctx, store.Group{Name: "members"}); err != nil {
+		t.Fatal(err)
+	}
 
 	name := func(p string, i int) string { return fmt.Sprintf("%s%04d", p, i) }
 	must := func(what string, err error) {
@@ -137,6 +141,10 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 			return err
 		}},
 		{"/jobs/{id}/executions", "/jobs/all/executions", 1000, byThingName, nil}, // seeded below
+		{"/groups/{name}/things", "/groups/members/things", 1000, byName, func(i int) error {
+			_, err := reg.CreateThing(ctx, store.Thing{Name: name("m", i), Enabled: true, Groups: []string{"members"}})
+			return err
+		}},
 		{"/tokens", "/tokens", 1000, byID, func(i int) error {
 			_, _, err := reg.CreateToken(ctx, name("tok", i), "viewer", nil)
 			return err

@@ -67,7 +67,7 @@ func TestTypes(t *testing.T) {
 func TestGroups(t *testing.T) {
 	e := newEnv(t)
 	g := e.obj(t, "POST", "/groups", map[string]any{"name": "floor-1", "description": "first floor"}, 201)
-	if got, want := keys(g), "createdAt,description,name,updatedAt"; got != want {
+	if got, want := keys(g), "createdAt,description,dynamic,name,updatedAt"; got != want {
 		t.Fatalf("keys %s, want %s", got, want)
 	}
 	wantProblem(t, e.req(t, "POST", "/groups", e.admin, `{"name":"floor-1"}`), 409, "conflict", "")

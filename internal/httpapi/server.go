@@ -30,6 +30,7 @@ import (
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/files"
+	"github.com/moteiot/mote/internal/fleetindex"
 	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
@@ -82,6 +83,9 @@ type Options struct {
 	Alarms *alarms.Service
 	// Analytics runs the detectors (nil: /analytics routes answer 503).
 	Analytics *analytics.Engine
+	// Fleet answers fleet queries (?q=, /things:count, dynamic group
+	// members); nil: those answer 503.
+	Fleet *fleetindex.Index
 	// MaxLongPollsPerDevice bounds the command long polls one thing
 	// holds open at once; more are answered 429 (0: 4).
 	MaxLongPollsPerDevice int
@@ -121,6 +125,7 @@ type route struct {
 func (rt route) pattern() string { return BasePath + rt.path }
 
 type server struct {
+	fleet      *fleetindex.Index
 	reg        *registry.Registry
 	shadows    *shadow.Service
 	rules      *ruleengine.Engine
@@ -164,6 +169,7 @@ func (s *server) routes() []route {
 
 		{"POST", "/things", roleWrite, s.createThing},
 		{"GET", "/things", roleView, s.listThings},
+		{"GET", "/things:count", roleView, s.countThings},
 		{"GET", "/stats", roleView, s.getStats},
 		{"GET", "/things/{name}", roleView, s.getThing},
 		{"PATCH", "/things/{name}", roleWrite, s.updateThing},
@@ -194,6 +200,7 @@ func (s *server) routes() []route {
 		{"GET", "/groups/{name}", roleView, s.getGroup},
 		{"PATCH", "/groups/{name}", roleWrite, s.updateGroup},
 		{"DELETE", "/groups/{name}", roleWrite, s.deleteGroup},
+		{"GET", "/groups/{name}/things", roleView, s.groupThings},
 
 		{"POST", "/policies", roleWrite, s.createPolicy},
 		{"GET", "/policies", roleView, s.listPolicies},
@@ -289,6 +296,7 @@ func New(o Options) http.Handler {
 	s.alarms = o.Alarms
 	s.analytics = o.Analytics
 	s.jobs = o.Jobs
+	s.fleet = o.Fleet
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {

@@ -108,9 +108,12 @@ func (s *server) createThing(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) listThings(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r, "attr.", "prefix", "type", "group", "tag", "connected", "sort", "limit", "cursor")
+	q, err := parseQuery(r, "attr.", "q", "prefix", "type", "group", "tag", "connected", "sort", "limit", "cursor")
 	if err != nil {
 		return err
+	}
+	if fq, ok := q.vals["q"]; ok {
+		return s.queryThings(w, r, fq, q)
 	}
 	f := store.ThingFilter{
 		NamePrefix: q.vals["prefix"],

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moteiot/mote/internal/auth"
+	"github.com/moteiot/mote/internal/fleetquery"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/seal"
 	"github.com/moteiot/mote/internal/store"
@@ -31,6 +32,12 @@ const (
 	// PoliciesChanged: a policy document or a type's policies changed; every
 	// connected client's permissions must be recomputed.
 	PoliciesChanged
+	// ThingCreated: a thing was created. Thing is set.
+	ThingCreated
+	// GroupsChanged: a group was created, changed or deleted (a dynamic
+	// group's query may have changed). Group is set when a group was
+	// deleted: its things left it.
+	GroupsChanged
 )
 
 // Event is a change that may affect live connections.
@@ -39,6 +46,7 @@ type Event struct {
 	Thing      string
 	Enabled    bool // for ThingChanged
 	Credential string
+	Group      string // for GroupsChanged: the deleted group
 }
 
 // Registry is the device registry service.
@@ -56,6 +64,9 @@ type Registry struct {
 
 	touchMu sync.Mutex
 	touched map[string]time.Time // token id → when its use was last recorded
+
+	queryLimits fleetquery.Limits // dynamic groups' queries
+	maxDynamic  int               // dynamic groups
 }
 
 // Options configure a Registry.
@@ -67,6 +78,10 @@ type Options struct {
 	// Sealer seals the keys of symmetricKey credentials at rest; without
 	// it they cannot be created.
 	Sealer *seal.Box
+	// QueryLimits bound a dynamic group's query; MaxDynamicGroups the
+	// number of dynamic groups (0: 100).
+	QueryLimits      fleetquery.Limits
+	MaxDynamicGroups int
 }
 
 // New returns a Registry over the given store.
@@ -75,7 +90,11 @@ func New(o Options) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{st: o.Store, hasher: o.Hasher, ca: o.CA, sealer: o.Sealer, log: log, now: time.Now, touched: make(map[string]time.Time)}
+	if o.MaxDynamicGroups <= 0 {
+		o.MaxDynamicGroups = 100
+	}
+	return &Registry{st: o.Store, hasher: o.Hasher, ca: o.CA, sealer: o.Sealer, log: log, now: time.Now, touched: make(map[string]time.Time),
+		queryLimits: o.QueryLimits, maxDynamic: o.MaxDynamicGroups}
 }
 
 // Store returns the underlying store.

@@ -66,11 +66,16 @@ func newBareEnv(t *testing.T) *env {
 type recorder struct {
 	mu     sync.Mutex
 	events []Event
+	index  []Event // ThingCreated and GroupsChanged
 }
 
 func (r *recorder) add(e Event) {
 	r.mu.Lock()
-	r.events = append(r.events, e)
+	if e.Kind == ThingCreated || e.Kind == GroupsChanged {
+		r.index = append(r.index, e) // for the fleet index, not live connections
+	} else {
+		r.events = append(r.events, e)
+	}
 	r.mu.Unlock()
 }
 

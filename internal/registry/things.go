@@ -35,10 +35,14 @@ func (r *Registry) CreateThing(ctx context.Context, t store.Thing) (store.Thing,
 		return store.Thing{}, err
 	}
 	t.Connected, t.LastSeen = false, nil
+	if err := r.checkStaticGroups(ctx, t.Groups); err != nil {
+		return store.Thing{}, err
+	}
 	created, err := r.st.Things().Create(ctx, t)
 	if err != nil {
 		return store.Thing{}, err
 	}
+	r.emit(Event{Kind: ThingCreated, Thing: created.Name, Enabled: created.Enabled})
 	r.mu.RLock()
 	ls := r.onCreated
 	r.mu.RUnlock()
@@ -95,6 +99,9 @@ func (r *Registry) UpdateThing(ctx context.Context, name string, p store.ThingPa
 		}
 	}
 	if err := validateMeta(p.Attributes, p.Tags, p.Groups, p.Policies); err != nil {
+		return store.Thing{}, err
+	}
+	if err := r.checkStaticGroups(ctx, p.Groups); err != nil {
 		return store.Thing{}, err
 	}
 	t, err := r.st.Things().Update(ctx, name, p)

@@ -61,7 +61,20 @@ func (r *Registry) CreateGroup(ctx context.Context, g store.Group) (store.Group,
 	if err := validateDescription(g.Description); err != nil {
 		return store.Group{}, err
 	}
-	return r.st.Groups().Create(ctx, g)
+	if g.Query != "" {
+		if err := r.checkQuery(g.Query); err != nil {
+			return store.Group{}, err
+		}
+		if err := r.checkDynamicLimit(ctx); err != nil {
+			return store.Group{}, err
+		}
+	}
+	g, err := r.st.Groups().Create(ctx, g)
+	if err != nil {
+		return store.Group{}, err
+	}
+	r.emit(Event{Kind: GroupsChanged})
+	return g, nil
 }
 
 // GetGroup returns one group.
@@ -75,17 +88,41 @@ func (r *Registry) ListGroups(ctx context.Context, after string, limit int) ([]s
 		func(g store.Group) string { return g.Name })
 }
 
-// UpdateGroup replaces a group's description.
+// UpdateGroup replaces a group's description and, for a dynamic group,
+// its query. A group cannot change between static and dynamic.
 func (r *Registry) UpdateGroup(ctx context.Context, g store.Group) (store.Group, error) {
 	if err := validateDescription(g.Description); err != nil {
 		return store.Group{}, err
 	}
-	return r.st.Groups().Update(ctx, g)
+	old, err := r.st.Groups().Get(ctx, g.Name)
+	if err != nil {
+		return store.Group{}, err
+	}
+	if (old.Query == "") != (g.Query == "") {
+		if old.Query == "" {
+			return store.Group{}, core.Invalid("query", "group %q is static: it cannot get a query (create a dynamic group instead)", g.Name)
+		}
+		return store.Group{}, core.Invalid("query", "group %q is dynamic: its query cannot be removed", g.Name)
+	}
+	if g.Query != "" && g.Query != old.Query {
+		if err := r.checkQuery(g.Query); err != nil {
+			return store.Group{}, err
+		}
+	}
+	if g, err = r.st.Groups().Update(ctx, g); err != nil {
+		return store.Group{}, err
+	}
+	r.emit(Event{Kind: GroupsChanged})
+	return g, nil
 }
 
 // DeleteGroup deletes a group; its things stay, without that membership.
 func (r *Registry) DeleteGroup(ctx context.Context, name string) error {
-	return r.st.Groups().Delete(ctx, name)
+	if err := r.st.Groups().Delete(ctx, name); err != nil {
+		return err
+	}
+	r.emit(Event{Kind: GroupsChanged, Group: name})
+	return nil
 }
 
 // Page limits of the List methods. The store returns at most maxLimit rows

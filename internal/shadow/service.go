@@ -40,6 +40,10 @@ type Options struct {
 	CacheSize int
 	Logger    *slog.Logger
 	Now       func() time.Time // for tests
+	// OnChange, if set, is told of every committed change of a shadow:
+	// its stored document (see ParseDocument), nil when it was deleted.
+	// It runs on a shadow worker: it must only enqueue (the fleet index).
+	OnChange func(thing, name string, stored []byte)
 }
 
 // maxInflight bounds a worker's requests waiting for a commit; past it

@@ -55,6 +55,8 @@ type outcome struct {
 	hasToken  bool
 	delta     []byte
 	documents []byte
+	changed   bool   // an update or delete was committed
+	stored    []byte // the stored document after it; nil: deleted
 }
 
 // worker serializes the requests of the shadows of its things.
@@ -266,6 +268,7 @@ func (w *worker) handle(r *request) {
 		v := e.doc.Version
 		out.body = DeleteBody(v, req.ClientToken, req.HasToken, now)
 		write = &store.ShadowWrite{Thing: r.thing, Name: r.name, Version: v, Deleted: true, At: now}
+		out.changed = true
 		e.doc, e.version = nil, v
 	case opUpdate:
 		a, err := Apply(e.doc, e.version, req, now, s.opts.MaxSize)
@@ -275,6 +278,7 @@ func (w *worker) handle(r *request) {
 		}
 		out.body, out.delta, out.documents = a.Accepted, a.Delta, a.Documents
 		write = &store.ShadowWrite{Thing: r.thing, Name: r.name, Version: a.Doc.Version, Document: a.Stored, At: now}
+		out.changed, out.stored = true, a.Stored
 		e.doc = a.Doc
 	}
 	if write == nil && e.pending == 0 {
@@ -300,6 +304,9 @@ func (w *worker) answer(r *request, out outcome) {
 	}
 	if out.err != nil {
 		return
+	}
+	if out.changed && s.opts.OnChange != nil {
+		s.opts.OnChange(r.thing, r.name, out.stored)
 	}
 	if r.reply != nil && r.op != opGet {
 		// A change through the API is announced on MQTT as well.

@@ -179,10 +179,13 @@ type TypeStore interface {
 	Delete(ctx context.Context, name string) error
 }
 
-// Group is a static group of things.
+// Group is a group of things: static (Query "", members listed on each
+// thing) or dynamic (its members are the things that match Query, a fleet
+// query; see internal/fleetindex).
 type Group struct {
 	Name        string    `json:"name"`
 	Description string    `json:"description"`
+	Query       string    `json:"query,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
 	UpdatedAt   time.Time `json:"updatedAt"`
 }
@@ -192,7 +195,7 @@ type GroupStore interface {
 	Create(ctx context.Context, g Group) (Group, error)
 	Get(ctx context.Context, name string) (Group, error)
 	List(ctx context.Context, after string, limit int) ([]Group, error)
-	Update(ctx context.Context, g Group) (Group, error) // Description
+	Update(ctx context.Context, g Group) (Group, error) // Description and Query
 	Delete(ctx context.Context, name string) error
 }
 

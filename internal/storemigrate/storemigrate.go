@@ -69,7 +69,7 @@ func c(name string, kind int) column { return column{name, name, kind} }
 // foreign keys.
 var tables = []table{
 	{"thing_types", "thing_types", []column{c("name", kText), c("description", kText), c("created_at", kMS), c("updated_at", kMS)}, "name"},
-	{"groups", "groups", []column{c("name", kText), c("description", kText), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"groups", "groups", []column{c("name", kText), c("description", kText), c("created_at", kMS), c("updated_at", kMS), c("query", kText)}, "name"},
 	{"policies", "policies", []column{c("name", kText), c("description", kText), c("document", kText), c("builtin", kBool), c("created_at", kMS), c("updated_at", kMS)}, "name"},
 	{"type_policies", "type_policies", []column{c("type", kText), c("policy", kText), c("position", kInt)}, "type, policy"},
 	{"things", "things", []column{c("name", kText), c("type", kText), c("enabled", kBool), c("connected", kBool), c("last_seen", kMS), c("created_at", kMS), c("updated_at", kMS)}, "name"},

@@ -48,6 +48,8 @@ func installation(t *testing.T) string {
 	must(t, err)
 	_, err = st.Groups().Create(ctx, store.Group{Name: "g"})
 	must(t, err)
+	_, err = st.Groups().Create(ctx, store.Group{Name: "dyn", Query: "connected = true"})
+	must(t, err)
 	_, err = st.Things().Create(ctx, store.Thing{Name: "dev1", Type: "sensor", Enabled: true, Attributes: map[string]string{"k": "v", "é": "ü"},
 		Tags: []string{"b", "a"}, Groups: []string{"g"}, Policies: []string{"q", "p"}, CreatedAt: t0})
 	must(t, err)
@@ -172,6 +174,7 @@ func TestCopy(t *testing.T) {
 		}
 	}
 	same("things", func(s store.Store) (any, error) { return s.Things().List(ctx, store.ThingFilter{}) })
+	same("groups", func(s store.Store) (any, error) { return s.Groups().List(ctx, "", 0) })
 	same("types", func(s store.Store) (any, error) { return s.Types().List(ctx, "", 0) })
 	same("policies", func(s store.Store) (any, error) { return s.Policies().List(ctx, "", 0) })
 	same("credentials", func(s store.Store) (any, error) { return s.Credentials().ListByThing(ctx, "dev2") })

@@ -1,4 +1,4 @@
-import { del, enc, events, get, List, patch, post, Thing } from "./api";
+import { ApiError, del, enc, events, get, List, patch, post, Thing } from "./api";
 import { badge, clear, downloadLink, errorBox, field, h, ago, plural, tableWrap } from "./ui";
 
 const sorts: [string, string][] = [
@@ -35,6 +35,42 @@ export function thingsPage(main: HTMLElement): () => void {
     ),
   };
   q.connected.value = params.get("connected") ?? "";
+  // The fleet query box (docs/fleet-query.md): when it holds a query, the
+  // list is the things that match it and the other filters are not used.
+  // Enter searches, Shift+Enter starts a new line; an error is shown with
+  // its line:column and the caret is put there.
+  const fq = h("textarea", {
+    name: "q",
+    rows: 2,
+    class: "fleet-query",
+    spellcheck: "false",
+    "aria-label": "Fleet query",
+    "data-testid": "fleet-query",
+    placeholder: "fleet query, e.g. attributes.site = 'ams' AND version(shadow.reported.firmware) < '1.5'",
+  });
+  fq.value = params.get("q") ?? "";
+  fq.addEventListener("keydown", (ev: KeyboardEvent) => {
+    if (ev.key === "Enter" && !ev.shiftKey) {
+      ev.preventDefault();
+      first();
+    }
+  });
+  const fqErr = h("div", { class: "error query-error", role: "alert", "data-testid": "query-error", hidden: true });
+  const showQueryError = (e: ApiError) => {
+    fqErr.textContent = e.message;
+    fqErr.hidden = false;
+    // "at LINE:COL: ..." → put the caret on the place.
+    const m = /^at (\d+):(\d+):/.exec(e.message);
+    if (m) {
+      const lines = fq.value.split("\n");
+      const line = Math.min(Number(m[1]), lines.length);
+      let off = 0;
+      for (let i = 0; i < line - 1; i++) off += lines[i].length + 1;
+      off += Math.min(Number(m[2]) - 1, lines[line - 1].length);
+      fq.focus();
+      fq.setSelectionRange(off, Math.min(off + 1, fq.value.length));
+    }
+  };
   const sortSel = h("select", { name: "sort" }, ...sorts.map(([v, label]) => h("option", { value: v }, label)));
   sortSel.value = params.get("sort") ?? "name";
   sortSel.addEventListener("change", () => first());
@@ -53,6 +89,12 @@ export function thingsPage(main: HTMLElement): () => void {
 
   const query = (): string => {
     const p = new URLSearchParams();
+    const fleet = fq.value.trim();
+    if (fleet) {
+      p.set("q", fleet);
+      if (sortSel.value && sortSel.value !== "name") p.set("sort", sortSel.value);
+      return p.toString();
+    }
     if (q.prefix.value) p.set("prefix", q.prefix.value.trim());
     if (q.type.value) p.set("type", q.type.value.trim());
     if (q.group.value) p.set("group", q.group.value.trim());
@@ -68,6 +110,7 @@ export function thingsPage(main: HTMLElement): () => void {
 
   async function load(): Promise<void> {
     err.hide();
+    fqErr.hidden = true;
     const qs = query();
     history.replaceState(null, "", "/things" + (qs ? "?" + qs : ""));
     try {
@@ -84,7 +127,13 @@ export function thingsPage(main: HTMLElement): () => void {
         h("button", { type: "button", disabled: !list.nextCursor, onclick: () => { page++; load(); } }, "Next →"),
       );
     } catch (e) {
-      err.show(e);
+      if (e instanceof ApiError && e.field === "q") {
+        showQueryError(e);
+        clear(tbody);
+        count.textContent = "";
+      } else {
+        err.show(e);
+      }
     }
   }
 
@@ -125,6 +174,7 @@ export function thingsPage(main: HTMLElement): () => void {
   const search = h(
     "form",
     { class: "filters", role: "search", onsubmit: (ev: Event) => { ev.preventDefault(); first(); } },
+    h("div", { class: "fleet-query-row" }, field("Query", fq), fqErr),
     field("Name", q.prefix),
     field("Type", q.type),
     field("Group", q.group),

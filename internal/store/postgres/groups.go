@@ -12,14 +12,14 @@ import (
 
 type groupStore struct{ s *Store }
 
-const groupSelect = `SELECT name, description, created_at, updated_at FROM groups`
+const groupSelect = `SELECT name, description, created_at, updated_at, query FROM groups`
 
 func scanGroup(row scanner) (store.Group, error) {
 	var (
 		g                store.Group
 		created, updated time.Time
 	)
-	if err := row.Scan(&g.Name, &g.Description, &created, &updated); err != nil {
+	if err := row.Scan(&g.Name, &g.Description, &created, &updated, &g.Query); err != nil {
 		return store.Group{}, err
 	}
 	g.CreatedAt, g.UpdatedAt = created.UTC(), updated.UTC()
@@ -45,8 +45,8 @@ func (gs *groupStore) Create(ctx context.Context, g store.Group) (store.Group, e
 		if dup {
 			return core.Conflict("group %q already exists", g.Name)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO groups (name, description, created_at, updated_at) VALUES ($1, $2, $3, $4)`,
-			g.Name, g.Description, created, updated); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO groups (name, description, created_at, updated_at, query) VALUES ($1, $2, $3, $4, $5)`,
+			g.Name, g.Description, created, updated, g.Query); err != nil {
 			return internal("create group", err)
 		}
 		out, err = getGroup(ctx, tx, g.Name)
@@ -66,10 +66,10 @@ func (gs *groupStore) List(ctx context.Context, after string, limit int) ([]stor
 		groupSelect+` WHERE name > $1 ORDER BY name LIMIT $2`, after, normLimit(limit))
 }
 
-// Update replaces the Description and sets UpdatedAt to now.
+// Update replaces the Description and Query and sets UpdatedAt to now.
 func (gs *groupStore) Update(ctx context.Context, g store.Group) (store.Group, error) {
-	out, err := getOne(gs.s.pool.QueryRow(ctx, `UPDATE groups SET description = $1, updated_at = $2 WHERE name = $3
-		RETURNING name, description, created_at, updated_at`, g.Description, now(), g.Name), scanGroup, "group", g.Name)
+	out, err := getOne(gs.s.pool.QueryRow(ctx, `UPDATE groups SET description = $1, query = $4, updated_at = $2 WHERE name = $3
+		RETURNING name, description, created_at, updated_at, query`, g.Description, now(), g.Name, g.Query), scanGroup, "group", g.Name)
 	return out, err
 }
 

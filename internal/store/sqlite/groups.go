@@ -10,14 +10,14 @@ import (
 
 type groupStore struct{ s *Store }
 
-const groupSelect = `SELECT name, description, created_at, updated_at FROM groups`
+const groupSelect = `SELECT name, description, created_at, updated_at, query FROM groups`
 
 func scanGroup(row scanner) (store.Group, error) {
 	var (
 		g                store.Group
 		created, updated int64
 	)
-	if err := row.Scan(&g.Name, &g.Description, &created, &updated); err != nil {
+	if err := row.Scan(&g.Name, &g.Description, &created, &updated, &g.Query); err != nil {
 		return store.Group{}, err
 	}
 	g.CreatedAt = fromMS(created)
@@ -47,8 +47,8 @@ func (gs *groupStore) Create(ctx context.Context, g store.Group) (store.Group, e
 		if dup {
 			return core.Conflict("group %q already exists", g.Name)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO groups (name, description, created_at, updated_at) VALUES (?, ?, ?, ?)`,
-			g.Name, g.Description, toMS(created), toMS(updated)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO groups (name, description, created_at, updated_at, query) VALUES (?, ?, ?, ?, ?)`,
+			g.Name, g.Description, toMS(created), toMS(updated), g.Query); err != nil {
 			return internal("create group", err)
 		}
 		out, err = getGroup(ctx, tx, g.Name)
@@ -84,13 +84,13 @@ func (gs *groupStore) List(ctx context.Context, after string, limit int) ([]stor
 	return list, nil
 }
 
-// Update replaces the Description of the group g.Name and sets UpdatedAt
+// Update replaces the Description and Query of the group g.Name and sets UpdatedAt
 // to now. A missing group → core.NotFound `group "x" not found`.
 func (gs *groupStore) Update(ctx context.Context, g store.Group) (store.Group, error) {
 	var out store.Group
 	err := gs.s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE groups SET description = ?, updated_at = ? WHERE name = ?`,
-			g.Description, toMS(now()), g.Name)
+		res, err := tx.ExecContext(ctx, `UPDATE groups SET description = ?, query = ?, updated_at = ? WHERE name = ?`,
+			g.Description, g.Query, toMS(now()), g.Name)
 		if err != nil {
 			return internal("update group", err)
 		}

@@ -213,6 +213,32 @@ func testGroups(t *testing.T, open func(t *testing.T) store.Store) {
 		checkGroup(t, "Get after Update", got, want)
 	})
 
+	t.Run("Dynamic", func(t *testing.T) {
+		// A dynamic group keeps its query as given (the store does not
+		// parse it); Update replaces it; a static group's is "".
+		s, ctx := open(t), t.Context()
+		q := "attributes.site = 'ams' AND version(shadow.reported.firmware) < '1.5'"
+		want, err := s.Groups().Create(ctx, store.Group{Name: "old-ams", Description: "d", Query: q, CreatedAt: base})
+		must(t, "Create", err)
+		eq(t, "Create: Query", want.Query, q)
+		_, err = s.Groups().Create(ctx, store.Group{Name: "static"})
+		must(t, "Create static", err)
+		list, err := s.Groups().List(ctx, "", 0)
+		must(t, "List", err)
+		if len(list) != 2 {
+			t.Fatalf("List: got %d groups; want 2", len(list))
+		}
+		checkGroup(t, "List[0]", list[0], want)
+		eq(t, "List[1].Query", list[1].Query, "")
+		got, err := s.Groups().Update(ctx, store.Group{Name: "old-ams", Description: "d", Query: "connected = true"})
+		must(t, "Update", err)
+		want.Query, want.UpdatedAt = "connected = true", got.UpdatedAt
+		checkGroup(t, "Update result", got, want)
+		got, err = s.Groups().Get(ctx, "old-ams")
+		must(t, "Get", err)
+		checkGroup(t, "Get after Update", got, want)
+	})
+
 	t.Run("Errors", func(t *testing.T) {
 		s, ctx := open(t), t.Context()
 		_, err := s.Groups().Create(ctx, store.Group{Name: "g"})

@@ -251,6 +251,7 @@ func checkGroup(t *testing.T, what string, got, want store.Group) {
 	t.Helper()
 	eq(t, what+".Name", got.Name, want.Name)
 	eq(t, what+".Description", got.Description, want.Description)
+	eq(t, what+".Query", got.Query, want.Query)
 	eqTime(t, what+".CreatedAt", got.CreatedAt, want.CreatedAt)
 	eqTime(t, what+".UpdatedAt", got.UpdatedAt, want.UpdatedAt)
 }
