@@ -308,6 +308,11 @@ func (e *Engine) Close() error {
 		e.closeDelivery()
 		t.Stop()
 		e.cancel()
+		for _, r := range *e.rules.Load() {
+			for _, d := range r.allDests() {
+				d.sink.shut()
+			}
+		}
 	})
 	return nil
 }
@@ -601,6 +606,8 @@ func (e *Engine) swap(name string, c *compiledRule) {
 			next = append(next, r)
 		} else if c == nil {
 			r.retire()
+		} else {
+			r.replaced()
 		}
 	}
 	if c != nil {
