@@ -26,9 +26,11 @@ import (
 // JSON text, which PostgreSQL converts to the column's type (numbers,
 // booleans, json/jsonb, timestamps as text). A destination inserts what
 // is queued for it in one multi-row INSERT (up to MaxPostgresBatch rows),
-// over a small pool of its own. A failed batch is retried whole; after
-// its retries every row of it goes to the error action. The URL's
-// password is sealed at rest.
+// over a small pool of its own. A batch that fails otherwise (connection,
+// missing table) is retried whole; after its retries every row of it goes
+// to the error action. The URL's
+// password is sealed at rest. A batch with a row the table refuses (a data
+// or constraint error) is sent again row by row, so only that row fails.
 
 // Limits of the postgres action.
 const (
@@ -162,9 +164,15 @@ func pgError(err error) error {
 		if pe.ConstraintName != "" {
 			msg += " constraint " + pe.ConstraintName
 		}
-		return errors.New("a value does not fit the table (" + msg + ")")
+		return &rowError{"a value does not fit the table (" + msg + ")"}
 	}
 	return err
 }
+
+// rowError is a row the table refuses: the destination sends the rows of
+// the batch one by one, so only that row fails.
+type rowError struct{ msg string }
+
+func (e *rowError) Error() string { return e.msg }
 
 func (s *postgresSink) close() { s.pool.Close() }

@@ -2,6 +2,7 @@ package ruleengine
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -326,6 +327,14 @@ func (d *destination) deliver(jobs []job) {
 			return
 		}
 		err = d.attempt(jobs)
+		if len(jobs) > 1 && errors.As(err, new(*rowError)) {
+			// One row of the batch is refused: the others go alone, so
+			// only the bad one fails.
+			for _, j := range jobs {
+				d.deliver([]job{j})
+			}
+			return
+		}
 		d.record(err == nil)
 		if err == nil {
 			d.success.Add(float64(len(jobs)))
