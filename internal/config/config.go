@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/moteiot/mote/internal/bridge"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/ipfilter"
 	"github.com/moteiot/mote/internal/pgdb"
@@ -79,6 +80,11 @@ type Config struct {
 	RuleWebhookRetries    int           // attempts after the first of a webhook without retries
 	RuleBreakerFailures   int           // consecutive failed attempts that open the breaker
 	RuleBreakerCooldown   time.Duration // how long an open breaker drops before a probe
+
+	// Inbound MQTT bridges (package bridge): one URL each, and the
+	// messages per second each one takes.
+	Bridges         []string
+	BridgeRateLimit float64
 
 	PprofAddr string // serve net/http/pprof here; "" (default) disables
 
@@ -155,6 +161,7 @@ func Default() Config {
 		RuleWebhookRetries:       2,
 		RuleBreakerFailures:      5,
 		RuleBreakerCooldown:      30 * time.Second,
+		BridgeRateLimit:          1000,
 		HTTPReadHeaderTimeout:    10 * time.Second,
 		HTTPBodyTimeout:          30 * time.Second,
 		HTTPIdleTimeout:          2 * time.Minute,
@@ -230,6 +237,8 @@ func fields(c *Config) []field {
 		{"rule-webhook-retries", "attempts after the first of a rule webhook that sets no retries", num(&c.RuleWebhookRetries)},
 		{"rule-breaker-failures", "consecutive failed attempts that open a rule action's circuit breaker (it then drops deliveries)", num(&c.RuleBreakerFailures)},
 		{"rule-breaker-cooldown", "how long an open rule action breaker drops deliveries before it lets one probe through", dur(&c.RuleBreakerCooldown)},
+		{"bridge", "inbound MQTT bridge, repeatable: mqtt(s)://[user:pass@]host:port/?name=N&from=remote/filter&to=local/prefix/&qos=0|1 (URL-encode # as %23, + as %2B, a comma as %2C); see docs/bridge.md", list(&c.Bridges)},
+		{"bridge-rate-limit", "messages per second each inbound MQTT bridge takes (burst the same); more are dropped and counted", float(&c.BridgeRateLimit)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
 		{"http-read-header-timeout", "time an HTTP(S) client has to send its request headers", dur(&c.HTTPReadHeaderTimeout)},
 		{"http-body-timeout", "time an HTTP(S) client has to send a request body, from the start of the request; slower uploads are cut off (streams and long polls are not affected)", dur(&c.HTTPBodyTimeout)},
@@ -437,6 +446,21 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rule-breaker-failures: %d is outside 1 to 1000000", c.RuleBreakerFailures)
 	case c.RuleBreakerCooldown < time.Millisecond || c.RuleBreakerCooldown > time.Hour:
 		return fmt.Errorf("rule-breaker-cooldown: %s is outside 1ms to 1h", c.RuleBreakerCooldown)
+	case c.BridgeRateLimit < 1 || c.BridgeRateLimit > 1_000_000:
+		return fmt.Errorf("bridge-rate-limit: %v is outside 1 to 1000000", c.BridgeRateLimit)
+	case len(c.Bridges) > bridge.MaxBridges:
+		return fmt.Errorf("bridge: at most %d bridges", bridge.MaxBridges)
+	}
+	names := map[string]bool{}
+	for i, spec := range c.Bridges {
+		b, err := bridge.Parse(spec)
+		if err != nil {
+			return fmt.Errorf("bridge #%d: %v", i+1, err)
+		}
+		if names[b.Name] {
+			return fmt.Errorf("bridge #%d: another bridge is named %q", i+1, b.Name)
+		}
+		names[b.Name] = true
 	}
 	return c.validateHTTP()
 }

@@ -299,6 +299,12 @@ func TestValidate(t *testing.T) {
 		{"rule-webhook-retries none", func(c *config.Config) { c.RuleWebhookRetries = 0 }, ""},
 		{"rule-breaker-failures 0", func(c *config.Config) { c.RuleBreakerFailures = 0 }, "rule-breaker-failures"},
 		{"rule-breaker-cooldown 0", func(c *config.Config) { c.RuleBreakerCooldown = 0 }, "rule-breaker-cooldown"},
+		{"bridge-rate-limit 0", func(c *config.Config) { c.BridgeRateLimit = 0 }, "bridge-rate-limit"},
+		{"bridge without to", func(c *config.Config) { c.Bridges = []string{"mqtt://h:1883/?name=b&from=a/%23"} }, "bridge #1"},
+		{"bridge into things/", func(c *config.Config) { c.Bridges = []string{"mqtt://h:1883/?name=b&from=a&to=things/x/"} }, "bridge #1"},
+		{"bridges named alike", func(c *config.Config) {
+			c.Bridges = []string{"mqtt://h:1883/?name=b&from=a&to=r/", "mqtt://h2:1883/?name=b&from=a&to=s/"}
+		}, "bridge #2"},
 
 		{"http-read-header-timeout", func(c *config.Config) { c.HTTPReadHeaderTimeout = 0 }, "http-read-header-timeout"},
 		{"http-body-timeout", func(c *config.Config) { c.HTTPBodyTimeout = 2 * time.Hour }, "http-body-timeout"},
@@ -398,8 +404,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 50 {
-		t.Errorf("settings = %d; want 50 (update this test for a new setting)", n)
+	if n != 52 {
+		t.Errorf("settings = %d; want 52 (update this test for a new setting)", n)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/moteiot/mote/internal/auth"
+	"github.com/moteiot/mote/internal/bridge"
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
 	"github.com/moteiot/mote/internal/commands"
@@ -67,6 +68,7 @@ type Daemon struct {
 	bus      bus.Bus
 	shadows  *shadow.Service
 	rules    *ruleengine.Engine
+	bridges  *bridge.Manager
 	methods  *methods.Service
 	commands *commands.Service
 	journal  *ingest.Journal
@@ -373,6 +375,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := d.broker.Start(); err != nil {
 		return err
 	}
+	// Inbound MQTT bridges publish through the broker, so they start
+	// after it and stop before it (closers run in reverse).
+	if err := d.startBridges(); err != nil {
+		return err
+	}
 	// First start: the secrets shown once, now that nothing can fail.
 	if err := d.firstToken(ctx); err != nil {
 		return err
@@ -650,6 +657,35 @@ func (d *Daemon) Shadows() *shadow.Service { return d.shadows }
 
 // Rules returns the rules engine.
 func (d *Daemon) Rules() *ruleengine.Engine { return d.rules }
+
+// startBridges connects the inbound MQTT bridges of --bridge.
+func (d *Daemon) startBridges() error {
+	var list []bridge.Config
+	for _, spec := range d.cfg.Bridges {
+		c, err := bridge.Parse(spec)
+		if err != nil {
+			return fmt.Errorf("bridge: %w", err)
+		}
+		list = append(list, c)
+	}
+	m, err := bridge.New(bridge.Options{
+		Bridges:    list,
+		Injector:   d.broker,
+		RateLimit:  d.cfg.BridgeRateLimit,
+		MaxPayload: d.cfg.MaxPacketSize,
+		Metrics:    d.metrics,
+		Logger:     d.log.With("component", "bridge"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Start(); err != nil {
+		return err
+	}
+	d.bridges = m
+	d.onClose(m.Close)
+	return nil
+}
 
 // Telemetry returns the telemetry store.
 func (d *Daemon) Telemetry() telemetry.Store { return d.tstore }
