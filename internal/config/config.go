@@ -76,6 +76,7 @@ type Config struct {
 	// Delivery of rule actions (webhooks, error actions), per rule action.
 	RuleActionQueue       int           // jobs queued; more are dropped and counted
 	RuleActionConcurrency int           // deliveries at once
+	RuleActionBatch       int           // deliveries of a kafka, nats, postgres or mqtt action in one attempt
 	RuleWebhookTimeout    time.Duration // per attempt of a webhook without timeoutMs
 	RuleWebhookRetries    int           // attempts after the first of a webhook without retries
 	RuleBreakerFailures   int           // consecutive failed attempts that open the breaker
@@ -157,6 +158,7 @@ func Default() Config {
 		SlowSubscriberBudget:     5 * time.Second,
 		RuleActionQueue:          1000,
 		RuleActionConcurrency:    4,
+		RuleActionBatch:          100,
 		RuleWebhookTimeout:       5 * time.Second,
 		RuleWebhookRetries:       2,
 		RuleBreakerFailures:      5,
@@ -233,6 +235,7 @@ func fields(c *Config) []field {
 		{"telemetry-retention", "how long telemetry is kept (e.g. 720h); older points are deleted every hour; 0 keeps it forever", dur(&c.TelemetryRetention)},
 		{"rule-action-queue", "deliveries queued per rule action (webhooks, error actions); more are dropped and counted", num(&c.RuleActionQueue)},
 		{"rule-action-concurrency", "deliveries at once per rule action (webhooks, error actions)", num(&c.RuleActionConcurrency)},
+		{"rule-action-batch", "queued deliveries of a kafka, nats, postgres or mqtt rule action sent in one attempt (acks awaited together; a failed batch is retried whole)", num(&c.RuleActionBatch)},
 		{"rule-webhook-timeout", "time of one attempt of a rule webhook that sets no timeoutMs", dur(&c.RuleWebhookTimeout)},
 		{"rule-webhook-retries", "attempts after the first of a rule webhook that sets no retries", num(&c.RuleWebhookRetries)},
 		{"rule-breaker-failures", "consecutive failed attempts that open a rule action's circuit breaker (it then drops deliveries)", num(&c.RuleBreakerFailures)},
@@ -438,6 +441,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rule-action-queue: %d is outside 1 to 1000000", c.RuleActionQueue)
 	case c.RuleActionConcurrency < 1 || c.RuleActionConcurrency > 1000:
 		return fmt.Errorf("rule-action-concurrency: %d is outside 1 to 1000", c.RuleActionConcurrency)
+	case c.RuleActionBatch < 1 || c.RuleActionBatch > 10_000:
+		return fmt.Errorf("rule-action-batch: %d is outside 1 to 10000", c.RuleActionBatch)
 	case c.RuleWebhookTimeout < time.Millisecond || c.RuleWebhookTimeout > time.Minute:
 		return fmt.Errorf("rule-webhook-timeout: %s is outside 1ms to 1m", c.RuleWebhookTimeout)
 	case c.RuleWebhookRetries < 0 || c.RuleWebhookRetries > 10:

@@ -327,6 +327,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		// Delivery of webhooks and error actions.
 		ActionQueue:       cfg.RuleActionQueue,
 		ActionConcurrency: cfg.RuleActionConcurrency,
+		ActionBatch:       cfg.RuleActionBatch,
 		WebhookTimeout:    cfg.RuleWebhookTimeout,
 		WebhookRetries:    ruleWebhookRetries(cfg.RuleWebhookRetries),
 		BreakerFailures:   cfg.RuleBreakerFailures,

@@ -99,8 +99,10 @@ type kafkaSink struct {
 }
 
 // isStale reports whether the next attempt should use a new client: the
-// last one failed with an error from the cluster (such as a topic id it
-// no longer knows after a rebuild), not a timeout.
+// last one failed. Records of a timed-out attempt stay in the client
+// (the idempotent producer does not fail what it has written) and would
+// fill its buffer, and after a rebuilt cluster the client may keep
+// asking for topic ids that are gone; a fresh client starts clean.
 func (k *kafkaSink) isStale() bool { return k.stale.Load() }
 
 func newKafkaSink(a *compiledAction, d *destination) (sink, error) {
@@ -178,12 +180,11 @@ func (k *kafkaSink) send(ctx context.Context, jobs []job) error {
 		select {
 		case err := <-done:
 			if err != nil {
-				if ctx.Err() == nil {
-					k.stale.Store(true)
-				}
+				k.stale.Store(true)
 				return fmt.Errorf("kafka %v: %w", k.a.Brokers, err)
 			}
 		case <-ctx.Done():
+			k.stale.Store(true)
 			return fmt.Errorf("kafka %v: no ack in time", k.a.Brokers)
 		}
 	}

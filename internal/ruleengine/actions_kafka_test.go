@@ -41,7 +41,7 @@ func (p *countingPublisher) count(topic string) int {
 	return p.n[topic]
 }
 
-func newKafka(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
+func newKafka(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(3, "readings")}, opts...)...)
 	if err != nil {

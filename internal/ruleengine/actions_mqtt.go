@@ -187,15 +187,20 @@ func newMQTTSink(_ context.Context, a *compiledAction, d *destination) (sink, er
 }
 
 func (s *mqttSink) send(ctx context.Context, jobs []job) error {
+	if err := s.c.wait(ctx); err != nil {
+		return fmt.Errorf("mqtt %s: %w", redactedURL(s.a.URL), err)
+	}
+	// Publish the batch, then wait for every PUBACK (paho keeps them in
+	// flight together).
+	toks := make([]paho.Token, 0, len(jobs))
 	for _, j := range jobs {
 		topic, err := s.a.topic.expand(j.msg.Topic, j.msg.ClientID, j.msg.Thing, j.lookupOf())
 		if err != nil {
 			return fmt.Errorf("mqtt: %w", err)
 		}
-		if err := s.c.wait(ctx); err != nil {
-			return fmt.Errorf("mqtt %s: %w", redactedURL(s.a.URL), err)
-		}
-		t := s.c.cl.Publish(topic, s.a.qos, s.a.Retain, j.body)
+		toks = append(toks, s.c.cl.Publish(topic, s.a.qos, s.a.Retain, j.body))
+	}
+	for _, t := range toks {
 		select {
 		case <-t.Done():
 			if err := t.Error(); err != nil {

@@ -120,7 +120,8 @@ func newNATSSink(ctx context.Context, a *compiledAction, d *destination) (sink, 
 	}
 	s := &natsSink{a: a, nc: nc}
 	if a.JetStream {
-		if s.js, err = jetstream.New(nc); err != nil {
+		// Acks outstanding at once: a batch (the attempt waits for them).
+		if s.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(max(1, d.batch))); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("nats %s: jetstream: %w", redactedURL(a.URL), err)
 		}
@@ -129,6 +130,7 @@ func newNATSSink(ctx context.Context, a *compiledAction, d *destination) (sink, 
 }
 
 func (s *natsSink) send(ctx context.Context, jobs []job) error {
+	var acks []jetstream.PubAckFuture
 	for _, j := range jobs {
 		subj, err := s.a.subj.expandText(j.msg.Topic, j.msg.ClientID, j.msg.Thing, j.lookupOf())
 		if err != nil {
@@ -138,12 +140,25 @@ func (s *natsSink) send(ctx context.Context, jobs []job) error {
 			return fmt.Errorf("nats: subject template gives an invalid subject %q", subj)
 		}
 		if s.js != nil {
-			_, err = s.js.Publish(ctx, subj, j.body)
+			// The batch goes out at once; the acks are awaited below.
+			var f jetstream.PubAckFuture
+			if f, err = s.js.PublishAsync(subj, j.body); err == nil {
+				acks = append(acks, f)
+			}
 		} else {
 			err = s.nc.Publish(subj, j.body)
 		}
 		if err != nil {
 			return fmt.Errorf("nats %s: publish on %q: %w", redactedURL(s.a.URL), subj, err)
+		}
+	}
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("nats %s: publish on %q: %w", redactedURL(s.a.URL), f.Msg().Subject, err)
+		case <-ctx.Done():
+			return fmt.Errorf("nats %s: no JetStream ack in time", redactedURL(s.a.URL))
 		}
 	}
 	return nil

@@ -25,7 +25,8 @@ import (
 // or null member is NULL, a string is sent as is, other values as their
 // JSON text, which PostgreSQL converts to the column's type (numbers,
 // booleans, json/jsonb, timestamps as text). A destination inserts what
-// is queued for it in one multi-row INSERT (up to MaxPostgresBatch rows),
+// is queued for it in one multi-row INSERT (up to Options.ActionBatch and
+// MaxPostgresBatch rows),
 // over a small pool of its own. A batch that fails otherwise (connection,
 // missing table) is retried whole; after its retries every row of it goes
 // to the error action. The URL's

@@ -23,11 +23,17 @@ type sink interface {
 	close()
 }
 
-// batchSize is how many queued jobs a destination hands its sink at once:
-// 1 but for sinks that write batches.
-func batchSize(a *compiledAction) int {
-	if a.Type == ActionPostgres {
-		return postgresBatch(a)
+// batchSize is how many queued jobs a destination hands its sink at once
+// (Options.ActionBatch; a postgres INSERT also keeps under 65,535
+// parameters): 1 for the actions that are not sinks. A batch is one
+// attempt: its records are sent together and their acks awaited
+// together; when it fails it is retried whole.
+func batchSize(a *compiledAction, n int) int {
+	switch a.Type {
+	case ActionPostgres:
+		return min(n, postgresBatch(a))
+	case ActionKafka, ActionNATS, ActionMQTT:
+		return n
 	}
 	return 1
 }

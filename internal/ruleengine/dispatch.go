@@ -217,7 +217,7 @@ func (e *Engine) newDestination(r *compiledRule, a *compiledAction, isError bool
 	d.dropQueueFull = e.m.actionDropped.WithLabelValues(name, dropQueueFull)
 	d.dropBreaker = e.m.actionDropped.WithLabelValues(name, dropBreakerOpen)
 	d.dropRetries = e.m.actionDropped.WithLabelValues(name, dropRetriesExhausted)
-	d.batch = batchSize(a)
+	d.batch = batchSize(a, e.opts.ActionBatch)
 	if external(a.Type) {
 		d.timeout = e.opts.WebhookTimeout
 		if a.TimeoutMs > 0 {

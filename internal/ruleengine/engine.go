@@ -73,6 +73,9 @@ type Options struct {
 	// (default 1,000), ActionConcurrency deliveries at once (default 4).
 	ActionQueue       int
 	ActionConcurrency int
+	// ActionBatch is how many queued deliveries of a kafka, nats,
+	// postgres or mqtt action go in one attempt (default 100).
+	ActionBatch int
 	// WebhookTimeout is the time of one attempt of a webhook that sets no
 	// timeoutMs (default 5s); WebhookRetries the attempts after the first
 	// of one that sets no retries (default 2; negative: none).
@@ -174,6 +177,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.ActionConcurrency <= 0 {
 		opts.ActionConcurrency = 4
+	}
+	if opts.ActionBatch <= 0 {
+		opts.ActionBatch = 100
 	}
 	if opts.WebhookTimeout <= 0 {
 		opts.WebhookTimeout = DefaultWebhookTimeoutMs * time.Millisecond
