@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -22,7 +23,8 @@ import (
 //	 "topic":"site-1/${topic()}","qos":1,"retain":false,"tls":{...}}
 //
 // A destination keeps one connection (MQTT 3.1.1, clean session) and
-// reconnects by itself when it drops. While it is down an attempt waits
+// dials a new one when it drops (the next attempt, after the retry's
+// backoff). While it is down an attempt waits
 // for it at most the action's timeout and nothing is buffered in the
 // client: the destination's bounded queue (--rule-action-queue) is the
 // buffer, and what does not fit is dropped and counted (queue_full), or
@@ -85,9 +87,10 @@ func mqttBroker(raw string) (*url.URL, error) {
 // newMQTTClient makes a client that connects in the background and
 // reconnects by itself; up is closed while it is connected.
 type mqttConn struct {
-	cl paho.Client
-	mu sync.Mutex
-	up chan struct{} // closed while connected
+	cl   paho.Client
+	mu   sync.Mutex
+	up   chan struct{} // closed while connected
+	lost atomic.Bool   // the connection was up and dropped: this client is done
 }
 
 // dialMQTT starts a client on raw (an mqtt(s) URL with optional
@@ -101,7 +104,7 @@ func dialMQTT(raw string, t *TLSConfig, clientID string, onConnect func(paho.Cli
 	user := u.User
 	u.User = nil
 	o := paho.NewClientOptions().AddBroker(u.String()).SetClientID(clientID).
-		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).
+		SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(true).
 		SetConnectRetryInterval(500 * time.Millisecond).SetMaxReconnectInterval(2 * time.Second).
 		SetConnectTimeout(5 * time.Second).SetKeepAlive(30 * time.Second).
 		SetWriteTimeout(5 * time.Second).SetOrderMatters(false).SetResumeSubs(false)
@@ -132,6 +135,7 @@ func dialMQTT(raw string, t *TLSConfig, clientID string, onConnect func(paho.Cli
 		c.mu.Unlock()
 	})
 	o.SetConnectionLostHandler(func(paho.Client, error) {
+		c.lost.Store(true)
 		c.mu.Lock()
 		select {
 		case <-c.up:
@@ -148,6 +152,9 @@ func dialMQTT(raw string, t *TLSConfig, clientID string, onConnect func(paho.Cli
 // wait waits until the client is connected or ctx ends.
 func (c *mqttConn) wait(ctx context.Context) error {
 	for !c.cl.IsConnectionOpen() {
+		if c.lost.Load() {
+			return errors.New("connection lost")
+		}
 		c.mu.Lock()
 		up := c.up
 		c.mu.Unlock()
@@ -212,5 +219,12 @@ func (s *mqttSink) send(ctx context.Context, jobs []job) error {
 	}
 	return nil
 }
+
+// isStale reports whether the connection dropped: the destination then
+// dials a new client. Paho's own reconnect is off: on reconnecting it
+// resends the publishes it had in flight from a goroutine that races with
+// its writer (paho.mqtt.golang 1.5.1, found by the race detector), and
+// the destination retries those itself.
+func (s *mqttSink) isStale() bool { return s.c.lost.Load() }
 
 func (s *mqttSink) close() { s.c.close() }

@@ -128,7 +128,7 @@ func (e *Engine) prepare(c *compiledRule) {
 func (c *compiledRule) retire() {
 	for _, d := range c.allDests() {
 		d.retired.Store(true)
-		d.sink.shut()
+		go d.sink.shut() // not under e.mu: closing a client may wait on a dead peer
 	}
 }
 
