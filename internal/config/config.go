@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/moteiot/mote/internal/bridge"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/ipfilter"
 	"github.com/moteiot/mote/internal/pgdb"
@@ -80,6 +81,7 @@ type Config struct {
 	// Delivery of rule actions (webhooks, error actions), per rule action.
 	RuleActionQueue       int           // jobs queued; more are dropped and counted
 	RuleActionConcurrency int           // deliveries at once
+	RuleActionBatch       int           // deliveries of a kafka, nats, postgres or mqtt action in one attempt
 	RuleWebhookTimeout    time.Duration // per attempt of a webhook without timeoutMs
 	RuleWebhookRetries    int           // attempts after the first of a webhook without retries
 	RuleBreakerFailures   int           // consecutive failed attempts that open the breaker
@@ -101,6 +103,10 @@ type Config struct {
 	AnalyticsQueue        int           // messages waiting for the detectors; more are dropped and counted
 	AnalyticsMaxStates    int           // (rule, thing) detector states kept; more are refused and counted
 	AnalyticsSaveInterval time.Duration // how often changed detector states are saved
+	// Inbound MQTT bridges (package bridge): one URL each, and the
+	// messages per second each one takes.
+	Bridges         []string
+	BridgeRateLimit float64
 
 	PprofAddr string // serve net/http/pprof here; "" (default) disables
 
@@ -212,6 +218,7 @@ func Default() Config {
 		SlowSubscriberBudget:     5 * time.Second,
 		RuleActionQueue:          1000,
 		RuleActionConcurrency:    4,
+		RuleActionBatch:          100,
 		RuleWebhookTimeout:       5 * time.Second,
 		RuleWebhookRetries:       2,
 		RuleBreakerFailures:      5,
@@ -223,6 +230,7 @@ func Default() Config {
 		AnalyticsQueue:           10_000,
 		AnalyticsMaxStates:       100_000,
 		AnalyticsSaveInterval:    30 * time.Second,
+		BridgeRateLimit:          1000,
 		HTTPReadHeaderTimeout:    10 * time.Second,
 		HTTPBodyTimeout:          30 * time.Second,
 		HTTPIdleTimeout:          2 * time.Minute,
@@ -325,6 +333,7 @@ func fields(c *Config) []field {
 		{"telemetry-retention", "how long telemetry is kept (e.g. 720h); older points are deleted every hour; 0 keeps it forever", dur(&c.TelemetryRetention)},
 		{"rule-action-queue", "deliveries queued per rule action (webhooks, error actions); more are dropped and counted", num(&c.RuleActionQueue)},
 		{"rule-action-concurrency", "deliveries at once per rule action (webhooks, error actions)", num(&c.RuleActionConcurrency)},
+		{"rule-action-batch", "queued deliveries of a kafka, nats, postgres or mqtt rule action sent in one attempt (acks awaited together; a failed batch is retried whole)", num(&c.RuleActionBatch)},
 		{"rule-webhook-timeout", "time of one attempt of a rule webhook that sets no timeoutMs", dur(&c.RuleWebhookTimeout)},
 		{"rule-webhook-retries", "attempts after the first of a rule webhook that sets no retries", num(&c.RuleWebhookRetries)},
 		{"rule-breaker-failures", "consecutive failed attempts that open a rule action's circuit breaker (it then drops deliveries)", num(&c.RuleBreakerFailures)},
@@ -342,6 +351,8 @@ func fields(c *Config) []field {
 		{"analytics-queue", "messages (telemetry, presence) waiting for the analytics detectors; more are dropped and counted in mote_analytics_dropped_total", num(&c.AnalyticsQueue)},
 		{"analytics-max-states", "detector states kept, one per (analytics rule, thing); a new one beyond it is not created and is counted in mote_analytics_states_refused_total", num(&c.AnalyticsMaxStates)},
 		{"analytics-save-interval", "how often changed detector states are saved (and so survive a restart)", dur(&c.AnalyticsSaveInterval)},
+		{"bridge", "inbound MQTT bridge, repeatable: mqtt(s)://[user:pass@]host:port/?name=N&from=remote/filter&to=local/prefix/&qos=0|1 (URL-encode # as %23, + as %2B, a comma as %2C); see docs/bridge.md", list(&c.Bridges)},
+		{"bridge-rate-limit", "messages per second each inbound MQTT bridge takes (burst the same); more are dropped and counted", float(&c.BridgeRateLimit)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
 		{"http-read-header-timeout", "time an HTTP(S) client has to send its request headers", dur(&c.HTTPReadHeaderTimeout)},
 		{"http-body-timeout", "time an HTTP(S) client has to send a request body, from the start of the request; slower uploads are cut off (streams and long polls are not affected)", dur(&c.HTTPBodyTimeout)},
@@ -571,6 +582,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rule-action-queue: %d is outside 1 to 1000000", c.RuleActionQueue)
 	case c.RuleActionConcurrency < 1 || c.RuleActionConcurrency > 1000:
 		return fmt.Errorf("rule-action-concurrency: %d is outside 1 to 1000", c.RuleActionConcurrency)
+	case c.RuleActionBatch < 1 || c.RuleActionBatch > 10_000:
+		return fmt.Errorf("rule-action-batch: %d is outside 1 to 10000", c.RuleActionBatch)
 	case c.RuleWebhookTimeout < time.Millisecond || c.RuleWebhookTimeout > time.Minute:
 		return fmt.Errorf("rule-webhook-timeout: %s is outside 1ms to 1m", c.RuleWebhookTimeout)
 	case c.RuleWebhookRetries < 0 || c.RuleWebhookRetries > 10:
@@ -579,6 +592,21 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rule-breaker-failures: %d is outside 1 to 1000000", c.RuleBreakerFailures)
 	case c.RuleBreakerCooldown < time.Millisecond || c.RuleBreakerCooldown > time.Hour:
 		return fmt.Errorf("rule-breaker-cooldown: %s is outside 1ms to 1h", c.RuleBreakerCooldown)
+	case c.BridgeRateLimit < 1 || c.BridgeRateLimit > 1_000_000:
+		return fmt.Errorf("bridge-rate-limit: %v is outside 1 to 1000000", c.BridgeRateLimit)
+	case len(c.Bridges) > bridge.MaxBridges:
+		return fmt.Errorf("bridge: at most %d bridges", bridge.MaxBridges)
+	}
+	names := map[string]bool{}
+	for i, spec := range c.Bridges {
+		b, err := bridge.Parse(spec)
+		if err != nil {
+			return fmt.Errorf("bridge #%d: %v", i+1, err)
+		}
+		if names[b.Name] {
+			return fmt.Errorf("bridge #%d: another bridge is named %q", i+1, b.Name)
+		}
+		names[b.Name] = true
 	}
 	if err := c.validateUploads(); err != nil {
 		return err

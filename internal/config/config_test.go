@@ -299,6 +299,13 @@ func TestValidate(t *testing.T) {
 		{"rule-webhook-retries none", func(c *config.Config) { c.RuleWebhookRetries = 0 }, ""},
 		{"rule-breaker-failures 0", func(c *config.Config) { c.RuleBreakerFailures = 0 }, "rule-breaker-failures"},
 		{"rule-breaker-cooldown 0", func(c *config.Config) { c.RuleBreakerCooldown = 0 }, "rule-breaker-cooldown"},
+		{"rule-action-batch 0", func(c *config.Config) { c.RuleActionBatch = 0 }, "rule-action-batch"},
+		{"bridge-rate-limit 0", func(c *config.Config) { c.BridgeRateLimit = 0 }, "bridge-rate-limit"},
+		{"bridge without to", func(c *config.Config) { c.Bridges = []string{"mqtt://h:1883/?name=b&from=a/%23"} }, "bridge #1"},
+		{"bridge into things/", func(c *config.Config) { c.Bridges = []string{"mqtt://h:1883/?name=b&from=a&to=things/x/"} }, "bridge #1"},
+		{"bridges named alike", func(c *config.Config) {
+			c.Bridges = []string{"mqtt://h:1883/?name=b&from=a&to=r/", "mqtt://h2:1883/?name=b&from=a&to=s/"}
+		}, "bridge #2"},
 
 		{"http-read-header-timeout", func(c *config.Config) { c.HTTPReadHeaderTimeout = 0 }, "http-read-header-timeout"},
 		{"http-body-timeout", func(c *config.Config) { c.HTTPBodyTimeout = 2 * time.Hour }, "http-body-timeout"},
@@ -413,8 +420,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 91 {
-		t.Errorf("settings = %d; want 91 (update this test for a new setting)", n)
+	if n != 94 {
+		t.Errorf("settings = %d; want 94 (update this test for a new setting)", n)
 	}
 }
 

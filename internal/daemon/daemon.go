@@ -26,6 +26,7 @@ import (
 	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/blob"
+	"github.com/moteiot/mote/internal/bridge"
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
 	"github.com/moteiot/mote/internal/coap"
@@ -79,6 +80,7 @@ type Daemon struct {
 	shadows  *shadow.Service
 	rules    *ruleengine.Engine
 	fleet    *fleetindex.Index
+	bridges  *bridge.Manager
 	methods  *methods.Service
 	commands *commands.Service
 	alarms   *alarms.Service
@@ -428,6 +430,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		// Delivery of webhooks and error actions.
 		ActionQueue:       cfg.RuleActionQueue,
 		ActionConcurrency: cfg.RuleActionConcurrency,
+		ActionBatch:       cfg.RuleActionBatch,
 		WebhookTimeout:    cfg.RuleWebhookTimeout,
 		WebhookRetries:    ruleWebhookRetries(cfg.RuleWebhookRetries),
 		BreakerFailures:   cfg.RuleBreakerFailures,
@@ -498,6 +501,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := d.broker.Start(); err != nil {
+		return err
+	}
+	// Inbound MQTT bridges publish through the broker, so they start
+	// after it and stop before it (closers run in reverse).
+	if err := d.startBridges(); err != nil {
 		return err
 	}
 	// First start: the secrets shown once, now that nothing can fail.
@@ -844,6 +852,35 @@ func (d *Daemon) Shadows() *shadow.Service { return d.shadows }
 
 // Rules returns the rules engine.
 func (d *Daemon) Rules() *ruleengine.Engine { return d.rules }
+
+// startBridges connects the inbound MQTT bridges of --bridge.
+func (d *Daemon) startBridges() error {
+	var list []bridge.Config
+	for _, spec := range d.cfg.Bridges {
+		c, err := bridge.Parse(spec)
+		if err != nil {
+			return fmt.Errorf("bridge: %w", err)
+		}
+		list = append(list, c)
+	}
+	m, err := bridge.New(bridge.Options{
+		Bridges:    list,
+		Injector:   d.broker,
+		RateLimit:  d.cfg.BridgeRateLimit,
+		MaxPayload: d.cfg.MaxPacketSize,
+		Metrics:    d.metrics,
+		Logger:     d.log.With("component", "bridge"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Start(); err != nil {
+		return err
+	}
+	d.bridges = m
+	d.onClose(m.Close)
+	return nil
+}
 
 // Telemetry returns the telemetry store.
 func (d *Daemon) Telemetry() telemetry.Store { return d.tstore }

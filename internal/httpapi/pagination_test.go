@@ -59,7 +59,7 @@ var notPaginated = map[string]string{
 	"/devices/{thing}/jobs/{jobId}":               "one execution",
 	// The CoAP PSK of a credential (coappsk.go).
 	"/things/{name}/credentials/{id}/psk": "one object",
-	"/things:count":                     "one number",
+	"/things:count":                       "one number",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest

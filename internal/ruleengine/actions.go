@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,7 +21,21 @@ const (
 	// raiseAlarm and clearAlarm: alarms.go
 	ActionRaiseAlarm = "raiseAlarm"
 	ActionClearAlarm = "clearAlarm"
+	ActionKafka      = "kafka"    // actions_kafka.go
+	ActionNATS       = "nats"     // actions_nats.go
+	ActionPostgres   = "postgres" // actions_postgres.go
+	ActionMQTT       = "mqtt"     // actions_mqtt.go: outbound MQTT bridge
 )
+
+// external reports whether an action type sends to another system: it
+// runs on its own destination (dispatch.go), never on a worker.
+func external(typ string) bool {
+	switch typ {
+	case ActionWebhook, ActionKafka, ActionNATS, ActionPostgres, ActionMQTT:
+		return true
+	}
+	return false
+}
 
 // Limits of actions.
 const (
@@ -44,6 +59,38 @@ type Action struct {
 	AlarmType string            `json:"alarmType,omitempty"` // raiseAlarm, clearAlarm
 	Severity  string            `json:"severity,omitempty"`  // raiseAlarm
 	Details   json.RawMessage   `json:"details,omitempty"`   // raiseAlarm: a JSON object (default: the rule's output)
+
+	// Kafka, NATS, PostgreSQL and MQTT (actions_*.go). Topic, QoS and
+	// Retain serve the mqtt action too, URL the nats, postgres and mqtt
+	// ones, timeoutMs and retries every action that sends elsewhere.
+	Brokers   []string          `json:"brokers,omitempty"`   // kafka: seed brokers host:port
+	Key       string            `json:"key,omitempty"`       // kafka: record key template
+	Partition *int32            `json:"partition,omitempty"` // kafka: fixed partition (default: by key)
+	SASL      *SASLConfig       `json:"sasl,omitempty"`      // kafka
+	Subject   string            `json:"subject,omitempty"`   // nats: subject template
+	JetStream bool              `json:"jetstream,omitempty"` // nats: publish to JetStream, wait for the ack
+	Creds     string            `json:"creds,omitempty"`     // nats: contents of a .creds file (sealed)
+	Table     string            `json:"table,omitempty"`     // postgres: [schema.]table
+	Columns   map[string]string `json:"columns,omitempty"`   // postgres: column -> output field
+	TLS       *TLSConfig        `json:"tls,omitempty"`       // kafka, nats, mqtt
+}
+
+// TLSConfig is the TLS of a kafka, nats or mqtt action. Without it the
+// connection is plain (an mqtts://, tls:// or ssl:// URL turns TLS on with
+// the system roots).
+type TLSConfig struct {
+	CA                 string `json:"ca,omitempty"`   // PEM: roots to trust instead of the system's
+	Cert               string `json:"cert,omitempty"` // PEM: client certificate
+	Key                string `json:"key,omitempty"`  // PEM: its private key (sealed)
+	ServerName         string `json:"serverName,omitempty"`
+	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
+}
+
+// SASLConfig is the SASL authentication of a kafka action.
+type SASLConfig struct {
+	Mechanism string `json:"mechanism"` // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	User      string `json:"user"`
+	Password  string `json:"password"` // sealed
 }
 
 // compiledAction is an Action checked and ready to run.
@@ -51,6 +98,9 @@ type compiledAction struct {
 	Action
 	topic template
 	qos   byte
+	key   template // kafka
+	subj  template // nats
+	cols  []string // postgres: the columns, sorted
 
 	sealErr error // a secret did not open (secrets.go): every attempt fails
 }
@@ -111,21 +161,47 @@ func parseAction(field string, raw []byte) (compiledAction, error) {
 	bad := func(sub, format string, args ...any) error {
 		return core.Invalid(field+"."+sub, "%s.%s: %s", field, sub, fmt.Sprintf(format, args...))
 	}
-	onlyFor := func(typ string) error {
-		switch {
-		case a.Topic != "" && typ != ActionRepublish:
-			return bad("topic", "only for a republish action")
-		case (a.QoS != nil || a.Retain) && typ != ActionRepublish:
-			return bad("qos", "only for a republish action")
-		case (a.URL != "" || a.Headers != nil || a.TimeoutMs != 0 || a.Retries != nil) && typ != ActionWebhook:
-			return bad("url", "url, headers, timeoutMs and retries are only for a webhook action")
-		case (a.AlarmType != "" || a.Severity != "" || a.Details != nil) && typ != ActionRaiseAlarm && typ != ActionClearAlarm:
-			return bad("alarmType", "alarmType, severity and details are only for raiseAlarm and clearAlarm actions")
-		}
-		return nil
+	// Which action types each field belongs to.
+	only := []struct {
+		field   string
+		set     bool
+		allowed []string
+	}{
+		{"topic", a.Topic != "", []string{ActionRepublish, ActionKafka, ActionMQTT}},
+		{"qos", a.QoS != nil, []string{ActionRepublish, ActionMQTT}},
+		{"retain", a.Retain, []string{ActionRepublish, ActionMQTT}},
+		{"url", a.URL != "", []string{ActionWebhook, ActionNATS, ActionPostgres, ActionMQTT}},
+		{"headers", a.Headers != nil, []string{ActionWebhook}},
+		{"timeoutMs", a.TimeoutMs != 0, []string{ActionWebhook, ActionKafka, ActionNATS, ActionPostgres, ActionMQTT}},
+		{"retries", a.Retries != nil, []string{ActionWebhook, ActionKafka, ActionNATS, ActionPostgres, ActionMQTT}},
+		{"brokers", a.Brokers != nil, []string{ActionKafka}},
+		{"key", a.Key != "", []string{ActionKafka}},
+		{"partition", a.Partition != nil, []string{ActionKafka}},
+		{"sasl", a.SASL != nil, []string{ActionKafka}},
+		{"subject", a.Subject != "", []string{ActionNATS}},
+		{"jetstream", a.JetStream, []string{ActionNATS}},
+		{"creds", a.Creds != "", []string{ActionNATS}},
+		{"table", a.Table != "", []string{ActionPostgres}},
+		{"columns", a.Columns != nil, []string{ActionPostgres}},
+		{"tls", a.TLS != nil, []string{ActionKafka, ActionNATS, ActionMQTT}},
+		{"alarmType", a.AlarmType != "", []string{ActionRaiseAlarm, ActionClearAlarm}},
+		{"severity", a.Severity != "", []string{ActionRaiseAlarm, ActionClearAlarm}},
+		{"details", a.Details != nil, []string{ActionRaiseAlarm, ActionClearAlarm}},
 	}
-	if err := onlyFor(a.Type); err != nil {
-		return compiledAction{}, err
+	for _, f := range only {
+		if f.set && a.Type != "" && !slices.Contains(f.allowed, a.Type) {
+			return compiledAction{}, bad(f.field, "only for a %s action", strings.Join(f.allowed, ", "))
+		}
+	}
+	if external(a.Type) {
+		if a.TimeoutMs < 0 || a.TimeoutMs > MaxWebhookTimeoutMs {
+			return compiledAction{}, bad("timeoutMs", "must be between 1 and %d", MaxWebhookTimeoutMs)
+		}
+		// No timeoutMs or retries: the server's --rule-webhook-timeout
+		// and --rule-webhook-retries at delivery time.
+		if a.Retries != nil && (*a.Retries < 0 || *a.Retries > MaxWebhookRetries) {
+			return compiledAction{}, bad("retries", "must be between 0 and %d", MaxWebhookRetries)
+		}
 	}
 	switch a.Type {
 	case ActionRepublish:
@@ -148,18 +224,26 @@ func parseAction(field string, raw []byte) (compiledAction, error) {
 		if a.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return compiledAction{}, bad("url", "a webhook action needs an http or https URL")
 		}
-		if a.TimeoutMs < 0 || a.TimeoutMs > MaxWebhookTimeoutMs {
-			return compiledAction{}, bad("timeoutMs", "must be between 1 and %d", MaxWebhookTimeoutMs)
-		}
-		// No timeoutMs or retries: the server's --rule-webhook-timeout
-		// and --rule-webhook-retries at delivery time.
-		if a.Retries != nil && (*a.Retries < 0 || *a.Retries > MaxWebhookRetries) {
-			return compiledAction{}, bad("retries", "must be between 0 and %d", MaxWebhookRetries)
-		}
 		for k := range a.Headers {
 			if k == "" || strings.ContainsAny(k, " :\r\n") {
 				return compiledAction{}, bad("headers", "invalid header name %q", k)
 			}
+		}
+	case ActionKafka:
+		if err := checkKafka(&c, bad); err != nil {
+			return compiledAction{}, err
+		}
+	case ActionNATS:
+		if err := checkNATS(&c, bad); err != nil {
+			return compiledAction{}, err
+		}
+	case ActionPostgres:
+		if err := checkPostgres(&c, bad); err != nil {
+			return compiledAction{}, err
+		}
+	case ActionMQTT:
+		if err := checkMQTT(&c, bad); err != nil {
+			return compiledAction{}, err
 		}
 	case ActionTelemetry, ActionLog:
 	case ActionRaiseAlarm, ActionClearAlarm:
@@ -167,12 +251,17 @@ func parseAction(field string, raw []byte) (compiledAction, error) {
 			return compiledAction{}, bad(core.FieldOf(err), "%s", err.(*core.Error).Msg)
 		}
 	case "":
-		return compiledAction{}, bad("type", "an action needs a type: republish, telemetry, webhook, log, raiseAlarm or clearAlarm")
+		return compiledAction{}, bad("type", "an action needs a type: "+actionTypes)
 	default:
-		return compiledAction{}, bad("type", "unknown action type %q: want republish, telemetry, webhook, log, raiseAlarm or clearAlarm", a.Type)
+		return compiledAction{}, bad("type", "unknown action type %q: want "+actionTypes, a.Type)
 	}
 	return c, nil
 }
+
+const actionTypes = "republish, telemetry, webhook, log, kafka, nats, postgres, mqtt, raiseAlarm or clearAlarm"
+
+// badFunc reports an invalid field of an action.
+type badFunc func(sub, format string, args ...any) error
 
 // A template is a republish topic with substitutions:
 //
@@ -192,6 +281,21 @@ type part struct {
 }
 
 func parseTemplate(s string) (template, error) {
+	t, err := parseText(s)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range t {
+		if strings.ContainsAny(p.lit, "+#\x00") {
+			return nil, fmt.Errorf("a topic must not contain wildcards (+, #)")
+		}
+	}
+	return t, nil
+}
+
+// parseText parses a template whose literal text may be anything (a
+// Kafka key, a NATS subject, checked after expansion).
+func parseText(s string) (template, error) {
 	var t template
 	for s != "" {
 		i := strings.Index(s, "${")
@@ -227,19 +331,26 @@ func parseTemplate(s string) (template, error) {
 			t = append(t, part{kind: 'f', field: expr})
 		}
 	}
-	for _, p := range t {
-		if strings.ContainsAny(p.lit, "+#\x00") {
-			return nil, fmt.Errorf("a topic must not contain wildcards (+, #)")
-		}
-	}
 	if len(t) == 0 {
-		return nil, fmt.Errorf("empty topic")
+		return nil, fmt.Errorf("empty template")
 	}
 	return t, nil
 }
 
 // expand builds the topic for a message; lookup returns an output field.
 func (t template) expand(topic, clientID, thing string, lookup func(string) (string, bool)) (string, error) {
+	out, err := t.expandText(topic, clientID, thing, lookup)
+	if err != nil {
+		return "", err
+	}
+	if out == "" || strings.ContainsAny(out, "+#\x00") {
+		return "", fmt.Errorf("topic template gives an invalid topic %q", out)
+	}
+	return out, nil
+}
+
+// expandText builds the text of a template for a message.
+func (t template) expandText(topic, clientID, thing string, lookup func(string) (string, bool)) (string, error) {
 	var b strings.Builder
 	for _, p := range t {
 		switch p.kind {
@@ -258,14 +369,10 @@ func (t template) expand(topic, clientID, thing string, lookup func(string) (str
 		case 'f':
 			v, ok := lookup(p.field)
 			if !ok {
-				return "", fmt.Errorf("topic template: the output has no field %q", p.field)
+				return "", fmt.Errorf("template: the output has no field %q", p.field)
 			}
 			b.WriteString(v)
 		}
 	}
-	out := b.String()
-	if out == "" || strings.ContainsAny(out, "+#\x00") {
-		return "", fmt.Errorf("topic template gives an invalid topic %q", out)
-	}
-	return out, nil
+	return b.String(), nil
 }

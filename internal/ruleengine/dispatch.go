@@ -1,6 +1,8 @@
 package ruleengine
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,7 +112,7 @@ func (e *Engine) prepare(c *compiledRule) {
 	c.dests = make([]*destination, len(c.actions))
 	for i := range c.actions {
 		e.openAction(c.rule.Name, &c.actions[i])
-		if c.actions[i].Type == ActionWebhook {
+		if external(c.actions[i].Type) {
 			c.dests[i] = e.newDestination(c, &c.actions[i], false)
 		}
 	}
@@ -121,16 +123,38 @@ func (e *Engine) prepare(c *compiledRule) {
 }
 
 // retire stops the destinations of a deleted rule: what is queued is
-// discarded, an attempt in flight ends at its timeout.
+// discarded, an attempt in flight ends at its timeout (or when its sink
+// is closed, at once).
 func (c *compiledRule) retire() {
+	for _, d := range c.allDests() {
+		d.retired.Store(true)
+		go d.sink.shut() // not under e.mu: closing a client may wait on a dead peer
+	}
+}
+
+// replaced lets the destinations of a replaced rule version deliver what
+// is queued and then close their sinks.
+func (c *compiledRule) replaced() {
+	for _, d := range c.allDests() {
+		d.sink.mu.Lock()
+		d.sink.closing = true
+		d.sink.mu.Unlock()
+		d.idle()
+	}
+}
+
+// allDests returns the rule's destinations.
+func (c *compiledRule) allDests() []*destination {
+	var out []*destination
 	for _, d := range c.dests {
 		if d != nil {
-			d.retired.Store(true)
+			out = append(out, d)
 		}
 	}
 	if c.errDest != nil {
-		c.errDest.retired.Store(true)
+		out = append(out, c.errDest)
 	}
+	return out
 }
 
 // spawn runs f on a new goroutine unless the engine's delivery has been
@@ -172,6 +196,8 @@ type destination struct {
 	active  atomic.Int32
 	retired atomic.Bool
 	br      breaker
+	batch   int        // jobs handed to the sink at once
+	sink    sinkHolder // kafka, nats, postgres, mqtt (actions_sink.go)
 
 	// The rule's series, looked up once: a drop costs no label lookup.
 	success, failure                        prometheus.Counter
@@ -191,7 +217,8 @@ func (e *Engine) newDestination(r *compiledRule, a *compiledAction, isError bool
 	d.dropQueueFull = e.m.actionDropped.WithLabelValues(name, dropQueueFull)
 	d.dropBreaker = e.m.actionDropped.WithLabelValues(name, dropBreakerOpen)
 	d.dropRetries = e.m.actionDropped.WithLabelValues(name, dropRetriesExhausted)
-	if a.Type == ActionWebhook {
+	d.batch = batchSize(a, e.opts.ActionBatch)
+	if external(a.Type) {
 		d.timeout = e.opts.WebhookTimeout
 		if a.TimeoutMs > 0 {
 			d.timeout = time.Duration(a.TimeoutMs) * time.Millisecond
@@ -244,7 +271,17 @@ func (d *destination) loop() {
 	for {
 		select {
 		case j := <-d.q:
-			d.deliver(j)
+			jobs := []job{j}
+		more:
+			for len(jobs) < d.batch {
+				select {
+				case j := <-d.q:
+					jobs = append(jobs, j)
+				default:
+					break more
+				}
+			}
+			d.deliver(jobs)
 			continue
 		default:
 		}
@@ -252,6 +289,7 @@ func (d *destination) loop() {
 		// A job queued between the empty check and the decrement saw
 		// this goroutine as running: take it unless another one runs.
 		if len(d.q) == 0 {
+			d.idle()
 			return
 		}
 		n := d.active.Load()
@@ -261,9 +299,20 @@ func (d *destination) loop() {
 	}
 }
 
-// deliver runs one job: attempts while the breaker lets it, with
-// exponential backoff between them.
-func (d *destination) deliver(j job) {
+// idle closes the sink of a replaced rule version once nothing is queued
+// or in delivery.
+func (d *destination) idle() {
+	d.sink.mu.Lock()
+	closing := d.sink.closing
+	d.sink.mu.Unlock()
+	if closing && d.active.Load() == 0 && len(d.q) == 0 {
+		d.sink.shut()
+	}
+}
+
+// deliver runs one job (or a batch, for a batching sink): attempts while
+// the breaker lets it, with exponential backoff between them.
+func (d *destination) deliver(jobs []job) {
 	e := d.e
 	pause := e.opts.WebhookBackoff
 	var err error
@@ -272,13 +321,23 @@ func (d *destination) deliver(j job) {
 			return // deleted rule or shutdown: not delivered, not counted
 		}
 		if !d.br.allow(time.Now()) {
-			d.drop(dropBreakerOpen, j.msg.Topic)
+			for _, j := range jobs {
+				d.drop(dropBreakerOpen, j.msg.Topic)
+			}
 			return
 		}
-		err = d.attempt(j)
+		err = d.attempt(jobs)
+		if len(jobs) > 1 && errors.As(err, new(*rowError)) {
+			// One row of the batch is refused: the others go alone, so
+			// only the bad one fails.
+			for _, j := range jobs {
+				d.deliver([]job{j})
+			}
+			return
+		}
 		d.record(err == nil)
 		if err == nil {
-			d.success.Inc()
+			d.success.Add(float64(len(jobs)))
 			return
 		}
 		if attempt >= d.retries {
@@ -296,22 +355,34 @@ func (d *destination) deliver(j job) {
 		return
 	}
 	r := d.rule
-	d.failure.Inc()
-	r.stats.failed.Add(1)
-	d.drop(dropRetriesExhausted, j.msg.Topic)
-	if d.isError {
-		e.dropLog.logError(e.log, r.rule.Name+" (error action)", j.msg.Topic, err)
-		return
+	for _, j := range jobs {
+		d.failure.Inc()
+		r.stats.failed.Add(1)
+		d.drop(dropRetriesExhausted, j.msg.Topic)
+		if d.isError {
+			e.dropLog.logError(e.log, r.rule.Name+" (error action)", j.msg.Topic, err)
+			continue
+		}
+		e.m.errors.WithLabelValues(r.rule.Name).Inc()
+		r.stats.errors.Add(1)
+		e.onError(r, j.msg, j.body, err)
 	}
-	e.m.errors.WithLabelValues(r.rule.Name).Inc()
-	r.stats.errors.Add(1)
-	e.onError(r, j.msg, j.body, err)
 }
 
-func (d *destination) attempt(j job) error {
-	if d.a.Type == ActionWebhook {
-		return d.e.post(d.a, j.body, d.timeout)
+func (d *destination) attempt(jobs []job) error {
+	switch d.a.Type {
+	case ActionWebhook:
+		return d.e.post(d.a, jobs[0].body, d.timeout)
+	case ActionKafka, ActionNATS, ActionPostgres, ActionMQTT:
+		ctx, cancel := context.WithTimeout(d.e.ctx, d.timeout)
+		defer cancel()
+		s, err := d.sink.get(ctx, d.e, d)
+		if err != nil {
+			return err
+		}
+		return s.send(ctx, jobs)
 	}
+	j := jobs[0]
 	return d.e.run(d.a, d.rule.rule.Name, j.msg, j.body, j.lookup)
 }
 

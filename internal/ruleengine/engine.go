@@ -74,6 +74,9 @@ type Options struct {
 	// (default 1,000), ActionConcurrency deliveries at once (default 4).
 	ActionQueue       int
 	ActionConcurrency int
+	// ActionBatch is how many queued deliveries of a kafka, nats,
+	// postgres or mqtt action go in one attempt (default 100).
+	ActionBatch int
 	// WebhookTimeout is the time of one attempt of a webhook that sets no
 	// timeoutMs (default 5s); WebhookRetries the attempts after the first
 	// of one that sets no retries (default 2; negative: none).
@@ -175,6 +178,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.ActionConcurrency <= 0 {
 		opts.ActionConcurrency = 4
+	}
+	if opts.ActionBatch <= 0 {
+		opts.ActionBatch = 100
 	}
 	if opts.WebhookTimeout <= 0 {
 		opts.WebhookTimeout = DefaultWebhookTimeoutMs * time.Millisecond
@@ -313,6 +319,11 @@ func (e *Engine) Close() error {
 		e.closeDelivery()
 		t.Stop()
 		e.cancel()
+		for _, r := range *e.rules.Load() {
+			for _, d := range r.allDests() {
+				d.sink.shut()
+			}
+		}
 	})
 	return nil
 }
@@ -606,6 +617,8 @@ func (e *Engine) swap(name string, c *compiledRule) {
 			next = append(next, r)
 		} else if c == nil {
 			r.retire()
+		} else {
+			r.replaced()
 		}
 	}
 	if c != nil {

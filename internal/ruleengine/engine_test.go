@@ -304,7 +304,7 @@ func TestValidation(t *testing.T) {
 	}{
 		{store.Rule{Name: "a b", SQL: "SELECT * FROM 'x'"}, "name"},
 		{store.Rule{Name: "r", SQL: "SELECT FROM 'x'"}, "sql"},
-		{store.Rule{Name: "r", SQL: "SELECT * FROM 'x'", Actions: json.RawMessage(`[{"type":"kafka"}]`)}, "actions[0].type"},
+		{store.Rule{Name: "r", SQL: "SELECT * FROM 'x'", Actions: json.RawMessage(`[{"type":"amqp"}]`)}, "actions[0].type"},
 		{store.Rule{Name: "r", SQL: "SELECT * FROM 'x'", Actions: json.RawMessage(`[{"type":"republish"}]`)}, "actions[0].topic"},
 		{store.Rule{Name: "r", SQL: "SELECT * FROM 'x'", Actions: json.RawMessage(`[{"type":"republish","topic":"a/#"}]`)}, "actions[0].topic"},
 		{store.Rule{Name: "r", SQL: "SELECT * FROM 'x'", Actions: json.RawMessage(`[{"type":"webhook","url":"ftp://x"}]`)}, "actions[0].url"},

@@ -3,6 +3,7 @@ package ruleengine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -123,6 +124,36 @@ func objectLookup(o rules.Object) func(string) (string, bool) {
 		}
 		return string(v.AppendJSON(nil)), true
 	}
+}
+
+// bodyLookup finds a member of an action's JSON body for a template: a
+// string as is, other values as JSON. The body is decoded on first use.
+func bodyLookup(body []byte) func(string) (string, bool) {
+	var m map[string]json.RawMessage
+	decoded := false
+	return func(name string) (string, bool) {
+		if !decoded {
+			decoded = true
+			_ = json.Unmarshal(body, &m)
+		}
+		raw, ok := m[name]
+		if !ok {
+			return "", false
+		}
+		var s string
+		if len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil {
+			return s, true
+		}
+		return string(raw), true
+	}
+}
+
+// lookupOf returns the job's lookup, or one on its body.
+func (j job) lookupOf() func(string) (string, bool) {
+	if j.lookup != nil {
+		return j.lookup
+	}
+	return bodyLookup(j.body)
 }
 
 func mapLookup(m map[string]any) func(string) (string, bool) {

@@ -11,8 +11,10 @@ import (
 	"github.com/moteiot/mote/internal/store"
 )
 
-// Secrets of rules: the header values of webhook actions and the password
-// in a webhook URL (https://user:password@host/...). They are sealed
+// Secrets of rules: the header values of webhook actions, the password
+// in the URL of a webhook, nats, postgres or mqtt action
+// (https://user:password@host/...), a kafka action's SASL password, a
+// nats action's creds and the TLS private key of any action. They are sealed
 // (internal/seal, AES-256-GCM under the data directory's seal.key) before
 // a rule reaches the store, and opened when a rule is loaded to run and
 // when the API reads it (sealRule, openRule, openActions); values stored
@@ -42,10 +44,37 @@ func redactedURL(raw string) string {
 	return out[:i] + ":" + Redacted + out[i:]
 }
 
-// redactAction replaces the secrets of one webhook action.
+// otherSecrets returns the secrets of an action besides the URL's
+// password and header values: the kafka SASL password, the nats creds
+// and the TLS private key, by field name.
+func otherSecrets(a *Action) map[string]*string {
+	out := map[string]*string{}
+	if a.SASL != nil && a.SASL.Password != "" {
+		out["sasl.password"] = &a.SASL.Password
+	}
+	if a.Creds != "" {
+		out["creds"] = &a.Creds
+	}
+	if a.TLS != nil && a.TLS.Key != "" {
+		out["tls.key"] = &a.TLS.Key
+	}
+	return out
+}
+
+// secretKey names the stored counterpart of an action whose secrets are
+// given as the placeholder: the stored action of the same type with the
+// same redacted URL and brokers.
+func secretKey(a *Action) string {
+	return a.Type + "|" + redactedURL(a.URL) + "|" + strings.Join(a.Brokers, ",")
+}
+
+// redactAction replaces the secrets of one action.
 func redactAction(a *Action) {
-	if a.Type != ActionWebhook {
+	if !external(a.Type) {
 		return
+	}
+	for _, p := range otherSecrets(a) {
+		*p = Redacted
 	}
 	a.URL = redactedURL(a.URL)
 	if len(a.Headers) > 0 {
@@ -57,8 +86,9 @@ func redactAction(a *Action) {
 	}
 }
 
-// Redact returns r with the secrets of its webhook actions (header values,
-// the URL's password) replaced by Redacted.
+// Redact returns r with the secrets of its actions (webhook header values,
+// a URL's password, a SASL password, NATS creds, a TLS key) replaced by
+// Redacted.
 func Redact(r store.Rule) store.Rule {
 	var list []Action
 	if len(r.Actions) > 0 && json.Unmarshal(r.Actions, &list) == nil {
@@ -83,7 +113,7 @@ func Redact(r store.Rule) store.Rule {
 // redacted URL; a placeholder without one is a KindInvalid error naming
 // the field.
 func keepSecrets(r store.Rule, old *store.Rule) (store.Rule, error) {
-	stored := map[string]Action{} // redacted URL → first stored webhook action
+	stored := map[string]Action{} // secretKey → first stored action
 	if old != nil {
 		var list []Action
 		_ = json.Unmarshal(old.Actions, &list)
@@ -92,23 +122,34 @@ func keepSecrets(r store.Rule, old *store.Rule) (store.Rule, error) {
 			list = append(list, ea)
 		}
 		for _, a := range list {
-			if a.Type != ActionWebhook {
+			if !external(a.Type) {
 				continue
 			}
-			if _, ok := stored[redactedURL(a.URL)]; !ok {
-				stored[redactedURL(a.URL)] = a
+			if _, ok := stored[secretKey(&a)]; !ok {
+				stored[secretKey(&a)] = a
 			}
 		}
 	}
 	restore := func(field string, a *Action) error {
-		if a.Type != ActionWebhook {
+		if !external(a.Type) {
 			return nil
 		}
-		prev, ok := stored[redactedURL(a.URL)]
+		prev, ok := stored[secretKey(a)]
+		prevOther := otherSecrets(&prev)
+		for name, p := range otherSecrets(a) {
+			if *p != Redacted {
+				continue
+			}
+			pv, has := prevOther[name]
+			if !ok || !has {
+				return core.Invalid(field+"."+name, "%s.%s is %q, which keeps a stored value, but no stored %s action with this URL has one; give the value", field, name, Redacted, a.Type)
+			}
+			*p = *pv
+		}
 		if u, err := url.Parse(a.URL); err == nil && u.User != nil {
 			if p, set := u.User.Password(); set && p == Redacted {
 				if !ok {
-					return core.Invalid(field+".url", "%s.url: the password %q keeps a stored one, but no stored webhook has this URL; give the password", field, Redacted)
+					return core.Invalid(field+".url", "%s.url: the password %q keeps a stored one, but no stored %s action has this URL; give the password", field, Redacted, a.Type)
 				}
 				a.URL = prev.URL
 			}
@@ -136,11 +177,11 @@ func keepSecrets(r store.Rule, old *store.Rule) (store.Rule, error) {
 			if decodeStrict(raw, &a) != nil {
 				return r, nil
 			}
-			before := fmt.Sprint(a)
+			before, _ := json.Marshal(a)
 			if err := restore(fmt.Sprintf("actions[%d]", i), &a); err != nil {
 				return r, err
 			}
-			if fmt.Sprint(a) != before {
+			if after, _ := json.Marshal(a); string(after) != string(before) {
 				raws[i], _ = json.Marshal(a)
 				changed = true
 			}
@@ -154,11 +195,11 @@ func keepSecrets(r store.Rule, old *store.Rule) (store.Rule, error) {
 		if decodeStrict(r.ErrorAction, &a) != nil {
 			return r, nil
 		}
-		before := fmt.Sprint(a)
+		before, _ := json.Marshal(a)
 		if err := restore("errorAction", &a); err != nil {
 			return r, err
 		}
-		if fmt.Sprint(a) != before {
+		if after, _ := json.Marshal(a); string(after) != string(before) {
 			r.ErrorAction, _ = json.Marshal(a)
 		}
 	}
@@ -171,14 +212,22 @@ func keepSecrets(r store.Rule, old *store.Rule) (store.Rule, error) {
 func mapSecrets(r store.Rule, f func(string) (string, error)) (store.Rule, bool, error) {
 	changed := false
 	do := func(a *Action) error {
-		if a.Type != ActionWebhook {
+		if !external(a.Type) {
 			return nil
+		}
+		for name, p := range otherSecrets(a) {
+			np, err := f(*p)
+			if err != nil {
+				return fmt.Errorf("%s %s: %s: %w", a.Type, redactedURL(a.URL), name, err)
+			}
+			changed = changed || np != *p
+			*p = np
 		}
 		if u, err := url.Parse(a.URL); err == nil && u.User != nil {
 			if p, ok := u.User.Password(); ok {
 				np, err := f(p)
 				if err != nil {
-					return fmt.Errorf("webhook %s: url password: %w", redactedURL(a.URL), err)
+					return fmt.Errorf("%s %s: url password: %w", a.Type, redactedURL(a.URL), err)
 				}
 				if np != p {
 					if seal.IsSealed(np) {
@@ -268,7 +317,7 @@ func (e *Engine) openRule(r store.Rule) store.Rule {
 // One that does not open leaves the action failing every attempt with
 // the error (which holds neither the value nor the sealed form).
 func (e *Engine) openAction(rule string, a *compiledAction) {
-	if a.Type != ActionWebhook {
+	if !external(a.Type) {
 		return
 	}
 	open := func(s string) (string, error) {
@@ -285,8 +334,8 @@ func (e *Engine) openAction(rule string, a *compiledAction) {
 	out, _, err := mapSecrets(r, open)
 	if err != nil {
 		a.sealErr = err
-		e.log.Error("rule webhook secret does not open; the webhook fails until the rule is updated or the right seal.key is back",
-			"rule", rule, "error", err)
+		e.log.Error("rule action secret does not open; the action fails until the rule is updated or the right seal.key is back",
+			"rule", rule, "action", a.Type, "error", err)
 		return
 	}
 	var list []Action
