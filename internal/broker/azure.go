@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -177,7 +178,9 @@ type azureJob struct {
 // azureUser parses the user name of a CONNECT: nil, nil when it is not an
 // Azure IoT Hub user name (or the protocol is off).
 func (b *Broker) azureUser(cl *mqtt.Client, pk packets.Packet) (*azureiot.Username, error) {
-	if !b.opts.Azure.Enabled {
+	// An Azure user name is {hostname}/{deviceId}/?api-version=...: one
+	// without a '/' is not one (and is not copied, on every connect).
+	if !b.opts.Azure.Enabled || bytes.IndexByte(pk.Connect.Username, '/') < 0 {
 		return nil, nil
 	}
 	u, err := azureiot.ParseUsername(string(pk.Connect.Username))

@@ -25,6 +25,7 @@
 package fleetindex
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -606,16 +607,7 @@ func (x *Index) apply(batch []event) {
 		case evShadow:
 			c.shadow, c.ver = parseShadow(e.payload)
 		case evPresence:
-			var p struct {
-				Event string    `json:"event"`
-				Thing string    `json:"thing"`
-				Time  time.Time `json:"time"`
-			}
-			if json.Unmarshal(e.payload, &p) != nil || p.Thing == "" {
-				c.ok = false
-				break
-			}
-			c.ev.thing, c.conn, c.ev.at = p.Thing, p.Event == "connected", p.Time
+			c.ev.thing, c.conn, c.ev.at, c.ok = presenceOf(e.payload)
 		case evTelemetry:
 			_, fields, err := telemetry.Flatten(e.payload, e.at)
 			c.fields, c.ok = fields, err == nil
@@ -1196,3 +1188,44 @@ func (x *Index) DynamicGroups() int {
 
 // MaxDynamicGroups is the configured limit of dynamic groups.
 func (x *Index) MaxDynamicGroups() int { return x.o.MaxDynamicGroups }
+
+// presenceOf reads the thing, the state and the time of a presence event
+// (broker.Event's JSON). There is one per connect and disconnect, so the
+// broker's own encoding is read directly: a key such as "thing":" cannot
+// occur inside a JSON string (a quote there is escaped), thing names have
+// no escapes, and the time is RFC 3339. Anything else goes through
+// encoding/json.
+func presenceOf(b []byte) (thing string, connected bool, at time.Time, ok bool) {
+	th, ok1 := plainJSONString(b, `"thing":"`)
+	ev, ok2 := plainJSONString(b, `"event":"`)
+	ts, ok3 := plainJSONString(b, `"time":"`)
+	if ok1 && ok2 && ok3 && core.ValidateName("thing", string(th)) == nil {
+		if t, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil {
+			return string(th), string(ev) == "connected", t, true
+		}
+	}
+	var p struct {
+		Event string    `json:"event"`
+		Thing string    `json:"thing"`
+		Time  time.Time `json:"time"`
+	}
+	if json.Unmarshal(b, &p) != nil || p.Thing == "" {
+		return "", false, time.Time{}, false
+	}
+	return p.Thing, p.Event == "connected", p.Time, true
+}
+
+// plainJSONString returns the value of the string member that starts
+// right after key ("name":"), when it has no escapes.
+func plainJSONString(b []byte, key string) ([]byte, bool) {
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return nil, false
+	}
+	rest := b[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
+		return nil, false
+	}
+	return rest[:j], true
+}
