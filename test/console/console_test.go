@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -388,7 +389,10 @@ func TestConsoleWithSimulatedFleet(t *testing.T) {
 
 	var method string
 	se.run("a device page: live telemetry, reported shadow, a direct method",
-		chromedp.Click(`//td/a[text()="`+first+`"]`, chromedp.BySearch),
+		// Clicked in the page, in one step: the list re-renders on live
+		// presence updates, which can replace the link between a lookup
+		// and a click (chromedp: "Could not find node with given id").
+		chromedp.Evaluate(`[...document.querySelectorAll("td a")].find((a) => a.textContent === `+strconv.Quote(first)+`).click()`, nil),
 		chromedp.WaitVisible(`//span[@class="badge on" and text()="connected"]`, chromedp.BySearch),
 		chromedp.WaitVisible(`//span[@data-testid="last-temperature" and string-length(text()) > 0]`, chromedp.BySearch),
 		chromedp.WaitVisible(`//pre[@data-testid="reported" and contains(text(), "firmware")]`, chromedp.BySearch),
