@@ -119,6 +119,7 @@ type Server struct {
 	logRate *rate.Limiter // refusals are logged at most this often
 	m       *metrics
 	obs     *observers
+	block1  *block1Tags
 
 	udp     *udpserver.Server
 	udpLn   *coapnet.UDPConn
@@ -165,6 +166,7 @@ func New(o Options) (*Server, error) {
 		devices: map[*udpclient.Conn]auth.Identity{},
 	}
 	s.obs = newObservers(s)
+	s.block1 = newBlock1Tags(blockwiseTimeout)
 	if o.Feed != nil && o.Metrics != nil {
 		feed := o.Feed
 		register(o.Metrics, prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -206,6 +208,10 @@ func New(o Options) (*Server, error) {
 // header, or a small request whole.
 const maxDatagram = 1280 + 1024
 
+// blockwiseTimeout is how long a block-wise transfer may pause between
+// blocks before its state is dropped.
+const blockwiseTimeout = 30 * time.Second
+
 // serverOption is a go-coap option for both the UDP and the DTLS server.
 type serverOption interface {
 	udpserver.Option
@@ -223,7 +229,7 @@ func (s *Server) serverOptions(dtls bool) []serverOption {
 		// MaxPayload (checked before the library buffers a block, in
 		// precheck); a single datagram by maxDatagram.
 		options.WithMaxMessageSize(uint32(max(s.opts.MaxPayload, maxDatagram))),
-		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
+		options.WithBlockwise(true, blockwise.SZX1024, blockwiseTimeout),
 		options.WithProcessReceivedMessageFunc(func(req *pool.Message, cc *udpclient.Conn, next config.HandlerFunc[*udpclient.Conn]) {
 			s.precheck(req, cc, next)
 		}),
@@ -314,6 +320,7 @@ func (s *Server) onNewConn(cc *udpclient.Conn, dtls bool) {
 		n.Add(-1)
 		s.m.sessions.WithLabelValues(kind).Dec()
 		s.obs.connClosed(cc)
+		s.block1.forget(cc, nil)
 	})
 	if !dtls {
 		return
