@@ -190,13 +190,38 @@ func TestCoAPClientShadowPutGetObserve(t *testing.T) {
 	// elsewhere (the REST API's path) reaches it.
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(c, coapClient(t), "-m", "get", "-s", "25", u)
+	// -w: coap-client writes each payload with no separator otherwise,
+	// so the notifications would never make a line.
+	cmd := exec.CommandContext(c, coapClient(t), "-w", "-m", "get", "-s", "25", u)
 	lines := startLines(t, cmd)
 	waitLine(t, lines, `"on":true`)
 	if _, err := s.Shadows().Update(ctx(t), "lamp", "", []byte(`{"state":{"desired":{"on":false}}}`)); err != nil {
 		t.Fatalf("update shadow: %v", err)
 	}
 	waitLine(t, lines, `"desired":{"on":false}`)
+	// One change, one notification: the line after it is the next
+	// change's, not the same document again.
+	if _, err := s.Shadows().Update(ctx(t), "lamp", "", []byte(`{"state":{"desired":{"on":true}}}`)); err != nil {
+		t.Fatalf("update shadow: %v", err)
+	}
+	if l := nextLine(t, lines); !strings.Contains(l, `"desired":{"on":true}`) {
+		t.Errorf("notification after the second update = %q; want the second document (a change notified twice?)", l)
+	}
+}
+
+// nextLine is the next line of output, within 15 s.
+func nextLine(t *testing.T, lines <-chan string) string {
+	t.Helper()
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			t.Fatal("output ended")
+		}
+		return l
+	case <-time.After(15 * time.Second):
+		t.Fatal("no line after 15s")
+	}
+	return ""
 }
 
 // startLines starts cmd and returns its stdout and stderr lines.
@@ -246,7 +271,7 @@ func TestCoAPClientObserveCommands(t *testing.T) {
 	secret := s.Device(t, "pump")
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(c, coapClient(t), "-m", "get", "-s", "25", uri(s, "/things/pump/commands", "pump", secret))
+	cmd := exec.CommandContext(c, coapClient(t), "-w", "-m", "get", "-s", "25", uri(s, "/things/pump/commands", "pump", secret)) // -w: a line per payload
 	lines := startLines(t, cmd)
 	waitLine(t, lines, `{"items":[]}`)
 	created, err := s.Commands().Create(ctx(t), "pump", commands.Request{Name: "flush", Payload: json.RawMessage(`{"litres":3}`)})
