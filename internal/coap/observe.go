@@ -57,13 +57,17 @@ func (f *ShadowFeed) Publish(topic string, payload []byte, retain bool, qos byte
 // Dropped is how many changes found the queue full.
 func (f *ShadowFeed) Dropped() int64 { return f.dropped.Load() }
 
-// changedShadow parses {$aws|$mote}/things/{t}/shadow[/name/{n}]/update/documents
-// and .../delete/accepted.
+// changedShadow parses $mote/things/{t}/shadow[/name/{n}]/update/documents
+// and {$aws|$mote}/things/{t}/shadow[/name/{n}]/delete/accepted. The
+// shadow service publishes every /documents under both prefixes: only
+// the $mote one counts, so that one change makes one notification (a
+// delete is answered under the prefix of its request only).
 func changedShadow(topic string) (shadowRef, bool) {
 	var rest string
+	aws := false
 	switch {
 	case strings.HasPrefix(topic, "$aws/things/"):
-		rest = topic[len("$aws/things/"):]
+		rest, aws = topic[len("$aws/things/"):], true
 	case strings.HasPrefix(topic, "$mote/things/"):
 		rest = topic[len("$mote/things/"):]
 	default:
@@ -81,7 +85,7 @@ func changedShadow(topic string) (shadowRef, bool) {
 		}
 		ref.name, ops = ops[1], ops[2:]
 	}
-	if len(ops) != 2 || !(ops[0] == "update" && ops[1] == "documents" || ops[0] == "delete" && ops[1] == "accepted") {
+	if len(ops) != 2 || !(!aws && ops[0] == "update" && ops[1] == "documents" || ops[0] == "delete" && ops[1] == "accepted") {
 		return shadowRef{}, false
 	}
 	return ref, true
