@@ -250,6 +250,10 @@ func (o *observers) runFeed(f *ShadowFeed) {
 	}
 }
 
+// notifyBlock is the largest notification body sent in one datagram
+// (the server's block size); a larger one goes block-wise.
+const notifyBlock = 1024
+
 // notify sends one notification; a failure ends the observation.
 func (ob *observation) notify(code codes.Code, typ message.Type, doc []byte) bool {
 	if ob.ctx.Err() != nil {
@@ -273,7 +277,17 @@ func (ob *observation) notify(code codes.Code, typ message.Type, doc []byte) boo
 		m.SetContentFormat(cf)
 		m.SetBody(bytes.NewReader(body))
 	}
-	if err := ob.cc.WriteMessage(m); err != nil {
+	var err error
+	if typ == message.NonConfirmable && len(body) <= notifyBlock {
+		// Straight to the session: go-coap's block-wise writer drops
+		// the type (the notification would go confirmable, and the
+		// shared feed goroutine wait for each observer's ACK).
+		m.SetMessageID(ob.cc.GetMessageID())
+		err = ob.cc.Session().WriteMessage(m)
+	} else {
+		err = ob.cc.WriteMessage(m)
+	}
+	if err != nil {
 		ob.s.m.notifications.WithLabelValues(ob.kind, "failed").Inc()
 		ob.s.obs.remove(ob.cc, ob.token)
 		return false
