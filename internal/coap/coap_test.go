@@ -730,3 +730,52 @@ func TestSessionLimit(t *testing.T) {
 		t.Errorf("first peer after the refusal = %v, %v; want 2.04", resp, err)
 	}
 }
+
+// A block-wise transfer over coap-max-payload (4096 here) from libcoap is
+// refused 4.13 and never reaches the bus.
+func TestCoAPClientBlockwiseOversize(t *testing.T) {
+	coapClient(t)
+	s := start(t)
+	secret := s.Device(t, "dev-1")
+	msgs := watch(t, s, "things/#")
+	file := t.TempDir() + "/big.json"
+	if err := os.WriteFile(file, []byte(`{"log":"`+strings.Repeat("x", 6000)+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(c, coapClient(t), "-m", "post", "-b", "256", "-t", "json", "-f", file, uri(s, "/things/dev-1/logs", "dev-1", secret)).CombinedOutput()
+	if !strings.Contains(string(out), "4.13") {
+		t.Errorf("coap-client output = %q; want a 4.13 answer", out)
+	}
+	select {
+	case m := <-msgs:
+		t.Errorf("bus got %s (%d bytes) from a refused transfer", m.Topic, len(m.Payload))
+	default:
+	}
+	if n := metric(t, s, `mote_coap_requests_total{code="4.13"}`); n < 1 {
+		t.Errorf(`mote_coap_requests_total{code="4.13"} = %v; want at least 1`, n)
+	}
+}
+
+// A shadow document larger than a block reaches a libcoap observer
+// whole, in the registration answer and in a notification (Block2).
+func TestCoAPClientObserveLargeShadow(t *testing.T) {
+	coapClient(t)
+	s := start(t)
+	secret := s.Device(t, "lamp")
+	u := uri(s, "/things/lamp/shadow", "lamp", secret)
+	big := strings.Repeat("a", 2000)
+	if _, err := s.Shadows().Update(ctx(t), "lamp", "", []byte(`{"state":{"reported":{"note":"`+big+`"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lines := startLines(t, exec.CommandContext(c, coapClient(t), "-w", "-m", "get", "-s", "25", u))
+	waitLine(t, lines, `"note":"`+big+`"`)
+	bigger := strings.Repeat("b", 2500)
+	if _, err := s.Shadows().Update(ctx(t), "lamp", "", []byte(`{"state":{"reported":{"note":"`+bigger+`"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitLine(t, lines, `"note":"`+bigger+`"`)
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/moteiot/mote/internal/commands"
@@ -251,7 +252,7 @@ func (o *observers) runFeed(f *ShadowFeed) {
 }
 
 // notifyBlock is the largest notification body sent in one datagram
-// (the server's block size); a larger one goes block-wise.
+// (the server's block size, SZX1024); a larger one goes block-wise.
 const notifyBlock = 1024
 
 // notify sends one notification; a failure ends the observation.
@@ -278,10 +279,19 @@ func (ob *observation) notify(code codes.Code, typ message.Type, doc []byte) boo
 		m.SetBody(bytes.NewReader(body))
 	}
 	var err error
-	if typ == message.NonConfirmable && len(body) <= notifyBlock {
+	if typ == message.NonConfirmable {
 		// Straight to the session: go-coap's block-wise writer drops
 		// the type (the notification would go confirmable, and the
-		// shared feed goroutine wait for each observer's ACK).
+		// shared feed goroutine wait for each observer's ACK). A body
+		// over a block goes as its first block; the client fetches the
+		// rest with GET and Block2 (RFC 7959 §2.6), which the handler
+		// answers as any block-wise GET.
+		if len(body) > notifyBlock {
+			v, _ := blockwise.EncodeBlockOption(blockwise.SZX1024, 0, true)
+			m.SetOptionUint32(message.Block2, v)
+			m.SetOptionUint32(message.Size2, uint32(len(body)))
+			m.SetBody(bytes.NewReader(body[:notifyBlock]))
+		}
 		m.SetMessageID(ob.cc.GetMessageID())
 		err = ob.cc.Session().WriteMessage(m)
 	} else {

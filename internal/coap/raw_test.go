@@ -170,4 +170,40 @@ func TestShadowNotificationsNonConfirmable(t *testing.T) {
 			t.Fatalf("notification %d = %v %v token %x %q; want a non-confirmable 2.05 with %s", i, r.Type(), r.Code(), r.Token(), body(t, r), want)
 		}
 	}
+	// A document over a block: its first block, non-confirmable, with
+	// Block2 and Size2; the rest comes with GET and Block2 (RFC 7959
+	// §2.6), here with a new token.
+	note := strings.Repeat("n", 2000)
+	if _, err := s.Shadows().Update(ctx(t), "a", "", []byte(`{"state":{"reported":{"note":"`+note+`"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r := p.recv()
+	b2, berr := r.GetOptionUint32(message.Block2)
+	size, serr := r.GetOptionUint32(message.Size2)
+	first := body(t, r)
+	if r.Type() != message.NonConfirmable || berr != nil || b2 != 1<<3|6 || serr != nil || len(first) != 1024 {
+		t.Fatalf("large notification = %v Block2 %v (%v) Size2 %v (%v), %d bytes; want non-confirmable, Block2 0/more/1024, Size2, 1024 bytes", r.Type(), b2, berr, size, serr, len(first))
+	}
+	doc := first
+	for num := uint32(1); ; num++ {
+		p.send(func(m *pool.Message) error {
+			if err := m.SetupGet("/things/a/shadow", []byte{7, byte(num)}, message.Option{ID: message.URIQuery, Value: []byte("token=a:" + secret)}); err != nil {
+				return err
+			}
+			m.SetOptionUint32(message.Block2, num<<4|6)
+			return nil
+		}, message.Confirmable)
+		r := p.recv()
+		if r.Code() != codes.Content {
+			t.Fatalf("block %d = %v; want 2.05", num, r.Code())
+		}
+		doc += body(t, r)
+		v, err := r.GetOptionUint32(message.Block2)
+		if err != nil || v&(1<<3) == 0 {
+			break
+		}
+	}
+	if len(doc) != int(size) || !strings.Contains(doc, note) {
+		t.Errorf("large notification assembled = %d bytes; want Size2 %d with the whole note", len(doc), size)
+	}
 }
