@@ -28,14 +28,17 @@ import (
 // block1Tags remembers, per session, the token of the first block of
 // each transfer under the hash of its matching options, and precheck
 // gives the later blocks that token before go-coap sees them (the answer
-// goes back with the block's own token). A session tracks at most
-// maxBlock1Transfers transfers (a new one evicts the oldest, which then
-// falls back to matching by token) for at most the block-wise transfer
-// timeout after its last block.
+// goes back with the block's own token). A session tracks at most max
+// transfers (--coap-max-blockwise-transfers; a new one evicts the
+// oldest, which then falls back to matching by token) for at most the
+// block-wise transfer timeout after its last block.
 type block1Tags struct {
-	mu  sync.Mutex
-	ttl time.Duration
-	by  map[*udpclient.Conn][]block1Transfer
+	mu      sync.Mutex
+	ttl     time.Duration
+	max     int
+	evicted func() // counts an eviction
+	now     func() time.Time
+	by      map[*udpclient.Conn][]block1Transfer
 }
 
 type block1Transfer struct {
@@ -44,12 +47,8 @@ type block1Transfer struct {
 	expires time.Time
 }
 
-// maxBlock1Transfers bounds the transfers a session has in flight at once
-// whose tokens are tracked.
-const maxBlock1Transfers = 8
-
-func newBlock1Tags(ttl time.Duration) *block1Tags {
-	return &block1Tags{ttl: ttl, by: map[*udpclient.Conn][]block1Transfer{}}
+func newBlock1Tags(ttl time.Duration, max int, evicted func()) *block1Tags {
+	return &block1Tags{ttl: ttl, max: max, evicted: evicted, now: time.Now, by: map[*udpclient.Conn][]block1Transfer{}}
 }
 
 // block1Key hashes what identifies a transfer: the method and every
@@ -92,7 +91,7 @@ func (t *block1Tags) canonical(cc *udpclient.Conn, r *pool.Message) []byte {
 		return r.Token()
 	}
 	key := block1Key(r)
-	now := time.Now()
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	list := t.by[cc]
@@ -116,8 +115,9 @@ func (t *block1Tags) canonical(cc *udpclient.Conn, r *pool.Message) []byte {
 			list = append(list[:found], list[found+1:]...)
 		}
 		if more {
-			if len(list) >= maxBlock1Transfers {
+			if len(list) >= t.max {
 				list = list[1:]
+				t.evicted()
 			}
 			list = append(list, block1Transfer{key: key, token: bytes.Clone(token), expires: now.Add(t.ttl)})
 		}

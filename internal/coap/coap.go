@@ -104,6 +104,9 @@ type Options struct {
 	MaxObservers int           // per thing; default 8
 	MaxSessions  int           // per listener; default 10,000
 	SessionIdle  time.Duration // default 5m
+	// MaxBlockwiseTransfers bounds the Block1 transfers with a new
+	// token per block a session has in flight (block1.go); default 8.
+	MaxBlockwiseTransfers int
 	// RequestTimeout bounds the work of one request (a publish waiting
 	// for durability, a shadow commit); default 10s.
 	RequestTimeout time.Duration
@@ -148,6 +151,9 @@ func New(o Options) (*Server, error) {
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 10_000
 	}
+	if o.MaxBlockwiseTransfers <= 0 {
+		o.MaxBlockwiseTransfers = 8
+	}
 	if o.SessionIdle <= 0 {
 		o.SessionIdle = 5 * time.Minute
 	}
@@ -166,7 +172,10 @@ func New(o Options) (*Server, error) {
 		devices: map[*udpclient.Conn]auth.Identity{},
 	}
 	s.obs = newObservers(s)
-	s.block1 = newBlock1Tags(blockwiseTimeout)
+	s.block1 = newBlock1Tags(blockwiseTimeout, o.MaxBlockwiseTransfers, func() {
+		s.m.blockEvicted.Inc()
+		s.refusalLog("block-wise transfer evicted: coap-max-blockwise-transfers reached")
+	})
 	if o.Feed != nil && o.Metrics != nil {
 		feed := o.Feed
 		register(o.Metrics, prometheus.NewCounterFunc(prometheus.CounterOpts{
