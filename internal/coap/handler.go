@@ -42,6 +42,8 @@ const (
 // §2.9.3), and the transfer never reaches the buffer.
 func (s *Server) precheck(req *pool.Message, cc *udpclient.Conn, next config.HandlerFunc[*udpclient.Conn]) {
 	if tooLarge(req, s.opts.MaxPayload) {
+		// Before the library handles req: it releases req to its pool.
+		s.block1.forget(cc, req)
 		cc.ProcessReceivedMessageWithHandler(req, func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message) {
 			s.m.request(codes.RequestEntityTooLarge)
 			s.refusalLog("request body over coap-max-payload", "remote", cc.RemoteAddr().String(), "limit", s.opts.MaxPayload)
@@ -56,7 +58,6 @@ func (s *Server) precheck(req *pool.Message, cc *udpclient.Conn, next config.Han
 				w.Message().SetMessageID(r.MessageID())
 			}
 		})
-		s.block1.forget(cc, req)
 		return
 	}
 	if !req.HasOption(message.Block1) {
@@ -68,7 +69,7 @@ func (s *Server) precheck(req *pool.Message, cc *udpclient.Conn, next config.Han
 	// block's own token (RFC 7252 §5.3.1), an empty ACK none.
 	own := bytes.Clone(req.Token())
 	if canonical := s.block1.canonical(cc, req); !bytes.Equal(canonical, own) {
-		req.SetToken(canonical)
+		req.SetToken(bytes.Clone(canonical))
 	}
 	cc.ProcessReceivedMessageWithHandler(req, func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message) {
 		next(w, r)
