@@ -104,6 +104,9 @@ type Options struct {
 	MaxObservers int           // per thing; default 8
 	MaxSessions  int           // per listener; default 10,000
 	SessionIdle  time.Duration // default 5m
+	// MaxBlockwiseTransfers bounds the Block1 transfers with a new
+	// token per block a session has in flight (block1.go); default 8.
+	MaxBlockwiseTransfers int
 	// RequestTimeout bounds the work of one request (a publish waiting
 	// for durability, a shadow commit); default 10s.
 	RequestTimeout time.Duration
@@ -119,6 +122,7 @@ type Server struct {
 	logRate *rate.Limiter // refusals are logged at most this often
 	m       *metrics
 	obs     *observers
+	block1  *block1Tags
 
 	udp     *udpserver.Server
 	udpLn   *coapnet.UDPConn
@@ -147,6 +151,9 @@ func New(o Options) (*Server, error) {
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 10_000
 	}
+	if o.MaxBlockwiseTransfers <= 0 {
+		o.MaxBlockwiseTransfers = 8
+	}
 	if o.SessionIdle <= 0 {
 		o.SessionIdle = 5 * time.Minute
 	}
@@ -165,6 +172,10 @@ func New(o Options) (*Server, error) {
 		devices: map[*udpclient.Conn]auth.Identity{},
 	}
 	s.obs = newObservers(s)
+	s.block1 = newBlock1Tags(blockwiseTimeout, o.MaxBlockwiseTransfers, func() {
+		s.m.blockEvicted.Inc()
+		s.refusalLog("block-wise transfer evicted: coap-max-blockwise-transfers reached")
+	})
 	if o.Feed != nil && o.Metrics != nil {
 		feed := o.Feed
 		register(o.Metrics, prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -206,6 +217,10 @@ func New(o Options) (*Server, error) {
 // header, or a small request whole.
 const maxDatagram = 1280 + 1024
 
+// blockwiseTimeout is how long a block-wise transfer may pause between
+// blocks before its state is dropped.
+const blockwiseTimeout = 30 * time.Second
+
 // serverOption is a go-coap option for both the UDP and the DTLS server.
 type serverOption interface {
 	udpserver.Option
@@ -223,7 +238,7 @@ func (s *Server) serverOptions(dtls bool) []serverOption {
 		// MaxPayload (checked before the library buffers a block, in
 		// precheck); a single datagram by maxDatagram.
 		options.WithMaxMessageSize(uint32(max(s.opts.MaxPayload, maxDatagram))),
-		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
+		options.WithBlockwise(true, blockwise.SZX1024, blockwiseTimeout),
 		options.WithProcessReceivedMessageFunc(func(req *pool.Message, cc *udpclient.Conn, next config.HandlerFunc[*udpclient.Conn]) {
 			s.precheck(req, cc, next)
 		}),
@@ -314,6 +329,7 @@ func (s *Server) onNewConn(cc *udpclient.Conn, dtls bool) {
 		n.Add(-1)
 		s.m.sessions.WithLabelValues(kind).Dec()
 		s.obs.connClosed(cc)
+		s.block1.forget(cc, nil)
 	})
 	if !dtls {
 		return

@@ -190,13 +190,38 @@ func TestCoAPClientShadowPutGetObserve(t *testing.T) {
 	// elsewhere (the REST API's path) reaches it.
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(c, coapClient(t), "-m", "get", "-s", "25", u)
+	// -w: coap-client writes each payload with no separator otherwise,
+	// so the notifications would never make a line.
+	cmd := exec.CommandContext(c, coapClient(t), "-w", "-m", "get", "-s", "25", u)
 	lines := startLines(t, cmd)
 	waitLine(t, lines, `"on":true`)
 	if _, err := s.Shadows().Update(ctx(t), "lamp", "", []byte(`{"state":{"desired":{"on":false}}}`)); err != nil {
 		t.Fatalf("update shadow: %v", err)
 	}
 	waitLine(t, lines, `"desired":{"on":false}`)
+	// One change, one notification: the line after it is the next
+	// change's, not the same document again.
+	if _, err := s.Shadows().Update(ctx(t), "lamp", "", []byte(`{"state":{"desired":{"on":true}}}`)); err != nil {
+		t.Fatalf("update shadow: %v", err)
+	}
+	if l := nextLine(t, lines); !strings.Contains(l, `"desired":{"on":true}`) {
+		t.Errorf("notification after the second update = %q; want the second document (a change notified twice?)", l)
+	}
+}
+
+// nextLine is the next line of output, within 15 s.
+func nextLine(t *testing.T, lines <-chan string) string {
+	t.Helper()
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			t.Fatal("output ended")
+		}
+		return l
+	case <-time.After(15 * time.Second):
+		t.Fatal("no line after 15s")
+	}
+	return ""
 }
 
 // startLines starts cmd and returns its stdout and stderr lines.
@@ -246,7 +271,7 @@ func TestCoAPClientObserveCommands(t *testing.T) {
 	secret := s.Device(t, "pump")
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(c, coapClient(t), "-m", "get", "-s", "25", uri(s, "/things/pump/commands", "pump", secret))
+	cmd := exec.CommandContext(c, coapClient(t), "-w", "-m", "get", "-s", "25", uri(s, "/things/pump/commands", "pump", secret)) // -w: a line per payload
 	lines := startLines(t, cmd)
 	waitLine(t, lines, `{"items":[]}`)
 	created, err := s.Commands().Create(ctx(t), "pump", commands.Request{Name: "flush", Payload: json.RawMessage(`{"litres":3}`)})
@@ -704,4 +729,53 @@ func TestSessionLimit(t *testing.T) {
 	if err != nil || resp.Code() != codes.Changed {
 		t.Errorf("first peer after the refusal = %v, %v; want 2.04", resp, err)
 	}
+}
+
+// A block-wise transfer over coap-max-payload (4096 here) from libcoap is
+// refused 4.13 and never reaches the bus.
+func TestCoAPClientBlockwiseOversize(t *testing.T) {
+	coapClient(t)
+	s := start(t)
+	secret := s.Device(t, "dev-1")
+	msgs := watch(t, s, "things/#")
+	file := t.TempDir() + "/big.json"
+	if err := os.WriteFile(file, []byte(`{"log":"`+strings.Repeat("x", 6000)+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(c, coapClient(t), "-m", "post", "-b", "256", "-t", "json", "-f", file, uri(s, "/things/dev-1/logs", "dev-1", secret)).CombinedOutput()
+	if !strings.Contains(string(out), "4.13") {
+		t.Errorf("coap-client output = %q; want a 4.13 answer", out)
+	}
+	select {
+	case m := <-msgs:
+		t.Errorf("bus got %s (%d bytes) from a refused transfer", m.Topic, len(m.Payload))
+	default:
+	}
+	if n := metric(t, s, `mote_coap_requests_total{code="4.13"}`); n < 1 {
+		t.Errorf(`mote_coap_requests_total{code="4.13"} = %v; want at least 1`, n)
+	}
+}
+
+// A shadow document larger than a block reaches a libcoap observer
+// whole, in the registration answer and in a notification (Block2).
+func TestCoAPClientObserveLargeShadow(t *testing.T) {
+	coapClient(t)
+	s := start(t)
+	secret := s.Device(t, "lamp")
+	u := uri(s, "/things/lamp/shadow", "lamp", secret)
+	big := strings.Repeat("a", 2000)
+	if _, err := s.Shadows().Update(ctx(t), "lamp", "", []byte(`{"state":{"reported":{"note":"`+big+`"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lines := startLines(t, exec.CommandContext(c, coapClient(t), "-w", "-m", "get", "-s", "25", u))
+	waitLine(t, lines, `"note":"`+big+`"`)
+	bigger := strings.Repeat("b", 2500)
+	if _, err := s.Shadows().Update(ctx(t), "lamp", "", []byte(`{"state":{"reported":{"note":"`+bigger+`"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitLine(t, lines, `"note":"`+bigger+`"`)
 }

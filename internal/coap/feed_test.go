@@ -8,7 +8,7 @@ func (p *countPub) Publish(string, []byte, bool, byte) error { p.n++; return nil
 
 func TestShadowFeed(t *testing.T) {
 	for topic, want := range map[string]shadowRef{
-		"$aws/things/t1/shadow/update/documents":           {thing: "t1"},
+		"$mote/things/t1/shadow/update/documents":          {thing: "t1"},
 		"$mote/things/t1/shadow/name/cfg/update/documents": {thing: "t1", name: "cfg"},
 		"$aws/things/t1/shadow/delete/accepted":            {thing: "t1"},
 	} {
@@ -16,7 +16,9 @@ func TestShadowFeed(t *testing.T) {
 			t.Errorf("changedShadow(%q) = %+v, %v; want %+v", topic, got, ok, want)
 		}
 	}
-	for _, topic := range []string{"$aws/things/t1/shadow/update/accepted", "$aws/things/t1/shadow/get/accepted", "things/t1/shadow/update/documents", "$mote/things/t1/shadow/name/update/documents", "$aws/things/t1/shadow"} {
+	// $aws/.../update/documents is the twin of the $mote one: one change,
+	// one notification.
+	for _, topic := range []string{"$aws/things/t1/shadow/update/documents", "$aws/things/t1/shadow/name/cfg/update/documents", "$aws/things/t1/shadow/update/accepted", "$aws/things/t1/shadow/get/accepted", "things/t1/shadow/update/documents", "$mote/things/t1/shadow/name/update/documents", "$aws/things/t1/shadow"} {
 		if got, ok := changedShadow(topic); ok {
 			t.Errorf("changedShadow(%q) = %+v; want no change", topic, got)
 		}
@@ -26,7 +28,7 @@ func TestShadowFeed(t *testing.T) {
 	next := &countPub{}
 	f := NewShadowFeed(next, 2)
 	for range 5 {
-		_ = f.Publish("$aws/things/t1/shadow/update/documents", nil, false, 1)
+		_ = f.Publish("$mote/things/t1/shadow/update/documents", nil, false, 1)
 	}
 	if next.n != 5 || f.Dropped() != 3 || len(f.ch) != 2 {
 		t.Errorf("published %d, dropped %d, queued %d; want 5, 3, 2", next.n, f.Dropped(), len(f.ch))

@@ -122,6 +122,13 @@ func FuzzHandler(f *testing.F) {
 		m.SetOptionUint32(message.Block1, 3<<4|1<<3) // num 3... more, size 16
 		return nil
 	}, message.Confirmable, 4)
+	tagged := encode(f, func(m *pool.Message) error {
+		if err := m.SetupPost("/things/f/logs", []byte{8, 1}, message.TextPlain, bytes.NewReader(bytes.Repeat([]byte("z"), 16)), tokenOpt, message.Option{ID: 292, Value: []byte{0x2b}}); err != nil {
+			return err
+		}
+		m.SetOptionUint32(message.Block1, 1<<3) // num 0, more, size 16, Request-Tag
+		return nil
+	}, message.Confirmable, 7)
 	huge := encode(f, func(m *pool.Message) error {
 		if err := m.SetupPost("/things/f/logs", []byte{6}, message.TextPlain, bytes.NewReader([]byte("x")), tokenOpt); err != nil {
 			return err
@@ -132,7 +139,7 @@ func FuzzHandler(f *testing.F) {
 	result := encode(f, func(m *pool.Message) error {
 		return m.SetupPost("/things/f/commands/c1", []byte{7}, message.AppJSON, bytes.NewReader([]byte(`{"status":"succeeded"}`)), tokenOpt)
 	}, message.Confirmable, 6)
-	for _, seed := range [][]byte{post, cbor, observe, block, huge, result, {}, {0x40}, {0x40, 0x01, 0x00, 0x01}, []byte("garbage")} {
+	for _, seed := range [][]byte{post, cbor, observe, block, tagged, huge, result, {}, {0x40}, {0x40, 0x01, 0x00, 0x01}, []byte("garbage")} {
 		f.Add(seed)
 	}
 	s := fuzzServer(f)

@@ -42,6 +42,8 @@ const (
 // §2.9.3), and the transfer never reaches the buffer.
 func (s *Server) precheck(req *pool.Message, cc *udpclient.Conn, next config.HandlerFunc[*udpclient.Conn]) {
 	if tooLarge(req, s.opts.MaxPayload) {
+		// Before the library handles req: it releases req to its pool.
+		s.block1.forget(cc, req)
 		cc.ProcessReceivedMessageWithHandler(req, func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message) {
 			s.m.request(codes.RequestEntityTooLarge)
 			s.refusalLog("request body over coap-max-payload", "remote", cc.RemoteAddr().String(), "limit", s.opts.MaxPayload)
@@ -58,7 +60,23 @@ func (s *Server) precheck(req *pool.Message, cc *udpclient.Conn, next config.Han
 		})
 		return
 	}
-	cc.ProcessReceivedMessageWithHandler(req, next)
+	if !req.HasOption(message.Block1) {
+		cc.ProcessReceivedMessageWithHandler(req, next)
+		return
+	}
+	// A block of a Block1 transfer: go-coap sees the token of the
+	// transfer's first block (block1.go); the answer carries this
+	// block's own token (RFC 7252 §5.3.1), an empty ACK none.
+	own := bytes.Clone(req.Token())
+	if canonical := s.block1.canonical(cc, req); !bytes.Equal(canonical, own) {
+		req.SetToken(bytes.Clone(canonical))
+	}
+	cc.ProcessReceivedMessageWithHandler(req, func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message) {
+		next(w, r)
+		if w.Message().Code() != codes.Empty {
+			w.Message().SetToken(own)
+		}
+	})
 }
 
 // tooLarge reports whether a request's body is, or will be, over max

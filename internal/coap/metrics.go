@@ -18,6 +18,7 @@ type metrics struct {
 	observers       *prometheus.GaugeVec
 	observeRefused  prometheus.Counter
 	notifications   *prometheus.CounterVec
+	blockEvicted    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,6 +55,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "mote_coap_notifications_total",
 			Help: "CoAP Observe notifications by resource and result (sent, failed).",
 		}, []string{"resource", "result"}),
+		blockEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mote_coap_blockwise_evicted_total",
+			Help: "Block-wise CoAP request transfers no longer matched across tokens because their session started more than --coap-max-blockwise-transfers.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -66,6 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.observers = register(reg, m.observers)
 	m.observeRefused = register(reg, m.observeRefused)
 	m.notifications = register(reg, m.notifications)
+	m.blockEvicted = register(reg, m.blockEvicted)
 	return m
 }
 

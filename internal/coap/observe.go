@@ -10,6 +10,7 @@ import (
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/moteiot/mote/internal/commands"
@@ -57,13 +58,17 @@ func (f *ShadowFeed) Publish(topic string, payload []byte, retain bool, qos byte
 // Dropped is how many changes found the queue full.
 func (f *ShadowFeed) Dropped() int64 { return f.dropped.Load() }
 
-// changedShadow parses {$aws|$mote}/things/{t}/shadow[/name/{n}]/update/documents
-// and .../delete/accepted.
+// changedShadow parses $mote/things/{t}/shadow[/name/{n}]/update/documents
+// and {$aws|$mote}/things/{t}/shadow[/name/{n}]/delete/accepted. The
+// shadow service publishes every /documents under both prefixes: only
+// the $mote one counts, so that one change makes one notification (a
+// delete is answered under the prefix of its request only).
 func changedShadow(topic string) (shadowRef, bool) {
 	var rest string
+	aws := false
 	switch {
 	case strings.HasPrefix(topic, "$aws/things/"):
-		rest = topic[len("$aws/things/"):]
+		rest, aws = topic[len("$aws/things/"):], true
 	case strings.HasPrefix(topic, "$mote/things/"):
 		rest = topic[len("$mote/things/"):]
 	default:
@@ -81,7 +86,7 @@ func changedShadow(topic string) (shadowRef, bool) {
 		}
 		ref.name, ops = ops[1], ops[2:]
 	}
-	if len(ops) != 2 || !(ops[0] == "update" && ops[1] == "documents" || ops[0] == "delete" && ops[1] == "accepted") {
+	if len(ops) != 2 || !(!aws && ops[0] == "update" && ops[1] == "documents" || ops[0] == "delete" && ops[1] == "accepted") {
 		return shadowRef{}, false
 	}
 	return ref, true
@@ -246,6 +251,10 @@ func (o *observers) runFeed(f *ShadowFeed) {
 	}
 }
 
+// notifyBlock is the largest notification body sent in one datagram
+// (the server's block size, SZX1024); a larger one goes block-wise.
+const notifyBlock = 1024
+
 // notify sends one notification; a failure ends the observation.
 func (ob *observation) notify(code codes.Code, typ message.Type, doc []byte) bool {
 	if ob.ctx.Err() != nil {
@@ -269,7 +278,26 @@ func (ob *observation) notify(code codes.Code, typ message.Type, doc []byte) boo
 		m.SetContentFormat(cf)
 		m.SetBody(bytes.NewReader(body))
 	}
-	if err := ob.cc.WriteMessage(m); err != nil {
+	var err error
+	if typ == message.NonConfirmable {
+		// Straight to the session: go-coap's block-wise writer drops
+		// the type (the notification would go confirmable, and the
+		// shared feed goroutine wait for each observer's ACK). A body
+		// over a block goes as its first block; the client fetches the
+		// rest with GET and Block2 (RFC 7959 §2.6), which the handler
+		// answers as any block-wise GET.
+		if len(body) > notifyBlock {
+			v, _ := blockwise.EncodeBlockOption(blockwise.SZX1024, 0, true)
+			m.SetOptionUint32(message.Block2, v)
+			m.SetOptionUint32(message.Size2, uint32(len(body)))
+			m.SetBody(bytes.NewReader(body[:notifyBlock]))
+		}
+		m.SetMessageID(ob.cc.GetMessageID())
+		err = ob.cc.Session().WriteMessage(m)
+	} else {
+		err = ob.cc.WriteMessage(m)
+	}
+	if err != nil {
 		ob.s.m.notifications.WithLabelValues(ob.kind, "failed").Inc()
 		ob.s.obs.remove(ob.cc, ob.token)
 		return false

@@ -168,6 +168,9 @@ type Config struct {
 	CoAPMaxObservers int           // observations one thing may hold at once
 	CoAPMaxSessions  int           // concurrent CoAP peers on UDP and DTLS sessions, each
 	CoAPSessionIdle  time.Duration // a peer silent this long is forgotten (its observations end)
+	// Block1 transfers with a new token per block one session may have
+	// in flight (docs/coap.md#block-wise-transfers).
+	CoAPMaxBlockwiseTransfers int
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -262,6 +265,8 @@ func Default() Config {
 		MaxDynamicGroups:    100,
 		FleetGroupRecompute: time.Minute,
 		FleetIndexResync:    10 * time.Minute,
+
+		CoAPMaxBlockwiseTransfers: 8,
 	}
 }
 
@@ -390,6 +395,7 @@ func fields(c *Config) []field {
 		{"coap-max-observers", "CoAP observations (shadow, commands) one thing may hold at once; more get a plain response without Observe (RFC 7641) and are counted", num(&c.CoAPMaxObservers)},
 		{"coap-max-sessions", "concurrent CoAP sessions, each of UDP (one per peer address) and DTLS; a new one beyond it is closed at once and counted", num(&c.CoAPMaxSessions)},
 		{"coap-session-idle", "how long a CoAP peer may stay silent before it is forgotten and its observations end", dur(&c.CoAPSessionIdle)},
+		{"coap-max-blockwise-transfers", "block-wise CoAP request transfers one session may have in flight whose blocks carry new tokens (RFC 7959 §2.3); a new one beyond it evicts the oldest, counted", num(&c.CoAPMaxBlockwiseTransfers)},
 	}
 }
 
@@ -652,6 +658,8 @@ func (c *Config) validateCoAP() error {
 		return fmt.Errorf("coap-max-sessions: %d is outside 1 to 10000000", c.CoAPMaxSessions)
 	case c.CoAPSessionIdle < time.Second || c.CoAPSessionIdle > 24*time.Hour:
 		return fmt.Errorf("coap-session-idle: %s is outside 1s to 24h", c.CoAPSessionIdle)
+	case c.CoAPMaxBlockwiseTransfers < 1 || c.CoAPMaxBlockwiseTransfers > 1000:
+		return fmt.Errorf("coap-max-blockwise-transfers: %d is outside 1 to 1000", c.CoAPMaxBlockwiseTransfers)
 	}
 	return nil
 }

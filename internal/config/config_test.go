@@ -420,8 +420,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 94 {
-		t.Errorf("settings = %d; want 94 (update this test for a new setting)", n)
+	if n != 95 {
+		t.Errorf("settings = %d; want 95 (update this test for a new setting)", n)
 	}
 }
 

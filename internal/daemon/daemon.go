@@ -794,6 +794,8 @@ func (d *Daemon) startCoAP(cert *tls.Certificate, feed *coap.ShadowFeed) error {
 		SessionIdle:  cfg.CoAPSessionIdle,
 		Logger:       d.log.With("component", "coap"),
 		Metrics:      d.metrics,
+
+		MaxBlockwiseTransfers: cfg.CoAPMaxBlockwiseTransfers,
 	})
 	if err != nil {
 		return err // names --coap-addr or --coaps-addr
