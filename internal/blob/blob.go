@@ -140,21 +140,33 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// ReadSeeker is an io.ReadSeeker over one object, reading through Get
-// from the position of the last Seek: http.ServeContent serves Range
-// requests with it, reading only the ranges asked for.
+// ReadSeeker is an io.ReadSeeker over size bytes that opens a read at the
+// position of the last Seek only when Read is called: http.ServeContent
+// serves Range requests with it, reading only the ranges asked for.
 type ReadSeeker struct {
-	ctx  context.Context
-	s    Store
-	info Info
+	size int64
+	open func(off int64) (io.ReadCloser, error) // a read from off to the end
 	pos  int64
 	rc   io.ReadCloser
 }
 
-// NewReadSeeker returns a ReadSeeker over the object info describes.
-// Close it when done.
+// NewReadSeeker returns a ReadSeeker over the object info describes,
+// reading through s.Get. Close it when done.
 func NewReadSeeker(ctx context.Context, s Store, info Info) *ReadSeeker {
-	return &ReadSeeker{ctx: ctx, s: s, info: info}
+	return OpenReadSeeker(info.Size, func(off int64) (io.ReadCloser, error) {
+		length := int64(-1)
+		if off > 0 {
+			length = info.Size - off
+		}
+		return s.Get(ctx, info.Key, off, length)
+	})
+}
+
+// OpenReadSeeker returns a ReadSeeker over size bytes that open reads
+// from an offset to the end (a decrypting reader, say). Close it when
+// done.
+func OpenReadSeeker(size int64, open func(off int64) (io.ReadCloser, error)) *ReadSeeker {
+	return &ReadSeeker{size: size, open: open}
 }
 
 // Seek sets the position of the next Read.
@@ -166,7 +178,7 @@ func (rs *ReadSeeker) Seek(offset int64, whence int) (int64, error) {
 	case io.SeekCurrent:
 		abs = rs.pos + offset
 	case io.SeekEnd:
-		abs = rs.info.Size + offset
+		abs = rs.size + offset
 	default:
 		return 0, fmt.Errorf("blob: seek: bad whence %d", whence)
 	}
@@ -183,15 +195,11 @@ func (rs *ReadSeeker) Seek(offset int64, whence int) (int64, error) {
 
 // Read reads from the current position.
 func (rs *ReadSeeker) Read(p []byte) (int, error) {
-	if rs.pos >= rs.info.Size {
+	if rs.pos >= rs.size {
 		return 0, io.EOF
 	}
 	if rs.rc == nil {
-		length := int64(-1)
-		if rs.pos > 0 {
-			length = rs.info.Size - rs.pos
-		}
-		rc, err := rs.s.Get(rs.ctx, rs.info.Key, rs.pos, length)
+		rc, err := rs.open(rs.pos)
 		if err != nil {
 			return 0, err
 		}

@@ -607,5 +607,8 @@ func (s *Service) Open(ctx context.Context, f store.File) (Content, error) {
 		return nil, fmt.Errorf("%w: %s/%s: stored content does not have the recorded size", blob.ErrCorrupt, f.Thing, f.Name)
 	}
 	s.reads.Inc()
-	return &readSeeker{ctx: ctx, bs: s.o.Blobs, master: s.o.Key, key: f.BlobKey, size: f.Size}, nil
+	// Decrypting from the position of the last Seek (http.ServeContent).
+	return blob.OpenReadSeeker(f.Size, func(off int64) (io.ReadCloser, error) {
+		return openDecrypt(ctx, s.o.Blobs, s.o.Key, f.BlobKey, f.Size, off)
+	}), nil
 }
