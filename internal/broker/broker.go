@@ -423,6 +423,17 @@ func (b *Broker) ClientConnected(clientID string) bool {
 	return ok
 }
 
+// ClientSubscribed reports whether the connected client with this id has
+// a subscription to exactly filter (as it subscribed, shares included).
+func (b *Broker) ClientSubscribed(clientID, filter string) bool {
+	v, ok := b.sessions.Load(clientID)
+	if !ok {
+		return false
+	}
+	_, ok = v.(*session).cl.State.Subscriptions.Get(filter)
+	return ok
+}
+
 // Inflight returns how many QoS 1/2 messages are sent or queued to
 // clients and not yet acknowledged.
 func (b *Broker) Inflight() int {

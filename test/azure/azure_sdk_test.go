@@ -121,6 +121,15 @@ func TestAzureSDK(t *testing.T) {
 				t.Errorf("shadow after the SDK reported = %s, %v", body, err)
 			}
 		case "listening":
+			// The SDK subscribes to desired patches when the listener is
+			// added, without waiting for the SUBACK: a patch set before
+			// the subscription arrives is not pushed (as in IoT Hub).
+			daemontest.WaitFor(t, 10*time.Second, func() error {
+				if !s.Broker().ClientSubscribed("azdev", "$iothub/twin/PATCH/properties/desired/#") {
+					return fmt.Errorf("the SDK has not subscribed to desired patches")
+				}
+				return nil
+			})
 			if _, err := s.Shadows().Update(ctx, "azdev", "", []byte(`{"state":{"desired":{"fw":"2.0"}}}`)); err != nil {
 				t.Fatal(err)
 			}
