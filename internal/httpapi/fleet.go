@@ -91,11 +91,7 @@ func (s *server) groupThings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q, err := parseQuery(r, "", "limit", "cursor")
-	if err != nil {
-		return err
-	}
-	limit, err := q.limit()
+	cursor, limit, err := pageParams(r)
 	if err != nil {
 		return err
 	}
@@ -104,7 +100,7 @@ func (s *server) groupThings(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if g.Query == "" {
-		f := store.ThingFilter{Group: name, After: q.vals["cursor"], Limit: limit}
+		f := store.ThingFilter{Group: name, After: cursor, Limit: limit}
 		things, next, err := s.reg.ListThings(r.Context(), f)
 		if err != nil {
 			return err
@@ -132,8 +128,8 @@ func (s *server) groupThings(w http.ResponseWriter, r *http.Request) error {
 	if limit == 0 {
 		limit = 100
 	}
-	start, _ := slices.BinarySearch(members, q.vals["cursor"])
-	if c := q.vals["cursor"]; c != "" && start < len(members) && members[start] == c {
+	start, _ := slices.BinarySearch(members, cursor)
+	if c := cursor; c != "" && start < len(members) && members[start] == c {
 		start++
 	}
 	end := min(start+limit, len(members))

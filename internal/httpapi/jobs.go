@@ -117,11 +117,7 @@ func (s *server) createJob(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) listJobs(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r, "", "limit", "cursor")
-	if err != nil {
-		return err
-	}
-	limit, err := q.limit()
+	cursor, limit, err := pageParams(r)
 	if err != nil {
 		return err
 	}
@@ -129,7 +125,7 @@ func (s *server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	list, next, err := pageAfter(q.vals["cursor"], limit, func(after string, n int) ([]jobs.Info, error) {
+	list, next, err := pageAfter(cursor, limit, func(after string, n int) ([]jobs.Info, error) {
 		return svc.List(r.Context(), after, n)
 	}, func(i jobs.Info) string { return i.JobID })
 	if err != nil {
@@ -211,11 +207,7 @@ func (s *server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) listJobExecutions(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r, "", "limit", "cursor")
-	if err != nil {
-		return err
-	}
-	limit, err := q.limit()
+	cursor, limit, err := pageParams(r)
 	if err != nil {
 		return err
 	}
@@ -227,7 +219,7 @@ func (s *server) listJobExecutions(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	list, next, err := pageAfter(q.vals["cursor"], limit, func(after string, n int) ([]store.JobExecution, error) {
+	list, next, err := pageAfter(cursor, limit, func(after string, n int) ([]store.JobExecution, error) {
 		return svc.Executions(r.Context(), id, after, n)
 	}, func(e store.JobExecution) string { return e.Thing })
 	if err != nil {

@@ -718,7 +718,7 @@ func (q query) boolean(name string) (*bool, error) {
 	return nil, core.Invalid(name, "%s must be true or false", name)
 }
 
-// page parses the limit and cursor parameters of a plain list.
+// pageParams parses the limit and cursor parameters of a plain list.
 func pageParams(r *http.Request) (after string, limit int, err error) {
 	q, err := parseQuery(r, "", "limit", "cursor")
 	if err != nil {
