@@ -61,8 +61,11 @@ func TestThingsFleetQuery(t *testing.T) {
 	if !strings.HasPrefix(msg, "at 2:13:") || !strings.Contains(msg, "connected is true or false") {
 		t.Errorf("error shown = %q; want it at 2:13", msg)
 	}
-	// Line 2, column 13 of what the box holds (the browser may have
-	// normalised its line break).
+	// Enter searched and put no line break into the box.
+	if value != "attributes.site = 'ams' AND\nconnected = 'yes'" {
+		t.Errorf("the box holds %q after Enter; want the query as typed", value)
+	}
+	// Line 2, column 13 of what the box holds.
 	if i := strings.Index(value, "connected"); i < 0 || caret != i+12 {
 		t.Errorf("caret at %d in %q; want line 2, column 13 (offset %d)", caret, value, i+12)
 	}

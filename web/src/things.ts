@@ -49,11 +49,28 @@ export function thingsPage(main: HTMLElement): () => void {
     placeholder: "fleet query, e.g. attributes.site = 'ams' AND version(shadow.reported.firmware) < '1.5'",
   });
   fq.value = params.get("q") ?? "";
+  // Enter without Shift searches and must not also put a line break into
+  // the box: the keydown is cancelled, and so are the keypress and the
+  // line break a browser may still send after it (an automated or remote
+  // keyboard delivers them as separate events, possibly after the search
+  // has already moved the caret to an error).
+  let enterSearches = false;
   fq.addEventListener("keydown", (ev: KeyboardEvent) => {
-    if (ev.key === "Enter" && !ev.shiftKey) {
+    enterSearches = ev.key === "Enter" && !ev.shiftKey;
+    if (enterSearches) {
       ev.preventDefault();
       first();
     }
+  });
+  fq.addEventListener("keypress", (ev: KeyboardEvent) => {
+    if (ev.key === "Enter" && !ev.shiftKey) ev.preventDefault();
+  });
+  fq.addEventListener("beforeinput", (ev: InputEvent) => {
+    const lineBreak = ev.inputType === "insertLineBreak" || ev.inputType === "insertParagraph";
+    if (enterSearches && lineBreak) ev.preventDefault();
+  });
+  fq.addEventListener("keyup", () => {
+    enterSearches = false;
   });
   const fqErr = h("div", { class: "error query-error", role: "alert", "data-testid": "query-error", hidden: true });
   const showQueryError = (e: ApiError) => {
