@@ -429,15 +429,28 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 // messageOf is the platform's view of a device's MQTT publish.
 func messageOf(cl *mqtt.Client, s *session, pk packets.Packet, received time.Time) core.Message {
 	return core.Message{
-		Topic:    pk.TopicName,
-		Payload:  pk.Payload,
-		QoS:      pk.FixedHeader.Qos,
-		Retain:   pk.FixedHeader.Retain,
-		ClientID: cl.ID,
-		Thing:    s.id.Thing,
-		Received: received,
-		Protocol: "mqtt",
+		Topic:      pk.TopicName,
+		Payload:    pk.Payload,
+		QoS:        pk.FixedHeader.Qos,
+		Retain:     pk.FixedHeader.Retain,
+		ClientID:   cl.ID,
+		Thing:      s.id.Thing,
+		Received:   received,
+		Protocol:   "mqtt",
+		Properties: propertiesOf(pk.Properties.User),
 	}
+}
+
+// propertiesOf is the platform's copy of a publish's user properties.
+func propertiesOf(user []packets.UserProperty) []core.Property {
+	if len(user) == 0 {
+		return nil
+	}
+	props := make([]core.Property, len(user))
+	for i, u := range user {
+		props[i] = core.Property{Key: u.Key, Value: u.Val}
+	}
+	return props
 }
 
 func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {

@@ -22,6 +22,15 @@ type Message struct {
 	// a cluster bus (internal/bus/natsbus) so that a node can tell its own
 	// messages from its peers'; "" on a single node.
 	Node string
+	// Properties are the message's MQTT 5 user properties (for an Azure
+	// IoT Hub device, its property bag), in the order they came; a key
+	// may repeat. nil for most messages.
+	Properties []Property
+}
+
+// Property is one MQTT 5 user property: a name and a value.
+type Property struct {
+	Key, Value string
 }
 
 // Version is Mote's version, set at build time with

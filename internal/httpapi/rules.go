@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/moteiot/mote/internal/core"
@@ -79,6 +81,8 @@ type ruleTest struct {
 	Payload  json.RawMessage `json:"payload"`
 	ClientID string          `json:"clientId"`
 	Thing    string          `json:"thing"`
+	// Properties are the message's user properties, by name.
+	Properties map[string]string `json:"properties"`
 }
 
 func (s *server) ruleEngine() (*ruleengine.Engine, error) {
@@ -232,7 +236,12 @@ func (s *server) testRule(w http.ResponseWriter, r *http.Request) error {
 	if len(in.Payload) > 0 && in.Payload[0] == '"' && json.Unmarshal(in.Payload, &str) == nil {
 		payload = []byte(str) // a string is the payload as is
 	}
-	res, err := ruleengine.Test(ruleengine.TestInput{SQL: in.SQL, Topic: in.Topic, Payload: payload, ClientID: in.ClientID, Thing: in.Thing})
+	props := make([]core.Property, 0, len(in.Properties))
+	for _, k := range slices.Sorted(maps.Keys(in.Properties)) {
+		props = append(props, core.Property{Key: k, Value: in.Properties[k]})
+	}
+	res, err := ruleengine.Test(ruleengine.TestInput{SQL: in.SQL, Topic: in.Topic, Payload: payload, ClientID: in.ClientID,
+		Thing: in.Thing, Properties: props})
 	if err != nil {
 		return err
 	}

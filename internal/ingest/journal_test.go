@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,8 @@ func TestRecordRoundTrip(t *testing.T) {
 		{Topic: "things/a/telemetry", Payload: []byte(`{"t":1}`), QoS: 1, ClientID: "a-1", Thing: "a", Received: time.Unix(1700000000, 123456789), Protocol: "mqtt"},
 		{Topic: "x", QoS: 2, Retain: true, Received: time.Unix(0, 0), Protocol: "http"},
 		{Topic: "things/é/ü", Payload: bytes.Repeat([]byte{0, 255}, 5000), Received: time.Unix(-5, 0)},
+		{Topic: "things/az/telemetry", Payload: []byte(`{}`), QoS: 1, Thing: "az", Received: time.Unix(7, 0), Protocol: "mqtt",
+			Properties: []core.Property{{Key: "$.ct", Value: "application/json"}, {Key: "alert", Value: "high"}, {Key: "alert", Value: ""}, {Key: "", Value: "é"}}},
 	}
 	for _, m := range in {
 		got, err := decode(encode(m))
@@ -23,9 +26,28 @@ func TestRecordRoundTrip(t *testing.T) {
 			t.Fatalf("decode(encode(%v)): %v", m.Topic, err)
 		}
 		if got.Topic != m.Topic || !bytes.Equal(got.Payload, m.Payload) || got.QoS != m.QoS || got.Retain != m.Retain ||
-			got.ClientID != m.ClientID || got.Thing != m.Thing || !got.Received.Equal(m.Received) || got.Protocol != m.Protocol {
+			got.ClientID != m.ClientID || got.Thing != m.Thing || !got.Received.Equal(m.Received) || got.Protocol != m.Protocol ||
+			!reflect.DeepEqual(got.Properties, m.Properties) {
 			t.Fatalf("round trip changed the message:\n got %+v\nwant %+v", got, m)
 		}
+	}
+}
+
+// TestOldRecordsStillDecode: a journal written before user properties
+// (record version 1, laid out by hand here) is still read after an
+// upgrade, and a message without properties is still written that way.
+func TestOldRecordsStillDecode(t *testing.T) {
+	v1 := []byte{1, 1 << 1, 2, // version 1, QoS 1, received 1 ns
+		3, 'a', '/', 'b', 1, 'x', 0, 1, 'a', 4, 'm', 'q', 't', 't'}
+	m, err := decode(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Topic != "a/b" || string(m.Payload) != "x" || m.QoS != 1 || m.Thing != "a" || m.Protocol != "mqtt" || m.Properties != nil {
+		t.Fatalf("version 1 record decoded as %+v", m)
+	}
+	if got := encode(m); !bytes.Equal(got, v1) {
+		t.Fatalf("a message without properties encodes as % x; want the version 1 record % x", got, v1)
 	}
 }
 
@@ -38,6 +60,10 @@ func TestDecodeRefusesDamagedRecords(t *testing.T) {
 		"truncated":     good[:len(good)-1],
 		"trailing byte": append(append([]byte(nil), good...), 0),
 		"huge length":   append(append([]byte(nil), good[:3]...), 0xff, 0xff, 0xff, 0xff, 0x0f),
+		"v2 no count":   append([]byte{recordVersionProps}, good[1:]...),
+		"v2 zero props": append(append([]byte{recordVersionProps}, good[1:]...), 0),
+		"v2 huge count": append(append([]byte{recordVersionProps}, good[1:]...), 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0),
+		"v2 short prop": append(append([]byte{recordVersionProps}, good[1:]...), 1, 1, 'k'),
 	} {
 		if _, err := decode(rec); err == nil {
 			t.Errorf("%s: decode accepted a damaged record", name)
@@ -49,6 +75,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encode(core.Message{Topic: "things/a/telemetry", Payload: []byte(`{"t":1}`), QoS: 1, Thing: "a", Received: time.Unix(1, 2)}))
 	f.Add([]byte{recordVersion, 2, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{})
+	f.Add(encode(core.Message{Topic: "t", Properties: []core.Property{{Key: "k", Value: "v"}, {Key: "k", Value: ""}}}))
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		m, err := decode(rec)
 		if err != nil {
@@ -56,7 +83,8 @@ func FuzzDecode(f *testing.F) {
 		}
 		// What decodes encodes back to a record that decodes the same.
 		m2, err := decode(encode(m))
-		if err != nil || m2.Topic != m.Topic || !bytes.Equal(m2.Payload, m.Payload) || m2.QoS != m.QoS || m2.Thing != m.Thing {
+		if err != nil || m2.Topic != m.Topic || !bytes.Equal(m2.Payload, m.Payload) || m2.QoS != m.QoS || m2.Thing != m.Thing ||
+			!reflect.DeepEqual(m2.Properties, m.Properties) {
 			t.Fatalf("re-encoding changed the message: %v", err)
 		}
 	})

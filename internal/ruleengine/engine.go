@@ -742,6 +742,8 @@ type TestInput struct {
 	Payload  []byte
 	ClientID string
 	Thing    string
+	// Properties are the message's user properties (properties.NAME).
+	Properties []core.Property
 }
 
 // TestResult is the outcome of Test.
@@ -765,7 +767,8 @@ func Test(in TestInput) (TestResult, error) {
 	if !stmt.Matches(in.Topic) {
 		return TestResult{Matched: false}, nil
 	}
-	out, ok, err := stmt.Eval(rules.Input{Topic: in.Topic, Payload: in.Payload, ClientID: in.ClientID, Thing: in.Thing, Received: time.Now()})
+	out, ok, err := stmt.Eval(rules.Input{Topic: in.Topic, Payload: in.Payload, ClientID: in.ClientID, Thing: in.Thing,
+		Received: time.Now(), Properties: in.Properties})
 	if err != nil {
 		var ee *rules.EvalError
 		if errors.As(err, &ee) {

@@ -61,7 +61,38 @@ type step struct {
 	expr  evalFn // non-nil: the index or key is computed
 }
 
+// propertiesName is the name under which a rule reads the message's user
+// properties: properties.NAME.
+const propertiesName = "properties"
+
 func compilePath(e *pathExpr) evalFn {
+	if e.base == nil && len(e.steps) >= 2 && e.steps[0].index == nil && e.steps[0].key == propertiesName &&
+		e.steps[1].index == nil {
+		return compileProperty(e)
+	}
+	return compilePayloadPath(e)
+}
+
+// compileProperty compiles properties.NAME[...]: the message's user
+// property NAME, a string. When the message has no property NAME it is the
+// payload's field properties.NAME, so that rules over payloads with a
+// "properties" object read what they always read.
+func compileProperty(e *pathExpr) evalFn {
+	key, more := e.steps[1].key, len(e.steps) > 2
+	payload := compilePayloadPath(e)
+	return func(m *Message) Value {
+		v, ok := m.property(key)
+		switch {
+		case !ok:
+			return payload(m)
+		case more:
+			return undefined // a property is a string: it has no fields or elements
+		}
+		return stringValue(v)
+	}
+}
+
+func compilePayloadPath(e *pathExpr) evalFn {
 	steps := make([]step, len(e.steps))
 	dynamic := false
 	for i, s := range e.steps {

@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/moteiot/mote/internal/core"
 )
 
 // TestDocExamples parses every statement in the sql code blocks of
@@ -51,5 +53,14 @@ func TestDocExamples(t *testing.T) {
 	in.Payload = []byte(`{"temp": 21, "hum": 41}`)
 	if got := evalStatement(sql, in); got != "no match" {
 		t.Errorf("first example with temp 21 = %s", got)
+	}
+	// The user-properties example.
+	props := "SELECT temp, properties.alert AS alert FROM 'things/+/telemetry' WHERE properties.alert = 'high'\n"
+	if !strings.Contains(string(doc), props) {
+		t.Errorf("docs/rules.md lost its user-properties example")
+	}
+	in.Properties = []core.Property{{Key: "alert", Value: "high"}}
+	if got := evalStatement(props, in); got != `{"temp":21,"alert":"high"}` {
+		t.Errorf("user-properties example = %s", got)
 	}
 }

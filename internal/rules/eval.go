@@ -17,11 +17,26 @@ type Input struct {
 	ClientID string
 	Thing    string
 	Received time.Time // zero: the time the Message is first asked for it
+	// Properties are the message's MQTT 5 user properties (an Azure
+	// device's property bag), read as properties.NAME.
+	Properties []core.Property
 }
 
 // InputOf returns the rule input of a message from the bus.
 func InputOf(m core.Message) Input {
-	return Input{Topic: m.Topic, Payload: m.Payload, ClientID: m.ClientID, Thing: m.Thing, Received: m.Received}
+	return Input{Topic: m.Topic, Payload: m.Payload, ClientID: m.ClientID, Thing: m.Thing, Received: m.Received,
+		Properties: m.Properties}
+}
+
+// property returns the value of the message's first user property named
+// key.
+func (m *Message) property(key string) (string, bool) {
+	for _, p := range m.in.Properties {
+		if p.Key == key {
+			return p.Value, true
+		}
+	}
+	return "", false
 }
 
 // Message is an Input with its payload decoded on first use, so that all

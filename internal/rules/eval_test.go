@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moteiot/mote/internal/core"
 )
 
 // testTime is the receive time of test messages: 2026-01-01T00:00:00.123Z.
@@ -897,4 +899,31 @@ func TestConcurrent(t *testing.T) {
 	}
 	close(outs)
 	<-done
+}
+
+// TestProperties: properties.NAME reads the message's user properties,
+// the first of a repeated name, and falls back to the payload's
+// properties object for a name the message does not carry.
+func TestProperties(t *testing.T) {
+	in := Input{Topic: "things/pump-1/telemetry", Payload: []byte(`{"temp": 80, "properties": {"site": "ams", "alert": "payload"}}`),
+		Received: testTime, Properties: []core.Property{{Key: "alert", Value: "high"}, {Key: "alert", Value: "low"}, {Key: "$.ct", Value: "application/json"}}}
+	for _, c := range []struct{ sql, want string }{
+		{"SELECT properties.alert AS a FROM '#'", `{"a":"high"}`},
+		{"SELECT properties.\"$.ct\" AS ct FROM '#'", `{"ct":"application/json"}`},
+		{"SELECT properties.site AS s FROM '#'", `{"s":"ams"}`}, // not a property: the payload's
+		{"SELECT properties.alert.x AS x FROM '#'", `{}`},       // a property has no fields
+		{"SELECT properties.nothing AS n FROM '#'", `{}`},
+		{"SELECT temp FROM '#' WHERE properties.alert = 'high'", `{"temp":80}`},
+		{"SELECT temp FROM '#' WHERE properties.alert = 'low'", "no match"},
+		{"SELECT properties FROM '#'", `{"properties":{"site":"ams","alert":"payload"}}`}, // the bare name is the payload's
+	} {
+		if got := evalStatement(c.sql, in); got != c.want {
+			t.Errorf("%s = %s; want %s", c.sql, got, c.want)
+		}
+	}
+	// Without properties every path is the payload's, as before.
+	in.Properties = nil
+	if got := evalStatement("SELECT properties.alert AS a FROM '#'", in); got != `{"a":"payload"}` {
+		t.Errorf("without properties: %s", got)
+	}
 }

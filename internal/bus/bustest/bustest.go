@@ -8,6 +8,7 @@ package bustest
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -108,6 +109,8 @@ func testAllFields(t *testing.T, open func(t *testing.T) bus.Bus) {
 		Protocol: "mqtt",
 		Seq:      1<<40 + 7,
 		Node:     "node-x",
+		Properties: []core.Property{{Key: "$.ct", Value: "application/json"}, {Key: "alert", Value: "high"},
+			{Key: "alert", Value: ""}},
 	}
 	b.Publish(want)
 	b.Publish(core.Message{Topic: "things/sensor-2/telemetry", QoS: 2, Protocol: "http"}) // zero fields
@@ -118,12 +121,14 @@ func testAllFields(t *testing.T, open func(t *testing.T) bus.Bus) {
 	g := got[0]
 	if g.Topic != want.Topic || !bytes.Equal(g.Payload, want.Payload) || g.QoS != want.QoS || g.Retain != want.Retain ||
 		g.ClientID != want.ClientID || g.Thing != want.Thing || !g.Received.Equal(want.Received) ||
-		g.Protocol != want.Protocol || g.Seq != want.Seq || g.Node != want.Node {
+		g.Protocol != want.Protocol || g.Seq != want.Seq || g.Node != want.Node ||
+		!reflect.DeepEqual(g.Properties, want.Properties) {
 		t.Errorf("received %+v;\nwant %+v", g, want)
 	}
 	z := got[1]
 	if z.Topic != "things/sensor-2/telemetry" || len(z.Payload) != 0 || z.QoS != 2 || z.Retain || z.ClientID != "" ||
-		z.Thing != "" || !z.Received.IsZero() || z.Protocol != "http" || z.Seq != 0 {
+		z.Thing != "" || !z.Received.IsZero() || z.Protocol != "http" || z.Seq != 0 ||
+		len(z.Properties) != 0 {
 		t.Errorf("received %+v; want only topic, QoS 2 and protocol http set", z)
 	}
 }

@@ -22,10 +22,14 @@ import (
 //	uvarint  Seq
 //	...      payload: the rest of the message
 //
-// core.Message carries no MQTT user properties yet; when it does they get
-// a version 2 (a count and name/value string pairs before the payload).
-// Decode refuses unknown versions and flag bits rather than guess.
-const codecVersion = 1
+// Version 2 is version 1 with the message's user properties after Seq: a
+// uvarint count (at least 1), then that many key and value strings. A
+// message without properties is written as version 1. Decode refuses
+// unknown versions and flag bits rather than guess.
+const (
+	codecVersion      = 1
+	codecVersionProps = 2
+)
 
 const (
 	flagQoS      = 0x03
@@ -43,7 +47,11 @@ func AppendMessage(dst []byte, node string, m core.Message) []byte {
 	if !m.Received.IsZero() {
 		flags |= flagReceived
 	}
-	dst = append(dst, codecVersion, flags)
+	version := byte(codecVersion)
+	if len(m.Properties) > 0 {
+		version = codecVersionProps
+	}
+	dst = append(dst, version, flags)
 	for _, s := range [...]string{node, m.Topic, m.ClientID, m.Thing, m.Protocol} {
 		dst = binary.AppendUvarint(dst, uint64(len(s)))
 		dst = append(dst, s...)
@@ -52,6 +60,15 @@ func AppendMessage(dst []byte, node string, m core.Message) []byte {
 		dst = binary.AppendVarint(dst, m.Received.UnixNano())
 	}
 	dst = binary.AppendUvarint(dst, m.Seq)
+	if version == codecVersionProps {
+		dst = binary.AppendUvarint(dst, uint64(len(m.Properties)))
+		for _, p := range m.Properties {
+			dst = binary.AppendUvarint(dst, uint64(len(p.Key)))
+			dst = append(dst, p.Key...)
+			dst = binary.AppendUvarint(dst, uint64(len(p.Value)))
+			dst = append(dst, p.Value...)
+		}
+	}
 	return append(dst, m.Payload...)
 }
 
@@ -64,7 +81,7 @@ func DecodeMessage(data []byte) (core.Message, error) {
 	if len(data) < 2 {
 		return m, fmt.Errorf("natsbus: decode header: %w", errShort)
 	}
-	if data[0] != codecVersion {
+	if data[0] != codecVersion && data[0] != codecVersionProps {
 		return m, fmt.Errorf("natsbus: decode: unknown version %d", data[0])
 	}
 	flags := data[1]
@@ -98,7 +115,28 @@ func DecodeMessage(data []byte) (core.Message, error) {
 		return core.Message{}, fmt.Errorf("natsbus: decode seq: %w", errShort)
 	}
 	m.Seq = seq
-	if rest = rest[k:]; len(rest) > 0 {
+	rest = rest[k:]
+	if data[0] == codecVersionProps {
+		count, k := binary.Uvarint(rest)
+		// Each property takes at least two bytes: a larger count is a
+		// damaged message, not an allocation to make.
+		if k <= 0 || count == 0 || count > uint64(len(rest)-k)/2 {
+			return core.Message{}, fmt.Errorf("natsbus: decode properties: bad count")
+		}
+		rest = rest[k:]
+		m.Properties = make([]core.Property, count)
+		for i := range m.Properties {
+			for _, dst := range [...]*string{&m.Properties[i].Key, &m.Properties[i].Value} {
+				n, k := binary.Uvarint(rest)
+				if k <= 0 || n > uint64(len(rest)-k) {
+					return core.Message{}, fmt.Errorf("natsbus: decode property %d: %w", i, errShort)
+				}
+				*dst = string(rest[k : k+int(n)])
+				rest = rest[k+int(n):]
+			}
+		}
+	}
+	if len(rest) > 0 {
 		m.Payload = append([]byte(nil), rest...)
 	}
 	return m, nil

@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 func sameMessage(a, b core.Message) bool {
 	return a.Topic == b.Topic && bytes.Equal(a.Payload, b.Payload) && a.QoS == b.QoS && a.Retain == b.Retain &&
 		a.ClientID == b.ClientID && a.Thing == b.Thing && a.Received.Equal(b.Received) && a.Protocol == b.Protocol &&
-		a.Seq == b.Seq && a.Node == b.Node
+		a.Seq == b.Seq && a.Node == b.Node && reflect.DeepEqual(a.Properties, b.Properties)
 }
 
 func TestCodec(t *testing.T) {
@@ -29,7 +30,17 @@ func TestCodec(t *testing.T) {
 	if n, want := len(data), 2+5+strs+9+1+len(m.Payload); n != want {
 		t.Errorf("encoded size %d; want %d", n, want)
 	}
-	for _, bad := range [][]byte{nil, {1}, {2, 0}, {1, 0x10}, {1, 3}, data[:len(data)-len(m.Payload)-1], {1, 0, 5, 'a'}} {
+	// With user properties: version 2.
+	m.Properties = []core.Property{{Key: "$.ct", Value: "application/json"}, {Key: "k", Value: ""}, {Key: "k", Value: "é"}}
+	withProps := AppendMessage(nil, "node-1", m)
+	if got, err := DecodeMessage(withProps); err != nil || !sameMessage(got, m) || withProps[0] != codecVersionProps {
+		t.Fatalf("with properties: DecodeMessage(AppendMessage(%+v)) = %+v, %v", m, got, err)
+	}
+	noPayload := len(withProps) - len(m.Payload)
+	for _, bad := range [][]byte{nil, {1}, {2, 0}, {3, 0}, {1, 0x10}, {1, 3}, data[:len(data)-len(m.Payload)-1], {1, 0, 5, 'a'},
+		{2, 0, 0, 0, 0, 0, 0, 0, 0},                                  // zero properties
+		{2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0}, // a count larger than the message
+		withProps[:noPayload-1]} {
 		if _, err := DecodeMessage(bad); err == nil {
 			t.Errorf("DecodeMessage(%q) succeeded; want an error", bad)
 		}
@@ -55,6 +66,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendMessage(nil, "n", core.Message{Topic: "a", Payload: []byte("p"), Received: time.Unix(1, 2)}))
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{1, 8, 0, 0, 0, 0, 0, 0xff})
+	f.Add(AppendMessage(nil, "n", core.Message{Topic: "a", Properties: []core.Property{{Key: "k", Value: "v"}}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := DecodeMessage(data)
 		if err != nil {
