@@ -439,10 +439,47 @@ func (s *Server) dtlsConfig() *piondtls.Config {
 	}
 	if s.opts.Certificate != nil {
 		c.Certificates = []tls.Certificate{*s.opts.Certificate}
-		c.ClientAuth = piondtls.VerifyClientCertIfGiven
-		c.ClientCAs = s.opts.ClientCAs
+		// The chain is verified here rather than by pion
+		// (VerifyClientCertIfGiven), so that a refused certificate is
+		// counted and logged like every other refusal. pion still checks
+		// the client's CertificateVerify: it holds the key.
+		c.ClientAuth = piondtls.RequestClientCert
+		c.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return nil // a PSK session
+			}
+			if err := verifyClientChain(raw, s.opts.ClientCAs); err != nil {
+				s.m.authFailures.WithLabelValues("dtls").Inc()
+				s.refusalLog("DTLS client certificate refused", "error", err)
+				return err
+			}
+			return nil
+		}
 	}
 	return c
+}
+
+// verifyClientChain verifies a DTLS client's certificate chain (leaf
+// first) against roots, for client authentication, as crypto/tls does.
+func verifyClientChain(raw [][]byte, roots *x509.CertPool) error {
+	if roots == nil {
+		return errors.New("no client CA is configured")
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, der := range raw {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("client certificate %d: %w", i, err)
+		}
+		certs[i] = c
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err
 }
 
 // refusalLog logs a refusal, at most a few a second: a flood of bad

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,11 +105,18 @@ func coapClient(t *testing.T) string {
 
 func runCoAPClient(t *testing.T, args ...string) string {
 	t.Helper()
+	return runCoAPClientWith(t, coapClient(t), args...)
+}
+
+// runCoAPClientWith runs a coap-client binary to completion and returns
+// what it printed.
+func runCoAPClientWith(t *testing.T, client string, args ...string) string {
+	t.Helper()
 	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(c, coapClient(t), args...).CombinedOutput()
+	out, err := exec.CommandContext(c, client, args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("coap-client %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(client), strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }
