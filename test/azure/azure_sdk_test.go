@@ -44,7 +44,10 @@ type line struct {
 	Payload     map[string]any    `json:"payload"`
 }
 
-func TestAzureSDK(t *testing.T) {
+// azureSDK returns the path of node, or skips the test when node or the
+// SDK's packages are not installed.
+func azureSDK(t *testing.T) string {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Skip("node is not installed; skipping the Azure IoT SDK test")
@@ -54,6 +57,11 @@ func TestAzureSDK(t *testing.T) {
 			t.Skip("the Azure IoT device SDK is not installed (npm --prefix test/azure ci); skipping the Azure IoT SDK test")
 		}
 	}
+	return node
+}
+
+func TestAzureSDK(t *testing.T) {
+	node := azureSDK(t)
 	s := daemontest.Start(t)
 	ctx := context.Background()
 	s.Thing(t, "azdev")
