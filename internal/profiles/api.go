@@ -209,6 +209,9 @@ func (s *Service) ProfileCompliance(ctx context.Context, name, after string, lim
 	if _, err := s.o.Store.Profiles().Get(ctx, name); err != nil {
 		return Compliance{}, err
 	}
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
 	type item struct {
 		thing  string
 		leaves []Leaf
@@ -240,7 +243,7 @@ func (s *Service) ProfileCompliance(ctx context.Context, name, after string, lim
 		if strings.Compare(it.thing, after) > 0 || after == "" {
 			if len(out.Page) < limit {
 				out.Page = append(out.Page, c)
-			} else if out.Next == "" {
+			} else if out.Next == "" && len(out.Page) > 0 {
 				out.Next = out.Page[len(out.Page)-1].Thing
 			}
 		}
