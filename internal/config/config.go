@@ -142,6 +142,13 @@ type Config struct {
 	MaxDynamicGroups    int
 	FleetGroupRecompute time.Duration
 	FleetIndexResync    time.Duration
+	// Configuration profiles (internal/profiles): how many, the largest
+	// profile document in bytes, the things waiting to be applied and how
+	// often every profile's target is evaluated again.
+	MaxProfiles      int
+	ProfileMaxSize   int
+	ProfileQueue     int
+	ProfileReconcile time.Duration
 	// IP filters (CIDR lists; deny wins, an empty allow list allows all):
 	// the device listeners (MQTT, MQTTS, HTTPS, and /mqtt on the HTTP
 	// port) and the HTTP API port.
@@ -265,6 +272,10 @@ func Default() Config {
 		MaxDynamicGroups:    100,
 		FleetGroupRecompute: time.Minute,
 		FleetIndexResync:    10 * time.Minute,
+		MaxProfiles:         100,
+		ProfileMaxSize:      16 << 10,
+		ProfileQueue:        10_000,
+		ProfileReconcile:    time.Minute,
 
 		CoAPMaxBlockwiseTransfers: 8,
 	}
@@ -376,6 +387,10 @@ func fields(c *Config) []field {
 		{"max-dynamic-groups", "most dynamic groups (groups defined by a query); more are refused", num(&c.MaxDynamicGroups)},
 		{"fleet-group-recompute", "how often every dynamic group is evaluated again (queries with now() change with time alone)", dur(&c.FleetGroupRecompute)},
 		{"fleet-index-resync", "how often the fleet index reloads every thing from the store (picks up changes made on other cluster nodes); 0: never", dur(&c.FleetIndexResync)},
+		{"max-profiles", "most configuration profiles; more are refused with 409", num(&c.MaxProfiles)},
+		{"profile-max-size", "largest configuration profile document (its desired state), in bytes; larger ones are refused with 413", num(&c.ProfileMaxSize)},
+		{"profile-queue", "things waiting for their configuration profiles to be applied; when full, a full reconcile runs instead", num(&c.ProfileQueue)},
+		{"profile-reconcile", "how often every configuration profile's target is evaluated again and applied", dur(&c.ProfileReconcile)},
 		{"device-ip-allow", "CIDR prefixes or addresses that may connect to the device listeners (MQTT, MQTTS, HTTPS, WebSocket /mqtt); empty allows all (comma-separated)", list(&c.DeviceIPAllow)},
 		{"device-ip-deny", "CIDR prefixes or addresses refused on the device listeners; deny wins over allow (comma-separated)", list(&c.DeviceIPDeny)},
 		{"api-ip-allow", "CIDR prefixes or addresses that may connect to the HTTP port (--http-addr); empty allows all (comma-separated)", list(&c.APIIPAllow)},
@@ -702,6 +717,14 @@ func (c *Config) validateHTTP() error {
 		return fmt.Errorf("fleet-group-recompute: %s is outside 1s to 24h", c.FleetGroupRecompute)
 	case c.FleetIndexResync < 0 || c.FleetIndexResync > 0 && c.FleetIndexResync < time.Minute || c.FleetIndexResync > 7*24*time.Hour:
 		return fmt.Errorf("fleet-index-resync: %s is outside 1m to 168h (0: never)", c.FleetIndexResync)
+	case c.MaxProfiles < 1 || c.MaxProfiles > 10_000:
+		return fmt.Errorf("max-profiles: %d is outside 1 to 10000", c.MaxProfiles)
+	case c.ProfileMaxSize < 64 || c.ProfileMaxSize > 1<<20:
+		return fmt.Errorf("profile-max-size: %d is outside 64 to 1048576", c.ProfileMaxSize)
+	case c.ProfileQueue < 1 || c.ProfileQueue > 10_000_000:
+		return fmt.Errorf("profile-queue: %d is outside 1 to 10000000", c.ProfileQueue)
+	case c.ProfileReconcile < time.Second || c.ProfileReconcile > 24*time.Hour:
+		return fmt.Errorf("profile-reconcile: %s is outside 1s to 24h", c.ProfileReconcile)
 	}
 	for _, l := range []struct {
 		name  string

@@ -45,6 +45,7 @@ import (
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/pki"
+	"github.com/moteiot/mote/internal/profiles"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/seal"
@@ -87,6 +88,7 @@ type Daemon struct {
 	notifier *alarms.Notifier
 	analytic *analytics.Engine
 	jobs     *jobs.Service
+	profiles *profiles.Service
 	coap     *coap.Server
 	journal  *ingest.Journal
 	tstore   telemetry.Store
@@ -407,6 +409,26 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.jobs.Attach(d.bus)
 	d.onClose(d.jobs.Close)
 
+	// Configuration profiles write desired state through the shadow
+	// service, following the fleet index's change feed; closed before
+	// both (closers run in reverse).
+	d.profiles = profiles.New(profiles.Options{
+		Store:       st,
+		Fleet:       d.fleet,
+		Shadows:     d.shadows,
+		MaxProfiles: cfg.MaxProfiles,
+		MaxSize:     cfg.ProfileMaxSize,
+		QueueSize:   cfg.ProfileQueue,
+		Reconcile:   cfg.ProfileReconcile,
+		Logger:      d.log.With("component", "profiles"),
+		Metrics:     d.metrics,
+	})
+	if err := d.profiles.Start(); err != nil {
+		return fmt.Errorf("profiles: %w", err)
+	}
+	d.onClose(d.profiles.Close)
+	d.onClose(stopFunc(d.fleet.Watch(d.profiles.ThingsChanged)))
+
 	// Direct methods: requests go out through the broker, answers come
 	// back on the bus.
 	d.methods = methods.New(methods.Options{
@@ -591,6 +613,7 @@ func (d *Daemon) startHTTP() error {
 		Alarms:    d.alarms,
 		Analytics: d.analytic,
 		Jobs:      d.jobs,
+		Profiles:  d.profiles,
 		Fleet:     d.fleet,
 		Devices:   d.devices,
 		Gateway:   d.broker,
@@ -955,3 +978,6 @@ func (d *Daemon) startNotifier(ctx context.Context) error {
 	d.onClose(d.notifier.Close)
 	return nil
 }
+
+// stopFunc adapts a stop function (a watcher's) to a closer.
+func stopFunc(stop func()) func() error { return func() error { stop(); return nil } }

@@ -156,6 +156,10 @@ type Index struct {
 	things       prometheus.GaugeFunc
 	queryRefused *prometheus.CounterVec
 	lastLog      atomic.Int64 // unix ns of the last drop warning
+
+	wmu      sync.Mutex
+	wseq     int
+	watchers map[int]func(things []string)
 }
 
 // New returns an Index; Start loads it and follows changes.
@@ -808,6 +812,73 @@ func (x *Index) recompute(touched map[string]struct{}, announce bool) {
 	if announce {
 		x.announce(diffs)
 	}
+	x.notifyWatchers(touched, diffs)
+}
+
+// Watch calls fn, on the index's worker, with the names of the things
+// whose document (or dynamic group membership) changed, after each batch
+// of changes: the change feed that continuous job targets and
+// configuration profiles follow. fn must not block (hand the names to a
+// bounded queue). Changes found by a periodic resync are not fed; the
+// watchers' own periodic reconcile covers them. stop removes fn.
+func (x *Index) Watch(fn func(things []string)) (stop func()) {
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	x.wseq++
+	id := x.wseq
+	if x.watchers == nil {
+		x.watchers = make(map[int]func([]string))
+	}
+	x.watchers[id] = fn
+	return func() {
+		x.wmu.Lock()
+		delete(x.watchers, id)
+		x.wmu.Unlock()
+	}
+}
+
+func (x *Index) notifyWatchers(touched map[string]struct{}, diffs []membership) {
+	x.wmu.Lock()
+	fns := make([]func([]string), 0, len(x.watchers))
+	for _, fn := range x.watchers {
+		fns = append(fns, fn)
+	}
+	x.wmu.Unlock()
+	if len(fns) == 0 || len(touched)+len(diffs) == 0 {
+		return
+	}
+	names := make([]string, 0, len(touched)+len(diffs))
+	for n := range touched {
+		names = append(names, n)
+	}
+	for _, d := range diffs {
+		if _, ok := touched[d.thing]; !ok {
+			names = append(names, d.thing)
+		}
+	}
+	for _, fn := range fns {
+		fn(names)
+	}
+}
+
+// Filter returns those of names (in their order) that are things
+// matching query; like Match, a bad query is core.KindInvalid and an
+// index still loading core.KindUnavailable.
+func (x *Index) Filter(ctx context.Context, query string, names []string) ([]string, error) {
+	q, err := x.check(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	now := x.o.Now()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []string
+	for _, n := range names {
+		if e := x.docs[n]; e != nil && q.Match(&e.doc, now) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // evaluate brings g's members up to date for touched (nil: all things),

@@ -34,6 +34,7 @@ import (
 	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
+	"github.com/moteiot/mote/internal/profiles"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/shadow"
@@ -98,6 +99,9 @@ type Options struct {
 	UploadMinRate int64
 	// Jobs is the job service (nil: the job routes answer 503).
 	Jobs *jobs.Service
+	// Profiles is the configuration profile service (nil: the profile
+	// routes answer 503).
+	Profiles *profiles.Service
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -151,6 +155,7 @@ type server struct {
 	bodyTimeout   time.Duration
 	uploadMinRate int64
 	jobs          *jobs.Service
+	profiles      *profiles.Service
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -253,6 +258,14 @@ func (s *server) routes() []route {
 		{"GET", "/devices/{thing}/jobs/{jobId}", roleDevice, s.device(s.deviceDescribeJob)},
 		{"POST", "/devices/{thing}/jobs/{jobId}/update", roleDevice, s.device(s.deviceUpdateJob)},
 
+		{"POST", "/profiles", roleWrite, s.createProfile},
+		{"GET", "/profiles", roleView, s.listProfiles},
+		{"GET", "/profiles/{name}", roleView, s.getProfile},
+		{"PUT", "/profiles/{name}", roleWrite, s.updateProfile},
+		{"DELETE", "/profiles/{name}", roleWrite, s.deleteProfile},
+		{"GET", "/profiles/{name}/compliance", roleView, s.profileCompliance},
+		{"GET", "/things/{name}/profiles", roleView, s.listThingProfiles},
+
 		{"GET", "/things/{name}/telemetry", roleView, s.thingTelemetry},
 		{"GET", "/things/{name}/telemetry/latest", roleView, s.thingTelemetryLatest},
 		{"GET", "/telemetry", roleView, s.queryTelemetry},
@@ -296,6 +309,7 @@ func New(o Options) http.Handler {
 	s.alarms = o.Alarms
 	s.analytics = o.Analytics
 	s.jobs = o.Jobs
+	s.profiles = o.Profiles
 	s.fleet = o.Fleet
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()

@@ -35,6 +35,7 @@ type Store interface {
 	Alarms() AlarmStore
 	Analytics() AnalyticsStore
 	Jobs() JobStore
+	Profiles() ProfileStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -866,4 +867,58 @@ type JobStore interface {
 	// TimedOut returns JobExecInProgress executions whose TimeoutAt is at
 	// or before now, at most limit (0 means 100).
 	TimedOut(ctx context.Context, now time.Time, limit int) ([]JobExecution, error)
+}
+
+// Profile is a configuration profile (internal/profiles): a fragment of
+// desired state merged into the classic shadow of every thing its target
+// selects. The store keeps Desired as given; internal/profiles checks it.
+type Profile struct {
+	Name        string
+	Description string
+	Desired     []byte // a JSON object
+	Group       string // target: a (static or dynamic) group, or
+	Query       string // a fleet query (exactly one of Group, Query)
+	Priority    int
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// ProfileApplied is what the profiles wrote into one thing's desired
+// shadow, so that keys they no longer set can be removed and keys they
+// never set are never touched. State is internal/profiles' encoding.
+type ProfileApplied struct {
+	Thing     string
+	Profiles  []string // the profiles that apply to the thing, by name
+	State     []byte
+	UpdatedAt time.Time
+}
+
+// ProfileStore keeps profiles and, per thing, what they applied. An
+// applied row belongs to its thing: deleting the thing deletes it.
+type ProfileStore interface {
+	// Create stores a new profile; the same name is core.Conflict
+	// `profile "x" already exists`.
+	Create(ctx context.Context, p Profile) (Profile, error)
+	// Get returns a profile or core.NotFound `profile "x" not found`.
+	Get(ctx context.Context, name string) (Profile, error)
+	// List returns profiles ordered by name, after the name after.
+	List(ctx context.Context, after string, limit int) ([]Profile, error)
+	// Update replaces Description, Desired, Group, Query and Priority
+	// (UpdatedAt becomes now); a missing profile is core.NotFound.
+	Update(ctx context.Context, p Profile) (Profile, error)
+	// Delete removes a profile; a missing one is core.NotFound.
+	Delete(ctx context.Context, name string) error
+	// Count returns how many profiles there are.
+	Count(ctx context.Context) (int, error)
+	// PutApplied creates or replaces a thing's applied row (UpdatedAt
+	// becomes now); a missing thing is core.NotFound `thing "x" not found`.
+	PutApplied(ctx context.Context, a ProfileApplied) error
+	// GetApplied returns a thing's applied row or core.NotFound
+	// `profile state "thing" not found`.
+	GetApplied(ctx context.Context, thing string) (ProfileApplied, error)
+	// ListApplied returns applied rows ordered by thing, after the thing
+	// after.
+	ListApplied(ctx context.Context, after string, limit int) ([]ProfileApplied, error)
+	// DeleteApplied removes a thing's applied row; none is not an error.
+	DeleteApplied(ctx context.Context, thing string) error
 }

@@ -98,6 +98,8 @@ var tables = []table{
 	{"detector_states", "detector_states", []column{c("rule", kText), c("thing", kText), c("state", kBytes), c("updated_at", kMS)}, "rule, thing"},
 	{"jobs", "jobs", []column{c("id", kText), c("description", kText), c("status", kText), c("continuous", kBool), c("spec", kBytes), c("reason_code", kText), c("comment", kText), c("released", kInt), c("released_at", kMS), c("created_at", kMS), c("updated_at", kMS), c("completed_at", kMS)}, "id"},
 	{"job_executions", "job_executions", []column{c("seq", kInt), c("job", kText), c("thing", kText), c("status", kText), c("status_details", kText), c("queued_at", kMS), c("started_at", kMS), c("last_updated_at", kMS), c("timeout_at", kMS), c("version", kInt), c("execution_number", kInt), c("retries", kInt)}, "seq"},
+	{"profiles", "profiles", []column{c("name", kText), c("description", kText), c("desired", kBytes), c("grp", kText), c("query", kText), c("priority", kInt), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"profile_applied", "profile_applied", []column{c("thing", kText), c("profiles", kText), c("state", kBytes), c("updated_at", kMS)}, "thing"},
 }
 
 // TableReport is the verification of one table (or "telemetry").

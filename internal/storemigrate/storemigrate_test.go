@@ -118,6 +118,9 @@ func installation(t *testing.T) string {
 	rel[0].Status, rel[0].StartedAt, rel[0].TimeoutAt, rel[0].StatusDetails = store.JobExecInProgress, &later, &later, map[string]string{"p": "50"}
 	_, err = st.Jobs().UpdateExecution(ctx, rel[0], rel[0].VersionNumber)
 	must(t, err)
+	_, err = st.Profiles().Create(ctx, store.Profile{Name: "cfg", Description: "d", Desired: []byte(`{"a":1}`), Query: `type = "x"`, Priority: -2, CreatedAt: t0})
+	must(t, err)
+	must(t, st.Profiles().PutApplied(ctx, store.ProfileApplied{Thing: "dev1", Profiles: []string{"cfg"}, State: []byte(`[]`)}))
 
 	ts, err := telemetrysqlite.Open(datadir.Telemetry(dir))
 	must(t, err)
@@ -188,6 +191,8 @@ func TestCopy(t *testing.T) {
 	same("session", func(s store.Store) (any, error) { return s.Users().GetSession(ctx, []byte{9, 9}) })
 	same("retained", func(s store.Store) (any, error) { return s.Retained().List(ctx) })
 	same("jobs", func(s store.Store) (any, error) { return s.Jobs().List(ctx, "", 0) })
+	same("profiles", func(s store.Store) (any, error) { return s.Profiles().List(ctx, "", 0) })
+	same("profile state", func(s store.Store) (any, error) { return s.Profiles().ListApplied(ctx, "", 0) })
 	same("job executions", func(s store.Store) (any, error) {
 		return s.Jobs().Executions(ctx, store.JobExecutionFilter{JobID: "job1"})
 	})
