@@ -28,6 +28,12 @@ func pick(sel, value string) chromedp.Action {
 		strconv.Quote(sel), strconv.Quote(value)), nil)
 }
 
+// setText sets a text box's value and tells the page, as typing does.
+func setText(sel, value string) chromedp.Action {
+	return chromedp.Evaluate(fmt.Sprintf(`(() => { const e = document.querySelector(%s); e.value = %s; e.dispatchEvent(new Event("input", {bubbles: true})); })()`,
+		strconv.Quote(sel), strconv.Quote(value)), nil)
+}
+
 // apiRelative lets the simulator download the signed artifact URLs that
 // job documents carry: without --artifact-url-base they are paths on the
 // server (/api/v1/...), resolved here against its address.
@@ -211,6 +217,7 @@ func TestThingsBulkActions(t *testing.T) {
 	se.run("select two things",
 		chromedp.Navigate(s.API+"/things"),
 		chromedp.WaitVisible(`tr[data-thing="bulk-3"]`),
+		chromedp.WaitNotVisible(`form[aria-label="Bulk actions"]`), // nothing selected yet
 		chromedp.Click(`input[data-select="bulk-1"]`),
 		chromedp.Click(`input[data-select="bulk-3"]`),
 		chromedp.WaitVisible(`//strong[@data-testid="selected-count" and text()="2 things"]`, chromedp.BySearch),
@@ -243,6 +250,12 @@ func TestThingsBulkActions(t *testing.T) {
 		}
 	}
 
+	se.run("a desired state that is not JSON is refused before anything is sent",
+		setText(`textarea[name=bulk-desired]`, `{"interval": `),
+		chromedp.Click(`//form[@aria-label="Bulk actions"]//button[text()="Apply"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//div[@data-testid="bulk-result"]/div[@role="alert" and starts-with(text(), "The desired state is not JSON")]`, chromedp.BySearch),
+	)
+
 	se.run("a group that does not exist: each failure is listed",
 		pick(`select[name=bulk-action]`, "group"),
 		chromedp.WaitVisible(`input[name=bulk-group]`),
@@ -270,7 +283,10 @@ func TestThingsBulkActions(t *testing.T) {
 }
 
 // TestJobQueryPreview: the job form counts the things its query matches as
-// it is typed, and shows a syntax error with its line and column.
+// it is typed and shows a syntax error with its line and column; a query
+// that matches nothing and a document that is not JSON are refused with
+// the reason; a job with an execution in progress is canceled with force
+// from its page.
 func TestJobQueryPreview(t *testing.T) {
 	if !console.Built() {
 		t.Skip("the console is not built (npm --prefix web ci && npm --prefix web run build); skipping the browser test")
@@ -305,8 +321,60 @@ func TestJobQueryPreview(t *testing.T) {
 	if !strings.Contains(msg, "connected is true or false") {
 		t.Errorf("preview error = %q", msg)
 	}
+
+	se.run("a query that matches nothing is refused",
+		setText(`textarea[name=target-query]`, "attributes.site = 'nowhere'"),
+		chromedp.WaitVisible(`//div[@data-testid="query-preview" and text()="0 things match"]`, chromedp.BySearch),
+		chromedp.SendKeys(`input[name=jobId]`, "ams-reboot"),
+		chromedp.Click(`//button[text()="Create job"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//form[@aria-label="New job"]/div[@role="alert" and text()="the targets match no thing"]`, chromedp.BySearch),
+	)
+	se.run("a document that is not JSON is refused before it is sent",
+		setText(`textarea[name=target-query]`, "attributes.site = 'ams'"),
+		chromedp.WaitVisible(`//div[@data-testid="query-preview" and text()="2 things match"]`, chromedp.BySearch),
+		setText(`textarea[name=document]`, `{"operation": "reboot"`),
+		chromedp.Click(`//button[text()="Create job"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//form[@aria-label="New job"]/div[@role="alert" and starts-with(text(), "The job document is not JSON")]`, chromedp.BySearch),
+	)
+	if _, err := apiclient.New(s.API, s.Token).GetJob(ctx, "ams-reboot"); err == nil {
+		t.Fatal("a job was created from a refused form")
+	}
+	se.run("create it",
+		setText(`textarea[name=document]`, `{"operation": "reboot"}`),
+		chromedp.Click(`//button[text()="Create job"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`[data-testid=job-created] a`),
+	)
+
+	// ams-1 starts it over the HTTP device API; a cancel with force
+	// cancels that execution too.
+	_, secret := s.Secret(t, "ams-1")
+	req, _ := http.NewRequest("POST", s.API+"/api/v1/devices/ams-1/jobs/start-next", strings.NewReader(`{}`))
+	req.SetBasicAuth("ams-1", secret)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("start-next: %s", res.Status)
+	}
+	se.run("cancel it with force from its page",
+		chromedp.Click(`[data-testid=job-created] a`),
+		chromedp.WaitVisible(`//tr[@data-thing="ams-1"]/td[@data-testid="execution-status" and .="in progress"]`, chromedp.BySearch),
+		chromedp.Evaluate(`window.confirm = () => true`, nil),
+		chromedp.Click(`input[name=force]`),
+		chromedp.Click(`//button[text()="Cancel job"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//span[@data-testid="job-status" and text()="canceled"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//tr[@data-thing="ams-1"]/td[@data-testid="execution-status" and .="canceled"]`, chromedp.BySearch),
+	)
+	se.screenshot("jobs-canceled-force")
+	j, err := apiclient.New(s.API, s.Token).GetJob(ctx, "ams-reboot")
+	if err != nil || j.Status != "CANCELED" || j.Counts["CANCELED"] != 2 {
+		t.Fatalf("job ams-reboot: %+v, %v; want CANCELED with both executions CANCELED (force)", j, err)
+	}
 	se.b.mu.Lock()
-	se.b.errors = nil // the browser logs the 400 of the broken query itself
+	se.b.errors = nil // the browser logs the 400s of the broken query and the empty target itself
 	se.b.mu.Unlock()
 	se.b.check(t)
 }

@@ -315,7 +315,7 @@ function bulkBar(selected: Map<string, Thing>, reload: () => void): { el: HTMLEl
   const slot = h("div", { class: "bulk" });
   const apply = h("button", { type: "submit" }, "Apply");
   const clearSel = h("button", { type: "button", class: "link" }, "Clear selection");
-  const result = h("div", { "data-testid": "bulk-result", "aria-live": "polite" });
+  const result = h("div", { class: "bulk-result", "data-testid": "bulk-result", "aria-live": "polite" });
   const el = h(
     "form",
     { class: "card bulk", "aria-label": "Bulk actions", hidden: true },
