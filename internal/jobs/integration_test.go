@@ -304,3 +304,33 @@ func TestRestartMidRollout(t *testing.T) {
 		}
 	}
 }
+
+// TestDynamicGroupTarget: a job whose target is a dynamic group gets one
+// execution per member of the group (its query's things), not none
+// because no thing lists the group.
+func TestDynamicGroupTarget(t *testing.T) {
+	t.Parallel()
+	s := daemontest.Start(t, fastTick)
+	for _, n := range []string{"dyn-1", "dyn-2", "other-1"} {
+		s.Thing(t, n)
+	}
+	if code, body := api(t, s, "POST", "/groups", `{"name":"dyn","query":"name LIKE 'dyn-*'"}`); code != 201 {
+		t.Fatalf("POST /groups: %d %s", code, body)
+	}
+	daemontest.WaitFor(t, wait, func() error {
+		if code, body := api(t, s, "GET", "/groups/dyn/things", ""); code != 200 || !strings.Contains(body, `"total":2`) {
+			return fmt.Errorf("GET /groups/dyn/things: %d %s", code, body)
+		}
+		return nil
+	})
+	if code, body := api(t, s, "POST", "/jobs", `{"jobId":"dyn-job","targets":{"groups":["dyn"]},"document":{}}`); code != 201 {
+		t.Fatalf("POST /jobs: %d %s", code, body)
+	}
+	code, body := api(t, s, "GET", "/jobs/dyn-job/executions", "")
+	if code != 200 || !strings.Contains(body, `"dyn-1"`) || !strings.Contains(body, `"dyn-2"`) || strings.Contains(body, "other-1") {
+		t.Fatalf("executions: %d %s; want dyn-1 and dyn-2 only", code, body)
+	}
+	if j := getJob(t, s, "dyn-job"); j.Counts["QUEUED"]+j.Counts["SCHEDULED"] != 2 {
+		t.Errorf("counts %v; want 2 executions", j.Counts)
+	}
+}

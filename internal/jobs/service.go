@@ -53,6 +53,14 @@ type Selector interface {
 	Match(ctx context.Context, query string) ([]string, error)
 }
 
+// GroupMembers is implemented by a Selector that also knows the members
+// of dynamic groups (internal/fleetindex): Members returns them, and
+// whether name is a dynamic group. A target group that is not one is read
+// from the registry (a static group).
+type GroupMembers interface {
+	Members(ctx context.Context, name string) ([]string, bool, error)
+}
+
 // Options configure a Service.
 type Options struct {
 	Store     store.JobStore // required
@@ -377,6 +385,20 @@ func (s *Service) resolveTargets(ctx context.Context, t Targets) ([]string, erro
 		}
 	}
 	for _, g := range t.Groups {
+		if gm, ok := s.opts.Selector.(GroupMembers); ok {
+			members, dynamic, err := gm.Members(ctx, g)
+			if err != nil {
+				return nil, err
+			}
+			if dynamic {
+				for _, n := range members {
+					if err := add(n); err != nil {
+						return nil, err
+					}
+				}
+				continue
+			}
+		}
 		after := ""
 		for {
 			list, next, err := s.opts.Things.ListThings(ctx, store.ThingFilter{Group: g, After: after, Limit: 1000})

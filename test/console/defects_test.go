@@ -89,7 +89,7 @@ func TestConsoleFirstRunDefects(t *testing.T) {
 	run("sort by last seen",
 		chromedp.SetValue(`select[name=sort]`, "-lastSeen"),
 		chromedp.Evaluate(`document.querySelector("select[name=sort]").dispatchEvent(new Event("change"))`, nil),
-		chromedp.WaitVisible(`//tbody/tr[1]/td[1]/a[text()="dev" or text()="dev2"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//tbody/tr[1]/td[2]/a[text()="dev" or text()="dev2"]`, chromedp.BySearch), // td[1]: the selection box
 	)
 	// Disabling a connected thing: its row says disabled, never
 	// "connected" and "disabled" at once, also after the reload.
@@ -207,6 +207,7 @@ func TestConsoleFirstRunDefects(t *testing.T) {
 		{"things", "/things", `//td/a[text()="dev"]`},
 		{"thing", "/things/dev", `//dd[@data-testid="publish-denied"]`},
 		{"rules", "/rules", `//td[text()="telemetry"]`},
+		{"jobs", "/jobs", `//td[text()="No jobs yet."]`},
 	} {
 		var width, screen int
 		run("phone "+pg.name,

@@ -12,6 +12,7 @@ export function overviewPage(main: HTMLElement): () => void {
   const rateOut = h("strong", { class: "num", "data-testid": "rate-out" }, "…");
   const presence = h("ul", { class: "events", "aria-live": "polite" });
   const ruleErrors = h("div", { "data-testid": "rule-errors" }, "…");
+  const firmware = h("div", { "data-testid": "firmware" }, "…");
   clear(
     main,
     h("h1", {}, "Overview"),
@@ -27,6 +28,7 @@ export function overviewPage(main: HTMLElement): () => void {
     h("div", { class: "cols" },
       h("section", { class: "card" }, h("h2", {}, "Recent presence"), presence),
       h("section", { class: "card" }, h("h2", {}, "Rules with errors"), ruleErrors),
+      h("section", { class: "card" }, h("h2", {}, "Firmware"), firmware),
     ),
   );
 
@@ -55,7 +57,42 @@ export function overviewPage(main: HTMLElement): () => void {
     } catch (e) {
       err.show(e);
     }
+    await refreshFirmware();
     if (!stopped) statsTimer = window.setTimeout(refresh, 5000);
+  };
+  // The fleet's firmware versions (GET /fleet/firmware): what devices
+  // report as "firmware" in their classic shadow, most things first.
+  const refreshFirmware = async () => {
+    try {
+      const fw = await get<{ key: string; versions: { version: string; things: number }[] }>("/fleet/firmware");
+      const max = Math.max(1, ...fw.versions.map((v) => v.things));
+      const total = fw.versions.reduce((a, v) => a + v.things, 0);
+      clear(
+        firmware,
+        fw.versions.length === 0
+          ? h("p", { class: "muted" }, "No things yet.")
+          : h(
+              "table",
+              { class: "firmware", "aria-label": "Firmware versions" },
+              h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Version"), h("th", { scope: "col" }, "Things"), h("th", { scope: "col" }, h("span", { class: "skip" }, "Share")))),
+              h(
+                "tbody",
+                {},
+                ...fw.versions.map((v) =>
+                  h(
+                    "tr",
+                    { "data-version": v.version },
+                    h("td", {}, v.version === "" ? h("span", { class: "muted" }, "none reported") : v.version),
+                    h("td", { class: "num" }, String(v.things)),
+                    h("td", {}, h("span", { class: "fw-bar", style: `width:${(8 * v.things) / max}rem`, role: "img", "aria-label": `${Math.round((100 * v.things) / total)}%` })),
+                  ),
+                ),
+              ),
+            ),
+      );
+    } catch (e) {
+      clear(firmware, h("p", { class: "muted" }, e instanceof Error ? e.message : String(e)));
+    }
   };
   refresh();
 

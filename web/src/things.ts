@@ -98,6 +98,26 @@ export function thingsPage(main: HTMLElement): () => void {
   let page = 0;
   const pageSize = 25;
   // first shows the first page (a new search, sort or thing).
+  // The selected things (kept across pages and reloads) for the bulk
+  // actions; shown is the page's rows.
+  const selected = new Map<string, Thing>();
+  let shown: Thing[] = [];
+  const selectAll = h("input", { type: "checkbox", "aria-label": "Select all things on this page", "data-testid": "select-all" });
+  const bulk = bulkBar(selected, () => load());
+  const syncSelection = () => {
+    const n = shown.filter((t) => selected.has(t.name)).length;
+    selectAll.checked = n > 0 && n === shown.length;
+    selectAll.indeterminate = n > 0 && n < shown.length;
+    bulk.update();
+  };
+  selectAll.addEventListener("change", () => {
+    for (const t of shown) {
+      if (selectAll.checked) selected.set(t.name, t);
+      else selected.delete(t.name);
+    }
+    for (const cb of tbody.querySelectorAll<HTMLInputElement>("input[data-select]")) cb.checked = selectAll.checked;
+    syncSelection();
+  });
   const first = () => {
     cursors.length = 1;
     page = 0;
@@ -135,8 +155,11 @@ export function thingsPage(main: HTMLElement): () => void {
       if (list.total !== undefined) count.textContent = plural(list.total, "thing");
       if (list.nextCursor) cursors[page + 1] = list.nextCursor;
       else cursors.length = page + 1;
+      shown = list.items;
+      for (const t of list.items) if (selected.has(t.name)) selected.set(t.name, t);
       clear(tbody, ...list.items.map(row));
-      if (list.items.length === 0) clear(tbody, h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No things match.")));
+      if (list.items.length === 0) clear(tbody, h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No things match.")));
+      syncSelection();
       clear(
         pager,
         h("button", { type: "button", disabled: page === 0, onclick: () => { page--; load(); } }, "← Previous"),
@@ -175,9 +198,16 @@ export function thingsPage(main: HTMLElement): () => void {
         err.show(e);
       }
     });
+    const pick = h("input", { type: "checkbox", "data-select": t.name, "aria-label": `Select ${t.name}`, checked: selected.has(t.name) });
+    pick.addEventListener("change", () => {
+      if (pick.checked) selected.set(t.name, t);
+      else selected.delete(t.name);
+      syncSelection();
+    });
     const tr = h(
       "tr",
       { "data-thing": t.name },
+      h("td", { class: "select" }, pick),
       h("td", {}, h("a", { href: `/things/${enc(t.name)}` }, t.name)),
       h("td", { class: "type" }, t.type ?? ""),
       h("td", { "data-testid": "state" }, stateBadge(t)),
@@ -207,11 +237,12 @@ export function thingsPage(main: HTMLElement): () => void {
     createBox,
     err.el,
     search,
+    bulk.el,
     tableWrap(
       h(
         "table",
         { class: "things" },
-        h("thead", {}, h("tr", {}, ...["Name", "Type", "State", "Last seen", "Attributes", ""].map((c, i) => h("th", { scope: "col", class: ["", "type", "", "", "attrs", ""][i] || undefined }, c)))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "select" }, selectAll), ...["Name", "Type", "State", "Last seen", "Attributes", ""].map((c, i) => h("th", { scope: "col", class: ["", "type", "", "", "attrs", ""][i] || undefined }, c)))),
         tbody,
       ),
     ),
@@ -228,6 +259,161 @@ export function thingsPage(main: HTMLElement): () => void {
     es.close();
     window.clearTimeout(timer);
   };
+}
+
+// go opens a console page (main.ts renders on popstate).
+function go(path: string): void {
+  history.pushState(null, "", path);
+  window.dispatchEvent(new PopStateEvent("popstate"));
+}
+
+// eachThing runs op for every name, four at a time, and collects what
+// failed.
+async function eachThing(names: string[], op: (name: string) => Promise<unknown>): Promise<{ ok: number; errors: [string, string][] }> {
+  const errors: [string, string][] = [];
+  let ok = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < names.length) {
+      const name = names[next++];
+      try {
+        await op(name);
+        ok++;
+      } catch (e) {
+        errors.push([name, e instanceof Error ? e.message : String(e)]);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(4, names.length) }, worker));
+  errors.sort((a, b) => a[0].localeCompare(b[0]));
+  return { ok, errors };
+}
+
+// bulkBar: actions on the selected things, each through the REST API
+// one thing at a time, with a summary of what succeeded and what failed.
+function bulkBar(selected: Map<string, Thing>, reload: () => void): { el: HTMLElement; update: () => void } {
+  const count = h("strong", { "data-testid": "selected-count" });
+  const action = h(
+    "select",
+    { name: "bulk-action" },
+    h("option", { value: "command" }, "Send a command"),
+    h("option", { value: "desired" }, "Set desired state"),
+    h("option", { value: "enable" }, "Enable"),
+    h("option", { value: "disable" }, "Disable"),
+    h("option", { value: "group" }, "Add to group"),
+    h("option", { value: "job" }, "Start a job"),
+  );
+  const cmdName = h("input", { name: "bulk-command", placeholder: "reboot", autocomplete: "off" });
+  const cmdPayload = h("textarea", { name: "bulk-payload", rows: 1, spellcheck: "false", placeholder: "{}" });
+  const desired = h("textarea", { name: "bulk-desired", rows: 2, spellcheck: "false", placeholder: '{"interval": 60}' });
+  const group = h("input", { name: "bulk-group", placeholder: "an existing static group", autocomplete: "off" });
+  const inputs: Record<string, HTMLElement[]> = {
+    command: [field("Command", cmdName), field("Payload (JSON)", cmdPayload)],
+    desired: [field("Desired state (JSON)", desired)],
+    group: [field("Group", group)],
+  };
+  const slot = h("div", { class: "bulk" });
+  const apply = h("button", { type: "submit" }, "Apply");
+  const clearSel = h("button", { type: "button", class: "link" }, "Clear selection");
+  const result = h("div", { class: "bulk-result", "data-testid": "bulk-result", "aria-live": "polite" });
+  const el = h(
+    "form",
+    { class: "card bulk", "aria-label": "Bulk actions", hidden: true },
+    h("span", {}, count, " selected"),
+    field("Action", action),
+    slot,
+    apply,
+    clearSel,
+    result,
+  );
+  const showInputs = () => clear(slot, ...(inputs[action.value] ?? []));
+  action.addEventListener("change", showInputs);
+  showInputs();
+  const update = () => {
+    el.hidden = selected.size === 0;
+    count.textContent = plural(selected.size, "thing");
+  };
+  clearSel.addEventListener("click", () => {
+    selected.clear();
+    clear(result);
+    reload();
+  });
+  const json = (el: HTMLTextAreaElement, what: string, empty: unknown): unknown => {
+    const text = el.value.trim();
+    if (!text) return empty;
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${what} is not JSON: ${e instanceof Error ? e.message : e}`);
+    }
+  };
+  el.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const names = [...selected.keys()].sort();
+    if (names.length === 0) return;
+    clear(result);
+    let op: (name: string) => Promise<unknown>;
+    let what: string;
+    try {
+      switch (action.value) {
+        case "command": {
+          const name = cmdName.value.trim();
+          if (!name) throw new Error("Give the command's name.");
+          const payload = json(cmdPayload, "The payload", {});
+          op = (t) => post(`/things/${enc(t)}/commands`, { name, payload });
+          what = `command ${name} sent`;
+          break;
+        }
+        case "desired": {
+          const state = json(desired, "The desired state", undefined);
+          if (!state || typeof state !== "object" || Array.isArray(state)) throw new Error("The desired state must be a JSON object.");
+          op = (t) => post(`/things/${enc(t)}/shadows/classic`, { state: { desired: state } });
+          what = "desired state set";
+          break;
+        }
+        case "enable":
+        case "disable": {
+          const enabled = action.value === "enable";
+          op = (t) => patch(`/things/${enc(t)}`, { enabled });
+          what = enabled ? "enabled" : "disabled";
+          break;
+        }
+        case "group": {
+          const g = group.value.trim();
+          if (!g) throw new Error("Give the group's name.");
+          // The thing's groups are replaced: read them first.
+          op = async (t) => {
+            const cur = await get<Thing>(`/things/${enc(t)}`);
+            if (cur.groups.includes(g)) return;
+            await patch(`/things/${enc(t)}`, { groups: [...cur.groups, g] });
+          };
+          what = `added to ${g}`;
+          break;
+        }
+        case "job":
+          go(`/jobs?new=1&things=${enc(names.join(","))}`);
+          return;
+        default:
+          return;
+      }
+    } catch (e) {
+      clear(result, h("div", { class: "error", role: "alert" }, e instanceof Error ? e.message : String(e)));
+      return;
+    }
+    apply.disabled = true;
+    try {
+      const r = await eachThing(names, op);
+      clear(
+        result,
+        h("p", { class: r.errors.length ? "" : "ok", "data-testid": "bulk-summary" }, `${r.ok} of ${plural(names.length, "thing")} ${what}${r.errors.length ? `; ${r.errors.length} failed:` : "."}`),
+        r.errors.length ? h("ul", { class: "error", role: "alert" }, ...r.errors.map(([n, m]) => h("li", {}, h("strong", {}, n), ": ", m))) : null,
+      );
+      reload();
+    } finally {
+      apply.disabled = false;
+    }
+  });
+  return { el, update };
 }
 
 function createForm(box: HTMLElement, reload: () => void): void {
