@@ -5,6 +5,8 @@ import { overviewPage } from "./overview";
 import { thingsPage } from "./things";
 import { thingPage } from "./thing";
 import { rulesPage } from "./rules";
+import { alarmsPage } from "./alarms";
+import { mapPage } from "./map";
 
 // A page renders into main and returns a cleanup (closes event streams).
 export type Page = (main: HTMLElement, params: Record<string, string>) => (() => void) | void;
@@ -14,6 +16,8 @@ const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title:
   { pattern: /^\/things$/, keys: [], page: thingsPage, nav: "/things", title: "Things" },
   { pattern: /^\/things\/([^/]+)$/, keys: ["name"], page: thingPage, nav: "/things", title: "Thing" },
   { pattern: /^\/rules$/, keys: [], page: rulesPage, nav: "/rules", title: "Rules" },
+  { pattern: /^\/alarms$/, keys: [], page: alarmsPage, nav: "/alarms", title: "Alarms" },
+  { pattern: /^\/map$/, keys: [], page: mapPage, nav: "/map", title: "Map" },
 ];
 
 const app = document.getElementById("app")!;
@@ -33,6 +37,11 @@ onConnectionChange((lost) => {
   else connLost.hidden = true;
 });
 let me: Me | null = null;
+// canOperate: whether the signed-in user may change things (an operator
+// or admin); pages hide buttons a viewer could not use.
+export function canOperate(): boolean {
+  return !!me && me.role !== "viewer";
+}
 let cleanup: (() => void) | void;
 
 export function navigate(path: string): void {
@@ -89,6 +98,8 @@ async function render(): Promise<void> {
         ["/", "Overview"],
         ["/things", "Things"],
         ["/rules", "Rules"],
+        ["/alarms", "Alarms"],
+        ["/map", "Map"],
       ].map(([href, label]) =>
         h("li", {}, h("a", { href, "aria-current": route?.nav === href ? "page" : undefined }, label)),
       ),
