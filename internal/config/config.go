@@ -103,6 +103,10 @@ type Config struct {
 	AnalyticsQueue        int           // messages waiting for the detectors; more are dropped and counted
 	AnalyticsMaxStates    int           // (rule, thing) detector states kept; more are refused and counted
 	AnalyticsSaveInterval time.Duration // how often changed detector states are saved
+
+	// MapTileURL is the web console map's tile URL template ({z}, {x},
+	// {y}; "" no tiles: positions and fences on a plain background).
+	MapTileURL string
 	// Inbound MQTT bridges (package bridge): one URL each, and the
 	// messages per second each one takes.
 	Bridges         []string
@@ -240,6 +244,7 @@ func Default() Config {
 		AnalyticsQueue:           10_000,
 		AnalyticsMaxStates:       100_000,
 		AnalyticsSaveInterval:    30 * time.Second,
+		MapTileURL:               "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
 		BridgeRateLimit:          1000,
 		HTTPReadHeaderTimeout:    10 * time.Second,
 		HTTPBodyTimeout:          30 * time.Second,
@@ -367,6 +372,7 @@ func fields(c *Config) []field {
 		{"analytics-queue", "messages (telemetry, presence) waiting for the analytics detectors; more are dropped and counted in mote_analytics_dropped_total", num(&c.AnalyticsQueue)},
 		{"analytics-max-states", "detector states kept, one per (analytics rule, thing); a new one beyond it is not created and is counted in mote_analytics_states_refused_total", num(&c.AnalyticsMaxStates)},
 		{"analytics-save-interval", "how often changed detector states are saved (and so survive a restart)", dur(&c.AnalyticsSaveInterval)},
+		{"map-tile-url", `tile URL template of the web console's maps, with {z}, {x} and {y} (and optionally {s}); the browser fetches the tiles, so it must reach it ("" none: positions and geofences on a plain background)`, str(&c.MapTileURL)},
 		{"bridge", "inbound MQTT bridge, repeatable: mqtt(s)://[user:pass@]host:port/?name=N&from=remote/filter&to=local/prefix/&qos=0|1 (URL-encode # as %23, + as %2B, a comma as %2C); see docs/bridge.md", list(&c.Bridges)},
 		{"bridge-rate-limit", "messages per second each inbound MQTT bridge takes (burst the same); more are dropped and counted", float(&c.BridgeRateLimit)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
@@ -767,6 +773,17 @@ func (c *Config) validateAlarms() error {
 		return fmt.Errorf("analytics-max-states: %d is outside 1 to 100000000", c.AnalyticsMaxStates)
 	case c.AnalyticsSaveInterval < 100*time.Millisecond || c.AnalyticsSaveInterval > time.Hour:
 		return fmt.Errorf("analytics-save-interval: %s is outside 100ms to 1h", c.AnalyticsSaveInterval)
+	}
+	if c.MapTileURL != "" {
+		u, err := url.Parse(c.MapTileURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("map-tile-url: want an http or https URL template, or empty")
+		}
+		for _, p := range []string{"{z}", "{x}", "{y}"} {
+			if !strings.Contains(c.MapTileURL, p) {
+				return fmt.Errorf("map-tile-url: %s is missing", p)
+			}
+		}
 	}
 	if c.AlarmWebhookURL != "" {
 		u, err := url.Parse(c.AlarmWebhookURL)

@@ -355,6 +355,10 @@ func TestValidate(t *testing.T) {
 		{"file-max-count 0", func(c *config.Config) { c.FileMaxCount = 0 }, "file-max-count"},
 		{"upload-min-rate negative", func(c *config.Config) { c.UploadMinRate = -1 }, "upload-min-rate"},
 		{"upload-min-rate 0", func(c *config.Config) { c.UploadMinRate = 0 }, ""},
+		{"map-tile-url empty", func(c *config.Config) { c.MapTileURL = "" }, ""},
+		{"map-tile-url other", func(c *config.Config) { c.MapTileURL = "http://tiles.local:8080/{z}/{x}/{y}.png" }, ""},
+		{"map-tile-url scheme", func(c *config.Config) { c.MapTileURL = "file:///{z}/{x}/{y}.png" }, "map-tile-url"},
+		{"map-tile-url no {y}", func(c *config.Config) { c.MapTileURL = "https://t.example/{z}/{x}.png" }, "map-tile-url"},
 	}
 	for _, tt := range tests {
 		c := config.Default()
@@ -420,8 +424,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 99 {
-		t.Errorf("settings = %d; want 99 (update this test for a new setting)", n)
+	if n != 100 {
+		t.Errorf("settings = %d; want 100 (update this test for a new setting)", n)
 	}
 }
 

@@ -621,7 +621,8 @@ func (d *Daemon) startHTTP() error {
 		MaxMessageSize: d.cfg.MaxPacketSize,
 		Server: func() httpapi.ServerInfo {
 			a := d.Addrs()
-			return httpapi.ServerInfo{Version: core.Version, MQTT: a.MQTT, MQTTS: a.MQTTS, WebSocket: "/mqtt"}
+			return httpapi.ServerInfo{Version: core.Version, MQTT: a.MQTT, MQTTS: a.MQTTS, WebSocket: "/mqtt",
+				MapTileURL: d.cfg.MapTileURL}
 		},
 		Logger:   d.log.With("component", "api"),
 		Metrics:  d.metrics,

@@ -59,6 +59,8 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	// benchmarks publish faster than a real device.
 	cfg.DeviceRateLimit = 0
 	cfg.PresenceFlush = 20 * time.Millisecond
+	// Tests need no internet: the console's maps draw without tiles.
+	cfg.MapTileURL = ""
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -6,13 +6,51 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/moteiot/mote/internal/alarms"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/fleetindex"
 	"github.com/moteiot/mote/internal/live"
 )
 
 // sseKeepAlive is how often an idle event stream gets a comment line, so
 // proxies and browsers keep it open.
 const sseKeepAlive = 15 * time.Second
+
+// positionQueue bounds the items waiting for a browser that follows every
+// thing's position; more are dropped and the browser told ("dropped"),
+// which then reloads GET /fleet/positions.
+const positionQueue = 4096
+
+// alarmQueue bounds the alarm events waiting for one browser; more are
+// dropped (counted in mote_alarm_requests_dropped_total{reason="event_subscriber"}).
+const alarmQueue = 256
+
+// alarmEventWire is an event "alarm".
+type alarmEventWire struct {
+	Event string        `json:"event"` // raised, acknowledged, cleared
+	Time  time.Time     `json:"time"`
+	Alarm alarmResponse `json:"alarm"`
+}
+
+// positionEvent is an event "position".
+type positionEvent struct {
+	Thing string    `json:"thing"`
+	Lat   float64   `json:"lat"`
+	Lon   float64   `json:"lon"`
+	Time  time.Time `json:"time"`
+}
+
+// positionOf reads numeric top-level lat and lon of a telemetry message.
+func positionOf(e *live.Event) (positionEvent, bool) {
+	var p struct {
+		Lat *float64 `json:"lat"`
+		Lon *float64 `json:"lon"`
+	}
+	if err := json.Unmarshal(e.Payload, &p); err != nil || p.Lat == nil || p.Lon == nil || !fleetindex.ValidPosition(*p.Lat, *p.Lon) {
+		return positionEvent{}, false
+	}
+	return positionEvent{Thing: e.Thing, Lat: *p.Lat, Lon: *p.Lon, Time: e.Time}, true
+}
 
 // events serves GET /events: Server-Sent Events for the console.
 // Streams are chosen in the query: stats=1 (event "stats" once a second),
@@ -23,15 +61,16 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 	if s.live == nil {
 		return core.Errorf(core.KindUnavailable, "live events are not available on this server")
 	}
-	q, err := parseQuery(r, "", "stats", "presence", "thing")
+	q, err := parseQuery(r, "", "stats", "presence", "thing", "alarms", "positions")
 	if err != nil {
 		return err
 	}
 	var o live.WatchOptions
+	var alarmsOn bool
 	for _, p := range []struct {
 		name string
 		dst  *bool
-	}{{"stats", &o.Stats}, {"presence", &o.Presence}} {
+	}{{"stats", &o.Stats}, {"presence", &o.Presence}, {"alarms", &alarmsOn}, {"positions", &o.Positions}} {
 		switch v, ok := q.vals[p.name]; {
 		case !ok || v == "0" || v == "false":
 		case v == "1" || v == "true":
@@ -49,8 +88,24 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 		}
 		o.Thing = name
 	}
-	if !o.Stats && !o.Presence && o.Thing == "" {
-		return core.Invalid("", "choose at least one stream: stats=1, presence=1 or thing=NAME")
+	if !o.Stats && !o.Presence && o.Thing == "" && !alarmsOn && !o.Positions {
+		return core.Invalid("", "choose at least one stream: stats=1, presence=1, thing=NAME, alarms=1 or positions=1")
+	}
+	if o.Positions {
+		// Every thing's positions: a longer queue for bursts.
+		o.Queue = positionQueue
+	}
+	// Alarm events come from the alarm service (the platform's own
+	// publishes do not pass the bus); a nil channel never receives.
+	var alarmEvents <-chan alarms.Event
+	if alarmsOn {
+		svc, err := s.alarmService()
+		if err != nil {
+			return err
+		}
+		ch, cancel := svc.Subscribe(alarmQueue)
+		defer cancel()
+		alarmEvents = ch
 	}
 	rc := http.NewResponseController(w)
 	watcher := s.live.Watch(o)
@@ -63,6 +118,17 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	send := func(event string, v any) error {
+		if event == "position" {
+			p, ok := v.(*live.Event)
+			if !ok {
+				return nil
+			}
+			pos, ok := positionOf(p)
+			if !ok {
+				return nil // not a position after all
+			}
+			v = pos
+		}
 		b, err := json.Marshal(v)
 		if err != nil {
 			return err
@@ -99,6 +165,13 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		case <-keep.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return nil
+			}
+		case e, ok := <-alarmEvents:
+			if !ok {
+				return nil // the alarm service stopped
+			}
+			if err := send("alarm", alarmEventWire{Event: e.Event, Time: e.Time, Alarm: alarmWire(e.Alarm)}); err != nil {
 				return nil
 			}
 		case it := <-watcher.C:

@@ -45,6 +45,8 @@ type ServerInfo struct {
 	MQTT      string `json:"mqtt,omitempty"`
 	MQTTS     string `json:"mqtts,omitempty"`
 	WebSocket string `json:"websocket"` // path on the HTTP port
+	// MapTileURL is the console map's tile URL template ("" none).
+	MapTileURL string `json:"mapTileURL"`
 }
 
 func (s *server) getServer(w http.ResponseWriter, r *http.Request) error {

@@ -278,6 +278,7 @@ func (s *server) routes() []route {
 		{"POST", "/artifacts/{name}/{version}/url", roleWrite, s.createArtifactURL},
 		{"GET", "/artifacts/{name}/{version}/download", rolePublic, s.downloadArtifactSigned}, // signed URL: exp and sig are the credentials
 		{"GET", "/fleet/firmware", roleView, s.fleetFirmware},
+		{"GET", "/fleet/positions", roleView, s.fleetPositions},
 		{"GET", "/devices/{thing}/artifacts/{name}/{version}", roleDevice, s.device(s.deviceDownloadArtifact)},
 
 		{"PUT", "/devices/{thing}/files/{name}", roleDevice, s.device(s.devicePutFile)},

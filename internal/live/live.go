@@ -7,6 +7,7 @@
 package live
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -188,7 +189,7 @@ func eventOf(m core.Message) Event {
 
 // Item is one thing a watcher receives.
 type Item struct {
-	Kind  string // "stats", "presence", "message"
+	Kind  string // "stats", "presence", "message", "position"
 	Stats *Stats
 	Event *Event
 }
@@ -199,6 +200,10 @@ type WatchOptions struct {
 	Presence bool
 	Thing    string // "" none: this thing's messages
 	Queue    int    // 0: 256
+	// Positions: every thing's telemetry that may hold a position (kind
+	// "position"; the payload is not checked here: the reader parses it
+	// off the bus's goroutine).
+	Positions bool
 }
 
 // Watcher is one browser's subscription. Its queue is bounded; items
@@ -227,6 +232,9 @@ func (h *Hub) Watch(o WatchOptions) *Watcher {
 	if h.opts.Bus != nil {
 		if o.Presence {
 			w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(presenceFilter, w.onMessage("presence")))
+		}
+		if o.Positions {
+			w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(telemetryFilter, w.onPosition))
 		}
 		if o.Thing != "" {
 			for _, f := range ThingFilters(o.Thing) {
@@ -257,6 +265,20 @@ func (w *Watcher) onMessage(kind string) bus.Handler {
 	}
 }
 
+// onPosition passes on a telemetry message that names both "lat" and
+// "lon" (a byte search: no parsing on the bus's goroutine).
+func (w *Watcher) onPosition(m core.Message) {
+	if !bytes.Contains(m.Payload, []byte(`"lat"`)) || !bytes.Contains(m.Payload, []byte(`"lon"`)) {
+		return
+	}
+	thing := strings.TrimSuffix(strings.TrimPrefix(m.Topic, core.ThingsPrefix), "/telemetry")
+	at := m.Received.UTC()
+	if at.IsZero() {
+		at = time.Now().UTC()
+	}
+	w.offer(Item{Kind: "position", Event: &Event{Topic: m.Topic, Thing: thing, Time: at, Payload: json.RawMessage(m.Payload), Size: len(m.Payload)}})
+}
+
 // offer enqueues without blocking; a full queue drops the item.
 func (w *Watcher) offer(it Item) {
 	select {
@@ -280,6 +302,9 @@ func (w *Watcher) Close() {
 		w.h.mu.Unlock()
 	})
 }
+
+// telemetryFilter matches every thing's telemetry.
+const telemetryFilter = "things/+/telemetry"
 
 // presenceFilter matches every presence event.
 const presenceFilter = "$mote/events/presence/#"

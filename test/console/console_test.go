@@ -156,6 +156,11 @@ func (se *session) run(step string, actions ...chromedp.Action) {
 		if len(shot) > 0 {
 			_ = os.WriteFile(filepath.Join(se.shots, "failed.jpg"), shot, 0o644)
 		}
+		se.b.mu.Lock()
+		for _, e := range se.b.errors {
+			t.Logf("browser console: %s", e)
+		}
+		se.b.mu.Unlock()
 		t.Fatalf("%s: %v", step, err)
 	}
 }

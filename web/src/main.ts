@@ -6,6 +6,8 @@ import { thingsPage } from "./things";
 import { thingPage } from "./thing";
 import { rulesPage } from "./rules";
 import { jobPage, jobsPage } from "./jobs";
+import { alarmsPage } from "./alarms";
+import { mapPage } from "./map";
 
 // A page renders into main and returns a cleanup (closes event streams).
 export type Page = (main: HTMLElement, params: Record<string, string>) => (() => void) | void;
@@ -17,6 +19,8 @@ const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title:
   { pattern: /^\/rules$/, keys: [], page: rulesPage, nav: "/rules", title: "Rules" },
   { pattern: /^\/jobs$/, keys: [], page: jobsPage, nav: "/jobs", title: "Jobs" },
   { pattern: /^\/jobs\/([^/]+)$/, keys: ["name"], page: jobPage, nav: "/jobs", title: "Job" },
+  { pattern: /^\/alarms$/, keys: [], page: alarmsPage, nav: "/alarms", title: "Alarms" },
+  { pattern: /^\/map$/, keys: [], page: mapPage, nav: "/map", title: "Map" },
 ];
 
 const app = document.getElementById("app")!;
@@ -36,6 +40,11 @@ onConnectionChange((lost) => {
   else connLost.hidden = true;
 });
 let me: Me | null = null;
+// canOperate: whether the signed-in user may change things (an operator
+// or admin); pages hide buttons a viewer could not use.
+export function canOperate(): boolean {
+  return !!me && me.role !== "viewer";
+}
 let cleanup: (() => void) | void;
 
 export function navigate(path: string): void {
@@ -93,6 +102,8 @@ async function render(): Promise<void> {
         ["/things", "Things"],
         ["/rules", "Rules"],
         ["/jobs", "Jobs"],
+        ["/alarms", "Alarms"],
+        ["/map", "Map"],
       ].map(([href, label]) =>
         h("li", {}, h("a", { href, "aria-current": route?.nav === href ? "page" : undefined }, label)),
       ),

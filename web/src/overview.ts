@@ -1,5 +1,7 @@
 import { events, get, Stats } from "./api";
 import { clear, errorBox, fmtTime, h, plural } from "./ui";
+import { alarmBadges } from "./alarms";
+import { overviewMap } from "./map";
 
 // The overview: counts from GET /stats (refreshed every few seconds and on
 // presence), live rates and presence from the event stream.
@@ -13,6 +15,8 @@ export function overviewPage(main: HTMLElement): () => void {
   const presence = h("ul", { class: "events", "aria-live": "polite" });
   const ruleErrors = h("div", { "data-testid": "rule-errors" }, "…");
   const firmware = h("div", { "data-testid": "firmware" }, "…");
+  const alarmTile = alarmBadges();
+  const fleet = overviewMap();
   clear(
     main,
     h("h1", {}, "Overview"),
@@ -24,7 +28,9 @@ export function overviewPage(main: HTMLElement): () => void {
       h("div", { class: "tile" }, h("span", {}, "Connected"), connected),
       h("div", { class: "tile" }, h("span", {}, "Messages in / s"), rateIn),
       h("div", { class: "tile" }, h("span", {}, "Messages out / s"), rateOut),
+      h("div", { class: "tile" }, h("span", {}, h("a", { href: "/alarms" }, "Active alarms")), alarmTile.el),
     ),
+    fleet.el,
     h("div", { class: "cols" },
       h("section", { class: "card" }, h("h2", {}, "Recent presence"), presence),
       h("section", { class: "card" }, h("h2", {}, "Rules with errors"), ruleErrors),
@@ -95,6 +101,11 @@ export function overviewPage(main: HTMLElement): () => void {
     }
   };
   refresh();
+  alarmTile.refresh();
+  let alarmTimer: number | undefined;
+  const onAlarm = () => {
+    if (alarmTimer === undefined) alarmTimer = window.setTimeout(() => { alarmTimer = undefined; alarmTile.refresh(); }, 500);
+  };
 
   let countTimer: number | undefined;
   const addPresence = (e: any) => {
@@ -116,16 +127,19 @@ export function overviewPage(main: HTMLElement): () => void {
     if (countTimer === undefined) countTimer = window.setTimeout(() => { countTimer = undefined; refresh(); }, 1000);
   };
   const es = events(
-    "stats=1&presence=1",
+    "stats=1&presence=1&alarms=1",
     {
       stats: (s) => rates(s.messagesInPerSecond, s.messagesOutPerSecond),
       presence: addPresence,
+      alarm: onAlarm,
     },
-    refresh,
+    () => { refresh(); alarmTile.refresh(); },
   );
   return () => {
     stopped = true;
     es.close();
+    fleet.close();
+    window.clearTimeout(alarmTimer);
     window.clearTimeout(statsTimer);
     if (countTimer !== undefined) clearTimeout(countTimer);
   };

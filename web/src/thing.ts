@@ -4,6 +4,7 @@ import { ApiError, del, enc, events, get, List, patch, post, Stream, Thing } fro
 import { ago, clear, errorBox, field, fmtTime, h, plural, pretty, tableWrap } from "./ui";
 import { stateBadge } from "./things";
 import { navigate } from "./main";
+import { thingAlarms } from "./alarms";
 
 const ranges: { label: string; ms: number; interval?: string }[] = [
   { label: "15 minutes", ms: 15 * 60e3 },
@@ -46,12 +47,16 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
   // The rest of the page appears once the thing is known: an unknown
   // thing gets the error alone.
   clear(main, head, err.el, h("p", { class: "loading" }, "Loading…"));
+  // The thing's active alarms, once the thing is known.
+  let alarmCard: { el: HTMLElement; close: () => void } | null = null;
   function showPage(): void {
+    alarmCard = alarmCard ?? thingAlarms(name);
     clear(
       main,
       head,
       err.el,
       info,
+      alarmCard.el,
       h("section", { class: "card", "aria-labelledby": "tel-h" }, h("div", { class: "title" }, h("h2", { id: "tel-h" }, "Telemetry"), field("Range", rangeSel)), charts),
       h("div", { class: "cols" }, shadowBox, h("div", {}, commandsBox, methodsBox)),
       filesBox,
@@ -486,6 +491,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
   return () => {
     es?.close();
     pres?.close();
+    alarmCard?.close();
     window.removeEventListener("resize", onResize);
     window.clearTimeout(aggTimer);
     for (const p of plots.values()) p.u.destroy();

@@ -1,0 +1,162 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moteiot/mote/internal/daemontest"
+)
+
+type positionsAnswer struct {
+	Items []struct {
+		Thing string  `json:"thing"`
+		Lat   float64 `json:"lat"`
+		Lon   float64 `json:"lon"`
+		Alarm string  `json:"alarm"`
+	} `json:"items"`
+	NextCursor string `json:"nextCursor"`
+	Total      int    `json:"total"`
+}
+
+// GET /fleet/positions lists the things whose latest telemetry holds a
+// valid position, by name and in pages, with the worst severity of their
+// active alarms; a position out of range, a non-numeric one and a thing
+// without one are left out.
+func TestFleetPositions(t *testing.T) {
+	s := daemontest.Start(t)
+	ctx := context.Background()
+	pubs := map[string]string{
+		"a-truck":  `{"lat": 52.37, "lon": 4.89, "speed": 50}`,
+		"b-truck":  `{"lat": -33.86, "lon": 151.2}`,
+		"c-sensor": `{"temperature": 21}`,
+		"d-broken": `{"lat": 95, "lon": 4}`,
+		"e-text":   `{"lat": "52", "lon": "4"}`,
+		"f-truck":  `{"lat": 0, "lon": -180}`,
+	}
+	for name, body := range pubs {
+		s.Thing(t, name)
+		if err := s.Broker().PublishAs(ctx, name, name, "things/"+name+"/telemetry", []byte(body), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Alarms().Raise(ctx, "a-truck", "overheat", "minor", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Alarms().Raise(ctx, "a-truck", "geofence", "critical", nil); err != nil {
+		t.Fatal(err)
+	}
+	var got positionsAnswer
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		if code := apiGet(t, s, "/fleet/positions", &got); code != 200 || got.Total != 3 {
+			return fmt.Errorf("status %d, %+v", code, got)
+		}
+		return nil
+	})
+	want := "a-truck 52.37 4.89 critical|b-truck -33.86 151.2 |f-truck 0 -180 "
+	var lines []string
+	for _, it := range got.Items {
+		lines = append(lines, fmt.Sprintf("%s %v %v %s", it.Thing, it.Lat, it.Lon, it.Alarm))
+	}
+	if g := strings.Join(lines, "|"); g != want {
+		t.Errorf("positions = %q; want %q", g, want)
+	}
+
+	// Pages.
+	var p1, p2 positionsAnswer
+	apiGet(t, s, "/fleet/positions?limit=2", &p1)
+	apiGet(t, s, "/fleet/positions?limit=2&cursor="+p1.NextCursor, &p2)
+	if len(p1.Items) != 2 || p1.NextCursor != "b-truck" || len(p2.Items) != 1 || p2.Items[0].Thing != "f-truck" || p2.NextCursor != "" {
+		t.Errorf("pages: %+v then %+v", p1, p2)
+	}
+	for _, bad := range []string{"limit=0", "limit=10001", "limit=x", "cursor=a%2Fb", "lat=1"} {
+		if code := apiGet(t, s, "/fleet/positions?"+bad, nil); code != 400 {
+			t.Errorf("GET /fleet/positions?%s = %d; want 400", bad, code)
+		}
+	}
+	var info struct {
+		MapTileURL *string `json:"mapTileURL"`
+	}
+	if apiGet(t, s, "/server", &info); info.MapTileURL == nil || *info.MapTileURL != "" {
+		t.Errorf("GET /server mapTileURL = %v; want \"\" (the tests' setting)", info.MapTileURL)
+	}
+}
+
+// GET /events?alarms=1&positions=1 streams alarm events and the
+// positions of every thing, and nothing for telemetry without one.
+func TestEventsAlarmsAndPositions(t *testing.T) {
+	s := daemontest.Start(t)
+	ctx := context.Background()
+	s.Thing(t, "truck")
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.API+"/api/v1/events?alarms=1&positions=1", nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	type ev struct{ name, data string }
+	evs := make(chan ev, 16)
+	go func() {
+		sc := bufio.NewScanner(res.Body)
+		var name string
+		for sc.Scan() {
+			line := sc.Text()
+			if v, ok := strings.CutPrefix(line, "event: "); ok {
+				name = v
+			} else if v, ok := strings.CutPrefix(line, "data: "); ok {
+				evs <- ev{name, v}
+			}
+		}
+		close(evs)
+	}()
+	next := func() ev {
+		t.Helper()
+		select {
+		case e, ok := <-evs:
+			if !ok {
+				t.Fatal("stream ended")
+			}
+			return e
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no event within 5 s")
+		}
+		return ev{}
+	}
+	// The subscription is in once the stream answered; publish.
+	for _, body := range []string{`{"temperature": 1}`, `{"lat": "x", "lon": 1}`, `{"lat": 48.1, "lon": 11.6}`} {
+		if err := s.Broker().PublishAs(ctx, "truck", "truck", "things/truck/telemetry", []byte(body), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := next()
+	var pos struct {
+		Thing    string
+		Lat, Lon float64
+	}
+	if e.name != "position" || json.Unmarshal([]byte(e.data), &pos) != nil || pos.Thing != "truck" || pos.Lat != 48.1 || pos.Lon != 11.6 {
+		t.Fatalf("first event = %s %s; want the position of truck", e.name, e.data)
+	}
+	if _, err := s.Alarms().Raise(ctx, "truck", "geofence", "major", nil); err != nil {
+		t.Fatal(err)
+	}
+	e = next()
+	var al struct {
+		Event string
+		Alarm struct{ Thing, Type, Severity string }
+	}
+	if e.name != "alarm" || json.Unmarshal([]byte(e.data), &al) != nil || al.Event != "raised" || al.Alarm.Thing != "truck" || al.Alarm.Severity != "major" {
+		t.Fatalf("event = %s %s; want the raised alarm", e.name, e.data)
+	}
+	if code := apiGet(t, s, "/events?alarms=2", nil); code != 400 {
+		t.Errorf("alarms=2: %d; want 400", code)
+	}
+}
