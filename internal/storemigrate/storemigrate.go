@@ -98,6 +98,8 @@ var tables = []table{
 	{"detector_states", "detector_states", []column{c("rule", kText), c("thing", kText), c("state", kBytes), c("updated_at", kMS)}, "rule, thing"},
 	{"jobs", "jobs", []column{c("id", kText), c("description", kText), c("status", kText), c("continuous", kBool), c("spec", kBytes), c("reason_code", kText), c("comment", kText), c("released", kInt), c("released_at", kMS), c("created_at", kMS), c("updated_at", kMS), c("completed_at", kMS)}, "id"},
 	{"job_executions", "job_executions", []column{c("seq", kInt), c("job", kText), c("thing", kText), c("status", kText), c("status_details", kText), c("queued_at", kMS), c("started_at", kMS), c("last_updated_at", kMS), c("timeout_at", kMS), c("version", kInt), c("execution_number", kInt), c("retries", kInt)}, "seq"},
+	{"dashboards", "dashboards", []column{c("name", kText), c("title", kText), c("widgets", kText), c("version", kInt), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"stats_history", "stats_history", []column{{"at", "at", kMS}, c("interval_ms", kInt), c("messages", kInt), c("connected", kInt), c("active_alarms", kInt)}, "at"},
 }
 
 // TableReport is the verification of one table (or "telemetry").
