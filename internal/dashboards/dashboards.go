@@ -96,8 +96,12 @@ func (s *Service) Limits() Limits { return s.lim }
 
 // Parse checks a document (a POST or PUT body) against the limits; a
 // refusal is counted.
-func (s *Service) Parse(doc []byte) (Document, error) {
-	d, err := Parse(doc, s.lim)
+func (s *Service) Parse(doc []byte) (Document, error) { return s.ParseNamed(doc, "") }
+
+// ParseNamed is Parse for the dashboard name (a PUT body, whose name is
+// optional).
+func (s *Service) ParseNamed(doc []byte, name string) (Document, error) {
+	d, err := parse(doc, s.lim, name)
 	if err != nil {
 		if core.KindOf(err) == core.KindTooLarge {
 			s.refuse("too_large", err)
@@ -106,6 +110,19 @@ func (s *Service) Parse(doc []byte) (Document, error) {
 		}
 	}
 	return d, err
+}
+
+// TooLarge returns (and counts) the refusal of a document of size bytes
+// (-1: unknown, larger than the limit).
+func (s *Service) TooLarge(size int64) error {
+	var err error
+	if size < 0 {
+		err = core.Errorf(core.KindTooLarge, "the dashboard document is larger than %d bytes (--dashboard-max-size)", s.lim.MaxSize)
+	} else {
+		err = core.Errorf(core.KindTooLarge, "the dashboard document is %d bytes, more than %d (--dashboard-max-size)", size, s.lim.MaxSize)
+	}
+	s.refuse("too_large", err)
+	return err
 }
 
 // Create stores a new dashboard at version 1.

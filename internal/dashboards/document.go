@@ -110,7 +110,15 @@ var (
 // core.Invalid with the JSON path of the offending value as its field
 // ("widgets[2].grid.w"), or core.KindTooLarge for a document beyond
 // MaxSize.
-func Parse(doc []byte, lim Limits) (Document, error) {
+func Parse(doc []byte, lim Limits) (Document, error) { return parse(doc, lim, "") }
+
+// ParseNamed is Parse for the document of the dashboard name (a PUT): the
+// document may leave its name out, and must not give another.
+func ParseNamed(doc []byte, lim Limits, name string) (Document, error) {
+	return parse(doc, lim, name)
+}
+
+func parse(doc []byte, lim Limits, name string) (Document, error) {
 	lim = lim.withDefaults()
 	if len(doc) > lim.MaxSize {
 		return Document{}, core.Errorf(core.KindTooLarge, "the dashboard document is %d bytes, more than %d (--dashboard-max-size)", len(doc), lim.MaxSize)
@@ -125,6 +133,12 @@ func Parse(doc []byte, lim Limits) (Document, error) {
 	var d Document
 	if err := field(top, "", "name", &d.Name); err != nil {
 		return Document{}, err
+	}
+	if name != "" {
+		if d.Name != "" && d.Name != name {
+			return Document{}, core.Invalid("name", "name %q in the body differs from %q in the path (dashboards cannot be renamed)", d.Name, name)
+		}
+		d.Name = name
 	}
 	if err := core.ValidateName("name", d.Name); err != nil {
 		return Document{}, err

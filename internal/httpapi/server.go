@@ -29,6 +29,7 @@ import (
 	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/dashboards"
 	"github.com/moteiot/mote/internal/files"
 	"github.com/moteiot/mote/internal/fleetindex"
 	"github.com/moteiot/mote/internal/jobs"
@@ -98,6 +99,10 @@ type Options struct {
 	UploadMinRate int64
 	// Jobs is the job service (nil: the job routes answer 503).
 	Jobs *jobs.Service
+	// Dashboards keeps the console's dashboards and StatsHistory the
+	// overview's history (nil: their routes answer 503).
+	Dashboards   *dashboards.Service
+	StatsHistory store.StatsHistoryStore
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -151,6 +156,8 @@ type server struct {
 	bodyTimeout   time.Duration
 	uploadMinRate int64
 	jobs          *jobs.Service
+	dashboards    *dashboards.Service
+	statsHistory  store.StatsHistoryStore
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -171,6 +178,7 @@ func (s *server) routes() []route {
 		{"GET", "/things", roleView, s.listThings},
 		{"GET", "/things:count", roleView, s.countThings},
 		{"GET", "/stats", roleView, s.getStats},
+		{"GET", "/stats/history", roleView, s.getStatsHistory},
 		{"GET", "/things/{name}", roleView, s.getThing},
 		{"PATCH", "/things/{name}", roleWrite, s.updateThing},
 		{"DELETE", "/things/{name}", roleWrite, s.deleteThing},
@@ -234,6 +242,12 @@ func (s *server) routes() []route {
 		{"PUT", "/analytics/rules/{name}", roleWrite, s.replaceAnalyticsRule},
 		{"DELETE", "/analytics/rules/{name}", roleWrite, s.deleteAnalyticsRule},
 
+		{"POST", "/dashboards", roleWrite, s.createDashboard},
+		{"GET", "/dashboards", roleView, s.listDashboards},
+		{"GET", "/dashboards/{name}", roleView, s.getDashboard},
+		{"PUT", "/dashboards/{name}", roleWrite, s.replaceDashboard},
+		{"DELETE", "/dashboards/{name}", roleWrite, s.deleteDashboard},
+
 		{"POST", "/devices/{thing}/messages", roleDevice, s.device(s.devicePublish)},
 		{"GET", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceGetShadow)},
 		{"POST", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceUpdateShadow)},
@@ -296,6 +310,7 @@ func New(o Options) http.Handler {
 	s.alarms = o.Alarms
 	s.analytics = o.Analytics
 	s.jobs = o.Jobs
+	s.dashboards, s.statsHistory = o.Dashboards, o.StatsHistory
 	s.fleet = o.Fleet
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
