@@ -5,6 +5,7 @@ import { overviewPage } from "./overview";
 import { thingsPage } from "./things";
 import { thingPage } from "./thing";
 import { rulesPage } from "./rules";
+import { dashboardPage, dashboardsPage } from "./dashboards";
 
 // A page renders into main and returns a cleanup (closes event streams).
 export type Page = (main: HTMLElement, params: Record<string, string>) => (() => void) | void;
@@ -14,6 +15,8 @@ const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title:
   { pattern: /^\/things$/, keys: [], page: thingsPage, nav: "/things", title: "Things" },
   { pattern: /^\/things\/([^/]+)$/, keys: ["name"], page: thingPage, nav: "/things", title: "Thing" },
   { pattern: /^\/rules$/, keys: [], page: rulesPage, nav: "/rules", title: "Rules" },
+  { pattern: /^\/dashboards$/, keys: [], page: dashboardsPage, nav: "/dashboards", title: "Dashboards" },
+  { pattern: /^\/dashboards\/([^/]+)$/, keys: ["name"], page: dashboardPage, nav: "/dashboards", title: "Dashboard" },
 ];
 
 const app = document.getElementById("app")!;
@@ -89,6 +92,7 @@ async function render(): Promise<void> {
         ["/", "Overview"],
         ["/things", "Things"],
         ["/rules", "Rules"],
+        ["/dashboards", "Dashboards"],
       ].map(([href, label]) =>
         h("li", {}, h("a", { href, "aria-current": route?.nav === href ? "page" : undefined }, label)),
       ),
