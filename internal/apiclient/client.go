@@ -170,6 +170,7 @@ type request struct {
 	// Content-Type rawType.
 	raw     io.Reader
 	rawType string
+	header  http.Header // more request headers (If-Match)
 }
 
 // do sends r and decodes a 2xx JSON answer into out (when out is non-nil
@@ -235,6 +236,9 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 	}
 	if c.UserAgent != "" {
 		req.Header.Set("User-Agent", c.UserAgent)
+	}
+	for k, vs := range r.header {
+		req.Header[k] = vs
 	}
 	hc := c.HTTP
 	if hc == nil {

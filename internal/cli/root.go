@@ -134,6 +134,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.commandCmd(),
 		a.alarmCmd(),
 		a.analyticsCmd(),
+		a.dashboardCmd(),
 		a.jobCmd(),
 		a.credCmd(),
 		a.policyCmd(),

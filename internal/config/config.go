@@ -182,6 +182,13 @@ type Config struct {
 	// Block1 transfers with a new token per block one session may have
 	// in flight (docs/coap.md#block-wise-transfers).
 	CoAPMaxBlockwiseTransfers int
+	// Dashboards (docs/dashboards.md): widgets per dashboard, the largest
+	// dashboard document, dashboards on the server; and how often the
+	// overview's history (GET /stats/history) records a point.
+	DashboardMaxWidgets  int
+	DashboardMaxSize     int
+	MaxDashboards        int
+	StatsHistoryInterval time.Duration
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -283,6 +290,11 @@ func Default() Config {
 		ProfileReconcile:    time.Minute,
 
 		CoAPMaxBlockwiseTransfers: 8,
+
+		DashboardMaxWidgets:  50,
+		DashboardMaxSize:     64 * 1024,
+		MaxDashboards:        1000,
+		StatsHistoryInterval: time.Minute,
 	}
 }
 
@@ -417,6 +429,10 @@ func fields(c *Config) []field {
 		{"coap-max-sessions", "concurrent CoAP sessions, each of UDP (one per peer address) and DTLS; a new one beyond it is closed at once and counted", num(&c.CoAPMaxSessions)},
 		{"coap-session-idle", "how long a CoAP peer may stay silent before it is forgotten and its observations end", dur(&c.CoAPSessionIdle)},
 		{"coap-max-blockwise-transfers", "block-wise CoAP request transfers one session may have in flight whose blocks carry new tokens (RFC 7959 §2.3); a new one beyond it evicts the oldest, counted", num(&c.CoAPMaxBlockwiseTransfers)},
+		{"dashboard-max-widgets", "most widgets one dashboard may hold; more are answered 400", num(&c.DashboardMaxWidgets)},
+		{"dashboard-max-size", "largest dashboard document (POST/PUT /api/v1/dashboards), in bytes; larger ones are answered 413", num(&c.DashboardMaxSize)},
+		{"max-dashboards", "most dashboards on the server; a new one beyond it is answered 409 and counted in mote_dashboards_refused_total", num(&c.MaxDashboards)},
+		{"stats-history-interval", "how often the overview's history (GET /api/v1/stats/history) records a point of message rate, connected things and active alarms", dur(&c.StatsHistoryInterval)},
 	}
 }
 
@@ -644,6 +660,9 @@ func (c *Config) Validate() error {
 	if err := c.validateCoAP(); err != nil {
 		return err
 	}
+	if err := c.validateDashboards(); err != nil {
+		return err
+	}
 	return c.validateHTTP()
 }
 
@@ -753,6 +772,21 @@ func trimAll(items []string) []string {
 		}
 	}
 	return out
+}
+
+// validateDashboards checks the dashboard and stats history settings.
+func (c *Config) validateDashboards() error {
+	switch {
+	case c.DashboardMaxWidgets < 1 || c.DashboardMaxWidgets > 1000:
+		return fmt.Errorf("dashboard-max-widgets: %d is outside 1 to 1000", c.DashboardMaxWidgets)
+	case c.DashboardMaxSize < 1024 || c.DashboardMaxSize > 1<<20:
+		return fmt.Errorf("dashboard-max-size: %d is outside 1024 to 1048576", c.DashboardMaxSize)
+	case c.MaxDashboards < 1 || c.MaxDashboards > 1_000_000:
+		return fmt.Errorf("max-dashboards: %d is outside 1 to 1000000", c.MaxDashboards)
+	case c.StatsHistoryInterval < 100*time.Millisecond || c.StatsHistoryInterval > time.Hour:
+		return fmt.Errorf("stats-history-interval: %s is outside 100ms to 1h", c.StatsHistoryInterval)
+	}
+	return nil
 }
 
 // validateAlarms checks the alarm settings.

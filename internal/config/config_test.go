@@ -424,8 +424,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 100 {
-		t.Errorf("settings = %d; want 100 (update this test for a new setting)", n)
+	if n != 104 {
+		t.Errorf("settings = %d; want 104 (update this test for a new setting)", n)
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/console"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/dashboards"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/files"
 	"github.com/moteiot/mote/internal/fleetindex"
@@ -123,6 +124,10 @@ type Daemon struct {
 	blobs     blob.Store
 	artifacts *artifacts.Service
 	files     *files.Service
+
+	// Dashboards and the overview's history sampler (dashboards.go).
+	dashboards   *dashboards.Service
+	statsSampler *dashboards.Sampler
 
 	pprofAddr string
 	ready     bool
@@ -380,6 +385,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("alarms: %w", err)
 	}
 	d.onClose(d.alarms.Close)
+	d.startDashboards()
 	// The blob store, artifacts and device files, before the jobs whose
 	// documents name artifacts.
 	if err := d.startBlobs(ctx); err != nil {
@@ -636,6 +642,9 @@ func (d *Daemon) startHTTP() error {
 		Files:         d.files,
 		BodyTimeout:   d.cfg.HTTPBodyTimeout,
 		UploadMinRate: d.cfg.UploadMinRate,
+
+		Dashboards:   d.dashboards,
+		StatsHistory: d.store.StatsHistory(),
 	}))
 	// MQTT over WebSocket is a device listener on the API port: the API
 	// list applies to the connection, the device list to the upgrade.

@@ -29,6 +29,7 @@ import (
 	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/dashboards"
 	"github.com/moteiot/mote/internal/files"
 	"github.com/moteiot/mote/internal/fleetindex"
 	"github.com/moteiot/mote/internal/jobs"
@@ -102,6 +103,10 @@ type Options struct {
 	// Profiles is the configuration profile service (nil: the profile
 	// routes answer 503).
 	Profiles *profiles.Service
+	// Dashboards keeps the console's dashboards and StatsHistory the
+	// overview's history (nil: their routes answer 503).
+	Dashboards   *dashboards.Service
+	StatsHistory store.StatsHistoryStore
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -156,6 +161,8 @@ type server struct {
 	uploadMinRate int64
 	jobs          *jobs.Service
 	profiles      *profiles.Service
+	dashboards    *dashboards.Service
+	statsHistory  store.StatsHistoryStore
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -176,6 +183,7 @@ func (s *server) routes() []route {
 		{"GET", "/things", roleView, s.listThings},
 		{"GET", "/things:count", roleView, s.countThings},
 		{"GET", "/stats", roleView, s.getStats},
+		{"GET", "/stats/history", roleView, s.getStatsHistory},
 		{"GET", "/things/{name}", roleView, s.getThing},
 		{"PATCH", "/things/{name}", roleWrite, s.updateThing},
 		{"DELETE", "/things/{name}", roleWrite, s.deleteThing},
@@ -238,6 +246,12 @@ func (s *server) routes() []route {
 		{"GET", "/analytics/rules/{name}", roleView, s.getAnalyticsRule},
 		{"PUT", "/analytics/rules/{name}", roleWrite, s.replaceAnalyticsRule},
 		{"DELETE", "/analytics/rules/{name}", roleWrite, s.deleteAnalyticsRule},
+
+		{"POST", "/dashboards", roleWrite, s.createDashboard},
+		{"GET", "/dashboards", roleView, s.listDashboards},
+		{"GET", "/dashboards/{name}", roleView, s.getDashboard},
+		{"PUT", "/dashboards/{name}", roleWrite, s.replaceDashboard},
+		{"DELETE", "/dashboards/{name}", roleWrite, s.deleteDashboard},
 
 		{"POST", "/devices/{thing}/messages", roleDevice, s.device(s.devicePublish)},
 		{"GET", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceGetShadow)},
@@ -311,6 +325,7 @@ func New(o Options) http.Handler {
 	s.analytics = o.Analytics
 	s.jobs = o.Jobs
 	s.profiles = o.Profiles
+	s.dashboards, s.statsHistory = o.Dashboards, o.StatsHistory
 	s.fleet = o.Fleet
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()

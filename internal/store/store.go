@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,8 @@ type Store interface {
 	Analytics() AnalyticsStore
 	Jobs() JobStore
 	Profiles() ProfileStore
+	Dashboards() DashboardStore
+	StatsHistory() StatsHistoryStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -921,4 +924,57 @@ type ProfileStore interface {
 	ListApplied(ctx context.Context, after string, limit int) ([]ProfileApplied, error)
 	// DeleteApplied removes a thing's applied row; none is not an error.
 	DeleteApplied(ctx context.Context, thing string) error
+}
+
+// Dashboard is a stored console dashboard. Widgets is the JSON array of
+// its widgets, kept as given (package dashboards validates it). Version
+// is 1 on creation and grows by one with every update.
+type Dashboard struct {
+	Name      string
+	Title     string
+	Widgets   json.RawMessage
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// ErrStaleVersion is the cause (errors.Is) of the core.Conflict that a
+// dashboard update or delete with a version other than the stored one
+// returns.
+var ErrStaleVersion = errors.New("the dashboard has changed since that version")
+
+// DashboardStore keeps dashboards. List returns them ordered by name.
+type DashboardStore interface {
+	// Create stores d with Version 1. A duplicate name is a conflict, and
+	// so is a new dashboard when max (> 0) exist already.
+	Create(ctx context.Context, d Dashboard, max int) (Dashboard, error)
+	Get(ctx context.Context, name string) (Dashboard, error)
+	List(ctx context.Context, after string, limit int) ([]Dashboard, error)
+	// Update replaces Title and Widgets of d.Name, increments Version
+	// and sets UpdatedAt to now. ifVersion > 0 must be the stored
+	// version, or the update is a conflict wrapping ErrStaleVersion.
+	Update(ctx context.Context, d Dashboard, ifVersion int64) (Dashboard, error)
+	// Delete deletes a dashboard; ifVersion as in Update.
+	Delete(ctx context.Context, name string, ifVersion int64) error
+}
+
+// StatsPoint is one point of the overview's history: the messages
+// received in the interval before Time, the things connected and the
+// alarms open at Time.
+type StatsPoint struct {
+	Time         time.Time
+	Interval     time.Duration // the time Messages were counted over
+	Messages     int64
+	Connected    int
+	ActiveAlarms int
+}
+
+// StatsHistoryStore keeps the overview's history.
+type StatsHistoryStore interface {
+	// Append stores p (replacing a point of the same Time) and deletes
+	// the points older than before, in one transaction.
+	Append(ctx context.Context, p StatsPoint, before time.Time) error
+	// Since returns the points at or after since, oldest first, at most
+	// limit (1..100000; 0 means 100000) of the newest.
+	Since(ctx context.Context, since time.Time, limit int) ([]StatsPoint, error)
 }

@@ -100,6 +100,8 @@ var tables = []table{
 	{"job_executions", "job_executions", []column{c("seq", kInt), c("job", kText), c("thing", kText), c("status", kText), c("status_details", kText), c("queued_at", kMS), c("started_at", kMS), c("last_updated_at", kMS), c("timeout_at", kMS), c("version", kInt), c("execution_number", kInt), c("retries", kInt)}, "seq"},
 	{"profiles", "profiles", []column{c("name", kText), c("description", kText), c("desired", kBytes), c("grp", kText), c("query", kText), c("priority", kInt), c("created_at", kMS), c("updated_at", kMS)}, "name"},
 	{"profile_applied", "profile_applied", []column{c("thing", kText), c("profiles", kText), c("state", kBytes), c("updated_at", kMS)}, "thing"},
+	{"dashboards", "dashboards", []column{c("name", kText), c("title", kText), c("widgets", kText), c("version", kInt), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"stats_history", "stats_history", []column{{"at", "at", kMS}, c("interval_ms", kInt), c("messages", kInt), c("connected", kInt), c("active_alarms", kInt)}, "at"},
 }
 
 // TableReport is the verification of one table (or "telemetry").

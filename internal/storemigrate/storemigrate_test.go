@@ -113,6 +113,11 @@ func installation(t *testing.T) string {
 	_, err = st.Files().Put(ctx, store.File{Thing: "dev1", Name: "core.dump", UploadID: "u", Received: 5, Total: 10, Parts: 1})
 	_, _, err = st.Jobs().Create(ctx, store.Job{ID: "job1", Description: "ota", Status: store.JobInProgress, Spec: []byte(`{"document":{}}`), CreatedAt: t0}, []string{"dev1", "dev2"})
 	must(t, err)
+	_, err = st.Dashboards().Create(ctx, store.Dashboard{Name: "wall", Title: "Wall", Widgets: []byte(`[{"id":"w1","type":"alarms"}]`)}, 0)
+	must(t, err)
+	_, err = st.Dashboards().Update(ctx, store.Dashboard{Name: "wall", Title: "Wall 2", Widgets: []byte(`[]`)}, 1)
+	must(t, err)
+	must(t, st.StatsHistory().Append(ctx, store.StatsPoint{Time: t0, Interval: time.Minute, Messages: 42, Connected: 3, ActiveAlarms: 1}, time.Time{}))
 	rel, err := st.Jobs().Release(ctx, "job1", 1, later, later)
 	must(t, err)
 	rel[0].Status, rel[0].StartedAt, rel[0].TimeoutAt, rel[0].StatusDetails = store.JobExecInProgress, &later, &later, map[string]string{"p": "50"}
@@ -193,6 +198,8 @@ func TestCopy(t *testing.T) {
 	same("jobs", func(s store.Store) (any, error) { return s.Jobs().List(ctx, "", 0) })
 	same("profiles", func(s store.Store) (any, error) { return s.Profiles().List(ctx, "", 0) })
 	same("profile state", func(s store.Store) (any, error) { return s.Profiles().ListApplied(ctx, "", 0) })
+	same("dashboards", func(s store.Store) (any, error) { return s.Dashboards().List(ctx, "", 0) })
+	same("stats history", func(s store.Store) (any, error) { return s.StatsHistory().Since(ctx, time.Time{}, 0) })
 	same("job executions", func(s store.Store) (any, error) {
 		return s.Jobs().Executions(ctx, store.JobExecutionFilter{JobID: "job1"})
 	})

@@ -8,6 +8,7 @@ import { rulesPage } from "./rules";
 import { jobPage, jobsPage } from "./jobs";
 import { alarmsPage } from "./alarms";
 import { mapPage } from "./map";
+import { dashboardPage, dashboardsPage } from "./dashboards";
 
 // A page renders into main and returns a cleanup (closes event streams).
 export type Page = (main: HTMLElement, params: Record<string, string>) => (() => void) | void;
@@ -21,6 +22,8 @@ const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title:
   { pattern: /^\/jobs\/([^/]+)$/, keys: ["name"], page: jobPage, nav: "/jobs", title: "Job" },
   { pattern: /^\/alarms$/, keys: [], page: alarmsPage, nav: "/alarms", title: "Alarms" },
   { pattern: /^\/map$/, keys: [], page: mapPage, nav: "/map", title: "Map" },
+  { pattern: /^\/dashboards$/, keys: [], page: dashboardsPage, nav: "/dashboards", title: "Dashboards" },
+  { pattern: /^\/dashboards\/([^/]+)$/, keys: ["name"], page: dashboardPage, nav: "/dashboards", title: "Dashboard" },
 ];
 
 const app = document.getElementById("app")!;
@@ -104,6 +107,7 @@ async function render(): Promise<void> {
         ["/jobs", "Jobs"],
         ["/alarms", "Alarms"],
         ["/map", "Map"],
+        ["/dashboards", "Dashboards"],
       ].map(([href, label]) =>
         h("li", {}, h("a", { href, "aria-current": route?.nav === href ? "page" : undefined }, label)),
       ),
