@@ -172,9 +172,9 @@ func ThingCursor(sort string, t Thing) string {
 // ThingType groups things of one kind; policies attached to a type apply
 // to all its things.
 type ThingType struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Policies    []string  `json:"policies"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Policies    []string `json:"policies"`
 	// Model is the type's device model as JSON (internal/devicemodel);
 	// nil: none. The store keeps it as given.
 	Model     json.RawMessage `json:"model,omitempty"`
