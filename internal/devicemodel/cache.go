@@ -100,3 +100,14 @@ func (ms *Models) Forget(typ string) {
 	delete(ms.m, typ)
 	ms.mu.Unlock()
 }
+
+// ExpectedInterval is the expected interval of a telemetry key in the
+// model of a type (key "": the largest of its keys; 0: none), from the
+// cache (analytics' silence detector).
+func (ms *Models) ExpectedInterval(ctx context.Context, typ, key string) time.Duration {
+	c, err := ms.Of(ctx, typ, false)
+	if err != nil || c == nil {
+		return 0
+	}
+	return c.Interval(key)
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/devicemodel"
 	"github.com/moteiot/mote/internal/files"
 	"github.com/moteiot/mote/internal/fleetindex"
 	"github.com/moteiot/mote/internal/jobs"
@@ -98,6 +99,11 @@ type Options struct {
 	UploadMinRate int64
 	// Jobs is the job service (nil: the job routes answer 503).
 	Jobs *jobs.Service
+	// Models caches the device models of thing types (nil: models are
+	// not checked against desired updates and commands); a type's model
+	// may be up to TypeModelMaxSize bytes (0: 64 KiB).
+	Models           *devicemodel.Models
+	TypeModelMaxSize int
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -151,6 +157,9 @@ type server struct {
 	bodyTimeout   time.Duration
 	uploadMinRate int64
 	jobs          *jobs.Service
+
+	models       *devicemodel.Models
+	typeModelMax int
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -296,6 +305,7 @@ func New(o Options) http.Handler {
 	s.alarms = o.Alarms
 	s.analytics = o.Analytics
 	s.jobs = o.Jobs
+	s.models, s.typeModelMax = o.Models, o.TypeModelMaxSize
 	s.fleet = o.Fleet
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
