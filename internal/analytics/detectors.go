@@ -471,16 +471,24 @@ func (s *speed) Tick(State, time.Time) Outcome           { return Outcome{} }
 // ---- silence ----
 
 // silence raises "device silent" when a thing that sent telemetry sends
-// none for factor × expectedInterval; its next message clears it.
+// none for factor × expectedInterval; its next message clears it. With no
+// expectedInterval the interval comes from the device model of the
+// thing's type (internal/devicemodel): the interval of key, or with no
+// key the largest of its telemetry keys; a thing whose type gives none is
+// never silent. With key, only messages that carry it count.
 type silence struct {
 	common
 	ExpectedInterval Duration `json:"expectedInterval"`
 	Factor           float64  `json:"factor"`
+	Key              string   `json:"key"`
 }
 
 type silenceState struct {
 	LastAt *time.Time `json:"lastAt,omitempty"`
 	Raised bool       `json:"raised"`
+	// Interval is the model's expected interval for this thing, set by
+	// the engine when the rule has none of its own.
+	Interval Duration `json:"interval,omitempty"`
 }
 
 func parseSilence(config []byte) (Detector, error) {
@@ -488,23 +496,38 @@ func parseSilence(config []byte) (Detector, error) {
 	if err := parseStrict(config, &s); err != nil {
 		return nil, err
 	}
-	if s.ExpectedInterval < Duration(time.Second) || time.Duration(s.ExpectedInterval) > 30*24*time.Hour {
-		return nil, invalid("config.expectedInterval", "expectedInterval must be from 1s to 720h")
+	if s.ExpectedInterval != 0 && (s.ExpectedInterval < Duration(time.Second) || time.Duration(s.ExpectedInterval) > 30*24*time.Hour) {
+		return nil, invalid("config.expectedInterval", "expectedInterval must be from 1s to 720h (or absent: from the type's device model)")
 	}
 	if !(s.Factor >= 1 && s.Factor <= 1000) {
 		return nil, invalid("config.factor", "factor must be from 1 to 1000")
+	}
+	if len(s.Key) > 128 {
+		return nil, invalid("config.key", "key is longer than 128 bytes")
 	}
 	return &s, nil
 }
 
 func (s *silence) NewState() State { return &silenceState{} }
 
-func (s *silence) window() time.Duration {
-	return time.Duration(float64(s.ExpectedInterval) * s.Factor)
+// fromModel reports whether the interval comes from the device model, and
+// of which key ("" the largest).
+func (s *silence) fromModel() (string, bool) { return s.Key, s.ExpectedInterval == 0 }
+
+func (s *silence) interval(st *silenceState) time.Duration {
+	if s.ExpectedInterval != 0 {
+		return time.Duration(s.ExpectedInterval)
+	}
+	return time.Duration(st.Interval)
 }
 
-func (s *silence) Telemetry(state State, at time.Time, _ Values) Outcome {
+func (s *silence) Telemetry(state State, at time.Time, v Values) Outcome {
 	st := state.(*silenceState)
+	if s.Key != "" {
+		if _, ok := v[s.Key]; !ok {
+			return Outcome{}
+		}
+	}
 	if st.LastAt == nil || at.After(*st.LastAt) {
 		t := at
 		st.LastAt = &t
@@ -520,11 +543,14 @@ func (s *silence) Presence(State, bool, time.Time) Outcome { return Outcome{} }
 
 func (s *silence) Tick(state State, now time.Time) Outcome {
 	st := state.(*silenceState)
-	if st.Raised || st.LastAt == nil || now.Sub(*st.LastAt) <= s.window() {
+	iv := s.interval(st)
+	w := time.Duration(float64(iv) * s.Factor)
+	if st.Raised || st.LastAt == nil || w <= 0 || now.Sub(*st.LastAt) <= w {
 		return Outcome{}
 	}
 	st.Raised = true
-	return Outcome{Raise: true, Details: map[string]any{"lastMessageAt": st.LastAt.UTC(), "silentFor": now.Sub(*st.LastAt).Round(time.Second).String()}}
+	return Outcome{Raise: true, Details: map[string]any{"lastMessageAt": st.LastAt.UTC(), "silentFor": now.Sub(*st.LastAt).Round(time.Second).String(),
+		"expectedInterval": iv.String()}}
 }
 
 // ---- flapping ----

@@ -317,7 +317,7 @@ func TestParseRejects(t *testing.T) {
 		{KindGeofence, `{"fence":{"type":"Circle","center":[0,0],"radiusMeters":1},"alarmOn":"x"}`, "config.alarmOn"},
 		{KindSpeed, `{}`, "config.limitKmh"},
 		{KindSpeed, `{"limitKmh":10,"clearBelowKmh":20}`, "config.clearBelowKmh"},
-		{KindSilence, `{}`, "config.expectedInterval"},
+		{KindSilence, `{"expectedInterval":"500ms"}`, "config.expectedInterval"},
 		{KindSilence, `{"expectedInterval":"1m","factor":0.5}`, "config.factor"},
 		{KindFlapping, `{"connects":1}`, "config.connects"},
 		{KindAnomaly, `{}`, "config.key"},

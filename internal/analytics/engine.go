@@ -38,11 +38,23 @@ type AlarmSink interface {
 	ClearAsync(thing, typ string, at time.Time) bool
 }
 
+// IntervalSource gives the expected interval of a telemetry key in the
+// device model of a thing type (key "": the largest of its keys; 0:
+// none); *devicemodel.Models satisfies it. It is called on the engine's
+// goroutine and must answer from a cache.
+type IntervalSource interface {
+	ExpectedInterval(ctx context.Context, thingType, key string) time.Duration
+}
+
 // Options configure an Engine.
 type Options struct {
 	Store  store.AnalyticsStore // required
 	Things store.ThingStore     // required: the type and groups of a thing
 	Alarms AlarmSink            // required
+	// Intervals gives the expected telemetry intervals of the device
+	// models, for silence rules without an interval of their own (nil:
+	// such rules never raise).
+	Intervals IntervalSource
 	// Queue bounds the messages waiting for evaluation (default 10,000).
 	Queue int
 	// MaxStates bounds the (rule, thing) states kept (default 100,000);
@@ -430,9 +442,24 @@ func (e *Engine) Evaluate(thing string, at time.Time, v Values) {
 		if en == nil {
 			continue
 		}
+		if s, ok := c.det.(*silence); ok {
+			e.modelInterval(s, en.st.(*silenceState), m.typ)
+		}
 		e.m.evals.Inc()
 		e.act(c, en, c.det.Telemetry(en.st, at, v), at)
 	}
+}
+
+// modelInterval sets a silence state's interval from the device model of
+// the thing's type when the rule has none of its own.
+func (e *Engine) modelInterval(s *silence, st *silenceState, typ string) {
+	key, ok := s.fromModel()
+	if !ok || e.o.Intervals == nil || typ == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st.Interval = Duration(e.o.Intervals.ExpectedInterval(ctx, typ, key))
 }
 
 func (e *Engine) presence(thing string, connected bool, at time.Time) {

@@ -16,13 +16,18 @@ type NewType struct {
 	Name        string   `json:"name"`
 	Description string   `json:"description,omitempty"`
 	Policies    []string `json:"policies,omitempty"`
+	// Model is the type's device model (docs/device-models.md); nil: none.
+	Model json.RawMessage `json:"model,omitempty"`
 }
 
 // TypePatch is a partial update of a thing type: nil fields are not sent;
-// a non-nil empty Policies detaches every policy.
+// a non-nil empty Policies detaches every policy. Model replaces the
+// device model; RemoveModel removes it.
 type TypePatch struct {
 	Description *string
 	Policies    []string
+	Model       json.RawMessage
+	RemoveModel bool
 }
 
 // MarshalJSON encodes only the fields that are present.
@@ -33,6 +38,11 @@ func (p TypePatch) MarshalJSON() ([]byte, error) {
 	}
 	if p.Policies != nil {
 		m["policies"] = p.Policies
+	}
+	if p.Model != nil {
+		m["model"] = p.Model
+	} else if p.RemoveModel {
+		m["model"] = nil
 	}
 	return json.Marshal(m)
 }
@@ -56,7 +66,7 @@ func (c *Client) ListTypes(ctx context.Context, o ListOptions) ([]store.ThingTyp
 	return list[store.ThingType](ctx, c, "/types", o.values())
 }
 
-// UpdateType changes a type's description and/or policies.
+// UpdateType changes a type's description, policies and/or model.
 func (c *Client) UpdateType(ctx context.Context, name string, p TypePatch) (store.ThingType, error) {
 	var out store.ThingType
 	err := c.do(ctx, request{method: http.MethodPatch, path: "/types/" + seg(name), body: p}, &out)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,6 +45,8 @@ func (a *app) simCmd() *cobra.Command {
 		prefix, typ, grp     string
 		useTLS               bool
 		duration             time.Duration
+		scenario             string
+		scenarioSpeed        float64
 	)
 	cmd := &cobra.Command{
 		Use:   "sim [--devices N] [--rate R]",
@@ -51,7 +54,8 @@ func (a *app) simCmd() *cobra.Command {
 		Long:  simLong,
 		Example: `  mote sim --devices 20
   mote sim --devices 1000 --rate 0.2 --parallel 64
-  mote sim --devices 5 --mqtt mqtt.example.com:1883 --duration 10m`,
+  mote sim --devices 5 --mqtt mqtt.example.com:1883 --duration 10m
+  mote sim --devices 5 --scenario geofence   # an alarm within a minute`,
 		Args: exactArgs(),
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
 			if devices < 1 {
@@ -69,16 +73,24 @@ func (a *app) simCmd() *cobra.Command {
 			if duration < 0 {
 				return usageErrorf("--duration must not be negative")
 			}
+			if scenario != "" && !slices.Contains(sim.Scenarios, scenario) {
+				return usageErrorf("--scenario must be one of %s, not %q", strings.Join(sim.Scenarios, ", "), scenario)
+			}
+			if scenarioSpeed < 1 || scenarioSpeed > 1000 {
+				return usageErrorf("--scenario-speed must be from 1 to 1000, not %g", scenarioSpeed)
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
 			return a.runSim(cmd.Context(), c, simRun{
-				prov:     sim.ProvisionOptions{Devices: devices, Prefix: prefix, Type: typ, Group: grp, Parallel: parallel},
+				prov:     sim.ProvisionOptions{Devices: devices, Prefix: prefix, Type: typ, Group: grp, Parallel: parallel, Rate: rate},
 				opts:     sim.Options{Rate: rate, QoS: byte(qos), Parallel: parallel, OTAFailureRate: otaFailureRate},
 				mqtt:     mqttAddr,
 				tls:      useTLS,
 				duration: duration,
+				scenario: scenario,
+				speed:    scenarioSpeed,
 			})
 		}),
 	}
@@ -94,6 +106,8 @@ func (a *app) simCmd() *cobra.Command {
 	fl.Float64Var(&otaFailureRate, "ota-failure-rate", 0, "fraction (0 to 1) of job executions the devices fail on purpose (jobs, OTA)")
 	fl.IntVar(&qos, "qos", 1, "QoS of telemetry messages (0 or 1)")
 	fl.DurationVar(&duration, "duration", 0, "stop after this long (default: run until Ctrl-C)")
+	fl.StringVar(&scenario, "scenario", "", "drive the first device into tripping a detector, creating its analytics rule if absent: "+strings.Join(sim.Scenarios, ", "))
+	fl.Float64Var(&scenarioSpeed, "scenario-speed", 1, "run the scenario (and its rule's durations) this many times faster than real time")
 	return cmd
 }
 
@@ -103,6 +117,8 @@ type simRun struct {
 	mqtt     string
 	tls      bool
 	duration time.Duration
+	scenario string
+	speed    float64
 }
 
 // simSummary is the --output json answer of mote sim.
@@ -153,6 +169,22 @@ func (a *app) runSim(ctx context.Context, c *apiclient.Client, r simRun) error {
 	fmt.Fprintf(status, "%d created, %d reused (%d old secrets deleted) in %s. Connecting to %s; Ctrl-C stops.\n",
 		rep.Created, rep.Reused, rep.CredentialsDeleted, time.Since(provStart).Round(time.Millisecond), addr)
 
+	if r.scenario != "" {
+		sc, err := sim.NewScenario(r.scenario, r.speed, r.opts.Rate, ids[0])
+		if err != nil {
+			return err
+		}
+		created, err := sc.EnsureRule(ctx, c, orDefault(r.prov.Type, sim.DefaultType))
+		if err != nil {
+			return interrupted(ctx, status, err)
+		}
+		verb := "Using the existing"
+		if created {
+			verb = "Created"
+		}
+		fmt.Fprintf(status, "Scenario %s: %s analytics rule %s; %s will raise a %q alarm.\n", sc.Name, strings.ToLower(verb[:1])+verb[1:], sc.RuleName(), ids[0].Thing, sc.AlarmType())
+		r.opts.Scenario = sc
+	}
 	fleet, err := sim.NewFleet(ids, r.opts)
 	if err != nil {
 		return err

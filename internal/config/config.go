@@ -107,6 +107,9 @@ type Config struct {
 	// MapTileURL is the web console map's tile URL template ({z}, {x},
 	// {y}; "" no tiles: positions and fences on a plain background).
 	MapTileURL string
+	// Device models on thing types (docs/device-models.md).
+	TypeModelMaxSize int // bytes of one type's model; larger is refused (413)
+	ModelCheckQueue  int // messages waiting for the model check; more are dropped and counted
 	// Inbound MQTT bridges (package bridge): one URL each, and the
 	// messages per second each one takes.
 	Bridges         []string
@@ -252,6 +255,8 @@ func Default() Config {
 		AnalyticsMaxStates:       100_000,
 		AnalyticsSaveInterval:    30 * time.Second,
 		MapTileURL:               "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+		TypeModelMaxSize:         64 * 1024,
+		ModelCheckQueue:          10_000,
 		BridgeRateLimit:          1000,
 		HTTPReadHeaderTimeout:    10 * time.Second,
 		HTTPBodyTimeout:          30 * time.Second,
@@ -385,6 +390,8 @@ func fields(c *Config) []field {
 		{"analytics-max-states", "detector states kept, one per (analytics rule, thing); a new one beyond it is not created and is counted in mote_analytics_states_refused_total", num(&c.AnalyticsMaxStates)},
 		{"analytics-save-interval", "how often changed detector states are saved (and so survive a restart)", dur(&c.AnalyticsSaveInterval)},
 		{"map-tile-url", `tile URL template of the web console's maps, with {z}, {x} and {y} (and optionally {s}); the browser fetches the tiles, so it must reach it ("" none: positions and geofences on a plain background)`, str(&c.MapTileURL)},
+		{"type-model-max-size", "bytes of one thing type's device model; a larger one is refused with 413", num(&c.TypeModelMaxSize)},
+		{"model-check-queue", "messages (telemetry, reported shadow state) waiting for the device-model check; more are dropped and counted in mote_model_check_dropped_total", num(&c.ModelCheckQueue)},
 		{"bridge", "inbound MQTT bridge, repeatable: mqtt(s)://[user:pass@]host:port/?name=N&from=remote/filter&to=local/prefix/&qos=0|1 (URL-encode # as %23, + as %2B, a comma as %2C); see docs/bridge.md", list(&c.Bridges)},
 		{"bridge-rate-limit", "messages per second each inbound MQTT bridge takes (burst the same); more are dropped and counted", float(&c.BridgeRateLimit)},
 		{"ws-origins", `allowed Origin headers for MQTT over WebSocket ("*" allows any; empty allows same host and clients that send none)`, list(&c.WebSocketOrigins)},
@@ -807,6 +814,10 @@ func (c *Config) validateAlarms() error {
 		return fmt.Errorf("analytics-max-states: %d is outside 1 to 100000000", c.AnalyticsMaxStates)
 	case c.AnalyticsSaveInterval < 100*time.Millisecond || c.AnalyticsSaveInterval > time.Hour:
 		return fmt.Errorf("analytics-save-interval: %s is outside 100ms to 1h", c.AnalyticsSaveInterval)
+	case c.TypeModelMaxSize < 1024 || c.TypeModelMaxSize > 16<<20:
+		return fmt.Errorf("type-model-max-size: %d is outside 1024 to 16777216", c.TypeModelMaxSize)
+	case c.ModelCheckQueue < 1 || c.ModelCheckQueue > 1_000_000:
+		return fmt.Errorf("model-check-queue: %d is outside 1 to 1000000", c.ModelCheckQueue)
 	}
 	if c.MapTileURL != "" {
 		u, err := url.Parse(c.MapTileURL)

@@ -36,6 +36,7 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/dashboards"
 	"github.com/moteiot/mote/internal/datadir"
+	"github.com/moteiot/mote/internal/devicemodel"
 	"github.com/moteiot/mote/internal/files"
 	"github.com/moteiot/mote/internal/fleetindex"
 	"github.com/moteiot/mote/internal/fleetquery"
@@ -88,6 +89,8 @@ type Daemon struct {
 	alarms   *alarms.Service
 	notifier *alarms.Notifier
 	analytic *analytics.Engine
+	models   *devicemodel.Models
+	modelMon *devicemodel.Monitor
 	jobs     *jobs.Service
 	profiles *profiles.Service
 	coap     *coap.Server
@@ -475,12 +478,28 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := d.startNotifier(ctx); err != nil {
 		return err
 	}
+	// Device models: the cache the API and analytics read, and the
+	// monitor that flags telemetry and reported state outside them.
+	d.models = devicemodel.NewModels(st.Types(), 0)
+	d.modelMon = devicemodel.NewMonitor(devicemodel.MonitorOptions{
+		Models:  d.models,
+		Things:  st.Things(),
+		Queue:   cfg.ModelCheckQueue,
+		Logger:  d.log.With("component", "devicemodel"),
+		Metrics: d.metrics,
+	})
+	if err := d.modelMon.Start(ctx); err != nil {
+		return fmt.Errorf("device model monitor: %w", err)
+	}
+	d.onClose(d.modelMon.Close)
+	d.modelMon.Attach(d.bus)
 	// The analytics detectors consume the bus and raise through the alarm
 	// service (closed before it).
 	d.analytic = analytics.New(analytics.Options{
 		Store:        st.Analytics(),
 		Things:       st.Things(),
 		Alarms:       d.alarms,
+		Intervals:    d.models,
 		Queue:        cfg.AnalyticsQueue,
 		MaxStates:    cfg.AnalyticsMaxStates,
 		SaveInterval: cfg.AnalyticsSaveInterval,
@@ -623,6 +642,11 @@ func (d *Daemon) startHTTP() error {
 		Fleet:     d.fleet,
 		Devices:   d.devices,
 		Gateway:   d.broker,
+
+		// Device models: desired updates and commands are checked.
+		Models:           d.models,
+		TypeModelMaxSize: d.cfg.TypeModelMaxSize,
+
 		// A device message over HTTP is held to the MQTT packet limit.
 		MaxMessageSize: d.cfg.MaxPacketSize,
 		Server: func() httpapi.ServerInfo {

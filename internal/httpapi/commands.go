@@ -82,6 +82,9 @@ func (s *server) createCommand(w http.ResponseWriter, r *http.Request) error {
 		}
 		ttl = time.Duration(*req.TTLSeconds) * time.Second
 	}
+	if err := s.checkCommand(r.Context(), thing, req.Name, req.Payload); err != nil {
+		return err
+	}
 	c, err := svc.Create(r.Context(), thing, commands.Request{Name: req.Name, Payload: req.Payload, TTL: ttl})
 	if err != nil {
 		return err

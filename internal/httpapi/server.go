@@ -30,6 +30,7 @@ import (
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/dashboards"
+	"github.com/moteiot/mote/internal/devicemodel"
 	"github.com/moteiot/mote/internal/files"
 	"github.com/moteiot/mote/internal/fleetindex"
 	"github.com/moteiot/mote/internal/jobs"
@@ -107,6 +108,11 @@ type Options struct {
 	// overview's history (nil: their routes answer 503).
 	Dashboards   *dashboards.Service
 	StatsHistory store.StatsHistoryStore
+	// Models caches the device models of thing types (nil: models are
+	// not checked against desired updates and commands); a type's model
+	// may be up to TypeModelMaxSize bytes (0: 64 KiB).
+	Models           *devicemodel.Models
+	TypeModelMaxSize int
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -163,6 +169,9 @@ type server struct {
 	profiles      *profiles.Service
 	dashboards    *dashboards.Service
 	statsHistory  store.StatsHistoryStore
+
+	models       *devicemodel.Models
+	typeModelMax int
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -326,6 +335,7 @@ func New(o Options) http.Handler {
 	s.jobs = o.Jobs
 	s.profiles = o.Profiles
 	s.dashboards, s.statsHistory = o.Dashboards, o.StatsHistory
+	s.models, s.typeModelMax = o.Models, o.TypeModelMaxSize
 	s.fleet = o.Fleet
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()

@@ -143,6 +143,9 @@ func (s *server) shadowUpdate(w http.ResponseWriter, r *http.Request, thing, nam
 	if err != nil {
 		return err
 	}
+	if err := s.checkDesired(r.Context(), thing, name, body); err != nil {
+		return err
+	}
 	out, err := s.shadows.Update(r.Context(), thing, name, body)
 	if err != nil {
 		return shadowError(err)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -47,6 +48,11 @@ type thingStats struct {
 	LastDeniedTopic  string     `json:"lastDeniedTopic,omitempty"`
 	LastDeniedAt     *time.Time `json:"lastDeniedAt,omitempty"`
 	LastInvalidAt    *time.Time `json:"lastInvalidAt,omitempty"`
+	// Telemetry and reported values outside the type's device model
+	// (flagged, not refused); the latest as {"kind","key","value","reason"}.
+	ModelViolations      int64           `json:"modelViolations"`
+	LastModelViolation   json.RawMessage `json:"lastModelViolation,omitempty"`
+	LastModelViolationAt *time.Time      `json:"lastModelViolationAt,omitempty"`
 }
 
 // thingList is a page of things with the number of all that match.
@@ -77,7 +83,19 @@ func thingOut(t store.Thing) thingJSON {
 		LastDeniedTopic:  st.LastDeniedTopic,
 		LastDeniedAt:     st.LastDeniedAt,
 		LastInvalidAt:    st.LastInvalidAt,
+
+		ModelViolations:      st.ModelViolations,
+		LastModelViolation:   rawOrNil(st.LastModelViolation),
+		LastModelViolationAt: st.LastModelViolationAt,
 	}}
+}
+
+// rawOrNil is stored JSON as it is, or nil when empty or not JSON.
+func rawOrNil(s string) json.RawMessage {
+	if s == "" || !json.Valid([]byte(s)) {
+		return nil
+	}
+	return json.RawMessage(s)
 }
 
 func (s *server) createThing(w http.ResponseWriter, r *http.Request) error {

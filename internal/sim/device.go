@@ -79,6 +79,8 @@ type device struct {
 	results     map[string]commandResult
 	resultList  []string // ids in results, oldest first
 	connects    int
+	index       int // in the fleet; the scenario drives device 0
+	readings    int // telemetry readings taken
 }
 
 func newDevice(f *Fleet, id Identity, index int) *device {
@@ -96,6 +98,7 @@ func newDevice(f *Fleet, id Identity, index int) *device {
 		bootedAt: now,
 		battery:  -1,
 		results:  map[string]commandResult{},
+		index:    index,
 	}
 }
 
@@ -366,6 +369,10 @@ func (d *device) interval() time.Duration {
 // crossed a whole percent.
 func (d *device) telemetry(ctx context.Context, c *paho.Client) {
 	d.last = d.model.Step(time.Now())
+	d.readings++
+	if sc := d.f.opts.Scenario; sc != nil && d.index == 0 && !sc.apply(d.readings, time.Since(d.f.started), &d.last) {
+		return
+	}
 	payload, _ := json.Marshal(d.last)
 	if err := d.publish(ctx, c, core.ThingTopic(d.id.Thing, "telemetry"), d.f.opts.QoS, payload); err != nil {
 		if ctx.Err() == nil {

@@ -49,6 +49,9 @@ type Options struct {
 	OTAFailureRate float64
 	HTTPClient     *http.Client
 	Logger         *slog.Logger // nil discards
+	// Scenario, if set, drives the first device into tripping a detector
+	// (mote sim --scenario).
+	Scenario *Scenario
 }
 
 // Stats are the fleet's counters since it started.

@@ -40,6 +40,9 @@ type ProvisionOptions struct {
 	Type     string // thing type, created if missing; default DefaultType
 	Group    string // static group, created if missing; default DefaultGroup
 	Parallel int    // API calls in flight; default DefaultParallel
+	// Rate is the devices' telemetry rate, for the expected interval of
+	// the type's device model (set when the type has none); 0: DefaultRate.
+	Rate float64
 	// Progress, if set, is called after each device is ready (from several
 	// goroutines, never at the same time).
 	Progress func(done, total int)
@@ -91,6 +94,9 @@ func Provision(ctx context.Context, c *apiclient.Client, o ProvisionOptions) ([]
 		return nil, rep, err
 	}
 	if err := ensureType(ctx, c, o.Type); err != nil {
+		return nil, rep, err
+	}
+	if err := ensureModel(ctx, c, o.Type, o.Rate); err != nil {
 		return nil, rep, err
 	}
 	if err := ensureGroup(ctx, c, o.Group); err != nil {

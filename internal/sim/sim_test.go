@@ -160,7 +160,16 @@ func TestSimulatorEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	// An invalid desired value is refused and said so in the shadow.
+	// An invalid desired value is refused by the type's device model
+	// (400 naming the path) ...
+	if _, err := c.UpdateShadow(ctx, "sim-0001", "", json.RawMessage(`{"state":{"desired":{"rate":"fast"}}}`)); err == nil || !strings.Contains(err.Error(), "/rate") {
+		t.Fatalf("desired rate \"fast\" = %v; want refused naming /rate", err)
+	}
+	// ... and, where a model does not catch it (here: a type without
+	// one), by the device, which says so in the shadow.
+	if _, err := c.UpdateType(ctx, sim.DefaultType, apiclient.TypePatch{RemoveModel: true}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.UpdateShadow(ctx, "sim-0001", "", json.RawMessage(`{"state":{"desired":{"rate":"fast"}}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -559,6 +568,14 @@ func TestSimulatorWithPlatform(t *testing.T) {
 	cmd = command(t, s, "sim-0001", `{"name":"configure","payload":{"settings":{"rate":3}}}`)
 	if cmd.Status != "succeeded" {
 		t.Fatalf("configure = %+v %+v", cmd, cmd.Result)
+	}
+	// The type's model lists the commands: an unknown one is refused by
+	// the API; without the model the device itself rejects it.
+	if code := api(t, s, "POST", "/things/sim-0001/commands", `{"name":"dance"}`, nil); code != http.StatusBadRequest {
+		t.Fatalf("unknown command = %d; want 400 from the model", code)
+	}
+	if _, err := apiclient.New(s.API, s.Token).UpdateType(ctx, sim.DefaultType, apiclient.TypePatch{RemoveModel: true}); err != nil {
+		t.Fatal(err)
 	}
 	cmd = command(t, s, "sim-0001", `{"name":"dance"}`)
 	if cmd.Status != "rejected" {

@@ -68,6 +68,11 @@ type ThingStats struct {
 	LastDeniedTopic  string     // the topic of the latest denied publish
 	LastDeniedAt     *time.Time // nil: none
 	LastInvalidAt    *time.Time // nil: none
+	// ModelViolations counts reported values and telemetry outside the
+	// thing type's model (flagged, not refused; see internal/devicemodel).
+	ModelViolations      int64
+	LastModelViolation   string     // JSON {"kind","key","value"} of the latest; "" none
+	LastModelViolationAt *time.Time // nil: none
 }
 
 // Activity is what one thing did since the last batch: its latest packet
@@ -80,6 +85,11 @@ type Activity struct {
 	LastDeniedTopic  string
 	LastDeniedAt     time.Time
 	LastInvalidAt    time.Time
+	// Model violations (internal/devicemodel), recorded by their own
+	// batches: counted, the latest replaces the one before.
+	ModelViolations      int64
+	LastModelViolation   string
+	LastModelViolationAt time.Time
 }
 
 // ThingCounts are the registry's totals.
@@ -166,11 +176,14 @@ func ThingCursor(sort string, t Thing) string {
 // ThingType groups things of one kind; policies attached to a type apply
 // to all its things.
 type ThingType struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Policies    []string  `json:"policies"`
-	CreatedAt   time.Time `json:"createdAt"`
-	UpdatedAt   time.Time `json:"updatedAt"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Policies    []string `json:"policies"`
+	// Model is the type's device model as JSON (internal/devicemodel);
+	// nil: none. The store keeps it as given.
+	Model     json.RawMessage `json:"model,omitempty"`
+	CreatedAt time.Time       `json:"createdAt"`
+	UpdatedAt time.Time       `json:"updatedAt"`
 }
 
 // TypeStore keeps thing types. Deleting a type that things still use is a
@@ -179,7 +192,7 @@ type TypeStore interface {
 	Create(ctx context.Context, t ThingType) (ThingType, error)
 	Get(ctx context.Context, name string) (ThingType, error)
 	List(ctx context.Context, after string, limit int) ([]ThingType, error)
-	Update(ctx context.Context, t ThingType) (ThingType, error) // Description and Policies
+	Update(ctx context.Context, t ThingType) (ThingType, error) // Description, Policies and Model
 	Delete(ctx context.Context, name string) error
 }
 

@@ -68,12 +68,12 @@ func c(name string, kind int) column { return column{name, name, kind} }
 // tables lists the registry tables in an order that satisfies the
 // foreign keys.
 var tables = []table{
-	{"thing_types", "thing_types", []column{c("name", kText), c("description", kText), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"thing_types", "thing_types", []column{c("name", kText), c("description", kText), c("created_at", kMS), c("updated_at", kMS), c("model", kText)}, "name"},
 	{"groups", "groups", []column{c("name", kText), c("description", kText), c("created_at", kMS), c("updated_at", kMS), c("query", kText)}, "name"},
 	{"policies", "policies", []column{c("name", kText), c("description", kText), c("document", kText), c("builtin", kBool), c("created_at", kMS), c("updated_at", kMS)}, "name"},
 	{"type_policies", "type_policies", []column{c("type", kText), c("policy", kText), c("position", kInt)}, "type, policy"},
 	{"things", "things", []column{c("name", kText), c("type", kText), c("enabled", kBool), c("connected", kBool), c("last_seen", kMS), c("created_at", kMS), c("updated_at", kMS)}, "name"},
-	{"thing_stats", "thing_stats", []column{c("thing", kText), c("publish_denied", kInt), c("invalid_telemetry", kInt), c("last_denied_topic", kText), c("last_denied_at", kMS), c("last_invalid_at", kMS)}, "thing"},
+	{"thing_stats", "thing_stats", []column{c("thing", kText), c("publish_denied", kInt), c("invalid_telemetry", kInt), c("last_denied_topic", kText), c("last_denied_at", kMS), c("last_invalid_at", kMS), c("model_violations", kInt), c("last_model_violation", kText), c("last_model_violation_at", kMS)}, "thing"},
 	{"thing_attributes", "thing_attributes", []column{c("thing", kText), c("key", kText), c("value", kText)}, "thing, key"},
 	{"thing_tags", "thing_tags", []column{c("thing", kText), c("tag", kText)}, "thing, tag"},
 	{"thing_groups", "thing_groups", []column{c("thing", kText), c("group_name", kText)}, "thing, group_name"},

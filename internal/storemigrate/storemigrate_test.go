@@ -44,7 +44,7 @@ func installation(t *testing.T) string {
 	must(t, err)
 	_, err = st.Policies().Create(ctx, store.Policy{Name: "q", Document: []byte(`{}`)})
 	must(t, err)
-	_, err = st.Types().Create(ctx, store.ThingType{Name: "sensor", Policies: []string{"q", "p"}})
+	_, err = st.Types().Create(ctx, store.ThingType{Name: "sensor", Policies: []string{"q", "p"}, Model: []byte(`{"telemetry":{"t":{"unit":"°C"}}}`)})
 	must(t, err)
 	_, err = st.Groups().Create(ctx, store.Group{Name: "g"})
 	must(t, err)
@@ -58,6 +58,7 @@ func installation(t *testing.T) string {
 	must(t, st.Things().RecordPresence(ctx, []store.Presence{{Thing: "dev2", Connected: true, At: later}}))
 	must(t, st.Things().RecordActivity(ctx, []store.Activity{
 		{Thing: "dev1", LastSeen: later, PublishDenied: 2, LastDeniedTopic: "x/y", LastDeniedAt: later},
+		{Thing: "dev1", ModelViolations: 4, LastModelViolation: `{"key":"t","value":200}`, LastModelViolationAt: later},
 		{Thing: "dev2", InvalidTelemetry: 1, LastInvalidAt: t0},
 	}))
 	_, err = st.Credentials().Create(ctx, store.Credential{ID: "c1", Thing: "dev1", Type: store.CredentialSecret, SecretHash: []byte{0, 1, 2, 255}})

@@ -25,7 +25,8 @@ const thingSelect = `SELECT t.name, coalesce(t.type, ''), t.enabled, t.connected
 	(SELECT coalesce(array_agg(x.tag ORDER BY x.tag), '{}') FROM thing_tags x WHERE x.thing = t.name),
 	(SELECT coalesce(array_agg(g.group_name ORDER BY g.group_name), '{}') FROM thing_groups g WHERE g.thing = t.name),
 	(SELECT coalesce(array_agg(p.policy ORDER BY p.position), '{}') FROM thing_policies p WHERE p.thing = t.name),
-	coalesce(s.publish_denied, 0), coalesce(s.invalid_telemetry, 0), coalesce(s.last_denied_topic, ''), s.last_denied_at, s.last_invalid_at
+	coalesce(s.publish_denied, 0), coalesce(s.invalid_telemetry, 0), coalesce(s.last_denied_topic, ''), s.last_denied_at, s.last_invalid_at,
+	coalesce(s.model_violations, 0), coalesce(s.last_model_violation, ''), s.last_model_violation_at
 FROM things t LEFT JOIN thing_stats s ON s.thing = t.name`
 
 // lastSeenKey is the lastSeen sort key: a thing never seen sorts as the
@@ -39,12 +40,15 @@ func scanThing(row scanner) (store.Thing, error) {
 		lastSeen            *time.Time
 		created, updated    time.Time
 		deniedAt, invalidAt *time.Time
+		violationAt         *time.Time
 	)
 	if err := row.Scan(&t.Name, &t.Type, &t.Enabled, &t.Connected, &lastSeen, &created, &updated,
 		&t.Attributes, &t.Tags, &t.Groups, &t.Policies,
-		&t.Stats.PublishDenied, &t.Stats.InvalidTelemetry, &t.Stats.LastDeniedTopic, &deniedAt, &invalidAt); err != nil {
+		&t.Stats.PublishDenied, &t.Stats.InvalidTelemetry, &t.Stats.LastDeniedTopic, &deniedAt, &invalidAt,
+		&t.Stats.ModelViolations, &t.Stats.LastModelViolation, &violationAt); err != nil {
 		return store.Thing{}, err
 	}
+	t.Stats.LastModelViolationAt = utcPtr(violationAt)
 	t.Stats.LastDeniedAt = utcPtr(deniedAt)
 	t.Stats.LastInvalidAt = utcPtr(invalidAt)
 	t.LastSeen = utcPtr(lastSeen)
@@ -438,8 +442,41 @@ func (ts *thingStore) RecordActivity(ctx context.Context, batch []store.Activity
 				return internal("record activity: stats", err)
 			}
 		}
-		return nil
+		return recordModelViolations(ctx, tx, batch)
 	})
+}
+
+// recordModelViolations adds the model violations of a batch (one
+// statement per entry that has any, in thing order), as SQLite does.
+func recordModelViolations(ctx context.Context, tx pgx.Tx, batch []store.Activity) error {
+	var vs []store.Activity
+	for _, a := range batch {
+		if a.ModelViolations > 0 {
+			vs = append(vs, a)
+		}
+	}
+	sort.SliceStable(vs, func(i, j int) bool { return vs[i].Thing < vs[j].Thing })
+	for _, a := range vs {
+		var last *string
+		if a.LastModelViolation != "" {
+			last = &a.LastModelViolation
+		}
+		var lastAt *time.Time
+		if !a.LastModelViolationAt.IsZero() {
+			t := ms(a.LastModelViolationAt)
+			lastAt = &t
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO thing_stats AS s (thing, model_violations, last_model_violation, last_model_violation_at)
+			SELECT t.name, $2, $3, $4 FROM things t WHERE t.name = $1 FOR KEY SHARE OF t
+			ON CONFLICT (thing) DO UPDATE SET
+				model_violations = s.model_violations + excluded.model_violations,
+				last_model_violation = coalesce(excluded.last_model_violation, s.last_model_violation),
+				last_model_violation_at = coalesce(excluded.last_model_violation_at, s.last_model_violation_at)`,
+			a.Thing, a.ModelViolations, last, lastAt); err != nil {
+			return internal("record activity: model violations", err)
+		}
+	}
+	return nil
 }
 
 // Total returns how many things match f's filters (its cursor, sort and

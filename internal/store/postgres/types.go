@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,16 +14,20 @@ import (
 type typeStore struct{ s *Store }
 
 const typeSelect = `SELECT y.name, y.description, y.created_at, y.updated_at,
-	(SELECT coalesce(array_agg(p.policy ORDER BY p.position), '{}') FROM type_policies p WHERE p.type = y.name)
+	(SELECT coalesce(array_agg(p.policy ORDER BY p.position), '{}') FROM type_policies p WHERE p.type = y.name), y.model
 FROM thing_types y`
 
 func scanType(row scanner) (store.ThingType, error) {
 	var (
 		t                store.ThingType
 		created, updated time.Time
+		model            *string
 	)
-	if err := row.Scan(&t.Name, &t.Description, &created, &updated, &t.Policies); err != nil {
+	if err := row.Scan(&t.Name, &t.Description, &created, &updated, &t.Policies, &model); err != nil {
 		return store.ThingType{}, err
+	}
+	if model != nil {
+		t.Model = json.RawMessage(*model)
 	}
 	t.CreatedAt, t.UpdatedAt = created.UTC(), updated.UTC()
 	if t.Policies == nil {
@@ -53,8 +58,8 @@ func (ys *typeStore) Create(ctx context.Context, t store.ThingType) (store.Thing
 		if err := checkPolicies(ctx, tx, t.Policies); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO thing_types (name, description, created_at, updated_at) VALUES ($1, $2, $3, $4)`,
-			t.Name, t.Description, created, updated); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO thing_types (name, description, created_at, updated_at, model) VALUES ($1, $2, $3, $4, $5)`,
+			t.Name, t.Description, created, updated, modelText(t.Model)); err != nil {
 			return internal("create thing type", err)
 		}
 		if err := setTypePolicies(ctx, tx, t.Name, t.Policies, false); err != nil {
@@ -77,7 +82,7 @@ func (ys *typeStore) List(ctx context.Context, after string, limit int) ([]store
 		typeSelect+` WHERE y.name > $1 ORDER BY y.name LIMIT $2`, after, normLimit(limit))
 }
 
-// Update replaces the Description and Policies of the type t.Name and sets
+// Update replaces the Description, Policies and Model of the type t.Name and sets
 // UpdatedAt to now; see the SQLite backend.
 func (ys *typeStore) Update(ctx context.Context, t store.ThingType) (store.ThingType, error) {
 	var out store.ThingType
@@ -92,8 +97,8 @@ func (ys *typeStore) Update(ctx context.Context, t store.ThingType) (store.Thing
 		if err := checkPolicies(ctx, tx, t.Policies); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE thing_types SET description = $1, updated_at = $2 WHERE name = $3`,
-			t.Description, now(), t.Name); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE thing_types SET description = $1, updated_at = $2, model = $4 WHERE name = $3`,
+			t.Description, now(), t.Name, modelText(t.Model)); err != nil {
 			return internal("update thing type", err)
 		}
 		if err := setTypePolicies(ctx, tx, t.Name, t.Policies, true); err != nil {
@@ -135,4 +140,13 @@ func (ys *typeStore) Delete(ctx context.Context, name string) error {
 
 func setTypePolicies(ctx context.Context, tx pgx.Tx, typ string, policies []string, replace bool) error {
 	return setList(ctx, tx, "type policies", "type_policies", "type", "policy", true, typ, policies, replace)
+}
+
+// modelText is a type's model as stored: NULL for none.
+func modelText(m json.RawMessage) *string {
+	if len(m) == 0 {
+		return nil
+	}
+	s := string(m)
+	return &s
 }

@@ -26,7 +26,8 @@ const thingSelect = `SELECT t.name, t.type, t.enabled, t.connected, t.last_seen,
 	(SELECT json_group_array(x.tag ORDER BY x.tag) FROM thing_tags x WHERE x.thing = t.name),
 	(SELECT json_group_array(g.group_name ORDER BY g.group_name) FROM thing_groups g WHERE g.thing = t.name),
 	(SELECT json_group_array(p.policy ORDER BY p.position) FROM thing_policies p WHERE p.thing = t.name),
-	s.publish_denied, s.invalid_telemetry, s.last_denied_topic, s.last_denied_at, s.last_invalid_at
+	s.publish_denied, s.invalid_telemetry, s.last_denied_topic, s.last_denied_at, s.last_invalid_at,
+	s.model_violations, s.last_model_violation, s.last_model_violation_at
 FROM things t LEFT JOIN thing_stats s ON s.thing = t.name`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -41,9 +42,12 @@ func scanThing(row scanner) (store.Thing, error) {
 		denied, invalid               sql.NullInt64
 		deniedTopic                   sql.NullString
 		deniedAt, invalidAt           sql.NullInt64
+		violations, violationAt       sql.NullInt64
+		violation                     sql.NullString
 	)
 	if err := row.Scan(&t.Name, &typ, &t.Enabled, &t.Connected, &lastSeen, &created, &updated,
-		&attrs, &tags, &groups, &policies, &denied, &invalid, &deniedTopic, &deniedAt, &invalidAt); err != nil {
+		&attrs, &tags, &groups, &policies, &denied, &invalid, &deniedTopic, &deniedAt, &invalidAt,
+		&violations, &violation, &violationAt); err != nil {
 		return store.Thing{}, err
 	}
 	t.Stats = store.ThingStats{
@@ -52,6 +56,10 @@ func scanThing(row scanner) (store.Thing, error) {
 		LastDeniedTopic:  deniedTopic.String,
 		LastDeniedAt:     ptrMS(deniedAt),
 		LastInvalidAt:    ptrMS(invalidAt),
+
+		ModelViolations:      violations.Int64,
+		LastModelViolation:   violation.String,
+		LastModelViolationAt: ptrMS(violationAt),
 	}
 	t.Type = typ.String
 	t.LastSeen = ptrMS(lastSeen)
@@ -413,6 +421,25 @@ func (ts *thingStore) RecordActivity(ctx context.Context, batch []store.Activity
 			if !a.LastSeen.IsZero() {
 				if _, err := tx.ExecContext(ctx, `UPDATE things SET last_seen = max(coalesce(last_seen, 0), ?) WHERE name = ?`,
 					toMS(a.LastSeen), a.Thing); err != nil {
+					return internal("record activity", err)
+				}
+			}
+			if a.ModelViolations > 0 {
+				var last any
+				if a.LastModelViolation != "" {
+					last = a.LastModelViolation
+				}
+				var lastAt any
+				if !a.LastModelViolationAt.IsZero() {
+					lastAt = toMS(a.LastModelViolationAt)
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO thing_stats (thing, model_violations, last_model_violation, last_model_violation_at)
+					SELECT name, ?, ?, ? FROM things WHERE name = ?
+					ON CONFLICT (thing) DO UPDATE SET
+						model_violations = model_violations + excluded.model_violations,
+						last_model_violation = coalesce(excluded.last_model_violation, last_model_violation),
+						last_model_violation_at = coalesce(excluded.last_model_violation_at, last_model_violation_at)`,
+					a.ModelViolations, last, lastAt, a.Thing); err != nil {
 					return internal("record activity", err)
 				}
 			}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
@@ -11,7 +12,7 @@ import (
 type typeStore struct{ s *Store }
 
 const typeSelect = `SELECT y.name, y.description, y.created_at, y.updated_at,
-	(SELECT json_group_array(p.policy ORDER BY p.position) FROM type_policies p WHERE p.type = y.name)
+	(SELECT json_group_array(p.policy ORDER BY p.position) FROM type_policies p WHERE p.type = y.name), y.model
 FROM thing_types y`
 
 func scanType(row scanner) (store.ThingType, error) {
@@ -19,9 +20,13 @@ func scanType(row scanner) (store.ThingType, error) {
 		t                store.ThingType
 		created, updated int64
 		policies         string
+		model            sql.NullString
 	)
-	if err := row.Scan(&t.Name, &t.Description, &created, &updated, &policies); err != nil {
+	if err := row.Scan(&t.Name, &t.Description, &created, &updated, &policies, &model); err != nil {
 		return store.ThingType{}, err
+	}
+	if model.Valid {
+		t.Model = json.RawMessage(model.String)
 	}
 	t.CreatedAt = fromMS(created)
 	t.UpdatedAt = fromMS(updated)
@@ -57,8 +62,8 @@ func (ys *typeStore) Create(ctx context.Context, t store.ThingType) (store.Thing
 		if err := checkPolicies(ctx, tx, t.Policies); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO thing_types (name, description, created_at, updated_at) VALUES (?, ?, ?, ?)`,
-			t.Name, t.Description, toMS(created), toMS(updated)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO thing_types (name, description, created_at, updated_at, model) VALUES (?, ?, ?, ?, ?)`,
+			t.Name, t.Description, toMS(created), toMS(updated), modelText(t.Model)); err != nil {
 			return internal("create thing type", err)
 		}
 		if err := setTypePolicies(ctx, tx, t.Name, t.Policies, false); err != nil {
@@ -97,8 +102,9 @@ func (ys *typeStore) List(ctx context.Context, after string, limit int) ([]store
 	return list, nil
 }
 
-// Update replaces the Description and Policies of the type t.Name (nil
-// Policies detaches all) and sets UpdatedAt to now.
+// Update replaces the Description, Policies and Model of the type t.Name
+// (nil Policies detaches all, nil Model removes it) and sets UpdatedAt to
+// now.
 //
 //   - A missing type → core.NotFound `thing type "x" not found`.
 //   - A policy that does not exist → core.Invalid field "policies".
@@ -115,8 +121,8 @@ func (ys *typeStore) Update(ctx context.Context, t store.ThingType) (store.Thing
 		if err := checkPolicies(ctx, tx, t.Policies); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE thing_types SET description = ?, updated_at = ? WHERE name = ?`,
-			t.Description, toMS(now()), t.Name); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE thing_types SET description = ?, updated_at = ?, model = ? WHERE name = ?`,
+			t.Description, toMS(now()), modelText(t.Model), t.Name); err != nil {
 			return internal("update thing type", err)
 		}
 		if err := setTypePolicies(ctx, tx, t.Name, t.Policies, true); err != nil {
@@ -163,4 +169,12 @@ func (ys *typeStore) Delete(ctx context.Context, name string) error {
 func setTypePolicies(ctx context.Context, tx *sql.Tx, typ string, policies []string, replace bool) error {
 	return setList(ctx, tx, "type policies", `DELETE FROM type_policies WHERE type = ?`,
 		`INSERT INTO type_policies (type, policy, position) VALUES (?, ?, ?)`, typ, policies, replace, true)
+}
+
+// modelText is a type's model as stored: NULL for none.
+func modelText(m json.RawMessage) any {
+	if len(m) == 0 {
+		return nil
+	}
+	return string(m)
 }

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Activity", func(t *testing.T) { testActivity(t, open) })
 	t.Run("ThingSortAndCounts", func(t *testing.T) { testThingSort(t, open) })
 	t.Run("Types", func(t *testing.T) { testTypes(t, open) })
+	t.Run("TypeModels", func(t *testing.T) { testTypeModels(t, open) })
 	t.Run("Groups", func(t *testing.T) { testGroups(t, open) })
 	t.Run("Policies", func(t *testing.T) { testPolicies(t, open) })
 	t.Run("Credentials", func(t *testing.T) { testCredentials(t, open) })
