@@ -35,6 +35,8 @@ type Store interface {
 	Alarms() AlarmStore
 	Analytics() AnalyticsStore
 	Jobs() JobStore
+	// Provisioning keeps enrollment groups and claim tokens (provisioning.go).
+	Provisioning() ProvisioningStore
 	// Close flushes and closes the store.
 	Close() error
 }

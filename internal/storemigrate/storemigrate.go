@@ -98,6 +98,11 @@ var tables = []table{
 	{"detector_states", "detector_states", []column{c("rule", kText), c("thing", kText), c("state", kBytes), c("updated_at", kMS)}, "rule, thing"},
 	{"jobs", "jobs", []column{c("id", kText), c("description", kText), c("status", kText), c("continuous", kBool), c("spec", kBytes), c("reason_code", kText), c("comment", kText), c("released", kInt), c("released_at", kMS), c("created_at", kMS), c("updated_at", kMS), c("completed_at", kMS)}, "id"},
 	{"job_executions", "job_executions", []column{c("seq", kInt), c("job", kText), c("thing", kText), c("status", kText), c("status_details", kText), c("queued_at", kMS), c("started_at", kMS), c("last_updated_at", kMS), c("timeout_at", kMS), c("version", kInt), c("execution_number", kInt), c("retries", kInt)}, "seq"},
+	// Provisioning (migration 0018 / 0011): enrollment groups after things
+	// (registrations name both), claim tokens.
+	{"enrollments", "enrollments", []column{c("name", kText), c("attestation", kText), c("sealed_key", kText), c("ca_cert", kText), c("ca_fingerprint", kText), c("ca_verified", kBool), c("verification_code", kText), c("verification_expires", kMS), c("spec", kBytes), c("enabled", kBool), c("max_devices", kInt), c("expires_at", kMS), c("registered", kInt), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"registrations", "registrations", []column{c("enrollment", kText), c("registration_id", kText), c("thing", kText), c("credential", kText), c("created_at", kMS), c("updated_at", kMS)}, "enrollment, registration_id"},
+	{"claims", "claims", []column{c("id", kText), c("token_hash", kBytes), c("thing", kText), c("enrollment", kText), c("expires_at", kMS), c("redeemed_at", kMS), c("redeemed_thing", kText), c("created_at", kMS)}, "id"},
 }
 
 // TableReport is the verification of one table (or "telemetry").

@@ -92,6 +92,7 @@ type Store struct {
 	alarms      alarmStore
 	analytics   analyticsStore
 	jobs        jobStore
+	provisioning provisioningStore // provisioning.go
 
 	closeOnce sync.Once
 }
@@ -127,6 +128,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.alarms = alarmStore{s}
 	s.analytics = analyticsStore{s}
 	s.jobs = jobStore{s}
+	s.provisioning = provisioningStore{s}
 	return s, nil
 }
 
@@ -150,6 +152,9 @@ func (s *Store) Files() store.FileStore             { return &s.files }
 func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
 func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 func (s *Store) Jobs() store.JobStore               { return &s.jobs }
+
+// Provisioning keeps enrollment groups and claim tokens (provisioning.go).
+func (s *Store) Provisioning() store.ProvisioningStore { return &s.provisioning }
 
 // Close closes the pool, waiting for connections in use to be returned.
 // Every write is committed when its method returns, so there is nothing to

@@ -73,6 +73,7 @@ type Store struct {
 	alarms      alarmStore
 	analytics   analyticsStore
 	jobs        jobStore
+	provisioning provisioningStore // provisioning.go
 
 	closeOnce sync.Once
 	closeErr  error
@@ -152,6 +153,7 @@ func Open(path string) (*Store, error) {
 	s.alarms = alarmStore{s}
 	s.analytics = analyticsStore{s}
 	s.jobs = jobStore{s}
+	s.provisioning = provisioningStore{s}
 	return s, nil
 }
 
@@ -195,6 +197,9 @@ func (s *Store) Files() store.FileStore             { return &s.files }
 func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
 func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 func (s *Store) Jobs() store.JobStore               { return &s.jobs }
+
+// Provisioning keeps enrollment groups and claim tokens (provisioning.go).
+func (s *Store) Provisioning() store.ProvisioningStore { return &s.provisioning }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.
