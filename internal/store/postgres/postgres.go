@@ -92,6 +92,7 @@ type Store struct {
 	alarms      alarmStore
 	analytics   analyticsStore
 	jobs        jobStore
+
 	provisioning provisioningStore // provisioning.go
 
 	closeOnce sync.Once
