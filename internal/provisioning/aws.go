@@ -166,4 +166,3 @@ func (s *Service) registerThing(ctx context.Context, sess *Session, template str
 	}
 	return RegisterThingResponse{DeviceConfiguration: cfg, ThingName: res.Thing}, nil
 }
-

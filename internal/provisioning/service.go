@@ -239,8 +239,8 @@ type refusal struct {
 	err    *core.Error
 }
 
-func (r *refusal) Error() string   { return r.err.Error() }
-func (r *refusal) Unwrap() error   { return r.err }
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
 func refuse(reason string, kind core.Kind, format string, args ...any) error {
 	return &refusal{reason: reason, err: core.Errorf(kind, format, args...).(*core.Error)}
 }
