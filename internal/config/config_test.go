@@ -420,8 +420,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 95 {
-		t.Errorf("settings = %d; want 95 (update this test for a new setting)", n)
+	if n != 106 {
+		t.Errorf("settings = %d; want 106 (update this test for a new setting)", n)
 	}
 }
 
