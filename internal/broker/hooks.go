@@ -62,8 +62,8 @@ func connackCode(err error) (packets.Code, string) {
 	if code, reason, ok := azureConnackCode(err); ok { // azure.go
 		return code, reason
 	}
-	if errors.Is(err, errProvisioningClientID) { // provisioning.go
-		return packets.ErrClientIdentifierNotValid, "provisioning_client_id"
+	if code, reason, ok := provisioningConnackCode(err); ok { // provisioning.go
+		return code, reason
 	}
 	switch {
 	case errors.Is(err, auth.ErrBadSecret):
@@ -165,7 +165,7 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 			id, provHandle, err = pv.ProvisioningCertificate(ctx, cert) // JITR or a claim certificate
 		}
 	} else if pv := b.provisioner(); pv != nil && az == nil && pv.ProvisioningUser(string(pk.Connect.Username)) {
-		provHandle, err = pv.ProvisioningSecret(ctx, cl.ID, string(pk.Connect.Username), string(pk.Connect.Password))
+		provHandle, err = pv.ProvisioningSecret(ctx, cl.Net.Remote, cl.ID, string(pk.Connect.Username), string(pk.Connect.Password))
 	} else if az != nil {
 		id, err = b.azureSAS(ctx, az, string(pk.Connect.Password))
 	} else {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moteiot/mote/internal/auth"
+	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/policy"
 )
 
@@ -34,7 +35,7 @@ import (
 // handles are opaque to the broker.
 type Provisioner interface {
 	ProvisioningUser(username string) bool
-	ProvisioningSecret(ctx context.Context, clientID, username, password string) (any, error)
+	ProvisioningSecret(ctx context.Context, remote, clientID, username, password string) (any, error)
 	// ProvisioningCertificate: a thing's identity, or (session non-nil) a
 	// provisioning-only connection.
 	ProvisioningCertificate(ctx context.Context, cert *x509.Certificate) (auth.Identity, any, error)
@@ -229,4 +230,19 @@ func (p *provisioning) work(s *session, c *provConn) {
 			}
 		}
 	}
+}
+
+// provisioningConnackCode maps the refusals of a provisioning connection.
+func provisioningConnackCode(err error) (packets.Code, string, bool) {
+	switch {
+	case errors.Is(err, errProvisioningClientID):
+		return packets.ErrClientIdentifierNotValid, "provisioning_client_id", true
+	case core.KindOf(err) == core.KindRateLimited:
+		return packets.ErrConnectionRateExceeded, "rate_limited", true
+	case errors.Is(err, auth.ErrDisabled):
+		return packets.Code{}, "", false
+	case core.KindOf(err) == core.KindForbidden, core.KindOf(err) == core.KindConflict, core.KindOf(err) == core.KindInvalid:
+		return packets.ErrNotAuthorized, "provisioning_refused", true // JITR refused (group disabled or full, name)
+	}
+	return packets.Code{}, "", false
 }

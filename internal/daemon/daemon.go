@@ -45,6 +45,7 @@ import (
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/pki"
+	"github.com/moteiot/mote/internal/provisioning"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/seal"
@@ -101,6 +102,12 @@ type Daemon struct {
 	// given.
 	serverTLS *tls.Config
 	metrics   *prometheus.Registry
+
+	// Provisioning (provisioning.go): the service, the per-source limit of
+	// its device requests, and the TLS trust in enrollment CAs.
+	prov      *provisioning.Service
+	provLimit *provisioning.Limiter
+	trust     *provisioning.Trust
 
 	initialToken string
 	// Console: users and sessions, the live feed of GET /api/v1/events
@@ -262,6 +269,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		ClientCAs:    d.ca.Pool(),
 		MinVersion:   tls.VersionTLS12,
 	}
+	// Client certificates of verified enrollment CAs too; every certificate
+	// is verified by the authenticators (provisioning.Trust).
+	d.trust = provisioning.NewTrust(d.serverTLS)
+	d.serverTLS = d.trust.Config()
 	// Queued commands: the broker tells the service when a device
 	// subscribes or acknowledges; the service delivers through the broker.
 	d.commands = commands.New(commands.Options{
@@ -359,6 +370,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.shadows.Attach(d.bus)
 	d.onClose(d.shadows.Close)
 	d.broker.SetAzureTwin(azureTwins{shadows: d.shadows}) // Azure IoT Hub twins (azure.go)
+	// Provisioning (provisioning.go): registers devices, serves the
+	// broker's provisioning connections.
+	if err := d.startProvisioning(ctx, hasher, sealer); err != nil {
+		return err
+	}
 
 	d.commands.Attach(d.bus)
 	d.commands.Start(d.broker)
@@ -592,7 +608,7 @@ func (d *Daemon) startHTTP() error {
 		Analytics: d.analytic,
 		Jobs:      d.jobs,
 		Fleet:     d.fleet,
-		Devices:   d.devices,
+		Devices:   provisioning.Devices{Devices: d.devices, Provisioning: d.prov}, // JITR on HTTPS
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.
 		MaxMessageSize: d.cfg.MaxPacketSize,
@@ -612,6 +628,10 @@ func (d *Daemon) startHTTP() error {
 		Files:         d.files,
 		BodyTimeout:   d.cfg.HTTPBodyTimeout,
 		UploadMinRate: d.cfg.UploadMinRate,
+
+		Provisioning:         d.prov,
+		ProvisioningLimiter:  d.provLimit,
+		ProvisioningEndpoint: d.cfg.ProvisioningEndpoint,
 	}))
 	// MQTT over WebSocket is a device listener on the API port: the API
 	// list applies to the connection, the device list to the upgrade.

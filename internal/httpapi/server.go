@@ -34,6 +34,7 @@ import (
 	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
+	"github.com/moteiot/mote/internal/provisioning"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/shadow"
@@ -98,6 +99,13 @@ type Options struct {
 	UploadMinRate int64
 	// Jobs is the job service (nil: the job routes answer 503).
 	Jobs *jobs.Service
+	// Provisioning runs enrollment groups and claim tokens (nil: their
+	// routes answer 503); ProvisioningLimiter limits device requests per
+	// source; ProvisioningEndpoint is the URL claim QR codes carry ("":
+	// the request's).
+	Provisioning         *provisioning.Service
+	ProvisioningLimiter  *provisioning.Limiter
+	ProvisioningEndpoint string
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -151,6 +159,10 @@ type server struct {
 	bodyTimeout   time.Duration
 	uploadMinRate int64
 	jobs          *jobs.Service
+
+	prov         *provisioning.Service // provisioning.go
+	provLimit    *provisioning.Limiter
+	provEndpoint string
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -274,6 +286,21 @@ func (s *server) routes() []route {
 		{"GET", "/things/{name}/files/{file}/content", roleView, s.downloadFile},
 		{"DELETE", "/things/{name}/files/{file}", roleWrite, s.deleteFile},
 
+		{"POST", "/enrollments", roleWrite, s.createEnrollment},
+		{"GET", "/enrollments", roleView, s.listEnrollments},
+		{"GET", "/enrollments/{name}", roleView, s.getEnrollment},
+		{"PATCH", "/enrollments/{name}", roleWrite, s.updateEnrollment},
+		{"DELETE", "/enrollments/{name}", roleWrite, s.deleteEnrollment},
+		{"GET", "/enrollments/{name}/verification-code", roleWrite, s.getVerificationCode},
+		{"POST", "/enrollments/{name}/verify", roleWrite, s.verifyEnrollmentCA},
+		{"POST", "/provisioning/register", rolePublic, s.provisioningRegister}, // the derived key is the credential
+		{"POST", "/provisioning/claim", rolePublic, s.provisioningClaim},       // the claim token is the credential
+		{"POST", "/claims", roleWrite, s.createClaim},
+		{"GET", "/claims", roleView, s.listClaims},
+		{"GET", "/claims/{id}", roleView, s.getClaim},
+		{"DELETE", "/claims/{id}", roleWrite, s.deleteClaim},
+		{"GET", "/claims/{id}/qr.png", roleWrite, s.getClaimQR},
+
 		{"POST", "/tokens", roleAdmin, s.createToken},
 		{"GET", "/tokens", roleAdmin, s.listTokens},
 		{"DELETE", "/tokens/{id}", roleAdmin, s.deleteToken},
@@ -296,6 +323,7 @@ func New(o Options) http.Handler {
 	s.alarms = o.Alarms
 	s.analytics = o.Analytics
 	s.jobs = o.Jobs
+	s.prov, s.provLimit, s.provEndpoint = o.Provisioning, o.ProvisioningLimiter, o.ProvisioningEndpoint
 	s.fleet = o.Fleet
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()

@@ -48,13 +48,20 @@ type RegisterAnswer struct {
 
 // MQTT is the broker's view of the service (broker.Provisioner): the
 // session handle is a *Session.
-type MQTT struct{ S *Service }
+type MQTT struct {
+	S       *Service
+	Limiter *Limiter // per source address; nil: none
+}
 
 // ProvisioningUser reports whether a CONNECT user name is a provisioning one.
 func (m MQTT) ProvisioningUser(username string) bool { return IsProvisioningUser(username) }
 
 // ProvisioningSecret authenticates a symmetric-key provisioning connection.
-func (m MQTT) ProvisioningSecret(ctx context.Context, clientID, username, password string) (any, error) {
+func (m MQTT) ProvisioningSecret(ctx context.Context, remote, clientID, username, password string) (any, error) {
+	if err := m.Limiter.Allow(remote, "mqtt"); err != nil {
+		m.S.count(MethodSymmetricKey, "rate_limited")
+		return nil, err
+	}
 	return m.S.Secret(ctx, clientID, username, password)
 }
 
