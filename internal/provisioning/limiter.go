@@ -69,7 +69,9 @@ func (l *Limiter) Allow(remote, protocol string) error {
 // RateError is a refusal by the Limiter; RetryAfter says when to retry.
 type RateError struct{ after time.Duration }
 
-func (e *RateError) Error() string { return "too many provisioning requests from this address; retry later" }
+func (e *RateError) Error() string {
+	return "too many provisioning requests from this address; retry later"
+}
 
 // Unwrap gives the error its core kind.
 func (e *RateError) Unwrap() error {

@@ -120,7 +120,7 @@ func TestSymmetricKeyOverHTTP(t *testing.T) {
 	wrongCN, _ := csr(t, "someone-else", nil)
 	for _, tc := range []struct {
 		name, id, key, csr string
-		want                int
+		want               int
 	}{
 		{"derived key of another registration id", "dev-3", derive(t, key, "dev-4"), "", 401},
 		{"garbage key", "dev-3", "not base64!", "", 401},
@@ -176,7 +176,9 @@ func TestSymmetricKeyOverHTTP(t *testing.T) {
 // TestSymmetricKeyOverMQTT registers over the $mote/provisioning topics
 // with paho, then connects as the new thing.
 func TestSymmetricKeyOverMQTT(t *testing.T) {
-	s := daemontest.Start(t)
+	// Five provisioning requests per address (no refill to speak of): the
+	// three connects below, then the rate limit's own check at the end.
+	s := daemontest.Start(t, func(c *config.Config) { c.ProvisioningRateLimit, c.ProvisioningRateBurst = 0.001, 5 })
 	var g enrollmentAnswer
 	if st := call(t, s, s.Token, "POST", "/enrollments", map[string]any{"name": "fleet", "attestation": map[string]any{"type": "symmetricKey"}}, &g); st != 201 {
 		t.Fatalf("create group: %d", st)
@@ -227,6 +229,31 @@ func TestSymmetricKeyOverMQTT(t *testing.T) {
 		t.Errorf("rejected = %s; want 400 naming the weak key", m.Payload)
 	}
 	noThing(t, s, "sensor-2")
+
+	// --provisioning-rate-limit, per source address, HTTP and MQTT
+	// together: two more requests pass (refused for their key), then 429
+	// with Retry-After, and a provisioning connect gets CONNACK 0x9F.
+	codes := map[int]int{}
+	var retry string
+	for range 4 {
+		b, _ := json.Marshal(map[string]string{"registrationId": "x", "enrollment": "fleet", "key": "AAAA"})
+		resp, err := http.Post(s.API+"/api/v1/provisioning/register", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+		if resp.StatusCode == 429 {
+			retry = resp.Header.Get("Retry-After")
+		}
+	}
+	if codes[401] != 2 || codes[429] != 2 || retry == "" {
+		t.Errorf("statuses %v, Retry-After %q; want 2 × 401 then 2 × 429 with Retry-After", codes, retry)
+	}
+	c, err = s.DialV5(t, daemontest.V5Options{ClientID: "sensor-3", Username: "enrollment:fleet", Password: derive(t, key, "sensor-3"), CleanStart: true})
+	if err == nil || c.Connack == nil || c.Connack.ReasonCode != 0x9F {
+		t.Errorf("provisioning connect beyond the rate: %+v, %v; want CONNACK 0x9F", c, err)
+	}
 }
 
 // verifyCA creates an x509CA group for ca and proves possession.
@@ -527,27 +554,4 @@ func alwaysSend(s *daemontest.Server, cert tls.Certificate) *tls.Config {
 	c := s.TLSConfig(nil)
 	c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	return c
-}
-
-// TestRateLimitPerSource refuses registrations beyond
-// --provisioning-rate-limit from one address with 429 and Retry-After.
-func TestRateLimitPerSource(t *testing.T) {
-	s := daemontest.Start(t, func(c *config.Config) { c.ProvisioningRateLimit, c.ProvisioningRateBurst = 0.01, 3 })
-	codes := map[int]int{}
-	var retry string
-	for range 6 {
-		b, _ := json.Marshal(map[string]string{"registrationId": "x", "enrollment": "none", "key": "AAAA"})
-		resp, err := http.Post(s.API+"/api/v1/provisioning/register", "application/json", bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		codes[resp.StatusCode]++
-		if resp.StatusCode == 429 {
-			retry = resp.Header.Get("Retry-After")
-		}
-	}
-	if codes[401] != 3 || codes[429] != 3 || retry == "" {
-		t.Errorf("statuses %v, Retry-After %q; want 3 × 401 (the burst) then 3 × 429 with Retry-After", codes, retry)
-	}
 }
