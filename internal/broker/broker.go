@@ -133,6 +133,8 @@ type Options struct {
 	LastSeenInterval time.Duration
 	// Azure is the Azure IoT Hub device protocol (azure.go).
 	Azure AzureOptions
+	// Provisioning is for provisioning-only connections (provisioning.go).
+	Provisioning ProvisioningOptions
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -229,6 +231,8 @@ type Broker struct {
 	wg           sync.WaitGroup
 
 	retainQuota *retainedQuota // retained messages by owner (retainquota.go)
+
+	prov *provisioning // provisioning-only connections and JITR (provisioning.go)
 }
 
 // New builds a Broker and opens its listeners (so the addresses are known,
@@ -290,6 +294,7 @@ func New(o Options) (*Broker, error) {
 		b.sessionLog = newSessionLog(o.Sessions)
 	}
 	b.azure = newAzure(b, o.Metrics)
+	b.prov = newProvisioning(b, o.Metrics)
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)

@@ -62,6 +62,9 @@ func connackCode(err error) (packets.Code, string) {
 	if code, reason, ok := azureConnackCode(err); ok { // azure.go
 		return code, reason
 	}
+	if code, reason, ok := provisioningConnackCode(err); ok { // provisioning.go
+		return code, reason
+	}
 	switch {
 	case errors.Is(err, auth.ErrBadSecret):
 		return packets.ErrBadUsernameOrPassword, "bad_credentials"
@@ -155,8 +158,14 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 	if err != nil {
 		return nil, err
 	}
+	var provHandle any // a provisioning-only connection (provisioning.go)
 	if cert := peerCertificate(cl); cert != nil {
 		id, err = b.opts.Auth.Certificate(ctx, cert)
+		if pv := b.provisioner(); pv != nil && errors.Is(err, auth.ErrInvalidCertificate) && az == nil {
+			id, provHandle, err = pv.ProvisioningCertificate(ctx, cert) // JITR or a claim certificate
+		}
+	} else if pv := b.provisioner(); pv != nil && az == nil && pv.ProvisioningUser(string(pk.Connect.Username)) {
+		provHandle, err = pv.ProvisioningSecret(ctx, cl.Net.Remote, cl.ID, string(pk.Connect.Username), string(pk.Connect.Password))
 	} else if az != nil {
 		id, err = b.azureSAS(ctx, az, string(pk.Connect.Password))
 	} else {
@@ -167,6 +176,9 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 			b.log.Error("authentication failed", "client", cl.ID, "error", err)
 		}
 		return nil, err
+	}
+	if provHandle != nil {
+		return b.provisioningSession(cl, provHandle)
 	}
 	if az != nil && id.Thing != az.DeviceID {
 		return nil, errAzureDevice
@@ -218,13 +230,17 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.b.sessionEstablished(cl, s)
 	h.b.metrics.connects.WithLabelValues(s.listener).Inc()
 	h.b.metrics.connections.WithLabelValues(s.listener).Inc()
-	h.b.presence.connected(s)
+	if s.prov == nil { // a provisioning connection is no thing's presence
+		h.b.presence.connected(s)
+	}
 	h.b.armExpiry(s)
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if v, ok := h.connecting.LoadAndDelete(cl); ok && v.(*session).azure != nil {
 		v.(*session).azure.stop() // never established
+	} else if ok && v.(*session).prov != nil {
+		v.(*session).prov.stop(h.b.prov) // never established
 	}
 	h.b.tooLarge(cl, err) // DISCONNECT 0x95 (protocol.go)
 	if expire && !cl.IsTakenOver() {
@@ -236,6 +252,12 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	if s.azure != nil {
 		s.azure.stop()
+	}
+	if s.prov != nil {
+		s.prov.stop(h.b.prov)
+		h.b.removeSession(s)
+		h.b.metrics.connections.WithLabelValues(s.listener).Dec()
+		return
 	}
 	if !cl.IsTakenOver() && !s.takenOver.Load() {
 		h.b.sessionEnded(cl, s, expire) // else the new connection's session is what counts
@@ -289,6 +311,9 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return false
 	}
 	if allow, ok := h.b.azureACL(s, topic); ok { // azure.go
+		return allow
+	}
+	if allow, ok := h.b.provisioningACL(s, topic); ok { // provisioning.go
 		return allow
 	}
 	ev := s.ev.Load()
@@ -356,6 +381,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	s := b.current(cl)
 	if s == nil {
 		return pk, packets.ErrRejectPacket
+	}
+	if done, err := b.provisioningPublish(cl, s, pk); done { // provisioning requests (provisioning.go)
+		return pk, err
 	}
 	pk, done, err := b.azurePublish(cl, s, pk) // Azure telemetry and $iothub requests (azure.go)
 	if done {

@@ -50,7 +50,9 @@ func (b *Broker) claimClientID(cl *mqtt.Client, thing string) error {
 	o := &b.owners
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if c, ok := o.m[cl.ID]; ok && c.thing != thing && b.claimHeld(cl.ID, c) {
+	// A provisioning connection (owner "", provisioning.go) never keeps
+	// the thing it just registered from connecting under the same id.
+	if c, ok := o.m[cl.ID]; ok && c.thing != thing && c.thing != "" && b.claimHeld(cl.ID, c) {
 		return errClientIDOwned
 	}
 	o.m[cl.ID] = ownerClaim{thing: thing, cl: cl}

@@ -47,6 +47,9 @@ type session struct {
 	// azure is set for a connection that speaks the Azure IoT Hub device
 	// protocol (azure.go).
 	azure *azureConn
+
+	// prov is set for a provisioning-only connection (provisioning.go).
+	prov *provConn
 }
 
 // drainCh returns the channel closed when the queue falls below the

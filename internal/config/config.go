@@ -99,6 +99,19 @@ type Config struct {
 	AlarmSMTPPassword   string // never logged
 	AlarmSMTPTimeout    time.Duration
 
+	// Provisioning (docs/provisioning.md).
+	ProvisioningRateLimit       float64       // registration and claim requests per second per source address
+	ProvisioningRateBurst       int           // such requests a source may make at once
+	ProvisioningMaxEnrollments  int           // enrollment groups on the server
+	ProvisioningMaxPendingCerts int           // AWS CreateCertificateFromCsr certificates waiting for RegisterThing
+	ProvisioningPendingTTL      time.Duration // how long such a certificate waits
+	ProvisioningClaimTTL        time.Duration // validity of a claim token that asks for none
+	ProvisioningMaxClaimTTL     time.Duration // longest validity of a claim token
+	ProvisioningVerificationTTL time.Duration // validity of a CA verification code
+	ProvisioningQueue           int           // MQTT provisioning requests queued per connection
+	ProvisioningRequestTimeout  time.Duration // deadline of one registration
+	ProvisioningEndpoint        string        // the API URL claim QR codes carry ("" the URL the request came to)
+
 	// Analytics: the detectors on the live stream (docs/alarms.md).
 	AnalyticsQueue        int           // messages waiting for the detectors; more are dropped and counted
 	AnalyticsMaxStates    int           // (rule, thing) detector states kept; more are refused and counted
@@ -296,10 +309,20 @@ func Default() Config {
 
 		CoAPMaxBlockwiseTransfers: 8,
 
-		DashboardMaxWidgets:  50,
-		DashboardMaxSize:     64 * 1024,
-		MaxDashboards:        1000,
-		StatsHistoryInterval: time.Minute,
+		DashboardMaxWidgets:         50,
+		DashboardMaxSize:            64 * 1024,
+		MaxDashboards:               1000,
+		StatsHistoryInterval:        time.Minute,
+		ProvisioningRateLimit:       5,
+		ProvisioningRateBurst:       10,
+		ProvisioningMaxEnrollments:  1000,
+		ProvisioningMaxPendingCerts: 1000,
+		ProvisioningPendingTTL:      5 * time.Minute,
+		ProvisioningClaimTTL:        24 * time.Hour,
+		ProvisioningMaxClaimTTL:     365 * 24 * time.Hour,
+		ProvisioningVerificationTTL: time.Hour,
+		ProvisioningQueue:           4,
+		ProvisioningRequestTimeout:  10 * time.Second,
 	}
 }
 
@@ -376,6 +399,17 @@ func fields(c *Config) []field {
 		{"rule-webhook-retries", "attempts after the first of a rule webhook that sets no retries", num(&c.RuleWebhookRetries)},
 		{"rule-breaker-failures", "consecutive failed attempts that open a rule action's circuit breaker (it then drops deliveries)", num(&c.RuleBreakerFailures)},
 		{"rule-breaker-cooldown", "how long an open rule action breaker drops deliveries before it lets one probe through", dur(&c.RuleBreakerCooldown)},
+		{"provisioning-rate-limit", "registration and claim-redeem requests per second per source address (POST /api/v1/provisioning/..., MQTT provisioning connects); more are refused (HTTP 429, CONNACK 0x9F) and counted", float(&c.ProvisioningRateLimit)},
+		{"provisioning-rate-burst", "registration and claim-redeem requests a source address may make at once", num(&c.ProvisioningRateBurst)},
+		{"provisioning-max-enrollments", "enrollment groups on the server; one more is refused (507)", num(&c.ProvisioningMaxEnrollments)},
+		{"provisioning-max-pending-certificates", "certificates made by AWS CreateCertificateFromCsr that wait for RegisterThing; more are refused (429) until some are claimed or expire", num(&c.ProvisioningMaxPendingCerts)},
+		{"provisioning-pending-ttl", "how long a certificate made by AWS CreateCertificateFromCsr waits for RegisterThing (its ownership token's validity)", dur(&c.ProvisioningPendingTTL)},
+		{"provisioning-claim-ttl", "validity of a claim token created without a ttl", dur(&c.ProvisioningClaimTTL)},
+		{"provisioning-max-claim-ttl", "longest validity of a claim token", dur(&c.ProvisioningMaxClaimTTL)},
+		{"provisioning-verification-ttl", "validity of an X.509 enrollment group's CA verification code", dur(&c.ProvisioningVerificationTTL)},
+		{"provisioning-queue", "MQTT provisioning requests queued per connection; more are refused (PUBACK 0x97) and counted in mote_provisioning_mqtt_dropped_total", num(&c.ProvisioningQueue)},
+		{"provisioning-request-timeout", "deadline of one registration (store work, signing)", dur(&c.ProvisioningRequestTimeout)},
+		{"provisioning-endpoint", `the API URL a claim token's QR code carries, e.g. https://iot.example.com:8443 ("" the URL the request was made to)`, str(&c.ProvisioningEndpoint)},
 		{"alarm-max-open", "open (active or acknowledged) alarms on the server; a new alarm beyond it is refused and counted in mote_alarms_refused_total (a repeat of an open alarm is not new)", num(&c.AlarmMaxOpen)},
 		{"alarm-queue", "raise and clear requests of rules and detectors waiting to be stored; more are dropped and counted in mote_alarm_requests_dropped_total", num(&c.AlarmQueue)},
 		{"alarm-notify-throttle", "least time between two notifications (webhook, e-mail) of the same alarm type of the same thing; the others are counted; 0 notifies every event", dur(&c.AlarmNotifyThrottle)},
@@ -664,6 +698,9 @@ func (c *Config) Validate() error {
 	if err := c.validateAlarms(); err != nil {
 		return err
 	}
+	if err := c.validateProvisioning(); err != nil {
+		return err
+	}
 	if err := c.validateCoAP(); err != nil {
 		return err
 	}
@@ -842,6 +879,39 @@ func (c *Config) validateAlarms() error {
 		}
 		if c.AlarmSMTPFrom == "" || len(c.AlarmSMTPTo) == 0 {
 			return fmt.Errorf("alarm-smtp-addr: needs alarm-smtp-from and alarm-smtp-to")
+		}
+	}
+	return nil
+}
+
+// validateProvisioning checks the provisioning settings.
+func (c *Config) validateProvisioning() error {
+	switch {
+	case c.ProvisioningRateLimit <= 0 || c.ProvisioningRateLimit > 100_000:
+		return fmt.Errorf("provisioning-rate-limit: %g is outside (0, 100000]", c.ProvisioningRateLimit)
+	case c.ProvisioningRateBurst < 1 || c.ProvisioningRateBurst > 100_000:
+		return fmt.Errorf("provisioning-rate-burst: %d is outside 1 to 100000", c.ProvisioningRateBurst)
+	case c.ProvisioningMaxEnrollments < 1 || c.ProvisioningMaxEnrollments > 1000:
+		return fmt.Errorf("provisioning-max-enrollments: %d is outside 1 to 1000", c.ProvisioningMaxEnrollments)
+	case c.ProvisioningMaxPendingCerts < 1 || c.ProvisioningMaxPendingCerts > 1_000_000:
+		return fmt.Errorf("provisioning-max-pending-certificates: %d is outside 1 to 1000000", c.ProvisioningMaxPendingCerts)
+	case c.ProvisioningPendingTTL < time.Second || c.ProvisioningPendingTTL > 24*time.Hour:
+		return fmt.Errorf("provisioning-pending-ttl: %s is outside 1s to 24h", c.ProvisioningPendingTTL)
+	case c.ProvisioningMaxClaimTTL < time.Minute || c.ProvisioningMaxClaimTTL > 10*365*24*time.Hour:
+		return fmt.Errorf("provisioning-max-claim-ttl: %s is outside 1m to 87600h", c.ProvisioningMaxClaimTTL)
+	case c.ProvisioningClaimTTL < time.Minute || c.ProvisioningClaimTTL > c.ProvisioningMaxClaimTTL:
+		return fmt.Errorf("provisioning-claim-ttl: %s is outside 1m to --provisioning-max-claim-ttl (%s)", c.ProvisioningClaimTTL, c.ProvisioningMaxClaimTTL)
+	case c.ProvisioningVerificationTTL < time.Minute || c.ProvisioningVerificationTTL > 7*24*time.Hour:
+		return fmt.Errorf("provisioning-verification-ttl: %s is outside 1m to 168h", c.ProvisioningVerificationTTL)
+	case c.ProvisioningQueue < 1 || c.ProvisioningQueue > 1000:
+		return fmt.Errorf("provisioning-queue: %d is outside 1 to 1000", c.ProvisioningQueue)
+	case c.ProvisioningRequestTimeout < 100*time.Millisecond || c.ProvisioningRequestTimeout > 5*time.Minute:
+		return fmt.Errorf("provisioning-request-timeout: %s is outside 100ms to 5m", c.ProvisioningRequestTimeout)
+	}
+	if c.ProvisioningEndpoint != "" {
+		u, err := url.Parse(c.ProvisioningEndpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("provisioning-endpoint: want an http or https URL")
 		}
 	}
 	return nil

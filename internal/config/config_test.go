@@ -424,8 +424,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 106 {
-		t.Errorf("settings = %d; want 106 (update this test for a new setting)", n)
+	if n != 117 {
+		t.Errorf("settings = %d; want 117 (update this test for a new setting)", n)
 	}
 }
 

@@ -48,6 +48,7 @@ import (
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/profiles"
+	"github.com/moteiot/mote/internal/provisioning"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/seal"
@@ -107,6 +108,12 @@ type Daemon struct {
 	// given.
 	serverTLS *tls.Config
 	metrics   *prometheus.Registry
+
+	// Provisioning (provisioning.go): the service, the per-source limit of
+	// its device requests, and the TLS trust in enrollment CAs.
+	prov      *provisioning.Service
+	provLimit *provisioning.Limiter
+	trust     *provisioning.Trust
 
 	initialToken string
 	// Console: users and sessions, the live feed of GET /api/v1/events
@@ -272,6 +279,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		ClientCAs:    d.ca.Pool(),
 		MinVersion:   tls.VersionTLS12,
 	}
+	// Client certificates of verified enrollment CAs too; every certificate
+	// is verified by the authenticators (provisioning.Trust).
+	d.trust = provisioning.NewTrust(d.serverTLS)
+	d.serverTLS = d.trust.Config()
 	// Queued commands: the broker tells the service when a device
 	// subscribes or acknowledges; the service delivers through the broker.
 	d.commands = commands.New(commands.Options{
@@ -369,6 +380,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.shadows.Attach(d.bus)
 	d.onClose(d.shadows.Close)
 	d.broker.SetAzureTwin(azureTwins{shadows: d.shadows}) // Azure IoT Hub twins (azure.go)
+	// Provisioning (provisioning.go): registers devices, serves the
+	// broker's provisioning connections.
+	if err := d.startProvisioning(ctx, hasher, sealer); err != nil {
+		return err
+	}
 
 	d.commands.Attach(d.bus)
 	d.commands.Start(d.broker)
@@ -640,7 +656,7 @@ func (d *Daemon) startHTTP() error {
 		Jobs:      d.jobs,
 		Profiles:  d.profiles,
 		Fleet:     d.fleet,
-		Devices:   d.devices,
+		Devices:   provisioning.Devices{Devices: d.devices, Provisioning: d.prov}, // JITR on HTTPS
 		Gateway:   d.broker,
 
 		// Device models: desired updates and commands are checked.
@@ -667,8 +683,11 @@ func (d *Daemon) startHTTP() error {
 		BodyTimeout:   d.cfg.HTTPBodyTimeout,
 		UploadMinRate: d.cfg.UploadMinRate,
 
-		Dashboards:   d.dashboards,
-		StatsHistory: d.store.StatsHistory(),
+		Dashboards:           d.dashboards,
+		StatsHistory:         d.store.StatsHistory(),
+		Provisioning:         d.prov,
+		ProvisioningLimiter:  d.provLimit,
+		ProvisioningEndpoint: d.cfg.ProvisioningEndpoint,
 	}))
 	// MQTT over WebSocket is a device listener on the API port: the API
 	// list applies to the connection, the device list to the upgrade.

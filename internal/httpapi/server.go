@@ -37,6 +37,7 @@ import (
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/profiles"
+	"github.com/moteiot/mote/internal/provisioning"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/shadow"
@@ -113,6 +114,13 @@ type Options struct {
 	// may be up to TypeModelMaxSize bytes (0: 64 KiB).
 	Models           *devicemodel.Models
 	TypeModelMaxSize int
+	// Provisioning runs enrollment groups and claim tokens (nil: their
+	// routes answer 503); ProvisioningLimiter limits device requests per
+	// source; ProvisioningEndpoint is the URL claim QR codes carry ("":
+	// the request's).
+	Provisioning         *provisioning.Service
+	ProvisioningLimiter  *provisioning.Limiter
+	ProvisioningEndpoint string
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -172,6 +180,10 @@ type server struct {
 
 	models       *devicemodel.Models
 	typeModelMax int
+
+	prov         *provisioning.Service // provisioning.go
+	provLimit    *provisioning.Limiter
+	provEndpoint string
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -311,6 +323,21 @@ func (s *server) routes() []route {
 		{"GET", "/things/{name}/files/{file}/content", roleView, s.downloadFile},
 		{"DELETE", "/things/{name}/files/{file}", roleWrite, s.deleteFile},
 
+		{"POST", "/enrollments", roleWrite, s.createEnrollment},
+		{"GET", "/enrollments", roleView, s.listEnrollments},
+		{"GET", "/enrollments/{name}", roleView, s.getEnrollment},
+		{"PATCH", "/enrollments/{name}", roleWrite, s.updateEnrollment},
+		{"DELETE", "/enrollments/{name}", roleWrite, s.deleteEnrollment},
+		{"GET", "/enrollments/{name}/verification-code", roleWrite, s.getVerificationCode},
+		{"POST", "/enrollments/{name}/verify", roleWrite, s.verifyEnrollmentCA},
+		{"POST", "/provisioning/register", rolePublic, s.provisioningRegister}, // the derived key is the credential
+		{"POST", "/provisioning/claim", rolePublic, s.provisioningClaim},       // the claim token is the credential
+		{"POST", "/claims", roleWrite, s.createClaim},
+		{"GET", "/claims", roleView, s.listClaims},
+		{"GET", "/claims/{id}", roleView, s.getClaim},
+		{"DELETE", "/claims/{id}", roleWrite, s.deleteClaim},
+		{"GET", "/claims/{id}/qr.png", roleWrite, s.getClaimQR},
+
 		{"POST", "/tokens", roleAdmin, s.createToken},
 		{"GET", "/tokens", roleAdmin, s.listTokens},
 		{"DELETE", "/tokens/{id}", roleAdmin, s.deleteToken},
@@ -336,6 +363,7 @@ func New(o Options) http.Handler {
 	s.profiles = o.Profiles
 	s.dashboards, s.statsHistory = o.Dashboards, o.StatsHistory
 	s.models, s.typeModelMax = o.Models, o.TypeModelMaxSize
+	s.prov, s.provLimit, s.provEndpoint = o.Provisioning, o.ProvisioningLimiter, o.ProvisioningEndpoint
 	s.fleet = o.Fleet
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()

@@ -39,6 +39,8 @@ type Store interface {
 	Profiles() ProfileStore
 	Dashboards() DashboardStore
 	StatsHistory() StatsHistoryStore
+	// Provisioning keeps enrollment groups and claim tokens (provisioning.go).
+	Provisioning() ProvisioningStore
 	// Close flushes and closes the store.
 	Close() error
 }

@@ -102,6 +102,11 @@ var tables = []table{
 	{"profile_applied", "profile_applied", []column{c("thing", kText), c("profiles", kText), c("state", kBytes), c("updated_at", kMS)}, "thing"},
 	{"dashboards", "dashboards", []column{c("name", kText), c("title", kText), c("widgets", kText), c("version", kInt), c("created_at", kMS), c("updated_at", kMS)}, "name"},
 	{"stats_history", "stats_history", []column{{"at", "at", kMS}, c("interval_ms", kInt), c("messages", kInt), c("connected", kInt), c("active_alarms", kInt)}, "at"},
+	// Provisioning (migration 0018 / 0011): enrollment groups after things
+	// (registrations name both), claim tokens.
+	{"enrollments", "enrollments", []column{c("name", kText), c("attestation", kText), c("sealed_key", kText), c("ca_cert", kText), c("ca_fingerprint", kText), c("ca_verified", kBool), c("verification_code", kText), c("verification_expires", kMS), c("spec", kBytes), c("enabled", kBool), c("max_devices", kInt), c("expires_at", kMS), c("registered", kInt), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"registrations", "registrations", []column{c("enrollment", kText), c("registration_id", kText), c("thing", kText), c("credential", kText), c("created_at", kMS), c("updated_at", kMS)}, "enrollment, registration_id"},
+	{"claims", "claims", []column{c("id", kText), c("token_hash", kBytes), c("thing", kText), c("enrollment", kText), c("expires_at", kMS), c("redeemed_at", kMS), c("redeemed_thing", kText), c("created_at", kMS)}, "id"},
 }
 
 // TableReport is the verification of one table (or "telemetry").

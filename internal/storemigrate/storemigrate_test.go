@@ -127,6 +127,16 @@ func installation(t *testing.T) string {
 	_, err = st.Profiles().Create(ctx, store.Profile{Name: "cfg", Description: "d", Desired: []byte(`{"a":1}`), Query: `type = "x"`, Priority: -2, CreatedAt: t0})
 	must(t, err)
 	must(t, st.Profiles().PutApplied(ctx, store.ProfileApplied{Thing: "dev1", Profiles: []string{"cfg"}, State: []byte(`[]`)}))
+	pexp := t0.Add(time.Hour)
+	_, err = st.Provisioning().CreateEnrollment(ctx, store.Enrollment{Name: "fleet", Attestation: store.AttestationSymmetricKey, SealedKey: "sealed:k",
+		Spec: []byte(`{"type":"t"}`), Enabled: true, MaxDevices: 10, ExpiresAt: &pexp, VerificationExpires: &pexp, CreatedAt: t0})
+	must(t, err)
+	_, err = st.Provisioning().Reserve(ctx, "fleet")
+	must(t, err)
+	_, err = st.Provisioning().PutRegistration(ctx, store.Registration{Enrollment: "fleet", ID: "dev1", Thing: "dev1", Credential: "c"})
+	must(t, err)
+	_, err = st.Provisioning().CreateClaim(ctx, store.Claim{ID: "clm1", TokenHash: []byte{7, 7}, Thing: "dev9", ExpiresAt: pexp, RedeemedAt: &later, RedeemedThing: "dev9", CreatedAt: t0})
+	must(t, err)
 
 	ts, err := telemetrysqlite.Open(datadir.Telemetry(dir))
 	must(t, err)
@@ -210,6 +220,9 @@ func TestCopy(t *testing.T) {
 	same("mqtt sessions", func(s store.Store) (any, error) { return s.Sessions().List(ctx) })
 	same("alarms", func(s store.Store) (any, error) { return s.Alarms().List(ctx, store.AlarmFilter{}) })
 	same("analytics rules", func(s store.Store) (any, error) { return s.Analytics().ListRules(ctx, "", 0) })
+	same("enrollments", func(s store.Store) (any, error) { return s.Provisioning().ListEnrollments(ctx, "", 0) })
+	same("registration", func(s store.Store) (any, error) { return s.Provisioning().GetRegistration(ctx, "fleet", "dev1") })
+	same("claims", func(s store.Store) (any, error) { return s.Provisioning().ListClaims(ctx, "", 0) })
 	same("detector states", func(s store.Store) (any, error) { return s.Analytics().States(ctx) })
 
 	// The alarm sequence continues after the copied ones.

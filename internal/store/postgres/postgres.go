@@ -94,6 +94,8 @@ type Store struct {
 	jobs        jobStore
 	profiles    profileStore
 
+	provisioning provisioningStore // provisioning.go
+
 	closeOnce sync.Once
 }
 
@@ -129,6 +131,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.analytics = analyticsStore{s}
 	s.jobs = jobStore{s}
 	s.profiles = profileStore{s}
+	s.provisioning = provisioningStore{s}
 	return s, nil
 }
 
@@ -153,6 +156,9 @@ func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
 func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 func (s *Store) Jobs() store.JobStore               { return &s.jobs }
 func (s *Store) Profiles() store.ProfileStore       { return &s.profiles }
+
+// Provisioning keeps enrollment groups and claim tokens (provisioning.go).
+func (s *Store) Provisioning() store.ProvisioningStore { return &s.provisioning }
 
 // Close closes the pool, waiting for connections in use to be returned.
 // Every write is committed when its method returns, so there is nothing to

@@ -75,6 +75,8 @@ type Store struct {
 	jobs        jobStore
 	profiles    profileStore
 
+	provisioning provisioningStore // provisioning.go
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -154,6 +156,7 @@ func Open(path string) (*Store, error) {
 	s.analytics = analyticsStore{s}
 	s.jobs = jobStore{s}
 	s.profiles = profileStore{s}
+	s.provisioning = provisioningStore{s}
 	return s, nil
 }
 
@@ -198,6 +201,9 @@ func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
 func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 func (s *Store) Jobs() store.JobStore               { return &s.jobs }
 func (s *Store) Profiles() store.ProfileStore       { return &s.profiles }
+
+// Provisioning keeps enrollment groups and claim tokens (provisioning.go).
+func (s *Store) Provisioning() store.ProvisioningStore { return &s.provisioning }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Jobs", func(t *testing.T) { testJobs(t, open) })
 	t.Run("Profiles", func(t *testing.T) { testProfiles(t, open) })
 	t.Run("Dashboards", func(t *testing.T) { testDashboards(t, open) })
+	t.Run("Provisioning", func(t *testing.T) { testProvisioning(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 }
 
