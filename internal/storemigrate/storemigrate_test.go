@@ -68,7 +68,7 @@ func installation(t *testing.T) string {
 	must(t, err)
 	_, err = st.Credentials().Revoke(ctx, "c2", later)
 	must(t, err)
-	_, err = st.Tokens().Create(ctx, store.Token{ID: "t1", Name: "ci", Hash: []byte("h"), Role: "admin", ExpiresAt: &later})
+	_, err = st.Tokens().Create(ctx, store.Token{ID: "t1", Name: "ci", Hash: []byte("h"), Role: "admin", ExpiresAt: &later, User: "admin", Groups: []string{"plant-3"}, RateLimit: 60})
 	must(t, err)
 	_, err = st.Shadows().Write(ctx, []store.ShadowWrite{
 		{Thing: "dev1", Version: 3, Document: []byte(`{"state":{}}`)},
@@ -87,7 +87,7 @@ func installation(t *testing.T) string {
 	_, err = st.Commands().Transition(ctx, "dev1", "cmd1", []string{store.CommandQueued}, store.CommandSucceeded, later,
 		&store.CommandResult{Status: store.CommandSucceeded, Output: []byte(`{"ok":1}`)})
 	must(t, err)
-	_, err = st.Users().Create(ctx, store.User{Name: "admin", PasswordHash: []byte("bcrypt"), Role: "admin"})
+	_, err = st.Users().Create(ctx, store.User{Name: "admin", PasswordHash: []byte("bcrypt"), Role: "admin", Groups: []string{"plant-3"}})
 	must(t, err)
 	must(t, st.Users().CreateSession(ctx, store.Session{IDHash: []byte{9, 9}, User: "admin", ExpiresAt: later}))
 	must(t, st.Retained().Apply(ctx, []store.RetainedMessage{{Topic: "a/b", Data: []byte{1, 2}}}))
