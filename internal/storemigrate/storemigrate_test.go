@@ -186,6 +186,7 @@ func TestCopy(t *testing.T) {
 	same("seeded", func(s store.Store) (any, error) { return s.Rules().Seed(ctx, store.Rule{Name: "seeded", SQL: "x"}) })
 	same("commands", func(s store.Store) (any, error) { return s.Commands().List(ctx, store.CommandFilter{Thing: "dev1"}) })
 	same("session", func(s store.Store) (any, error) { return s.Users().GetSession(ctx, []byte{9, 9}) })
+	same("users", func(s store.Store) (any, error) { return s.Users().List(ctx) })
 	same("retained", func(s store.Store) (any, error) { return s.Retained().List(ctx) })
 	same("jobs", func(s store.Store) (any, error) { return s.Jobs().List(ctx, "", 0) })
 	same("job executions", func(s store.Store) (any, error) {
