@@ -47,8 +47,18 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 		if _, err := s.reg.GetThing(r.Context(), name); err != nil {
 			return err
 		}
+		if err := s.needThingInScope(r.Context(), name); err != nil {
+			return err
+		}
 		o.Thing = name
 	}
+	// A scoped principal gets only its things' events (docs/users.md).
+	sc := scopeFrom(r.Context())
+	if sc != nil && o.Stats {
+		s.metrics.refused("fleet_wide")
+		return core.Errorf(core.KindForbidden, "a principal scoped to groups may not watch the fleet-wide stats stream")
+	}
+	visible := newScopeCache(s, sc)
 	if !o.Stats && !o.Presence && o.Thing == "" {
 		return core.Invalid("", "choose at least one stream: stats=1, presence=1 or thing=NAME")
 	}
@@ -63,6 +73,9 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	send := func(event string, v any) error {
+		if e := eventOf(v); sc != nil && e != nil && !visible.in(r.Context(), e.Thing) {
+			return nil
+		}
 		b, err := json.Marshal(v)
 		if err != nil {
 			return err
@@ -136,4 +149,15 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// eventOf returns the live event v is, if any.
+func eventOf(v any) *live.Event {
+	switch e := v.(type) {
+	case *live.Event:
+		return e
+	case live.Event:
+		return &e
+	}
+	return nil
 }
