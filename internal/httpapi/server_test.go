@@ -65,7 +65,7 @@ func TestRoles(t *testing.T) {
 	if r := e.req(t, "DELETE", "/things/o", operator, nil); r.status != 204 {
 		t.Errorf("operator DELETE /things/o: %d %s", r.status, r.body)
 	}
-	wantProblem(t, e.req(t, "POST", "/tokens", operator, `{"name":"x","role":"admin"}`), 403, "forbidden", "")
+	wantProblem(t, e.req(t, "POST", "/tokens", operator, `{"name":"x","role":"admin"}`), 403, "forbidden", "role")
 	wantProblem(t, e.req(t, "DELETE", "/tokens/tok_x", operator, nil), 404, "not_found", "")
 }
 
