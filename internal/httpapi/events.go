@@ -73,7 +73,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	send := func(event string, v any) error {
-		if e := eventOf(v); sc != nil && e != nil && !visible.in(r.Context(), e.Thing) {
+		if e := eventOf(v); sc != nil && e != nil && !visible.in(r.Context(), eventThing(e)) {
 			return nil
 		}
 		b, err := json.Marshal(v)
@@ -160,4 +160,19 @@ func eventOf(v any) *live.Event {
 		return &e
 	}
 	return nil
+}
+
+// eventThing is the thing an event is about: its own, or for a presence
+// event (a platform message) the "thing" of its payload; "" if none.
+func eventThing(e *live.Event) string {
+	if e.Thing != "" {
+		return e.Thing
+	}
+	var p struct {
+		Thing string `json:"thing"`
+	}
+	if json.Unmarshal(e.Payload, &p) != nil {
+		return ""
+	}
+	return p.Thing
 }
