@@ -184,7 +184,9 @@ func ValidGroups(groups []string) ([]string, error) {
 }
 
 // Get returns a user.
-func (s *Service) Get(ctx context.Context, name string) (store.User, error) { return s.st.Get(ctx, name) }
+func (s *Service) Get(ctx context.Context, name string) (store.User, error) {
+	return s.st.Get(ctx, name)
+}
 
 // List returns every user ordered by name.
 func (s *Service) List(ctx context.Context) ([]store.User, error) { return s.st.List(ctx) }
