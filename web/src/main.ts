@@ -5,15 +5,18 @@ import { overviewPage } from "./overview";
 import { thingsPage } from "./things";
 import { thingPage } from "./thing";
 import { rulesPage } from "./rules";
+import { tokensPage, usersPage } from "./users";
 
 // A page renders into main and returns a cleanup (closes event streams).
-export type Page = (main: HTMLElement, params: Record<string, string>) => (() => void) | void;
+export type Page = (main: HTMLElement, params: Record<string, string>, me?: Me) => (() => void) | void;
 
 const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title: string }[] = [
   { pattern: /^\/$/, keys: [], page: overviewPage, nav: "/", title: "Overview" },
   { pattern: /^\/things$/, keys: [], page: thingsPage, nav: "/things", title: "Things" },
   { pattern: /^\/things\/([^/]+)$/, keys: ["name"], page: thingPage, nav: "/things", title: "Thing" },
   { pattern: /^\/rules$/, keys: [], page: rulesPage, nav: "/rules", title: "Rules" },
+  { pattern: /^\/users$/, keys: [], page: usersPage, nav: "/users", title: "Users" },
+  { pattern: /^\/tokens$/, keys: [], page: tokensPage, nav: "/tokens", title: "API tokens" },
 ];
 
 const app = document.getElementById("app")!;
@@ -89,6 +92,8 @@ async function render(): Promise<void> {
         ["/", "Overview"],
         ["/things", "Things"],
         ["/rules", "Rules"],
+        ...(me.role === "admin" ? [["/users", "Users"]] : []),
+        ["/tokens", "Tokens"],
       ].map(([href, label]) =>
         h("li", {}, h("a", { href, "aria-current": route?.nav === href ? "page" : undefined }, label)),
       ),
@@ -109,7 +114,7 @@ async function render(): Promise<void> {
   const params: Record<string, string> = {};
   route.keys.forEach((k, i) => (params[k] = decodeURIComponent((match as RegExpMatchArray)[i + 1])));
   document.title = `${params.name ?? route.title} · Mote`;
-  cleanup = route.page(main, params);
+  cleanup = route.page(main, params, me);
 }
 
 async function logout(): Promise<void> {
