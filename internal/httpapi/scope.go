@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 
@@ -276,7 +277,7 @@ func quoteFleet(v string) string { return "'" + strings.ReplaceAll(v, "'", "''")
 
 // quoteField quotes a path segment of a fleet query field when needed.
 func quoteField(v string) string {
-	plain := v != "" && !(v[0] >= '0' && v[0] <= '9')
+	plain := v != "" && (v[0] == '_' || v[0] >= 'a' && v[0] <= 'z' || v[0] >= 'A' && v[0] <= 'Z')
 	for _, c := range v {
 		if !(c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
 			plain = false
@@ -313,6 +314,16 @@ func (s *server) andScope(ctx context.Context, sc *scope, fq string) (string, er
 // filtersQuery writes the plain filters of GET /things as a fleet query,
 // so that a scoped listing can narrow them to the scope.
 func filtersQuery(q query) (string, error) {
+	for k, v := range q.vals {
+		if !utf8.ValidString(v) {
+			return "", core.Invalid(k, "%s must be UTF-8 text", k)
+		}
+	}
+	for k, v := range q.prefixed {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return "", core.Invalid("attr."+k, "attr.KEY=VALUE must be UTF-8 text")
+		}
+	}
 	var parts []string
 	if v, ok := q.vals["prefix"]; ok && v != "" {
 		if strings.ContainsAny(v, "*?") {
