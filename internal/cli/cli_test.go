@@ -37,6 +37,7 @@ import (
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
 	telemetrysqlite "github.com/moteiot/mote/internal/telemetry/sqlite"
+	"github.com/moteiot/mote/internal/users"
 )
 
 // TestMain keeps the caller's MOTE_* variables away from the tests.
@@ -127,7 +128,8 @@ func openDataDir(t *testing.T, dir string) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ts.Close() })
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{Registry: reg, Shadows: shadows, Rules: engine, Telemetry: ts, Devices: auth.NewDevices(st, h, ca), Fleet: fleet, Logger: log}))
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Registry: reg, Shadows: shadows, Rules: engine, Telemetry: ts, Devices: auth.NewDevices(st, h, ca), Fleet: fleet, Logger: log,
+		Users: users.New(users.Options{Store: st.Users(), Cost: 4, Logger: log})}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { shadows.Close() })
 	return &server{url: srv.URL, dir: dir, reg: reg, st: st, h: h, ca: ca, ts: ts}
@@ -652,8 +654,12 @@ func TestTokens(t *testing.T) {
 	if _, _, code := run(t, "--server", s.url, "--token", m[1], "thing", "create", "x"); code != 0 {
 		t.Errorf("operator token does not work: exit %d", code)
 	}
-	if _, _, code := run(t, "--server", s.url, "--token", m[1], "token", "list"); code != 5 {
-		t.Errorf("operator may list tokens: exit %d", code)
+	// An operator lists only its own tokens and mints none above itself.
+	if out, _, code := run(t, "--server", s.url, "--token", m[1], "token", "list", "-o", "json"); code != 0 || len(decode[[]store.Token](t, out)) != 1 {
+		t.Errorf("operator token list: exit %d\n%s", code, out)
+	}
+	if _, _, code := run(t, "--server", s.url, "--token", m[1], "token", "create", "up", "--role", "admin"); code != 5 {
+		t.Errorf("operator created an admin token: exit %d", code)
 	}
 	toks := decode[[]store.Token](t, s.ok(t, "token", "list", "-o", "json"))
 	if len(toks) != 2 {
@@ -663,7 +669,7 @@ func TestTokens(t *testing.T) {
 	if toks[0].Name != "ci" {
 		id = toks[1].ID
 	}
-	if out := s.ok(t, "token", "list"); !regexp.MustCompile(`^ID\s+NAME\s+ROLE\s+CREATED\s+EXPIRES\s+LAST USED\n`).MatchString(out) || !strings.Contains(out, id) {
+	if out := s.ok(t, "token", "list"); !regexp.MustCompile(`^ID\s+NAME\s+ROLE\s+USER\s+GROUPS\s+CREATED\s+EXPIRES\s+LAST USED\n`).MatchString(out) || !strings.Contains(out, id) {
 		t.Errorf("token list:\n%s", out)
 	}
 	s.ok(t, "token", "delete", id)
@@ -766,5 +772,33 @@ func TestCredSymmetricKey(t *testing.T) {
 	nc := decode[registry.NewCredential](t, s.ok(t, "cred", "create", "dev", "--type", "symmetricKey", "-o", "json"))
 	if nc.Type != store.CredentialSymmetricKey || nc.Key == "" || nc.Key == m[1] {
 		t.Errorf("json = %+v", nc)
+	}
+}
+
+func TestUsers(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	s.ok(t, "group", "create", "plant-3")
+	out := s.ok(t, "user", "create", "alice", "--role", "operator", "--group", "plant-3")
+	pw := regexp.MustCompile(`(?m)^Password: (\S+)$`).FindStringSubmatch(out)
+	if pw == nil || !strings.Contains(out, "groups plant-3") {
+		t.Fatalf("user create:\n%s", out)
+	}
+	if out := s.ok(t, "user", "list"); !regexp.MustCompile(`(?m)^alice\s+operator\s+plant-3\s`).MatchString(out) {
+		t.Errorf("user list:\n%s", out)
+	}
+	u := decode[apiclient.User](t, s.ok(t, "user", "update", "alice", "--role", "viewer", "--no-groups", "-o", "json"))
+	if u.Role != "viewer" || len(u.Groups) != 0 {
+		t.Errorf("user update: %+v", u)
+	}
+	if _, _, code := runIn(t, "a new password\n", "--server", s.url, "--token", s.token, "user", "password", "alice"); code != 0 {
+		t.Errorf("user password: exit %d", code)
+	}
+	if _, _, code := s.run(t, "user", "update", "alice"); code != 2 {
+		t.Errorf("user update with nothing to change: exit %d; want 2 (usage)", code)
+	}
+	s.ok(t, "user", "delete", "alice")
+	if _, _, code := s.run(t, "user", "get", "alice"); code == 0 {
+		t.Errorf("deleted user still there")
 	}
 }

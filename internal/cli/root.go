@@ -145,6 +145,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.artifactCmd(),
 		a.fileCmd(),
 		a.tokenCmd(),
+		a.userCmd(),
 		a.adminCmd(),
 		a.simCmd(),
 		a.benchCmd(),

@@ -1,23 +1,32 @@
 package cli
 
 import (
+	"strings"
+
 	"github.com/spf13/cobra"
+
+	"github.com/moteiot/mote/internal/apiclient"
 )
 
 func (a *app) tokenCmd() *cobra.Command {
-	cmd := parentCmd("token", "Manage API tokens (needs an admin token)", "tokens")
+	cmd := parentCmd("token", "Manage API tokens (your own; an admin: everyone's)", "tokens")
 	cmd.AddCommand(a.tokenCreateCmd(), a.tokenListCmd(), a.tokenDeleteCmd())
 	return cmd
 }
 
 func (a *app) tokenCreateCmd() *cobra.Command {
-	var role, expires string
+	var role, expires, user string
+	var groups []string
+	var rateLimit int
 	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create an API token (shown only once)",
 		Long: `Create an API token. Roles: viewer may only read; operator may also create,
 change and delete things, types, groups, policies and credentials; admin may
-also manage API tokens. The token is shown only once.`,
+also manage users and every token. A token belongs to a user (yours, or with
+--user, as an admin, another's): its role is no higher and its --group scope no
+wider than that user's. --rate-limit bounds its requests per minute (429 with
+Retry-After beyond). The token is shown only once.`,
 		Example: `  mote token create ci --role operator --expires 90d
   TOKEN=$(mote token create dashboard --role viewer -o json | jq -r .token)`,
 		Args: exactArgs("NAME"),
@@ -30,7 +39,11 @@ also manage API tokens. The token is shown only once.`,
 			if err != nil {
 				return err
 			}
-			t, err := c.CreateToken(cmd.Context(), args[0], role, exp)
+			tr := apiclient.TokenRequest{Name: args[0], Role: role, Groups: groups, ExpiresAt: exp, RateLimit: rateLimit}
+			if cmd.Flags().Changed("user") {
+				tr.User = &user
+			}
+			t, err := c.CreateTokenFor(cmd.Context(), tr)
 			if err != nil {
 				return err
 			}
@@ -46,7 +59,10 @@ also manage API tokens. The token is shown only once.`,
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&role, "role", "", "admin, operator or viewer (default: admin)")
+	cmd.Flags().StringVar(&role, "role", "", "admin, operator or viewer (default: the owner's role)")
+	cmd.Flags().StringVar(&user, "user", "", "the owner (an admin only; default: you)")
+	cmd.Flags().StringSliceVar(&groups, "group", nil, "scope the token to this group (repeatable)")
+	cmd.Flags().IntVar(&rateLimit, "rate-limit", 0, "requests per minute (0: none)")
 	cmd.Flags().StringVar(&expires, "expires", "", "expiry, an RFC 3339 time or a duration like 720h or 90d (default: never)")
 	return cmd
 }
@@ -69,9 +85,9 @@ func (a *app) tokenListCmd() *cobra.Command {
 			if a.jsonOut() {
 				return a.printJSON(tokens)
 			}
-			t := newTable(a.stdout, "ID", "NAME", "ROLE", "CREATED", "EXPIRES", "LAST USED")
+			t := newTable(a.stdout, "ID", "NAME", "ROLE", "USER", "GROUPS", "CREATED", "EXPIRES", "LAST USED")
 			for _, tok := range tokens {
-				t.row(tok.ID, tok.Name, tok.Role, fmtTime(tok.CreatedAt), fmtTimePtr(tok.ExpiresAt), fmtTimePtr(tok.LastUsedAt))
+				t.row(tok.ID, tok.Name, tok.Role, tok.User, strings.Join(tok.Groups, ","), fmtTime(tok.CreatedAt), fmtTimePtr(tok.ExpiresAt), fmtTimePtr(tok.LastUsedAt))
 			}
 			return t.flush()
 		}),

@@ -921,6 +921,9 @@ func (d *Daemon) InitialToken() string { return d.initialToken }
 // Registry returns the device registry.
 func (d *Daemon) Registry() *registry.Registry { return d.registry }
 
+// Store is the daemon's store (tests seed it).
+func (d *Daemon) Store() store.Store { return d.store }
+
 // Bus returns the message bus that carries accepted device messages and
 // presence events to platform services.
 func (d *Daemon) Bus() bus.Bus { return d.bus }

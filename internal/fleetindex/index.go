@@ -1250,6 +1250,22 @@ func (x *Index) Members(ctx context.Context, name string) ([]string, bool, error
 	return out, true, nil
 }
 
+// InGroup reports whether thing is now a member of the dynamic group
+// name (false for a static or unknown group, or before the first load).
+func (x *Index) InGroup(name, thing string) bool {
+	if !x.ready.Load() {
+		return false
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	g := x.groups[name]
+	if g == nil {
+		return false
+	}
+	_, ok := g.members[thing]
+	return ok
+}
+
 // DynamicGroups returns how many dynamic groups the index holds.
 func (x *Index) DynamicGroups() int {
 	x.mu.RLock()

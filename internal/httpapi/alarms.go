@@ -75,11 +75,17 @@ func (s *server) listAlarms(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	list, next, err := pageAfter(q.vals["cursor"], limit, func(before string, n int) ([]alarms.Alarm, error) {
+	fetch := func(before string, n int) ([]alarms.Alarm, error) {
 		g := f
 		g.Before, g.Limit = before, n
 		return svc.List(r.Context(), g)
-	}, func(a alarms.Alarm) string { return a.ID })
+	}
+	if sc := scopeFrom(r.Context()); sc != nil { // only the alarms of the scope's things
+		fetch = scopedFetch(fetch, func(a alarms.Alarm) string { return a.ID }, func(a alarms.Alarm) (bool, error) {
+			return s.inScope(r.Context(), sc, a.Thing)
+		})
+	}
+	list, next, err := pageAfter(q.vals["cursor"], limit, fetch, func(a alarms.Alarm) string { return a.ID })
 	if err != nil {
 		return err
 	}
@@ -117,6 +123,19 @@ func (s *server) oneAlarm(w http.ResponseWriter, r *http.Request, op func(*alarm
 	id := r.PathValue("id")
 	if err := core.ValidateName("id", id); err != nil {
 		return err
+	}
+	if sc := scopeFrom(r.Context()); sc != nil {
+		// An alarm of a thing outside the scope is not there.
+		a, err := svc.Get(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		if ok, err := s.inScope(r.Context(), sc, a.Thing); err != nil {
+			return err
+		} else if !ok {
+			s.metrics.refused("out_of_scope")
+			return core.NotFound("alarm", id)
+		}
 	}
 	a, err := op(svc, r.Context(), id)
 	if err != nil {

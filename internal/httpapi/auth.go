@@ -31,9 +31,11 @@ type loginRequest struct {
 
 // Me describes who is signed in (GET /auth/me, POST /auth/login).
 type Me struct {
-	User      string     `json:"user,omitempty"`
-	Role      string     `json:"role,omitempty"`
-	Via       string     `json:"via"` // "session", "token" or "none" (not signed in)
+	User string `json:"user,omitempty"`
+	Role string `json:"role,omitempty"`
+	Via  string `json:"via"` // "session", "token" or "none" (not signed in)
+	// Groups is the principal's group scope (absent: every thing).
+	Groups    []string   `json:"groups,omitempty"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
@@ -64,7 +66,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 	ttl := s.users.SessionTTL()
 	http.SetCookie(w, sessionCookie(r, id, ttl))
 	exp := time.Now().Add(ttl).UTC().Truncate(time.Second)
-	return writeJSON(w, http.StatusOK, Me{User: u.Name, Role: u.Role, Via: "session", ExpiresAt: &exp})
+	return writeJSON(w, http.StatusOK, Me{User: u.Name, Role: u.Role, Via: "session", ExpiresAt: &exp, Groups: u.Groups})
 }
 
 func (s *server) logout(w http.ResponseWriter, r *http.Request) error {
@@ -109,13 +111,13 @@ func (s *server) me(w http.ResponseWriter, r *http.Request) error {
 		ttl := s.users.SessionTTL()
 		http.SetCookie(w, sessionCookie(r, c.Value, ttl))
 		exp := time.Now().Add(ttl).UTC().Truncate(time.Second)
-		return writeJSON(w, http.StatusOK, Me{User: t.Name, Role: t.Role, Via: "session", ExpiresAt: &exp})
+		return writeJSON(w, http.StatusOK, Me{User: t.Name, Role: t.Role, Via: "session", ExpiresAt: &exp, Groups: t.Groups})
 	}
 	t, err := s.authorize(r, route{method: r.Method, path: "/auth/me", role: roleView})
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, Me{User: t.Name, Role: t.Role, Via: "token", ExpiresAt: t.ExpiresAt})
+	return writeJSON(w, http.StatusOK, Me{User: t.Name, Role: t.Role, Via: "token", ExpiresAt: t.ExpiresAt, Groups: t.Groups})
 }
 
 // sessionCookie builds the session cookie; maxAge < 0 deletes it.
@@ -157,10 +159,11 @@ func (s *server) sessionAuth(r *http.Request, rt route) (t *store.Token, ok bool
 		return nil, true, err
 	}
 	if !roleAllows(u.Role, rt.role) {
+		s.metrics.refused("role")
 		return nil, true, core.Errorf(core.KindForbidden, "user %q (role %s) may not %s %s (needs %s)", u.Name, u.Role, r.Method, rt.pattern(), rt.role)
 	}
 	// Session users appear as a token whose id starts with "@".
-	return &store.Token{ID: "@" + u.Name, Name: u.Name, Role: u.Role}, true, nil
+	return &store.Token{ID: "@" + u.Name, Name: u.Name, Role: u.Role, User: u.Name, Groups: u.Groups}, true, nil
 }
 
 func safeMethod(m string) bool {

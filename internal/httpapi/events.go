@@ -86,8 +86,18 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 		if _, err := s.reg.GetThing(r.Context(), name); err != nil {
 			return err
 		}
+		if err := s.needThingInScope(r.Context(), name); err != nil {
+			return err
+		}
 		o.Thing = name
 	}
+	// A scoped principal gets only its things' events (docs/users.md).
+	sc := scopeFrom(r.Context())
+	if sc != nil && o.Stats {
+		s.metrics.refused("fleet_wide")
+		return core.Errorf(core.KindForbidden, "a principal scoped to groups may not watch the fleet-wide stats stream")
+	}
+	visible := newScopeCache(s, sc)
 	if !o.Stats && !o.Presence && o.Thing == "" && !alarmsOn && !o.Positions {
 		return core.Invalid("", "choose at least one stream: stats=1, presence=1, thing=NAME, alarms=1 or positions=1")
 	}
@@ -118,6 +128,9 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	send := func(event string, v any) error {
+		if e := eventOf(v); sc != nil && e != nil && !visible.in(r.Context(), eventThing(e)) {
+			return nil
+		}
 		if event == "position" {
 			p, ok := v.(*live.Event)
 			if !ok {
@@ -171,6 +184,9 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 			if !ok {
 				return nil // the alarm service stopped
 			}
+			if !visible.in(r.Context(), e.Alarm.Thing) {
+				continue // a scoped principal sees its things' alarms only
+			}
 			if err := send("alarm", alarmEventWire{Event: e.Event, Time: e.Time, Alarm: alarmWire(e.Alarm)}); err != nil {
 				return nil
 			}
@@ -209,4 +225,30 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// eventOf returns the live event v is, if any.
+func eventOf(v any) *live.Event {
+	switch e := v.(type) {
+	case *live.Event:
+		return e
+	case live.Event:
+		return &e
+	}
+	return nil
+}
+
+// eventThing is the thing an event is about: its own, or for a presence
+// event (a platform message) the "thing" of its payload; "" if none.
+func eventThing(e *live.Event) string {
+	if e.Thing != "" {
+		return e.Thing
+	}
+	var p struct {
+		Thing string `json:"thing"`
+	}
+	if json.Unmarshal(e.Payload, &p) != nil {
+		return ""
+	}
+	return p.Thing
 }

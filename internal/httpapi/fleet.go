@@ -77,6 +77,11 @@ func (s *server) countThings(w http.ResponseWriter, r *http.Request) error {
 	if err := s.needFleet(); err != nil {
 		return err
 	}
+	if sc := scopeFrom(r.Context()); sc != nil {
+		if fq, err = s.andScope(r.Context(), sc, fq); err != nil {
+			return err
+		}
+	}
 	n, err := s.fleet.Count(r.Context(), fq)
 	if err != nil {
 		return err
@@ -98,6 +103,13 @@ func (s *server) groupThings(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.reg.GetGroup(r.Context(), name)
 	if err != nil {
 		return err
+	}
+	if sc := scopeFrom(r.Context()); sc != nil {
+		fq := g.Query
+		if fq == "" {
+			fq = "groups = " + quoteFleet(name)
+		}
+		return s.scopedQueryThings(w, r, sc, fq, cursor, limit)
 	}
 	if g.Query == "" {
 		f := store.ThingFilter{Group: name, After: cursor, Limit: limit}

@@ -109,6 +109,9 @@ func (s *server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.scopeJobTargets(r.Context(), &sp.Targets); err != nil {
+		return err
+	}
 	info, err := svc.Create(r.Context(), sp)
 	if err != nil {
 		return err
@@ -125,9 +128,15 @@ func (s *server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	list, next, err := pageAfter(cursor, limit, func(after string, n int) ([]jobs.Info, error) {
+	fetch := func(after string, n int) ([]jobs.Info, error) {
 		return svc.List(r.Context(), after, n)
-	}, func(i jobs.Info) string { return i.JobID })
+	}
+	if sc := scopeFrom(r.Context()); sc != nil { // only the jobs of the scope's things
+		fetch = scopedFetch(fetch, func(i jobs.Info) string { return i.JobID }, func(i jobs.Info) (bool, error) {
+			return s.jobInScope(r.Context(), sc, i.Targets)
+		})
+	}
+	list, next, err := pageAfter(cursor, limit, fetch, func(i jobs.Info) string { return i.JobID })
 	if err != nil {
 		return err
 	}
@@ -150,6 +159,9 @@ func (s *server) getJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.needJobInScope(r.Context(), svc, id); err != nil {
+		return err
+	}
 	info, err := svc.Get(r.Context(), id)
 	if err != nil {
 		return err
@@ -167,6 +179,9 @@ func (s *server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 	}
 	id, err := jobID(r)
 	if err != nil {
+		return err
+	}
+	if err := s.needJobInScope(r.Context(), svc, id); err != nil {
 		return err
 	}
 	var req cancelJobRequest
@@ -200,6 +215,9 @@ func (s *server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.needJobInScope(r.Context(), svc, id); err != nil {
+		return err
+	}
 	if err := svc.Delete(r.Context(), id, force != nil && *force); err != nil {
 		return err
 	}
@@ -217,6 +235,9 @@ func (s *server) listJobExecutions(w http.ResponseWriter, r *http.Request) error
 	}
 	id, err := jobID(r)
 	if err != nil {
+		return err
+	}
+	if err := s.needJobInScope(r.Context(), svc, id); err != nil {
 		return err
 	}
 	list, next, err := pageAfter(cursor, limit, func(after string, n int) ([]store.JobExecution, error) {

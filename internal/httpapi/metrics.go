@@ -18,6 +18,17 @@ type metrics struct {
 	// --max-long-polls-per-device already.
 	longPolls prometheus.Counter
 	heldPolls prometheus.Gauge
+	// refusals counts requests refused by authentication or
+	// authorization, by reason.
+	refusals *prometheus.CounterVec
+}
+
+// refused counts one refused request.
+func (m *metrics) refused(reason string) {
+	if m == nil || m.refusals == nil {
+		return
+	}
+	m.refusals.WithLabelValues(reason).Inc()
 }
 
 // newMetrics registers the collectors with reg (nil: no metrics). A second
@@ -43,6 +54,10 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		Name: "mote_http_long_polls_refused_total",
 		Help: "Command long polls (GET /devices/{thing}/commands?wait=) refused with 429 because the thing already held --max-long-polls-per-device.",
 	}), log)
+	m.refusals = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mote_api_requests_refused_total",
+		Help: "API requests refused by authentication or authorization, by reason: unauthenticated, role, out_of_scope (a thing outside a scoped principal's groups, answered 404), fleet_wide (a fleet-wide route refused to a scoped principal), rate_limited (a token's request limit).",
+	}, []string{"reason"}), log)
 	m.heldPolls = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "mote_http_long_polls",
 		Help: "Command long polls open now, all things together.",

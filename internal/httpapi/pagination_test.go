@@ -60,6 +60,7 @@ var notPaginated = map[string]string{
 	// The CoAP PSK of a credential (coappsk.go).
 	"/things/{name}/credentials/{id}/psk": "one object",
 	"/things:count":                       "one number",
+	"/users/{name}":                       "one object",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -147,6 +148,10 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		}},
 		{"/tokens", "/tokens", 1000, byID, func(i int) error {
 			_, _, err := reg.CreateToken(ctx, name("tok", i), "viewer", nil)
+			return err
+		}},
+		{"/users", "/users", 1000, byName, func(i int) error {
+			_, err := s.Store().Users().Create(ctx, store.User{Name: name("u", i), PasswordHash: []byte("not bcrypt"), Role: "viewer"})
 			return err
 		}},
 		{"/alarms", "/alarms", 1000, byID, func(i int) error {

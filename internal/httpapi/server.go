@@ -184,6 +184,8 @@ type server struct {
 	prov         *provisioning.Service // provisioning.go
 	provLimit    *provisioning.Limiter
 	provEndpoint string
+
+	tokenLimits tokenLimits
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -338,9 +340,16 @@ func (s *server) routes() []route {
 		{"DELETE", "/claims/{id}", roleWrite, s.deleteClaim},
 		{"GET", "/claims/{id}/qr.png", roleWrite, s.getClaimQR},
 
-		{"POST", "/tokens", roleAdmin, s.createToken},
-		{"GET", "/tokens", roleAdmin, s.listTokens},
-		{"DELETE", "/tokens/{id}", roleAdmin, s.deleteToken},
+		{"POST", "/tokens", roleView, s.createToken}, // for oneself; no higher, no wider (tokens.go)
+		{"GET", "/tokens", roleView, s.listTokens},   // an admin's all, anyone else's own
+		{"DELETE", "/tokens/{id}", roleView, s.deleteToken},
+
+		{"POST", "/users", roleAdmin, s.createUser},
+		{"GET", "/users", roleAdmin, s.listUsers},
+		{"GET", "/users/{name}", roleView, s.getUser}, // oneself, or an admin
+		{"PATCH", "/users/{name}", roleAdmin, s.updateUser},
+		{"DELETE", "/users/{name}", roleAdmin, s.deleteUser},
+		{"POST", "/users/{name}/password", roleView, s.changePassword}, // oneself with the old one, or an admin
 	}
 }
 
@@ -457,9 +466,18 @@ func (s *server) adapt(rt route) http.Handler {
 		t, err := s.authorize(r, rt)
 		if err == nil {
 			if t != nil {
-				r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, *t))
+				ctx := context.WithValue(r.Context(), ctxKey{}, *t)
+				if t.Groups != nil { // scoped (an empty scope sees nothing)
+					ctx = context.WithValue(ctx, scopeKey{}, &scope{groups: t.Groups})
+				}
+				r = r.WithContext(ctx)
 			}
-			err = rt.h(sw, r)
+			if err = s.checkScope(r, rt); err == nil {
+				err = rt.h(sw, r)
+			}
+		}
+		if err != nil {
+			err = retryAfter(w, err)
 		}
 		if err != nil {
 			if k := core.KindOf(err); k == core.KindUnauthorized || k == core.KindForbidden {
@@ -497,13 +515,28 @@ func (s *server) authorize(r *http.Request, rt route) (*store.Token, error) {
 		}
 	}
 	if !ok {
+		s.metrics.refused("unauthenticated")
 		return nil, core.Errorf(core.KindUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
 	}
 	t, err := s.reg.AuthenticateToken(r.Context(), raw)
 	if err != nil {
+		if core.KindOf(err) == core.KindUnauthorized {
+			s.metrics.refused("unauthenticated")
+		}
+		return nil, err
+	}
+	if err := s.tokenLimits.allow(t, time.Now()); err != nil {
+		s.metrics.refused("rate_limited")
+		return nil, err
+	}
+	if t, err = s.principalOf(r.Context(), t); err != nil {
+		if core.KindOf(err) == core.KindUnauthorized {
+			s.metrics.refused("unauthenticated")
+		}
 		return nil, err
 	}
 	if !roleAllows(t.Role, rt.role) {
+		s.metrics.refused("role")
 		return nil, core.Errorf(core.KindForbidden, "a token with role %q may not %s %s (needs %s)", t.Role, r.Method, rt.pattern(), rt.role)
 	}
 	return &t, nil

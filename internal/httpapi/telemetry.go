@@ -62,6 +62,19 @@ func (s *server) telemetryQuery(w http.ResponseWriter, r *http.Request, things [
 		if len(things) == 0 {
 			return core.Invalid("things", "things is required: a comma-separated list of thing names")
 		}
+		if sc := scopeFrom(r.Context()); sc != nil && len(things) > 1000 {
+			return core.Invalid("things", "at most 1000 things")
+		}
+		if sc := scopeFrom(r.Context()); sc != nil {
+			for _, t := range things {
+				if err := core.ValidateName("things", t); err != nil {
+					return err
+				}
+				if err := s.needThingInScope(r.Context(), t); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	keys := splitList(q.vals["keys"])
 	now := time.Now().UnixMilli()

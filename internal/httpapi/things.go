@@ -130,6 +130,9 @@ func (s *server) listThings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if sc := scopeFrom(r.Context()); sc != nil {
+		return s.scopedListThings(w, r, sc, q)
+	}
 	if fq, ok := q.vals["q"]; ok {
 		return s.queryThings(w, r, fq, q)
 	}

@@ -24,9 +24,29 @@ func ValidRole(r string) bool { return r == RoleAdmin || r == RoleOperator || r 
 // tokenPrefix starts every API token: mote.<id>.<secret>.
 const tokenPrefix = "mote."
 
-// CreateToken creates an API token. The returned string is the whole token,
-// shown once.
+// CreateToken creates an API token of no user. The returned string is
+// the whole token, shown once.
 func (r *Registry) CreateToken(ctx context.Context, name, role string, expires *time.Time) (store.Token, string, error) {
+	return r.CreateTokenSpec(ctx, TokenSpec{Name: name, Role: role, ExpiresAt: expires})
+}
+
+// TokenSpec describes an API token to create.
+type TokenSpec struct {
+	Name      string
+	Role      string // "": admin
+	User      string // the owner ("": none); the caller checks it exists
+	Groups    []string
+	ExpiresAt *time.Time
+	RateLimit int // requests per minute, 0: none
+}
+
+// MaxTokenRateLimit bounds TokenSpec.RateLimit.
+const MaxTokenRateLimit = 1_000_000
+
+// CreateTokenSpec creates an API token. The returned string is the whole
+// token, shown once.
+func (r *Registry) CreateTokenSpec(ctx context.Context, sp TokenSpec) (store.Token, string, error) {
+	name, role, expires := sp.Name, sp.Role, sp.ExpiresAt
 	if name == "" || len(name) > 128 || hasControl(name) {
 		return store.Token{}, "", core.Invalid("name", "name must be 1 to 128 printable characters")
 	}
@@ -39,9 +59,18 @@ func (r *Registry) CreateToken(ctx context.Context, name, role string, expires *
 	if expires != nil && !expires.After(r.now()) {
 		return store.Token{}, "", core.Invalid("expiresAt", "expiresAt must be in the future")
 	}
+	if sp.RateLimit < 0 || sp.RateLimit > MaxTokenRateLimit {
+		return store.Token{}, "", core.Invalid("rateLimit", "rateLimit must be 0 (none) to %d requests per minute", MaxTokenRateLimit)
+	}
+	for _, g := range sp.Groups {
+		if err := core.ValidateName("groups", g); err != nil {
+			return store.Token{}, "", err
+		}
+	}
 	id := auth.NewID("tok")
 	secret := auth.NewSecret()
-	t, err := r.st.Tokens().Create(ctx, store.Token{ID: id, Name: name, Role: role, Hash: r.hasher.Hash(secret), ExpiresAt: expires})
+	t, err := r.st.Tokens().Create(ctx, store.Token{ID: id, Name: name, Role: role, Hash: r.hasher.Hash(secret), ExpiresAt: expires,
+		User: sp.User, Groups: sp.Groups, RateLimit: sp.RateLimit})
 	if err != nil {
 		return store.Token{}, "", err
 	}
@@ -123,4 +152,9 @@ func (r *Registry) DeleteToken(ctx context.Context, id string) error {
 	}
 	r.forgetToken(id)
 	return nil
+}
+
+// GetToken returns an API token (never its secret).
+func (r *Registry) GetToken(ctx context.Context, id string) (store.Token, error) {
+	return r.st.Tokens().Get(ctx, id)
 }

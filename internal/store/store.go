@@ -292,6 +292,13 @@ type Token struct {
 	CreatedAt  time.Time  `json:"createdAt"`
 	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	// User owns the token ("" for a token of no user, such as one made
+	// by `mote token create` on the server); deleting the user deletes
+	// its tokens. Groups scopes it (nil: the user's scope); RateLimit
+	// is its request limit per minute (0: none).
+	User      string   `json:"user,omitempty"`
+	Groups    []string `json:"groups,omitempty"`
+	RateLimit int      `json:"rateLimit,omitempty"`
 }
 
 // TokenStore keeps API tokens.
@@ -396,6 +403,9 @@ type User struct {
 	CreatedAt    time.Time  `json:"createdAt"`
 	UpdatedAt    time.Time  `json:"updatedAt"`
 	LastLoginAt  *time.Time `json:"lastLoginAt,omitempty"`
+	// Groups scopes the user to the things of these groups (static or
+	// dynamic); nil: every thing.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // Session is a signed-in console session. Only a hash of the session id
@@ -419,7 +429,12 @@ type UserStore interface {
 	SetPassword(ctx context.Context, name string, hash []byte) (User, error)
 	// RecordLogin sets LastLoginAt.
 	RecordLogin(ctx context.Context, name string, at time.Time) error
+	// Delete removes the user with its sessions and its tokens
+	// (Token.User). Deleting the last admin → core.KindConflict.
 	Delete(ctx context.Context, name string) error
+	// Update replaces Role and Groups and sets UpdatedAt. Demoting the
+	// last admin → core.KindConflict; a missing user → core.NotFound.
+	Update(ctx context.Context, u User) (User, error)
 
 	// CreateSession stores a session of an existing user.
 	CreateSession(ctx context.Context, s Session) error

@@ -69,7 +69,7 @@ func installation(t *testing.T) string {
 	must(t, err)
 	_, err = st.Credentials().Revoke(ctx, "c2", later)
 	must(t, err)
-	_, err = st.Tokens().Create(ctx, store.Token{ID: "t1", Name: "ci", Hash: []byte("h"), Role: "admin", ExpiresAt: &later})
+	_, err = st.Tokens().Create(ctx, store.Token{ID: "t1", Name: "ci", Hash: []byte("h"), Role: "admin", ExpiresAt: &later, User: "admin", Groups: []string{"plant-3"}, RateLimit: 60})
 	must(t, err)
 	_, err = st.Shadows().Write(ctx, []store.ShadowWrite{
 		{Thing: "dev1", Version: 3, Document: []byte(`{"state":{}}`)},
@@ -88,7 +88,7 @@ func installation(t *testing.T) string {
 	_, err = st.Commands().Transition(ctx, "dev1", "cmd1", []string{store.CommandQueued}, store.CommandSucceeded, later,
 		&store.CommandResult{Status: store.CommandSucceeded, Output: []byte(`{"ok":1}`)})
 	must(t, err)
-	_, err = st.Users().Create(ctx, store.User{Name: "admin", PasswordHash: []byte("bcrypt"), Role: "admin"})
+	_, err = st.Users().Create(ctx, store.User{Name: "admin", PasswordHash: []byte("bcrypt"), Role: "admin", Groups: []string{"plant-3"}})
 	must(t, err)
 	must(t, st.Users().CreateSession(ctx, store.Session{IDHash: []byte{9, 9}, User: "admin", ExpiresAt: later}))
 	must(t, st.Retained().Apply(ctx, []store.RetainedMessage{{Topic: "a/b", Data: []byte{1, 2}}}))
@@ -205,6 +205,7 @@ func TestCopy(t *testing.T) {
 	same("seeded", func(s store.Store) (any, error) { return s.Rules().Seed(ctx, store.Rule{Name: "seeded", SQL: "x"}) })
 	same("commands", func(s store.Store) (any, error) { return s.Commands().List(ctx, store.CommandFilter{Thing: "dev1"}) })
 	same("session", func(s store.Store) (any, error) { return s.Users().GetSession(ctx, []byte{9, 9}) })
+	same("users", func(s store.Store) (any, error) { return s.Users().List(ctx) })
 	same("retained", func(s store.Store) (any, error) { return s.Retained().List(ctx) })
 	same("jobs", func(s store.Store) (any, error) { return s.Jobs().List(ctx, "", 0) })
 	same("profiles", func(s store.Store) (any, error) { return s.Profiles().List(ctx, "", 0) })

@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 	"unicode"
@@ -131,11 +132,21 @@ func validName(name string) error {
 
 // Create creates a user.
 func (s *Service) Create(ctx context.Context, name, password, role string) (store.User, error) {
+	return s.CreateScoped(ctx, name, password, role, nil)
+}
+
+// CreateScoped creates a user scoped to groups (none: every thing). The
+// caller checks that the groups exist.
+func (s *Service) CreateScoped(ctx context.Context, name, password, role string, groups []string) (store.User, error) {
 	if err := validName(name); err != nil {
 		return store.User{}, err
 	}
-	if role != RoleAdmin && role != RoleOperator && role != RoleViewer {
+	if !ValidRole(role) {
 		return store.User{}, core.Invalid("role", "role must be admin, operator or viewer")
+	}
+	groups, err := ValidGroups(groups)
+	if err != nil {
+		return store.User{}, err
 	}
 	if err := ValidPassword(password); err != nil {
 		return store.User{}, err
@@ -144,7 +155,82 @@ func (s *Service) Create(ctx context.Context, name, password, role string) (stor
 	if err != nil {
 		return store.User{}, err
 	}
-	return s.st.Create(ctx, store.User{Name: name, PasswordHash: h, Role: role})
+	return s.st.Create(ctx, store.User{Name: name, PasswordHash: h, Role: role, Groups: groups})
+}
+
+// ValidRole reports whether r is admin, operator or viewer.
+func ValidRole(r string) bool { return r == RoleAdmin || r == RoleOperator || r == RoleViewer }
+
+// MaxScopeGroups bounds the groups of a scope.
+const MaxScopeGroups = 32
+
+// ValidGroups checks a group scope and returns it sorted without
+// repeats (nil for none).
+func ValidGroups(groups []string) ([]string, error) {
+	if len(groups) == 0 {
+		return nil, nil
+	}
+	if len(groups) > MaxScopeGroups {
+		return nil, core.Invalid("groups", "at most %d groups", MaxScopeGroups)
+	}
+	for _, g := range groups {
+		if err := core.ValidateName("groups", g); err != nil {
+			return nil, err
+		}
+	}
+	out := slices.Clone(groups)
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// Get returns a user.
+func (s *Service) Get(ctx context.Context, name string) (store.User, error) {
+	return s.st.Get(ctx, name)
+}
+
+// List returns every user ordered by name.
+func (s *Service) List(ctx context.Context) ([]store.User, error) { return s.st.List(ctx) }
+
+// Update sets a user's role and group scope (nil: every thing).
+// Demoting the last admin is core.KindConflict.
+func (s *Service) Update(ctx context.Context, name, role string, groups []string) (store.User, error) {
+	if !ValidRole(role) {
+		return store.User{}, core.Invalid("role", "role must be admin, operator or viewer")
+	}
+	groups, err := ValidGroups(groups)
+	if err != nil {
+		return store.User{}, err
+	}
+	return s.st.Update(ctx, store.User{Name: name, Role: role, Groups: groups})
+}
+
+// Delete deletes a user with its sessions and API tokens. Deleting the
+// last admin is core.KindConflict.
+func (s *Service) Delete(ctx context.Context, name string) error {
+	return s.st.Delete(ctx, name)
+}
+
+// ChangePassword is a user changing its own password: the old one must
+// match (failures count like failed logins, per source). It ends the
+// user's sessions.
+func (s *Service) ChangePassword(ctx context.Context, name, oldPassword, newPassword, addr string) (store.User, error) {
+	now := s.now()
+	userKey := "user:" + name + "\x00addr:" + addr
+	if s.limited(now, userKey, "addr:"+addr) {
+		return store.User{}, core.Errorf(core.KindRateLimited, "too many failed attempts; wait a minute and try again")
+	}
+	u, err := s.st.Get(ctx, name)
+	if err != nil {
+		return store.User{}, err
+	}
+	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(oldPassword)) != nil {
+		s.fail(now, userKey, "addr:"+addr)
+		return store.User{}, &core.Error{Kind: core.KindForbidden, Field: "oldPassword", Msg: "the current password is wrong"}
+	}
+	if err := ValidPassword(newPassword); err != nil {
+		return store.User{}, err
+	}
+	return s.SetPassword(ctx, name, newPassword)
 }
 
 // EnsureAdmin creates the admin user with a random password when there
@@ -191,7 +277,11 @@ var errBadLogin = core.Errorf(core.KindUnauthorized, "wrong user name or passwor
 // failure limit. The password is never logged.
 func (s *Service) Login(ctx context.Context, name, password, addr string) (id string, u store.User, err error) {
 	now := s.now()
-	if s.limited(now, "user:"+name, "addr:"+addr) {
+	// Failures count per source and per (user, source): a flood of wrong
+	// passwords for "admin" from elsewhere cannot lock the admin out of
+	// its own address.
+	userKey := "user:" + name + "\x00addr:" + addr
+	if s.limited(now, userKey, "addr:"+addr) {
 		s.log.Warn("console login refused: too many failures", "user", name, "addr", addr)
 		return "", store.User{}, core.Errorf(core.KindRateLimited, "too many failed logins; wait a minute and try again")
 	}
@@ -204,7 +294,7 @@ func (s *Service) Login(ctx context.Context, name, password, addr string) (id st
 		hash = s.dummy
 	}
 	if cerr := bcrypt.CompareHashAndPassword(hash, []byte(password)); cerr != nil || err != nil {
-		s.fail(now, "user:"+name, "addr:"+addr)
+		s.fail(now, userKey, "addr:"+addr)
 		s.log.Info("console login failed", "user", name, "addr", addr)
 		return "", store.User{}, errBadLogin
 	}

@@ -3,6 +3,8 @@ package users
 import (
 	"bytes"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -211,21 +213,31 @@ func TestLoginFailureLimit(t *testing.T) {
 		}
 	}
 
-	// Per user name: after maxFailures wrong passwords (from any address),
-	// even the right one is refused until the window has passed.
-	for i := range maxFailures {
-		if _, _, err := s.Login(ctx, "ann", "wrong password", "10.0.0."+string(rune('1'+i))); core.KindOf(err) != core.KindUnauthorized {
-			t.Fatalf("failure %d = %v; want unauthorized", i+1, err)
+	// Per user name and address: after maxFailures wrong passwords for
+	// ann from one address, even the right one is refused from there
+	// until the window has passed...
+	for range maxFailures {
+		if _, _, err := s.Login(ctx, "ann", "wrong password", "10.0.0.1"); core.KindOf(err) != core.KindUnauthorized {
+			t.Fatalf("failure = %v; want unauthorized", err)
 		}
 	}
-	if _, _, err := s.Login(ctx, "ann", pw, "10.0.9.9"); core.KindOf(err) != core.KindRateLimited {
+	if _, _, err := s.Login(ctx, "ann", pw, "10.0.0.1"); core.KindOf(err) != core.KindRateLimited {
 		t.Fatalf("Login after %d failures = %v; want rate limited", maxFailures, err)
 	}
-	if _, _, err := s.Login(ctx, "bob", pw, "10.0.9.9"); err != nil {
-		t.Errorf("another user is limited too: %v", err)
+	// ...but not from another address: a flood of wrong passwords cannot
+	// lock a user (the admin) out of its own place.
+	if _, _, err := s.Login(ctx, "ann", pw, "10.0.9.9"); err != nil {
+		t.Errorf("Login from another address after failures elsewhere = %v", err)
+	}
+	// Failures of ann spread over many addresses do not lock ann out.
+	for i := range 2 * maxFailures {
+		s.Login(ctx, "ann", "wrong password", "10.0.1."+strconv.Itoa(i))
+	}
+	if _, _, err := s.Login(ctx, "ann", pw, "10.0.9.8"); err != nil {
+		t.Errorf("Login after failures spread over other addresses = %v", err)
 	}
 	c.advance(failureWindow)
-	if _, _, err := s.Login(ctx, "ann", pw, "10.0.9.9"); err != nil {
+	if _, _, err := s.Login(ctx, "ann", pw, "10.0.0.1"); err != nil {
 		t.Errorf("Login once the window passed = %v", err)
 	}
 
@@ -262,12 +274,15 @@ func TestEnsureAdmin(t *testing.T) {
 	if pw2, err := s.EnsureAdmin(ctx); err != nil || pw2 != "" {
 		t.Errorf("EnsureAdmin with users = %q, %v; want \"\"", pw2, err)
 	}
-	list, _ := st.List(ctx)
-	if len(list) != 1 {
+	if list, _ := st.List(ctx); len(list) != 1 {
 		t.Errorf("users after a second EnsureAdmin = %d; want 1", len(list))
 	}
 
-	// A lost admin account is recovered by setting its password.
+	// A lost admin account is recovered by setting its password (the
+	// last admin cannot be deleted: another admin deleted it).
+	if _, err := s.Create(ctx, "other-admin", "some password", RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.Delete(ctx, AdminUser); err != nil {
 		t.Fatal(err)
 	}
@@ -280,5 +295,56 @@ func TestEnsureAdmin(t *testing.T) {
 	// Only the admin is created that way.
 	if _, err := s.SetPassword(ctx, "nobody", "some password"); !core.IsNotFound(err) {
 		t.Errorf("SetPassword(unknown user) = %v; want not found", err)
+	}
+}
+
+func TestUpdateDeleteChangePassword(t *testing.T) {
+	s, _, _ := newService(t, time.Hour)
+	ctx := t.Context()
+	if _, err := s.CreateScoped(ctx, "root", "root password", RoleAdmin, nil); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.CreateScoped(ctx, "ops", "ops password", RoleOperator, []string{"plant-4", "plant-3", "plant-4"})
+	if err != nil || !slices.Equal(u.Groups, []string{"plant-3", "plant-4"}) {
+		t.Fatalf("CreateScoped = %+v, %v; want groups plant-3, plant-4 (sorted, once)", u, err)
+	}
+	if _, err := s.CreateScoped(ctx, "bad", "bad password", RoleOperator, []string{"no such/name"}); core.KindOf(err) != core.KindInvalid {
+		t.Errorf("CreateScoped(bad group name) = %v; want invalid", err)
+	}
+	if _, err := s.Update(ctx, "ops", "superuser", nil); core.KindOf(err) != core.KindInvalid {
+		t.Errorf("Update(bad role) = %v; want invalid", err)
+	}
+	if _, err := s.Update(ctx, "root", RoleViewer, nil); core.KindOf(err) != core.KindConflict {
+		t.Errorf("Update(demote the last admin) = %v; want conflict", err)
+	}
+	if err := s.Delete(ctx, "root"); core.KindOf(err) != core.KindConflict {
+		t.Errorf("Delete(the last admin) = %v; want conflict", err)
+	}
+
+	// Changing one's own password needs the current one.
+	id, _, err := s.Login(ctx, "ops", "ops password", "10.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ChangePassword(ctx, "ops", "wrong password", "new ops password", "10.0.0.1"); core.KindOf(err) != core.KindForbidden {
+		t.Errorf("ChangePassword(wrong old) = %v; want forbidden", err)
+	}
+	if _, err := s.ChangePassword(ctx, "ops", "ops password", "short", "10.0.0.1"); core.KindOf(err) != core.KindInvalid {
+		t.Errorf("ChangePassword(short new) = %v; want invalid", err)
+	}
+	if _, err := s.ChangePassword(ctx, "ops", "ops password", "new ops password", "10.0.0.1"); err != nil {
+		t.Fatalf("ChangePassword = %v", err)
+	}
+	if _, err := s.Authenticate(ctx, id); core.KindOf(err) != core.KindUnauthorized {
+		t.Errorf("session after a password change = %v; want ended", err)
+	}
+	if _, _, err := s.Login(ctx, "ops", "new ops password", "10.0.0.1"); err != nil {
+		t.Errorf("Login(new password) = %v", err)
+	}
+	if err := s.Delete(ctx, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "ops"); !core.IsNotFound(err) {
+		t.Errorf("Get(deleted) = %v; want not found", err)
 	}
 }

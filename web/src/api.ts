@@ -88,6 +88,7 @@ export interface Me {
   user: string;
   role: string;
   via: string;
+  groups?: string[];
 }
 
 // Stats is GET /stats: the overview's counts in one request.

@@ -9,9 +9,10 @@ import { jobPage, jobsPage } from "./jobs";
 import { alarmsPage } from "./alarms";
 import { mapPage } from "./map";
 import { dashboardPage, dashboardsPage } from "./dashboards";
+import { tokensPage, usersPage } from "./users";
 
 // A page renders into main and returns a cleanup (closes event streams).
-export type Page = (main: HTMLElement, params: Record<string, string>) => (() => void) | void;
+export type Page = (main: HTMLElement, params: Record<string, string>, me?: Me) => (() => void) | void;
 
 const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title: string }[] = [
   { pattern: /^\/$/, keys: [], page: overviewPage, nav: "/", title: "Overview" },
@@ -24,6 +25,8 @@ const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title:
   { pattern: /^\/map$/, keys: [], page: mapPage, nav: "/map", title: "Map" },
   { pattern: /^\/dashboards$/, keys: [], page: dashboardsPage, nav: "/dashboards", title: "Dashboards" },
   { pattern: /^\/dashboards\/([^/]+)$/, keys: ["name"], page: dashboardPage, nav: "/dashboards", title: "Dashboard" },
+  { pattern: /^\/users$/, keys: [], page: usersPage, nav: "/users", title: "Users" },
+  { pattern: /^\/tokens$/, keys: [], page: tokensPage, nav: "/tokens", title: "API tokens" },
 ];
 
 const app = document.getElementById("app")!;
@@ -108,6 +111,8 @@ async function render(): Promise<void> {
         ["/alarms", "Alarms"],
         ["/map", "Map"],
         ["/dashboards", "Dashboards"],
+        ...(me.role === "admin" ? [["/users", "Users"]] : []),
+        ["/tokens", "Tokens"],
       ].map(([href, label]) =>
         h("li", {}, h("a", { href, "aria-current": route?.nav === href ? "page" : undefined }, label)),
       ),
@@ -128,7 +133,7 @@ async function render(): Promise<void> {
   const params: Record<string, string> = {};
   route.keys.forEach((k, i) => (params[k] = decodeURIComponent((match as RegExpMatchArray)[i + 1])));
   document.title = `${params.name ?? route.title} · Mote`;
-  cleanup = route.page(main, params);
+  cleanup = route.page(main, params, me);
 }
 
 async function logout(): Promise<void> {

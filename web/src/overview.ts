@@ -1,7 +1,6 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { events, get, Stats } from "./api";
-import { clear, errorBox, fmtTime, h, plural } from "./ui";
 import { alarmBadges } from "./alarms";
 import { overviewMap } from "./map";
 import { clear, errorBox, field, fmtTime, h, plural } from "./ui";

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,16 +14,21 @@ import (
 
 type tokenStore struct{ s *Store }
 
-const tokenSelect = `SELECT id, name, hash, role, created_at, expires_at, last_used_at FROM tokens`
+const tokenSelect = `SELECT id, name, hash, role, created_at, expires_at, last_used_at, user_name, groups, rate_limit FROM tokens`
 
 func scanToken(row scanner) (store.Token, error) {
 	var (
 		t                 store.Token
 		created           time.Time
 		expires, lastUsed *time.Time
+		groups            string
 	)
-	if err := row.Scan(&t.ID, &t.Name, &t.Hash, &t.Role, &created, &expires, &lastUsed); err != nil {
+	if err := row.Scan(&t.ID, &t.Name, &t.Hash, &t.Role, &created, &expires, &lastUsed, &t.User, &groups, &t.RateLimit); err != nil {
 		return store.Token{}, err
+	}
+	var err error
+	if t.Groups, err = scopeGroups(groups); err != nil {
+		return store.Token{}, fmt.Errorf("groups of token %q: %w", t.ID, err)
 	}
 	t.CreatedAt = created.UTC()
 	t.ExpiresAt = utcPtr(expires)
@@ -53,9 +60,9 @@ func (ks *tokenStore) Create(ctx context.Context, t store.Token) (store.Token, e
 				return core.Conflict("a token with the same secret already exists")
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO tokens (id, name, hash, role, created_at, expires_at, last_used_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			t.ID, t.Name, nullBytes(t.Hash), t.Role, created, msPtr(t.ExpiresAt), msPtr(t.LastUsedAt)); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO tokens (id, name, hash, role, created_at, expires_at, last_used_at, user_name, groups, rate_limit)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			t.ID, t.Name, nullBytes(t.Hash), t.Role, created, msPtr(t.ExpiresAt), msPtr(t.LastUsedAt), t.User, scopeText(t.Groups), t.RateLimit); err != nil {
 			return internal("create token", err)
 		}
 		var err error
@@ -89,4 +96,23 @@ func (ks *tokenStore) Touch(ctx context.Context, id string, at time.Time) error 
 	}
 	tag, err := ks.s.pool.Exec(ctx, `UPDATE tokens SET last_used_at = $1 WHERE id = $2`, ms(at), id)
 	return affected(tag, err, "touch token", "token", id)
+}
+
+// scopeText encodes a group scope: "" for none, else a JSON array.
+func scopeText(groups []string) string {
+	if len(groups) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(groups)
+	return string(b)
+}
+
+// scopeGroups decodes scopeText; nil for none.
+func scopeGroups(s string) ([]string, error) {
+	if s == "" || s == "[]" {
+		return nil, nil
+	}
+	var list []string
+	err := json.Unmarshal([]byte(s), &list)
+	return list, err
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,7 +14,7 @@ import (
 
 type userStore struct{ s *Store }
 
-const userColumns = `name, password_hash, role, created_at, updated_at, last_login_at`
+const userColumns = `name, password_hash, role, created_at, updated_at, last_login_at, groups`
 
 const userSelect = `SELECT ` + userColumns + ` FROM users`
 
@@ -22,9 +23,14 @@ func scanUser(row scanner) (store.User, error) {
 		u                store.User
 		created, updated time.Time
 		lastLogin        *time.Time
+		groups           string
 	)
-	if err := row.Scan(&u.Name, &u.PasswordHash, &u.Role, &created, &updated, &lastLogin); err != nil {
+	if err := row.Scan(&u.Name, &u.PasswordHash, &u.Role, &created, &updated, &lastLogin, &groups); err != nil {
 		return store.User{}, err
+	}
+	var err error
+	if u.Groups, err = scopeGroups(groups); err != nil {
+		return store.User{}, fmt.Errorf("groups of user %q: %w", u.Name, err)
 	}
 	u.CreatedAt, u.UpdatedAt = created.UTC(), updated.UTC()
 	u.LastLoginAt = utcPtr(lastLogin)
@@ -49,8 +55,8 @@ func (us *userStore) Create(ctx context.Context, u store.User) (store.User, erro
 			return core.Conflict("user %q already exists", u.Name)
 		}
 		var err error
-		out, err = getOne(tx.QueryRow(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+userColumns,
-			u.Name, u.PasswordHash, u.Role, created, created, msPtr(u.LastLoginAt)), scanUser, "user", u.Name)
+		out, err = getOne(tx.QueryRow(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+userColumns,
+			u.Name, u.PasswordHash, u.Role, created, created, msPtr(u.LastLoginAt), scopeText(u.Groups)), scanUser, "user", u.Name)
 		return err
 	})
 	return out, err
@@ -95,10 +101,69 @@ func (us *userStore) RecordLogin(ctx context.Context, name string, at time.Time)
 	return affected(tag, err, "record login", "user", name)
 }
 
-// Delete removes a user and its sessions. A missing one → core.NotFound.
+// Delete removes a user with its sessions and tokens. A missing one →
+// core.NotFound; the last admin → core.Conflict.
 func (us *userStore) Delete(ctx context.Context, name string) error {
-	tag, err := us.s.pool.Exec(ctx, `DELETE FROM users WHERE name = $1`, name)
-	return affected(tag, err, "delete user", "user", name)
+	return us.s.inTx(ctx, func(tx pgx.Tx) error {
+		u, err := lockUser(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if u.Role == "admin" {
+			if err := otherAdmin(ctx, tx, name); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM tokens WHERE user_name = $1`, name); err != nil {
+			return internal("delete user", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM users WHERE name = $1`, name); err != nil {
+			return internal("delete user", err)
+		}
+		return nil
+	})
+}
+
+// lockUser reads a user and locks every admin row, so that two
+// transactions cannot each remove one of the last two admins.
+func lockUser(ctx context.Context, tx pgx.Tx, name string) (store.User, error) {
+	if _, err := tx.Exec(ctx, `SELECT name FROM users WHERE role = 'admin' OR name = $1 ORDER BY name FOR UPDATE`, name); err != nil {
+		return store.User{}, internal("lock users", err)
+	}
+	return getUser(ctx, tx, name)
+}
+
+// otherAdmin returns core.Conflict unless an admin other than name exists.
+func otherAdmin(ctx context.Context, tx pgx.Tx, name string) error {
+	ok, err := exists(ctx, tx, `SELECT 1 FROM users WHERE role = 'admin' AND name != $1`, name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return core.Conflict("user %q is the last admin: make another user admin first", name)
+	}
+	return nil
+}
+
+// Update replaces Role and Groups and sets UpdatedAt. A missing user →
+// core.NotFound; demoting the last admin → core.Conflict.
+func (us *userStore) Update(ctx context.Context, u store.User) (store.User, error) {
+	var out store.User
+	err := us.s.inTx(ctx, func(tx pgx.Tx) error {
+		old, err := lockUser(ctx, tx, u.Name)
+		if err != nil {
+			return err
+		}
+		if old.Role == "admin" && u.Role != "admin" {
+			if err := otherAdmin(ctx, tx, u.Name); err != nil {
+				return err
+			}
+		}
+		out, err = getOne(tx.QueryRow(ctx, `UPDATE users SET role = $1, groups = $2, updated_at = $3 WHERE name = $4 RETURNING `+userColumns,
+			u.Role, scopeText(u.Groups), now(), u.Name), scanUser, "user", u.Name)
+		return err
+	})
+	return out, err
 }
 
 var errSessionNotFound = core.Errorf(core.KindNotFound, "session not found")

@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/moteiot/mote/internal/core"
@@ -11,16 +13,21 @@ import (
 
 type tokenStore struct{ s *Store }
 
-const tokenSelect = `SELECT id, name, hash, role, created_at, expires_at, last_used_at FROM tokens`
+const tokenSelect = `SELECT id, name, hash, role, created_at, expires_at, last_used_at, user_name, groups, rate_limit FROM tokens`
 
 func scanToken(row scanner) (store.Token, error) {
 	var (
 		t                 store.Token
 		created           int64
 		expires, lastUsed sql.NullInt64
+		groups            string
 	)
-	if err := row.Scan(&t.ID, &t.Name, &t.Hash, &t.Role, &created, &expires, &lastUsed); err != nil {
+	if err := row.Scan(&t.ID, &t.Name, &t.Hash, &t.Role, &created, &expires, &lastUsed, &t.User, &groups, &t.RateLimit); err != nil {
 		return store.Token{}, err
+	}
+	var err error
+	if t.Groups, err = scopeGroups(groups); err != nil {
+		return store.Token{}, fmt.Errorf("groups of token %q: %w", t.ID, err)
 	}
 	t.CreatedAt = fromMS(created)
 	t.ExpiresAt = ptrMS(expires)
@@ -56,9 +63,9 @@ func (ks *tokenStore) Create(ctx context.Context, t store.Token) (store.Token, e
 				return core.Conflict("a token with the same secret already exists")
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, name, hash, role, created_at, expires_at, last_used_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			t.ID, t.Name, nullBytes(t.Hash), t.Role, toMS(created), nullMS(t.ExpiresAt), nullMS(t.LastUsedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, name, hash, role, created_at, expires_at, last_used_at, user_name, groups, rate_limit)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, t.Name, nullBytes(t.Hash), t.Role, toMS(created), nullMS(t.ExpiresAt), nullMS(t.LastUsedAt), t.User, scopeText(t.Groups), t.RateLimit); err != nil {
 			return internal("create token", err)
 		}
 		var err error
@@ -126,4 +133,23 @@ func (ks *tokenStore) Touch(ctx context.Context, id string, at time.Time) error 
 		return core.NotFound("token", id)
 	}
 	return nil
+}
+
+// scopeText encodes a group scope: "" for none, else a JSON array.
+func scopeText(groups []string) string {
+	if len(groups) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(groups)
+	return string(b)
+}
+
+// scopeGroups decodes scopeText; nil for none.
+func scopeGroups(s string) ([]string, error) {
+	if s == "" || s == "[]" {
+		return nil, nil
+	}
+	var list []string
+	err := json.Unmarshal([]byte(s), &list)
+	return list, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/moteiot/mote/internal/core"
@@ -12,16 +13,21 @@ import (
 
 type userStore struct{ s *Store }
 
-const userSelect = `SELECT name, password_hash, role, created_at, updated_at, last_login_at FROM users`
+const userSelect = `SELECT name, password_hash, role, created_at, updated_at, last_login_at, groups FROM users`
 
 func scanUser(row scanner) (store.User, error) {
 	var (
 		u                store.User
 		created, updated int64
 		lastLogin        sql.NullInt64
+		groups           string
 	)
-	if err := row.Scan(&u.Name, &u.PasswordHash, &u.Role, &created, &updated, &lastLogin); err != nil {
+	if err := row.Scan(&u.Name, &u.PasswordHash, &u.Role, &created, &updated, &lastLogin, &groups); err != nil {
 		return store.User{}, err
+	}
+	var err error
+	if u.Groups, err = scopeGroups(groups); err != nil {
+		return store.User{}, fmt.Errorf("groups of user %q: %w", u.Name, err)
 	}
 	u.CreatedAt = fromMS(created)
 	u.UpdatedAt = fromMS(updated)
@@ -47,9 +53,9 @@ func (us *userStore) Create(ctx context.Context, u store.User) (store.User, erro
 		} else if dup {
 			return core.Conflict("user %q already exists", u.Name)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO users (name, password_hash, role, created_at, updated_at, last_login_at)
-			VALUES (?, ?, ?, ?, ?, ?)`,
-			u.Name, u.PasswordHash, u.Role, toMS(created), toMS(created), nullMS(u.LastLoginAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users (name, password_hash, role, created_at, updated_at, last_login_at, groups)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			u.Name, u.PasswordHash, u.Role, toMS(created), toMS(created), nullMS(u.LastLoginAt), scopeText(u.Groups)); err != nil {
 			return internal("create user", err)
 		}
 		var err error
@@ -126,20 +132,63 @@ func (us *userStore) RecordLogin(ctx context.Context, name string, at time.Time)
 	return nil
 }
 
-// Delete removes a user and its sessions. A missing one → core.NotFound.
+// Delete removes a user with its sessions and tokens. A missing one →
+// core.NotFound; the last admin → core.Conflict.
 func (us *userStore) Delete(ctx context.Context, name string) error {
 	return us.s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
+		u, err := getUser(ctx, tx, name)
 		if err != nil {
+			return err
+		}
+		if u.Role == "admin" {
+			if err := otherAdmin(ctx, tx, name); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_name = ?`, name); err != nil {
 			return internal("delete user", err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name); err != nil {
 			return internal("delete user", err)
-		} else if n == 0 {
-			return core.NotFound("user", name)
 		}
 		return nil
 	})
+}
+
+// otherAdmin returns core.Conflict unless an admin other than name exists.
+func otherAdmin(ctx context.Context, tx *sql.Tx, name string) error {
+	ok, err := exists(ctx, tx, `SELECT 1 FROM users WHERE role = 'admin' AND name != ?`, name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return core.Conflict("user %q is the last admin: make another user admin first", name)
+	}
+	return nil
+}
+
+// Update replaces Role and Groups and sets UpdatedAt. A missing user →
+// core.NotFound; demoting the last admin → core.Conflict.
+func (us *userStore) Update(ctx context.Context, u store.User) (store.User, error) {
+	var out store.User
+	err := us.s.inTx(ctx, func(tx *sql.Tx) error {
+		old, err := getUser(ctx, tx, u.Name)
+		if err != nil {
+			return err
+		}
+		if old.Role == "admin" && u.Role != "admin" {
+			if err := otherAdmin(ctx, tx, u.Name); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET role = ?, groups = ?, updated_at = ? WHERE name = ?`,
+			u.Role, scopeText(u.Groups), toMS(now()), u.Name); err != nil {
+			return internal("update user", err)
+		}
+		out, err = getUser(ctx, tx, u.Name)
+		return err
+	})
+	return out, err
 }
 
 // CreateSession stores a session. An unknown user → core.NotFound; the

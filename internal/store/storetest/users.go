@@ -51,7 +51,7 @@ func testUsers(t *testing.T, open func(t *testing.T) store.Store) {
 
 	t.Run("Sessions", func(t *testing.T) {
 		s, ctx := open(t), t.Context()
-		_, err := s.Users().Create(ctx, store.User{Name: "alice", PasswordHash: []byte("h1"), Role: "admin"})
+		_, err := s.Users().Create(ctx, store.User{Name: "alice", PasswordHash: []byte("h1"), Role: "operator"}) // not the last admin: it is deleted below
 		must(t, "Create", err)
 		exp := base.Add(12 * time.Hour)
 		must(t, "CreateSession", s.Users().CreateSession(ctx, store.Session{IDHash: []byte("s1"), User: "alice", CreatedAt: base, ExpiresAt: exp}))
@@ -102,4 +102,70 @@ func testUsers(t *testing.T, open func(t *testing.T) store.Store) {
 		_, err = s.Users().GetSession(ctx, []byte("s4"))
 		wantKind(t, "session after Delete", err, core.KindNotFound)
 	})
+
+	t.Run("ScopeAndLastAdmin", func(t *testing.T) { testUserScope(t, open(t)) })
+}
+
+// testUserScope: users and tokens keep their group scope, tokens their
+// owner and rate limit; the last admin can be neither deleted nor
+// demoted; deleting a user deletes its tokens (and only its tokens).
+func testUserScope(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u, err := s.Users().Create(ctx, store.User{Name: "ops3", PasswordHash: []byte("h"), Role: "operator", Groups: []string{"plant-3", "plant-4"}})
+	must(t, "Create scoped", err)
+	eqList(t, "Groups", u.Groups, []string{"plant-3", "plant-4"})
+	u, err = s.Users().Get(ctx, "ops3")
+	must(t, "Get", err)
+	eqList(t, "Get Groups", u.Groups, []string{"plant-3", "plant-4"})
+
+	u, err = s.Users().Update(ctx, store.User{Name: "ops3", Role: "viewer", Groups: []string{"plant-5"}})
+	must(t, "Update", err)
+	eq(t, "updated Role", u.Role, "viewer")
+	eqList(t, "updated Groups", u.Groups, []string{"plant-5"})
+	eqBytes(t, "hash kept", u.PasswordHash, []byte("h"))
+	u, err = s.Users().Update(ctx, store.User{Name: "ops3", Role: "viewer"})
+	must(t, "Update unscoped", err)
+	if len(u.Groups) != 0 {
+		t.Errorf("Groups after unscoping = %v; want none", u.Groups)
+	}
+	_, err = s.Users().Update(ctx, store.User{Name: "nobody", Role: "viewer"})
+	wantNotFound(t, "Update missing", err, "user", "nobody")
+
+	// The last admin stays.
+	_, err = s.Users().Create(ctx, store.User{Name: "root", PasswordHash: []byte("h"), Role: "admin"})
+	must(t, "Create admin", err)
+	wantKind(t, "Delete last admin", s.Users().Delete(ctx, "root"), core.KindConflict)
+	_, err = s.Users().Update(ctx, store.User{Name: "root", Role: "operator"})
+	wantKind(t, "Demote last admin", err, core.KindConflict)
+	_, err = s.Users().Update(ctx, store.User{Name: "ops3", Role: "admin"})
+	must(t, "Promote", err)
+	_, err = s.Users().Update(ctx, store.User{Name: "root", Role: "operator"})
+	must(t, "Demote with another admin", err)
+	wantKind(t, "Delete the other, now last, admin", s.Users().Delete(ctx, "ops3"), core.KindConflict)
+	_, err = s.Users().Update(ctx, store.User{Name: "root", Role: "admin"})
+	must(t, "Promote again", err)
+
+	// Tokens: owner, scope and rate limit round-trip; they go with their user.
+	tok, err := s.Tokens().Create(ctx, store.Token{ID: "tu1", Name: "ci", Hash: []byte("hu1"), Role: "viewer", User: "ops3", Groups: []string{"plant-3"}, RateLimit: 60})
+	must(t, "Create token", err)
+	eq(t, "token User", tok.User, "ops3")
+	eqList(t, "token Groups", tok.Groups, []string{"plant-3"})
+	eq(t, "token RateLimit", tok.RateLimit, 60)
+	tok, err = s.Tokens().Get(ctx, "tu1")
+	must(t, "Get token", err)
+	eq(t, "Get token User", tok.User, "ops3")
+	eqList(t, "Get token Groups", tok.Groups, []string{"plant-3"})
+	eq(t, "Get token RateLimit", tok.RateLimit, 60)
+	_, err = s.Tokens().Create(ctx, store.Token{ID: "tu2", Name: "other", Hash: []byte("hu2"), Role: "admin", User: "root"})
+	must(t, "Create root token", err)
+	_, err = s.Tokens().Create(ctx, store.Token{ID: "tu3", Name: "nobody's", Hash: []byte("hu3"), Role: "admin"})
+	must(t, "Create token of no user", err)
+
+	must(t, "Delete ops3", s.Users().Delete(ctx, "ops3"))
+	_, err = s.Tokens().Get(ctx, "tu1")
+	wantKind(t, "token of a deleted user", err, core.KindNotFound)
+	_, err = s.Tokens().Get(ctx, "tu2")
+	must(t, "another user's token stays", err)
+	_, err = s.Tokens().Get(ctx, "tu3")
+	must(t, "token of no user stays", err)
 }
