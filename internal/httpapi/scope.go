@@ -87,6 +87,8 @@ var scopeRules = map[string]scopeRule{
 	"GET /artifacts/{name}/{version}":          scopeOpen,
 	"GET /artifacts/{name}/{version}/content":  scopeOpen,
 	"GET /artifacts/{name}/{version}/download": scopeOpen, // public, signed
+	"GET /dashboards":                          scopeOpen, // layouts; their widgets read through scoped routes
+	"GET /dashboards/{name}":                   scopeOpen,
 
 	// The principal's own tokens and account.
 	"POST /tokens":                scopeOpen,

@@ -1,4 +1,0 @@
--- Placeholder (branch s4/g only): migrations must run without gaps and this
--- branch was assigned 0011_provisioning.sql; the lead drops this file when
--- merging the branches that own 0008.
-SELECT 1;
