@@ -92,6 +92,7 @@ type Store struct {
 	alarms      alarmStore
 	analytics   analyticsStore
 	jobs        jobStore
+	audit       auditStore
 
 	closeOnce sync.Once
 }
@@ -127,6 +128,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.alarms = alarmStore{s}
 	s.analytics = analyticsStore{s}
 	s.jobs = jobStore{s}
+	s.audit = auditStore{s}
 	return s, nil
 }
 
@@ -150,6 +152,7 @@ func (s *Store) Files() store.FileStore             { return &s.files }
 func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
 func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 func (s *Store) Jobs() store.JobStore               { return &s.jobs }
+func (s *Store) Audit() store.AuditStore           { return &s.audit }
 
 // Close closes the pool, waiting for connections in use to be returned.
 // Every write is committed when its method returns, so there is nothing to

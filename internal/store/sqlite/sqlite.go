@@ -73,6 +73,7 @@ type Store struct {
 	alarms      alarmStore
 	analytics   analyticsStore
 	jobs        jobStore
+	audit       auditStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -152,6 +153,7 @@ func Open(path string) (*Store, error) {
 	s.alarms = alarmStore{s}
 	s.analytics = analyticsStore{s}
 	s.jobs = jobStore{s}
+	s.audit = auditStore{s}
 	return s, nil
 }
 
@@ -195,6 +197,7 @@ func (s *Store) Files() store.FileStore             { return &s.files }
 func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
 func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 func (s *Store) Jobs() store.JobStore               { return &s.jobs }
+func (s *Store) Audit() store.AuditStore           { return &s.audit }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.
