@@ -152,7 +152,7 @@ func (s *Store) Files() store.FileStore             { return &s.files }
 func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
 func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 func (s *Store) Jobs() store.JobStore               { return &s.jobs }
-func (s *Store) Audit() store.AuditStore           { return &s.audit }
+func (s *Store) Audit() store.AuditStore            { return &s.audit }
 
 // Close closes the pool, waiting for connections in use to be returned.
 // Every write is committed when its method returns, so there is nothing to

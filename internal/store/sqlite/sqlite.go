@@ -197,7 +197,7 @@ func (s *Store) Files() store.FileStore             { return &s.files }
 func (s *Store) Alarms() store.AlarmStore           { return &s.alarms }
 func (s *Store) Analytics() store.AnalyticsStore    { return &s.analytics }
 func (s *Store) Jobs() store.JobStore               { return &s.jobs }
-func (s *Store) Audit() store.AuditStore           { return &s.audit }
+func (s *Store) Audit() store.AuditStore            { return &s.audit }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.
