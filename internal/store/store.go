@@ -878,6 +878,7 @@ type AuditEntry struct {
 	Time       time.Time
 	ActorKind  string // user, token, device, system
 	ActorName  string
+	ActorID    string // the token id; "" for others
 	Action     string // e.g. thing.create
 	TargetKind string // e.g. thing
 	TargetName string

@@ -98,7 +98,7 @@ var tables = []table{
 	{"detector_states", "detector_states", []column{c("rule", kText), c("thing", kText), c("state", kBytes), c("updated_at", kMS)}, "rule, thing"},
 	{"jobs", "jobs", []column{c("id", kText), c("description", kText), c("status", kText), c("continuous", kBool), c("spec", kBytes), c("reason_code", kText), c("comment", kText), c("released", kInt), c("released_at", kMS), c("created_at", kMS), c("updated_at", kMS), c("completed_at", kMS)}, "id"},
 	{"job_executions", "job_executions", []column{c("seq", kInt), c("job", kText), c("thing", kText), c("status", kText), c("status_details", kText), c("queued_at", kMS), c("started_at", kMS), c("last_updated_at", kMS), c("timeout_at", kMS), c("version", kInt), c("execution_number", kInt), c("retries", kInt)}, "seq"},
-	{"audit_log", "audit_log", []column{c("id", kText), c("at", kMS), c("actor_kind", kText), c("actor_name", kText), c("action", kText), c("target_kind", kText), c("target_name", kText), c("status", kInt), c("source", kText), c("request_id", kText), c("before_doc", kText), c("after_doc", kText), c("omitted", kBool)}, "id"},
+	{"audit_log", "audit_log", []column{c("id", kText), c("at", kMS), c("actor_kind", kText), c("actor_name", kText), c("actor_id", kText), c("action", kText), c("target_kind", kText), c("target_name", kText), c("status", kInt), c("source", kText), c("request_id", kText), c("before_doc", kText), c("after_doc", kText), c("omitted", kBool)}, "id"},
 }
 
 // TableReport is the verification of one table (or "telemetry").

@@ -14,7 +14,7 @@ import (
 
 type auditStore struct{ s *Store }
 
-const auditSelect = `SELECT id, at, actor_kind, actor_name, action, target_kind, target_name, status, source, request_id, before_doc, after_doc, omitted FROM audit_log`
+const auditSelect = `SELECT id, at, actor_kind, actor_name, actor_id, action, target_kind, target_name, status, source, request_id, before_doc, after_doc, omitted FROM audit_log`
 
 func scanAudit(row scanner) (store.AuditEntry, error) {
 	var (
@@ -22,7 +22,7 @@ func scanAudit(row scanner) (store.AuditEntry, error) {
 		at            time.Time
 		before, after *string
 	)
-	if err := row.Scan(&e.ID, &at, &e.ActorKind, &e.ActorName, &e.Action, &e.TargetKind, &e.TargetName,
+	if err := row.Scan(&e.ID, &at, &e.ActorKind, &e.ActorName, &e.ActorID, &e.Action, &e.TargetKind, &e.TargetName,
 		&e.Status, &e.Source, &e.RequestID, &before, &after, &e.Omitted); err != nil {
 		return store.AuditEntry{}, err
 	}
@@ -57,9 +57,9 @@ func (as *auditStore) Append(ctx context.Context, entries []store.AuditEntry) er
 	return as.s.inTx(ctx, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, e := range entries {
-			b.Queue(`INSERT INTO audit_log (id, at, actor_kind, actor_name, action, target_kind, target_name, status, source, request_id, before_doc, after_doc, omitted)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-				e.ID, orNow(e.Time), e.ActorKind, e.ActorName, e.Action, e.TargetKind, e.TargetName,
+			b.Queue(`INSERT INTO audit_log (id, at, actor_kind, actor_name, actor_id, action, target_kind, target_name, status, source, request_id, before_doc, after_doc, omitted)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+				e.ID, orNow(e.Time), e.ActorKind, e.ActorName, e.ActorID, e.Action, e.TargetKind, e.TargetName,
 				e.Status, e.Source, e.RequestID, nullDoc(e.Before), nullDoc(e.After), e.Omitted)
 		}
 		br := tx.SendBatch(ctx, b)

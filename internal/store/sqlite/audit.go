@@ -12,7 +12,7 @@ import (
 
 type auditStore struct{ s *Store }
 
-const auditSelect = `SELECT id, at, actor_kind, actor_name, action, target_kind, target_name, status, source, request_id, before_doc, after_doc, omitted FROM audit_log`
+const auditSelect = `SELECT id, at, actor_kind, actor_name, actor_id, action, target_kind, target_name, status, source, request_id, before_doc, after_doc, omitted FROM audit_log`
 
 func scanAudit(row scanner) (store.AuditEntry, error) {
 	var (
@@ -20,7 +20,7 @@ func scanAudit(row scanner) (store.AuditEntry, error) {
 		at            int64
 		before, after sql.NullString
 	)
-	if err := row.Scan(&e.ID, &at, &e.ActorKind, &e.ActorName, &e.Action, &e.TargetKind, &e.TargetName,
+	if err := row.Scan(&e.ID, &at, &e.ActorKind, &e.ActorName, &e.ActorID, &e.Action, &e.TargetKind, &e.TargetName,
 		&e.Status, &e.Source, &e.RequestID, &before, &after, &e.Omitted); err != nil {
 		return store.AuditEntry{}, err
 	}
@@ -47,8 +47,8 @@ func (as *auditStore) Append(ctx context.Context, entries []store.AuditEntry) er
 		return nil
 	}
 	return as.s.inTx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO audit_log (id, at, actor_kind, actor_name, action, target_kind, target_name, status, source, request_id, before_doc, after_doc, omitted)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		st, err := tx.PrepareContext(ctx, `INSERT INTO audit_log (id, at, actor_kind, actor_name, actor_id, action, target_kind, target_name, status, source, request_id, before_doc, after_doc, omitted)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return internal("append audit", err)
 		}
@@ -57,7 +57,7 @@ func (as *auditStore) Append(ctx context.Context, entries []store.AuditEntry) er
 			if err := requireName("id", e.ID); err != nil {
 				return err
 			}
-			if _, err := st.ExecContext(ctx, e.ID, toMS(orNow(e.Time)), e.ActorKind, e.ActorName, e.Action, e.TargetKind, e.TargetName,
+			if _, err := st.ExecContext(ctx, e.ID, toMS(orNow(e.Time)), e.ActorKind, e.ActorName, e.ActorID, e.Action, e.TargetKind, e.TargetName,
 				e.Status, e.Source, e.RequestID, nullDoc(e.Before), nullDoc(e.After), e.Omitted); err != nil {
 				if isUnique(err) {
 					return core.Conflict("audit entry %q already exists", e.ID)

@@ -26,6 +26,7 @@ func testAudit(t *testing.T, open func(t *testing.T) store.Store) {
 			Time:       base.Add(time.Duration(i) * time.Minute),
 			ActorKind:  "token",
 			ActorName:  []string{"alice", "bob"}[i%2],
+			ActorID:    fmt.Sprintf("tok%d", i%2),
 			Action:     []string{"thing.create", "thing.update", "policy.replace"}[i%3],
 			TargetKind: "thing",
 			TargetName: fmt.Sprintf("t%d", i%5),
@@ -61,7 +62,7 @@ func testAudit(t *testing.T, open func(t *testing.T) store.Store) {
 	want := batch[0]
 	want.Time = ms(want.Time)
 	if first.ID != want.ID || !first.Time.Equal(want.Time) || first.Time.Location() != time.UTC || first.ActorKind != want.ActorKind ||
-		first.ActorName != want.ActorName || first.Action != want.Action || first.TargetKind != want.TargetKind ||
+		first.ActorName != want.ActorName || first.ActorID != want.ActorID || first.Action != want.Action || first.TargetKind != want.TargetKind ||
 		first.TargetName != want.TargetName || first.Status != want.Status || first.Source != want.Source ||
 		first.RequestID != want.RequestID || string(first.Before) != `{"a":1}` || string(first.After) != `{"a":2}` || first.Omitted {
 		t.Errorf("round trip = %+v; want %+v", first, want)

@@ -6,6 +6,7 @@ CREATE TABLE audit_log (
     at          timestamptz NOT NULL,
     actor_kind  text        NOT NULL,
     actor_name  text        NOT NULL,
+    actor_id    text        NOT NULL,
     action      text        NOT NULL,
     target_kind text        NOT NULL,
     target_name text        NOT NULL,

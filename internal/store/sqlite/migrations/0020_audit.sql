@@ -8,6 +8,7 @@ CREATE TABLE audit_log (
     at          INTEGER NOT NULL,
     actor_kind  TEXT    NOT NULL,
     actor_name  TEXT    NOT NULL,
+    actor_id    TEXT    NOT NULL,
     action      TEXT    NOT NULL,
     target_kind TEXT    NOT NULL,
     target_name TEXT    NOT NULL,
