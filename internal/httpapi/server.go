@@ -27,6 +27,7 @@ import (
 	"github.com/moteiot/mote/internal/alarms"
 	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/artifacts"
+	"github.com/moteiot/mote/internal/audit"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/files"
@@ -98,6 +99,9 @@ type Options struct {
 	UploadMinRate int64
 	// Jobs is the job service (nil: the job routes answer 503).
 	Jobs *jobs.Service
+	// Audit records every change made through the API (nil: nothing is
+	// recorded and /audit answers 503); see audit.go.
+	Audit *audit.Recorder
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -151,6 +155,9 @@ type server struct {
 	bodyTimeout   time.Duration
 	uploadMinRate int64
 	jobs          *jobs.Service
+
+	audit       *audit.Recorder
+	auditRoutes map[string]auditRoute
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -277,6 +284,9 @@ func (s *server) routes() []route {
 		{"POST", "/tokens", roleAdmin, s.createToken},
 		{"GET", "/tokens", roleAdmin, s.listTokens},
 		{"DELETE", "/tokens/{id}", roleAdmin, s.deleteToken},
+
+		{"GET", "/audit", roleAdmin, s.listAudit},
+		{"GET", "/audit/export", roleAdmin, s.exportAudit},
 	}
 }
 
@@ -297,6 +307,7 @@ func New(o Options) http.Handler {
 	s.analytics = o.Analytics
 	s.jobs = o.Jobs
 	s.fleet = o.Fleet
+	s.audit = o.Audit
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {
@@ -306,7 +317,9 @@ func New(o Options) http.Handler {
 	mux := http.NewServeMux()
 	paths := http.NewServeMux() // every routed path, any method: tells 405 from 404
 	allow := map[string][]string{}
-	for _, rt := range s.routes() {
+	table := s.routes()
+	s.auditRoutes = auditRoutes(table)
+	for _, rt := range table {
 		mux.Handle(rt.method+" "+rt.pattern(), s.adapt(rt))
 		if _, ok := allow[rt.pattern()]; !ok {
 			paths.Handle(rt.pattern(), http.NotFoundHandler())
@@ -391,7 +404,7 @@ func (s *server) adapt(rt route) http.Handler {
 			if t != nil {
 				r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, *t))
 			}
-			err = rt.h(sw, r)
+			err = s.serveAudited(rt, sw, r)
 		}
 		if err != nil {
 			if k := core.KindOf(err); k == core.KindUnauthorized || k == core.KindForbidden {
