@@ -144,6 +144,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.artifactCmd(),
 		a.fileCmd(),
 		a.tokenCmd(),
+		a.auditCmd(),
 		a.adminCmd(),
 		a.simCmd(),
 		a.benchCmd(),

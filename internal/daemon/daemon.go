@@ -24,6 +24,7 @@ import (
 	"github.com/moteiot/mote/internal/alarms"
 	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/artifacts"
+	"github.com/moteiot/mote/internal/audit"
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/blob"
 	"github.com/moteiot/mote/internal/bridge"
@@ -87,6 +88,7 @@ type Daemon struct {
 	notifier *alarms.Notifier
 	analytic *analytics.Engine
 	jobs     *jobs.Service
+	audit    *audit.Recorder
 	coap     *coap.Server
 	journal  *ingest.Journal
 	tstore   telemetry.Store
@@ -220,6 +222,22 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.metrics = prometheus.NewRegistry()
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerStoreMetrics(d.metrics, d.store, d.tstore)
+	// The audit log: every change through the API is recorded; closed
+	// after the HTTP server (closers run last first), so that what it
+	// accepted is stored.
+	d.audit = audit.New(audit.Options{
+		Store:       st.Audit(),
+		Queue:       cfg.AuditQueue,
+		QueueWait:   cfg.AuditQueueWait,
+		MaxDocument: cfg.AuditMaxDocument,
+		Retention:   cfg.AuditRetention,
+		Logger:      d.log.With("component", "audit"),
+		Metrics:     d.metrics,
+	})
+	if err := d.audit.Start(ctx); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	d.onClose(d.audit.Close)
 
 	// The ingest journal: QoS 1/2 messages that a rule stores as telemetry
 	// are made durable in it before their PUBACK, and applied to the
@@ -592,6 +610,7 @@ func (d *Daemon) startHTTP() error {
 		Analytics: d.analytic,
 		Jobs:      d.jobs,
 		Fleet:     d.fleet,
+		Audit:     d.audit,
 		Devices:   d.devices,
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.
@@ -904,6 +923,9 @@ func (d *Daemon) Analytics() *analytics.Engine { return d.analytic }
 
 // Jobs returns the job service.
 func (d *Daemon) Jobs() *jobs.Service { return d.jobs }
+
+// Audit returns the audit log recorder.
+func (d *Daemon) Audit() *audit.Recorder { return d.audit }
 
 // Journal returns the ingest journal.
 func (d *Daemon) Journal() *ingest.Journal { return d.journal }
