@@ -140,6 +140,11 @@ type ThingStore interface {
 	Total(ctx context.Context, f ThingFilter) (int, error)
 	// Counts returns how many things there are, connected and disabled.
 	Counts(ctx context.Context) (ThingCounts, error)
+	// CreateMany stores new things and credentials for them in one
+	// transaction: all or none (bulk import). It fails as Create would
+	// on the first thing that cannot be stored (its name taken, its type,
+	// a group or a policy missing), naming it, and stores nothing.
+	CreateMany(ctx context.Context, things []Thing, creds []Credential) error
 }
 
 // ThingSorts are the orders of ThingFilter.Sort.
