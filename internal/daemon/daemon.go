@@ -52,6 +52,7 @@ import (
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
+	"github.com/moteiot/mote/internal/thingimport"
 	"github.com/moteiot/mote/internal/users"
 	"github.com/moteiot/mote/internal/wal"
 )
@@ -611,6 +612,13 @@ func (d *Daemon) startHTTP() error {
 		Jobs:      d.jobs,
 		Fleet:     d.fleet,
 		Audit:     d.audit,
+		Importer: thingimport.New(thingimport.Options{
+			Registry: d.registry,
+			MaxRows:  d.cfg.ImportMaxRows,
+			MaxSize:  d.cfg.ImportMaxSize,
+			Logger:   d.log.With("component", "import"),
+			Metrics:  d.metrics,
+		}),
 		Devices:   d.devices,
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.

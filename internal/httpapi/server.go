@@ -40,6 +40,7 @@ import (
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
+	"github.com/moteiot/mote/internal/thingimport"
 	"github.com/moteiot/mote/internal/users"
 )
 
@@ -102,6 +103,9 @@ type Options struct {
 	// Audit records every change made through the API (nil: nothing is
 	// recorded and /audit answers 503); see audit.go.
 	Audit *audit.Recorder
+	// Importer imports things in bulk (nil: POST /things:import answers
+	// 503).
+	Importer *thingimport.Importer
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -158,6 +162,7 @@ type server struct {
 
 	audit       *audit.Recorder
 	auditRoutes map[string]auditRoute
+	importer    *thingimport.Importer
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -177,6 +182,7 @@ func (s *server) routes() []route {
 		{"POST", "/things", roleWrite, s.createThing},
 		{"GET", "/things", roleView, s.listThings},
 		{"GET", "/things:count", roleView, s.countThings},
+		{"POST", "/things:import", roleWrite, s.importThings},
 		{"GET", "/stats", roleView, s.getStats},
 		{"GET", "/things/{name}", roleView, s.getThing},
 		{"PATCH", "/things/{name}", roleWrite, s.updateThing},
@@ -308,6 +314,7 @@ func New(o Options) http.Handler {
 	s.jobs = o.Jobs
 	s.fleet = o.Fleet
 	s.audit = o.Audit
+	s.importer = o.Importer
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {
