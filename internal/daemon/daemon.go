@@ -598,6 +598,13 @@ func (d *Daemon) firstToken(ctx context.Context) error {
 }
 
 func (d *Daemon) startHTTP() error {
+	importer := thingimport.New(thingimport.Options{
+		Registry: d.registry,
+		MaxRows:  d.cfg.ImportMaxRows,
+		MaxSize:  d.cfg.ImportMaxSize,
+		Logger:   d.log.With("component", "import"),
+		Metrics:  d.metrics,
+	})
 	mux := http.NewServeMux()
 	mux.Handle(httpapi.BasePath+"/", httpapi.New(httpapi.Options{
 		Registry:  d.registry,
@@ -612,13 +619,7 @@ func (d *Daemon) startHTTP() error {
 		Jobs:      d.jobs,
 		Fleet:     d.fleet,
 		Audit:     d.audit,
-		Importer: thingimport.New(thingimport.Options{
-			Registry: d.registry,
-			MaxRows:  d.cfg.ImportMaxRows,
-			MaxSize:  d.cfg.ImportMaxSize,
-			Logger:   d.log.With("component", "import"),
-			Metrics:  d.metrics,
-		}),
+		Importer:  importer,
 		Devices:   d.devices,
 		Gateway:   d.broker,
 		// A device message over HTTP is held to the MQTT packet limit.
