@@ -21,6 +21,7 @@ import (
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/thingimport"
 	"github.com/moteiot/mote/internal/users"
 )
 
@@ -45,7 +46,8 @@ func newAuditEnv(t *testing.T, o audit.Options) (*env, *users.Service) {
 	shadows := shadow.New(shadow.Options{Store: e.st.Shadows(), Logger: log})
 	t.Cleanup(func() { shadows.Close() })
 	us := users.New(users.Options{Store: e.st.Users(), Cost: bcrypt.MinCost, Logger: log})
-	h := New(Options{Registry: e.reg, Rules: eng, Shadows: shadows, Users: us, Logger: log, Metrics: prometheus.NewRegistry(), Audit: rec})
+	im := thingimport.New(thingimport.Options{Registry: e.reg, MaxSize: 64 << 10, MaxRows: 100, Logger: log})
+	h := New(Options{Registry: e.reg, Rules: eng, Shadows: shadows, Users: us, Logger: log, Metrics: prometheus.NewRegistry(), Audit: rec, Importer: im})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	e.srv, e.handler = srv, h
