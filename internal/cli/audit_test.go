@@ -65,3 +65,50 @@ func TestAuditCommands(t *testing.T) {
 		t.Errorf("bad --since: exit %d; want 2", code)
 	}
 }
+
+// TestThingImportCommand: mote thing import with errors (atomic: exit 4,
+// nothing created), bestEffort, and secrets written once to a 0600 file.
+func TestThingImportCommand(t *testing.T) {
+	t.Parallel()
+	s := daemontest.Start(t)
+	mote := func(args ...string) (string, string, int) {
+		t.Helper()
+		return run(t, append([]string{"--server", s.API, "--token", s.Token}, args...)...)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "devices.csv")
+	os.WriteFile(file, []byte("name,attributes.site,credential\nd1,berlin,secret\nd2,paris,\nbad name,x,\n"), 0o644)
+	out, errOut, code := mote("thing", "import", file)
+	if code != 4 || !strings.Contains(out, "bad name") || !strings.Contains(out, "nothing") {
+		t.Fatalf("atomic import with an error: exit %d %s %s; want 4", code, out, errOut)
+	}
+	if _, err := s.Registry().GetThing(t.Context(), "d1"); err == nil {
+		t.Fatal("d1 was created by an atomic import with errors")
+	}
+	secrets := filepath.Join(dir, "secrets.csv")
+	out, errOut, code = mote("thing", "import", file, "--mode", "bestEffort", "--out", secrets)
+	if code != 4 || !strings.Contains(out, "2 created") {
+		t.Fatalf("bestEffort import: exit %d %s %s", code, out, errOut)
+	}
+	fi, err := os.Stat(secrets)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secrets file: %v %v; want mode 0600", err, fi)
+	}
+	b, _ := os.ReadFile(secrets)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 || lines[0] != "thing,credentialId,secret" || !strings.HasPrefix(lines[1], "d1,cred") {
+		t.Fatalf("secrets file = %q", b)
+	}
+	if strings.Contains(out, strings.Split(lines[1], ",")[2]) {
+		t.Error("the secret was printed although --out was given")
+	}
+	if th, err := s.Registry().GetThing(t.Context(), "d2"); err != nil || th.Attributes["site"] != "paris" {
+		t.Errorf("d2 = %+v, %v", th, err)
+	}
+	if _, _, code := mote("thing", "import", file, "--out", secrets); code != 2 {
+		t.Errorf("--out onto an existing file: exit %d; want 2 (never overwrite secrets)", code)
+	}
+	if _, _, code := mote("thing", "import", filepath.Join(dir, "x.txt")); code != 2 {
+		t.Errorf("unknown format: exit %d; want 2", code)
+	}
+}
