@@ -118,6 +118,11 @@ func installation(t *testing.T) string {
 	rel[0].Status, rel[0].StartedAt, rel[0].TimeoutAt, rel[0].StatusDetails = store.JobExecInProgress, &later, &later, map[string]string{"p": "50"}
 	_, err = st.Jobs().UpdateExecution(ctx, rel[0], rel[0].VersionNumber)
 	must(t, err)
+	must(t, st.Audit().Append(ctx, []store.AuditEntry{
+		{ID: "0001", Time: t0, ActorKind: "token", ActorName: "ops", ActorID: "tok_1", Action: "thing.update", TargetKind: "thing", TargetName: "dev1",
+			Status: 200, Source: "10.0.0.1", RequestID: "r1", Before: []byte(`{"a":1}`), After: []byte(`{"a":2}`)},
+		{ID: "0002", Time: later, ActorKind: "user", ActorName: "alice", Action: "thing.delete", TargetKind: "thing", TargetName: "dev9", Status: 204, Omitted: true},
+	}))
 
 	ts, err := telemetrysqlite.Open(datadir.Telemetry(dir))
 	must(t, err)
@@ -188,6 +193,7 @@ func TestCopy(t *testing.T) {
 	same("session", func(s store.Store) (any, error) { return s.Users().GetSession(ctx, []byte{9, 9}) })
 	same("retained", func(s store.Store) (any, error) { return s.Retained().List(ctx) })
 	same("jobs", func(s store.Store) (any, error) { return s.Jobs().List(ctx, "", 0) })
+	same("audit", func(s store.Store) (any, error) { return s.Audit().List(ctx, store.AuditFilter{}) })
 	same("job executions", func(s store.Store) (any, error) {
 		return s.Jobs().Executions(ctx, store.JobExecutionFilter{JobID: "job1"})
 	})
