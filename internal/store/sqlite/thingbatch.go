@@ -68,7 +68,6 @@ func (ts *thingStore) CreateMany(ctx context.Context, things []store.Thing, cred
 			}
 			return st
 		}
-		dup := mk(`SELECT 1 FROM things WHERE name = ?`)
 		insThing := mk(`INSERT INTO things (name, type, enabled, connected, last_seen, created_at, updated_at) VALUES (?, ?, ?, 0, NULL, ?, ?)`)
 		insAttr := mk(`INSERT INTO thing_attributes (thing, key, value) VALUES (?, ?, ?)`)
 		insTag := mk(`INSERT INTO thing_tags (thing, tag) VALUES (?, ?)`)
@@ -84,17 +83,13 @@ func (ts *thingStore) CreateMany(ctx context.Context, things []store.Thing, cred
 			if err := requireName("name", t.Name); err != nil {
 				return err
 			}
-			var one int
-			switch e := dup.QueryRowContext(ctx, t.Name).Scan(&one); {
-			case e == nil:
-				return core.Conflict("thing %q already exists", t.Name)
-			case e != sql.ErrNoRows:
-				return internal("create things", e)
-			}
 			if t.Type != "" && !types[t.Type] {
 				return core.Invalid("type", "thing type %q does not exist", t.Type)
 			}
 			if _, err := insThing.ExecContext(ctx, t.Name, nullString(t.Type), t.Enabled, at, at); err != nil {
+				if isUnique(err) { // the primary key: no lookup per thing
+					return core.Conflict("thing %q already exists", t.Name)
+				}
 				return internal("create things", err)
 			}
 			for k, v := range t.Attributes {
