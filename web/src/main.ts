@@ -5,6 +5,7 @@ import { overviewPage } from "./overview";
 import { thingsPage } from "./things";
 import { thingPage } from "./thing";
 import { rulesPage } from "./rules";
+import { auditPage } from "./audit";
 
 // A page renders into main and returns a cleanup (closes event streams).
 export type Page = (main: HTMLElement, params: Record<string, string>) => (() => void) | void;
@@ -14,6 +15,7 @@ const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title:
   { pattern: /^\/things$/, keys: [], page: thingsPage, nav: "/things", title: "Things" },
   { pattern: /^\/things\/([^/]+)$/, keys: ["name"], page: thingPage, nav: "/things", title: "Thing" },
   { pattern: /^\/rules$/, keys: [], page: rulesPage, nav: "/rules", title: "Rules" },
+  { pattern: /^\/audit$/, keys: [], page: auditPage, nav: "/audit", title: "Audit log" },
 ];
 
 const app = document.getElementById("app")!;
@@ -89,6 +91,7 @@ async function render(): Promise<void> {
         ["/", "Overview"],
         ["/things", "Things"],
         ["/rules", "Rules"],
+        ...(me.role === "admin" ? [["/audit", "Audit"]] : []), // only admins may read it
       ].map(([href, label]) =>
         h("li", {}, h("a", { href, "aria-current": route?.nav === href ? "page" : undefined }, label)),
       ),
