@@ -72,6 +72,9 @@ type Options struct {
 // batchSize is the most entries the writer stores in one transaction.
 const batchSize = 500
 
+// listWait bounds how long List waits for queued entries to be stored.
+const listWait = 5 * time.Second
+
 // Recorder records audit entries; see the package documentation.
 type Recorder struct {
 	o     Options
@@ -429,11 +432,11 @@ func (r *Recorder) Prune(ctx context.Context) (int64, error) {
 }
 
 // List returns a page of entries that match f, newest first, and the
-// cursor of the next page ("" at the end). It first waits (briefly) for
-// entries committed before it, so that a change is in the log when its
-// response has been seen.
+// cursor of the next page ("" at the end). It first waits (up to
+// listWait) for entries committed before it, so that a change is in the
+// log when its response has been seen.
 func (r *Recorder) List(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, string, error) {
-	fctx, cancel := context.WithTimeout(ctx, time.Second)
+	fctx, cancel := context.WithTimeout(ctx, listWait)
 	_ = r.Flush(fctx)
 	cancel()
 	limit := f.Limit

@@ -81,7 +81,11 @@ func TestRecordAndList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// List waits for what was committed before it: all 250 are there.
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := r.Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
 	var ids []string
 	cursor := ""
 	for {
