@@ -57,5 +57,15 @@ func TestConsoleAuditPage(t *testing.T) {
 	if rows != 1 {
 		t.Errorf("filtered by thing:pump-1: %d rows; want 1", rows)
 	}
+	se.run("a thing's page links to its audit trail",
+		chromedp.Navigate(s.API+"/things/pump-2"),
+		chromedp.WaitVisible(`[data-testid=audit-trail]`),
+		chromedp.Click(`[data-testid=audit-trail]`),
+		chromedp.WaitVisible(`//tbody[@data-testid="audit-rows"]//td[text()="thing: pump-2"]`, chromedp.BySearch),
+		chromedp.Evaluate(`[...document.querySelectorAll("[data-testid=audit-rows] tr td:nth-child(4)")].filter((td) => td.textContent !== "thing: pump-2").length`, &rows),
+	)
+	if rows != 0 {
+		t.Errorf("pump-2's trail shows %d rows of other targets", rows)
+	}
 	se.b.check(t)
 }
