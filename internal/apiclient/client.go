@@ -171,6 +171,9 @@ type request struct {
 	raw     io.Reader
 	rawType string
 	header  http.Header // more request headers (If-Match)
+	// also is a non-2xx status whose answer is decoded like a 2xx one
+	// (0: none).
+	also int
 }
 
 // do sends r and decodes a 2xx JSON answer into out (when out is non-nil
@@ -256,7 +259,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		}
 		return nil, &UnreachableError{URL: c.BaseURL, Err: err}
 	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 || r.also != 0 && resp.StatusCode == r.also {
 		return resp, nil
 	}
 	defer resp.Body.Close()

@@ -3,6 +3,7 @@ package apiclient
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -149,5 +150,43 @@ func (c *Client) AttachPolicy(ctx context.Context, thing, policy string) (store.
 func (c *Client) DetachPolicy(ctx context.Context, thing, policy string) (store.Thing, error) {
 	var out store.Thing
 	err := c.do(ctx, request{method: http.MethodDelete, path: "/things/" + seg(thing) + "/policies/" + seg(policy)}, &out)
+	return out, err
+}
+
+// ImportRow is one row of an import report.
+type ImportRow struct {
+	Line         int    `json:"line"`
+	Name         string `json:"name"`
+	Result       string `json:"result"` // created, unchanged, error
+	Reason       string `json:"reason,omitempty"`
+	CredentialID string `json:"credentialId,omitempty"`
+	Secret       string `json:"secret,omitempty"`
+}
+
+// ImportReport is the answer of an import (docs/import.md).
+type ImportReport struct {
+	Mode      string      `json:"mode"`
+	DryRun    bool        `json:"dryRun"`
+	Applied   bool        `json:"applied"`
+	Created   int         `json:"created"`
+	Unchanged int         `json:"unchanged"`
+	Errors    int         `json:"errors"`
+	Rows      []ImportRow `json:"rows"`
+}
+
+// ImportThings sends a CSV (contentType text/csv) or JSON lines
+// (application/x-ndjson) file to POST /things:import. mode is atomic ("")
+// or bestEffort. An atomic import with errors is not an error: its
+// report says so (Applied false).
+func (c *Client) ImportThings(ctx context.Context, contentType string, body io.Reader, mode string, dryRun bool) (ImportReport, error) {
+	q := url.Values{}
+	if mode != "" {
+		q.Set("mode", mode)
+	}
+	if dryRun {
+		q.Set("dryRun", "true")
+	}
+	var out ImportReport
+	err := c.do(ctx, request{method: http.MethodPost, path: "/things:import", query: q, raw: body, rawType: contentType, also: http.StatusUnprocessableEntity}, &out)
 	return out, err
 }

@@ -146,6 +146,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.fileCmd(),
 		a.tokenCmd(),
 		a.userCmd(),
+		a.auditCmd(),
 		a.adminCmd(),
 		a.simCmd(),
 		a.benchCmd(),

@@ -12,7 +12,8 @@ import (
 
 func (a *app) thingCmd() *cobra.Command {
 	cmd := parentCmd("thing", "Manage things (devices)", "things")
-	cmd.AddCommand(a.thingCreateCmd(), a.thingListCmd(), a.thingGetCmd(), a.thingUpdateCmd(), a.thingDeleteCmd(), a.thingCountCmd())
+	cmd.AddCommand(a.thingCreateCmd(), a.thingListCmd(), a.thingGetCmd(), a.thingUpdateCmd(), a.thingDeleteCmd(), a.thingCountCmd(),
+		a.thingImportCmd())
 	return cmd
 }
 

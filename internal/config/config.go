@@ -205,6 +205,18 @@ type Config struct {
 	DashboardMaxSize     int
 	MaxDashboards        int
 	StatsHistoryInterval time.Duration
+
+	// Audit log (docs/audit.md): entries waiting to be stored, how long a
+	// change waits for room before it is refused with 503, the largest
+	// before/after document kept, and how long entries are kept.
+	AuditQueue       int
+	AuditQueueWait   time.Duration
+	AuditMaxDocument int
+	AuditRetention   time.Duration
+	// Bulk import of things (docs/import.md): the largest body and the
+	// most rows of one POST /things:import.
+	ImportMaxSize int64
+	ImportMaxRows int
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -323,6 +335,12 @@ func Default() Config {
 		ProvisioningVerificationTTL: time.Hour,
 		ProvisioningQueue:           4,
 		ProvisioningRequestTimeout:  10 * time.Second,
+		AuditQueue:                  10_000,
+		AuditQueueWait:              2 * time.Second,
+		AuditMaxDocument:            8 << 10,
+		AuditRetention:              90 * 24 * time.Hour,
+		ImportMaxSize:               64 << 20,
+		ImportMaxRows:               200_000,
 	}
 }
 
@@ -474,6 +492,12 @@ func fields(c *Config) []field {
 		{"dashboard-max-size", "largest dashboard document (POST/PUT /api/v1/dashboards), in bytes; larger ones are answered 413", num(&c.DashboardMaxSize)},
 		{"max-dashboards", "most dashboards on the server; a new one beyond it is answered 409 and counted in mote_dashboards_refused_total", num(&c.MaxDashboards)},
 		{"stats-history-interval", "how often the overview's history (GET /api/v1/stats/history) records a point of message rate, connected things and active alarms", dur(&c.StatsHistoryInterval)},
+		{"audit-queue", "audit entries waiting to be stored; when full, a change waits --audit-queue-wait for room and is then refused with 503 (never recorded-less), counted", num(&c.AuditQueue)},
+		{"audit-queue-wait", "how long a change waits for room in a full audit queue before it is refused with 503", dur(&c.AuditQueueWait)},
+		{"audit-max-document", "largest before or after document kept in an audit entry, in bytes after redaction; larger ones are left out and the entry flagged documentsOmitted", num(&c.AuditMaxDocument)},
+		{"audit-retention", "how long audit entries are kept; older ones are deleted by a background pruner (hourly)", dur(&c.AuditRetention)},
+		{"import-max-size", "largest body of POST /api/v1/things:import, in bytes; larger ones are answered 413", num64(&c.ImportMaxSize)},
+		{"import-max-rows", "most rows one POST /api/v1/things:import may hold; more are answered 413", num(&c.ImportMaxRows)},
 	}
 }
 
@@ -744,6 +768,18 @@ func (c *Config) validateCoAP() error {
 		return fmt.Errorf("coap-session-idle: %s is outside 1s to 24h", c.CoAPSessionIdle)
 	case c.CoAPMaxBlockwiseTransfers < 1 || c.CoAPMaxBlockwiseTransfers > 1000:
 		return fmt.Errorf("coap-max-blockwise-transfers: %d is outside 1 to 1000", c.CoAPMaxBlockwiseTransfers)
+	case c.AuditQueue < 1 || c.AuditQueue > 10_000_000:
+		return fmt.Errorf("audit-queue: %d is outside 1 to 10000000", c.AuditQueue)
+	case c.AuditQueueWait < time.Millisecond || c.AuditQueueWait > time.Minute:
+		return fmt.Errorf("audit-queue-wait: %s is outside 1ms to 1m", c.AuditQueueWait)
+	case c.AuditMaxDocument < 1 || c.AuditMaxDocument > 1<<20:
+		return fmt.Errorf("audit-max-document: %d is outside 1 to 1048576 (1 MiB)", c.AuditMaxDocument)
+	case c.AuditRetention < time.Hour || c.AuditRetention > 100*365*24*time.Hour:
+		return fmt.Errorf("audit-retention: %s is outside 1h to 100 years", c.AuditRetention)
+	case c.ImportMaxSize < 1 || c.ImportMaxSize > 16<<30:
+		return fmt.Errorf("import-max-size: %d is outside 1 to 17179869184 (16 GiB)", c.ImportMaxSize)
+	case c.ImportMaxRows < 1 || c.ImportMaxRows > 10_000_000:
+		return fmt.Errorf("import-max-rows: %d is outside 1 to 10000000", c.ImportMaxRows)
 	}
 	return nil
 }

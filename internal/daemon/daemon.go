@@ -24,6 +24,7 @@ import (
 	"github.com/moteiot/mote/internal/alarms"
 	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/artifacts"
+	"github.com/moteiot/mote/internal/audit"
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/blob"
 	"github.com/moteiot/mote/internal/bridge"
@@ -55,6 +56,7 @@ import (
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
+	"github.com/moteiot/mote/internal/thingimport"
 	"github.com/moteiot/mote/internal/users"
 	"github.com/moteiot/mote/internal/wal"
 )
@@ -94,6 +96,7 @@ type Daemon struct {
 	modelMon *devicemodel.Monitor
 	jobs     *jobs.Service
 	profiles *profiles.Service
+	audit    *audit.Recorder
 	coap     *coap.Server
 	journal  *ingest.Journal
 	tstore   telemetry.Store
@@ -237,6 +240,22 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.metrics = prometheus.NewRegistry()
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerStoreMetrics(d.metrics, d.store, d.tstore)
+	// The audit log: every change through the API is recorded; closed
+	// after the HTTP server (closers run last first), so that what it
+	// accepted is stored.
+	d.audit = audit.New(audit.Options{
+		Store:       st.Audit(),
+		Queue:       cfg.AuditQueue,
+		QueueWait:   cfg.AuditQueueWait,
+		MaxDocument: cfg.AuditMaxDocument,
+		Retention:   cfg.AuditRetention,
+		Logger:      d.log.With("component", "audit"),
+		Metrics:     d.metrics,
+	})
+	if err := d.audit.Start(ctx); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	d.onClose(d.audit.Close)
 
 	// The ingest journal: QoS 1/2 messages that a rule stores as telemetry
 	// are made durable in it before their PUBACK, and applied to the
@@ -642,6 +661,13 @@ func (d *Daemon) firstToken(ctx context.Context) error {
 }
 
 func (d *Daemon) startHTTP() error {
+	importer := thingimport.New(thingimport.Options{
+		Registry: d.registry,
+		MaxRows:  d.cfg.ImportMaxRows,
+		MaxSize:  d.cfg.ImportMaxSize,
+		Logger:   d.log.With("component", "import"),
+		Metrics:  d.metrics,
+	})
 	mux := http.NewServeMux()
 	mux.Handle(httpapi.BasePath+"/", httpapi.New(httpapi.Options{
 		Registry:  d.registry,
@@ -657,6 +683,8 @@ func (d *Daemon) startHTTP() error {
 		Profiles:  d.profiles,
 		Fleet:     d.fleet,
 		Devices:   provisioning.Devices{Devices: d.devices, Provisioning: d.prov}, // JITR on HTTPS
+		Audit:     d.audit,
+		Importer:  importer,
 		Gateway:   d.broker,
 
 		// Device models: desired updates and commands are checked.
@@ -983,6 +1011,9 @@ func (d *Daemon) Analytics() *analytics.Engine { return d.analytic }
 
 // Jobs returns the job service.
 func (d *Daemon) Jobs() *jobs.Service { return d.jobs }
+
+// Audit returns the audit log recorder.
+func (d *Daemon) Audit() *audit.Recorder { return d.audit }
 
 // Journal returns the ingest journal.
 func (d *Daemon) Journal() *ingest.Journal { return d.journal }

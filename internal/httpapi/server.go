@@ -27,6 +27,7 @@ import (
 	"github.com/moteiot/mote/internal/alarms"
 	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/artifacts"
+	"github.com/moteiot/mote/internal/audit"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/dashboards"
@@ -43,6 +44,7 @@ import (
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
+	"github.com/moteiot/mote/internal/thingimport"
 	"github.com/moteiot/mote/internal/users"
 )
 
@@ -121,6 +123,12 @@ type Options struct {
 	Provisioning         *provisioning.Service
 	ProvisioningLimiter  *provisioning.Limiter
 	ProvisioningEndpoint string
+	// Audit records every change made through the API (nil: nothing is
+	// recorded and /audit answers 503); see audit.go.
+	Audit *audit.Recorder
+	// Importer imports things in bulk (nil: POST /things:import answers
+	// 503).
+	Importer *thingimport.Importer
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -186,6 +194,10 @@ type server struct {
 	provEndpoint string
 
 	tokenLimits tokenLimits
+
+	audit       *audit.Recorder
+	auditRoutes map[string]auditRoute
+	importer    *thingimport.Importer
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -205,6 +217,7 @@ func (s *server) routes() []route {
 		{"POST", "/things", roleWrite, s.createThing},
 		{"GET", "/things", roleView, s.listThings},
 		{"GET", "/things:count", roleView, s.countThings},
+		{"POST", "/things:import", roleWrite, s.importThings},
 		{"GET", "/stats", roleView, s.getStats},
 		{"GET", "/stats/history", roleView, s.getStatsHistory},
 		{"GET", "/things/{name}", roleView, s.getThing},
@@ -350,6 +363,9 @@ func (s *server) routes() []route {
 		{"PATCH", "/users/{name}", roleAdmin, s.updateUser},
 		{"DELETE", "/users/{name}", roleAdmin, s.deleteUser},
 		{"POST", "/users/{name}/password", roleView, s.changePassword}, // oneself with the old one, or an admin
+
+		{"GET", "/audit", roleAdmin, s.listAudit},
+		{"GET", "/audit/export", roleAdmin, s.exportAudit},
 	}
 }
 
@@ -374,6 +390,8 @@ func New(o Options) http.Handler {
 	s.models, s.typeModelMax = o.Models, o.TypeModelMaxSize
 	s.prov, s.provLimit, s.provEndpoint = o.Provisioning, o.ProvisioningLimiter, o.ProvisioningEndpoint
 	s.fleet = o.Fleet
+	s.audit = o.Audit
+	s.importer = o.Importer
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {
@@ -383,7 +401,9 @@ func New(o Options) http.Handler {
 	mux := http.NewServeMux()
 	paths := http.NewServeMux() // every routed path, any method: tells 405 from 404
 	allow := map[string][]string{}
-	for _, rt := range s.routes() {
+	table := s.routes()
+	s.auditRoutes = auditRoutes(table)
+	for _, rt := range table {
 		mux.Handle(rt.method+" "+rt.pattern(), s.adapt(rt))
 		if _, ok := allow[rt.pattern()]; !ok {
 			paths.Handle(rt.pattern(), http.NotFoundHandler())
@@ -473,7 +493,7 @@ func (s *server) adapt(rt route) http.Handler {
 				r = r.WithContext(ctx)
 			}
 			if err = s.checkScope(r, rt); err == nil {
-				err = rt.h(sw, r)
+				err = s.serveAudited(rt, sw, r) // runs rt.h (audit.go)
 			}
 		}
 		if err != nil {

@@ -41,6 +41,7 @@ type Store interface {
 	StatsHistory() StatsHistoryStore
 	// Provisioning keeps enrollment groups and claim tokens (provisioning.go).
 	Provisioning() ProvisioningStore
+	Audit() AuditStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -155,6 +156,11 @@ type ThingStore interface {
 	Total(ctx context.Context, f ThingFilter) (int, error)
 	// Counts returns how many things there are, connected and disabled.
 	Counts(ctx context.Context) (ThingCounts, error)
+	// CreateMany stores new things and credentials for them in one
+	// transaction: all or none (bulk import). It fails as Create would
+	// on the first thing that cannot be stored (its name taken, its type,
+	// a group or a policy missing), naming it, and stores nothing.
+	CreateMany(ctx context.Context, things []Thing, creds []Credential) error
 }
 
 // ThingSorts are the orders of ThingFilter.Sort.
@@ -1007,4 +1013,49 @@ type StatsHistoryStore interface {
 	// Since returns the points at or after since, oldest first, at most
 	// limit (1..100000; 0 means 100000) of the newest.
 	Since(ctx context.Context, since time.Time, limit int) ([]StatsPoint, error)
+}
+
+// AuditEntry is one record of the audit log (internal/audit): who changed
+// what, when, from where and with which result. Before and After are the
+// JSON documents of the target around the change, already redacted by the
+// recorder; nil when there is none or it was too large (Omitted).
+type AuditEntry struct {
+	ID         string // time-ordered: IDs sort as the entries were recorded
+	Time       time.Time
+	ActorKind  string // user, token, device, system
+	ActorName  string
+	ActorID    string // the token id; "" for others
+	Action     string // e.g. thing.create
+	TargetKind string // e.g. thing
+	TargetName string
+	Status     int // HTTP status of the request
+	Source     string
+	RequestID  string
+	Before     []byte
+	After      []byte
+	Omitted    bool // a document was larger than the limit and left out
+}
+
+// AuditFilter selects audit entries. Zero fields do not filter.
+type AuditFilter struct {
+	Actor        string    // ActorName
+	Action       string    // exact, or a prefix when it ends in "*" ("thing.*")
+	TargetKind   string    //
+	TargetName   string    //
+	Since, Until time.Time // Since <= Time < Until
+	After        string    // cursor: the ID of the last entry of the previous page
+	Limit        int       // 1..1000; 0 means 100
+}
+
+// AuditStore keeps the audit log. It is append-only: there is no update
+// and no delete but Prune, which removes entries by age.
+type AuditStore interface {
+	// Append stores a batch of entries in one transaction; an ID that
+	// exists already is a core.Conflict and nothing of the batch is kept.
+	Append(ctx context.Context, entries []AuditEntry) error
+	// List returns the entries that match f, newest (highest ID) first,
+	// those with an ID below f.After when it is set.
+	List(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
+	// Prune deletes the entries recorded before t and returns how many.
+	Prune(ctx context.Context, before time.Time) (int64, error)
 }

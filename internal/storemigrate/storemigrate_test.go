@@ -137,6 +137,11 @@ func installation(t *testing.T) string {
 	must(t, err)
 	_, err = st.Provisioning().CreateClaim(ctx, store.Claim{ID: "clm1", TokenHash: []byte{7, 7}, Thing: "dev9", ExpiresAt: pexp, RedeemedAt: &later, RedeemedThing: "dev9", CreatedAt: t0})
 	must(t, err)
+	must(t, st.Audit().Append(ctx, []store.AuditEntry{
+		{ID: "0001", Time: t0, ActorKind: "token", ActorName: "ops", ActorID: "tok_1", Action: "thing.update", TargetKind: "thing", TargetName: "dev1",
+			Status: 200, Source: "10.0.0.1", RequestID: "r1", Before: []byte(`{"a":1}`), After: []byte(`{"a":2}`)},
+		{ID: "0002", Time: later, ActorKind: "user", ActorName: "alice", Action: "thing.delete", TargetKind: "thing", TargetName: "dev9", Status: 204, Omitted: true},
+	}))
 
 	ts, err := telemetrysqlite.Open(datadir.Telemetry(dir))
 	must(t, err)
@@ -212,6 +217,7 @@ func TestCopy(t *testing.T) {
 	same("profile state", func(s store.Store) (any, error) { return s.Profiles().ListApplied(ctx, "", 0) })
 	same("dashboards", func(s store.Store) (any, error) { return s.Dashboards().List(ctx, "", 0) })
 	same("stats history", func(s store.Store) (any, error) { return s.StatsHistory().Since(ctx, time.Time{}, 0) })
+	same("audit", func(s store.Store) (any, error) { return s.Audit().List(ctx, store.AuditFilter{}) })
 	same("job executions", func(s store.Store) (any, error) {
 		return s.Jobs().Executions(ctx, store.JobExecutionFilter{JobID: "job1"})
 	})

@@ -10,6 +10,7 @@ import { alarmsPage } from "./alarms";
 import { mapPage } from "./map";
 import { dashboardPage, dashboardsPage } from "./dashboards";
 import { tokensPage, usersPage } from "./users";
+import { auditPage } from "./audit";
 
 // A page renders into main and returns a cleanup (closes event streams).
 export type Page = (main: HTMLElement, params: Record<string, string>, me?: Me) => (() => void) | void;
@@ -27,6 +28,7 @@ const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title:
   { pattern: /^\/dashboards\/([^/]+)$/, keys: ["name"], page: dashboardPage, nav: "/dashboards", title: "Dashboard" },
   { pattern: /^\/users$/, keys: [], page: usersPage, nav: "/users", title: "Users" },
   { pattern: /^\/tokens$/, keys: [], page: tokensPage, nav: "/tokens", title: "API tokens" },
+  { pattern: /^\/audit$/, keys: [], page: auditPage, nav: "/audit", title: "Audit log" },
 ];
 
 const app = document.getElementById("app")!;
@@ -113,6 +115,7 @@ async function render(): Promise<void> {
         ["/dashboards", "Dashboards"],
         ...(me.role === "admin" ? [["/users", "Users"]] : []),
         ["/tokens", "Tokens"],
+        ...(me.role === "admin" ? [["/audit", "Audit"]] : []), // only admins may read it
       ].map(([href, label]) =>
         h("li", {}, h("a", { href, "aria-current": route?.nav === href ? "page" : undefined }, label)),
       ),

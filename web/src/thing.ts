@@ -3,6 +3,7 @@ import "uplot/dist/uPlot.min.css";
 import { ApiError, del, enc, events, get, List, patch, post, Stream, Thing } from "./api";
 import { ago, clear, errorBox, field, fmtTime, h, plural, pretty, tableWrap } from "./ui";
 import { stateBadge } from "./things";
+import type { Me } from "./api";
 import { navigate } from "./main";
 import { thingAlarms } from "./alarms";
 
@@ -36,6 +37,8 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
   const path = `/things/${enc(name)}`;
   const err = errorBox();
   const head = h("div", { class: "title" }, h("h1", {}, name));
+  // The thing's audit trail: offered to admins only (they alone may read the log).
+  get<Me>("/auth/me").then((m) => m.role === "admin" && head.append(h("a", { href: `/audit?target=${enc("thing:" + name)}`, "data-testid": "audit-trail" }, "Audit trail")), () => {});
   const info = h("section", { class: "card", "aria-label": "Thing" }, "…");
   const charts = h("div", { class: "charts", "data-testid": "charts" });
   const rangeSel = h("select", { name: "range" }, ...ranges.map((r, i) => h("option", { value: String(i) }, r.label)));

@@ -95,6 +95,7 @@ type Store struct {
 	profiles    profileStore
 
 	provisioning provisioningStore // provisioning.go
+	audit        auditStore
 
 	closeOnce sync.Once
 }
@@ -132,6 +133,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.jobs = jobStore{s}
 	s.profiles = profileStore{s}
 	s.provisioning = provisioningStore{s}
+	s.audit = auditStore{s}
 	return s, nil
 }
 
@@ -159,6 +161,7 @@ func (s *Store) Profiles() store.ProfileStore       { return &s.profiles }
 
 // Provisioning keeps enrollment groups and claim tokens (provisioning.go).
 func (s *Store) Provisioning() store.ProvisioningStore { return &s.provisioning }
+func (s *Store) Audit() store.AuditStore               { return &s.audit }
 
 // Close closes the pool, waiting for connections in use to be returned.
 // Every write is committed when its method returns, so there is nothing to

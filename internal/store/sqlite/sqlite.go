@@ -76,6 +76,7 @@ type Store struct {
 	profiles    profileStore
 
 	provisioning provisioningStore // provisioning.go
+	audit        auditStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -157,6 +158,7 @@ func Open(path string) (*Store, error) {
 	s.jobs = jobStore{s}
 	s.profiles = profileStore{s}
 	s.provisioning = provisioningStore{s}
+	s.audit = auditStore{s}
 	return s, nil
 }
 
@@ -204,6 +206,7 @@ func (s *Store) Profiles() store.ProfileStore       { return &s.profiles }
 
 // Provisioning keeps enrollment groups and claim tokens (provisioning.go).
 func (s *Store) Provisioning() store.ProvisioningStore { return &s.provisioning }
+func (s *Store) Audit() store.AuditStore               { return &s.audit }
 
 // Close checkpoints the write-ahead log into the database file and closes
 // both pools. Calls after the first return the first call's result.

@@ -61,6 +61,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Profiles", func(t *testing.T) { testProfiles(t, open) })
 	t.Run("Dashboards", func(t *testing.T) { testDashboards(t, open) })
 	t.Run("Provisioning", func(t *testing.T) { testProvisioning(t, open) })
+	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
+	t.Run("CreateMany", func(t *testing.T) { testCreateMany(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 }
 
