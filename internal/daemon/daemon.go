@@ -906,6 +906,9 @@ func (d *Daemon) Analytics() *analytics.Engine { return d.analytic }
 // Jobs returns the job service.
 func (d *Daemon) Jobs() *jobs.Service { return d.jobs }
 
+// Users returns the console's user accounts (tests sign in other roles).
+func (d *Daemon) Users() *users.Service { return d.users }
+
 // Journal returns the ingest journal.
 func (d *Daemon) Journal() *ingest.Journal { return d.journal }
 
