@@ -63,8 +63,11 @@ func TestMapGeofenceAlarmAsNewUser(t *testing.T) {
 
 	// Draw a circle around the device: centre on it, radius 80 px.
 	var pt []float64
+	// At zoom 14 (set here: the fit may still be on its way) 80 px are
+	// about 470 m.
 	se.run("where the device is on the screen", chromedp.Evaluate(`(() => {
 		const el = document.querySelector("[data-testid=fleet-map]");
+		el.leafletMap.setView([52.0, 4.0], 14, {animate: false});
 		const p = el.leafletMap.latLngToContainerPoint([52.0, 4.0]);
 		const r = el.getBoundingClientRect();
 		return [r.left + p.x, r.top + p.y];
@@ -98,6 +101,7 @@ func TestMapGeofenceAlarmAsNewUser(t *testing.T) {
 	if rule.Kind != "geofence" || !strings.Contains(string(rule.Config), `"Circle"`) {
 		t.Fatalf("rule = %+v %s", rule, rule.Config)
 	}
+	t.Logf("the geofence drawn: %s", rule.Config)
 
 	// The device moves a little (inside the fence): the marker follows.
 	at(52.0, 4.001)
