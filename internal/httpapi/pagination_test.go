@@ -47,6 +47,7 @@ var notPaginated = map[string]string{
 	"/artifacts/{name}/{version}/download":        "a file",
 	"/devices/{thing}/artifacts/{name}/{version}": "a file",
 	"/fleet/firmware":                             "one object (a count per version)",
+	"/fleet/positions":                            "pages of up to 10,000: TestFleetPositions pages it, TestMapClusters10000 (test/console) reads a full one",
 	"/devices/{thing}/files/{name}":               "one object",
 	"/things/{name}/files":                        "a thing's files, at most --file-max-count (no cursor)",
 	"/things/{name}/files/{file}":                 "one object",

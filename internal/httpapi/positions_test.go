@@ -160,3 +160,29 @@ func TestEventsAlarmsAndPositions(t *testing.T) {
 		t.Errorf("alarms=2: %d; want 400", code)
 	}
 }
+
+// A device cannot place another thing on the map: its publish on the
+// other's telemetry topic is refused by the default policy, and the map
+// shows only where the other thing itself said it is.
+func TestFleetPositionsOtherThing(t *testing.T) {
+	s := daemontest.Start(t)
+	secA := s.Device(t, "a")
+	secB := s.Device(t, "b")
+	a := s.V5(t, "a", secA)
+	b := s.V5(t, "b", secB)
+	b.Pub(t, "things/b/telemetry", 1, false, `{"lat": 10, "lon": 20}`)
+	if rc := a.Pub(t, "things/b/telemetry", 1, false, `{"lat": -10, "lon": -20}`); rc < 0x80 {
+		t.Fatalf("a's publish on b's telemetry: reason code %#x; want a refusal", rc)
+	}
+	a.Pub(t, "things/a/telemetry", 1, false, `{"lat": 1, "lon": 2}`) // after the refused one
+	var got positionsAnswer
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		if apiGet(t, s, "/fleet/positions", &got); got.Total != 2 {
+			return fmt.Errorf("%+v", got)
+		}
+		return nil
+	})
+	if p := got.Items[1]; p.Thing != "b" || p.Lat != 10 || p.Lon != 20 {
+		t.Errorf("b is at %+v; want where b said (10, 20)", p)
+	}
+}

@@ -258,3 +258,46 @@ func TestPresenceEventAllocs(t *testing.T) {
 		t.Fatalf("a presence event with a full list allocates %.1f times; want 0", allocs)
 	}
 }
+
+// A positions watcher gets the telemetry that names lat and lon, of every
+// thing, and none other; a flood that it does not read fills its bounded
+// queue and the rest is dropped and counted, never waited for.
+func TestPositionsWatcher(t *testing.T) {
+	b := &bus.Local{}
+	h := New(Options{Bus: b})
+	defer h.Close()
+	w := h.Watch(WatchOptions{Positions: true, Queue: 8})
+	defer w.Close()
+	b.Publish(core.Message{Topic: "things/a/telemetry", Payload: []byte(`{"temperature": 1}`)})
+	b.Publish(core.Message{Topic: "things/a/status", Payload: []byte(`{"lat": 1, "lon": 2}`)})
+	b.Publish(core.Message{Topic: "things/b/telemetry", Payload: []byte(`{"lat": 1, "lon": 2}`), Received: time.Unix(5, 0)})
+	select {
+	case it := <-w.C:
+		if it.Kind != "position" || it.Event.Thing != "b" || string(it.Event.Payload) != `{"lat": 1, "lon": 2}` || !it.Event.Time.Equal(time.Unix(5, 0)) {
+			t.Fatalf("item = %+v %+v; want b's position", it, it.Event)
+		}
+	default:
+		t.Fatal("no position")
+	}
+	if len(w.C) != 0 {
+		t.Fatalf("%d more items; want only b's telemetry with a position", len(w.C))
+	}
+	done := make(chan struct{})
+	go func() {
+		for i := range 1000 {
+			b.Publish(core.Message{Topic: fmt.Sprintf("things/t%d/telemetry", i), Payload: []byte(`{"lat": 1, "lon": 2}`)})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publisher was held by a watcher nobody reads")
+	}
+	if len(w.C) != 8 {
+		t.Errorf("queue holds %d; want it full (8)", len(w.C))
+	}
+	if n := w.Dropped(); n != 1000-8 {
+		t.Errorf("Dropped() = %d; want %d", n, 1000-8)
+	}
+}

@@ -63,8 +63,11 @@ func TestMapGeofenceAlarmAsNewUser(t *testing.T) {
 
 	// Draw a circle around the device: centre on it, radius 80 px.
 	var pt []float64
+	// At zoom 14 (set here: the fit may still be on its way) 80 px are
+	// about 470 m.
 	se.run("where the device is on the screen", chromedp.Evaluate(`(() => {
 		const el = document.querySelector("[data-testid=fleet-map]");
+		el.leafletMap.setView([52.0, 4.0], 14, {animate: false});
 		const p = el.leafletMap.latLngToContainerPoint([52.0, 4.0]);
 		const r = el.getBoundingClientRect();
 		return [r.left + p.x, r.top + p.y];
@@ -98,6 +101,7 @@ func TestMapGeofenceAlarmAsNewUser(t *testing.T) {
 	if rule.Kind != "geofence" || !strings.Contains(string(rule.Config), `"Circle"`) {
 		t.Fatalf("rule = %+v %s", rule, rule.Config)
 	}
+	t.Logf("the geofence drawn: %s", rule.Config)
 
 	// The device moves a little (inside the fence): the marker follows.
 	at(52.0, 4.001)
@@ -245,4 +249,61 @@ func TestMapClusters10000(t *testing.T) {
 	se.screenshot("map-10000")
 	t.Logf("clusters: %d things in view, %d single markers, zoom %v → %v", count, pins, zoom0, zoom1)
 	se.b.check(t)
+}
+
+// A viewer sees the alarms and the geofences but no Ack, Clear, Draw,
+// Edit or Delete: the console hides what the API would refuse. An
+// operator's page has them (the same page, so the check can fail).
+func TestAlarmsAndMapViewer(t *testing.T) {
+	if !console.Built() {
+		t.Skip("the console is not built (npm --prefix web ci && npm --prefix web run build); skipping the browser test")
+	}
+	s := daemontest.Start(t)
+	ctx := context.Background()
+	s.Thing(t, "pump")
+	if _, err := s.Alarms().Raise(ctx, "pump", "overheat", "minor", nil); err != nil {
+		t.Fatal(err)
+	}
+	api := apiclient.New(s.API, s.Token)
+	if _, err := api.CreateAnalyticsRule(ctx, apiclient.AnalyticsRule{Name: "yard", Kind: "geofence",
+		Config: []byte(`{"fence": {"type": "Polygon", "coordinates": [[[10, 50], [11, 50], [11, 51], [10, 51], [10, 50]]]}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []struct{ name, role string }{{"watcher", "viewer"}, {"ops", "operator"}} {
+		if _, err := s.Users().Create(ctx, u.name, "pass-"+u.name+"-123456", u.role); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		user    string
+		buttons int // Ack + Clear + Draw polygon + Draw circle + Edit shape + Delete
+	}{{"watcher", 0}, {"ops", 6}} {
+		se := openBrowser(t)
+		se.run("sign in as "+tc.user,
+			chromedp.Navigate(s.API+"/"),
+			chromedp.WaitVisible(`input[name=password]`),
+			chromedp.SetValue(`input[name=user]`, tc.user),
+			chromedp.SendKeys(`input[name=password]`, "pass-"+tc.user+"-123456"),
+			chromedp.Click(`form.login button[type=submit]`),
+			chromedp.WaitVisible(`[data-testid=things-total]`),
+			chromedp.WaitVisible(`[data-testid=alarms-minor]`),
+		)
+		var n, m int
+		se.run("the alarms page",
+			chromedp.Click(`nav a[href="/alarms"]`),
+			chromedp.WaitVisible(`tr[data-thing=pump][data-type=overheat]`),
+			chromedp.Evaluate(`document.querySelectorAll("tr[data-thing=pump] button").length`, &n),
+		)
+		se.run("the map page",
+			chromedp.Click(`nav a[href="/map"]`),
+			chromedp.WaitVisible(`tr[data-rule=yard]`),
+			chromedp.WaitReady(`path.geofence`),
+			chromedp.Evaluate(`document.querySelectorAll("[data-testid=draw-polygon], [data-testid=draw-circle], tr[data-rule=yard] button.small").length`, &m),
+		)
+		if n+m != tc.buttons {
+			t.Errorf("%s sees %d alarm and %d geofence buttons; want %d in all", tc.user, n, m, tc.buttons)
+		}
+		se.screenshot("map-" + tc.user)
+		se.b.check(t)
+	}
 }

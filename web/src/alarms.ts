@@ -255,8 +255,10 @@ export function alarmsPage(main: HTMLElement): () => void {
 }
 
 // thingAlarms is the thing page's alarm card: its active alarms by
-// severity and a list of them, live.
-export function thingAlarms(name: string): { el: HTMLElement; close: () => void } {
+// severity and a list of them. The page feeds it the alarm events of its
+// own stream (onAlarm; a browser holds few connections per server, so a
+// page opens as few streams as it can) and calls refresh after a loss.
+export function thingAlarms(name: string): { el: HTMLElement; refresh: () => void; onAlarm: (e: AlarmEvent) => void; close: () => void } {
   const badges = alarmBadges(name);
   const list = h("ul", { class: "events", "data-testid": "thing-alarms" });
   const el = h(
@@ -277,19 +279,17 @@ export function thingAlarms(name: string): { el: HTMLElement; close: () => void 
   };
   refresh();
   let timer: number | undefined;
-  const es = events("alarms=1", {
-    alarm: (e: AlarmEvent) => {
+  return {
+    el,
+    refresh,
+    onAlarm(e: AlarmEvent) {
       if (e.alarm.thing !== name || timer !== undefined) return;
       timer = window.setTimeout(() => {
         timer = undefined;
         refresh();
       }, 300);
     },
-  }, refresh);
-  return {
-    el,
     close() {
-      es.close();
       window.clearTimeout(timer);
     },
   };

@@ -51,7 +51,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
   // thing gets the error alone.
   clear(main, head, err.el, h("p", { class: "loading" }, "Loading…"));
   // The thing's active alarms, once the thing is known.
-  let alarmCard: { el: HTMLElement; close: () => void } | null = null;
+  let alarmCard: ReturnType<typeof thingAlarms> | null = null;
   function showPage(): void {
     alarmCard = alarmCard ?? thingAlarms(name);
     clear(
@@ -460,8 +460,9 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
     // connection (a server restart), everything is read again: the events
     // in between were missed.
     pres = events(
-      "presence=1",
+      "presence=1&alarms=1",
       {
+        alarm: (e) => alarmCard?.onAlarm(e),
         presence: (e) => {
           const p = e.payload;
           if ((p?.thing ?? "") !== name || !thing) return;
@@ -477,6 +478,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
       },
       () => {
         loadThing();
+        alarmCard?.refresh();
         loadTelemetry();
         loadShadow();
         loadCommands();
