@@ -185,3 +185,23 @@ func FuzzParse(f *testing.F) {
 		_ = c.Interval("")
 	})
 }
+
+func BenchmarkCheckTelemetry(b *testing.B) {
+	c := sensor(b)
+	obj := map[string]any{"temperature": json.Number("21.5"), "humidity": json.Number("40"), "door": false, "rssi": json.Number("-70")}
+	for b.Loop() {
+		if len(c.CheckTelemetry(obj)) != 0 {
+			b.Fatal("violation")
+		}
+	}
+}
+
+func BenchmarkValidateDesired(b *testing.B) {
+	c := sensor(b)
+	doc := json.RawMessage(`{"reportingInterval": 10, "led": "on"}`)
+	for b.Loop() {
+		if err := c.ValidateDesired(doc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -76,6 +76,10 @@ export interface ThingStats {
   lastDeniedTopic?: string;
   lastDeniedAt?: string;
   lastInvalidAt?: string;
+  // Telemetry and reported values outside the type's device model.
+  modelViolations?: number;
+  lastModelViolation?: { kind: string; key: string; value?: unknown; reason: string };
+  lastModelViolationAt?: string;
 }
 
 export interface List<T> {

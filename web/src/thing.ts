@@ -6,6 +6,7 @@ import { stateBadge } from "./things";
 import type { Me } from "./api";
 import { navigate } from "./main";
 import { thingAlarms } from "./alarms";
+import { caption, commandForms, DeviceModel, labelledFields, loadModel, withUnit } from "./model";
 
 const ranges: { label: string; ms: number; interval?: string }[] = [
   { label: "15 minutes", ms: 15 * 60e3 },
@@ -69,6 +70,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
 
   // --- the thing itself ---
   let thing: Thing | null = null;
+  let model: DeviceModel | null = null; // of the thing's type (docs/device-models.md)
   let started = false;
   let presenceTimer: number | undefined;
   // The newest presence event of this thing. The registry records
@@ -86,6 +88,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
       thing = withPresence(await get<Thing>(path));
       err.hide();
       if (!started) {
+        model = await loadModel(thing.type);
         started = true;
         showPage();
         start();
@@ -169,6 +172,19 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
           String(st.invalidTelemetry),
           st.invalidTelemetry ? h("small", { class: "muted" }, ` (${plural(st.invalidTelemetry, "message")} on things/${t.name}/telemetry that ${st.invalidTelemetry === 1 ? "is" : "are"} not a JSON object, latest ${ago(st.lastInvalidAt)}: delivered, not stored)`) : "",
         ),
+        ...(model
+          ? [
+              h("dt", {}, "Outside the model"),
+              h(
+                "dd",
+                { "data-testid": "model-violations", class: st.modelViolations ? "bad" : "" },
+                String(st.modelViolations ?? 0),
+                st.lastModelViolation
+                  ? h("small", { class: "muted" }, ` latest: ${st.lastModelViolation.kind} `, h("code", {}, st.lastModelViolation.key), ` = ${JSON.stringify(st.lastModelViolation.value)} (${st.lastModelViolation.reason}) ${ago(st.lastModelViolationAt)}`)
+                  : "",
+              ),
+            ]
+          : []),
       ),
       form,
       h("p", { class: "danger-zone" }, remove),
@@ -182,7 +198,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
     let p = plots.get(key);
     if (p) return p;
     const last = h("span", { class: "last", "data-testid": `last-${key}` });
-    const el = h("figure", { class: "chart", "data-key": key }, h("figcaption", {}, key, " ", last));
+    const el = h("figure", { class: "chart", "data-key": key }, h("figcaption", {}, caption(model, key), " ", last));
     charts.append(el);
     const xs: number[] = [];
     const ys: number[] = [];
@@ -209,9 +225,9 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
     return p;
   }
   function redraw(): void {
-    for (const p of plots.values()) {
+    for (const [key, p] of plots) {
       p.u.setData([p.xs, p.ys]);
-      p.last.textContent = p.ys.length ? String(p.ys[p.ys.length - 1]) : "";
+      p.last.textContent = p.ys.length ? withUnit(model, key, p.ys[p.ys.length - 1]) : "";
     }
   }
   const onResize = () => {
@@ -252,7 +268,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
       // value and reload the aggregates now and then.
       for (const k of keys) {
         const p = plots.get(k);
-        if (p) p.last.textContent = String(vals[k]);
+        if (p) p.last.textContent = withUnit(model, k, vals[k]);
       }
       if (aggTimer === undefined) aggTimer = window.setTimeout(loadTelemetry, 30_000);
       return;
@@ -309,7 +325,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
       h("h2", { id: "shadow-h" }, "Shadow", doc ? h("small", {}, ` version ${doc.version}`) : ""),
       doc ? "" : h("p", { class: "muted" }, "No shadow yet: the device reports one, or set a desired value."),
       h("div", { class: "shadow" },
-        h("div", {}, h("h3", {}, "Reported"), h("pre", { "data-testid": "reported" }, pretty(state.reported ?? {}))),
+        h("div", {}, h("h3", {}, "Reported"), labelledFields(model?.properties?.reported, state.reported ?? {}, "reported-fields") ?? "", h("pre", { "data-testid": "reported" }, pretty(state.reported ?? {}))),
         h("div", {}, h("h3", {}, "Delta"), h("pre", { "data-testid": "delta" }, pretty(state.delta ?? {}))),
       ),
       form,
@@ -404,7 +420,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
           ferr.show(e);
         }
       });
-      clear(commandsBox, h("h2", { id: "commands-h" }, "Commands"), form, tableWrap(h("table", {}, h("thead", {}, h("tr", {}, ...["Command", "Status", "Sent", "Result"].map((c) => h("th", { scope: "col" }, c)))), cmdList)));
+      clear(commandsBox, h("h2", { id: "commands-h" }, "Commands"), (model && commandForms(model, path, loadCommands)) || "", form, tableWrap(h("table", {}, h("thead", {}, h("tr", {}, ...["Command", "Status", "Sent", "Result"].map((c) => h("th", { scope: "col" }, c)))), cmdList)));
     }
 
     // --- direct methods ---
