@@ -144,6 +144,8 @@ func (a *app) rootCmd() *cobra.Command {
 		a.artifactCmd(),
 		a.fileCmd(),
 		a.tokenCmd(),
+		a.enrollmentCmd(),
+		a.claimCmd(),
 		a.adminCmd(),
 		a.simCmd(),
 		a.benchCmd(),
