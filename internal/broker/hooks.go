@@ -164,7 +164,7 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 		if pv := b.provisioner(); pv != nil && errors.Is(err, auth.ErrInvalidCertificate) && az == nil {
 			id, provHandle, err = pv.ProvisioningCertificate(ctx, cert) // JITR or a claim certificate
 		}
-	} else if pv := b.provisioner(); pv != nil && az == nil && pv.ProvisioningUser(string(pk.Connect.Username)) {
+	} else if pv := b.provisioner(); pv != nil && az == nil && isProvisioningUser(pk.Connect.Username) {
 		provHandle, err = pv.ProvisioningSecret(ctx, cl.Net.Remote, cl.ID, string(pk.Connect.Username), string(pk.Connect.Password))
 	} else if az != nil {
 		id, err = b.azureSAS(ctx, az, string(pk.Connect.Password))
@@ -172,7 +172,7 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 		id, err = b.opts.Auth.Secret(ctx, string(pk.Connect.Username), string(pk.Connect.Password))
 	}
 	if err != nil {
-		if !auth.IsRefusal(err) && !isAzureRefusal(err) {
+		if _, _, prov := provisioningConnackCode(err); !auth.IsRefusal(err) && !isAzureRefusal(err) && !prov {
 			b.log.Error("authentication failed", "client", cl.ID, "error", err)
 		}
 		return nil, err

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -34,7 +35,6 @@ import (
 // Provisioner is the provisioning service (provisioning.MQTT). Session
 // handles are opaque to the broker.
 type Provisioner interface {
-	ProvisioningUser(username string) bool
 	ProvisioningSecret(ctx context.Context, remote, clientID, username, password string) (any, error)
 	// ProvisioningCertificate: a thing's identity, or (session non-nil) a
 	// provisioning-only connection.
@@ -91,6 +91,16 @@ func (b *Broker) provisioner() Provisioner {
 		return *p
 	}
 	return nil
+}
+
+// provisioningUserPrefix starts the user name of a symmetric-key
+// provisioning connection ("enrollment:{group}"; provisioning.UserPrefix).
+const provisioningUserPrefix = "enrollment:"
+
+// isProvisioningUser reports whether a CONNECT user name asks for a
+// provisioning connection (no copy of the name on every connect).
+func isProvisioningUser(username []byte) bool {
+	return bytes.HasPrefix(username, []byte(provisioningUserPrefix))
 }
 
 var errProvisioningClientID = errors.New("a provisioning connection needs a client id (its registration id)")

@@ -147,6 +147,8 @@ func (a *app) rootCmd() *cobra.Command {
 		a.tokenCmd(),
 		a.userCmd(),
 		a.auditCmd(),
+		a.enrollmentCmd(),
+		a.claimCmd(),
 		a.adminCmd(),
 		a.simCmd(),
 		a.benchCmd(),

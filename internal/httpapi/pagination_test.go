@@ -18,6 +18,7 @@ import (
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/policy"
+	"github.com/moteiot/mote/internal/provisioning"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
 )
@@ -62,6 +63,11 @@ var notPaginated = map[string]string{
 	"/things/{name}/credentials/{id}/psk": "one object",
 	"/things:count":                       "one number",
 	"/users/{name}":                       "one object",
+	// Provisioning (provisioning.go).
+	"/enrollments/{name}":                   "one object",
+	"/enrollments/{name}/verification-code": "one object",
+	"/claims/{id}":                          "one object",
+	"/claims/{id}/qr.png":                   "an image",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -161,6 +167,15 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		}},
 		{"/analytics/rules", "/analytics/rules", 1000, byName, func(i int) error {
 			_, err := s.Analytics().CreateRule(ctx, analytics.Rule{Name: name("ar", i), Kind: "silence", Config: json.RawMessage(`{"expectedInterval":"1m"}`)})
+			return err
+		}},
+		{"/enrollments", "/enrollments", 1000, byName, func(i int) error {
+			// Through the store: more groups than --provisioning-max-enrollments.
+			_, err := reg.Store().Provisioning().CreateEnrollment(ctx, store.Enrollment{Name: name("e", i), Attestation: store.AttestationSymmetricKey, Enabled: true})
+			return err
+		}},
+		{"/claims", "/claims", 1000, byID, func(i int) error {
+			_, _, err := s.Provisioning().CreateClaim(ctx, provisioning.NewClaim{Thing: name("k", i)})
 			return err
 		}},
 		{"/things/{name}/telemetry", "/things/host/telemetry?from=0&to=" + strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10), telemetry.MaxLimit, byPoint, nil},

@@ -53,9 +53,6 @@ type MQTT struct {
 	Limiter *Limiter // per source address; nil: none
 }
 
-// ProvisioningUser reports whether a CONNECT user name is a provisioning one.
-func (m MQTT) ProvisioningUser(username string) bool { return IsProvisioningUser(username) }
-
 // ProvisioningSecret authenticates a symmetric-key provisioning connection.
 func (m MQTT) ProvisioningSecret(ctx context.Context, remote, clientID, username, password string) (any, error) {
 	if err := m.Limiter.Allow(remote, "mqtt"); err != nil {
