@@ -420,8 +420,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 95 {
-		t.Errorf("settings = %d; want 95 (update this test for a new setting)", n)
+	if n != 97 {
+		t.Errorf("settings = %d; want 97 (update this test for a new setting)", n)
 	}
 }
 
