@@ -59,8 +59,8 @@ type Options struct {
 	// scope (0: DefaultMaxScopeGroups).
 	MaxFailures    int
 	MaxScopeGroups int
-	Logger     *slog.Logger
-	Now        func() time.Time // for tests; nil: time.Now
+	Logger         *slog.Logger
+	Now            func() time.Time // for tests; nil: time.Now
 }
 
 // Service manages users and sessions.
@@ -71,7 +71,7 @@ type Service struct {
 	log  *slog.Logger
 
 	maxFailures, maxScope int
-	now  func() time.Time
+	now                   func() time.Time
 
 	mu       sync.Mutex
 	failures map[string][]time.Time // "user:NAME" or "addr:IP" → recent failures
