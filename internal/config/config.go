@@ -142,6 +142,11 @@ type Config struct {
 	// MaxLongPollsPerDevice bounds the command long polls one thing may
 	// hold open on the HTTP device API.
 	MaxLongPollsPerDevice int
+	// Users (internal/users, docs/users.md): failed sign-ins allowed per
+	// minute per address and per user from one address; the groups a
+	// user's or token's scope may name.
+	LoginMaxFailures int
+	ScopeMaxGroups   int
 	// Jobs (internal/jobs): device requests queued for the job workers
 	// (more are answered RequestThrottled), the workers, the rollout
 	// scheduler's tick, the most things one job may target and the
@@ -288,6 +293,8 @@ func Default() Config {
 		HTTPIdleTimeout:          2 * time.Minute,
 		HTTPMaxHeaderBytes:       64 * 1024,
 		MaxLongPollsPerDevice:    4,
+		LoginMaxFailures:         5,
+		ScopeMaxGroups:           32,
 
 		AzureQueueSize:      16,
 		AzureRequestTimeout: 5 * time.Second,
@@ -453,6 +460,8 @@ func fields(c *Config) []field {
 		{"http-max-header-bytes", "largest HTTP(S) request header block, in bytes; larger ones are answered 431", num(&c.HTTPMaxHeaderBytes)},
 		{"http-max-conns", "most connections each of the HTTP and HTTPS servers serves at once; more wait in the listen backlog (0: half the open-file limit, so that MQTT keeps file descriptors)", num(&c.HTTPMaxConns)},
 		{"max-long-polls-per-device", "command long polls (GET /devices/{thing}/commands?wait=) one thing may hold open at once; more are answered 429", num(&c.MaxLongPollsPerDevice)},
+		{"login-max-failures", "failed console sign-ins (and wrong old passwords) allowed a minute per client address, and per user name from one address; more are answered 429", num(&c.LoginMaxFailures)},
+		{"scope-max-groups", "groups a user's or an API token's group scope may name; more are answered 400", num(&c.ScopeMaxGroups)},
 		{"job-queue", "job requests of devices (MQTT and HTTP) queued for the job workers; more are answered RequestThrottled (MQTT) or 429 and counted", num(&c.JobQueue)},
 		{"job-workers", "workers answering the job requests of devices", num(&c.JobWorkers)},
 		{"job-scheduler-tick", "how often the job scheduler releases executions at their rollout rate, checks abort criteria and times executions out", dur(&c.JobSchedulerTick)},
@@ -800,6 +809,10 @@ func (c *Config) validateHTTP() error {
 		return fmt.Errorf("http-max-conns: %d is outside 0 to 10000000 (0: half the open-file limit)", c.HTTPMaxConns)
 	case c.MaxLongPollsPerDevice < 1 || c.MaxLongPollsPerDevice > 1000:
 		return fmt.Errorf("max-long-polls-per-device: %d is outside 1 to 1000", c.MaxLongPollsPerDevice)
+	case c.LoginMaxFailures < 1 || c.LoginMaxFailures > 1000:
+		return fmt.Errorf("login-max-failures: %d is outside 1 to 1000", c.LoginMaxFailures)
+	case c.ScopeMaxGroups < 1 || c.ScopeMaxGroups > 1000:
+		return fmt.Errorf("scope-max-groups: %d is outside 1 to 1000", c.ScopeMaxGroups)
 	case c.JobQueue < 1 || c.JobQueue > 10_000_000:
 		return fmt.Errorf("job-queue: %d is outside 1 to 10000000", c.JobQueue)
 	case c.JobWorkers < 1 || c.JobWorkers > 1024:

@@ -104,6 +104,9 @@ func (s *server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if groups == nil && caller.Groups != nil && owner == caller.User {
 		groups = caller.Groups // no wider than the caller (a narrowed token of the same user)
 	}
+	if s.users != nil && len(groups) > s.users.MaxScopeGroups() {
+		return core.Invalid("groups", "at most %d groups (--scope-max-groups)", s.users.MaxScopeGroups())
+	}
 	if groups != nil {
 		slices.Sort(groups)
 		groups = slices.Compact(groups)

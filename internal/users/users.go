@@ -54,8 +54,13 @@ type Options struct {
 	Store      store.UserStore
 	SessionTTL time.Duration // 0: DefaultSessionTTL
 	Cost       int           // bcrypt cost; 0: bcrypt.DefaultCost
-	Logger     *slog.Logger
-	Now        func() time.Time // for tests; nil: time.Now
+	// MaxFailures is the failed logins allowed a minute per address and
+	// per user from one address (0: 5); MaxScopeGroups bounds a group
+	// scope (0: DefaultMaxScopeGroups).
+	MaxFailures    int
+	MaxScopeGroups int
+	Logger         *slog.Logger
+	Now            func() time.Time // for tests; nil: time.Now
 }
 
 // Service manages users and sessions.
@@ -64,7 +69,9 @@ type Service struct {
 	ttl  time.Duration
 	cost int
 	log  *slog.Logger
-	now  func() time.Time
+
+	maxFailures, maxScope int
+	now                   func() time.Time
 
 	mu       sync.Mutex
 	failures map[string][]time.Time // "user:NAME" or "addr:IP" → recent failures
@@ -82,6 +89,13 @@ func New(o Options) *Service {
 	}
 	if s.cost == 0 {
 		s.cost = bcrypt.DefaultCost
+	}
+	s.maxFailures, s.maxScope = o.MaxFailures, o.MaxScopeGroups
+	if s.maxFailures <= 0 {
+		s.maxFailures = maxFailures
+	}
+	if s.maxScope <= 0 {
+		s.maxScope = DefaultMaxScopeGroups
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -144,7 +158,7 @@ func (s *Service) CreateScoped(ctx context.Context, name, password, role string,
 	if !ValidRole(role) {
 		return store.User{}, core.Invalid("role", "role must be admin, operator or viewer")
 	}
-	groups, err := ValidGroups(groups)
+	groups, err := s.ValidGroups(groups)
 	if err != nil {
 		return store.User{}, err
 	}
@@ -161,17 +175,20 @@ func (s *Service) CreateScoped(ctx context.Context, name, password, role string,
 // ValidRole reports whether r is admin, operator or viewer.
 func ValidRole(r string) bool { return r == RoleAdmin || r == RoleOperator || r == RoleViewer }
 
-// MaxScopeGroups bounds the groups of a scope.
-const MaxScopeGroups = 32
+// DefaultMaxScopeGroups bounds the groups of a scope by default.
+const DefaultMaxScopeGroups = 32
+
+// MaxScopeGroups is the most groups a scope may name.
+func (s *Service) MaxScopeGroups() int { return s.maxScope }
 
 // ValidGroups checks a group scope and returns it sorted without
 // repeats (nil for none).
-func ValidGroups(groups []string) ([]string, error) {
+func (s *Service) ValidGroups(groups []string) ([]string, error) {
 	if len(groups) == 0 {
 		return nil, nil
 	}
-	if len(groups) > MaxScopeGroups {
-		return nil, core.Invalid("groups", "at most %d groups", MaxScopeGroups)
+	if len(groups) > s.maxScope {
+		return nil, core.Invalid("groups", "at most %d groups (--scope-max-groups)", s.maxScope)
 	}
 	for _, g := range groups {
 		if err := core.ValidateName("groups", g); err != nil {
@@ -197,7 +214,7 @@ func (s *Service) Update(ctx context.Context, name, role string, groups []string
 	if !ValidRole(role) {
 		return store.User{}, core.Invalid("role", "role must be admin, operator or viewer")
 	}
-	groups, err := ValidGroups(groups)
+	groups, err := s.ValidGroups(groups)
 	if err != nil {
 		return store.User{}, err
 	}
@@ -401,7 +418,7 @@ func (s *Service) limited(now time.Time, keys ...string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, k := range keys {
-		if len(s.recent(now, k)) >= maxFailures {
+		if len(s.recent(now, k)) >= s.maxFailures {
 			return true
 		}
 	}

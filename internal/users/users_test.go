@@ -348,3 +348,25 @@ func TestUpdateDeleteChangePassword(t *testing.T) {
 		t.Errorf("Get(deleted) = %v; want not found", err)
 	}
 }
+
+func TestLimitsAreSettings(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	s := New(Options{Store: st.Users(), Cost: bcrypt.MinCost, MaxFailures: 2, MaxScopeGroups: 1})
+	ctx := t.Context()
+	if _, err := s.CreateScoped(ctx, "ann", "ann password", RoleViewer, []string{"a", "b"}); core.KindOf(err) != core.KindInvalid {
+		t.Errorf("two groups with --scope-max-groups 1: %v; want invalid", err)
+	}
+	if _, err := s.CreateScoped(ctx, "ann", "ann password", RoleViewer, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		s.Login(ctx, "ann", "wrong password", "10.0.0.1")
+	}
+	if _, _, err := s.Login(ctx, "ann", "ann password", "10.0.0.1"); core.KindOf(err) != core.KindRateLimited {
+		t.Errorf("login after 2 failures with --login-max-failures 2: %v; want rate limited", err)
+	}
+}
