@@ -60,6 +60,7 @@ var notPaginated = map[string]string{
 	// The CoAP PSK of a credential (coappsk.go).
 	"/things/{name}/credentials/{id}/psk": "one object",
 	"/things:count":                       "one number",
+	"/audit/export":                       "a stream of every matching entry (no cursor)",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -156,6 +157,9 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		{"/analytics/rules", "/analytics/rules", 1000, byName, func(i int) error {
 			_, err := s.Analytics().CreateRule(ctx, analytics.Rule{Name: name("ar", i), Kind: "silence", Config: json.RawMessage(`{"expectedInterval":"1m"}`)})
 			return err
+		}},
+		{"/audit", "/audit", 1000, byID, func(i int) error {
+			return s.Audit().Record(ctx, store.AuditEntry{ActorKind: "system", ActorName: "seed", Action: "x.create", TargetKind: "x", TargetName: name("au", i)})
 		}},
 		{"/things/{name}/telemetry", "/things/host/telemetry?from=0&to=" + strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10), telemetry.MaxLimit, byPoint, nil},
 		{"/telemetry", "/telemetry?things=host&from=0&to=" + strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10), telemetry.MaxLimit, byPoint, nil},
