@@ -443,15 +443,26 @@ func (r *Recorder) List(ctx context.Context, f store.AuditFilter) ([]store.Audit
 	if limit <= 0 {
 		limit = 100
 	}
-	f.Limit = limit + 1
+	f.Limit = limit
 	list, err := r.st.List(ctx, f)
 	if err != nil {
 		return nil, "", err
 	}
-	if len(list) > limit {
-		return list[:limit], list[limit-1].ID, nil
+	if len(list) < limit {
+		return list, "", nil
 	}
-	return list, "", nil
+	// A full page: is there more? (The store's largest page is the
+	// largest limit, so limit+1 cannot be asked for.)
+	last := list[len(list)-1].ID
+	f.After, f.Limit = last, 1
+	more, err := r.st.List(ctx, f)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(more) == 0 {
+		return list, "", nil
+	}
+	return list, last, nil
 }
 
 type metrics struct {

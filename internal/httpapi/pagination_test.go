@@ -68,6 +68,7 @@ var notPaginated = map[string]string{
 	"/enrollments/{name}/verification-code": "one object",
 	"/claims/{id}":                          "one object",
 	"/claims/{id}/qr.png":                   "an image",
+	"/audit/export":                         "a stream of every matching entry (no cursor)",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -177,6 +178,9 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		{"/claims", "/claims", 1000, byID, func(i int) error {
 			_, _, err := s.Provisioning().CreateClaim(ctx, provisioning.NewClaim{Thing: name("k", i)})
 			return err
+		}},
+		{"/audit", "/audit", 1000, byID, func(i int) error {
+			return s.Audit().Record(ctx, store.AuditEntry{ActorKind: "system", ActorName: "seed", Action: "x.create", TargetKind: "x", TargetName: name("au", i)})
 		}},
 		{"/things/{name}/telemetry", "/things/host/telemetry?from=0&to=" + strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10), telemetry.MaxLimit, byPoint, nil},
 		{"/telemetry", "/telemetry?things=host&from=0&to=" + strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10), telemetry.MaxLimit, byPoint, nil},
