@@ -148,6 +148,7 @@ func (a *app) runSim(ctx context.Context, c *apiclient.Client, r simRun) error {
 		return interrupted(ctx, status, err)
 	}
 	r.opts.MQTTAddr, r.opts.TLS = addr, tlsConf
+	r.opts.APIBase = c.BaseURL // relative download URLs in job documents
 
 	first, last := sim.ThingName(orDefault(r.prov.Prefix, sim.DefaultPrefix), 1), sim.ThingName(orDefault(r.prov.Prefix, sim.DefaultPrefix), r.prov.Devices)
 	fmt.Fprintf(status, "Provisioning %d devices (%s .. %s) on %s ...\n", r.prov.Devices, first, last, c.BaseURL)

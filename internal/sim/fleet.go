@@ -48,6 +48,10 @@ type Options struct {
 	// document names (nil: one trusting TLS.RootCAs).
 	OTAFailureRate float64
 	HTTPClient     *http.Client
+	// APIBase is the server's root URL ("http://127.0.0.1:8080"): a job
+	// document's relative download URL (a signed artifact URL when the
+	// server has no --artifact-url-base) is resolved against it.
+	APIBase string
 	Logger         *slog.Logger // nil discards
 	// Scenario, if set, drives the first device into tripping a detector
 	// (mote sim --scenario).

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"time"
 
@@ -148,6 +149,10 @@ func (d *device) runJob(ctx context.Context, c *paho.Client, x jobExecution) {
 func (d *device) download(ctx context.Context, url string) (int64, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, downloadTimeout)
 	defer cancel()
+	url, err := resolveURL(d.f.opts.APIBase, url)
+	if err != nil {
+		return 0, "", err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err
@@ -185,4 +190,25 @@ func (f *Fleet) httpClient() *http.Client {
 		f.http = &http.Client{Transport: t}
 	})
 	return f.http
+}
+
+// resolveURL resolves a job document's download URL: an absolute one as
+// it is, a relative one (a signed artifact URL of a server without
+// --artifact-url-base) against base.
+func resolveURL(base, ref string) (string, error) {
+	u, err := neturl.Parse(ref)
+	if err != nil {
+		return "", fmt.Errorf("download URL: %w", err)
+	}
+	if u.IsAbs() {
+		return ref, nil
+	}
+	if base == "" {
+		return "", fmt.Errorf("download URL %q is relative and the simulator has no server URL to resolve it against", ref)
+	}
+	b, err := neturl.Parse(base)
+	if err != nil || !b.IsAbs() {
+		return "", fmt.Errorf("server URL %q is not absolute", base)
+	}
+	return b.ResolveReference(u).String(), nil
 }

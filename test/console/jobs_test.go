@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,20 +33,6 @@ func setText(sel, value string) chromedp.Action {
 		strconv.Quote(sel), strconv.Quote(value)), nil)
 }
 
-// apiRelative lets the simulator download the signed artifact URLs that
-// job documents carry: without --artifact-url-base they are paths on the
-// server (/api/v1/...), resolved here against its address.
-type apiRelative struct{ base *url.URL }
-
-func (a apiRelative) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Host == "" {
-		r = r.Clone(r.Context())
-		r.URL = a.base.ResolveReference(r.URL)
-		r.Host = r.URL.Host
-	}
-	return http.DefaultTransport.RoundTrip(r)
-}
-
 // runFleet provisions n simulated devices named PREFIX-0001.. and runs
 // them until the test ends; failureRate is the fraction of jobs they fail.
 func runFleet(t *testing.T, s *daemontest.Server, prefix string, n int, failureRate float64) *sim.Fleet {
@@ -57,9 +42,10 @@ func runFleet(t *testing.T, s *daemontest.Server, prefix string, n int, failureR
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, _ := url.Parse(s.API)
+	// APIBase: without --artifact-url-base the signed URLs in job
+	// documents are paths on the server.
 	fleet, err := sim.NewFleet(ids, sim.Options{MQTTAddr: s.MQTT, Rate: 0.2, OTAFailureRate: failureRate,
-		HTTPClient: &http.Client{Transport: apiRelative{base}, Timeout: 30 * time.Second}})
+		APIBase: s.API, HTTPClient: &http.Client{Timeout: 30 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
