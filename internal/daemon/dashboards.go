@@ -33,3 +33,6 @@ func (d *Daemon) startDashboards() {
 type brokerMessages struct{ b *broker.Broker }
 
 func (m brokerMessages) MessagesReceived() int64 { return m.b.Stats().MessagesReceived }
+
+// Dashboards returns the dashboard service.
+func (d *Daemon) Dashboards() *dashboards.Service { return d.dashboards }

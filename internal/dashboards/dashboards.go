@@ -162,7 +162,10 @@ func (s *Service) List(ctx context.Context, after string, limit int) ([]Dashboar
 	for _, r := range rows {
 		d, err := fromRow(r)
 		if err != nil {
-			return nil, err
+			// Listed without widgets, so that it can be found and
+			// replaced; Get reports the error.
+			s.logLimited("stored dashboard unreadable", "dashboard", r.Name, "err", err)
+			d = Dashboard{Name: r.Name, Title: r.Title, Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Widgets: []Widget{}}
 		}
 		out = append(out, d)
 	}
@@ -218,6 +221,12 @@ func fromRow(r store.Dashboard) (Dashboard, error) {
 // refuse counts a refusal and logs it, at most one line a second.
 func (s *Service) refuse(reason string, err error) {
 	s.refused.WithLabelValues(reason).Inc()
+	s.logLimited("dashboard write refused", "reason", reason, "err", err)
+}
+
+// logLimited logs at most one line a second; the others are counted in
+// the next line.
+func (s *Service) logLimited(msg string, args ...any) {
 	s.logMu.Lock()
 	now := time.Now()
 	if now.Sub(s.lastLog) < time.Second {
@@ -228,5 +237,5 @@ func (s *Service) refuse(reason string, err error) {
 	n := s.unlogged
 	s.lastLog, s.unlogged = now, 0
 	s.logMu.Unlock()
-	s.log.Info("dashboard write refused", "reason", reason, "err", err, "suppressed", n)
+	s.log.Info(msg, append(args, "suppressed", n)...)
 }

@@ -66,7 +66,8 @@ const board = `{"name": "plant", "title": "Plant", "widgets": [
 
 // TestDashboardAPI: create, validation errors with their paths, a huge
 // document, a viewer's write, optimistic concurrency (412), the limit on
-// dashboards, and a restart that keeps them.
+// dashboards; the stats history fed by a real device; and a restart that
+// keeps both (one daemon for all, to keep the package fast).
 func TestDashboardAPI(t *testing.T) {
 	s := daemontest.Start(t, func(c *config.Config) {
 		c.MaxDashboards = 2
@@ -203,7 +204,14 @@ func TestDashboardAPI(t *testing.T) {
 		}
 	}
 
+	n := checkHistory(t, s)
+
 	s.Restart(t)
+	a = call(t, s, admin, "GET", "/stats/history?window=24h", "")
+	var after history
+	if err := json.Unmarshal([]byte(a.body), &after); err != nil || len(after.Points) < n {
+		t.Errorf("history after a restart: %d points (%v); want at least the %d before", len(after.Points), err, n)
+	}
 	if a := call(t, s, admin, "GET", "/dashboards/plant", ""); a.status != http.StatusOK || !strings.Contains(a.body, `"title":"Edited"`) {
 		t.Errorf("after a restart: %d %s", a.status, a.body)
 	}
@@ -226,10 +234,10 @@ type history struct {
 	} `json:"points"`
 }
 
-// TestStatsHistoryAPI: a real device's connection and messages show in
-// the history, which a restart keeps.
-func TestStatsHistoryAPI(t *testing.T) {
-	s := daemontest.Start(t, func(c *config.Config) { c.StatsHistoryInterval = 100 * time.Millisecond })
+// checkHistory: a real device's connection and messages show in the
+// history; it returns the number of points.
+func checkHistory(t *testing.T, s *daemontest.Server) int {
+	t.Helper()
 	dev := s.V5(t, "dev1", s.Device(t, "dev1"))
 	for i := range 5 {
 		if rc := dev.Pub(t, "things/dev1/telemetry", 1, false, fmt.Sprintf(`{"temp": %d}`, i)); rc >= 0x80 {
@@ -265,11 +273,5 @@ func TestStatsHistoryAPI(t *testing.T) {
 			t.Errorf("history?%s: %d; want 400", q, a.status)
 		}
 	}
-	n := len(h.Points)
-	s.Restart(t)
-	a := call(t, s, s.Token, "GET", "/stats/history?window=24h", "")
-	var after history
-	if err := json.Unmarshal([]byte(a.body), &after); err != nil || len(after.Points) < n {
-		t.Errorf("after a restart: %d points (%v); want at least the %d before", len(after.Points), err, n)
-	}
+	return len(h.Points)
 }

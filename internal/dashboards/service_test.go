@@ -175,3 +175,59 @@ func TestHistoryMergesLongWindows(t *testing.T) {
 		t.Errorf("first merged point connected = %d; want the highest of its run (2)", pts[0].Connected)
 	}
 }
+
+// deadHistory is a history store whose database is gone.
+type deadHistory struct{ calls atomic.Int64 }
+
+func (d *deadHistory) Append(context.Context, store.StatsPoint, time.Time) error {
+	d.calls.Add(1)
+	return errors.New("database is gone")
+}
+func (d *deadHistory) Since(context.Context, time.Time, int) ([]store.StatsPoint, error) {
+	return nil, errors.New("database is gone")
+}
+
+// TestSamplerDeadStore: a store that fails costs a counted failure per
+// point, never the sampler, and Close still returns.
+func TestSamplerDeadStore(t *testing.T) {
+	dead := &deadHistory{}
+	c := &counts{}
+	s := NewSampler(SamplerOptions{Store: dead, Things: c, Messages: c, Interval: 10 * time.Millisecond, Metrics: prometheus.NewRegistry()})
+	s.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(s.failures) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: %v failures counted", testutil.ToFloat64(s.failures))
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter with a deadline
+	}
+	s.Close()
+	if got := testutil.ToFloat64(s.points); got != 0 {
+		t.Errorf("points recorded into a dead store: %v", got)
+	}
+	if dead.calls.Load() < 3 {
+		t.Errorf("the store was tried %d times", dead.calls.Load())
+	}
+}
+
+// TestCorruptStoredDashboard: a row whose widgets are not JSON (a bad
+// restore, a hand edit) is an error for that dashboard, not a crash, and
+// can be replaced.
+func TestCorruptStoredDashboard(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	if _, err := st.Dashboards().Create(ctx, store.Dashboard{Name: "bad", Widgets: []byte(`[{"id": `)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Store: st.Dashboards(), Metrics: prometheus.NewRegistry()})
+	if _, err := s.Get(ctx, "bad"); err == nil || core.KindOf(err) != core.KindInternal {
+		t.Errorf("Get of a corrupt row = %v; want an internal error", err)
+	}
+	if list, err := s.List(ctx, "", 0); err != nil || len(list) != 1 || list[0].Name != "bad" {
+		t.Errorf("List over a corrupt row = %+v, %v; want it listed (without widgets) so it can be found", list, err)
+	}
+	d, err := s.Update(ctx, Document{Name: "bad", Title: "fixed"}, 0)
+	if err != nil || d.Title != "fixed" || len(d.Widgets) != 0 {
+		t.Errorf("replacing the corrupt row = %+v, %v", d, err)
+	}
+}

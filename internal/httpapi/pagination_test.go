@@ -14,7 +14,9 @@ import (
 	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/commands"
+	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
+	"github.com/moteiot/mote/internal/dashboards"
 	"github.com/moteiot/mote/internal/httpapi"
 	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/policy"
@@ -55,6 +57,8 @@ var notPaginated = map[string]string{
 	"/things/{name}/files/{file}/content":         "a file",
 	"/alarms/{id}":                                "one object",
 	"/analytics/rules/{name}":                     "one object",
+	"/dashboards/{name}":                          "one object",
+	"/stats/history":                              "the points of one window (at most 1440, no cursor)",
 	"/jobs/{id}":                                  "one object",
 	"/things/{name}/jobs":                         "the thing's executions, oldest first, up to limit (no cursor)",
 	"/devices/{thing}/jobs":                       "the AWS pending-executions answer (no cursor)",
@@ -78,7 +82,8 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("seeds over 10,000 rows")
 	}
-	s := daemontest.Start(t)
+	// More dashboards than the default --max-dashboards (1000) allows.
+	s := daemontest.Start(t, func(c *config.Config) { c.MaxDashboards = 2000 })
 	ctx := context.Background()
 	const n = 1001 // one more than the largest page
 	s.Thing(t, "host")
@@ -181,6 +186,10 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		}},
 		{"/audit", "/audit", 1000, byID, func(i int) error {
 			return s.Audit().Record(ctx, store.AuditEntry{ActorKind: "system", ActorName: "seed", Action: "x.create", TargetKind: "x", TargetName: name("au", i)})
+		}},
+		{"/dashboards", "/dashboards", 1000, byName, func(i int) error {
+			_, err := s.Dashboards().Create(ctx, dashboards.Document{Name: name("d", i)})
+			return err
 		}},
 		{"/things/{name}/telemetry", "/things/host/telemetry?from=0&to=" + strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10), telemetry.MaxLimit, byPoint, nil},
 		{"/telemetry", "/telemetry?things=host&from=0&to=" + strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10), telemetry.MaxLimit, byPoint, nil},
