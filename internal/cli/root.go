@@ -135,6 +135,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.alarmCmd(),
 		a.analyticsCmd(),
 		a.jobCmd(),
+		a.profileCmd(),
 		a.credCmd(),
 		a.policyCmd(),
 		a.typeCmd(),
