@@ -1218,8 +1218,12 @@ func (x *Index) List(ctx context.Context, query, sortBy, after string, limit int
 	}
 	hits := make([]hit, 0, 1024)
 	x.mu.RLock()
+	var others [][]map[*entry]struct{}
+	if narrowed {
+		others = x.others(q, len(cands))
+	}
 	for _, e := range cands {
-		if e.removed || !q.Match(&e.doc, now) {
+		if e.removed || !inAll(e, others) || !q.Match(&e.doc, now) {
 			continue
 		}
 		h := hit{name: e.doc.Name}
