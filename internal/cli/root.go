@@ -136,6 +136,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.analyticsCmd(),
 		a.dashboardCmd(),
 		a.jobCmd(),
+		a.profileCmd(),
 		a.credCmd(),
 		a.policyCmd(),
 		a.typeCmd(),

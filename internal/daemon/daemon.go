@@ -452,6 +452,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.jobs.Attach(d.bus)
 	d.onClose(d.jobs.Close)
+	// Continuous jobs with a query target follow the fleet index.
+	d.onClose(stopFunc(d.fleet.Watch(d.jobs.ThingsChanged)))
 
 	// Configuration profiles write desired state through the shadow
 	// service, following the fleet index's change feed; closed before

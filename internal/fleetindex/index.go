@@ -1042,6 +1042,54 @@ func (x *Index) candidates(q *fleetquery.Query) ([]*entry, bool) {
 	return out, true
 }
 
+// others returns, for each of q's posting groups but the one candidates
+// used, the posting sets of its keys: a thing q can match is in at least
+// one set of every group. Checking these pointer sets first spares the
+// full evaluation of most candidates that cannot match (a count of
+// "site AND type AND connected" evaluates only the things in all three).
+// x.mu is held for reading.
+func (x *Index) others(q *fleetquery.Query, cands int) [][]map[*entry]struct{} {
+	groups := q.Postings()
+	if len(groups) < 2 {
+		return nil
+	}
+	var out [][]map[*entry]struct{}
+	skipped := false
+	for _, g := range groups {
+		n := 0
+		sets := make([]map[*entry]struct{}, 0, len(g))
+		for _, k := range g {
+			if set := x.postings[k]; set != nil {
+				sets = append(sets, set)
+				n += len(set)
+			}
+		}
+		if !skipped && n == cands {
+			skipped = true // the candidates' own group (or one as large)
+			continue
+		}
+		out = append(out, sets)
+	}
+	return out
+}
+
+// inAll reports whether e is in one set of every group.
+func inAll(e *entry, groups [][]map[*entry]struct{}) bool {
+	for _, sets := range groups {
+		found := false
+		for _, set := range sets {
+			if _, ok := set[e]; ok {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
 // ordered returns the entries ordered by name: a snapshot, rebuilt when
 // things were added or removed. Entries removed since are marked removed.
 func (x *Index) ordered() []*entry {
@@ -1079,9 +1127,13 @@ func (x *Index) Match(ctx context.Context, query string) ([]string, error) {
 		cands = x.ordered()
 	}
 	x.mu.RLock()
+	var others [][]map[*entry]struct{}
+	if narrowed {
+		others = x.others(q, len(cands))
+	}
 	var out []string
 	for _, e := range cands {
-		if !e.removed && q.Match(&e.doc, now) {
+		if !e.removed && inAll(e, others) && q.Match(&e.doc, now) {
 			out = append(out, e.doc.Name)
 		}
 	}
@@ -1108,9 +1160,13 @@ func (x *Index) Count(ctx context.Context, query string) (int, error) {
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
+	var others [][]map[*entry]struct{}
+	if narrowed {
+		others = x.others(q, len(cands))
+	}
 	n := 0
 	for _, e := range cands {
-		if !e.removed && q.Match(&e.doc, now) {
+		if !e.removed && inAll(e, others) && q.Match(&e.doc, now) {
 			n++
 		}
 	}
@@ -1162,8 +1218,12 @@ func (x *Index) List(ctx context.Context, query, sortBy, after string, limit int
 	}
 	hits := make([]hit, 0, 1024)
 	x.mu.RLock()
+	var others [][]map[*entry]struct{}
+	if narrowed {
+		others = x.others(q, len(cands))
+	}
 	for _, e := range cands {
-		if e.removed || !q.Match(&e.doc, now) {
+		if e.removed || !inAll(e, others) || !q.Match(&e.doc, now) {
 			continue
 		}
 		h := hit{name: e.doc.Name}

@@ -11,27 +11,53 @@ import (
 // another sorts first ("1.5" < "1.5.0" < "1.5.1", "1.5" < "1.10"). It
 // returns -1, 0 or 1.
 func CompareVersions(a, b string) int {
-	pa, pb := versionParts(a), versionParts(b)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		if c := comparePart(pa[i], pb[i]); c != 0 {
+	a, b = trimVersion(a), trimVersion(b)
+	for {
+		pa, ra, oka := nextPart(a)
+		pb, rb, okb := nextPart(b)
+		switch {
+		case !oka && !okb:
+			return 0
+		case !oka:
+			return -1
+		case !okb:
+			return 1
+		}
+		if c := comparePart(pa, pb); c != 0 {
 			return c
 		}
+		a, b = ra, rb
 	}
-	switch {
-	case len(pa) < len(pb):
-		return -1
-	case len(pa) > len(pb):
-		return 1
-	}
-	return 0
 }
 
-func versionParts(s string) []string {
+// trimVersion drops surrounding space and a leading v before a digit.
+func trimVersion(s string) string {
 	s = strings.TrimSpace(s)
 	if len(s) > 1 && (s[0] == 'v' || s[0] == 'V') && isDigit(s[1]) {
 		s = s[1:]
 	}
-	return strings.FieldsFunc(s, func(r rune) bool { return r == '.' || r == '-' || r == '+' })
+	return s
+}
+
+func isVersionSep(c byte) bool { return c == '.' || c == '-' || c == '+' }
+
+// nextPart returns the first part of s (separators skipped, so empty
+// parts do not count) and what follows it; ok is false when there is
+// none. Comparing part by part allocates nothing: a version comparison
+// runs once per thing a query looks at.
+func nextPart(s string) (part, rest string, ok bool) {
+	i := 0
+	for i < len(s) && isVersionSep(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return "", "", false
+	}
+	j := i
+	for j < len(s) && !isVersionSep(s[j]) {
+		j++
+	}
+	return s[i:j], s[j:], true
 }
 
 func comparePart(a, b string) int {

@@ -73,6 +73,11 @@ var notPaginated = map[string]string{
 	"/claims/{id}":                          "one object",
 	"/claims/{id}/qr.png":                   "an image",
 	"/audit/export":                         "a stream of every matching entry (no cursor)",
+	"/profiles/{name}":                      "one object",
+	"/things/{name}/profiles":               "the profiles applied to a thing, at most --max-profiles (no cursor)",
+	// Counts with a page of the non-compliant things; its paging is
+	// tested in internal/profiles (TestCompliancePages).
+	"/profiles/{name}/compliance": "counts and a page",
 }
 
 // TestPaginationAtMaxLimit: every paginated route, asked for its largest
@@ -157,6 +162,11 @@ func TestPaginationAtMaxLimit(t *testing.T) {
 		{"/jobs/{id}/executions", "/jobs/all/executions", 1000, byThingName, nil}, // seeded below
 		{"/groups/{name}/things", "/groups/members/things", 1000, byName, func(i int) error {
 			_, err := reg.CreateThing(ctx, store.Thing{Name: name("m", i), Enabled: true, Groups: []string{"members"}})
+			return err
+		}},
+		{"/profiles", "/profiles", 1000, byName, func(i int) error {
+			// Through the store: --max-profiles (100) bounds the API.
+			_, err := reg.Store().Profiles().Create(ctx, store.Profile{Name: name("pr", i), Desired: []byte(`{"a":1}`), Query: "name = 'none'"})
 			return err
 		}},
 		{"/tokens", "/tokens", 1000, byID, func(i int) error {

@@ -61,6 +61,13 @@ type GroupMembers interface {
 	Members(ctx context.Context, name string) ([]string, bool, error)
 }
 
+// Filterer is what a Selector may also do (fleetindex.Index does):
+// return those of names that match query. With it, continuous jobs pick
+// up things that later match a query target.
+type Filterer interface {
+	Filter(ctx context.Context, query string, names []string) ([]string, error)
+}
+
 // Options configure a Service.
 type Options struct {
 	Store     store.JobStore // required
@@ -593,6 +600,28 @@ func (s *Service) ThingChanged(thing string) {
 	}
 }
 
+// ThingsChanged tells the service that these things changed in a way a
+// fleet query may see (the fleet index's change feed,
+// fleetindex.Index.Watch): continuous jobs with a query target pick them
+// up or drop them. It only enqueues, and only while such a job runs.
+func (s *Service) ThingsChanged(things []string) {
+	s.activeMu.Lock()
+	found := false
+	for _, e := range s.active {
+		if e.job.Continuous && e.spec.Targets.Query != "" {
+			found = true
+			break
+		}
+	}
+	s.activeMu.Unlock()
+	if !found {
+		return
+	}
+	for _, t := range things {
+		s.ThingChanged(t)
+	}
+}
+
 // --- rollout ---
 
 // rateOf is the release rate in executions per minute (0: unlimited),
@@ -835,6 +864,15 @@ func (s *Service) membership(ctx context.Context, thing string) error {
 		in := slices.Contains(e.spec.Targets.Things, thing)
 		for _, g := range th.Groups {
 			in = in || slices.Contains(e.spec.Targets.Groups, g)
+		}
+		if q := e.spec.Targets.Query; !in && q != "" {
+			if f, ok := s.opts.Selector.(Filterer); ok {
+				m, err := f.Filter(ctx, q, []string{thing})
+				if err != nil {
+					return err
+				}
+				in = len(m) > 0
+			}
 		}
 		x, err := s.st.Execution(ctx, e.job.ID, thing)
 		switch {

@@ -331,3 +331,38 @@ func TestRefused(t *testing.T) {
 		t.Errorf("Create beyond --max-profiles = %v; want conflict", err)
 	}
 }
+
+// TestCompliancePages: the non-compliant things come in pages by name,
+// with a cursor, and the counts cover them all.
+func TestCompliancePages(t *testing.T) {
+	f := setup(t, Options{})
+	ctx := t.Context()
+	for _, n := range []string{"a", "b", "c", "d"} {
+		f.thing(t, store.Thing{Name: n, Attributes: map[string]string{"kind": "sensor"}})
+	}
+	f.create(t, Profile{Name: "p", Desired: json.RawMessage(`{"x":1}`), Query: "attributes.kind = 'sensor'"})
+	for _, n := range []string{"a", "b", "c", "d"} {
+		f.waitDesired(t, n, `{"x":1}`)
+	}
+	f.update(t, "c", `{"state":{"reported":{"x":1}}}`)
+	var got []string
+	cursor := ""
+	for range 5 {
+		c, err := f.svc.ProfileCompliance(ctx, "p", cursor, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Things != 4 || c.Compliant != 1 || c.NonCompliant != 3 {
+			t.Fatalf("counts = %+v; want 4 things, 1 compliant", c)
+		}
+		for _, it := range c.Page {
+			got = append(got, it.Thing)
+		}
+		if cursor = c.Next; cursor == "" {
+			break
+		}
+	}
+	if want := []string{"a", "b", "d"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("pages = %q; want %q", got, want)
+	}
+}
