@@ -1017,6 +1017,7 @@ func (d *Daemon) Jobs() *jobs.Service { return d.jobs }
 
 // Audit returns the audit log recorder.
 func (d *Daemon) Audit() *audit.Recorder { return d.audit }
+
 // Users returns the console's user accounts (tests sign in other roles).
 func (d *Daemon) Users() *users.Service { return d.users }
 

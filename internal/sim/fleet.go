@@ -52,7 +52,7 @@ type Options struct {
 	// document's relative download URL (a signed artifact URL when the
 	// server has no --artifact-url-base) is resolved against it.
 	APIBase string
-	Logger         *slog.Logger // nil discards
+	Logger  *slog.Logger // nil discards
 	// Scenario, if set, drives the first device into tripping a detector
 	// (mote sim --scenario).
 	Scenario *Scenario
