@@ -71,3 +71,57 @@ func TestContinuousQueryTarget(t *testing.T) {
 		t.Errorf("snapshot job %+v; want a alone", j)
 	}
 }
+
+// TestContinuousDynamicGroupTarget: a continuous job over a dynamic group
+// picks up a thing that joins the group later (its reported firmware
+// starts to match the group's query) and drops one that leaves before its
+// execution is released.
+func TestContinuousDynamicGroupTarget(t *testing.T) {
+	t.Parallel()
+	s := daemontest.Start(t)
+	for _, n := range []string{"a", "b"} {
+		if code, body := api(t, s, "POST", "/things", `{"name":"`+n+`"}`); code != 201 {
+			t.Fatalf("POST /things: %d %s", code, body)
+		}
+	}
+	if code, body := api(t, s, "POST", "/things/a/shadows/classic", `{"state":{"reported":{"fw":"1.0"}}}`); code != 200 {
+		t.Fatalf("shadow a: %d %s", code, body)
+	}
+	if code, body := api(t, s, "POST", "/groups", `{"name":"old-fw","query":"version(shadow.reported.fw) < '2'"}`); code != 201 {
+		t.Fatalf("dynamic group: %d %s", code, body)
+	}
+	daemontest.WaitFor(t, wait, func() error {
+		if code, body := api(t, s, "GET", "/groups/old-fw/things", ""); code != 200 || !strings.Contains(body, `"a"`) {
+			return fmt.Errorf("members: %d %s", code, body)
+		}
+		return nil
+	})
+	if code, body := api(t, s, "POST", "/jobs", `{"jobId":"cont","targets":{"groups":["old-fw"]},"document":{},"targetSelection":"continuous","rollout":{"maximumPerMinute":1}}`); code != 201 {
+		t.Fatalf("continuous job: %d %s", code, body)
+	}
+	count := func() map[string]int { return getJob(t, s, "cont").Counts }
+	// b joins the group by reporting an old firmware.
+	if code, body := api(t, s, "POST", "/things/b/shadows/classic", `{"state":{"reported":{"fw":"1.5"}}}`); code != 200 {
+		t.Fatalf("shadow b: %d %s", code, body)
+	}
+	daemontest.WaitFor(t, wait, func() error {
+		n := 0
+		for _, v := range count() {
+			n += v
+		}
+		if n != 2 {
+			return fmt.Errorf("continuous job counts %v; want 2 executions (a, b)", count())
+		}
+		return nil
+	})
+	// b leaves the group before its execution is released: removed.
+	if code, body := api(t, s, "POST", "/things/b/shadows/classic", `{"state":{"reported":{"fw":"2.1"}}}`); code != 200 {
+		t.Fatalf("shadow b: %d %s", code, body)
+	}
+	daemontest.WaitFor(t, wait, func() error {
+		if c := count(); c["REMOVED"] != 1 {
+			return fmt.Errorf("continuous job counts %v; want b REMOVED", c)
+		}
+		return nil
+	})
+}

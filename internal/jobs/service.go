@@ -68,6 +68,13 @@ type Filterer interface {
 	Filter(ctx context.Context, query string, names []string) ([]string, error)
 }
 
+// DynamicMember is what a Selector may also do (fleetindex.Index does):
+// tell whether thing is now a member of the dynamic group name (false for
+// a static group). With it, continuous jobs follow dynamic target groups.
+type DynamicMember interface {
+	InGroup(name, thing string) bool
+}
+
 // Options configure a Service.
 type Options struct {
 	Store     store.JobStore // required
@@ -602,13 +609,14 @@ func (s *Service) ThingChanged(thing string) {
 
 // ThingsChanged tells the service that these things changed in a way a
 // fleet query may see (the fleet index's change feed,
-// fleetindex.Index.Watch): continuous jobs with a query target pick them
-// up or drop them. It only enqueues, and only while such a job runs.
+// fleetindex.Index.Watch): continuous jobs with a query target, or with
+// target groups that may be dynamic, pick them up or drop them. It only
+// enqueues, and only while such a job runs.
 func (s *Service) ThingsChanged(things []string) {
 	s.activeMu.Lock()
 	found := false
 	for _, e := range s.active {
-		if e.job.Continuous && e.spec.Targets.Query != "" {
+		if e.job.Continuous && (e.spec.Targets.Query != "" || len(e.spec.Targets.Groups) > 0) {
 			found = true
 			break
 		}
@@ -864,6 +872,11 @@ func (s *Service) membership(ctx context.Context, thing string) error {
 		in := slices.Contains(e.spec.Targets.Things, thing)
 		for _, g := range th.Groups {
 			in = in || slices.Contains(e.spec.Targets.Groups, g)
+		}
+		if dm, ok := s.opts.Selector.(DynamicMember); ok {
+			for _, g := range e.spec.Targets.Groups {
+				in = in || dm.InGroup(g, thing)
+			}
 		}
 		if q := e.spec.Targets.Query; !in && q != "" {
 			if f, ok := s.opts.Selector.(Filterer); ok {
