@@ -10,6 +10,7 @@ import { alarmsPage } from "./alarms";
 import { mapPage } from "./map";
 import { dashboardPage, dashboardsPage } from "./dashboards";
 import { tokensPage, usersPage } from "./users";
+import { profilesPage } from "./profiles";
 import { auditPage } from "./audit";
 
 // A page renders into main and returns a cleanup (closes event streams).
@@ -20,6 +21,7 @@ const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title:
   { pattern: /^\/things$/, keys: [], page: thingsPage, nav: "/things", title: "Things" },
   { pattern: /^\/things\/([^/]+)$/, keys: ["name"], page: thingPage, nav: "/things", title: "Thing" },
   { pattern: /^\/rules$/, keys: [], page: rulesPage, nav: "/rules", title: "Rules" },
+  { pattern: /^\/profiles$/, keys: [], page: profilesPage, nav: "/profiles", title: "Profiles" },
   { pattern: /^\/jobs$/, keys: [], page: jobsPage, nav: "/jobs", title: "Jobs" },
   { pattern: /^\/jobs\/([^/]+)$/, keys: ["name"], page: jobPage, nav: "/jobs", title: "Job" },
   { pattern: /^\/alarms$/, keys: [], page: alarmsPage, nav: "/alarms", title: "Alarms" },
@@ -110,6 +112,7 @@ async function render(): Promise<void> {
         ["/things", "Things"],
         ["/rules", "Rules"],
         ["/jobs", "Jobs"],
+        ["/profiles", "Profiles"],
         ["/alarms", "Alarms"],
         ["/map", "Map"],
         ["/dashboards", "Dashboards"],
