@@ -175,31 +175,8 @@ func walkJSON(dec *json.Decoder, path string, depth int) error {
 	return nil
 }
 
-// pageAfter returns up to limit rows after the cursor after and the cursor
-// of the next page ("" when there is none), like the registry's page. The
-// stores cap a List at 1000 rows, so asking for limit+1 rows to learn
-// whether more follow lost the cursor of a full page at limit=1000; this
-// asks for limit rows and, only when it got all of them, for one more
-// after the last.
+// pageAfter is core.PageAfter: a page of a store list without losing the
+// cursor of a full page at the stores' cap.
 func pageAfter[T any](after string, limit int, list func(after string, n int) ([]T, error), key func(T) string) ([]T, string, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	rows, err := list(after, limit)
-	if err != nil {
-		return nil, "", err
-	}
-	if len(rows) < limit {
-		return rows, "", nil
-	}
-	rows = rows[:limit]
-	last := key(rows[limit-1])
-	more, err := list(last, 1)
-	if err != nil {
-		return nil, "", err
-	}
-	if len(more) == 0 {
-		return rows, "", nil
-	}
-	return rows, last, nil
+	return core.PageAfter(after, limit, list, key)
 }

@@ -84,13 +84,11 @@ func (s *Service) ListClaims(ctx context.Context, after string, limit int) ([]Cl
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	rows, err := s.st.ListClaims(ctx, after, limit+1)
+	rows, next, err := core.PageAfter(after, limit, func(after string, n int) ([]store.Claim, error) {
+		return s.st.ListClaims(ctx, after, n)
+	}, func(c store.Claim) string { return c.ID })
 	if err != nil {
 		return nil, "", err
-	}
-	next := ""
-	if len(rows) > limit {
-		rows, next = rows[:limit], rows[limit-1].ID
 	}
 	out := make([]Claim, len(rows))
 	for i, r := range rows {

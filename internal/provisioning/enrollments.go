@@ -329,13 +329,11 @@ func (s *Service) ListEnrollments(ctx context.Context, after string, limit int) 
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	rows, err := s.st.ListEnrollments(ctx, after, limit+1)
+	rows, next, err := core.PageAfter(after, limit, func(after string, n int) ([]store.Enrollment, error) {
+		return s.st.ListEnrollments(ctx, after, n)
+	}, func(e store.Enrollment) string { return e.Name })
 	if err != nil {
 		return nil, "", err
-	}
-	next := ""
-	if len(rows) > limit {
-		rows, next = rows[:limit], rows[limit-1].Name
 	}
 	out := make([]Enrollment, 0, len(rows))
 	for _, r := range rows {

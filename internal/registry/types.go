@@ -147,21 +147,5 @@ func page[T any](after string, limit int, list func(after string, n int) ([]T, e
 	if limit == 0 {
 		limit = defaultLimit
 	}
-	rows, err := list(after, limit)
-	if err != nil {
-		return nil, "", err
-	}
-	if len(rows) < limit {
-		return rows, "", nil
-	}
-	rows = rows[:limit]
-	last := key(rows[limit-1])
-	more, err := list(last, 1)
-	if err != nil {
-		return nil, "", err
-	}
-	if len(more) == 0 {
-		return rows, "", nil
-	}
-	return rows, last, nil
+	return core.PageAfter(after, limit, list, key)
 }
