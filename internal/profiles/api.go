@@ -91,6 +91,7 @@ func (s *Service) Create(ctx context.Context, p Profile) (Profile, error) {
 	if err != nil {
 		return Profile{}, err
 	}
+	s.none.Store(false)
 	s.ReconcileAll()
 	return fromStore(out), nil
 }

@@ -120,6 +120,10 @@ type Service struct {
 	smu     sync.RWMutex // state
 	state   map[string]applied
 	loaded  atomic.Bool
+	// none: the last reconcile found no profile (and none was created
+	// since). With no profile state either, a changed thing needs no work:
+	// presence changes a thing on every connect.
+	none atomic.Bool
 	lastLog atomic.Int64
 
 	mDropped  prometheus.Counter
@@ -209,6 +213,14 @@ func (s *Service) Close() error {
 // ThingsChanged tells the service that these things changed (the fleet
 // index's change feed, fleetindex.Index.Watch). It never blocks.
 func (s *Service) ThingsChanged(things []string) {
+	if s.none.Load() {
+		s.smu.RLock()
+		idle := len(s.state) == 0
+		s.smu.RUnlock()
+		if idle {
+			return
+		}
+	}
 	s.mu.Lock()
 	dropped := 0
 	for _, t := range things {
@@ -413,6 +425,7 @@ func (s *Service) reconcile(ctx context.Context, names []string) error {
 	if err != nil {
 		return err
 	}
+	s.none.Store(len(ps) == 0)
 	sets := make([]map[string]struct{}, len(ps))
 	for i, p := range ps {
 		if sets[i], err = s.members(ctx, p.p, names); err != nil {

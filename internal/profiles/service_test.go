@@ -288,6 +288,10 @@ func TestQueueFullConverges(t *testing.T) {
 	if _, err := f.st.Profiles().Create(t.Context(), store.Profile{Name: "p", Desired: []byte(`{"x":1}`), Query: "attributes.kind = 'sensor'"}); err != nil {
 		t.Fatal(err)
 	}
+	// A profile stored behind the service's back (as another node would)
+	// is seen at the next reconcile; until then the service believes there
+	// is none and skips changed things. Tell it, as that reconcile would.
+	f.svc.none.Store(false)
 	names := make([]string, 100)
 	for i := range names {
 		names[i] = "flood" + string(rune('a'+i%26)) + string(rune('a'+i/26))
