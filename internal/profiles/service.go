@@ -117,13 +117,13 @@ type Service struct {
 	started  atomic.Bool
 	stopOnce sync.Once
 
-	smu     sync.RWMutex // state
-	state   map[string]applied
-	loaded  atomic.Bool
+	smu    sync.RWMutex // state
+	state  map[string]applied
+	loaded atomic.Bool
 	// none: the last reconcile found no profile (and none was created
 	// since). With no profile state either, a changed thing needs no work:
 	// presence changes a thing on every connect.
-	none atomic.Bool
+	none    atomic.Bool
 	lastLog atomic.Int64
 
 	mDropped  prometheus.Counter
