@@ -111,7 +111,10 @@ func TestMQTTActionBrokerRestart(t *testing.T) {
 	})
 	m.Restart()
 	sub := subscribe(t, m.Addr(), "out/#")
-	waitFor(t, func() error {
+	// The queued messages go once the client has reconnected: an attempt
+	// made while mosquitto was down waits for the connection up to the
+	// action's timeout (15 s), and the reconnect backs off up to 2 s.
+	waitWithin(t, 20*time.Second, func() error {
 		s := v.e.Stats("bridge-out")
 		ok := metric(t, v.reg, "mote_rule_action_total", "bridge-out", "mqtt", "success")
 		if int64(ok)+s.ActionsDropped() != n+1 {

@@ -442,7 +442,13 @@ func waitMetric(t *testing.T, reg *prometheus.Registry, want float64, name strin
 // the test with its last error.
 func waitFor(t *testing.T, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitWithin(t, 5*time.Second, cond)
+}
+
+// waitWithin is waitFor with another deadline.
+func waitWithin(t *testing.T, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -451,7 +457,7 @@ func waitFor(t *testing.T, cond func() error) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 5s: %v", err)
+			t.Fatalf("after %s: %v", d, err)
 		}
 		<-tick.C
 	}
