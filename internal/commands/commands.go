@@ -117,7 +117,7 @@ type Service struct {
 	sched   *scheduler
 	inbox   *inbox
 	waiters sync.Map // thing → *waiter (HTTP long polls)
-	acked   sync.Map // command id → struct{}: acknowledged, not yet recorded
+	acked   sync.Map // command id → time.Time: acknowledged (kept ackedFor after it is recorded)
 
 	stalledMu sync.Mutex
 	stalled   map[string]struct{} // things whose connections were busy

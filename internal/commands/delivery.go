@@ -152,7 +152,7 @@ func (s *Service) Delivered(thing, topic string) {
 	}
 	// Until the acknowledgement is in the store, deliver must not send the
 	// command again (the broker has already forgotten it).
-	s.acked.Store(id, struct{}{})
+	s.acked.Store(id, time.Now())
 	if !s.inbox.put(report{thing: thing, id: id}) {
 		s.acked.Delete(id)
 		s.ignored.WithLabelValues("queue_full").Inc()
@@ -250,7 +250,9 @@ func (s *Service) apply(r report) {
 	defer cancel()
 	if r.result == nil {
 		c, err := s.st.Transition(ctx, r.thing, r.id, []string{store.CommandQueued}, store.CommandDelivered, time.Now(), nil)
-		s.acked.Delete(r.id)
+		// The acknowledgement stays marked for a while (ackedFor): a
+		// deliver that read the pending list before this transition must
+		// still see it, or it sends the command a second time.
 		switch {
 		case err == nil:
 			s.changed(c)
@@ -259,6 +261,7 @@ func (s *Service) apply(r report) {
 			// a result came first, or cancelled, expired or deleted meanwhile
 			s.sched.add(r.thing)
 		default:
+			s.acked.Delete(r.id) // not recorded: the command is sent again
 			s.ignored.WithLabelValues("error").Inc()
 			s.log.Error("record command delivery", "thing", r.thing, "command", r.id, "error", err)
 		}
@@ -289,6 +292,11 @@ func (s *Service) deliverLoop() {
 		s.sched.done(thing)
 	}
 }
+
+// ackedFor is how long an acknowledged command stays marked after its
+// acknowledgement: longer than a deliver (whose deadline is 30 s) can
+// work from a pending list read before the acknowledgement was recorded.
+const ackedFor = time.Minute
 
 // deliver sends the pending commands of a thing, oldest first, stopping at
 // the first one no connection could take (so none overtakes it).
@@ -360,6 +368,15 @@ func (s *Service) sweepLoop() {
 func (s *Service) sweep() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// Forget acknowledgements recorded long enough ago that no deliver
+	// still works from a pending list read before them.
+	old := time.Now().Add(-ackedFor)
+	s.acked.Range(func(id, at any) bool {
+		if t, ok := at.(time.Time); ok && t.Before(old) {
+			s.acked.Delete(id)
+		}
+		return true
+	})
 	for {
 		list, err := s.st.Expire(ctx, time.Now(), 100)
 		if err != nil {
