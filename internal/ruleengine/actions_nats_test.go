@@ -136,11 +136,14 @@ func TestNATSDown(t *testing.T) {
 			return fmt.Errorf("relayed %d; want %d", got, n+1)
 		}
 		// Core NATS is at most once: a publish written to the connection
-		// before the client saw it close counts as delivered.
+		// before the client saw it close counts as delivered, and how many
+		// that is depends on how fast the client notices (on a loaded
+		// machine, dozens). What must hold: every message is delivered or
+		// counted, and the queue bound refused some.
 		st := v.e.Stats("to-nats")
 		ok := int64(metric(t, v.reg, "mote_rule_action_total", "to-nats", "nats", "success"))
-		if st.ActionsDropped()+ok != n+1 || st.DroppedQueueFull < n-5-1 {
-			return fmt.Errorf("delivered %d, dropped %+v; want %d in all, at least %d queue_full", ok, st, n+1, n-5-1)
+		if st.ActionsDropped()+ok != n+1 || st.DroppedQueueFull < 1 {
+			return fmt.Errorf("delivered %d, dropped %+v; want %d in all, some of them queue_full", ok, st, n+1)
 		}
 		return nil
 	})
