@@ -145,16 +145,26 @@ func (s *server) listProfiles(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, newList(out, next))
 }
 
-func (s *server) getProfile(w http.ResponseWriter, r *http.Request) error {
+// profileByName is the common start of the /profiles/{name} handlers: the
+// service, the profile name from the path, and no query parameters.
+func (s *server) profileByName(r *http.Request) (*profiles.Service, string, error) {
 	ps, err := s.profileService()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	name, err := nameParam(r, "profile")
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := noParams(r); err != nil {
+		return nil, "", err
+	}
+	return ps, name, nil
+}
+
+func (s *server) getProfile(w http.ResponseWriter, r *http.Request) error {
+	ps, name, err := s.profileByName(r)
+	if err != nil {
 		return err
 	}
 	p, err := ps.Get(r.Context(), name)
@@ -165,15 +175,8 @@ func (s *server) getProfile(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) updateProfile(w http.ResponseWriter, r *http.Request) error {
-	ps, err := s.profileService()
+	ps, name, err := s.profileByName(r)
 	if err != nil {
-		return err
-	}
-	name, err := nameParam(r, "profile")
-	if err != nil {
-		return err
-	}
-	if err := noParams(r); err != nil {
 		return err
 	}
 	var in profileWrite
@@ -192,15 +195,8 @@ func (s *server) updateProfile(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) deleteProfile(w http.ResponseWriter, r *http.Request) error {
-	ps, err := s.profileService()
+	ps, name, err := s.profileByName(r)
 	if err != nil {
-		return err
-	}
-	name, err := nameParam(r, "profile")
-	if err != nil {
-		return err
-	}
-	if err := noParams(r); err != nil {
 		return err
 	}
 	if err := ps.Delete(r.Context(), name); err != nil {
