@@ -95,7 +95,12 @@ func TestConsoleFirstRunDefects(t *testing.T) {
 	// "connected" and "disabled" at once, also after the reload.
 	run("disable dev2 from the list",
 		chromedp.Evaluate(`window.confirm = () => true`, nil),
-		chromedp.Click(`//tr[@data-thing="dev2"]//button[text()="Disable"]`, chromedp.BySearch),
+		// Sorted by last seen, dev and dev2 trade places whenever the
+		// presence refresh reloads the list, so a click at the
+		// coordinates found a moment earlier can land on dev's row: the
+		// button is found and clicked in one step.
+		chromedp.WaitVisible(`//tr[@data-thing="dev2"]//button[text()="Disable"]`, chromedp.BySearch),
+		chromedp.Evaluate(`[...document.querySelectorAll('tr[data-thing="dev2"] button')].find(b => b.textContent === "Disable").click()`, nil),
 		chromedp.WaitVisible(`//tr[@data-thing="dev2"]//button[text()="Enable"]`, chromedp.BySearch),
 	)
 	daemontest.WaitFor(t, 10*time.Second, func() error {
