@@ -148,7 +148,7 @@ func (p *parser) statement() *statement {
 		p.aggCtx = "WHERE"
 		st.where = p.expr()
 		p.aggCtx = ""
-	} else if !p.isOp(";") && p.tok.kind != tEOF && !p.isWord("GROUP") {
+	} else if !p.isOp(";") && p.tok.kind != tEOF && !p.isWord("GROUP") && !p.isWord("HAVING") {
 		p.expected("WHERE, GROUP BY or end of input")
 	}
 	p.windowClauses(st)

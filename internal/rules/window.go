@@ -117,10 +117,31 @@ func formatDuration(d time.Duration) string {
 	return d.String()
 }
 
-// isDuration reports whether s is a Go duration with at least one unit.
+// isDuration reports whether s has the shape of a Go duration with units
+// (1h30m, 1.5s, 500ms), whether or not it is in range.
 func isDuration(s string) bool {
-	_, err := time.ParseDuration(s)
-	return err == nil
+	for s != "" {
+		i := 0
+		for i < len(s) && (isDigit(s[i]) || s[i] == '.') {
+			i++
+		}
+		if i == 0 {
+			return false
+		}
+		s = s[i:]
+		unit := ""
+		for _, u := range [...]string{"ns", "us", "ms", "h", "m", "s"} {
+			if strings.HasPrefix(s, u) {
+				unit = u
+				break
+			}
+		}
+		if unit == "" {
+			return false
+		}
+		s = s[len(unit):]
+	}
+	return true
 }
 
 // isWord reports whether the current token is the bare identifier w (case
@@ -315,7 +336,7 @@ func (p *parser) duration(in string) time.Duration {
 	}
 	d, err := time.ParseDuration(t.text)
 	if err != nil {
-		p.fail(t.pos, "duration %s is out of range", quoteSnippet(t.text))
+		p.fail(t.pos, "duration %s is out of range or malformed", quoteSnippet(t.text))
 	}
 	if d <= 0 {
 		p.fail(t.pos, "a window duration must be positive, found %s", quoteSnippet(t.text))

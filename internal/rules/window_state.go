@@ -191,6 +191,8 @@ type Windows struct {
 	maxGroups int
 	groups    map[string]*group
 	scratch   []acc
+	closed    int64 // windows numbered below it have been emitted for every group
+	vals      []Value
 }
 
 // NewWindows returns the window state of s, a windowed statement, holding
@@ -201,7 +203,7 @@ func (s *Statement) NewWindows(maxGroups int) *Windows {
 		panic("rules: NewWindows of a statement without a window")
 	}
 	return &Windows{s: s, w: s.win, maxGroups: maxGroups, groups: map[string]*group{},
-		scratch: make([]acc, len(s.win.args))}
+		scratch: make([]acc, len(s.win.args)), closed: math.MinInt64, vals: make([]Value, len(s.win.args))}
 }
 
 // Len returns the number of open groups.
@@ -249,7 +251,7 @@ func (ws *Windows) Add(m *Message, at time.Time) (rows []WindowRow, skipped int,
 	}
 	// Evaluate the arguments before touching the state, so that an
 	// evaluation error leaves it as it was.
-	vals := make([]Value, len(w.args))
+	vals := ws.vals
 	for i, a := range w.args {
 		if a.fn != nil {
 			vals[i] = a.fn(m)
@@ -261,11 +263,14 @@ func (ws *Windows) Add(m *Message, at time.Time) (rows []WindowRow, skipped int,
 	hop := floorDiv(at.UnixMilli(), w.hopMs)
 	g := ws.groups[key]
 	if g == nil {
+		if hop+w.n-1 < ws.closed {
+			return nil, 0, ErrWindowLate
+		}
 		if ws.maxGroups > 0 && len(ws.groups) >= ws.maxGroups {
 			return nil, 0, ErrWindowGroups
 		}
 		r := w.n + 1
-		g = &group{next: hop, last: hop, tags: make([]int64, r), msgs: make([]int64, r),
+		g = &group{next: max(hop, ws.closed), last: hop, tags: make([]int64, r), msgs: make([]int64, r),
 			accs: make([]acc, r*int64(len(w.args)))}
 		for i := range g.tags {
 			g.tags[i] = math.MinInt64
@@ -325,6 +330,7 @@ func keyString(v Value) string {
 // then time, and forgets the groups that have no open window left.
 func (ws *Windows) Close(now time.Time) []WindowRow {
 	upTo := floorDiv(now.UnixMilli(), ws.w.hopMs) // windows before it ended by now
+	ws.closed = max(ws.closed, upTo)
 	var rows []WindowRow
 	for key, g := range ws.groups {
 		rows = ws.advance(key, g, upTo, rows)
