@@ -193,6 +193,7 @@ type Windows struct {
 	scratch   []acc
 	closed    int64 // windows numbered below it have been emitted for every group
 	vals      []Value
+	full      bool // refuse new groups (SetFull)
 }
 
 // NewWindows returns the window state of s, a windowed statement, holding
@@ -266,7 +267,7 @@ func (ws *Windows) Add(m *Message, at time.Time) (rows []WindowRow, skipped int,
 		if hop+w.n-1 < ws.closed {
 			return nil, 0, ErrWindowLate
 		}
-		if ws.maxGroups > 0 && len(ws.groups) >= ws.maxGroups {
+		if ws.full || ws.maxGroups > 0 && len(ws.groups) >= ws.maxGroups {
 			return nil, 0, ErrWindowGroups
 		}
 		r := w.n + 1
@@ -411,3 +412,11 @@ func (ws *Windows) emit(key string, g *group, k int64) (WindowRow, bool) {
 	row.Output = out
 	return row, true
 }
+
+// SetFull makes Add refuse new groups (full) or take them again up to
+// the limit NewWindows was given: a caller that limits the groups of
+// several Windows together says when the total is reached.
+func (ws *Windows) SetFull(full bool) { ws.full = full }
+
+// Statement returns the statement of the windows.
+func (ws *Windows) Statement() *Statement { return ws.s }
