@@ -98,6 +98,11 @@ type Options struct {
 	// after it ends (default 1s), for messages still queued.
 	WindowMaxGroups int
 	WindowGrace     time.Duration
+	// WindowStore keeps the open windows across restarts: saved every
+	// WindowSaveInterval (default 30s) and at Close, restored at Start.
+	// nil: windows open at a restart are lost.
+	WindowStore        store.RuleWindowStore
+	WindowSaveInterval time.Duration
 }
 
 // DefaultRule is the rule created on the first start: it stores every
@@ -215,6 +220,9 @@ func New(opts Options) *Engine {
 	if opts.WindowGrace <= 0 {
 		opts.WindowGrace = time.Second
 	}
+	if opts.WindowSaveInterval <= 0 {
+		opts.WindowSaveInterval = 30 * time.Second
+	}
 	e := &Engine{
 		opts:  opts,
 		log:   opts.Logger,
@@ -287,6 +295,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		after = page[len(page)-1].Name
 	}
 	e.rules.Store(&all)
+	e.restoreWindows(ctx)
 	for range e.opts.Workers {
 		e.wg.Add(1)
 		go e.work()
@@ -340,6 +349,7 @@ func (e *Engine) Close() error {
 		close(e.done)
 		t := time.AfterFunc(5*time.Second, e.cancel)
 		e.wg.Wait()
+		e.saveWindows(e.ctx) // after the workers: nothing changes them any more
 		e.closeDelivery()
 		t.Stop()
 		e.cancel()

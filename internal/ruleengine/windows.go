@@ -1,6 +1,7 @@
 package ruleengine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/rules"
+	"github.com/moteiot/mote/internal/store"
 )
 
 // Windowed rules (GROUP BY ..., TUMBLING(L) | SLIDING(L, hop); the SQL is
@@ -46,6 +48,8 @@ type windowMetrics struct {
 	skipped  *prometheus.CounterVec
 	emitted  *prometheus.CounterVec
 	restored prometheus.Counter
+
+	saveErrors prometheus.Counter
 }
 
 func newWindowMetrics() windowMetrics {
@@ -62,11 +66,13 @@ func newWindowMetrics() windowMetrics {
 			Help: "Windows a windowed rule emitted (after HAVING)."}, []string{"rule"}),
 		restored: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_rule_window_restored_groups_total",
 			Help: "Window groups restored from the store at start."}),
+		saveErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_rule_window_save_errors_total",
+			Help: "Failed saves of a windowed rule's open windows to the store."}),
 	}
 }
 
 func (m windowMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.groups, m.refused, m.late, m.skipped, m.emitted, m.restored}
+	return []prometheus.Collector{m.groups, m.refused, m.late, m.skipped, m.emitted, m.restored, m.saveErrors}
 }
 
 func (m windowMetrics) forget(rule string) {
@@ -133,6 +139,7 @@ func (e *Engine) windowLoop() {
 	defer e.wg.Done()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	lastSave := time.Now()
 	for {
 		now := time.Now()
 		next := now.Add(time.Second) // rules may change: look again at least every second
@@ -157,6 +164,10 @@ func (e *Engine) windowLoop() {
 		case <-t.C:
 		}
 		e.closeWindows(time.Now().Add(-e.opts.WindowGrace))
+		if time.Since(lastSave) >= e.opts.WindowSaveInterval {
+			e.saveWindows(e.ctx)
+			lastSave = time.Now()
+		}
 	}
 }
 
@@ -274,4 +285,73 @@ func testWindowed(stmt *rules.Statement, in TestInput) (TestResult, error) {
 	}
 	res.Matched = len(res.Windows) > 0
 	return res, nil
+}
+
+// saveWindows saves the open windows of every windowed rule in the store,
+// each with a deadline. Failures are logged: the previous save stays.
+func (e *Engine) saveWindows(ctx context.Context) {
+	if e.opts.WindowStore == nil {
+		return
+	}
+	for _, r := range *e.rules.Load() {
+		if r.win == nil {
+			continue
+		}
+		r.win.mu.Lock()
+		data, err := r.win.ws.Save()
+		r.win.mu.Unlock()
+		if err == nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			err = e.opts.WindowStore.Put(sctx, store.RuleWindowState{Rule: r.rule.Name, SQL: r.rule.SQL, State: data})
+			cancel()
+		}
+		if err != nil {
+			e.wm.saveErrors.Inc()
+			e.windowLog.log(e.log, r.rule.Name, "open windows not saved: "+err.Error())
+		}
+	}
+}
+
+// restoreWindows restores the saved windows of the windowed rules at
+// start. A state saved for another SQL, or that does not decode, is
+// dropped (and logged).
+func (e *Engine) restoreWindows(ctx context.Context) {
+	if e.opts.WindowStore == nil {
+		return
+	}
+	saved, err := e.opts.WindowStore.List(ctx)
+	if err != nil {
+		e.log.Error("saved rule windows not read; windowed rules start afresh", "error", err)
+		return
+	}
+	byRule := map[string]store.RuleWindowState{}
+	for _, s := range saved {
+		byRule[s.Rule] = s
+	}
+	for _, r := range *e.rules.Load() {
+		s, ok := byRule[r.rule.Name]
+		if r.win == nil || !ok || len(s.State) == 0 {
+			continue
+		}
+		if s.SQL != r.rule.SQL {
+			e.log.Info("saved windows are of an earlier version of the rule; it starts afresh", "rule", r.rule.Name)
+			continue
+		}
+		room := e.opts.WindowMaxGroups - int(e.winGroups.Load())
+		if room <= 0 {
+			e.log.Warn("saved windows not restored: --rule-window-max-groups reached", "rule", r.rule.Name)
+			continue
+		}
+		r.win.mu.Lock()
+		n, err := r.win.ws.Restore(s.State, room)
+		r.win.mu.Unlock()
+		if err != nil {
+			e.log.Error("saved windows not restored; the rule starts afresh", "rule", r.rule.Name, "error", err)
+			continue
+		}
+		e.winGroups.Add(int64(n))
+		e.wm.restored.Add(float64(n))
+		e.log.Info("open windows restored", "rule", r.rule.Name, "groups", n, "saved_at", s.SavedAt)
+	}
+	e.wm.groups.Set(float64(e.winGroups.Load()))
 }

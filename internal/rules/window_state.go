@@ -1,8 +1,12 @@
 package rules
 
 import (
+	"bytes"
+	"encoding/gob"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -193,7 +197,8 @@ type Windows struct {
 	scratch   []acc
 	closed    int64 // windows numbered below it have been emitted for every group
 	vals      []Value
-	full      bool // refuse new groups (SetFull)
+	full      bool    // refuse new groups (SetFull)
+	ks        []int64 // advance's scratch
 }
 
 // NewWindows returns the window state of s, a windowed statement, holding
@@ -343,15 +348,27 @@ func (ws *Windows) Close(now time.Time) []WindowRow {
 }
 
 // advance emits g's windows numbered next up to (not including) upTo that
-// hold messages.
+// hold messages: only windows that hold one of the ring's hops are looked
+// at, however long the group was idle.
 func (ws *Windows) advance(key string, g *group, upTo int64, rows []WindowRow) []WindowRow {
 	w := ws.w
-	end := min(upTo, g.last+w.n) // later windows hold none of g's hops
-	for k := g.next; k < end; k++ {
+	ks := ws.ks[:0]
+	for slot, h := range g.tags {
+		if h == math.MinInt64 || g.msgs[slot] == 0 {
+			continue
+		}
+		for k := max(h, g.next); k < h+w.n && k < upTo; k++ {
+			ks = append(ks, k)
+		}
+	}
+	slices.Sort(ks)
+	ks = slices.Compact(ks)
+	for _, k := range ks {
 		if row, ok := ws.emit(key, g, k); ok {
 			rows = append(rows, row)
 		}
 	}
+	ws.ks = ks
 	g.next = max(g.next, upTo)
 	return rows
 }
@@ -420,3 +437,93 @@ func (ws *Windows) SetFull(full bool) { ws.full = full }
 
 // Statement returns the statement of the windows.
 func (ws *Windows) Statement() *Statement { return ws.s }
+
+// The saved form of Windows (gob: sums may be infinite, which JSON cannot
+// carry).
+type savedWindows struct {
+	Version int
+	Length  time.Duration
+	Hop     time.Duration
+	Aggs    int
+	Closed  int64
+	Groups  []savedGroup
+}
+
+type savedGroup struct {
+	Key, Topic, Thing, ClientID string
+	Next, Last                  int64
+	Tags, Msgs                  []int64
+	Accs                        []savedAcc
+}
+
+type savedAcc struct {
+	N, ISum, IMin, IMax int64
+	Sum, Min, Max       float64
+	Floats              bool
+}
+
+// Save encodes the open windows, for Restore after a restart.
+func (ws *Windows) Save() ([]byte, error) {
+	sw := savedWindows{Version: 1, Length: ws.w.spec.Length, Hop: ws.w.spec.Hop, Aggs: len(ws.w.args), Closed: ws.closed,
+		Groups: make([]savedGroup, 0, len(ws.groups))}
+	for key, g := range ws.groups {
+		sg := savedGroup{Key: key, Topic: g.in.Topic, Thing: g.in.Thing, ClientID: g.in.ClientID, Next: g.next, Last: g.last,
+			Tags: g.tags, Msgs: g.msgs, Accs: make([]savedAcc, len(g.accs))}
+		for i, a := range g.accs {
+			sg.Accs[i] = savedAcc{N: a.n, ISum: a.isum, IMin: a.imin, IMax: a.imax, Sum: a.sum, Min: a.min, Max: a.max, Floats: a.floats}
+		}
+		sw.Groups = append(sw.Groups, sg)
+	}
+	var b bytes.Buffer
+	if err := gob.NewEncoder(&b).Encode(&sw); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Restore adds the groups saved by Save of the same statement, at most
+// maxGroups of them (<= 0: all), and returns how many it added. A state
+// that does not decode or does not fit the statement's window is an
+// error and restores nothing.
+func (ws *Windows) Restore(data []byte, maxGroups int) (int, error) {
+	var sw savedWindows
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&sw); err != nil {
+		return 0, fmt.Errorf("rules: saved windows do not decode: %w", err)
+	}
+	w := ws.w
+	r := w.n + 1
+	if sw.Version != 1 || sw.Length != w.spec.Length || sw.Hop != w.spec.Hop || sw.Aggs != len(w.args) {
+		return 0, errors.New("rules: saved windows are of another window or statement")
+	}
+	const far = 1 << 50 // hops: beyond any real time
+	sane := func(h int64) bool { return h > -far && h < far }
+	for _, sg := range sw.Groups {
+		if int64(len(sg.Tags)) != r || int64(len(sg.Msgs)) != r || int64(len(sg.Accs)) != r*int64(len(w.args)) ||
+			!sane(sg.Next) || !sane(sg.Last) {
+			return 0, errors.New("rules: saved windows are corrupt")
+		}
+		for i, h := range sg.Tags {
+			if h != math.MinInt64 && !sane(h) || sg.Msgs[i] < 0 {
+				return 0, errors.New("rules: saved windows are corrupt")
+			}
+		}
+	}
+	if !sane(sw.Closed) && sw.Closed != math.MinInt64 {
+		return 0, errors.New("rules: saved windows are corrupt")
+	}
+	n := 0
+	for _, sg := range sw.Groups {
+		if _, dup := ws.groups[sg.Key]; dup || maxGroups > 0 && n >= maxGroups {
+			continue
+		}
+		g := &group{in: Input{Topic: sg.Topic, Thing: sg.Thing, ClientID: sg.ClientID}, next: sg.Next, last: sg.Last,
+			tags: sg.Tags, msgs: sg.Msgs, accs: make([]acc, len(sg.Accs))}
+		for i, a := range sg.Accs {
+			g.accs[i] = acc{n: a.N, isum: a.ISum, imin: a.IMin, imax: a.IMax, sum: a.Sum, min: a.Min, max: a.Max, floats: a.Floats}
+		}
+		ws.groups[sg.Key] = g
+		n++
+	}
+	ws.closed = max(ws.closed, sw.Closed)
+	return n, nil
+}

@@ -315,3 +315,49 @@ func FuzzWindowSpec(f *testing.F) {
 		}
 	})
 }
+
+// TestWindowSaveRestore: windows saved in the middle and restored into a
+// new Windows emit what the original would have.
+func TestWindowSaveRestore(t *testing.T) {
+	sql := "SELECT avg(v) AS a, max(v) AS m, count(*) AS n FROM 'things/+/telemetry' GROUP BY thing, SLIDING(30s, 10s)"
+	orig := MustParse(sql).NewWindows(0)
+	mustAdd(t, orig, "d1", `{"v": 1}`, t0)
+	mustAdd(t, orig, "d1", `{"v": 2.5}`, t0.Add(15*time.Second))
+	mustAdd(t, orig, "d2", `{"v": 7}`, t0.Add(15*time.Second))
+	orig.Close(t0.Add(20 * time.Second)) // some windows emitted already
+	data, err := orig.Save()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := MustParse(sql).NewWindows(0)
+	if n, err := restored.Restore(data, 0); err != nil || n != 2 {
+		t.Fatalf("Restore = %d, %v; want 2 groups", n, err)
+	}
+	mustAdd(t, orig, "d1", `{"v": 4}`, t0.Add(25*time.Second))
+	mustAdd(t, restored, "d1", `{"v": 4}`, t0.Add(25*time.Second))
+	want := rowStrings(orig.Close(t0.Add(time.Hour)))
+	got := rowStrings(restored.Close(t0.Add(time.Hour)))
+	if len(want) < 4 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("restored windows emit\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A limit restores only some groups.
+	limited := MustParse(sql).NewWindows(0)
+	if n, err := limited.Restore(data, 1); err != nil || n != 1 || limited.Len() != 1 {
+		t.Fatalf("Restore with a limit of 1 = %d, %v", n, err)
+	}
+	// Corrupt data, or the state of another window, restores nothing.
+	other := MustParse(strings.Replace(sql, "SLIDING(30s, 10s)", "TUMBLING(30s)", 1)).NewWindows(0)
+	for name, c := range map[string]struct {
+		ws   *Windows
+		data []byte
+	}{
+		"truncated":    {MustParse(sql).NewWindows(0), data[:len(data)/2]},
+		"garbage":      {MustParse(sql).NewWindows(0), []byte("not gob at all")},
+		"another spec": {other, data},
+		"empty":        {MustParse(sql).NewWindows(0), nil},
+	} {
+		if n, err := c.ws.Restore(c.data, 0); err == nil || n != 0 || c.ws.Len() != 0 {
+			t.Errorf("%s: Restore = %d, %v, Len %d; want an error and nothing", name, n, err, c.ws.Len())
+		}
+	}
+}
