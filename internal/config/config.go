@@ -86,6 +86,9 @@ type Config struct {
 	RuleWebhookRetries    int           // attempts after the first of a webhook without retries
 	RuleBreakerFailures   int           // consecutive failed attempts that open the breaker
 	RuleBreakerCooldown   time.Duration // how long an open breaker drops before a probe
+	// Windowed rules (docs/rules.md, Windowed aggregates).
+	RuleWindowMaxGroups    int           // open (rule, group) windows; a message opening one more is refused and counted
+	RuleWindowSaveInterval time.Duration // how often open windows are saved to the store (and at shutdown)
 
 	// Alarms (docs/alarms.md).
 	AlarmMaxOpen        int           // open alarms on the server; a new one beyond is refused and counted
@@ -277,6 +280,8 @@ func Default() Config {
 		RuleWebhookRetries:       2,
 		RuleBreakerFailures:      5,
 		RuleBreakerCooldown:      30 * time.Second,
+		RuleWindowMaxGroups:      100_000,
+		RuleWindowSaveInterval:   30 * time.Second,
 		AlarmMaxOpen:             10_000,
 		AlarmQueue:               10_000,
 		AlarmNotifyThrottle:      time.Minute,
@@ -424,6 +429,8 @@ func fields(c *Config) []field {
 		{"rule-webhook-retries", "attempts after the first of a rule webhook that sets no retries", num(&c.RuleWebhookRetries)},
 		{"rule-breaker-failures", "consecutive failed attempts that open a rule action's circuit breaker (it then drops deliveries)", num(&c.RuleBreakerFailures)},
 		{"rule-breaker-cooldown", "how long an open rule action breaker drops deliveries before it lets one probe through", dur(&c.RuleBreakerCooldown)},
+		{"rule-window-max-groups", "open windows of windowed rules, one per (rule, group); a message that would open one more is refused and counted in mote_rule_window_refused_total", num(&c.RuleWindowMaxGroups)},
+		{"rule-window-save-interval", "how often the open windows of windowed rules are saved to the store (also at shutdown), so that a restart resumes them", dur(&c.RuleWindowSaveInterval)},
 		{"provisioning-rate-limit", "registration and claim-redeem requests per second per source address (POST /api/v1/provisioning/..., MQTT provisioning connects); more are refused (HTTP 429, CONNACK 0x9F) and counted", float(&c.ProvisioningRateLimit)},
 		{"provisioning-rate-burst", "registration and claim-redeem requests a source address may make at once", num(&c.ProvisioningRateBurst)},
 		{"provisioning-max-enrollments", "enrollment groups on the server; one more is refused (507)", num(&c.ProvisioningMaxEnrollments)},
@@ -709,6 +716,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rule-breaker-failures: %d is outside 1 to 1000000", c.RuleBreakerFailures)
 	case c.RuleBreakerCooldown < time.Millisecond || c.RuleBreakerCooldown > time.Hour:
 		return fmt.Errorf("rule-breaker-cooldown: %s is outside 1ms to 1h", c.RuleBreakerCooldown)
+	case c.RuleWindowMaxGroups < 1 || c.RuleWindowMaxGroups > 100_000_000:
+		return fmt.Errorf("rule-window-max-groups: %d is outside 1 to 100000000", c.RuleWindowMaxGroups)
+	case c.RuleWindowSaveInterval < time.Second || c.RuleWindowSaveInterval > time.Hour:
+		return fmt.Errorf("rule-window-save-interval: %s is outside 1s to 1h", c.RuleWindowSaveInterval)
 	case c.BridgeRateLimit < 1 || c.BridgeRateLimit > 1_000_000:
 		return fmt.Errorf("bridge-rate-limit: %v is outside 1 to 1000000", c.BridgeRateLimit)
 	case len(c.Bridges) > bridge.MaxBridges:

@@ -504,6 +504,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		BreakerFailures:   cfg.RuleBreakerFailures,
 		BreakerCooldown:   cfg.RuleBreakerCooldown,
 
+		// Windowed rules: their open windows are saved in the store.
+		WindowMaxGroups:    cfg.RuleWindowMaxGroups,
+		WindowSaveInterval: cfg.RuleWindowSaveInterval,
+		WindowStore:        st.RuleWindows(),
+
 		// Webhook secrets are sealed at rest with the data dir's seal.key.
 		Sealer: sealer,
 	})

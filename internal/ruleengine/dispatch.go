@@ -109,6 +109,13 @@ func (e *Engine) statsFor(name string) *ruleStats {
 // engine is not started yet).
 func (e *Engine) prepare(c *compiledRule) {
 	c.stats = e.statsFor(c.rule.Name)
+	if w, ok := c.stmt.Window(); ok {
+		c.win = &ruleWindows{hop: w.Hop, ws: c.stmt.NewWindows(0)}
+		select {
+		case e.windowWake <- struct{}{}: // a new hop for windowLoop to wait for
+		default:
+		}
+	}
 	c.dests = make([]*destination, len(c.actions))
 	for i := range c.actions {
 		e.openAction(c.rule.Name, &c.actions[i])

@@ -93,6 +93,16 @@ type Options struct {
 	// URL's password) before they are stored and opens them to run and
 	// for the API (secrets.go). nil: stored as given.
 	Sealer *seal.Box
+	// Windowed rules (windows.go): WindowMaxGroups open (rule, group)
+	// windows at most (default 100,000); a window is emitted WindowGrace
+	// after it ends (default 1s), for messages still queued.
+	WindowMaxGroups int
+	WindowGrace     time.Duration
+	// WindowStore keeps the open windows across restarts: saved every
+	// WindowSaveInterval (default 30s) and at Close, restored at Start.
+	// nil: windows open at a restart are lost.
+	WindowStore        store.RuleWindowStore
+	WindowSaveInterval time.Duration
 }
 
 // DefaultRule is the rule created on the first start: it stores every
@@ -114,6 +124,7 @@ type compiledRule struct {
 	durable     bool // has a telemetry action: QoS 1/2 messages it matches go through the journal
 
 	// Set by Engine.prepare for a running rule.
+	win     *ruleWindows // a windowed rule's windows (windows.go)
 	stats   *ruleStats
 	dests   []*destination // per action: nil for an action run by the workers
 	errDest *destination
@@ -147,6 +158,12 @@ type Engine struct {
 	dmu     sync.RWMutex
 	dclosed bool
 	dwg     sync.WaitGroup
+
+	// Windowed rules (windows.go).
+	winGroups  atomic.Int64 // open groups of all windowed rules
+	wm         windowMetrics
+	windowLog  windowLogger
+	windowWake chan struct{}
 }
 
 type metrics struct {
@@ -197,12 +214,24 @@ func New(opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.WindowMaxGroups <= 0 {
+		opts.WindowMaxGroups = 100_000
+	}
+	if opts.WindowGrace <= 0 {
+		opts.WindowGrace = time.Second
+	}
+	if opts.WindowSaveInterval <= 0 {
+		opts.WindowSaveInterval = 30 * time.Second
+	}
 	e := &Engine{
 		opts:  opts,
 		log:   opts.Logger,
 		queue: make(chan core.Message, opts.QueueSize),
 		done:  make(chan struct{}),
 		stats: map[string]*ruleStats{},
+		wm:    newWindowMetrics(),
+
+		windowWake: make(chan struct{}, 1),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.rules.Store(&[]*compiledRule{})
@@ -222,6 +251,7 @@ func New(opts Options) *Engine {
 	}
 	if opts.Metrics != nil {
 		opts.Metrics.MustRegister(e.m.dropped, e.m.matched, e.m.errors, e.m.action, e.m.actionDropped, e.m.breakers)
+		opts.Metrics.MustRegister(e.wm.collectors()...)
 	}
 	return e
 }
@@ -265,10 +295,13 @@ func (e *Engine) Start(ctx context.Context) error {
 		after = page[len(page)-1].Name
 	}
 	e.rules.Store(&all)
+	e.restoreWindows(ctx)
 	for range e.opts.Workers {
 		e.wg.Add(1)
 		go e.work()
 	}
+	e.wg.Add(1)
+	go e.windowLoop()
 	return nil
 }
 
@@ -316,6 +349,7 @@ func (e *Engine) Close() error {
 		close(e.done)
 		t := time.AfterFunc(5*time.Second, e.cancel)
 		e.wg.Wait()
+		e.saveWindows(e.ctx) // after the workers: nothing changes them any more
 		e.closeDelivery()
 		t.Stop()
 		e.cancel()
@@ -484,6 +518,10 @@ func (e *Engine) process(msg core.Message) {
 		if m == nil {
 			m = rules.NewMessage(rules.InputOf(msg))
 		}
+		if r.win != nil {
+			e.addToWindow(r, m, msg)
+			continue
+		}
 		out, ok, err := r.stmt.EvalMessage(m)
 		if err != nil {
 			e.m.errors.WithLabelValues(r.rule.Name).Inc()
@@ -496,28 +534,34 @@ func (e *Engine) process(msg core.Message) {
 		}
 		e.m.matched.WithLabelValues(r.rule.Name).Inc()
 		r.stats.matched.Add(1)
-		body := out.AppendJSON(nil)
-		lookup := objectLookup(out)
-		for i := range r.actions {
-			a := &r.actions[i]
-			if msg.Seq != 0 && a.Type == ActionTelemetry {
-				continue // done by ApplyDurable
-			}
-			if d := r.dests[i]; d != nil {
-				d.enqueue(job{msg: msg, body: body}) // never waits
-				continue
-			}
-			err := e.run(a, r.rule.Name, msg, body, lookup)
-			if err != nil {
-				e.m.action.WithLabelValues(r.rule.Name, a.Type, "failure").Inc()
-				e.m.errors.WithLabelValues(r.rule.Name).Inc()
-				r.stats.failed.Add(1)
-				r.stats.errors.Add(1)
-				e.onError(r, msg, body, err)
-				continue
-			}
-			e.m.action.WithLabelValues(r.rule.Name, a.Type, "success").Inc()
+		e.runActions(r, msg, out)
+	}
+}
+
+// runActions runs the actions of rule r on its output out for msg: the
+// in-process ones here, the others queued on their destinations.
+func (e *Engine) runActions(r *compiledRule, msg core.Message, out rules.Object) {
+	body := out.AppendJSON(nil)
+	lookup := objectLookup(out)
+	for i := range r.actions {
+		a := &r.actions[i]
+		if msg.Seq != 0 && a.Type == ActionTelemetry {
+			continue // done by ApplyDurable
 		}
+		if d := r.dests[i]; d != nil {
+			d.enqueue(job{msg: msg, body: body}) // never waits
+			continue
+		}
+		err := e.run(a, r.rule.Name, msg, body, lookup)
+		if err != nil {
+			e.m.action.WithLabelValues(r.rule.Name, a.Type, "failure").Inc()
+			e.m.errors.WithLabelValues(r.rule.Name).Inc()
+			r.stats.failed.Add(1)
+			r.stats.errors.Add(1)
+			e.onError(r, msg, body, err)
+			continue
+		}
+		e.m.action.WithLabelValues(r.rule.Name, a.Type, "success").Inc()
 	}
 }
 
@@ -574,8 +618,11 @@ func compileRule(r store.Rule) (*compiledRule, error) {
 		return nil, err
 	}
 	c := &compiledRule{rule: r, stmt: stmt, actions: actions, errorAction: ea}
+	_, windowed := stmt.Window()
 	for _, a := range actions {
-		c.durable = c.durable || a.Type == ActionTelemetry
+		// A windowed rule's telemetry action stores its windows' outputs
+		// (windows.go), not the messages: they need no journal.
+		c.durable = c.durable || a.Type == ActionTelemetry && !windowed
 	}
 	return c, nil
 }
@@ -617,8 +664,14 @@ func (e *Engine) swap(name string, c *compiledRule) {
 			next = append(next, r)
 		} else if c == nil {
 			r.retire()
+			e.dropWindows(r)
 		} else {
 			r.replaced()
+			if r.win != nil && c.win != nil && r.rule.SQL == c.rule.SQL {
+				c.win = r.win // same statement (enabled, actions changed): its windows go on
+			} else {
+				e.dropWindows(r)
+			}
 		}
 	}
 	if c != nil {
@@ -729,6 +782,7 @@ func (e *Engine) Delete(ctx context.Context, name string) error {
 	e.m.action.DeletePartialMatch(prometheus.Labels{"rule": name})
 	e.m.actionDropped.DeletePartialMatch(prometheus.Labels{"rule": name})
 	e.m.breakers.DeleteLabelValues(name)
+	e.wm.forget(name)
 	e.statsMu.Lock()
 	delete(e.stats, name)
 	e.statsMu.Unlock()
@@ -744,12 +798,43 @@ type TestInput struct {
 	Thing    string
 	// Properties are the message's user properties (properties.NAME).
 	Properties []core.Property
+	// Messages are the messages a windowed statement is tried on, each
+	// with its receive time (empty: the one message above, received now).
+	Messages []TestMessage
 }
+
+// TestMessage is one of the messages a windowed statement is tried on.
+type TestMessage struct {
+	Topic    string
+	Payload  []byte
+	ClientID string
+	Thing    string
+	At       time.Time
+}
+
+// MaxTestMessages is the most messages Test takes.
+const MaxTestMessages = 1000
 
 // TestResult is the outcome of Test.
 type TestResult struct {
 	Matched bool            `json:"matched"`
 	Output  json.RawMessage `json:"output,omitempty"`
+	// Windows are the outputs of a windowed statement: every window
+	// that held a message, closed, in order of end then group.
+	Windows []TestWindow `json:"windows,omitempty"`
+	// Late counts messages whose window had been emitted when they came
+	// (messages are taken in the order given); Skipped the values that
+	// aggregates skipped because they were not numbers.
+	Late    int `json:"late,omitempty"`
+	Skipped int `json:"skipped,omitempty"`
+}
+
+// TestWindow is one emitted window of a windowed statement.
+type TestWindow struct {
+	Group  string          `json:"group"`
+	Start  time.Time       `json:"start"`
+	End    time.Time       `json:"end"`
+	Output json.RawMessage `json:"output"`
 }
 
 // Test evaluates a statement on one message without running any action. A
@@ -760,6 +845,12 @@ func Test(in TestInput) (TestResult, error) {
 	stmt, err := rules.Parse(in.SQL)
 	if err != nil {
 		return TestResult{}, core.Invalid("sql", "sql %v", err)
+	}
+	if _, ok := stmt.Window(); ok {
+		return testWindowed(stmt, in)
+	}
+	if len(in.Messages) > 0 {
+		return TestResult{}, core.Invalid("messages", "messages are for windowed statements (GROUP BY ..., TUMBLING or SLIDING); give one message as topic and payload")
 	}
 	if in.Topic == "" {
 		return TestResult{}, core.Invalid("topic", "topic is required")

@@ -120,7 +120,10 @@ type statement struct {
 	items   []selectItem
 	from    string
 	fromPos position
-	where   expr // nil: no WHERE
+	where   expr         // nil: no WHERE
+	group   *groupClause // nil: not windowed
+	having  expr         // nil: no HAVING
+	aggs    []*aggExpr   // the aggregates of SELECT and HAVING, by idx
 }
 
 func (e *literal) position() position     { return e.pos }
@@ -379,6 +382,13 @@ func (s *statement) write(b *strings.Builder) {
 	if s.where != nil {
 		b.WriteString(" WHERE ")
 		s.where.write(b)
+	}
+	if s.group != nil {
+		s.group.write(b)
+	}
+	if s.having != nil {
+		b.WriteString(" HAVING ")
+		s.having.write(b)
 	}
 }
 

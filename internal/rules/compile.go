@@ -35,6 +35,14 @@ func compile(e expr) evalFn {
 		return compileCase(e)
 	case *callExpr:
 		return compileCall(e)
+	case *aggExpr:
+		i := e.idx
+		return func(m *Message) Value { return m.aggs[i] }
+	case *windowFnExpr:
+		if e.name == "window_start" {
+			return func(m *Message) Value { return intValue(m.winStart) }
+		}
+		return func(m *Message) Value { return intValue(m.winEnd) }
 	case *castExpr:
 		x, typ, pos := compile(e.x), e.typ, e.pos
 		return func(m *Message) Value {

@@ -55,6 +55,10 @@ type Message struct {
 	ts      int64
 	tsSet   bool
 	err     *EvalError
+
+	// An emitted window (window_state.go): its aggregates and bounds.
+	aggs             []Value
+	winStart, winEnd int64
 }
 
 // NewMessage returns a Message for in. Nothing is decoded yet.
@@ -120,8 +124,9 @@ type Statement struct {
 	from  string
 	where evalFn // nil: no WHERE
 	items []compiledItem
-	star  bool     // the projection has a bare *
-	names []string // the explicit output names, which the members of * give way to
+	star  bool        // the projection has a bare *
+	names []string    // the explicit output names, which the members of * give way to
+	win   *windowPlan // non-nil: a windowed statement (window_state.go)
 }
 
 type compiledItem struct {
@@ -147,6 +152,9 @@ func Parse(sql string) (*Statement, error) {
 		}
 		s.items = append(s.items, compiledItem{name: it.name, fn: compile(it.x)})
 		s.names = append(s.names, it.name)
+	}
+	if ast.group != nil {
+		s.win = compileWindow(ast)
 	}
 	return s, nil
 }
@@ -198,6 +206,10 @@ func (s *Statement) Eval(in Input) (Object, bool, error) {
 // undefined, and the payload's members for a *, in projection order.
 func (s *Statement) EvalMessage(m *Message) (out Object, ok bool, err error) {
 	m.err = nil
+	if s.win != nil {
+		p := s.ast.group.pos
+		return nil, false, &EvalError{Line: p.line, Pos: p.col, Msg: "a windowed statement gives outputs when its windows close (Windows), not per message"}
+	}
 	if s.where != nil {
 		v := s.where(m)
 		if m.err != nil {

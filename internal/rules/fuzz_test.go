@@ -54,6 +54,7 @@ func FuzzParse(f *testing.F) {
 		"SELECT CASE WHEN a THEN 1 ELSE -2.5e3 END, CASE x WHEN 1 THEN 'it''s' END, CAST(a AS int) FROM 'a/#'",
 		"SELECT concat(a, 'b'), round(a, 2), substring(s, 2, 3), encode(*, 'hex'), coalesce(a, b) FROM 'a' WHERE NOT NOT a",
 		"SELECT - -a, -(-5), (-5)[0], a - -1 FROM 'x' -- comment\n/* block */",
+		"SELECT avg(temp) AS a, count(*) AS n, window_end() AS at FROM 'things/+/telemetry' WHERE temp > 0 GROUP BY thing, SLIDING(5m, 30s) HAVING max(temp) > 30",
 	} {
 		f.Add(s)
 	}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,6 +72,15 @@ func golden(sql string) string {
 		b.WriteString("where: ")
 		b.WriteString(sexpr(s.ast.where))
 		b.WriteByte('\n')
+	}
+	if w, ok := s.Window(); ok {
+		fmt.Fprintf(&b, "window: length %v, hop %v, sliding %v\n", w.Length, w.Hop, w.Sliding)
+		for _, k := range s.ast.group.keys {
+			b.WriteString("group: " + sexpr(k) + "\n")
+		}
+	}
+	if s.ast.having != nil {
+		b.WriteString("having: " + sexpr(s.ast.having) + "\n")
 	}
 	return b.String()
 }
@@ -157,6 +167,14 @@ func writeSexpr(b *strings.Builder, e expr) {
 		b.WriteByte(')')
 	case *callExpr:
 		list(e.name+"()", e.args...)
+	case *aggExpr:
+		if e.arg == nil {
+			b.WriteString("(" + e.name + "# *)")
+		} else {
+			list(e.name+"#", e.arg)
+		}
+	case *windowFnExpr:
+		b.WriteString("(" + e.name + "#)")
 	case *castExpr:
 		list("CAST", e.x)
 		s := b.String()

@@ -44,13 +44,14 @@ type position struct {
 type tokenKind uint8
 
 const (
-	tEOF     tokenKind = iota
-	tIdent             // bare identifier (not a keyword)
-	tQIdent            // "quoted identifier"
-	tKeyword           // reserved word; text holds it upper-cased
-	tString            // 'string'
-	tNumber            // 123, 1.5, 2e3
-	tOp                // punctuation and operators; text holds it
+	tEOF      tokenKind = iota
+	tIdent              // bare identifier (not a keyword)
+	tQIdent             // "quoted identifier"
+	tKeyword            // reserved word; text holds it upper-cased
+	tString             // 'string'
+	tNumber             // 123, 1.5, 2e3
+	tOp                 // punctuation and operators; text holds it
+	tDuration           // 30s, 5m, 1h, 500ms: text holds it (window specs)
 )
 
 type token struct {
@@ -212,6 +213,17 @@ func (l *lexer) next() (token, *ParseError) {
 			}
 		}
 		text := l.src[start:l.off]
+		if l.off < len(l.src) && isIdentStart(l.src[l.off]) && !strings.ContainsAny(text, "eE") {
+			// A duration (window specs): digits and units, as in 5m or 1h30m.
+			j := l.off
+			for j < len(l.src) && (isIdentChar(l.src[j]) || l.src[j] == '.') {
+				j++
+			}
+			if d := l.src[start:j]; isDuration(d) {
+				l.off = j
+				return token{kind: tDuration, text: d, src: d, pos: p}, nil
+			}
+		}
 		if l.off < len(l.src) && isIdentChar(l.src[l.off]) {
 			return token{}, l.errorf(p, "malformed number '%s'", quoteSnippet(text+l.src[l.off:l.off+1]))
 		}

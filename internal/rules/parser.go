@@ -15,6 +15,12 @@ type parser struct {
 	ahead   *token // one token of lookahead, when peeked
 	depth   int
 	nextIdx int // 1-based index of the select item being parsed
+
+	// Windowed aggregates (window.go).
+	aggCtx   string     // where aggregates may appear ("" anywhere they may not: the clause name)
+	inAgg    bool       // inside an aggregate's argument
+	aggs     []*aggExpr // the aggregates met, in order
+	firstWin *position  // the first aggregate or window function met
 }
 
 // parse parses a statement into its AST.
@@ -108,7 +114,9 @@ func (p *parser) statement() *statement {
 	star := false
 	for {
 		p.nextIdx = len(st.items) + 1
+		p.aggCtx = "SELECT"
 		it := p.selectItem()
+		p.aggCtx = ""
 		if it.x == nil {
 			if star {
 				p.fail(it.pos, "* may appear only once in SELECT")
@@ -137,10 +145,13 @@ func (p *parser) statement() *statement {
 	p.advance()
 	if p.isKeyword("WHERE") {
 		p.advance()
+		p.aggCtx = "WHERE"
 		st.where = p.expr()
-	} else if !p.isOp(";") && p.tok.kind != tEOF {
-		p.expected("WHERE or end of input")
+		p.aggCtx = ""
+	} else if !p.isOp(";") && p.tok.kind != tEOF && !p.isWord("GROUP") && !p.isWord("HAVING") {
+		p.expected("WHERE, GROUP BY or end of input")
 	}
+	p.windowClauses(st)
 	if p.isOp(";") {
 		p.advance()
 	}
@@ -448,6 +459,8 @@ func (p *parser) primary() expr {
 		case "CAST":
 			return p.cast()
 		}
+	case tDuration:
+		p.fail(t.pos, "a duration such as %s may appear only in TUMBLING() or SLIDING()", quoteSnippet(t.text))
 	case tOp:
 		switch t.text {
 		case "(":
@@ -482,6 +495,9 @@ func (p *parser) number(t token) Value {
 func (p *parser) call() expr {
 	t := p.tok
 	name := strings.ToLower(t.text)
+	if aggregates[name] || windowFuncs[name] {
+		return p.windowCall()
+	}
 	def := funcs[name]
 	if def == nil {
 		p.fail(t.pos, "unknown function '%s'", quoteSnippet(t.text))

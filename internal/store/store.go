@@ -42,6 +42,8 @@ type Store interface {
 	// Provisioning keeps enrollment groups and claim tokens (provisioning.go).
 	Provisioning() ProvisioningStore
 	Audit() AuditStore
+	// RuleWindows keeps the open windows of windowed rules (ruleengine).
+	RuleWindows() RuleWindowStore
 	// Close flushes and closes the store.
 	Close() error
 }
@@ -398,6 +400,29 @@ type RuleStore interface {
 	// created. An existing rule of that name (created by a user) is kept
 	// and marks the name as seeded.
 	Seed(ctx context.Context, r Rule) (created bool, err error)
+}
+
+// RuleWindowState is the saved open windows of one windowed rule: opaque
+// to the store (package rules encodes it), with the statement it belongs
+// to, so that a rule whose SQL changed starts afresh.
+type RuleWindowState struct {
+	Rule    string
+	SQL     string
+	State   []byte
+	SavedAt time.Time
+}
+
+// RuleWindowStore keeps the open windows of windowed rules across
+// restarts.
+type RuleWindowStore interface {
+	// Put saves (replaces) the state of w.Rule. The state of a rule that
+	// does not exist (deleted meanwhile) is not saved, and that is not an
+	// error. Deleting a rule deletes its state.
+	Put(ctx context.Context, w RuleWindowState) error
+	// List returns every saved state ordered by rule.
+	List(ctx context.Context) ([]RuleWindowState, error)
+	// Delete removes the state of rule; none is not an error.
+	Delete(ctx context.Context, rule string) error
 }
 
 // User is a person who signs in to the web console. The password is kept

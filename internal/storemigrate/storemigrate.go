@@ -107,6 +107,7 @@ var tables = []table{
 	{"enrollments", "enrollments", []column{c("name", kText), c("attestation", kText), c("sealed_key", kText), c("ca_cert", kText), c("ca_fingerprint", kText), c("ca_verified", kBool), c("verification_code", kText), c("verification_expires", kMS), c("spec", kBytes), c("enabled", kBool), c("max_devices", kInt), c("expires_at", kMS), c("registered", kInt), c("created_at", kMS), c("updated_at", kMS)}, "name"},
 	{"registrations", "registrations", []column{c("enrollment", kText), c("registration_id", kText), c("thing", kText), c("credential", kText), c("created_at", kMS), c("updated_at", kMS)}, "enrollment, registration_id"},
 	{"claims", "claims", []column{c("id", kText), c("token_hash", kBytes), c("thing", kText), c("enrollment", kText), c("expires_at", kMS), c("redeemed_at", kMS), c("redeemed_thing", kText), c("created_at", kMS)}, "id"},
+	{"rule_windows", "rule_windows", []column{c("rule", kText), c("sql", kText), c("state", kBytes), c("saved_at", kMS)}, "rule"},
 	{"audit_log", "audit_log", []column{c("id", kText), c("at", kMS), c("actor_kind", kText), c("actor_name", kText), c("actor_id", kText), c("action", kText), c("target_kind", kText), c("target_name", kText), c("status", kInt), c("source", kText), c("request_id", kText), c("before_doc", kText), c("after_doc", kText), c("omitted", kBool)}, "id"},
 }
 

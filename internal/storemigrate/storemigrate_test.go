@@ -118,6 +118,7 @@ func installation(t *testing.T) string {
 	must(t, err)
 	_, err = st.Dashboards().Update(ctx, store.Dashboard{Name: "wall", Title: "Wall 2", Widgets: []byte(`[]`)}, 1)
 	must(t, err)
+	must(t, st.RuleWindows().Put(ctx, store.RuleWindowState{Rule: "r", SQL: "SELECT * FROM 'a'", State: []byte{1, 0, 0xfe}, SavedAt: t0}))
 	must(t, st.StatsHistory().Append(ctx, store.StatsPoint{Time: t0, Interval: time.Minute, Messages: 42, Connected: 3, ActiveAlarms: 1}, time.Time{}))
 	rel, err := st.Jobs().Release(ctx, "job1", 1, later, later)
 	must(t, err)
@@ -216,6 +217,7 @@ func TestCopy(t *testing.T) {
 	same("profiles", func(s store.Store) (any, error) { return s.Profiles().List(ctx, "", 0) })
 	same("profile state", func(s store.Store) (any, error) { return s.Profiles().ListApplied(ctx, "", 0) })
 	same("dashboards", func(s store.Store) (any, error) { return s.Dashboards().List(ctx, "", 0) })
+	same("rule windows", func(s store.Store) (any, error) { return s.RuleWindows().List(ctx) })
 	same("stats history", func(s store.Store) (any, error) { return s.StatsHistory().Since(ctx, time.Time{}, 0) })
 	same("audit", func(s store.Store) (any, error) { return s.Audit().List(ctx, store.AuditFilter{}) })
 	same("job executions", func(s store.Store) (any, error) {

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Dashboards", func(t *testing.T) { testDashboards(t, open) })
 	t.Run("Provisioning", func(t *testing.T) { testProvisioning(t, open) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
+	t.Run("RuleWindows", func(t *testing.T) { testRuleWindows(t, open) })
 	t.Run("CreateMany", func(t *testing.T) { testCreateMany(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 }

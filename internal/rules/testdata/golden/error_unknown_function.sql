@@ -1,1 +1,1 @@
-SELECT avg(temp) FROM 'things/+/telemetry'
+SELECT median(temp) FROM 'things/+/telemetry'

@@ -1,0 +1,1 @@
+SELECT avg(temp) FROM 'things/+/telemetry' GROUP BY thing, SLIDING(5m, 7s)
