@@ -22,6 +22,7 @@ import (
 	"github.com/moteiot/mote/internal/bridge"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/ipfilter"
+	"github.com/moteiot/mote/internal/oidc/rolemap"
 	"github.com/moteiot/mote/internal/pgdb"
 )
 
@@ -225,6 +226,26 @@ type Config struct {
 	// most rows of one POST /things:import.
 	ImportMaxSize int64
 	ImportMaxRows int
+	// Single sign-on with OpenID Connect (internal/oidc, docs/users.md):
+	// the provider ("" issuer: off), the client registered there (the
+	// secret is never logged; or read from a file), the callback URL (""
+	// derived from the request), scopes besides openid, the claim mapped
+	// to a role and the map, the role when nothing matches ("": refuse),
+	// a claim to scope users to groups, the console's button, and the
+	// deadlines of a call to the provider and of a whole sign-in.
+	OIDCIssuer           string
+	OIDCClientID         string
+	OIDCClientSecret     string // never logged
+	OIDCClientSecretFile string
+	OIDCRedirectURL      string
+	OIDCScopes           []string
+	OIDCRoleClaim        string
+	OIDCRoleMap          string
+	OIDCDefaultRole      string
+	OIDCGroupsClaim      string
+	OIDCButtonLabel      string
+	OIDCDiscoveryTimeout time.Duration
+	OIDCLoginTimeout     time.Duration
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -353,6 +374,11 @@ func Default() Config {
 		AuditRetention:              90 * 24 * time.Hour,
 		ImportMaxSize:               64 << 20,
 		ImportMaxRows:               200_000,
+		OIDCScopes:                  []string{"profile"},
+		OIDCRoleClaim:               "groups",
+		OIDCButtonLabel:             "Sign in with SSO",
+		OIDCDiscoveryTimeout:        10 * time.Second,
+		OIDCLoginTimeout:            10 * time.Minute,
 	}
 }
 
@@ -514,6 +540,19 @@ func fields(c *Config) []field {
 		{"audit-retention", "how long audit entries are kept; older ones are deleted by a background pruner (hourly)", dur(&c.AuditRetention)},
 		{"import-max-size", "largest body of POST /api/v1/things:import, in bytes; larger ones are answered 413", num64(&c.ImportMaxSize)},
 		{"import-max-rows", "most rows one POST /api/v1/things:import may hold; more are answered 413", num(&c.ImportMaxRows)},
+		{"oidc-issuer", `issuer URL of the OpenID Connect provider for single sign-on to the console ("" turns single sign-on off)`, str(&c.OIDCIssuer)},
+		{"oidc-client-id", "client id of Mote registered at the OpenID Connect provider", str(&c.OIDCClientID)},
+		{"oidc-client-secret", "client secret of Mote at the OpenID Connect provider (prefer --oidc-client-secret-file or the environment variable)", str(&c.OIDCClientSecret)},
+		{"oidc-client-secret-file", "file holding the client secret at the OpenID Connect provider (instead of --oidc-client-secret)", str(&c.OIDCClientSecretFile)},
+		{"oidc-redirect-url", `callback URL registered at the provider, ending in /api/v1/auth/oidc/callback ("": derived from each request's scheme and Host; set it behind a proxy)`, str(&c.OIDCRedirectURL)},
+		{"oidc-scopes", "scopes requested from the OpenID Connect provider besides openid (comma-separated)", list(&c.OIDCScopes)},
+		{"oidc-role-claim", "claim of the ID token whose values --oidc-role-map maps to a role", str(&c.OIDCRoleClaim)},
+		{"oidc-role-map", `claim values to roles, e.g. "mote-admins=admin,ops=operator,*=viewer" ("*" matches everyone; the highest match wins)`, str(&c.OIDCRoleMap)},
+		{"oidc-default-role", `role of a single sign-on user whom --oidc-role-map does not match: admin, operator or viewer ("": such a sign-in is refused with 403)`, str(&c.OIDCDefaultRole)},
+		{"oidc-groups-claim", `claim of the ID token whose values become the user's group scope ("": single sign-on users are not scoped; set: a sign-in without the claim is refused)`, str(&c.OIDCGroupsClaim)},
+		{"oidc-button-label", "text of the console's single sign-on button", str(&c.OIDCButtonLabel)},
+		{"oidc-discovery-timeout", "deadline of each call to the OpenID Connect provider (discovery, keys, token exchange); past it the sign-in is answered 503", dur(&c.OIDCDiscoveryTimeout)},
+		{"oidc-login-timeout", "time a browser has from starting a single sign-on to coming back with it; later callbacks are refused with 401", dur(&c.OIDCLoginTimeout)},
 	}
 }
 
@@ -745,6 +784,9 @@ func (c *Config) Validate() error {
 	if err := c.validateProvisioning(); err != nil {
 		return err
 	}
+	if err := c.validateOIDC(); err != nil {
+		return err
+	}
 	if err := c.validateCoAP(); err != nil {
 		return err
 	}
@@ -942,6 +984,58 @@ func (c *Config) validateAlarms() error {
 		}
 	}
 	return nil
+}
+
+// validateOIDC checks the single sign-on settings.
+func (c *Config) validateOIDC() error {
+	switch {
+	case c.OIDCDiscoveryTimeout < 100*time.Millisecond || c.OIDCDiscoveryTimeout > 5*time.Minute:
+		return fmt.Errorf("oidc-discovery-timeout: %s is outside 100ms to 5m", c.OIDCDiscoveryTimeout)
+	case c.OIDCLoginTimeout < 10*time.Second || c.OIDCLoginTimeout > time.Hour:
+		return fmt.Errorf("oidc-login-timeout: %s is outside 10s to 1h", c.OIDCLoginTimeout)
+	case len(c.OIDCButtonLabel) > 100:
+		return fmt.Errorf("oidc-button-label: longer than 100 bytes")
+	}
+	c.OIDCScopes = trimAll(c.OIDCScopes)
+	m, err := rolemap.Parse(c.OIDCRoleMap)
+	if err != nil {
+		return fmt.Errorf("oidc-role-map: %v", err)
+	}
+	switch c.OIDCDefaultRole {
+	case "", "admin", "operator", "viewer":
+	default:
+		return fmt.Errorf("oidc-default-role: %q is not admin, operator, viewer or empty", c.OIDCDefaultRole)
+	}
+	if c.OIDCIssuer == "" {
+		return nil
+	}
+	u, err := url.Parse(c.OIDCIssuer)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("oidc-issuer: want an http or https URL without query, or empty")
+	}
+	switch {
+	case c.OIDCClientID == "":
+		return fmt.Errorf("oidc-client-id: required with --oidc-issuer")
+	case c.OIDCClientSecret != "" && c.OIDCClientSecretFile != "":
+		return fmt.Errorf("oidc-client-secret-file: give it or --oidc-client-secret, not both")
+	case m.Len() == 0 && c.OIDCDefaultRole == "":
+		return fmt.Errorf("oidc-role-map: with --oidc-issuer, set it or --oidc-default-role, or nobody can sign in")
+	case m.Len() > 0 && c.OIDCRoleClaim == "" && !onlyWildcard(c.OIDCRoleMap):
+		return fmt.Errorf("oidc-role-claim: required by --oidc-role-map")
+	}
+	if c.OIDCRedirectURL != "" {
+		r, err := url.Parse(c.OIDCRedirectURL)
+		if err != nil || (r.Scheme != "http" && r.Scheme != "https") || r.Host == "" || !strings.HasSuffix(r.Path, "/api/v1/auth/oidc/callback") {
+			return fmt.Errorf("oidc-redirect-url: want an http or https URL ending in /api/v1/auth/oidc/callback")
+		}
+	}
+	return nil
+}
+
+// onlyWildcard reports whether a role map has the "*" entry alone.
+func onlyWildcard(s string) bool {
+	k, _, _ := strings.Cut(strings.TrimSpace(s), "=")
+	return strings.TrimSpace(k) == rolemap.Wildcard && !strings.Contains(s, ",")
 }
 
 // validateProvisioning checks the provisioning settings.

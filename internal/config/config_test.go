@@ -234,6 +234,18 @@ func TestValidate(t *testing.T) {
 		want string // "" means valid; otherwise the flag the error must name
 	}{
 		{"data-dir empty", func(c *config.Config) { c.DataDir = "" }, "data-dir"},
+		{"oidc-issuer not a URL", func(c *config.Config) { oidcOn(c); c.OIDCIssuer = "idp.example" }, "oidc-issuer"},
+		{"oidc on", func(c *config.Config) { oidcOn(c) }, ""},
+		{"oidc-client-id missing", func(c *config.Config) { oidcOn(c); c.OIDCClientID = "" }, "oidc-client-id"},
+		{"oidc secret twice", func(c *config.Config) { oidcOn(c); c.OIDCClientSecretFile = "/s" }, "oidc-client-secret-file"},
+		{"oidc-role-map bad role", func(c *config.Config) { c.OIDCRoleMap = "ops=root" }, "oidc-role-map"},
+		{"oidc nobody can sign in", func(c *config.Config) { oidcOn(c); c.OIDCRoleMap = "" }, "oidc-role-map"},
+		{"oidc default role alone", func(c *config.Config) { oidcOn(c); c.OIDCRoleMap, c.OIDCDefaultRole = "", "viewer" }, ""},
+		{"oidc-default-role", func(c *config.Config) { c.OIDCDefaultRole = "root" }, "oidc-default-role"},
+		{"oidc-role-claim missing", func(c *config.Config) { oidcOn(c); c.OIDCRoleClaim = "" }, "oidc-role-claim"},
+		{"oidc-redirect-url path", func(c *config.Config) { oidcOn(c); c.OIDCRedirectURL = "https://mote.example/cb" }, "oidc-redirect-url"},
+		{"oidc-discovery-timeout", func(c *config.Config) { c.OIDCDiscoveryTimeout = 0 }, "oidc-discovery-timeout"},
+		{"oidc-login-timeout", func(c *config.Config) { c.OIDCLoginTimeout = 2 * time.Hour }, "oidc-login-timeout"},
 		{"log-level", func(c *config.Config) { c.LogLevel = "trace" }, "log-level"},
 		{"log-level case", func(c *config.Config) { c.LogLevel = "INFO" }, "log-level"},
 		{"log-format", func(c *config.Config) { c.LogFormat = "xml" }, "log-format"},
@@ -424,8 +436,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 127 {
-		t.Errorf("settings = %d; want 127 (update this test for a new setting)", n)
+	if n != 140 {
+		t.Errorf("settings = %d; want 140 (update this test for a new setting)", n)
 	}
 }
 
@@ -461,4 +473,10 @@ func TestStoreURLPasswordNotInError(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("Validate = %v; want an error without the password", err)
 	}
+}
+
+// oidcOn configures single sign-on validly.
+func oidcOn(c *config.Config) {
+	c.OIDCIssuer, c.OIDCClientID, c.OIDCClientSecret = "https://idp.example/realms/x", "mote", "s3cret"
+	c.OIDCRoleMap = "mote-admins=admin,*=viewer"
 }

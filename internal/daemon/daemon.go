@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +49,8 @@ import (
 	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
+	"github.com/moteiot/mote/internal/oidc"
+	"github.com/moteiot/mote/internal/oidc/rolemap"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/profiles"
 	"github.com/moteiot/mote/internal/provisioning"
@@ -123,6 +127,7 @@ type Daemon struct {
 	// (liveDone ends its streams at shutdown), and the admin password
 	// created on first start.
 	users           *users.Service
+	oidc            *oidc.RP // nil: single sign-on is off
 	live            *live.Hub
 	liveDone        chan struct{}
 	initialPassword string
@@ -580,6 +585,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return live.Totals{MessagesIn: st.MessagesReceived, MessagesOut: st.MessagesSent, Connected: st.Connections}
 	}})
 	d.onClose(d.live.Close)
+	if err := d.startOIDC(ctx); err != nil {
+		return err
+	}
 	if err := d.startHTTP(); err != nil {
 		return err
 	}
@@ -723,6 +731,7 @@ func (d *Daemon) startHTTP() error {
 		Provisioning:         d.prov,
 		ProvisioningLimiter:  d.provLimit,
 		ProvisioningEndpoint: d.cfg.ProvisioningEndpoint,
+		OIDC:                 d.oidc,
 	}))
 	// MQTT over WebSocket is a device listener on the API port: the API
 	// list applies to the connection, the device list to the upgrade.
@@ -930,6 +939,53 @@ func (d *Daemon) startUsers(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { defer close(done); d.users.RunExpiry(expCtx, time.Hour) }()
 	d.onClose(func() error { cancel(); <-done; return nil })
+	return nil
+}
+
+// startOIDC starts single sign-on through the OpenID Connect provider of
+// --oidc-issuer (none: off). A provider that cannot be reached now is not
+// an error: discovery is retried at sign-in, and passwords still work.
+func (d *Daemon) startOIDC(ctx context.Context) error {
+	if d.cfg.OIDCIssuer == "" {
+		return nil
+	}
+	secret := d.cfg.OIDCClientSecret
+	if d.cfg.OIDCClientSecretFile != "" {
+		b, err := os.ReadFile(d.cfg.OIDCClientSecretFile)
+		if err != nil {
+			return fmt.Errorf("oidc-client-secret-file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	roles, err := rolemap.Parse(d.cfg.OIDCRoleMap)
+	if err != nil {
+		return fmt.Errorf("oidc-role-map: %w", err)
+	}
+	rp, err := oidc.New(oidc.Options{
+		Issuer:           d.cfg.OIDCIssuer,
+		ClientID:         d.cfg.OIDCClientID,
+		ClientSecret:     secret,
+		RedirectURL:      d.cfg.OIDCRedirectURL,
+		Scopes:           d.cfg.OIDCScopes,
+		RoleClaim:        d.cfg.OIDCRoleClaim,
+		RoleMap:          roles,
+		DefaultRole:      d.cfg.OIDCDefaultRole,
+		GroupsClaim:      d.cfg.OIDCGroupsClaim,
+		ButtonLabel:      d.cfg.OIDCButtonLabel,
+		DiscoveryTimeout: d.cfg.OIDCDiscoveryTimeout,
+		LoginTimeout:     d.cfg.OIDCLoginTimeout,
+		Users:            d.users,
+		Logger:           d.log.With("component", "oidc"),
+		Metrics:          d.metrics,
+	})
+	if err != nil {
+		return err
+	}
+	if err := rp.Start(ctx); err != nil {
+		return err
+	}
+	d.oidc = rp
+	d.onClose(rp.Close)
 	return nil
 }
 

@@ -37,6 +37,7 @@ import (
 	"github.com/moteiot/mote/internal/jobs"
 	"github.com/moteiot/mote/internal/live"
 	"github.com/moteiot/mote/internal/methods"
+	"github.com/moteiot/mote/internal/oidc"
 	"github.com/moteiot/mote/internal/profiles"
 	"github.com/moteiot/mote/internal/provisioning"
 	"github.com/moteiot/mote/internal/registry"
@@ -129,6 +130,9 @@ type Options struct {
 	// Importer imports things in bulk (nil: POST /things:import answers
 	// 503).
 	Importer *thingimport.Importer
+	// OIDC signs people in through an OpenID Connect provider (nil:
+	// single sign-on is off; see oidc.go).
+	OIDC *oidc.RP
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -198,6 +202,7 @@ type server struct {
 	audit       *audit.Recorder
 	auditRoutes map[string]auditRoute
 	importer    *thingimport.Importer
+	oidc        *oidc.RP
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -212,6 +217,9 @@ func (s *server) routes() []route {
 		{"POST", "/auth/login", rolePublic, s.login},
 		{"POST", "/auth/logout", rolePublic, s.logout},
 		{"GET", "/auth/me", rolePublic, s.me}, // authenticates itself
+		{"GET", "/auth/oidc", rolePublic, s.oidcInfo},
+		{"GET", "/auth/oidc/login", rolePublic, s.oidcLogin},
+		{"GET", "/auth/oidc/callback", rolePublic, s.oidcCallback},
 		{"GET", "/events", roleView, s.events},
 
 		{"POST", "/things", roleWrite, s.createThing},
@@ -392,6 +400,7 @@ func New(o Options) http.Handler {
 	s.fleet = o.Fleet
 	s.audit = o.Audit
 	s.importer = o.Importer
+	s.oidc = o.OIDC
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {

@@ -326,6 +326,62 @@ func (s *Service) Login(ctx context.Context, name, password, addr string) (id st
 	return id, u, nil
 }
 
+// ExternalPasswordHash marks a user that signs in only through single
+// sign-on (internal/oidc): it is no bcrypt hash, so no password matches it.
+var ExternalPasswordHash = []byte("!external")
+
+// IsExternal reports whether a user signs in only through single sign-on.
+func IsExternal(u store.User) bool { return string(u.PasswordHash) == string(ExternalPasswordHash) }
+
+// ExternalLogin opens a session for a user whom an identity provider
+// vouched for (single sign-on): the user is created on its first sign-in
+// and its role and group scope are set from the provider's claims on
+// every sign-in. A local user of that name (one with a password) is not
+// taken over: that is core.KindConflict. addr is the client's address,
+// for the log.
+func (s *Service) ExternalLogin(ctx context.Context, name, role string, groups []string, addr string) (id string, u store.User, err error) {
+	if err := validName(name); err != nil {
+		return "", store.User{}, err
+	}
+	if !ValidRole(role) {
+		return "", store.User{}, core.Invalid("role", "role must be admin, operator or viewer")
+	}
+	if groups, err = s.ValidGroups(groups); err != nil {
+		return "", store.User{}, err
+	}
+	u, err = s.st.Get(ctx, name)
+	switch {
+	case core.IsNotFound(err):
+		u, err = s.st.Create(ctx, store.User{Name: name, PasswordHash: ExternalPasswordHash, Role: role, Groups: groups})
+		if core.KindOf(err) == core.KindConflict { // a concurrent first sign-in
+			u, err = s.st.Get(ctx, name)
+		}
+		if err != nil {
+			return "", store.User{}, err
+		}
+	case err != nil:
+		return "", store.User{}, err
+	}
+	if !IsExternal(u) {
+		return "", store.User{}, core.Errorf(core.KindConflict, "user %q exists with a password and does not sign in through single sign-on", name)
+	}
+	if u.Role != role || !slices.Equal(u.Groups, groups) {
+		if u, err = s.st.Update(ctx, store.User{Name: name, Role: role, Groups: groups}); err != nil {
+			return "", store.User{}, err
+		}
+	}
+	now := s.now()
+	id, hashID := newSessionID()
+	if err := s.st.CreateSession(ctx, store.Session{IDHash: hashID, User: u.Name, CreatedAt: now, ExpiresAt: now.Add(s.ttl)}); err != nil {
+		return "", store.User{}, err
+	}
+	if err := s.st.RecordLogin(ctx, u.Name, now); err != nil {
+		s.log.Warn("cannot record a console login", "user", u.Name, "err", err)
+	}
+	s.log.Info("console login through single sign-on", "user", u.Name, "role", role, "addr", addr)
+	return id, u, nil
+}
+
 // Authenticate returns the user of a session id (the cookie value) and
 // slides the session's expiry. Any failure is KindUnauthorized.
 func (s *Service) Authenticate(ctx context.Context, id string) (store.User, error) {

@@ -183,6 +183,14 @@ function loginPage(): void {
   });
   clear(app, h("main", { class: "center" }, form));
   (user.value ? pass : user).focus();
+  // Single sign-on, when the server offers it: a navigation to the
+  // provider (GET /auth/oidc, docs/users.md).
+  get<{ enabled: boolean; label?: string; loginUrl?: string }>("/auth/oidc")
+    .then((sso) => {
+      if (!sso.enabled || !sso.loginUrl) return;
+      form.append(h("p", { class: "sso" }, h("a", { href: sso.loginUrl, class: "button", "data-testid": "sso" }, sso.label || "Sign in with SSO")));
+    })
+    .catch(() => {});
 }
 
 render();
