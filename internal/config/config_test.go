@@ -424,8 +424,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 125 {
-		t.Errorf("settings = %d; want 125 (update this test for a new setting)", n)
+	if n != 129 {
+		t.Errorf("settings = %d; want 129 (update this test for a new setting)", n)
 	}
 }
 
