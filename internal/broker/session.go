@@ -32,7 +32,7 @@ type session struct {
 	// (ExpireCredential); guarded by rotMu.
 	rotMu    sync.Mutex
 	rotation *time.Timer
-	willSent  atomic.Bool
+	willSent atomic.Bool
 
 	// Backpressure: pending estimates the PUBLISH packets queued for this
 	// client and not yet written. Publishers wait on drained while it is at

@@ -133,11 +133,11 @@ type Server struct {
 	// rotations close DTLS sessions when a rotation window ends
 	// (ExpireCredential); guarded by devMu, stopped by Close.
 	rotations map[*time.Timer]struct{}
-	udpN    atomic.Int64                      // live UDP sessions
-	dtlsN   atomic.Int64                      // live DTLS sessions
-	wg      sync.WaitGroup
-	stop    chan struct{}
-	closeMu sync.Once
+	udpN      atomic.Int64 // live UDP sessions
+	dtlsN     atomic.Int64 // live DTLS sessions
+	wg        sync.WaitGroup
+	stop      chan struct{}
+	closeMu   sync.Once
 }
 
 // New validates o and binds the listeners; Start serves them.

@@ -444,7 +444,7 @@ func fields(c *Config) []field {
 		{"provisioning-max-claim-ttl", "longest validity of a claim token", dur(&c.ProvisioningMaxClaimTTL)},
 		{"provisioning-verification-ttl", "validity of an X.509 enrollment group's CA verification code", dur(&c.ProvisioningVerificationTTL)},
 		{"credential-rotation-window", "how long a rotated credential stays valid beside its replacement when the rotation names no window; connections using it are closed when it ends", dur(&c.CredentialRotationWindow)},
-		{"credential-rotation-max-window", "the longest rotation window a rotation may ask for (longer: 400)", dur(&c.CredentialRotationMaxWindow)},
+		{"credential-rotation-max-window", "the longest rotation window a rotation may ask for (a longer one is refused with 400)", dur(&c.CredentialRotationMaxWindow)},
 		{"device-rotation-limit", "certificate self-rotations a thing may make per hour (MQTT $mote/things/{name}/certificate/rotate, POST /api/v1/devices/{thing}/certificate); more are refused (rejected 429, HTTP 429) and counted", num(&c.DeviceRotationLimit)},
 		{"crl-validity", "time from thisUpdate to nextUpdate of the CRL at /api/v1/crl.pem; it is signed again at half of it and on every revocation", dur(&c.CRLValidity)},
 		{"provisioning-queue", "MQTT provisioning requests queued per connection; more are refused (PUBACK 0x97) and counted in mote_provisioning_mqtt_dropped_total", num(&c.ProvisioningQueue)},

@@ -50,7 +50,7 @@ type Event struct {
 	Thing      string
 	Enabled    bool // for ThingChanged
 	Credential string
-	Group      string // for GroupsChanged: the deleted group
+	Group      string    // for GroupsChanged: the deleted group
 	Expires    time.Time // for CredentialRotated
 }
 
