@@ -25,6 +25,26 @@ func (b *Broker) armExpiry(s *session) {
 	s.expiry = time.AfterFunc(time.Until(s.id.Expires), func() { b.credentialExpired(s) })
 }
 
+// ExpireCredential closes, at at, every connection of thing that
+// authenticated with credential: the end of a rotation window (the
+// registry brought the credential's expiry forward). A connection whose
+// credential expires earlier anyway keeps its own timer.
+func (b *Broker) ExpireCredential(thing, credential string, at time.Time) {
+	for _, s := range b.sessionsOf(thing) {
+		if s.id.Credential != credential || (!s.id.Expires.IsZero() && !at.Before(s.id.Expires)) {
+			continue
+		}
+		t := time.AfterFunc(time.Until(at), func() { b.credentialExpired(s) })
+		s.rotMu.Lock()
+		old := s.rotation
+		s.rotation = t
+		s.rotMu.Unlock()
+		if old != nil {
+			old.Stop()
+		}
+	}
+}
+
 // credentialExpired closes a connection whose credential expired.
 func (b *Broker) credentialExpired(s *session) {
 	if b.current(s.cl) != s || b.closed.Load() {

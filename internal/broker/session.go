@@ -28,7 +28,11 @@ type session struct {
 	takenOver atomic.Bool // a new connection with its client id was accepted
 	expired   atomic.Bool // we closed it: its credential expired (expiry.go)
 	expiry    *time.Timer // closes it when its credential expires; nil: never
-	willSent  atomic.Bool
+	// rotation closes it when its credential's rotation window ends
+	// (ExpireCredential); guarded by rotMu.
+	rotMu    sync.Mutex
+	rotation *time.Timer
+	willSent atomic.Bool
 
 	// Backpressure: pending estimates the PUBLISH packets queued for this
 	// client and not yet written. Publishers wait on drained while it is at
@@ -147,6 +151,11 @@ func (b *Broker) removeSession(s *session) {
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}
+	s.rotMu.Lock()
+	if s.rotation != nil {
+		s.rotation.Stop()
+	}
+	s.rotMu.Unlock()
 	if last {
 		b.presence.record(s.id.Thing, false)
 	}

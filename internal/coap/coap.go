@@ -130,11 +130,14 @@ type Server struct {
 	dtlsLn  *coapnet.DTLSListener
 	devMu   sync.Mutex
 	devices map[*udpclient.Conn]auth.Identity // DTLS sessions and their device
-	udpN    atomic.Int64                      // live UDP sessions
-	dtlsN   atomic.Int64                      // live DTLS sessions
-	wg      sync.WaitGroup
-	stop    chan struct{}
-	closeMu sync.Once
+	// rotations close DTLS sessions when a rotation window ends
+	// (ExpireCredential); guarded by devMu, stopped by Close.
+	rotations map[*time.Timer]struct{}
+	udpN      atomic.Int64 // live UDP sessions
+	dtlsN     atomic.Int64 // live DTLS sessions
+	wg        sync.WaitGroup
+	stop      chan struct{}
+	closeMu   sync.Once
 }
 
 // New validates o and binds the listeners; Start serves them.
@@ -291,6 +294,12 @@ func (s *Server) Close() error {
 			errs = append(errs, s.dtlsLn.Close())
 		}
 		s.obs.closeAll()
+		s.devMu.Lock()
+		for t := range s.rotations {
+			t.Stop()
+		}
+		clear(s.rotations)
+		s.devMu.Unlock()
 		s.wg.Wait()
 	})
 	return errors.Join(errs...)
@@ -369,6 +378,38 @@ func (s *Server) DisconnectThing(thing string) {
 // authenticated (revoked).
 func (s *Server) DisconnectCredential(thing, credential string) {
 	s.disconnect(func(id auth.Identity) bool { return id.Thing == thing && id.Credential == credential })
+}
+
+// ExpireCredential closes, at at, the DTLS sessions that a credential
+// authenticated: the end of its rotation window. Sessions made later are
+// checked against the credential's stored expiry at their handshake.
+func (s *Server) ExpireCredential(thing, credential string, at time.Time) {
+	match := func(id auth.Identity) bool { return id.Thing == thing && id.Credential == credential }
+	s.devMu.Lock()
+	defer s.devMu.Unlock()
+	live := false
+	for _, id := range s.devices {
+		live = live || match(id)
+	}
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
+	if !live {
+		return
+	}
+	if s.rotations == nil {
+		s.rotations = make(map[*time.Timer]struct{})
+	}
+	var t *time.Timer
+	t = time.AfterFunc(time.Until(at), func() {
+		s.devMu.Lock()
+		delete(s.rotations, t)
+		s.devMu.Unlock()
+		s.disconnect(match)
+	})
+	s.rotations[t] = struct{}{}
 }
 
 func (s *Server) disconnect(match func(auth.Identity) bool) {

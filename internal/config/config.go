@@ -112,6 +112,12 @@ type Config struct {
 	ProvisioningClaimTTL        time.Duration // validity of a claim token that asks for none
 	ProvisioningMaxClaimTTL     time.Duration // longest validity of a claim token
 	ProvisioningVerificationTTL time.Duration // validity of a CA verification code
+
+	// Credential rotation and the CRL (docs/credentials.md).
+	CredentialRotationWindow    time.Duration // a rotated credential's remaining validity when none is asked for
+	CredentialRotationMaxWindow time.Duration // the longest rotation window
+	DeviceRotationLimit         int           // certificate self-rotations a thing may make per hour
+	CRLValidity                 time.Duration // thisUpdate to nextUpdate of /api/v1/crl.pem
 	ProvisioningQueue           int           // MQTT provisioning requests queued per connection
 	ProvisioningRequestTimeout  time.Duration // deadline of one registration
 	ProvisioningEndpoint        string        // the API URL claim QR codes carry ("" the URL the request came to)
@@ -366,6 +372,11 @@ func Default() Config {
 		ProvisioningClaimTTL:        24 * time.Hour,
 		ProvisioningMaxClaimTTL:     365 * 24 * time.Hour,
 		ProvisioningVerificationTTL: time.Hour,
+
+		CredentialRotationWindow:    24 * time.Hour,
+		CredentialRotationMaxWindow: 30 * 24 * time.Hour,
+		DeviceRotationLimit:         6,
+		CRLValidity:                 24 * time.Hour,
 		ProvisioningQueue:           4,
 		ProvisioningRequestTimeout:  10 * time.Second,
 		AuditQueue:                  10_000,
@@ -465,6 +476,10 @@ func fields(c *Config) []field {
 		{"provisioning-claim-ttl", "validity of a claim token created without a ttl", dur(&c.ProvisioningClaimTTL)},
 		{"provisioning-max-claim-ttl", "longest validity of a claim token", dur(&c.ProvisioningMaxClaimTTL)},
 		{"provisioning-verification-ttl", "validity of an X.509 enrollment group's CA verification code", dur(&c.ProvisioningVerificationTTL)},
+		{"credential-rotation-window", "how long a rotated credential stays valid beside its replacement when the rotation names no window; connections using it are closed when it ends", dur(&c.CredentialRotationWindow)},
+		{"credential-rotation-max-window", "the longest rotation window a rotation may ask for (a longer one is refused with 400)", dur(&c.CredentialRotationMaxWindow)},
+		{"device-rotation-limit", "certificate self-rotations a thing may make per hour (MQTT $mote/things/{name}/certificate/rotate, POST /api/v1/devices/{thing}/certificate); more are refused (rejected 429, HTTP 429) and counted", num(&c.DeviceRotationLimit)},
+		{"crl-validity", "time from thisUpdate to nextUpdate of the CRL at /api/v1/crl.pem; it is signed again at half of it and on every revocation", dur(&c.CRLValidity)},
 		{"provisioning-queue", "MQTT provisioning requests queued per connection; more are refused (PUBACK 0x97) and counted in mote_provisioning_mqtt_dropped_total", num(&c.ProvisioningQueue)},
 		{"provisioning-request-timeout", "deadline of one registration (store work, signing)", dur(&c.ProvisioningRequestTimeout)},
 		{"provisioning-endpoint", `the API URL a claim token's QR code carries, e.g. https://iot.example.com:8443 ("" the URL the request was made to)`, str(&c.ProvisioningEndpoint)},
@@ -781,6 +796,9 @@ func (c *Config) Validate() error {
 	if err := c.validateAlarms(); err != nil {
 		return err
 	}
+	if err := c.validateCredentials(); err != nil {
+		return err
+	}
 	if err := c.validateProvisioning(); err != nil {
 		return err
 	}
@@ -1028,6 +1046,21 @@ func (c *Config) validateOIDC() error {
 		if err != nil || (r.Scheme != "http" && r.Scheme != "https") || r.Host == "" || !strings.HasSuffix(r.Path, "/api/v1/auth/oidc/callback") {
 			return fmt.Errorf("oidc-redirect-url: want an http or https URL ending in /api/v1/auth/oidc/callback")
 		}
+	}
+	return nil
+}
+
+// validateCredentials checks the credential rotation and CRL settings.
+func (c *Config) validateCredentials() error {
+	switch {
+	case c.CredentialRotationMaxWindow < time.Minute || c.CredentialRotationMaxWindow > 365*24*time.Hour:
+		return fmt.Errorf("credential-rotation-max-window: %s is outside 1m to 8760h", c.CredentialRotationMaxWindow)
+	case c.CredentialRotationWindow < 0 || c.CredentialRotationWindow > c.CredentialRotationMaxWindow:
+		return fmt.Errorf("credential-rotation-window: %s is outside 0s to --credential-rotation-max-window (%s)", c.CredentialRotationWindow, c.CredentialRotationMaxWindow)
+	case c.DeviceRotationLimit < 1 || c.DeviceRotationLimit > 3600:
+		return fmt.Errorf("device-rotation-limit: %d is outside 1 to 3600", c.DeviceRotationLimit)
+	case c.CRLValidity < time.Hour || c.CRLValidity > 365*24*time.Hour:
+		return fmt.Errorf("crl-validity: %s is outside 1h to 8760h", c.CRLValidity)
 	}
 	return nil
 }

@@ -436,8 +436,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 140 {
-		t.Errorf("settings = %d; want 140 (update this test for a new setting)", n)
+	if n != 144 {
+		t.Errorf("settings = %d; want 144 (update this test for a new setting)", n)
 	}
 }
 

@@ -212,7 +212,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 
 	d.registry = registry.New(registry.Options{Store: st, Hasher: hasher, CA: d.ca, Logger: d.log.With("component", "registry"), Sealer: sealer,
-		QueryLimits: fleetquery.Limits{MaxLength: cfg.FleetQueryMaxLength, MaxDepth: cfg.FleetQueryMaxDepth}, MaxDynamicGroups: cfg.MaxDynamicGroups})
+		QueryLimits: fleetquery.Limits{MaxLength: cfg.FleetQueryMaxLength, MaxDepth: cfg.FleetQueryMaxDepth}, MaxDynamicGroups: cfg.MaxDynamicGroups,
+		RotationWindow: cfg.CredentialRotationWindow, MaxRotationWindow: cfg.CredentialRotationMaxWindow, CRLValidity: cfg.CRLValidity})
 	if err := d.registry.Bootstrap(ctx); err != nil {
 		return fmt.Errorf("bootstrap registry: %w", err)
 	}
@@ -648,6 +649,14 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 		d.broker.DisconnectCredential(e.Thing, e.Credential, "credential revoked")
 		if d.coap != nil {
 			d.coap.DisconnectCredential(e.Thing, e.Credential)
+		}
+	case registry.CredentialRotated:
+		// The old credential is valid until the window ends: connections
+		// using it are closed then (docs/credentials.md).
+		d.devices.Invalidate(e.Thing)
+		d.broker.ExpireCredential(e.Thing, e.Credential, e.Expires)
+		if d.coap != nil {
+			d.coap.ExpireCredential(e.Thing, e.Credential, e.Expires)
 		}
 	case registry.PoliciesChanged:
 		d.broker.RefreshPolicies("")

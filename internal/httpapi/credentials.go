@@ -12,6 +12,40 @@ import (
 // maxValidityDays is the longest certificate validity the registry accepts.
 const maxValidityDays = int(registry.MaxCertValidity / (24 * time.Hour))
 
+// credentialJSON is a credential in an answer: what an operator may see
+// of a store.Credential (never its secret hash or sealed key).
+type credentialJSON struct {
+	ID          string     `json:"id"`
+	Thing       string     `json:"thing"`
+	Type        string     `json:"type"`
+	Fingerprint string     `json:"fingerprint,omitempty"`
+	Certificate string     `json:"certificate,omitempty"`
+	NotAfter    *time.Time `json:"notAfter,omitempty"`
+	Revoked     bool       `json:"revoked"`
+	RevokedAt   *time.Time `json:"revokedAt,omitempty"`
+	CreatedAt   time.Time  `json:"createdAt"`
+}
+
+func toCredentialJSON(c store.Credential) credentialJSON {
+	return credentialJSON{ID: c.ID, Thing: c.Thing, Type: c.Type, Fingerprint: c.Fingerprint, Certificate: c.CertPEM,
+		NotAfter: c.NotAfter, Revoked: c.Revoked, RevokedAt: c.RevokedAt, CreatedAt: c.CreatedAt}
+}
+
+// newCredentialJSON is a credential just made, with the parts shown only
+// once; Previous is the credential it replaces (a rotation).
+type newCredentialJSON struct {
+	credentialJSON
+	Secret     string          `json:"secret,omitempty"`
+	PrivateKey string          `json:"privateKey,omitempty"`
+	Key        string          `json:"key,omitempty"`
+	CACert     string          `json:"caCertificate,omitempty"`
+	Previous   *credentialJSON `json:"previous,omitempty"`
+}
+
+func toNewCredentialJSON(nc registry.NewCredential) newCredentialJSON {
+	return newCredentialJSON{credentialJSON: toCredentialJSON(nc.Credential), Secret: nc.Secret, PrivateKey: nc.PrivateKey, Key: nc.Key, CACert: nc.CACert}
+}
+
 // credentialCreate is the body of POST /things/{name}/credentials.
 type credentialCreate struct {
 	Type         string  `json:"type"`         // "secret", "x509" or "symmetricKey"
@@ -90,7 +124,74 @@ func (s *server) createCredential(w http.ResponseWriter, r *http.Request) error 
 	default:
 		return core.Invalid("type", "type must be secret, x509 or symmetricKey")
 	}
-	return created(w, "/things/"+thing+"/credentials/"+nc.ID, nc)
+	return created(w, "/things/"+thing+"/credentials/"+nc.ID, toNewCredentialJSON(nc))
+}
+
+// credentialRotate is the body of POST /things/{name}/credentials/{id}/rotate.
+type credentialRotate struct {
+	Window       *string `json:"window"`       // Go duration; absent: --credential-rotation-window
+	CSR          *string `json:"csr"`          // x509 only; absent: the server makes the key pair
+	ValidityDays *int    `json:"validityDays"` // x509 only; absent: 365
+}
+
+// rotateCredential replaces a credential by a new one of its type; the
+// old one stays valid for the rotation window (docs/credentials.md).
+func (s *server) rotateCredential(w http.ResponseWriter, r *http.Request) error {
+	thing, id, err := credentialParams(r)
+	if err != nil {
+		return err
+	}
+	var in credentialRotate
+	if err := decodeOptionalJSON(w, r, &in); err != nil {
+		return err
+	}
+	var rot registry.Rotation
+	if in.Window != nil {
+		d, err := time.ParseDuration(*in.Window)
+		if err != nil || d < 0 {
+			return core.Invalid("window", "window must be a duration such as 24h or 30m")
+		}
+		rot.Window = &d
+	}
+	if in.CSR != nil {
+		if *in.CSR == "" {
+			return core.Invalid("csr", "csr must be a PEM certificate request")
+		}
+		rot.CSR = []byte(*in.CSR)
+	}
+	if in.ValidityDays != nil {
+		d := *in.ValidityDays
+		if d < 1 || d > maxValidityDays {
+			return core.Invalid("validityDays", "validityDays must be from 1 to %d", maxValidityDays)
+		}
+		rot.Validity = time.Duration(d) * 24 * time.Hour
+	}
+	nc, old, err := s.reg.RotateCredential(r.Context(), thing, id, rot)
+	if err != nil {
+		return err
+	}
+	out := toNewCredentialJSON(nc)
+	prev := toCredentialJSON(old)
+	out.Previous = &prev
+	return created(w, "/things/"+thing+"/credentials/"+nc.ID, out)
+}
+
+// getCRL serves the CA's certificate revocation list (public, like the
+// CA certificate): cached, signed again on revocation.
+func (s *server) getCRL(w http.ResponseWriter, r *http.Request) error {
+	if err := noParams(r); err != nil {
+		return err
+	}
+	b, err := s.reg.CRL(r.Context())
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/x-pem-file")
+	h.Set("Content-Disposition", `attachment; filename="mote-crl.pem"`)
+	h.Set("Cache-Control", "no-cache")
+	_, _ = w.Write(b)
+	return nil
 }
 
 func (s *server) listCredentials(w http.ResponseWriter, r *http.Request) error {
@@ -110,7 +211,11 @@ func (s *server) listCredentials(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, newList(cs, next))
+	items := make([]credentialJSON, len(cs))
+	for i, c := range cs {
+		items[i] = toCredentialJSON(c)
+	}
+	return writeJSON(w, http.StatusOK, newList(items, next))
 }
 
 func (s *server) getCredential(w http.ResponseWriter, r *http.Request) error {
@@ -122,7 +227,7 @@ func (s *server) getCredential(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, c)
+	return writeJSON(w, http.StatusOK, toCredentialJSON(c))
 }
 
 func (s *server) revokeCredential(w http.ResponseWriter, r *http.Request) error {
@@ -140,7 +245,7 @@ func (s *server) revokeCredential(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, c)
+	return writeJSON(w, http.StatusOK, toCredentialJSON(c))
 }
 
 func (s *server) deleteCredential(w http.ResponseWriter, r *http.Request) error {

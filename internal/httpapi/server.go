@@ -211,6 +211,7 @@ type server struct {
 func (s *server) routes() []route {
 	return []route{
 		{"GET", "/ca.pem", rolePublic, s.getCACert},
+		{"GET", "/crl.pem", rolePublic, s.getCRL},
 		{"GET", "/openapi.json", rolePublic, s.getOpenAPI},
 		{"GET", "/server", roleView, s.getServer},
 
@@ -238,6 +239,7 @@ func (s *server) routes() []route {
 		{"GET", "/things/{name}/credentials", roleView, s.listCredentials},
 		{"GET", "/things/{name}/credentials/{id}", roleView, s.getCredential},
 		{"POST", "/things/{name}/credentials/{id}/revoke", roleWrite, s.revokeCredential},
+		{"POST", "/things/{name}/credentials/{id}/rotate", roleWrite, s.rotateCredential},
 		{"DELETE", "/things/{name}/credentials/{id}", roleWrite, s.deleteCredential},
 		{"GET", "/things/{name}/credentials/{id}/psk", roleAdmin, s.getCredentialPSK},
 

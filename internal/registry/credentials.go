@@ -143,6 +143,7 @@ func (r *Registry) RevokeCredential(ctx context.Context, thing, id string) (stor
 	if err != nil {
 		return store.Credential{}, err
 	}
+	r.crl.invalidate()
 	r.emit(Event{Kind: CredentialRevoked, Thing: thing, Credential: id})
 	return c, nil
 }

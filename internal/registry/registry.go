@@ -38,6 +38,10 @@ const (
 	// group's query may have changed). Group is set when a group was
 	// deleted: its things left it.
 	GroupsChanged
+	// CredentialRotated: a credential was replaced and stays valid until
+	// Expires (the end of its rotation window); connections that use it
+	// must be closed then. Thing, Credential and Expires are set.
+	CredentialRotated
 )
 
 // Event is a change that may affect live connections.
@@ -46,7 +50,8 @@ type Event struct {
 	Thing      string
 	Enabled    bool // for ThingChanged
 	Credential string
-	Group      string // for GroupsChanged: the deleted group
+	Group      string    // for GroupsChanged: the deleted group
+	Expires    time.Time // for CredentialRotated
 }
 
 // Registry is the device registry service.
@@ -67,6 +72,9 @@ type Registry struct {
 
 	queryLimits fleetquery.Limits // dynamic groups' queries
 	maxDynamic  int               // dynamic groups
+
+	rotationWindow, maxRotationWindow time.Duration // rotate.go
+	crl                               crlCache      // crl.go
 }
 
 // Options configure a Registry.
@@ -82,6 +90,14 @@ type Options struct {
 	// number of dynamic groups (0: 100).
 	QueryLimits      fleetquery.Limits
 	MaxDynamicGroups int
+	// RotationWindow is how long a rotated credential stays valid beside
+	// its replacement when the caller names no window (0: 24h);
+	// MaxRotationWindow caps a window asked for (0: 30 days).
+	RotationWindow    time.Duration
+	MaxRotationWindow time.Duration
+	// CRLValidity is the time from a CRL's thisUpdate to its nextUpdate
+	// (0: 24h); the CRL is built again at half of it (crl.go).
+	CRLValidity time.Duration
 }
 
 // New returns a Registry over the given store.
@@ -93,8 +109,18 @@ func New(o Options) *Registry {
 	if o.MaxDynamicGroups <= 0 {
 		o.MaxDynamicGroups = 100
 	}
+	if o.RotationWindow <= 0 {
+		o.RotationWindow = DefaultRotationWindow
+	}
+	if o.MaxRotationWindow <= 0 {
+		o.MaxRotationWindow = DefaultMaxRotationWindow
+	}
+	if o.CRLValidity <= 0 {
+		o.CRLValidity = DefaultCRLValidity
+	}
 	return &Registry{st: o.Store, hasher: o.Hasher, ca: o.CA, sealer: o.Sealer, log: log, now: time.Now, touched: make(map[string]time.Time),
-		queryLimits: o.QueryLimits, maxDynamic: o.MaxDynamicGroups}
+		queryLimits: o.QueryLimits, maxDynamic: o.MaxDynamicGroups,
+		rotationWindow: o.RotationWindow, maxRotationWindow: max(o.MaxRotationWindow, o.RotationWindow), crl: crlCache{validity: o.CRLValidity}}
 }
 
 // Store returns the underlying store.

@@ -264,6 +264,13 @@ type CredentialStore interface {
 	FindCertificate(ctx context.Context, fingerprint string) (Credential, error)
 	Revoke(ctx context.Context, id string, at time.Time) (Credential, error)
 	Delete(ctx context.Context, id string) error
+	// Expire brings the credential's NotAfter forward to at (a rotation
+	// window's end); a NotAfter already earlier stays. A missing
+	// credential → core.NotFound.
+	Expire(ctx context.Context, id string, at time.Time) (Credential, error)
+	// ListRevokedCertificates returns every revoked X.509 credential
+	// (for the CRL), ordered by RevokedAt, then ID.
+	ListRevokedCertificates(ctx context.Context) ([]Credential, error)
 }
 
 // Policy is a named, stored policy document (see package policy for its

@@ -152,6 +152,29 @@ func (cs *credentialStore) Revoke(ctx context.Context, id string, at time.Time) 
 	return out, err
 }
 
+// Expire brings the credential's NotAfter forward to at; see the SQLite
+// backend for the contract.
+func (cs *credentialStore) Expire(ctx context.Context, id string, at time.Time) (store.Credential, error) {
+	var out store.Credential
+	err := cs.s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE credentials SET not_after = $1 WHERE id = $2 AND (not_after IS NULL OR not_after > $1)`,
+			ms(at), id); err != nil {
+			return internal("expire credential", err)
+		}
+		var err error
+		out, err = getCredential(ctx, tx, id)
+		return err
+	})
+	return out, err
+}
+
+// ListRevokedCertificates returns the revoked X.509 credentials ordered
+// by RevokedAt, then ID.
+func (cs *credentialStore) ListRevokedCertificates(ctx context.Context) ([]store.Credential, error) {
+	return queryList(ctx, cs.s.pool, "list revoked certificates", scanCredential,
+		credentialSelect+` WHERE revoked AND type = $1 ORDER BY revoked_at, id`, store.CredentialX509)
+}
+
 // Delete removes the credential. A missing one → core.NotFound.
 func (cs *credentialStore) Delete(ctx context.Context, id string) error {
 	tag, err := cs.s.pool.Exec(ctx, `DELETE FROM credentials WHERE id = $1`, id)

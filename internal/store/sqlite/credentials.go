@@ -187,6 +187,44 @@ func (cs *credentialStore) Revoke(ctx context.Context, id string, at time.Time) 
 	return out, err
 }
 
+// Expire brings the credential's NotAfter forward to at; a NotAfter
+// already earlier stays. A missing credential → core.NotFound.
+func (cs *credentialStore) Expire(ctx context.Context, id string, at time.Time) (store.Credential, error) {
+	var out store.Credential
+	err := cs.s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE credentials SET not_after = ? WHERE id = ? AND (not_after IS NULL OR not_after > ?)`,
+			toMS(at), id, toMS(at)); err != nil {
+			return internal("expire credential", err)
+		}
+		var err error
+		out, err = getCredential(ctx, tx, id)
+		return err
+	})
+	return out, err
+}
+
+// ListRevokedCertificates returns the revoked X.509 credentials ordered
+// by RevokedAt, then ID.
+func (cs *credentialStore) ListRevokedCertificates(ctx context.Context) ([]store.Credential, error) {
+	rows, err := cs.s.r.QueryContext(ctx, credentialSelect+` WHERE revoked AND type = ? ORDER BY revoked_at, id`, store.CredentialX509)
+	if err != nil {
+		return nil, internal("list revoked certificates", err)
+	}
+	defer rows.Close()
+	list := []store.Credential{}
+	for rows.Next() {
+		c, err := scanCredential(rows)
+		if err != nil {
+			return nil, internal("list revoked certificates", err)
+		}
+		list = append(list, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, internal("list revoked certificates", err)
+	}
+	return list, nil
+}
+
 // Delete removes the credential. A missing one → core.NotFound.
 func (cs *credentialStore) Delete(ctx context.Context, id string) error {
 	return cs.s.inTx(ctx, func(tx *sql.Tx) error {

@@ -304,6 +304,67 @@ func testCredentials(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("Expire", func(t *testing.T) {
+		s, ctx := open(t), t.Context()
+		_, err := s.Things().Create(ctx, store.Thing{Name: "dev"})
+		must(t, "Create thing", err)
+		_, err = s.Credentials().Create(ctx, store.Credential{ID: "never", Thing: "dev", Type: store.CredentialSecret, SecretHash: hashOf(1), CreatedAt: base})
+		must(t, "Create", err)
+		_, err = s.Credentials().Create(ctx, store.Credential{ID: "soon", Thing: "dev", Type: store.CredentialSecret, SecretHash: hashOf(2),
+			NotAfter: ptr(base.Add(time.Minute)), CreatedAt: base})
+		must(t, "Create", err)
+		at := base.Add(time.Hour)
+		got, err := s.Credentials().Expire(ctx, "never", at)
+		must(t, "Expire never", err)
+		eqTimePtr(t, "NotAfter after Expire of a credential without one", got.NotAfter, msPtr(at))
+		got, err = s.Credentials().Get(ctx, "never")
+		must(t, "Get", err)
+		eqTimePtr(t, "NotAfter read back", got.NotAfter, msPtr(at))
+		// An earlier NotAfter stays: a rotation never extends a credential.
+		got, err = s.Credentials().Expire(ctx, "soon", at)
+		must(t, "Expire soon", err)
+		eqTimePtr(t, "NotAfter already earlier", got.NotAfter, msPtr(base.Add(time.Minute)))
+		got, err = s.Credentials().Expire(ctx, "never", base.Add(30*time.Minute))
+		must(t, "Expire again", err)
+		eqTimePtr(t, "NotAfter brought forward again", got.NotAfter, msPtr(base.Add(30*time.Minute)))
+		_, err = s.Credentials().Expire(ctx, "ghost", at)
+		wantNotFound(t, "Expire missing", err, "credential", "ghost")
+	})
+
+	t.Run("ListRevokedCertificates", func(t *testing.T) {
+		s, ctx := open(t), t.Context()
+		_, err := s.Things().Create(ctx, store.Thing{Name: "dev"})
+		must(t, "Create thing", err)
+		list, err := s.Credentials().ListRevokedCertificates(ctx)
+		must(t, "ListRevokedCertificates empty", err)
+		if list == nil || len(list) != 0 {
+			t.Errorf("ListRevokedCertificates on an empty store: got %v; want an empty, non-nil slice", list)
+		}
+		for i, id := range []string{"x-b", "x-a", "x-live"} {
+			_, err = s.Credentials().Create(ctx, store.Credential{ID: id, Thing: "dev", Type: store.CredentialX509,
+				Fingerprint: strings.Repeat(string(rune('a'+i)), 64), CertPEM: testPEM, CreatedAt: base})
+			must(t, "Create "+id, err)
+		}
+		_, err = s.Credentials().Create(ctx, store.Credential{ID: "s-1", Thing: "dev", Type: store.CredentialSecret, SecretHash: hashOf(1), CreatedAt: base})
+		must(t, "Create secret", err)
+		_, err = s.Credentials().Revoke(ctx, "x-b", base.Add(time.Minute))
+		must(t, "Revoke x-b", err)
+		_, err = s.Credentials().Revoke(ctx, "x-a", base.Add(2*time.Minute))
+		must(t, "Revoke x-a", err)
+		_, err = s.Credentials().Revoke(ctx, "s-1", base)
+		must(t, "Revoke s-1", err)
+		list, err = s.Credentials().ListRevokedCertificates(ctx)
+		must(t, "ListRevokedCertificates", err)
+		var ids []string
+		for _, c := range list {
+			ids = append(ids, c.ID)
+		}
+		eqList(t, "ListRevokedCertificates IDs", ids, []string{"x-b", "x-a"})
+		if len(list) > 0 && list[0].CertPEM != testPEM {
+			t.Errorf("ListRevokedCertificates: CertPEM not returned")
+		}
+	})
+
 	t.Run("Delete", func(t *testing.T) {
 		s, ctx := open(t), t.Context()
 		_, err := s.Things().Create(ctx, store.Thing{Name: "dev"})
