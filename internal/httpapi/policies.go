@@ -1,8 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
+	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/policy"
@@ -136,4 +141,84 @@ func (s *server) deletePolicy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return noContent(w)
+}
+
+// policyValidation is the answer of POST /policies:validate.
+type policyValidation struct {
+	Valid      bool `json:"valid"`
+	Statements int  `json:"statements"`
+}
+
+// validatePolicy answers POST /policies:validate: the body is a policy
+// document ({"statements": [...]}), checked as POST /policies would check
+// it, and nothing is stored. A syntax error names its line and column, a
+// wrong value its field ("statements[1].topics[0]"), so that an editor can
+// point at it before saving.
+func (s *server) validatePolicy(w http.ResponseWriter, r *http.Request) error {
+	if err := noParams(r); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return errTooLarge(MaxBodyBytes)
+		}
+		return core.Invalid("", "reading the request body: %v", err)
+	}
+	if ct := r.Header.Get("Content-Type"); len(bytes.TrimSpace(body)) > 0 {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || !isJSONType(mt) {
+			return errUnsupportedMediaType(ct)
+		}
+	}
+	doc, err := parsePolicyDocument(body)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, policyValidation{Valid: true, Statements: len(doc.Statements)})
+}
+
+// parsePolicyDocument parses and validates a policy document given as
+// JSON text. Its errors are core.KindInvalid: a syntax error says the line
+// and column, any other names the field.
+func parsePolicyDocument(body []byte) (policy.Document, error) {
+	var doc policy.Document
+	if len(bytes.TrimSpace(body)) == 0 {
+		return doc, core.Invalid("", `a policy document is required: {"statements": [...]}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+			line, col := lineColumn(body, se.Offset-1)
+			return doc, core.Invalid("", "malformed JSON at line %d, column %d: %s", line, col, strings.TrimPrefix(se.Error(), "json: "))
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			line, col := lineColumn(body, int64(len(body)))
+			return doc, core.Invalid("", "malformed JSON at line %d, column %d: the document ends too early", line, col)
+		}
+		return doc, jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		line, col := lineColumn(body, dec.InputOffset()-1)
+		return doc, core.Invalid("", "malformed JSON at line %d, column %d: text after the document", line, col)
+	}
+	if err := checkDuplicateKeys(body); err != nil {
+		return doc, err
+	}
+	return doc, doc.Validate()
+}
+
+// lineColumn turns a byte offset of text into a 1-based line and column
+// (in characters).
+func lineColumn(text []byte, off int64) (line, col int) {
+	if off > int64(len(text)) {
+		off = int64(len(text))
+	}
+	if off < 0 {
+		off = 0
+	}
+	before := text[:off]
+	line = bytes.Count(before, []byte("\n")) + 1
+	last := before[bytes.LastIndexByte(before, '\n')+1:]
+	return line, len(bytes.Runes(last)) + 1
 }

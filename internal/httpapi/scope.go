@@ -77,12 +77,14 @@ var scopeRules = map[string]scopeRule{
 	"DELETE /jobs/{id}":         scopeFiltered,
 	"POST /jobs/{id}/cancel":    scopeFiltered,
 	"GET /jobs/{id}/executions": scopeFiltered,
+	"GET /stats":                scopeFiltered, // the scope's thing counts only (stats.go)
 
 	"GET /types":                               scopeOpen,
 	"GET /types/{name}":                        scopeOpen,
 	"GET /groups":                              scopeOpen,
 	"GET /groups/{name}":                       scopeOpen,
 	"POST /rules/test":                         scopeOpen, // evaluates a rule on a message given in the body
+	"POST /policies:validate":                  scopeOpen, // checks the document given in the body
 	"GET /artifacts":                           scopeOpen,
 	"GET /artifacts/{name}/{version}":          scopeOpen,
 	"GET /artifacts/{name}/{version}/content":  scopeOpen,

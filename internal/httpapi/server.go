@@ -263,6 +263,7 @@ func (s *server) routes() []route {
 
 		{"POST", "/policies", roleWrite, s.createPolicy},
 		{"GET", "/policies", roleView, s.listPolicies},
+		{"POST", "/policies:validate", roleView, s.validatePolicy}, // changes nothing
 		{"GET", "/policies/{name}", roleView, s.getPolicy},
 		{"PUT", "/policies/{name}", roleWrite, s.replacePolicy},
 		{"DELETE", "/policies/{name}", roleWrite, s.deletePolicy},

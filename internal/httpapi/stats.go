@@ -9,10 +9,16 @@ import (
 
 // stats is the body of GET /stats: the counts an overview shows, in one
 // request.
+//
+// A principal scoped to groups gets its things' counts only, scoped:
+// true, and neither rules nor messages: rules are fleet-wide (a scoped
+// principal may not read them) and the broker's rates cannot be split by
+// thing.
 type stats struct {
-	Things   thingCounts  `json:"things"`
-	Rules    ruleCounts   `json:"rules"`
-	Messages messageRates `json:"messages"`
+	Things   thingCounts   `json:"things"`
+	Rules    *ruleCounts   `json:"rules,omitempty"`
+	Messages *messageRates `json:"messages,omitempty"`
+	Scoped   bool          `json:"scoped,omitempty"`
 }
 
 type thingCounts struct {
@@ -49,11 +55,14 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) error {
 	if err := noParams(r); err != nil {
 		return err
 	}
+	if sc := scopeFrom(r.Context()); sc != nil {
+		return s.getScopedStats(w, r, sc)
+	}
 	c, err := s.reg.ThingCounts(r.Context())
 	if err != nil {
 		return err
 	}
-	out := stats{Things: thingCounts{Total: c.Total, Connected: c.Connected, Disabled: c.Disabled}, Rules: ruleCounts{Failing: []failingRule{}}}
+	out := stats{Things: thingCounts{Total: c.Total, Connected: c.Connected, Disabled: c.Disabled}, Rules: &ruleCounts{Failing: []failingRule{}}}
 	if e := s.rules; e != nil {
 		after := ""
 		for out.Rules.Total < maxStatsRules {
@@ -80,12 +89,40 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) error {
 		}
 		slices.SortStableFunc(out.Rules.Failing, func(a, b failingRule) int { return cmp.Compare(b.Errors, a.Errors) })
 	}
+	out.Messages = &messageRates{}
 	if s.live != nil {
 		st := s.live.Stats()
-		out.Messages = messageRates{InPerSecond: st.MessagesIn, OutPerSecond: st.MessagesOut, Connections: st.Connected}
+		out.Messages = &messageRates{InPerSecond: st.MessagesIn, OutPerSecond: st.MessagesOut, Connections: st.Connected}
 		if !st.Time.IsZero() {
 			out.Messages.Time = &st.Time
 		}
 	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// getScopedStats answers GET /stats for a principal scoped to groups: the
+// counts of the things in its scope, by the fleet index (as GET
+// /things:count narrows a query).
+func (s *server) getScopedStats(w http.ResponseWriter, r *http.Request, sc *scope) error {
+	count := func(fq string) (int, error) {
+		q, err := s.andScope(r.Context(), sc, fq)
+		if err != nil {
+			return 0, err
+		}
+		n, err := s.fleet.Count(r.Context(), q)
+		return int(n), err
+	}
+	var out stats
+	var err error
+	if out.Things.Total, err = count(""); err != nil {
+		return err
+	}
+	if out.Things.Connected, err = count("connected = true"); err != nil {
+		return err
+	}
+	if out.Things.Disabled, err = count("enabled = false"); err != nil {
+		return err
+	}
+	out.Scoped = true
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -98,8 +98,9 @@ export interface Me {
 // Stats is GET /stats: the overview's counts in one request.
 export interface Stats {
   things: { total: number; connected: number; disabled: number };
-  rules: { total: number; enabled: number; failing: { name: string; errors: number; matched: number }[]; matched: number; errors: number };
-  messages: { inPerSecond: number; outPerSecond: number; connections: number; time?: string };
+  scoped?: boolean; // a user scoped to groups: its things only, no rules or messages
+  rules?: { total: number; enabled: number; failing: { name: string; errors: number; matched: number }[]; matched: number; errors: number };
+  messages?: { inPerSecond: number; outPerSecond: number; connections: number; time?: string };
 }
 
 // The connection to the server as the event streams see it: a notice is

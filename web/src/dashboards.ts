@@ -2,6 +2,7 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { api, enc, get, List, post } from "./api";
 import { clear, errorBox, field, fmtTime, h, plural, tableWrap } from "./ui";
+import { canChangeFleet as canOperate } from "./main"; // dashboards are fleet-wide: not for a scoped user
 
 // Dashboards (docs/dashboards.md): a list page and a dashboard page that
 // composes widgets on a 12-column grid from the documented REST API, with
@@ -97,7 +98,7 @@ export function dashboardsPage(main: HTMLElement): void {
     h("section", { class: "card" }, tableWrap(h("table", { "data-testid": "dashboards" },
       h("thead", {}, h("tr", {}, ...["Name", "Title", "Widgets", "Updated"].map((c) => h("th", { scope: "col" }, c)))),
       body))),
-    form,
+    canOperate() ? form : null,
   );
   (async () => {
     try {
@@ -120,7 +121,7 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
   const name = params.name;
   const q = new URLSearchParams(location.search);
   const fullscreen = q.get("fullscreen") === "1";
-  let editing = q.get("edit") === "1";
+  let editing = q.get("edit") === "1" && canOperate(); // a viewer may not change it
   const err = errorBox();
   const gridEl = h("div", { class: "dash-grid", "data-testid": "dashboard-grid" });
   const heading = h("h1", {}, name);
@@ -146,7 +147,7 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
     }
     const edit = h("button", { type: "button", "aria-pressed": editing ? "true" : "false", onclick: () => { editing = !editing; render(); } }, editing ? "Done editing" : "Edit");
     const save = h("button", { type: "button", disabled: !dirty, "data-testid": "save", onclick: saveDashboard }, "Save");
-    clear(toolbar, edit, editing ? save : null, fsLink, saved, h("a", { href: "/dashboards" }, "All dashboards"));
+    clear(toolbar, canOperate() ? [edit, editing ? save : null] : null, fsLink, saved, h("a", { href: "/dashboards" }, "All dashboards"));
   }
 
   async function saveDashboard(): Promise<void> {
@@ -522,6 +523,10 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
 
   function commandButton(w: Widget, body: HTMLElement): void {
     if (body.querySelector("button")) return; // keep what it showed last
+    if (!canOperate()) {
+      clear(body, h("p", { class: "muted" }, `${w.command} to ${plural(w.things?.length ?? 0, "thing")}: operators send it.`));
+      return;
+    }
     const out = h("p", { role: "status", "aria-live": "polite", class: "muted" });
     const button = h("button", { type: "button", "data-testid": `command-${w.id}` }, `Send ${w.command} to ${plural(w.things?.length ?? 0, "thing")}`);
     button.addEventListener("click", async () => {

@@ -1,5 +1,6 @@
 import { ApiError, del, enc, get, List, post } from "./api";
 import { clear, errorBox, field, fmtTime, h, plural, pretty, tableWrap } from "./ui";
+import { canChangeFleet, canOperate } from "./main";
 
 // Jobs (docs/jobs.md): the list with progress per execution status, a
 // job's page with its executions and cancel, the create form with a live
@@ -156,13 +157,14 @@ export function jobsPage(main: HTMLElement): () => void {
       "div",
       { class: "title" },
       h("h1", {}, "Jobs"),
-      h(
-        "div",
-        {},
-        h("button", { type: "button", onclick: () => uploadForm(uploadBox) }, "Upload artifact"),
-        " ",
-        h("button", { type: "button", onclick: () => jobForm(formBox, {}, load) }, "New job"),
-      ),
+      canOperate()
+        ? h(
+            "div",
+            {},
+            canChangeFleet() ? [h("button", { type: "button", onclick: () => uploadForm(uploadBox) }, "Upload artifact"), " "] : null, // artifacts are fleet-wide
+            h("button", { type: "button", onclick: () => jobForm(formBox, {}, load) }, "New job"),
+          )
+        : null,
     ),
     uploadBox,
     formBox,
@@ -514,7 +516,7 @@ export function jobPage(main: HTMLElement, params: Record<string, string>): () =
   clear(
     main,
     h("p", {}, h("a", { href: "/jobs" }, "← Jobs")),
-    h("div", { class: "title" }, h("h1", {}, "Job ", id), h("div", { class: "job-actions" }, h("label", { class: "check" }, force, " force (also in progress)"), " ", cancel, " ", remove)),
+    h("div", { class: "title" }, h("h1", {}, "Job ", id), canOperate() ? h("div", { class: "job-actions" }, h("label", { class: "check" }, force, " force (also in progress)"), " ", cancel, " ", remove) : null),
     err.el,
     summary,
     h("h2", {}, "Executions"),

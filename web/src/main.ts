@@ -12,6 +12,10 @@ import { dashboardPage, dashboardsPage } from "./dashboards";
 import { tokensPage, usersPage } from "./users";
 import { profilesPage } from "./profiles";
 import { auditPage } from "./audit";
+import { groupsPage } from "./groups";
+import { typesPage } from "./types";
+import { policiesPage } from "./policies";
+import { claimsPage, enrollmentsPage } from "./enrollments";
 
 // A page renders into main and returns a cleanup (closes event streams).
 export type Page = (main: HTMLElement, params: Record<string, string>, me?: Me) => (() => void) | void;
@@ -31,6 +35,11 @@ const routes: { pattern: RegExp; keys: string[]; page: Page; nav: string; title:
   { pattern: /^\/users$/, keys: [], page: usersPage, nav: "/users", title: "Users" },
   { pattern: /^\/tokens$/, keys: [], page: tokensPage, nav: "/tokens", title: "API tokens" },
   { pattern: /^\/audit$/, keys: [], page: auditPage, nav: "/audit", title: "Audit log" },
+  { pattern: /^\/groups$/, keys: [], page: groupsPage, nav: "/groups", title: "Groups" },
+  { pattern: /^\/types$/, keys: [], page: typesPage, nav: "/types", title: "Types" },
+  { pattern: /^\/policies$/, keys: [], page: policiesPage, nav: "/policies", title: "Policies" },
+  { pattern: /^\/enrollments$/, keys: [], page: enrollmentsPage, nav: "/enrollments", title: "Enrollment groups" },
+  { pattern: /^\/claims$/, keys: [], page: claimsPage, nav: "/claims", title: "Claim tokens" },
 ];
 
 const app = document.getElementById("app")!;
@@ -54,6 +63,16 @@ let me: Me | null = null;
 // or admin); pages hide buttons a viewer could not use.
 export function canOperate(): boolean {
   return !!me && me.role !== "viewer";
+}
+// scoped: whether the signed-in user (or token) is scoped to groups; it
+// is then refused the fleet-wide pages, which are not offered.
+export function scoped(): boolean {
+  return !!me && Array.isArray(me.groups);
+}
+// canChangeFleet: whether the user may change fleet-wide things (types,
+// groups, policies, enrollments): an operator or admin not scoped to groups.
+export function canChangeFleet(): boolean {
+  return canOperate() && !scoped();
 }
 let cleanup: (() => void) | void;
 
@@ -110,6 +129,9 @@ async function render(): Promise<void> {
       ...[
         ["/", "Overview"],
         ["/things", "Things"],
+        ["/groups", "Groups"],
+        ["/types", "Types"],
+        ...(scoped() ? [] : [["/policies", "Policies"], ["/enrollments", "Enrollments"], ["/claims", "Claims"]]), // fleet-wide: refused to a scoped user
         ["/rules", "Rules"],
         ["/jobs", "Jobs"],
         ["/profiles", "Profiles"],

@@ -4,11 +4,16 @@ import { events, get, Stats } from "./api";
 import { alarmBadges } from "./alarms";
 import { overviewMap } from "./map";
 import { clear, errorBox, field, fmtTime, h, plural } from "./ui";
+import { scoped } from "./main";
 
 // The overview: counts from GET /stats (refreshed every few seconds and on
 // presence), live rates and presence from the event stream.
 export function overviewPage(main: HTMLElement): () => void {
   const err = errorBox();
+  // A user scoped to groups gets its things' counts; the fleet-wide
+  // parts (message rates, history, map, rules, firmware) are refused to
+  // it, so they are not shown.
+  const sc = scoped();
   let historyTimer: number | undefined;
   const historyCharts = new Map<string, uPlot>();
   let historyStopped = false;
@@ -21,26 +26,27 @@ export function overviewPage(main: HTMLElement): () => void {
   const ruleErrors = h("div", { "data-testid": "rule-errors" }, "…");
   const firmware = h("div", { "data-testid": "firmware" }, "…");
   const alarmTile = alarmBadges();
-  const fleet = overviewMap();
+  const fleet = sc ? null : overviewMap();
   clear(
     main,
     h("h1", {}, "Overview"),
+    sc ? h("p", { class: "muted", "data-testid": "scoped-note" }, "The counts are of the things in your groups; fleet-wide numbers are not shown to a user scoped to groups.") : null,
     err.el,
     h(
       "section",
       { class: "tiles" },
       h("div", { class: "tile" }, h("span", {}, "Things"), total, disabled),
       h("div", { class: "tile" }, h("span", {}, "Connected"), connected),
-      h("div", { class: "tile" }, h("span", {}, "Messages in / s"), rateIn),
-      h("div", { class: "tile" }, h("span", {}, "Messages out / s"), rateOut),
+      sc ? null : h("div", { class: "tile" }, h("span", {}, "Messages in / s"), rateIn),
+      sc ? null : h("div", { class: "tile" }, h("span", {}, "Messages out / s"), rateOut),
       h("div", { class: "tile" }, h("span", {}, h("a", { href: "/alarms" }, "Active alarms")), alarmTile.el),
     ),
-    fleet.el,
-    historySection(),
+    fleet?.el,
+    sc ? null : historySection(),
     h("div", { class: "cols" },
       h("section", { class: "card" }, h("h2", {}, "Recent presence"), presence),
-      h("section", { class: "card" }, h("h2", {}, "Rules with errors"), ruleErrors),
-      h("section", { class: "card" }, h("h2", {}, "Firmware"), firmware),
+      sc ? null : h("section", { class: "card" }, h("h2", {}, "Rules with errors"), ruleErrors),
+      sc ? null : h("section", { class: "card" }, h("h2", {}, "Firmware"), firmware),
     ),
   );
 
@@ -125,18 +131,21 @@ export function overviewPage(main: HTMLElement): () => void {
       total.textContent = String(st.things.total);
       connected.textContent = String(st.things.connected);
       disabled.textContent = st.things.disabled ? `${st.things.disabled} disabled` : "";
-      if (rateIn.textContent === "…") rates(st.messages.inPerSecond, st.messages.outPerSecond);
-      const bad = st.rules.failing;
-      clear(
-        ruleErrors,
-        bad.length === 0
-          ? h("p", { class: "muted" }, `No rule has failed (${plural(st.rules.total, "rule")}, ${st.rules.enabled} enabled).`)
-          : h("ul", {}, ...bad.map((r) => h("li", {}, h("a", { href: "/rules" }, r.name), ` — ${plural(r.errors, "error")} in ${plural(r.matched, "match", "matches")}`))),
-      );
+      if (st.messages && rateIn.textContent === "…") rates(st.messages.inPerSecond, st.messages.outPerSecond);
+      const rules = st.rules; // absent for a scoped user
+      if (rules) {
+        const bad = rules.failing;
+        clear(
+          ruleErrors,
+          bad.length === 0
+            ? h("p", { class: "muted" }, `No rule has failed (${plural(rules.total, "rule")}, ${rules.enabled} enabled).`)
+            : h("ul", {}, ...bad.map((r) => h("li", {}, h("a", { href: "/rules" }, r.name), ` — ${plural(r.errors, "error")} in ${plural(r.matched, "match", "matches")}`))),
+        );
+      }
     } catch (e) {
       err.show(e);
     }
-    await refreshFirmware();
+    if (!sc) await refreshFirmware();
     if (!stopped) statsTimer = window.setTimeout(refresh, 5000);
   };
   // The fleet's firmware versions (GET /fleet/firmware): what devices
@@ -200,7 +209,7 @@ export function overviewPage(main: HTMLElement): () => void {
     if (countTimer === undefined) countTimer = window.setTimeout(() => { countTimer = undefined; refresh(); }, 1000);
   };
   const es = events(
-    "stats=1&presence=1&alarms=1",
+    sc ? "presence=1&alarms=1" : "stats=1&presence=1&alarms=1",
     {
       stats: (s) => rates(s.messagesInPerSecond, s.messagesOutPerSecond),
       presence: addPresence,
@@ -212,7 +221,7 @@ export function overviewPage(main: HTMLElement): () => void {
     stopped = true;
     stopHistory();
     es.close();
-    fleet.close();
+    fleet?.close();
     window.clearTimeout(alarmTimer);
     window.clearTimeout(statsTimer);
     if (countTimer !== undefined) clearTimeout(countTimer);

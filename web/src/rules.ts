@@ -1,5 +1,6 @@
 import { del, enc, get, List, patch, post, put } from "./api";
 import { clear, errorBox, field, h, pretty, tableWrap } from "./ui";
+import { canOperate } from "./main";
 
 interface Rule {
   name: string;
@@ -51,7 +52,7 @@ export function rulesPage(main: HTMLElement): void {
             h("td", {}, r.enabled ? "enabled" : h("span", { class: "badge warn" }, "disabled")),
             h("td", { class: "num" }, String(c.matched)),
             h("td", { class: c.errors ? "num bad" : "num" }, String(c.errors)),
-            h("td", { class: "actions" }, edit, " ", toggle, " ", remove),
+            h("td", { class: "actions" }, canOperate() ? [edit, " ", toggle, " ", remove] : null),
           );
         }),
       );
@@ -61,7 +62,7 @@ export function rulesPage(main: HTMLElement): void {
   }
   clear(
     main,
-    h("div", { class: "title" }, h("h1", {}, "Rules"), h("button", { type: "button", onclick: () => ruleForm(editor, load) }, "New rule")),
+    h("div", { class: "title" }, h("h1", {}, "Rules"), canOperate() ? h("button", { type: "button", onclick: () => ruleForm(editor, load) }, "New rule") : null),
     editor,
     err.el,
     tableWrap(h("table", {}, h("thead", {}, h("tr", {}, ...["Name", "SQL", "State", "Matched", "Errors", ""].map((c) => h("th", { scope: "col" }, c)))), tbody)),

@@ -4,7 +4,7 @@ import { ApiError, del, enc, events, get, List, patch, post, Stream, Thing } fro
 import { ago, clear, errorBox, field, fmtTime, h, plural, pretty, tableWrap } from "./ui";
 import { stateBadge } from "./things";
 import type { Me } from "./api";
-import { navigate } from "./main";
+import { canOperate, navigate } from "./main";
 import { thingAlarms } from "./alarms";
 import { caption, commandForms, DeviceModel, labelledFields, loadModel, withUnit } from "./model";
 
@@ -40,6 +40,32 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
   const head = h("div", { class: "title" }, h("h1", {}, name));
   // The thing's audit trail: offered to admins only (they alone may read the log).
   get<Me>("/auth/me").then((m) => m.role === "admin" && head.append(h("a", { href: `/audit?target=${enc("thing:" + name)}`, "data-testid": "audit-trail" }, "Audit trail")), () => {});
+  // ... and its latest entries on the page itself (GET /audit?target=thing:NAME).
+  const auditBox = h("section", { class: "card", "aria-labelledby": "audit-h", "data-testid": "thing-audit", hidden: true });
+  get<Me>("/auth/me").then((m) => { if (m.role === "admin") loadAudit(); }, () => {});
+  async function loadAudit(): Promise<void> {
+    try {
+      const page = await get<List<{ time: string; actor: { kind: string; name: string }; action: string; status: number; source: string }>>(`/audit?target=${enc("thing:" + name)}&limit=10`);
+      auditBox.hidden = false;
+      clear(
+        auditBox,
+        h("h2", { id: "audit-h" }, "Audit trail"),
+        page.items.length === 0
+          ? h("p", { class: "muted" }, "No changes recorded.")
+          : tableWrap(
+              h(
+                "table",
+                {},
+                h("thead", {}, h("tr", {}, ...["Time", "Actor", "Action", "Status"].map((c) => h("th", { scope: "col" }, c)))),
+                h("tbody", {}, ...page.items.map((e) => h("tr", {}, h("td", {}, fmtTime(e.time)), h("td", {}, `${e.actor.kind}: ${e.actor.name}`), h("td", {}, h("code", {}, e.action)), h("td", { class: e.status >= 400 ? "num bad" : "num" }, String(e.status))))),
+              ),
+            ),
+        page.nextCursor ? h("p", {}, h("a", { href: `/audit?target=${enc("thing:" + name)}` }, "Older entries")) : null,
+      );
+    } catch {
+      auditBox.hidden = true;
+    }
+  }
   const info = h("section", { class: "card", "aria-label": "Thing" }, "…");
   const charts = h("div", { class: "charts", "data-testid": "charts" });
   const rangeSel = h("select", { name: "range" }, ...ranges.map((r, i) => h("option", { value: String(i) }, r.label)));
@@ -65,6 +91,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
       h("div", { class: "cols" }, shadowBox, h("div", {}, commandsBox, methodsBox)),
       filesBox,
       h("section", { class: "card" }, h("h2", {}, "Recent messages"), messages),
+      auditBox,
     );
   }
 
@@ -156,7 +183,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
         h("dt", {}, "Tags"),
         h("dd", {}, t.tags.join(", ") || "–"),
         h("dt", {}, "Enabled"),
-        h("dd", {}, t.enabled ? "yes " : "no ", toggle),
+        h("dd", {}, t.enabled ? "yes " : "no ", canOperate() ? toggle : null),
         h("dt", {}, "Denied publishes"),
         h(
           "dd",
@@ -186,8 +213,17 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
             ]
           : []),
       ),
-      form,
-      h("p", { class: "danger-zone" }, remove),
+      // A viewer reads what the form would change, and is offered no change.
+      canOperate()
+        ? [form, h("p", { class: "danger-zone" }, remove)]
+        : h(
+            "dl",
+            { class: "facts" },
+            h("dt", {}, "Attributes"),
+            h("dd", {}, Object.entries(t.attributes ?? {}).map(([k, v]) => `${k}=${v}`).join(", ") || "–"),
+            h("dt", {}, "Groups"),
+            h("dd", {}, t.groups.join(", ") || "–"),
+          ),
     );
   }
 
@@ -328,7 +364,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
         h("div", {}, h("h3", {}, "Reported"), labelledFields(model?.properties?.reported, state.reported ?? {}, "reported-fields") ?? "", h("pre", { "data-testid": "reported" }, pretty(state.reported ?? {}))),
         h("div", {}, h("h3", {}, "Delta"), h("pre", { "data-testid": "delta" }, pretty(state.delta ?? {}))),
       ),
-      form,
+      canOperate() ? form : null,
     );
   }
 
@@ -356,7 +392,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
             }
             loadFiles();
           });
-          return h("tr", {}, h("td", {}, h("code", {}, f.name)), h("td", {}, size + up), h("td", {}, h("code", { title: f.sha256 ?? "" }, (f.sha256 ?? "").slice(0, 12))), h("td", {}, fmtTime(f.updatedAt)), h("td", {}, link, " ", remove));
+          return h("tr", {}, h("td", {}, h("code", {}, f.name)), h("td", {}, size + up), h("td", {}, h("code", { title: f.sha256 ?? "" }, (f.sha256 ?? "").slice(0, 12))), h("td", {}, fmtTime(f.updatedAt)), h("td", {}, link, canOperate() ? [" ", remove] : null));
         }),
       );
       if (list.items.length === 0) clear(fileList, h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No files uploaded by this device.")));
@@ -420,7 +456,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
           ferr.show(e);
         }
       });
-      clear(commandsBox, h("h2", { id: "commands-h" }, "Commands"), (model && commandForms(model, path, loadCommands)) || "", form, tableWrap(h("table", {}, h("thead", {}, h("tr", {}, ...["Command", "Status", "Sent", "Result"].map((c) => h("th", { scope: "col" }, c)))), cmdList)));
+      clear(commandsBox, h("h2", { id: "commands-h" }, "Commands"), canOperate() ? [(model && commandForms(model, path, loadCommands)) || "", form] : null, tableWrap(h("table", {}, h("thead", {}, h("tr", {}, ...["Command", "Status", "Sent", "Result"].map((c) => h("th", { scope: "col" }, c)))), cmdList)));
     }
 
     // --- direct methods ---
@@ -455,7 +491,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
           invoke.disabled = false;
         }
       });
-      clear(methodsBox, h("h2", { id: "methods-h" }, "Direct methods"), form, out);
+      clear(methodsBox, h("h2", { id: "methods-h" }, "Direct methods"), canOperate() ? [form, out] : h("p", { class: "muted" }, "Operators invoke methods on the device."));
     }
 
     // --- live ---

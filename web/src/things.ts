@@ -1,5 +1,6 @@
 import { ApiError, del, enc, events, get, List, patch, post, Thing } from "./api";
 import { badge, clear, downloadLink, errorBox, field, h, ago, plural, tableWrap } from "./ui";
+import { canOperate } from "./main";
 
 const sorts: [string, string][] = [
   ["name", "name"],
@@ -207,13 +208,13 @@ export function thingsPage(main: HTMLElement): () => void {
     const tr = h(
       "tr",
       { "data-thing": t.name },
-      h("td", { class: "select" }, pick),
+      h("td", { class: "select" }, canOperate() ? pick : null), // a viewer may not change what it would select
       h("td", {}, h("a", { href: `/things/${enc(t.name)}` }, t.name)),
       h("td", { class: "type" }, t.type ?? ""),
       h("td", { "data-testid": "state" }, stateBadge(t)),
       h("td", {}, ago(t.lastSeen)),
       h("td", { class: "attrs" }, Object.entries(t.attributes ?? {}).map(([k, v]) => `${k}=${v}`).join(", "), t.groups.length ? ` [${t.groups.join(", ")}]` : ""),
-      h("td", { class: "actions" }, toggle, " ", remove),
+      h("td", { class: "actions" }, canOperate() ? [toggle, " ", remove] : null),
     );
     return tr;
   }
@@ -233,16 +234,16 @@ export function thingsPage(main: HTMLElement): () => void {
   const createBox = h("div");
   clear(
     main,
-    h("div", { class: "title" }, h("h1", {}, "Things ", count), h("button", { type: "button", onclick: () => createForm(createBox, first) }, "New thing")),
+    h("div", { class: "title" }, h("h1", {}, "Things ", count), canOperate() ? h("button", { type: "button", onclick: () => createForm(createBox, first) }, "New thing") : null),
     createBox,
     err.el,
     search,
-    bulk.el,
+    canOperate() ? bulk.el : null,
     tableWrap(
       h(
         "table",
         { class: "things" },
-        h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "select" }, selectAll), ...["Name", "Type", "State", "Last seen", "Attributes", ""].map((c, i) => h("th", { scope: "col", class: ["", "type", "", "", "attrs", ""][i] || undefined }, c)))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "select" }, canOperate() ? selectAll : null), ...["Name", "Type", "State", "Last seen", "Attributes", ""].map((c, i) => h("th", { scope: "col", class: ["", "type", "", "", "attrs", ""][i] || undefined }, c)))),
         tbody,
       ),
     ),

@@ -38,7 +38,12 @@ function groupList(s: string): string[] {
     .filter((g) => g);
 }
 
-export function usersPage(main: HTMLElement): void {
+export function usersPage(main: HTMLElement, _params: Record<string, string>, me?: Me): void {
+  if (me?.role !== "admin") {
+    // Only admins manage users: nothing here is offered to anyone else.
+    clear(main, h("h1", {}, "Users"), h("p", { class: "muted" }, "Only admins manage users. ", h("a", { href: "/tokens" }, "Your API tokens")));
+    return;
+  }
   const err = errorBox();
   const tbody = h("tbody");
   const editor = h("div");
