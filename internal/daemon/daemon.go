@@ -416,6 +416,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Publisher: d.broker,
 		MaxOpen:   cfg.AlarmMaxOpen,
 		Queue:     cfg.AlarmQueue,
+		Batch:     cfg.AlarmBatch,
 		Logger:    d.log.With("component", "alarms"),
 		Metrics:   d.metrics,
 	})
