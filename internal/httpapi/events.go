@@ -40,16 +40,18 @@ type positionEvent struct {
 	Time  time.Time `json:"time"`
 }
 
-// positionOf reads numeric top-level lat and lon of a telemetry message.
-func positionOf(e *live.Event) (positionEvent, bool) {
-	var p struct {
-		Lat *float64 `json:"lat"`
-		Lon *float64 `json:"lon"`
-	}
-	if err := json.Unmarshal(e.Payload, &p); err != nil || p.Lat == nil || p.Lon == nil || !fleetindex.ValidPosition(*p.Lat, *p.Lon) {
+// positionOf reads the numeric top-level position keys (latitude,
+// longitude: --position-keys) of a telemetry message.
+func positionOf(e *live.Event, keys [2]string) (positionEvent, bool) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(e.Payload, &obj); err != nil {
 		return positionEvent{}, false
 	}
-	return positionEvent{Thing: e.Thing, Lat: *p.Lat, Lon: *p.Lon, Time: e.Time}, true
+	var lat, lon float64
+	if json.Unmarshal(obj[keys[0]], &lat) != nil || json.Unmarshal(obj[keys[1]], &lon) != nil || !fleetindex.ValidPosition(lat, lon) {
+		return positionEvent{}, false
+	}
+	return positionEvent{Thing: e.Thing, Lat: lat, Lon: lon, Time: e.Time}, true
 }
 
 // events serves GET /events: Server-Sent Events for the console.
@@ -136,7 +138,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 			if !ok {
 				return nil
 			}
-			pos, ok := positionOf(p)
+			pos, ok := positionOf(p, s.posKeys)
 			if !ok {
 				return nil // not a position after all
 			}

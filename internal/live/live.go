@@ -49,6 +49,9 @@ type Options struct {
 	Bus    bus.Bus
 	Totals func() Totals // nil: no stats
 	Recent int           // presence events kept; 0: 50
+	// PositionKeys are the telemetry keys of latitude and longitude
+	// (--position-keys; zero: "lat", "lon").
+	PositionKeys [2]string
 }
 
 // Hub is the console's live source.
@@ -73,6 +76,9 @@ type Hub struct {
 func New(o Options) *Hub {
 	if o.Recent <= 0 {
 		o.Recent = 50
+	}
+	if o.PositionKeys[0] == "" || o.PositionKeys[1] == "" {
+		o.PositionKeys = [2]string{"lat", "lon"}
 	}
 	h := &Hub{opts: o, watchers: map[*Watcher]struct{}{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if o.Bus != nil {
@@ -265,10 +271,12 @@ func (w *Watcher) onMessage(kind string) bus.Handler {
 	}
 }
 
-// onPosition passes on a telemetry message that names both "lat" and
-// "lon" (a byte search: no parsing on the bus's goroutine).
+// onPosition passes on a telemetry message that names both position
+// keys (Options.PositionKeys; a byte search: no parsing on the bus's
+// goroutine).
 func (w *Watcher) onPosition(m core.Message) {
-	if !bytes.Contains(m.Payload, []byte(`"lat"`)) || !bytes.Contains(m.Payload, []byte(`"lon"`)) {
+	k := w.h.opts.PositionKeys
+	if !bytes.Contains(m.Payload, []byte(`"`+k[0]+`"`)) || !bytes.Contains(m.Payload, []byte(`"`+k[1]+`"`)) {
 		return
 	}
 	thing := strings.TrimSuffix(strings.TrimPrefix(m.Topic, core.ThingsPrefix), "/telemetry")
