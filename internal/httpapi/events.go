@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/moteiot/mote/internal/alarms"
@@ -24,6 +25,11 @@ const positionQueue = 4096
 // alarmQueue bounds the alarm events waiting for one browser; more are
 // dropped (counted in mote_alarm_requests_dropped_total{reason="event_subscriber"}).
 const alarmQueue = 256
+
+// maxTelemetryThings bounds the things of one telemetry stream
+// (GET /events?telemetry=a,b,...): a dashboard's widgets name at most
+// as many as one page of a group's things.
+const maxTelemetryThings = 100
 
 // alarmEventWire is an event "alarm".
 type alarmEventWire struct {
@@ -57,13 +63,14 @@ func positionOf(e *live.Event, keys [2]string) (positionEvent, bool) {
 // events serves GET /events: Server-Sent Events for the console.
 // Streams are chosen in the query: stats=1 (event "stats" once a second),
 // presence=1 (event "presence"; the recent ones first), thing=NAME (event
-// "message" for each of that thing's messages). A browser that reads too
+// "message" for each of that thing's messages), telemetry=A,B,... (event
+// "telemetry" for those things' telemetry; dashboards). A browser that reads too
 // slowly loses events; it is told how many in an event "dropped".
 func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 	if s.live == nil {
 		return core.Errorf(core.KindUnavailable, "live events are not available on this server")
 	}
-	q, err := parseQuery(r, "", "stats", "presence", "thing", "alarms", "positions")
+	q, err := parseQuery(r, "", "stats", "presence", "thing", "alarms", "positions", "telemetry")
 	if err != nil {
 		return err
 	}
@@ -93,6 +100,29 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 		}
 		o.Thing = name
 	}
+	if list, ok := q.vals["telemetry"]; ok {
+		names := strings.Split(list, ",")
+		if len(names) > maxTelemetryThings {
+			return core.Invalid("telemetry", "telemetry names at most %d things", maxTelemetryThings)
+		}
+		seen := map[string]bool{}
+		for _, name := range names {
+			if err := core.ValidateName("telemetry", name); err != nil {
+				return err
+			}
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			if _, err := s.reg.GetThing(r.Context(), name); err != nil {
+				return err
+			}
+			if err := s.needThingInScope(r.Context(), name); err != nil {
+				return err
+			}
+			o.Telemetry = append(o.Telemetry, name)
+		}
+	}
 	// A scoped principal gets only its things' events (docs/users.md).
 	sc := scopeFrom(r.Context())
 	if sc != nil && o.Stats {
@@ -100,8 +130,8 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 		return core.Errorf(core.KindForbidden, "a principal scoped to groups may not watch the fleet-wide stats stream")
 	}
 	visible := newScopeCache(s, sc)
-	if !o.Stats && !o.Presence && o.Thing == "" && !alarmsOn && !o.Positions {
-		return core.Invalid("", "choose at least one stream: stats=1, presence=1, thing=NAME, alarms=1 or positions=1")
+	if !o.Stats && !o.Presence && o.Thing == "" && !alarmsOn && !o.Positions && len(o.Telemetry) == 0 {
+		return core.Invalid("", "choose at least one stream: stats=1, presence=1, thing=NAME, alarms=1, positions=1 or telemetry=NAME,...")
 	}
 	if o.Positions {
 		// Every thing's positions: a longer queue for bursts.

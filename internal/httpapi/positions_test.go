@@ -240,3 +240,68 @@ func TestFleetPositionsConfiguredKeys(t *testing.T) {
 		t.Fatalf("positions = %+v; want only new at 52.5, 13.4", got.Items)
 	}
 }
+
+// GET /events?telemetry=a,b streams the telemetry of those things only;
+// a missing thing is 404, too many are 400.
+func TestEventsTelemetryOfThings(t *testing.T) {
+	s := daemontest.Start(t)
+	ctx := context.Background()
+	for _, n := range []string{"a", "b", "c"} {
+		s.Thing(t, n)
+	}
+	if code := apiGet(t, s, "/events?telemetry=a,ghost", nil); code != 404 {
+		t.Errorf("telemetry=a,ghost: %d; want 404", code)
+	}
+	if code := apiGet(t, s, "/events?telemetry="+strings.Repeat("a,", 100)+"a", nil); code != 400 {
+		t.Errorf("101 things: %d; want 400", code)
+	}
+	if code := apiGet(t, s, "/events?telemetry=a%2Fb", nil); code != 400 {
+		t.Errorf("telemetry=a/b: %d; want 400", code)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.API+"/api/v1/events?telemetry=a,b", nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			if sc.Text() != "" {
+				lines <- sc.Text()
+			}
+		}
+		close(lines)
+	}()
+	for _, n := range []string{"c", "a", "b"} {
+		if err := s.Broker().PublishAs(ctx, n, n, "things/"+n+"/telemetry", []byte(`{"temperature": 21}`), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	deadline := time.After(10 * time.Second)
+	for len(got) < 2 {
+		select {
+		case l := <-lines:
+			if d, ok := strings.CutPrefix(l, "data: "); ok {
+				var e struct {
+					Thing   string
+					Payload map[string]float64
+				}
+				if json.Unmarshal([]byte(d), &e) != nil || e.Payload["temperature"] != 21 {
+					t.Fatalf("event data %s", d)
+				}
+				got = append(got, e.Thing)
+			} else if v, ok := strings.CutPrefix(l, "event: "); ok && v != "telemetry" {
+				t.Fatalf("event %q; want telemetry", v)
+			}
+		case <-deadline:
+			t.Fatalf("telemetry events: %q; want a's and b's", got)
+		}
+	}
+	if strings.Join(got, ",") != "a,b" {
+		t.Fatalf("telemetry events of %q; want a, b (not c)", got)
+	}
+}

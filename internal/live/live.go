@@ -195,7 +195,7 @@ func eventOf(m core.Message) Event {
 
 // Item is one thing a watcher receives.
 type Item struct {
-	Kind  string // "stats", "presence", "message", "position"
+	Kind  string // "stats", "presence", "message", "position", "telemetry"
 	Stats *Stats
 	Event *Event
 }
@@ -210,6 +210,9 @@ type WatchOptions struct {
 	// "position"; the payload is not checked here: the reader parses it
 	// off the bus's goroutine).
 	Positions bool
+	// Telemetry: these things' telemetry messages (kind "telemetry"),
+	// for the live widgets of dashboards.
+	Telemetry []string
 }
 
 // Watcher is one browser's subscription. Its queue is bounded; items
@@ -241,6 +244,9 @@ func (h *Hub) Watch(o WatchOptions) *Watcher {
 		}
 		if o.Positions {
 			w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(telemetryFilter, w.onPosition))
+		}
+		for _, t := range o.Telemetry {
+			w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(core.ThingsPrefix+t+"/telemetry", w.onMessage("telemetry")))
 		}
 		if o.Thing != "" {
 			for _, f := range ThingFilters(o.Thing) {
