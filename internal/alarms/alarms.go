@@ -11,7 +11,10 @@
 // detectors) never wait for the store: RaiseAsync and ClearAsync put the
 // request on a bounded queue that one goroutine applies; a full queue
 // drops it (counted in mote_alarm_requests_dropped_total, logged
-// rate-limited). Every change is published as a platform event on
+// rate-limited). That goroutine commits what is queued together (group
+// commit): up to Options.Batch requests, in queue order, in one store
+// transaction (AlarmStore.Apply), so one durable write serves a burst;
+// the events of a batch are published only after its commit. Every change is published as a platform event on
 // $mote/events/alarms/{thing}/{type}/{raised|acknowledged|cleared} and
 // handed to subscribers (Subscribe: the notifier), each on a bounded
 // channel.
@@ -42,6 +45,8 @@ const (
 	DefaultMaxOpen = 10_000
 	// DefaultQueue is the default of Options.Queue.
 	DefaultQueue = 10_000
+	// DefaultBatch is the default of Options.Batch.
+	DefaultBatch = 256
 )
 
 // Events, the last level of an event topic.
@@ -90,7 +95,10 @@ type Options struct {
 	MaxOpen int
 	// Queue bounds the requests of RaiseAsync and ClearAsync waiting to
 	// be applied (default DefaultQueue).
-	Queue   int
+	Queue int
+	// Batch bounds the queued requests stored in one transaction
+	// (default DefaultBatch; 1: one transaction each).
+	Batch   int
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
 	// Now is the clock (default time.Now); tests set it.
@@ -164,6 +172,7 @@ type Service struct {
 		refused     prometheus.Counter
 		dropped     *prometheus.CounterVec
 		failed      prometheus.Counter
+		batches     prometheus.Histogram
 	}
 }
 
@@ -174,6 +183,9 @@ func New(o Options) *Service {
 	}
 	if o.Queue <= 0 {
 		o.Queue = DefaultQueue
+	}
+	if o.Batch <= 0 {
+		o.Batch = DefaultBatch
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -191,8 +203,11 @@ func New(o Options) *Service {
 		Help: "Alarm requests of rules and detectors not applied: queue_full, or event_subscriber (a subscriber's queue was full)."}, []string{"reason"})
 	s.m.failed = prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_alarm_requests_failed_total",
 		Help: "Alarm requests of rules and detectors that failed (unknown thing, store error)."})
+	s.m.batches = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mote_alarm_batch_size",
+		Help:    "Queued alarm requests stored per transaction (group commit, at most --alarm-batch).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 1024}})
 	if o.Metrics != nil {
-		o.Metrics.MustRegister(s.m.transitions, s.m.refused, s.m.dropped, s.m.failed)
+		o.Metrics.MustRegister(s.m.transitions, s.m.refused, s.m.dropped, s.m.failed, s.m.batches)
 	}
 	return s
 }
@@ -222,16 +237,17 @@ func (s *Service) Close() error {
 
 func (s *Service) loop() {
 	defer s.wg.Done()
+	batch := make([]request, 0, s.opts.Batch)
 	for {
 		select {
 		case r := <-s.q:
-			s.apply(r)
+			s.applyBatch(s.drain(append(batch[:0], r)))
 		case <-s.stop:
 			deadline := time.Now().Add(5 * time.Second)
 			for time.Now().Before(deadline) {
 				select {
 				case r := <-s.q:
-					s.apply(r)
+					s.applyBatch(s.drain(append(batch[:0], r)))
 				default:
 					return
 				}
@@ -241,22 +257,81 @@ func (s *Service) loop() {
 	}
 }
 
-func (s *Service) apply(r request) {
+// drain adds what else is queued, up to Options.Batch requests, without
+// waiting: a lone request is stored at once, a burst together.
+func (s *Service) drain(batch []request) []request {
+	for len(batch) < s.opts.Batch {
+		select {
+		case r := <-s.q:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// applyBatch stores a batch of requests in one transaction and then, in
+// order, counts and announces what each did.
+func (s *Service) applyBatch(batch []request) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var err error
-	if r.clear {
-		_, err = s.clearOpen(ctx, r.thing, r.typ, r.at)
-		if core.IsNotFound(err) {
-			return // nothing open: a clear is idempotent
+	s.m.batches.Observe(float64(len(batch)))
+	ops := make([]store.AlarmOp, 0, len(batch))
+	idx := make([]int, 0, len(batch)) // ops[i] is batch[idx[i]]
+	now := s.now()
+	for i, r := range batch {
+		at := r.at
+		if at.IsZero() {
+			at = now // one clock reading for the batch: its changes keep their order in time too
 		}
-	} else {
-		_, err = s.raise(ctx, r.thing, r.typ, r.severity, r.details, r.at)
+		if r.clear {
+			ops = append(ops, store.AlarmOp{Thing: r.thing, Type: r.typ, At: at})
+		} else {
+			if err := CheckRaise(r.typ, r.severity, r.details); err != nil {
+				s.failed(r, err)
+				continue
+			}
+			ops = append(ops, store.AlarmOp{Raise: &store.Alarm{ID: newID(), Thing: r.thing, Type: r.typ, Severity: r.severity, Details: r.details, LastAt: at}})
+		}
+		idx = append(idx, i)
 	}
+	if len(ops) == 0 {
+		return
+	}
+	res, err := s.st.Apply(ctx, ops, s.opts.MaxOpen)
 	if err != nil {
-		s.m.failed.Inc()
-		s.logLimited("alarm request failed", "thing", r.thing, "type", r.typ, "clear", r.clear, "err", err)
+		for _, i := range idx {
+			s.failed(batch[i], err)
+		}
+		return
 	}
+	for k, out := range res {
+		r := batch[idx[k]]
+		switch {
+		case r.clear && core.IsNotFound(out.Err):
+			// nothing open: a clear is idempotent
+		case out.Err != nil:
+			if !r.clear && core.KindOf(out.Err) == core.KindQuota {
+				s.m.refused.Inc()
+				s.logLimited("alarm refused: too many open alarms", "thing", r.thing, "type", r.typ, "max", s.opts.MaxOpen)
+			}
+			s.failed(r, out.Err)
+		case r.clear:
+			s.m.transitions.WithLabelValues(EventCleared).Inc()
+			s.announce(EventCleared, out.Alarm)
+		case !out.Created:
+			s.m.transitions.WithLabelValues("repeated").Inc()
+		default:
+			s.m.transitions.WithLabelValues(EventRaised).Inc()
+			s.announce(EventRaised, out.Alarm)
+		}
+	}
+}
+
+func (s *Service) failed(r request, err error) {
+	s.m.failed.Inc()
+	s.logLimited("alarm request failed", "thing", r.thing, "type", r.typ, "clear", r.clear, "err", err)
 }
 
 // logLimited logs at most one line a second; the others are counted in

@@ -1,7 +1,9 @@
 package alarms
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -203,4 +205,120 @@ func counterValue(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// durableCheck is a Publisher that, for every event, reads the alarm back
+// from the store: an event must only go out once its change is committed.
+type durableCheck struct {
+	recorder
+	st     store.AlarmStore
+	mu2    sync.Mutex
+	errors []string
+}
+
+func (d *durableCheck) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	var ev Event
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return err
+	}
+	got, err := d.st.Get(context.Background(), ev.Alarm.ID)
+	// (a later change of the same batch may already be there too)
+	if err != nil || (ev.Alarm.Status == store.AlarmCleared && got.Status != store.AlarmCleared) {
+		d.mu2.Lock()
+		d.errors = append(d.errors, fmt.Sprintf("%s: stored %q, %v; the event says %q", topic, got.Status, err, ev.Alarm.Status))
+		d.mu2.Unlock()
+	}
+	return d.recorder.Publish(topic, payload, retain, qos)
+}
+
+// TestGroupCommitInOrderDurable: a burst of queued raises and clears is
+// stored in a few transactions (not one each), each change in queue
+// order, each event published only after its change is committed, and
+// all of it is there after the store is reopened.
+func TestGroupCommitInOrderDurable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mote.db")
+	st, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	things := []string{"a", "b", "c"}
+	for _, n := range things {
+		if _, err := st.Things().Create(t.Context(), store.Thing{Name: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &durableCheck{st: st.Alarms()}
+	reg := prometheus.NewRegistry()
+	s := New(Options{Store: st.Alarms(), Publisher: pub, Batch: 16, Metrics: reg})
+	// Queue the burst before the service runs, so it is there at once.
+	var want []string
+	const rounds = 20
+	for i := range rounds {
+		for _, th := range things {
+			s.RaiseAsync(th, "hot", store.SeverityMajor, nil, time.Time{})
+			s.RaiseAsync(th, "hot", store.SeverityMajor, nil, time.Time{}) // a repeat: no event
+			want = append(want, EventTopic(th, "hot", EventRaised))
+			if i < rounds-1 {
+				s.ClearAsync(th, "hot", time.Time{})
+				want = append(want, EventTopic(th, "hot", EventCleared))
+			}
+		}
+	}
+	queued := rounds*len(things)*3 - len(things)
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every event", func() bool { return len(pub.list()) >= len(want) })
+	open, err := s.List(t.Context(), store.AlarmFilter{Status: store.AlarmActive})
+	if err != nil || len(open) != len(things) {
+		t.Fatalf("active alarms: %d, %v; want %d", len(open), err, len(things))
+	}
+	if _, err := s.Ack(t.Context(), open[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if got := pub.list()[:len(want)]; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events out of order:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(pub.errors) > 0 {
+		t.Fatalf("events published before their change was stored: %q", pub.errors)
+	}
+	var m dto.Metric
+	if err := s.m.batches.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetHistogram().GetSampleCount(); n == 0 || n >= uint64(queued) || m.GetHistogram().GetSampleSum() != float64(queued) {
+		t.Fatalf("%d requests in %d transactions (sum %v); want them grouped (fewer transactions than requests, at most 16 each)", queued, n, m.GetHistogram().GetSampleSum())
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// After a restart: every episode is in the history, in order.
+	st2, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	for _, th := range things {
+		list, err := st2.Alarms().List(t.Context(), store.AlarmFilter{Thing: th, Limit: 1000})
+		if err != nil || len(list) != rounds {
+			t.Fatalf("history of %s after a restart: %d alarms, %v; want %d", th, len(list), err, rounds)
+		}
+		for i, a := range list { // newest first
+			wantStatus := store.AlarmCleared
+			if i == 0 {
+				wantStatus = store.AlarmActive
+				if a.ID == open[0].ID {
+					wantStatus = store.AlarmAcknowledged
+				}
+			}
+			if a.Status != wantStatus || a.Count != 2 {
+				t.Fatalf("%s's alarm %d after a restart: %s count %d; want %s count 2", th, i, a.Status, a.Count, wantStatus)
+			}
+			if i > 0 && list[i-1].CreatedAt.Before(*a.ClearedAt) {
+				t.Fatalf("%s: episode %d created %v before the previous one was cleared %v", th, i, list[i-1].CreatedAt, a.ClearedAt)
+			}
+		}
+	}
 }

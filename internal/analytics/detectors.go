@@ -170,6 +170,37 @@ func parseStrict(config []byte, v any) error {
 	return nil
 }
 
+// positionKeyed is a detector reading positions (geofence, speed).
+type positionKeyed interface {
+	// defaultPositionKeys sets the keys the configuration did not name.
+	defaultPositionKeys(lat, lon string)
+}
+
+// keyDefaults remembers which position keys a configuration left out
+// ("lat", "lon" until the engine gives its own, --position-keys).
+type keyDefaults struct{ lat, lon bool }
+
+func (k *keyDefaults) fill(lat, lon *string) {
+	if *lat == "" {
+		*lat, k.lat = "lat", true
+	}
+	if *lon == "" {
+		*lon, k.lon = "lon", true
+	}
+}
+
+func (k keyDefaults) set(latKey, lonKey *string, lat, lon string) {
+	if k.lat {
+		*latKey = lat
+	}
+	if k.lon {
+		*lonKey = lon
+	}
+}
+
+func (g *geofence) defaultPositionKeys(lat, lon string) { g.keys.set(&g.LatKey, &g.LonKey, lat, lon) }
+func (s *speed) defaultPositionKeys(lat, lon string)    { s.keys.set(&s.LatKey, &s.LonKey, lat, lon) }
+
 func checkKey(field, key string) error {
 	if key == "" {
 		return invalid(field, "%s is required", field)
@@ -287,6 +318,7 @@ type geofence struct {
 	LatKey  string          `json:"latKey"`
 	LonKey  string          `json:"lonKey"`
 	fence   *Fence
+	keys    keyDefaults
 }
 
 type geofenceState struct {
@@ -296,10 +328,11 @@ type geofenceState struct {
 }
 
 func parseGeofence(config []byte) (Detector, error) {
-	g := geofence{AlarmOn: "exit", LatKey: "lat", LonKey: "lon"}
+	g := geofence{AlarmOn: "exit"}
 	if err := parseStrict(config, &g); err != nil {
 		return nil, err
 	}
+	g.keys.fill(&g.LatKey, &g.LonKey)
 	if len(g.Fence) == 0 {
 		return nil, invalid("config.fence", "config.fence is required")
 	}
@@ -388,6 +421,7 @@ type speed struct {
 	SpeedKey      string   `json:"speedKey"`
 	LatKey        string   `json:"latKey"`
 	LonKey        string   `json:"lonKey"`
+	keys          keyDefaults
 }
 
 type speedState struct {
@@ -398,10 +432,11 @@ type speedState struct {
 }
 
 func parseSpeed(config []byte) (Detector, error) {
-	s := speed{LatKey: "lat", LonKey: "lon"}
+	var s speed
 	if err := parseStrict(config, &s); err != nil {
 		return nil, err
 	}
+	s.keys.fill(&s.LatKey, &s.LonKey)
 	if !(s.LimitKmh > 0 && s.LimitKmh < 1e6) {
 		return nil, invalid("config.limitKmh", "limitKmh must be above 0")
 	}

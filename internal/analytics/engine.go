@@ -68,9 +68,13 @@ type Options struct {
 	// MembershipTTL is how long a thing's type and groups are cached
 	// (default 30s).
 	MembershipTTL time.Duration
-	Logger        *slog.Logger
-	Metrics       prometheus.Registerer
-	Now           func() time.Time
+	// PositionKeys are the telemetry keys of latitude and longitude that
+	// geofence and speed rules naming no latKey/lonKey read (zero:
+	// "lat", "lon"; --position-keys).
+	PositionKeys [2]string
+	Logger       *slog.Logger
+	Metrics      prometheus.Registerer
+	Now          func() time.Time
 }
 
 // Rule is an analytics rule as the API shows it.
@@ -163,6 +167,9 @@ func New(o Options) *Engine {
 	if o.TickInterval <= 0 {
 		o.TickInterval = time.Second
 	}
+	if o.PositionKeys[0] == "" || o.PositionKeys[1] == "" {
+		o.PositionKeys = [2]string{"lat", "lon"}
+	}
 	if o.MembershipTTL <= 0 {
 		o.MembershipTTL = 30 * time.Second
 	}
@@ -203,7 +210,7 @@ func (e *Engine) Start(ctx context.Context) error {
 			return err
 		}
 		for _, r := range page {
-			c, err := compile(r)
+			c, err := e.compile(r)
 			if err != nil {
 				e.log.Error("analytics rule does not compile; skipped", "rule", r.Name, "err", err)
 				continue
@@ -595,6 +602,19 @@ func compile(r store.AnalyticsRule) (*compiled, error) {
 	return c, nil
 }
 
+// compile compiles a rule for this engine: geofence and speed rules
+// that name no position keys read Options.PositionKeys.
+func (e *Engine) compile(r store.AnalyticsRule) (*compiled, error) {
+	c, err := compile(r)
+	if err != nil {
+		return nil, err
+	}
+	if pk, ok := c.det.(positionKeyed); ok {
+		pk.defaultPositionKeys(e.o.PositionKeys[0], e.o.PositionKeys[1])
+	}
+	return c, nil
+}
+
 // swap replaces (c != nil) or removes the rule name and drops its states.
 func (e *Engine) swap(ctx context.Context, name string, c *compiled) error {
 	old := *e.rules.Load()
@@ -635,7 +655,7 @@ func (e *Engine) CreateRule(ctx context.Context, r Rule) (Rule, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sr := store.AnalyticsRule{Name: r.Name, Kind: r.Kind, ThingType: r.ThingType, Group: r.Group, Config: r.Config, Enabled: r.Enabled}
-	c, err := compile(sr)
+	c, err := e.compile(sr)
 	if err != nil {
 		return Rule{}, err
 	}
@@ -652,7 +672,7 @@ func (e *Engine) UpdateRule(ctx context.Context, r Rule) (Rule, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sr := store.AnalyticsRule{Name: r.Name, Kind: r.Kind, ThingType: r.ThingType, Group: r.Group, Config: r.Config, Enabled: r.Enabled}
-	c, err := compile(sr)
+	c, err := e.compile(sr)
 	if err != nil {
 		return Rule{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -261,5 +262,47 @@ func TestRuleValidation(t *testing.T) {
 		if err := Validate(c.r); core.FieldOf(err) != c.field {
 			t.Errorf("Validate(%+v) = %v; want field %s", c.r, err, c.field)
 		}
+	}
+}
+
+// TestEnginePositionKeys: a geofence rule that names no keys reads the
+// engine's PositionKeys (--position-keys); one that names its own keeps
+// them; a speed rule follows the engine's keys too.
+func TestEnginePositionKeys(t *testing.T) {
+	v := newTestEnv(t, nil, Options{PositionKeys: [2]string{"latitude", "longitude"}})
+	ctx := t.Context()
+	for _, n := range []string{"car", "bike"} {
+		if _, err := v.st.Things().Create(ctx, store.Thing{Name: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fence := square(10, 50, 11, 51)
+	for _, r := range []Rule{
+		{Name: "yard", Kind: KindGeofence, Config: json.RawMessage(`{"fence":` + fence + `,"alarmType":"left-yard"}`)},
+		{Name: "yard-gps", Kind: KindGeofence, Config: json.RawMessage(`{"fence":` + fence + `,"alarmType":"left-yard-gps","latKey":"gps_lat","lonKey":"gps_lon"}`)},
+		{Name: "fast", Kind: KindSpeed, Config: json.RawMessage(`{"limitKmh":100,"alarmType":"fast"}`)},
+	} {
+		r.Enabled = true
+		if _, err := v.e.CreateRule(ctx, r); err != nil {
+			t.Fatalf("create %s: %v", r.Name, err)
+		}
+	}
+	// lat/lon are not the keys any more: outside the fence, no alarm.
+	v.telemetry("bike", "bike", `{"lat": 0, "lon": 0}`, t0)
+	// car: inside, then outside by its latitude/longitude (and 1 degree
+	// in one minute: ~110 km in 60 s, far above 100 km/h).
+	v.telemetry("car", "car", `{"latitude": 50.5, "longitude": 10.5, "gps_lat": 50.5, "gps_lon": 10.5}`, t0)
+	v.telemetry("car", "car", `{"latitude": 51.5, "longitude": 10.5, "gps_lat": 50.5, "gps_lon": 10.5}`, t0.Add(time.Minute))
+	waitFor(t, "the car's alarms", func() bool { return len(v.sink.list()) >= 2 })
+	v.telemetry("car", "car", `{"latitude": 51.5, "longitude": 10.5, "gps_lat": 52, "gps_lon": 10.5}`, t0.Add(time.Hour))
+	waitFor(t, "the gps fence's alarm", func() bool { return len(v.sink.list()) >= 3 })
+	got := strings.Join(v.sink.list(), "\n")
+	for _, want := range []string{"raise car left-yard major", "raise car fast major", "raise car left-yard-gps major"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("alarms:\n%s\nwant %q", got, want)
+		}
+	}
+	if strings.Contains(got, "bike") {
+		t.Errorf("alarms:\n%s\nwant none of bike (it has no latitude/longitude)", got)
 	}
 }

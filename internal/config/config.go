@@ -94,6 +94,7 @@ type Config struct {
 	// Alarms (docs/alarms.md).
 	AlarmMaxOpen        int           // open alarms on the server; a new one beyond is refused and counted
 	AlarmQueue          int           // raise/clear requests of rules and detectors waiting; more are dropped and counted
+	AlarmBatch          int           // queued alarm changes stored in one transaction (group commit)
 	AlarmNotifyThrottle time.Duration // least time between two notifications of one (thing, alarm type)
 	AlarmWebhookURL     string        // POST every alarm event here ("" none)
 	AlarmSMTPAddr       string        // e-mail alarm events through this SMTP server host:port ("" none)
@@ -130,6 +131,10 @@ type Config struct {
 	// MapTileURL is the web console map's tile URL template ({z}, {x},
 	// {y}; "" no tiles: positions and fences on a plain background).
 	MapTileURL string
+	// PositionKeys are the telemetry keys of a thing's latitude and
+	// longitude: the fleet map's positions and the default of geofence
+	// and speed analytics rules that name none (docs/map.md).
+	PositionKeys []string
 	// Device models on thing types (docs/device-models.md).
 	TypeModelMaxSize int // bytes of one type's model; larger is refused (413)
 	ModelCheckQueue  int // messages waiting for the model check; more are dropped and counted
@@ -311,12 +316,14 @@ func Default() Config {
 		RuleWindowSaveInterval:   30 * time.Second,
 		AlarmMaxOpen:             10_000,
 		AlarmQueue:               10_000,
+		AlarmBatch:               256,
 		AlarmNotifyThrottle:      time.Minute,
 		AlarmSMTPTimeout:         10 * time.Second,
 		AnalyticsQueue:           10_000,
 		AnalyticsMaxStates:       100_000,
 		AnalyticsSaveInterval:    30 * time.Second,
 		MapTileURL:               "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+		PositionKeys:             []string{"lat", "lon"},
 		TypeModelMaxSize:         64 * 1024,
 		ModelCheckQueue:          10_000,
 		BridgeRateLimit:          1000,
@@ -485,6 +492,7 @@ func fields(c *Config) []field {
 		{"provisioning-endpoint", `the API URL a claim token's QR code carries, e.g. https://iot.example.com:8443 ("" the URL the request was made to)`, str(&c.ProvisioningEndpoint)},
 		{"alarm-max-open", "open (active or acknowledged) alarms on the server; a new alarm beyond it is refused and counted in mote_alarms_refused_total (a repeat of an open alarm is not new)", num(&c.AlarmMaxOpen)},
 		{"alarm-queue", "raise and clear requests of rules and detectors waiting to be stored; more are dropped and counted in mote_alarm_requests_dropped_total", num(&c.AlarmQueue)},
+		{"alarm-batch", "queued alarm raises and clears stored together in one transaction (group commit; their events go out after it commits); 1 stores each alone", num(&c.AlarmBatch)},
 		{"alarm-notify-throttle", "least time between two notifications (webhook, e-mail) of the same alarm type of the same thing; the others are counted; 0 notifies every event", dur(&c.AlarmNotifyThrottle)},
 		{"alarm-webhook-url", `POST every alarm event (JSON) to this http(s) URL, through the rules' webhook path (--rule-action-queue, retries, breaker) ("" none)`, str(&c.AlarmWebhookURL)},
 		{"alarm-smtp-addr", `e-mail every alarm event through this SMTP server, host:port (STARTTLS when offered) ("" none)`, str(&c.AlarmSMTPAddr)},
@@ -493,6 +501,7 @@ func fields(c *Config) []field {
 		{"alarm-smtp-username", "SMTP user name (PLAIN authentication, only over TLS or to localhost); empty: none", str(&c.AlarmSMTPUsername)},
 		{"alarm-smtp-password", "SMTP password (prefer the environment variable)", str(&c.AlarmSMTPPassword)},
 		{"alarm-smtp-timeout", "time one alarm e-mail may take, connection to QUIT", dur(&c.AlarmSMTPTimeout)},
+		{"position-keys", "the two top-level telemetry keys holding a thing's latitude and longitude, comma-separated: the fleet map's positions, and geofence and speed analytics rules that name no latKey/lonKey", list(&c.PositionKeys)},
 		{"analytics-queue", "messages (telemetry, presence) waiting for the analytics detectors; more are dropped and counted in mote_analytics_dropped_total", num(&c.AnalyticsQueue)},
 		{"analytics-max-states", "detector states kept, one per (analytics rule, thing); a new one beyond it is not created and is counted in mote_analytics_states_refused_total", num(&c.AnalyticsMaxStates)},
 		{"analytics-save-interval", "how often changed detector states are saved (and so survive a restart)", dur(&c.AnalyticsSaveInterval)},
@@ -956,11 +965,22 @@ func (c *Config) validateDashboards() error {
 // validateAlarms checks the alarm settings.
 func (c *Config) validateAlarms() error {
 	c.AlarmSMTPTo = trimAll(c.AlarmSMTPTo)
+	c.PositionKeys = trimAll(c.PositionKeys)
+	if len(c.PositionKeys) != 2 || c.PositionKeys[0] == c.PositionKeys[1] {
+		return fmt.Errorf("position-keys: %q must be two different keys, latitude first (e.g. lat,lon)", strings.Join(c.PositionKeys, ","))
+	}
+	for _, k := range c.PositionKeys {
+		if k == "" || len(k) > 64 || strings.ContainsAny(k, "\"\\\x00") {
+			return fmt.Errorf("position-keys: %q is not a key (1 to 64 characters, no quotes or backslashes)", k)
+		}
+	}
 	switch {
 	case c.AlarmMaxOpen < 1 || c.AlarmMaxOpen > 10_000_000:
 		return fmt.Errorf("alarm-max-open: %d is outside 1 to 10000000", c.AlarmMaxOpen)
 	case c.AlarmQueue < 1 || c.AlarmQueue > 1_000_000:
 		return fmt.Errorf("alarm-queue: %d is outside 1 to 1000000", c.AlarmQueue)
+	case c.AlarmBatch < 1 || c.AlarmBatch > 10_000:
+		return fmt.Errorf("alarm-batch: %d is outside 1 to 10000", c.AlarmBatch)
 	case c.AlarmNotifyThrottle < 0 || c.AlarmNotifyThrottle > 24*time.Hour:
 		return fmt.Errorf("alarm-notify-throttle: %s is outside 0 to 24h", c.AlarmNotifyThrottle)
 	case c.AlarmSMTPTimeout < 100*time.Millisecond || c.AlarmSMTPTimeout > 5*time.Minute:

@@ -368,6 +368,12 @@ func TestValidate(t *testing.T) {
 		{"upload-min-rate negative", func(c *config.Config) { c.UploadMinRate = -1 }, "upload-min-rate"},
 		{"upload-min-rate 0", func(c *config.Config) { c.UploadMinRate = 0 }, ""},
 		{"map-tile-url empty", func(c *config.Config) { c.MapTileURL = "" }, ""},
+		{"position-keys other", func(c *config.Config) { c.PositionKeys = []string{"latitude", " longitude "} }, ""},
+		{"position-keys one", func(c *config.Config) { c.PositionKeys = []string{"lat"} }, "position-keys"},
+		{"position-keys same", func(c *config.Config) { c.PositionKeys = []string{"lat", "lat"} }, "position-keys"},
+		{"position-keys quote", func(c *config.Config) { c.PositionKeys = []string{"la\"t", "lon"} }, "position-keys"},
+		{"alarm-batch 0", func(c *config.Config) { c.AlarmBatch = 0 }, "alarm-batch"},
+		{"alarm-batch big", func(c *config.Config) { c.AlarmBatch = 10_001 }, "alarm-batch"},
 		{"map-tile-url other", func(c *config.Config) { c.MapTileURL = "http://tiles.local:8080/{z}/{x}/{y}.png" }, ""},
 		{"map-tile-url scheme", func(c *config.Config) { c.MapTileURL = "file:///{z}/{x}/{y}.png" }, "map-tile-url"},
 		{"map-tile-url no {y}", func(c *config.Config) { c.MapTileURL = "https://t.example/{z}/{x}.png" }, "map-tile-url"},
@@ -436,8 +442,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 144 {
-		t.Errorf("settings = %d; want 144 (update this test for a new setting)", n)
+	if n != 146 {
+		t.Errorf("settings = %d; want 146 (update this test for a new setting)", n)
 	}
 }
 

@@ -422,6 +422,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Publisher: d.broker,
 		MaxOpen:   cfg.AlarmMaxOpen,
 		Queue:     cfg.AlarmQueue,
+		Batch:     cfg.AlarmBatch,
 		Logger:    d.log.With("component", "alarms"),
 		Metrics:   d.metrics,
 	})
@@ -551,6 +552,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Queue:        cfg.AnalyticsQueue,
 		MaxStates:    cfg.AnalyticsMaxStates,
 		SaveInterval: cfg.AnalyticsSaveInterval,
+		PositionKeys: positionKeys(cfg),
 		Logger:       d.log.With("component", "analytics"),
 		Metrics:      d.metrics,
 	})
@@ -581,7 +583,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.registry.Listen(d.onRegistryEvent)
 	d.registry.OnThingCreated(d.jobs.ThingChanged)
 
-	d.live = live.New(live.Options{Bus: d.bus, Totals: func() live.Totals {
+	d.live = live.New(live.Options{Bus: d.bus, PositionKeys: positionKeys(cfg), Totals: func() live.Totals {
 		st := d.broker.Stats()
 		return live.Totals{MessagesIn: st.MessagesReceived, MessagesOut: st.MessagesSent, Connected: st.Connections}
 	}})
@@ -714,6 +716,7 @@ func (d *Daemon) startHTTP() error {
 		// Device models: desired updates and commands are checked.
 		Models:           d.models,
 		TypeModelMaxSize: d.cfg.TypeModelMaxSize,
+		PositionKeys:     positionKeys(d.cfg),
 
 		// A device message over HTTP is held to the MQTT packet limit.
 		MaxMessageSize: d.cfg.MaxPacketSize,
@@ -1075,6 +1078,14 @@ func (d *Daemon) Methods() *methods.Service { return d.methods }
 
 // Commands returns the command service.
 func (d *Daemon) Commands() *commands.Service { return d.commands }
+
+// positionKeys returns --position-keys (validated: two keys).
+func positionKeys(cfg config.Config) [2]string {
+	if len(cfg.PositionKeys) != 2 {
+		return [2]string{"lat", "lon"}
+	}
+	return [2]string{cfg.PositionKeys[0], cfg.PositionKeys[1]}
+}
 
 // Alarms returns the alarm service.
 func (d *Daemon) Alarms() *alarms.Service { return d.alarms }

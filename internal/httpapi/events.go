@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/moteiot/mote/internal/alarms"
@@ -25,6 +26,11 @@ const positionQueue = 4096
 // dropped (counted in mote_alarm_requests_dropped_total{reason="event_subscriber"}).
 const alarmQueue = 256
 
+// maxTelemetryThings bounds the things of one telemetry stream
+// (GET /events?telemetry=a,b,...): a dashboard's widgets name at most
+// as many as one page of a group's things.
+const maxTelemetryThings = 100
+
 // alarmEventWire is an event "alarm".
 type alarmEventWire struct {
 	Event string        `json:"event"` // raised, acknowledged, cleared
@@ -40,28 +46,31 @@ type positionEvent struct {
 	Time  time.Time `json:"time"`
 }
 
-// positionOf reads numeric top-level lat and lon of a telemetry message.
-func positionOf(e *live.Event) (positionEvent, bool) {
-	var p struct {
-		Lat *float64 `json:"lat"`
-		Lon *float64 `json:"lon"`
-	}
-	if err := json.Unmarshal(e.Payload, &p); err != nil || p.Lat == nil || p.Lon == nil || !fleetindex.ValidPosition(*p.Lat, *p.Lon) {
+// positionOf reads the numeric top-level position keys (latitude,
+// longitude: --position-keys) of a telemetry message.
+func positionOf(e *live.Event, keys [2]string) (positionEvent, bool) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(e.Payload, &obj); err != nil {
 		return positionEvent{}, false
 	}
-	return positionEvent{Thing: e.Thing, Lat: *p.Lat, Lon: *p.Lon, Time: e.Time}, true
+	var lat, lon float64
+	if json.Unmarshal(obj[keys[0]], &lat) != nil || json.Unmarshal(obj[keys[1]], &lon) != nil || !fleetindex.ValidPosition(lat, lon) {
+		return positionEvent{}, false
+	}
+	return positionEvent{Thing: e.Thing, Lat: lat, Lon: lon, Time: e.Time}, true
 }
 
 // events serves GET /events: Server-Sent Events for the console.
 // Streams are chosen in the query: stats=1 (event "stats" once a second),
 // presence=1 (event "presence"; the recent ones first), thing=NAME (event
-// "message" for each of that thing's messages). A browser that reads too
+// "message" for each of that thing's messages), telemetry=A,B,... (event
+// "telemetry" for those things' telemetry; dashboards). A browser that reads too
 // slowly loses events; it is told how many in an event "dropped".
 func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 	if s.live == nil {
 		return core.Errorf(core.KindUnavailable, "live events are not available on this server")
 	}
-	q, err := parseQuery(r, "", "stats", "presence", "thing", "alarms", "positions")
+	q, err := parseQuery(r, "", "stats", "presence", "thing", "alarms", "positions", "telemetry")
 	if err != nil {
 		return err
 	}
@@ -91,6 +100,29 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 		}
 		o.Thing = name
 	}
+	if list, ok := q.vals["telemetry"]; ok {
+		names := strings.Split(list, ",")
+		if len(names) > maxTelemetryThings {
+			return core.Invalid("telemetry", "telemetry names at most %d things", maxTelemetryThings)
+		}
+		seen := map[string]bool{}
+		for _, name := range names {
+			if err := core.ValidateName("telemetry", name); err != nil {
+				return err
+			}
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			if _, err := s.reg.GetThing(r.Context(), name); err != nil {
+				return err
+			}
+			if err := s.needThingInScope(r.Context(), name); err != nil {
+				return err
+			}
+			o.Telemetry = append(o.Telemetry, name)
+		}
+	}
 	// A scoped principal gets only its things' events (docs/users.md).
 	sc := scopeFrom(r.Context())
 	if sc != nil && o.Stats {
@@ -98,8 +130,8 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 		return core.Errorf(core.KindForbidden, "a principal scoped to groups may not watch the fleet-wide stats stream")
 	}
 	visible := newScopeCache(s, sc)
-	if !o.Stats && !o.Presence && o.Thing == "" && !alarmsOn && !o.Positions {
-		return core.Invalid("", "choose at least one stream: stats=1, presence=1, thing=NAME, alarms=1 or positions=1")
+	if !o.Stats && !o.Presence && o.Thing == "" && !alarmsOn && !o.Positions && len(o.Telemetry) == 0 {
+		return core.Invalid("", "choose at least one stream: stats=1, presence=1, thing=NAME, alarms=1, positions=1 or telemetry=NAME,...")
 	}
 	if o.Positions {
 		// Every thing's positions: a longer queue for bursts.
@@ -136,7 +168,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 			if !ok {
 				return nil
 			}
-			pos, ok := positionOf(p)
+			pos, ok := positionOf(p, s.posKeys)
 			if !ok {
 				return nil // not a position after all
 			}

@@ -61,7 +61,7 @@ func (s *server) fleetPositions(w http.ResponseWriter, r *http.Request) error {
 	if err := s.needFleet(); err != nil {
 		return err
 	}
-	page, next, total, err := s.fleet.Positions(r.Context(), "lat", "lon", after, limit)
+	page, next, total, err := s.fleet.Positions(r.Context(), s.posKeys[0], s.posKeys[1], after, limit)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func FuzzPositionOf(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, ok := positionOf(&live.Event{Thing: "t", Time: time.Unix(0, 0), Payload: b})
+		p, ok := positionOf(&live.Event{Thing: "t", Time: time.Unix(0, 0), Payload: b}, [2]string{"lat", "lon"})
 		if !ok {
 			return
 		}

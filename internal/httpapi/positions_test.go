@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
 )
 
@@ -184,5 +185,123 @@ func TestFleetPositionsOtherThing(t *testing.T) {
 	})
 	if p := got.Items[1]; p.Thing != "b" || p.Lat != 10 || p.Lon != 20 {
 		t.Errorf("b is at %+v; want where b said (10, 20)", p)
+	}
+}
+
+// With --position-keys latitude,longitude the map reads those keys (in
+// GET /fleet/positions and the position events) and no longer lat/lon.
+func TestFleetPositionsConfiguredKeys(t *testing.T) {
+	s := daemontest.Start(t, func(c *config.Config) { c.PositionKeys = []string{"latitude", "longitude"} })
+	ctx := context.Background()
+	s.Thing(t, "old")
+	s.Thing(t, "new")
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.API+"/api/v1/events?positions=1", nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	datas := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				datas <- v
+			}
+		}
+		close(datas)
+	}()
+	for thing, body := range map[string]string{"old": `{"lat": 1, "lon": 2}`, "new": `{"latitude": 52.5, "longitude": 13.4, "lat": 0}`} {
+		if err := s.Broker().PublishAs(ctx, thing, thing, "things/"+thing+"/telemetry", []byte(body), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case d := <-datas:
+		var pos struct {
+			Thing    string
+			Lat, Lon float64
+		}
+		if json.Unmarshal([]byte(d), &pos) != nil || pos.Thing != "new" || pos.Lat != 52.5 || pos.Lon != 13.4 {
+			t.Fatalf("position event %s; want new at 52.5, 13.4", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no position event within 10 s")
+	}
+	var got positionsAnswer
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		if code := apiGet(t, s, "/fleet/positions", &got); code != 200 || got.Total != 1 {
+			return fmt.Errorf("status %d, %+v", code, got)
+		}
+		return nil
+	})
+	if it := got.Items[0]; it.Thing != "new" || it.Lat != 52.5 || it.Lon != 13.4 {
+		t.Fatalf("positions = %+v; want only new at 52.5, 13.4", got.Items)
+	}
+}
+
+// GET /events?telemetry=a,b streams the telemetry of those things only;
+// a missing thing is 404, too many are 400.
+func TestEventsTelemetryOfThings(t *testing.T) {
+	s := daemontest.Start(t)
+	ctx := context.Background()
+	for _, n := range []string{"a", "b", "c"} {
+		s.Thing(t, n)
+	}
+	if code := apiGet(t, s, "/events?telemetry=a,ghost", nil); code != 404 {
+		t.Errorf("telemetry=a,ghost: %d; want 404", code)
+	}
+	if code := apiGet(t, s, "/events?telemetry="+strings.Repeat("a,", 100)+"a", nil); code != 400 {
+		t.Errorf("101 things: %d; want 400", code)
+	}
+	if code := apiGet(t, s, "/events?telemetry=a%2Fb", nil); code != 400 {
+		t.Errorf("telemetry=a/b: %d; want 400", code)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.API+"/api/v1/events?telemetry=a,b", nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			if sc.Text() != "" {
+				lines <- sc.Text()
+			}
+		}
+		close(lines)
+	}()
+	for _, n := range []string{"c", "a", "b"} {
+		if err := s.Broker().PublishAs(ctx, n, n, "things/"+n+"/telemetry", []byte(`{"temperature": 21}`), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	deadline := time.After(10 * time.Second)
+	for len(got) < 2 {
+		select {
+		case l := <-lines:
+			if d, ok := strings.CutPrefix(l, "data: "); ok {
+				var e struct {
+					Thing   string
+					Payload map[string]float64
+				}
+				if json.Unmarshal([]byte(d), &e) != nil || e.Payload["temperature"] != 21 {
+					t.Fatalf("event data %s", d)
+				}
+				got = append(got, e.Thing)
+			} else if v, ok := strings.CutPrefix(l, "event: "); ok && v != "telemetry" {
+				t.Fatalf("event %q; want telemetry", v)
+			}
+		case <-deadline:
+			t.Fatalf("telemetry events: %q; want a's and b's", got)
+		}
+	}
+	if strings.Join(got, ",") != "a,b" {
+		t.Fatalf("telemetry events of %q; want a, b (not c)", got)
 	}
 }

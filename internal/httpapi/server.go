@@ -117,6 +117,9 @@ type Options struct {
 	// may be up to TypeModelMaxSize bytes (0: 64 KiB).
 	Models           *devicemodel.Models
 	TypeModelMaxSize int
+	// PositionKeys are the telemetry keys of latitude and longitude of
+	// the fleet map (--position-keys; zero: "lat", "lon").
+	PositionKeys [2]string
 	// Provisioning runs enrollment groups and claim tokens (nil: their
 	// routes answer 503); ProvisioningLimiter limits device requests per
 	// source; ProvisioningEndpoint is the URL claim QR codes carry ("":
@@ -192,6 +195,7 @@ type server struct {
 
 	models       *devicemodel.Models
 	typeModelMax int
+	posKeys      [2]string
 
 	prov         *provisioning.Service // provisioning.go
 	provLimit    *provisioning.Limiter
@@ -399,6 +403,10 @@ func New(o Options) http.Handler {
 	s.profiles = o.Profiles
 	s.dashboards, s.statsHistory = o.Dashboards, o.StatsHistory
 	s.models, s.typeModelMax = o.Models, o.TypeModelMaxSize
+	s.posKeys = o.PositionKeys
+	if s.posKeys[0] == "" || s.posKeys[1] == "" {
+		s.posKeys = [2]string{"lat", "lon"}
+	}
 	s.prov, s.provLimit, s.provEndpoint = o.Provisioning, o.ProvisioningLimiter, o.ProvisioningEndpoint
 	s.fleet = o.Fleet
 	s.audit = o.Audit

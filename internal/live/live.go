@@ -49,6 +49,9 @@ type Options struct {
 	Bus    bus.Bus
 	Totals func() Totals // nil: no stats
 	Recent int           // presence events kept; 0: 50
+	// PositionKeys are the telemetry keys of latitude and longitude
+	// (--position-keys; zero: "lat", "lon").
+	PositionKeys [2]string
 }
 
 // Hub is the console's live source.
@@ -73,6 +76,9 @@ type Hub struct {
 func New(o Options) *Hub {
 	if o.Recent <= 0 {
 		o.Recent = 50
+	}
+	if o.PositionKeys[0] == "" || o.PositionKeys[1] == "" {
+		o.PositionKeys = [2]string{"lat", "lon"}
 	}
 	h := &Hub{opts: o, watchers: map[*Watcher]struct{}{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if o.Bus != nil {
@@ -189,7 +195,7 @@ func eventOf(m core.Message) Event {
 
 // Item is one thing a watcher receives.
 type Item struct {
-	Kind  string // "stats", "presence", "message", "position"
+	Kind  string // "stats", "presence", "message", "position", "telemetry"
 	Stats *Stats
 	Event *Event
 }
@@ -204,6 +210,9 @@ type WatchOptions struct {
 	// "position"; the payload is not checked here: the reader parses it
 	// off the bus's goroutine).
 	Positions bool
+	// Telemetry: these things' telemetry messages (kind "telemetry"),
+	// for the live widgets of dashboards.
+	Telemetry []string
 }
 
 // Watcher is one browser's subscription. Its queue is bounded; items
@@ -236,6 +245,9 @@ func (h *Hub) Watch(o WatchOptions) *Watcher {
 		if o.Positions {
 			w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(telemetryFilter, w.onPosition))
 		}
+		for _, t := range o.Telemetry {
+			w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(core.ThingsPrefix+t+"/telemetry", w.onMessage("telemetry")))
+		}
 		if o.Thing != "" {
 			for _, f := range ThingFilters(o.Thing) {
 				w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(f, w.onMessage("message")))
@@ -265,10 +277,12 @@ func (w *Watcher) onMessage(kind string) bus.Handler {
 	}
 }
 
-// onPosition passes on a telemetry message that names both "lat" and
-// "lon" (a byte search: no parsing on the bus's goroutine).
+// onPosition passes on a telemetry message that names both position
+// keys (Options.PositionKeys; a byte search: no parsing on the bus's
+// goroutine).
 func (w *Watcher) onPosition(m core.Message) {
-	if !bytes.Contains(m.Payload, []byte(`"lat"`)) || !bytes.Contains(m.Payload, []byte(`"lon"`)) {
+	k := w.h.opts.PositionKeys
+	if !bytes.Contains(m.Payload, []byte(`"`+k[0]+`"`)) || !bytes.Contains(m.Payload, []byte(`"`+k[1]+`"`)) {
 		return
 	}
 	thing := strings.TrimSuffix(strings.TrimPrefix(m.Topic, core.ThingsPrefix), "/telemetry")

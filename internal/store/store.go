@@ -781,6 +781,31 @@ type AlarmStore interface {
 	Clear(ctx context.Context, id string, at time.Time) (Alarm, error)
 	// CountOpen returns how many alarms are open.
 	CountOpen(ctx context.Context) (int, error)
+	// Apply applies ops in order in one transaction (one durable commit
+	// for the lot: the alarm service's group commit) and returns one
+	// result per op. Each op means what Raise (Raise set, with maxOpen)
+	// or a clear of the open alarm of (Thing, Type) at At means; an op's
+	// own failure (core.NotFound, core.KindQuota, ...) is its result's
+	// Err and does not undo the others. The error is for the batch as a
+	// whole (the transaction failed): then nothing was applied.
+	Apply(ctx context.Context, ops []AlarmOp, maxOpen int) ([]AlarmResult, error)
+}
+
+// AlarmOp is one change in AlarmStore.Apply: a raise (Raise non-nil) or
+// the clear of the open alarm of type Type of Thing at At (zero: now).
+type AlarmOp struct {
+	Raise       *Alarm
+	Thing, Type string
+	At          time.Time
+}
+
+// AlarmResult is what one AlarmOp did: the alarm as it is after it,
+// whether a raise created it, or the op's error (a clear with nothing
+// open is core.NotFound).
+type AlarmResult struct {
+	Alarm   Alarm
+	Created bool
+	Err     error
 }
 
 // AnalyticsRule configures one detector of the analytics (package

@@ -49,17 +49,34 @@ func getAlarm(ctx context.Context, q querier, id string, lock bool) (store.Alarm
 // thing's row is locked (FOR UPDATE) while its open alarm is looked up,
 // so two nodes raising the same alarm bump one row.
 func (as *alarmStore) Raise(ctx context.Context, a store.Alarm, maxOpen int) (store.Alarm, bool, error) {
-	for _, f := range [][2]string{{"id", a.ID}, {"type", a.Type}, {"thing", a.Thing}, {"severity", a.Severity}} {
-		if err := requireName(f[0], f[1]); err != nil {
-			return store.Alarm{}, false, err
-		}
+	if err := checkRaise(a); err != nil {
+		return store.Alarm{}, false, err
 	}
-	at := orNow(a.LastAt)
 	var (
 		out     store.Alarm
 		created bool
 	)
 	err := as.s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		out, created, err = raiseTx(ctx, tx, a, maxOpen)
+		return err
+	})
+	return out, created, err
+}
+
+func checkRaise(a store.Alarm) error {
+	for _, f := range [][2]string{{"id", a.ID}, {"type", a.Type}, {"thing", a.Thing}, {"severity", a.Severity}} {
+		if err := requireName(f[0], f[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// raiseTx is Raise inside tx; its own refusals write nothing.
+func raiseTx(ctx context.Context, tx pgx.Tx, a store.Alarm, maxOpen int) (out store.Alarm, created bool, err error) {
+	at := orNow(a.LastAt)
+	err = func() error {
 		ok, err := exists(ctx, tx, `SELECT 1 FROM things WHERE name = $1 FOR UPDATE`, a.Thing)
 		if err != nil {
 			return err
@@ -90,8 +107,42 @@ func (as *alarmStore) Raise(ctx context.Context, a store.Alarm, maxOpen int) (st
 			a.ID, a.Thing, a.Type, a.Severity, rawOrNull(a.Details), at), scanAlarm, "alarm", a.ID)
 		created = err == nil
 		return err
-	})
+	}()
 	return out, created, err
+}
+
+// Apply applies alarm changes in one transaction; see store.AlarmStore.
+func (as *alarmStore) Apply(ctx context.Context, ops []store.AlarmOp, maxOpen int) ([]store.AlarmResult, error) {
+	res := make([]store.AlarmResult, len(ops))
+	if len(ops) == 0 {
+		return res, nil
+	}
+	err := as.s.inTx(ctx, func(tx pgx.Tx) error {
+		for i, op := range ops {
+			r := &res[i]
+			if op.Raise != nil {
+				if r.Err = checkRaise(*op.Raise); r.Err != nil {
+					continue
+				}
+				r.Alarm, r.Created, r.Err = raiseTx(ctx, tx, *op.Raise, maxOpen)
+			} else {
+				var open store.Alarm
+				open, r.Err = getOne(tx.QueryRow(ctx, alarmSelect+` WHERE thing = $1 AND type = $2 AND status <> 'cleared' FOR UPDATE`, op.Thing, op.Type), scanAlarm, "alarm", op.Type)
+				if r.Err != nil {
+					continue
+				}
+				r.Alarm, r.Err = transitionTx(ctx, tx, open.ID, []string{store.AlarmActive, store.AlarmAcknowledged}, `status = 'cleared', cleared_at = $1`, op.At)
+			}
+			if r.Err != nil && core.KindOf(r.Err) == core.KindInternal {
+				return r.Err // a failed statement aborts a PostgreSQL transaction
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // Get returns an alarm by id.
@@ -134,18 +185,22 @@ func (as *alarmStore) List(ctx context.Context, f store.AlarmFilter) ([]store.Al
 func (as *alarmStore) transition(ctx context.Context, id string, from []string, set string, at time.Time) (store.Alarm, error) {
 	var out store.Alarm
 	err := as.s.inTx(ctx, func(tx pgx.Tx) error {
-		a, err := getAlarm(ctx, tx, id, true)
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(from, a.Status) {
-			out = a
-			return core.Conflict("alarm %q is %s", id, a.Status)
-		}
-		out, err = getOne(tx.QueryRow(ctx, `UPDATE alarms SET `+set+` WHERE id = $2 RETURNING `+alarmColumns, orNow(at), id), scanAlarm, "alarm", id)
+		var err error
+		out, err = transitionTx(ctx, tx, id, from, set, at)
 		return err
 	})
 	return out, err
+}
+
+func transitionTx(ctx context.Context, tx pgx.Tx, id string, from []string, set string, at time.Time) (store.Alarm, error) {
+	a, err := getAlarm(ctx, tx, id, true)
+	if err != nil {
+		return a, err
+	}
+	if !slices.Contains(from, a.Status) {
+		return a, core.Conflict("alarm %q is %s", id, a.Status)
+	}
+	return getOne(tx.QueryRow(ctx, `UPDATE alarms SET `+set+` WHERE id = $2 RETURNING `+alarmColumns, orNow(at), id), scanAlarm, "alarm", id)
 }
 
 // Ack acknowledges an active alarm.

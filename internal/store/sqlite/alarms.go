@@ -59,17 +59,34 @@ func queryAlarms(ctx context.Context, q querier, query string, args ...any) ([]s
 
 // Raise records an occurrence of an alarm; see store.AlarmStore.
 func (as *alarmStore) Raise(ctx context.Context, a store.Alarm, maxOpen int) (store.Alarm, bool, error) {
-	for _, f := range [][2]string{{"id", a.ID}, {"type", a.Type}, {"thing", a.Thing}, {"severity", a.Severity}} {
-		if err := requireName(f[0], f[1]); err != nil {
-			return store.Alarm{}, false, err
-		}
+	if err := checkRaise(a); err != nil {
+		return store.Alarm{}, false, err
 	}
-	at := orNow(a.LastAt).UTC().Truncate(time.Millisecond)
 	var (
 		out     store.Alarm
 		created bool
 	)
 	err := as.s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		out, created, err = raiseTx(ctx, tx, a, maxOpen)
+		return err
+	})
+	return out, created, err
+}
+
+func checkRaise(a store.Alarm) error {
+	for _, f := range [][2]string{{"id", a.ID}, {"type", a.Type}, {"thing", a.Thing}, {"severity", a.Severity}} {
+		if err := requireName(f[0], f[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// raiseTx is Raise inside tx; its own refusals write nothing.
+func raiseTx(ctx context.Context, tx *sql.Tx, a store.Alarm, maxOpen int) (out store.Alarm, created bool, err error) {
+	at := orNow(a.LastAt).UTC().Truncate(time.Millisecond)
+	err = func() error {
 		open, err := getOne(tx.QueryRowContext(ctx, alarmSelect+` WHERE thing = ? AND type = ? AND status <> 'cleared'`, a.Thing, a.Type), scanAlarm, "alarm", a.Type)
 		switch {
 		case err == nil:
@@ -109,8 +126,42 @@ func (as *alarmStore) Raise(ctx context.Context, a store.Alarm, maxOpen int) (st
 		created = true
 		out, err = getAlarm(ctx, tx, a.ID)
 		return err
-	})
+	}()
 	return out, created, err
+}
+
+// Apply applies alarm changes in one transaction; see store.AlarmStore.
+func (as *alarmStore) Apply(ctx context.Context, ops []store.AlarmOp, maxOpen int) ([]store.AlarmResult, error) {
+	res := make([]store.AlarmResult, len(ops))
+	if len(ops) == 0 {
+		return res, nil
+	}
+	err := as.s.inTx(ctx, func(tx *sql.Tx) error {
+		for i, op := range ops {
+			r := &res[i]
+			if op.Raise != nil {
+				if r.Err = checkRaise(*op.Raise); r.Err != nil {
+					continue
+				}
+				r.Alarm, r.Created, r.Err = raiseTx(ctx, tx, *op.Raise, maxOpen)
+			} else {
+				var open store.Alarm
+				open, r.Err = getOne(tx.QueryRowContext(ctx, alarmSelect+` WHERE thing = ? AND type = ? AND status <> 'cleared'`, op.Thing, op.Type), scanAlarm, "alarm", op.Type)
+				if r.Err != nil {
+					continue
+				}
+				r.Alarm, r.Err = transitionTx(ctx, tx, open.ID, []string{store.AlarmActive, store.AlarmAcknowledged}, `status = 'cleared', cleared_at = ?`, op.At)
+			}
+			if r.Err != nil && core.KindOf(r.Err) == core.KindInternal {
+				return r.Err // a store failure: the transaction is not to be trusted
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // Get returns an alarm by id.
@@ -160,25 +211,29 @@ func (as *alarmStore) List(ctx context.Context, f store.AlarmFilter) ([]store.Al
 func (as *alarmStore) transition(ctx context.Context, id string, from []string, set string, at time.Time) (store.Alarm, error) {
 	var out store.Alarm
 	err := as.s.inTx(ctx, func(tx *sql.Tx) error {
-		a, err := getAlarm(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		ok := false
-		for _, s := range from {
-			ok = ok || s == a.Status
-		}
-		if !ok {
-			out = a
-			return core.Conflict("alarm %q is %s", id, a.Status)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE alarms SET `+set+` WHERE id = ?`, toMS(orNow(at)), id); err != nil {
-			return internal("update alarm", err)
-		}
-		out, err = getAlarm(ctx, tx, id)
+		var err error
+		out, err = transitionTx(ctx, tx, id, from, set, at)
 		return err
 	})
 	return out, err
+}
+
+func transitionTx(ctx context.Context, tx *sql.Tx, id string, from []string, set string, at time.Time) (store.Alarm, error) {
+	a, err := getAlarm(ctx, tx, id)
+	if err != nil {
+		return a, err
+	}
+	ok := false
+	for _, s := range from {
+		ok = ok || s == a.Status
+	}
+	if !ok {
+		return a, core.Conflict("alarm %q is %s", id, a.Status)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE alarms SET `+set+` WHERE id = ?`, toMS(orNow(at)), id); err != nil {
+		return a, internal("update alarm", err)
+	}
+	return getAlarm(ctx, tx, id)
 }
 
 // Ack acknowledges an active alarm.

@@ -174,6 +174,49 @@ func testAlarms(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("ApplyInOneTransaction", func(t *testing.T) {
+		s, ctx := newStore(t, "a", "b"), t.Context()
+		raise := func(id, thing, typ string, at time.Time) store.AlarmOp {
+			return store.AlarmOp{Raise: &store.Alarm{ID: id, Thing: thing, Type: typ, Severity: store.SeverityMinor, LastAt: at}}
+		}
+		res, err := s.Alarms().Apply(ctx, []store.AlarmOp{
+			raise("p1", "a", "t", base),                                   // new
+			raise("p2", "a", "t", base.Add(time.Second)),                  // repeat of p1
+			{Thing: "a", Type: "t", At: base.Add(2 * time.Second)},        // clear p1
+			{Thing: "a", Type: "t"},                                       // nothing open: NotFound
+			raise("p3", "a", "t", base.Add(3*time.Second)),                // a new episode
+			raise("p4", "ghost", "t", base),                               // missing thing
+			raise("p5", "b", "t", base),                                   // new: the 2nd open
+			raise("p6", "b", "u", base),                                   // over maxOpen 2
+			{Raise: &store.Alarm{ID: "p7", Thing: "b", Type: "bad type"}}, // invalid
+		}, 2)
+		must(t, "apply", err)
+		eq(t, "results", len(res), 9)
+		must(t, "op 0", res[0].Err)
+		eq(t, "op 0 created", res[0].Created, true)
+		must(t, "op 1", res[1].Err)
+		eq(t, "op 1 created", res[1].Created, false)
+		eq(t, "op 1 Count", res[1].Alarm.Count, int64(2))
+		must(t, "op 2", res[2].Err)
+		eq(t, "op 2 Status", res[2].Alarm.Status, store.AlarmCleared)
+		eq(t, "op 2 ID", res[2].Alarm.ID, "p1")
+		wantKind(t, "op 3", res[3].Err, core.KindNotFound)
+		must(t, "op 4", res[4].Err)
+		eq(t, "op 4 ID", res[4].Alarm.ID, "p3")
+		wantNotFound(t, "op 5", res[5].Err, "thing", "ghost")
+		must(t, "op 6", res[6].Err)
+		wantKind(t, "op 7", res[7].Err, core.KindQuota)
+		if res[8].Err == nil {
+			t.Errorf("op 8 (an invalid type): no error")
+		}
+		list, err := s.Alarms().List(ctx, store.AlarmFilter{})
+		must(t, "list", err)
+		eqList(t, "stored", alarmIDs(list), []string{"p5", "p3", "p1"})
+		empty, err := s.Alarms().Apply(ctx, nil, 0)
+		must(t, "apply nothing", err)
+		eq(t, "results of nothing", len(empty), 0)
+	})
+
 	t.Run("ConcurrentRaisesMakeOneAlarm", func(t *testing.T) {
 		s, ctx := newStore(t, "dev"), t.Context()
 		var wg sync.WaitGroup
