@@ -251,24 +251,22 @@ const MaxTelemetryRetention = 100 * 365 * 24 * time.Hour
 // nothing.
 func Default() Config {
 	return Config{
-		DataDir:       datadir.Default,
-		StoreMaxConns: 10,
-
-		ClusterRelayQueue: 65536,
-		LogLevel:          "info",
-		LogFormat:         "auto",
-		MQTTAddr:          ":1883",
-		MQTTSAddr:         ":8883",
-		HTTPAddr:          ":8080",
-		HTTPSAddr:         ":8443",
-		DeviceRateLimit:   100,
-		DeviceRateBurst:   200,
-		MaxPacketSize:     256 * 1024,
-		MaxClients:        1_000_000,
-		MaxSessionExpiry:  24 * time.Hour,
-		MaxOfflineQueue:   1000,
-		OutboundQueue:     128,
-		ConnectTimeout:    10 * time.Second,
+		DataDir:          datadir.Default,
+		StoreMaxConns:    10,
+		LogLevel:         "info",
+		LogFormat:        "auto",
+		MQTTAddr:         ":1883",
+		MQTTSAddr:        ":8883",
+		HTTPAddr:         ":8080",
+		HTTPSAddr:        ":8443",
+		DeviceRateLimit:  100,
+		DeviceRateBurst:  200,
+		MaxPacketSize:    256 * 1024,
+		MaxClients:       1_000_000,
+		MaxSessionExpiry: 24 * time.Hour,
+		MaxOfflineQueue:  1000,
+		OutboundQueue:    128,
+		ConnectTimeout:   10 * time.Second,
 
 		MaxClientIDLength: 128,
 
@@ -364,6 +362,8 @@ func Default() Config {
 		AuditRetention:              90 * 24 * time.Hour,
 		ImportMaxSize:               64 << 20,
 		ImportMaxRows:               200_000,
+
+		ClusterRelayQueue: 65536,
 	}
 }
 
