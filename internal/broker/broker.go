@@ -135,6 +135,9 @@ type Options struct {
 	Azure AzureOptions
 	// Provisioning is for provisioning-only connections (provisioning.go).
 	Provisioning ProvisioningOptions
+	// Cluster, if set, hears what the other nodes of a cluster must know:
+	// platform publishes and established connections (cluster.go).
+	Cluster ClusterLink
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -233,6 +236,8 @@ type Broker struct {
 	retainQuota *retainedQuota // retained messages by owner (retainquota.go)
 
 	prov *provisioning // provisioning-only connections and JITR (provisioning.go)
+
+	relay *mqtt.Client // inline client of messages from other nodes (cluster.go)
 }
 
 // New builds a Broker and opens its listeners (so the addresses are known,
@@ -295,6 +300,7 @@ func New(o Options) (*Broker, error) {
 	}
 	b.azure = newAzure(b, o.Metrics)
 	b.prov = newProvisioning(b, o.Metrics)
+	b.relay = b.server.NewClient(nil, "local", "mote-cluster-relay", true) // cluster.go
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
@@ -411,6 +417,7 @@ func (b *Broker) platformPublish(topic string, payload []byte, retain bool, qos 
 	err := b.server.Publish(topic, payload, retain, qos)
 	if err == nil {
 		b.notReceived.Add(1)
+		b.platformPublished(topic, payload, retain, qos) // cluster.go
 	}
 	return err
 }

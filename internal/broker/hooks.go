@@ -228,6 +228,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	s := v.(*session)
 	h.b.addSession(s)
 	h.b.sessionEstablished(cl, s)
+	h.b.clusterConnected(cl, s) // cluster.go: other nodes drop this client id
 	h.b.metrics.connects.WithLabelValues(s.listener).Inc()
 	h.b.metrics.connections.WithLabelValues(s.listener).Inc()
 	if s.prov == nil { // a provisioning connection is no thing's presence

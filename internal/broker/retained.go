@@ -123,8 +123,8 @@ func (l *retainedLog) flush(b *Broker) {
 func (h *hook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
 	owner := h.b.retainedChanged(cl, pk, r)
 	l := h.b.retained
-	if l == nil {
-		return
+	if l == nil || cl == h.b.relay {
+		return // a message from another node: that node stored it (cluster.go)
 	}
 	switch {
 	case r > 0 && len(pk.Payload) > 0:

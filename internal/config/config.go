@@ -257,6 +257,20 @@ type Config struct {
 	OIDCButtonLabel      string
 	OIDCDiscoveryTimeout time.Duration
 	OIDCLoginTimeout     time.Duration
+
+	// Cluster (docs/cluster.md): several nodes on NATS and one PostgreSQL
+	// store. Cluster is the NATS server URLs ("" runs one node alone);
+	// NodeID names this node; the TLS CA, credentials file or user and
+	// password authenticate to NATS (the password is never logged);
+	// ClusterRelayQueue bounds the messages from other nodes waiting to be
+	// delivered to this node's subscribers.
+	Cluster           string
+	NodeID            string
+	ClusterTLSCA      string
+	ClusterCreds      string
+	ClusterUser       string
+	ClusterPassword   string // never logged
+	ClusterRelayQueue int
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -397,6 +411,8 @@ func Default() Config {
 		OIDCButtonLabel:             "Sign in with SSO",
 		OIDCDiscoveryTimeout:        10 * time.Second,
 		OIDCLoginTimeout:            10 * time.Minute,
+
+		ClusterRelayQueue: 65536,
 	}
 }
 
@@ -433,6 +449,13 @@ func fields(c *Config) []field {
 	return []field{
 		{"data-dir", "directory for the database, keys and certificates", str(&c.DataDir)},
 		{"store", `where state and telemetry are kept: "" for SQLite in --data-dir, or a PostgreSQL URL postgres://user:pass@host:5432/db (keys, certificates and the journal stay in --data-dir)`, str(&c.Store)},
+		{"cluster", "NATS server URLs of a cluster, comma-separated (nats://h1:4222,nats://h2:4222); needs --store postgres://... and --node-id (docs/cluster.md)", str(&c.Cluster)},
+		{"node-id", "this node's name in a cluster: letters, digits, '-' and '_', unique per node", str(&c.NodeID)},
+		{"cluster-tls-ca", "PEM file of the CA that signed the NATS servers' certificates (connect with TLS)", str(&c.ClusterTLSCA)},
+		{"cluster-creds", "NATS credentials file (user JWT and nkey seed)", str(&c.ClusterCreds)},
+		{"cluster-user", "NATS user name", str(&c.ClusterUser)},
+		{"cluster-password", "NATS password (prefer the environment variable)", str(&c.ClusterPassword)},
+		{"cluster-relay-queue", "messages from other nodes waiting for this node's subscribers; beyond it they are dropped and counted", num(&c.ClusterRelayQueue)},
 		{"store-max-conns", "connections of each PostgreSQL pool (registry and telemetry have one each); callers wait for a free one", num(&c.StoreMaxConns)},
 		{"log-level", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "auto (JSON unless on a terminal), json or text", str(&c.LogFormat)},
@@ -691,6 +714,9 @@ func (c *Config) Validate() error {
 		if err := pgdb.CheckURL(c.Store); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
+	}
+	if err := c.validateCluster(); err != nil {
+		return err
 	}
 	if c.StoreMaxConns < 1 || c.StoreMaxConns > 1000 {
 		return fmt.Errorf("store-max-conns: %d is outside 1 to 1000", c.StoreMaxConns)
@@ -1120,6 +1146,44 @@ func (c *Config) validateProvisioning() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("provisioning-endpoint: want an http or https URL")
 		}
+	}
+	return nil
+}
+
+// validateCluster checks the cluster settings: a cluster needs the shared
+// PostgreSQL store and a node id.
+func (c *Config) validateCluster() error {
+	if c.ClusterRelayQueue < 1 || c.ClusterRelayQueue > 10_000_000 {
+		return fmt.Errorf("cluster-relay-queue: %d is outside 1 to 10000000", c.ClusterRelayQueue)
+	}
+	if c.Cluster == "" {
+		if c.NodeID != "" || c.ClusterTLSCA != "" || c.ClusterCreds != "" || c.ClusterUser != "" || c.ClusterPassword != "" {
+			return errors.New("cluster: node-id and the cluster-* settings need --cluster")
+		}
+		return nil
+	}
+	for u := range strings.SplitSeq(c.Cluster, ",") {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || (p.Scheme != "nats" && p.Scheme != "tls") || p.Host == "" {
+			return fmt.Errorf("cluster: want nats://host:port URLs, comma-separated")
+		}
+	}
+	if c.Store == "" {
+		return errors.New("cluster: a cluster needs the shared PostgreSQL store: set --store postgres://...")
+	}
+	if c.NodeID == "" {
+		return errors.New("node-id: a cluster node needs a --node-id")
+	}
+	if len(c.NodeID) > 64 || strings.IndexFunc(c.NodeID, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) >= 0 {
+		return fmt.Errorf("node-id: %q: want 1 to 64 letters, digits, '-' or '_'", c.NodeID)
+	}
+	if c.ClusterCreds != "" && (c.ClusterUser != "" || c.ClusterPassword != "") {
+		return errors.New("cluster-creds: use either a credentials file or cluster-user and cluster-password")
+	}
+	if (c.ClusterUser == "") != (c.ClusterPassword == "") {
+		return errors.New("cluster-user: needs cluster-password (and the other way round)")
 	}
 	return nil
 }

@@ -442,8 +442,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 146 {
-		t.Errorf("settings = %d; want 146 (update this test for a new setting)", n)
+	if n != 153 {
+		t.Errorf("settings = %d; want 153 (update this test for a new setting)", n)
 	}
 }
 
@@ -485,4 +485,41 @@ func TestStoreURLPasswordNotInError(t *testing.T) {
 func oidcOn(c *config.Config) {
 	c.OIDCIssuer, c.OIDCClientID, c.OIDCClientSecret = "https://idp.example/realms/x", "mote", "s3cret"
 	c.OIDCRoleMap = "mote-admins=admin,*=viewer"
+}
+
+// TestClusterSettings: a cluster needs the PostgreSQL store and a node id;
+// each refusal names the setting.
+func TestClusterSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(*config.Config)
+		want string // "" valid
+	}{
+		{"alone", func(c *config.Config) {}, ""},
+		{"cluster", func(c *config.Config) {
+			c.Cluster, c.NodeID, c.Store = "nats://a:4222,nats://b:4222", "n1", "postgres://u@h/db"
+		}, ""},
+		{"no store", func(c *config.Config) { c.Cluster, c.NodeID = "nats://a:4222", "n1" }, "--store postgres://"},
+		{"no node id", func(c *config.Config) { c.Cluster, c.Store = "nats://a:4222", "postgres://u@h/db" }, "node-id:"},
+		{"bad node id", func(c *config.Config) {
+			c.Cluster, c.NodeID, c.Store = "nats://a:4222", "a.b", "postgres://u@h/db"
+		}, "node-id:"},
+		{"bad url", func(c *config.Config) {
+			c.Cluster, c.NodeID, c.Store = "http://a", "n1", "postgres://u@h/db"
+		}, "cluster:"},
+		{"node id alone", func(c *config.Config) { c.NodeID = "n1" }, "need --cluster"},
+		{"user without password", func(c *config.Config) {
+			c.Cluster, c.NodeID, c.Store, c.ClusterUser = "nats://a:4222", "n1", "postgres://u@h/db", "u"
+		}, "cluster-user:"},
+		{"relay queue", func(c *config.Config) { c.ClusterRelayQueue = 0 }, "cluster-relay-queue:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := config.Default()
+			tc.set(&c)
+			err := c.Validate()
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("Validate = %v; want %q", err, tc.want)
+			}
+		})
+	}
 }

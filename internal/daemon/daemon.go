@@ -32,6 +32,7 @@ import (
 	"github.com/moteiot/mote/internal/bridge"
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
+	"github.com/moteiot/mote/internal/cluster"
 	"github.com/moteiot/mote/internal/coap"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/config"
@@ -87,6 +88,7 @@ type Daemon struct {
 	devices  *auth.Devices
 	broker   *broker.Broker
 	bus      bus.Bus
+	cluster  *cluster.Node // nil: one node alone (cluster.go)
 	shadows  *shadow.Service
 	rules    *ruleengine.Engine
 	fleet    *fleetindex.Index
@@ -220,7 +222,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := d.startUsers(ctx); err != nil {
 		return err
 	}
-	if err := st.Things().ResetPresence(ctx); err != nil {
+	if err := d.resetPresence(ctx); err != nil { // cluster.go: a cluster node resets only its own
 		return fmt.Errorf("reset presence: %w", err)
 	}
 	d.devices = auth.NewDevices(st, hasher, d.ca)
@@ -294,7 +296,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}()
 	d.onClose(func() error { retCancel(); <-retDone; return nil })
 
-	d.bus = &bus.Local{}
+	if err := d.startBus(); err != nil { // in-process, or on NATS in a cluster (cluster.go)
+		return err
+	}
 	if d.devFilter, d.apiFilter, d.ipRefusals, err = d.filters(); err != nil {
 		return fmt.Errorf("ip filter: %w", err)
 	}
@@ -355,6 +359,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		SlowSubscriberBudget:     cfg.SlowSubscriberBudget,
 
 		Azure: broker.AzureOptions{Enabled: true, QueueSize: cfg.AzureQueueSize, RequestTimeout: cfg.AzureRequestTimeout},
+
+		Cluster: d.clusterLink(), // nil alone (cluster.go)
 	})
 	if err != nil {
 		return listenFlag(err)
@@ -601,6 +607,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := d.broker.Start(); err != nil {
+		return err
+	}
+	// Messages from the other nodes of a cluster, once the broker serves.
+	if err := d.startCluster(); err != nil {
 		return err
 	}
 	// Inbound MQTT bridges publish through the broker, so they start

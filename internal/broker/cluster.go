@@ -1,0 +1,83 @@
+package broker
+
+import (
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/moteiot/mote/internal/core"
+)
+
+// ClusterLink is told what the other nodes of a cluster must know
+// (package cluster). Both methods run on hot paths and must only enqueue.
+type ClusterLink interface {
+	// PlatformPublished hears a platform message published here (shadow
+	// answers and deltas, method requests, job notifications, events), so
+	// that subscribers on other nodes get it too.
+	PlatformPublished(m core.Message)
+	// ClientConnected hears that a connection with this client id was
+	// established here, so that other nodes close theirs (takeover).
+	ClientConnected(clientID, thing string)
+}
+
+// platformPublished tells the cluster about a platform publish.
+func (b *Broker) platformPublished(topic string, payload []byte, retain bool, qos byte) {
+	if c := b.opts.Cluster; c != nil {
+		c.PlatformPublished(core.Message{Topic: topic, Payload: payload, Retain: retain, QoS: qos, Received: time.Now(), Protocol: "platform"})
+	}
+}
+
+// clusterConnected tells the cluster about an established connection.
+func (b *Broker) clusterConnected(cl *mqtt.Client, s *session) {
+	if c := b.opts.Cluster; c != nil && s.prov == nil {
+		c.ClientConnected(cl.ID, s.id.Thing)
+	}
+}
+
+// Relay delivers a message accepted on another node of the cluster to the
+// subscribers of this one: the origin's topic, payload, QoS, retain flag
+// and user properties. It runs no publish hook of a device (authorization,
+// rate limits and durability were applied where it was accepted) and does
+// not reach Options.OnMessage or the cluster again, so a relayed message
+// never loops. A retained message is kept in this node's memory for its
+// new subscribers; the origin node stored it.
+func (b *Broker) Relay(m core.Message) error {
+	if b.closed.Load() {
+		return core.Errorf(core.KindUnavailable, "broker is shutting down")
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: min(m.QoS, 2), Retain: m.Retain},
+		TopicName:   m.Topic,
+		Payload:     m.Payload,
+		Created:     time.Now().Unix(),
+		PacketID:    uint16(min(m.QoS, 2)), // as mochi's inline Publish: needed for validity checks only
+	}
+	for _, p := range m.Properties {
+		pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: p.Key, Val: p.Value})
+	}
+	if m.Retain && len(m.Payload) > 0 && m.Thing != "" {
+		b.retainQuota.owners.Store(m.Topic, m.Thing) // its owner for the quota (OnRetainMessage)
+	}
+	if err := b.server.InjectPacket(b.relay, pk); err != nil {
+		b.retainQuota.owners.Delete(m.Topic)
+		return core.Errorf(core.KindUnavailable, "relay: %v", err)
+	}
+	b.notReceived.Add(1)
+	return nil
+}
+
+// TakeOver closes this node's connection of clientID, because another node
+// of the cluster accepted a newer one: MQTT 5 clients are told 0x8E
+// (session taken over), as mochi tells them when both are on one node. It
+// reports whether there was a connection to close.
+func (b *Broker) TakeOver(clientID string) bool {
+	v, ok := b.sessions.Load(clientID)
+	if !ok {
+		return false
+	}
+	s := v.(*session)
+	b.log.Info("disconnecting client: its client id connected to another node", "client", clientID, "thing", s.id.Thing)
+	b.closeClient(s.cl, packets.ErrSessionTakenOver)
+	return true
+}

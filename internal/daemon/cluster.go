@@ -1,0 +1,126 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/moteiot/mote/internal/broker"
+	"github.com/moteiot/mote/internal/bus"
+	"github.com/moteiot/mote/internal/cluster"
+	"github.com/moteiot/mote/internal/commands"
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/shadow"
+)
+
+// startBus creates the bus of the platform services: in-process for one
+// node alone; with --cluster, a cluster node that also relays every
+// accepted message to the other nodes over NATS (docs/cluster.md). It is
+// closed after the broker (closers run in reverse).
+func (d *Daemon) startBus() error {
+	cfg := d.cfg
+	if cfg.Cluster == "" {
+		d.bus = &bus.Local{}
+		return nil
+	}
+	n, err := cluster.Connect(cluster.Options{
+		URL:        cfg.Cluster,
+		NodeID:     cfg.NodeID,
+		TLSCA:      cfg.ClusterTLSCA,
+		Creds:      cfg.ClusterCreds,
+		User:       cfg.ClusterUser,
+		Password:   cfg.ClusterPassword,
+		RelayQueue: cfg.ClusterRelayQueue,
+		Logger:     d.log,
+		Metrics:    d.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	d.cluster = n
+	d.bus = n
+	d.onClose(n.Close)
+	return nil
+}
+
+// clusterLink is what the broker tells the other nodes through: nil
+// (an untyped nil interface) for one node alone.
+func (d *Daemon) clusterLink() broker.ClusterLink {
+	if d.cluster == nil {
+		return nil
+	}
+	return d.cluster
+}
+
+// startCluster starts relaying the other nodes' messages into the broker,
+// and their device-directed work to this node's services.
+func (d *Daemon) startCluster() error {
+	if d.cluster == nil {
+		return nil
+	}
+	w := remoteWork{commands: d.commands, shadows: d.shadows}
+	return d.cluster.Start(d.broker, w.handle)
+}
+
+// resetPresence marks things disconnected at start: every thing for one
+// node alone; in a cluster, the other nodes' devices are connected, so
+// nothing is reset here.
+func (d *Daemon) resetPresence(ctx context.Context) error {
+	if d.cfg.Cluster != "" {
+		return nil
+	}
+	return d.store.Things().ResetPresence(ctx)
+}
+
+// remoteWork is what a platform message from another node means for this
+// node's services. It runs on the relay's delivery goroutine and only
+// enqueues.
+type remoteWork struct {
+	commands *commands.Service
+	shadows  *shadow.Service
+}
+
+func (w remoteWork) handle(m core.Message) {
+	switch {
+	case strings.HasPrefix(m.Topic, "$mote/events/commands/"):
+		// A command queued on another node: if its device is connected
+		// here, this node delivers it.
+		rest := strings.TrimPrefix(m.Topic, "$mote/events/commands/")
+		thing, _, ok := strings.Cut(rest, "/")
+		if !ok || thing == "" {
+			return
+		}
+		var e struct {
+			Event string `json:"event"`
+		}
+		if json.Unmarshal(m.Payload, &e) == nil && e.Event == "queued" {
+			w.commands.Subscribed(thing, []string{commands.Topic(thing, "+")})
+		}
+	default:
+		// A shadow another node changed: the cached copy here is stale.
+		if thing, ok := shadowAnswer(m.Topic); ok {
+			w.shadows.ForgetThing(thing)
+		}
+	}
+}
+
+// shadowAnswer returns the thing of a shadow service answer that follows a
+// change ({prefix}{thing}/shadow/.../{update|delete}/accepted).
+func shadowAnswer(topic string) (string, bool) {
+	for _, p := range []string{shadow.MotePrefix, shadow.AWSPrefix} {
+		rest, ok := strings.CutPrefix(topic, p)
+		if !ok {
+			continue
+		}
+		thing, rest, ok := strings.Cut(rest, "/")
+		if !ok || thing == "" || !strings.HasPrefix(rest, "shadow/") {
+			return "", false
+		}
+		if strings.HasSuffix(rest, "/update/accepted") || strings.HasSuffix(rest, "/delete/accepted") {
+			return thing, true
+		}
+		return "", false
+	}
+	return "", false
+}
