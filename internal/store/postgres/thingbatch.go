@@ -121,3 +121,22 @@ func (ts *thingStore) CreateMany(ctx context.Context, things []store.Thing, cred
 		return nil
 	})
 }
+
+// thingsPerRead is how many names GetMany reads per statement.
+const thingsPerRead = 1000
+
+// GetMany returns those of the named things that exist; see
+// store.ThingStore.
+func (ts *thingStore) GetMany(ctx context.Context, names []string) ([]store.Thing, error) {
+	out := []store.Thing{}
+	for len(names) > 0 {
+		chunk := names[:min(len(names), thingsPerRead)]
+		names = names[len(chunk):]
+		got, err := queryList(ctx, ts.s.pool, "get things", scanThing, thingSelect+` WHERE t.name = ANY($1)`, chunk)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
