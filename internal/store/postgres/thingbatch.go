@@ -48,10 +48,15 @@ func (ts *thingStore) CreateMany(ctx context.Context, things []store.Thing, cred
 			return err
 		}
 		names := make([]string, len(things))
+		seen := make(map[string]struct{}, len(things))
 		for i, t := range things {
 			if err := requireName("name", t.Name); err != nil {
 				return err
 			}
+			if _, dup := seen[t.Name]; dup {
+				return core.Conflict("thing %q already exists", t.Name)
+			}
+			seen[t.Name] = struct{}{}
 			names[i] = t.Name
 		}
 		var taken string

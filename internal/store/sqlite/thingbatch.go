@@ -147,6 +147,13 @@ func (ts *thingStore) CreateMany(ctx context.Context, things []store.Thing, cred
 	if len(things) == 0 && len(creds) == 0 {
 		return nil
 	}
+	// A multi-row INSERT keeps a statement journal (to undo itself
+	// alone), in a temporary file unless temp_store is MEMORY when the
+	// transaction begins: a fifth of the import's CPU went to writing it.
+	if _, err := ts.s.w.ExecContext(ctx, `PRAGMA temp_store = MEMORY`); err != nil {
+		return internal("temp store", err)
+	}
+	defer func() { _, _ = ts.s.w.ExecContext(context.WithoutCancel(ctx), `PRAGMA temp_store = DEFAULT`) }()
 	return ts.s.inTx(ctx, func(tx *sql.Tx) error {
 		types, err := nameSet(ctx, tx, `SELECT name FROM thing_types`)
 		if err != nil {

@@ -41,8 +41,12 @@ func testCreateMany(t *testing.T, open func(t *testing.T) store.Store) {
 		"twice":         {store.Thing{Name: "b07"}, core.KindConflict},
 	} {
 		batch := append(append([]store.Thing(nil), things...), bad.t)
-		if err := s.Things().CreateMany(ctx, batch, creds); core.KindOf(err) != bad.kind {
+		err := s.Things().CreateMany(ctx, batch, creds)
+		if core.KindOf(err) != bad.kind {
 			t.Errorf("CreateMany with a %s = %v; want kind %v", name, err, bad.kind)
+		}
+		if bad.kind == core.KindConflict && (err == nil || !strings.Contains(err.Error(), `"`+bad.t.Name+`"`)) {
+			t.Errorf("CreateMany with a %s = %v; want it to name %q", name, err, bad.t.Name)
 		}
 		if total, _, _ := s.Things().Count(ctx); total != 1 {
 			t.Fatalf("after a refused batch (%s): %d things; want 1 (nothing stored)", name, total)
