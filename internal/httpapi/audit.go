@@ -193,7 +193,11 @@ type auditNote struct {
 	targetName string
 	after      any
 	set        bool
-	actor      string // a user signed in by the request (single sign-on)
+
+	// A public route's caller has no token: the handler names it
+	// (provisioning: the device, and what admitted it).
+	actorKind, actorName, actorID string
+	targetKind                    string // with actorKind: replaces the derived one when set
 }
 
 type auditNoteKey struct{}
@@ -206,11 +210,12 @@ func noteAudit(r *http.Request, targetName string, after any) {
 	}
 }
 
-// noteAuditActor names the user a request signed in (the audit edge
-// cannot tell it from the request).
-func noteAuditActor(r *http.Request, user string) {
+// noteAuditActor names the actor of a request that carries no token (a
+// device provisioning itself), and the target kind and name when known.
+func noteAuditActor(r *http.Request, kind, name, id, targetKind, targetName string) {
 	if n, ok := r.Context().Value(auditNoteKey{}).(*auditNote); ok {
-		n.actor = user
+		n.actorKind, n.actorName, n.actorID = kind, clip(name, 200), clip(id, 200)
+		n.targetKind, n.targetName = targetKind, clip(targetName, 200)
 	}
 }
 
@@ -338,8 +343,11 @@ func (s *server) serveAudited(rt route, w *statusWriter, r *http.Request) error 
 		}
 		e.Omitted = omitted1 || omitted2
 	}
-	if note.actor != "" {
-		e.ActorKind, e.ActorName = audit.ActorUser, note.actor
+	if note.actorKind != "" && e.ActorKind == "" {
+		e.ActorKind, e.ActorName, e.ActorID = note.actorKind, note.actorName, note.actorID
+		if note.targetKind != "" {
+			e.TargetKind, e.TargetName = note.targetKind, note.targetName
+		}
 	}
 	if note.set {
 		e.TargetName = note.targetName

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/moteiot/mote/internal/audit"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/oidc"
 )
@@ -66,7 +67,7 @@ func (s *server) oidcCallback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return ssoPage(w, r, err)
 	}
-	noteAuditActor(r, u.Name)
+	noteAuditActor(r, audit.ActorUser, u.Name, "", "", "")
 	noteAudit(r, u.Name, nil)
 	http.SetCookie(w, sessionCookie(r, id, s.users.SessionTTL()))
 	http.Redirect(w, r, "/", http.StatusFound) // the console

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/moteiot/mote/internal/audit"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/provisioning"
 )
@@ -307,10 +308,14 @@ func (s *server) provisioningRegister(w http.ResponseWriter, r *http.Request) er
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
+	// The actor is the device as it names itself (refused or not), and
+	// its enrollment group; the target the thing registered.
+	noteAuditActor(r, audit.ActorDevice, in.RegistrationID, provisioning.AuditActorID(in.Enrollment, ""), "", "")
 	res, err := p.Register(r.Context(), provisioning.RegisterRequest{RegistrationID: in.RegistrationID, Enrollment: in.Enrollment, Key: in.Key, CSR: in.CSR})
 	if err != nil {
 		return err
 	}
+	noteAuditActor(r, audit.ActorDevice, in.RegistrationID, provisioning.AuditActorID(res.Enrollment, ""), "thing", res.Thing)
 	status := http.StatusCreated
 	if res.Repeated {
 		status = http.StatusOK
@@ -338,7 +343,13 @@ func (s *server) provisioningClaim(w http.ResponseWriter, r *http.Request) error
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
+	// A refused claim names no device (its token is unknown, used or
+	// expired); a redeemed one names the thing and its claim.
+	noteAuditActor(r, audit.ActorDevice, "", "", "", "")
 	res, err := p.RedeemClaim(r.Context(), in.Token, in.CSR)
+	if err == nil {
+		noteAuditActor(r, audit.ActorDevice, res.Thing, provisioning.AuditActorID(res.Enrollment, res.Claim), "thing", res.Thing)
+	}
 	if errors.Is(err, provisioning.ErrClaimExpired) {
 		return &httpError{status: http.StatusGone, kind: "gone", msg: "claim token expired"}
 	}
@@ -418,6 +429,10 @@ func (s *server) createClaim(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := claimWire(c)
+	// The audit log keeps the claim without its token and QR code: the
+	// QR payload carries the token inside a string, where redaction by
+	// field name cannot see it.
+	noteAudit(r, c.ID, claimWire(c))
 	out.Token = token
 	out.QR = &qrOut{Payload: payload, PNG: "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)}
 	return created(w, "/claims/"+c.ID, out)

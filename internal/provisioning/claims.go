@@ -190,6 +190,7 @@ func (s *Service) redeem(ctx context.Context, token, csrPEM string) (Result, err
 		}
 		return Result{}, err
 	}
+	res.Enrollment, res.Claim = c.Enrollment, c.ID
 	return res, nil
 }
 

@@ -264,6 +264,10 @@ type Result struct {
 	CACert      string // PEM of Mote's CA, with a certificate
 	Credential  string // the credential's id
 	Repeated    bool   // the registration id was registered before
+	// Enrollment is the group that admitted the device ("" for a claim
+	// token without one); Claim the id of the claim token redeemed.
+	Enrollment string
+	Claim      string
 }
 
 // DeriveKey is the Azure DPS derived key of a registration id:
@@ -330,6 +334,9 @@ func (s *Service) Register(ctx context.Context, r RegisterRequest) (Result, erro
 	}
 	res, err := s.admit(ctx, row, r.RegistrationID, r.RegistrationID, []byte(r.CSR), nil)
 	s.countResult(MethodSymmetricKey, res, err)
+	if err == nil {
+		res.Enrollment = row.Name
+	}
 	return res, err
 }
 

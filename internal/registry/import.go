@@ -22,6 +22,20 @@ func CheckNewThing(t store.Thing) error {
 	return validateMeta(t.Attributes, t.Tags, t.Groups, t.Policies)
 }
 
+// GetThings returns those of the named things that exist, by name: one
+// store read per few hundred names (bulk import's existence check).
+func (r *Registry) GetThings(ctx context.Context, names []string) (map[string]store.Thing, error) {
+	list, err := r.st.Things().GetMany(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]store.Thing, len(list))
+	for _, t := range list {
+		out[t.Name] = t
+	}
+	return out, nil
+}
+
 // ImportedSecret is the secret credential made for an imported thing,
 // shown once.
 type ImportedSecret struct {

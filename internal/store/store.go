@@ -163,6 +163,10 @@ type ThingStore interface {
 	// on the first thing that cannot be stored (its name taken, its type,
 	// a group or a policy missing), naming it, and stores nothing.
 	CreateMany(ctx context.Context, things []Thing, creds []Credential) error
+	// GetMany returns those of the named things that exist, as Get would,
+	// in no particular order; unknown names are left out. It reads them a
+	// few hundred per statement (bulk import's existence check).
+	GetMany(ctx context.Context, names []string) ([]Thing, error)
 }
 
 // ThingSorts are the orders of ThingFilter.Sort.

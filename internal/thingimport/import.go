@@ -113,7 +113,8 @@ func (im *Importer) Import(ctx context.Context, p Parser, req Request) (Report, 
 		return Report{}, core.Invalid("mode", "mode must be atomic or bestEffort, not %q", clip(req.Mode))
 	}
 	rep := Report{Mode: req.Mode, DryRun: req.DryRun, Rows: []RowResult{}}
-	var rows []Row
+	c := checker{reg: im.o.Registry, rep: &rep, types: map[string]error{}, groups: map[string]error{}, seen: map[string]int{}}
+	n := 0
 	for {
 		row, err := p.Next()
 		if err == io.EOF {
@@ -122,105 +123,37 @@ func (im *Importer) Import(ctx context.Context, p Parser, req Request) (Report, 
 		if err != nil {
 			return Report{}, err
 		}
-		if len(rows) >= im.o.MaxRows {
+		if n++; n > im.o.MaxRows {
 			return Report{}, core.Errorf(core.KindTooLarge, "the import has more than %d rows (--import-max-rows)", im.o.MaxRows)
 		}
-		rows = append(rows, row)
+		if err := c.add(ctx, row); err != nil {
+			return Report{}, err
+		}
+	}
+	if err := c.flush(ctx); err != nil {
+		return Report{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return Report{}, err
 	}
-
-	reg := im.o.Registry
-	types := map[string]error{}
-	groups := map[string]error{}
-	seen := make(map[string]int, len(rows))
-	var create []store.Thing
-	var secret []bool
-	var createRow []int // index in rep.Rows of each thing in create
-	for _, row := range rows {
-		t := row.Thing
-		res := RowResult{Line: row.Line, Name: clip(t.Name), Result: ResultError}
-		err := row.Err
-		if err == nil {
-			err = registry.CheckNewThing(t)
+	rows := n
+	// One slice of the things to create, allocated once.
+	create := make([]store.Thing, 0, c.good)
+	secret := make([]bool, 0, c.good)
+	createRow := make([]int, 0, c.good) // index in rep.Rows of each thing in create
+	for _, ch := range c.create {
+		for _, pd := range ch {
+			create = append(create, pd.thing)
+			secret = append(secret, pd.secret)
+			createRow = append(createRow, pd.row)
 		}
-		if err == nil {
-			if first, dup := seen[t.Name]; dup {
-				err = core.Invalid("name", "the name %q is also on line %d", t.Name, first)
-			} else {
-				seen[t.Name] = row.Line
-			}
-		}
-		if err == nil && t.Type != "" {
-			e, ok := types[t.Type]
-			if !ok {
-				_, e = reg.GetType(ctx, t.Type)
-				if core.KindOf(e) == core.KindNotFound {
-					e = core.Invalid("type", "thing type %q does not exist", t.Type)
-				}
-				types[t.Type] = e
-			}
-			err = e
-		}
-		for _, g := range t.Groups {
-			if err != nil {
-				break
-			}
-			e, ok := groups[g]
-			if !ok {
-				var grp store.Group
-				grp, e = reg.GetGroup(ctx, g)
-				switch {
-				case core.KindOf(e) == core.KindNotFound:
-					e = core.Invalid("groups", "group %q does not exist", g)
-				case e == nil && registry.GroupIsDynamic(grp):
-					e = core.Invalid("groups", "group %q is dynamic: its members are the things that match its query", g)
-				}
-				groups[g] = e
-			}
-			err = e
-		}
-		if err == nil {
-			existing, e := reg.GetThing(ctx, t.Name)
-			switch {
-			case e == nil && row.Credential != CredentialNone:
-				err = core.Conflict("thing %q exists: a credential is made only for a new thing", t.Name)
-			case e == nil && same(existing, t):
-				res.Result, res.Reason = ResultUnchanged, ""
-				rep.Unchanged++
-				rep.Rows = append(rep.Rows, res)
-				continue
-			case e == nil:
-				err = core.Conflict("thing %q exists with other fields (import does not change things)", t.Name)
-			case core.KindOf(e) != core.KindNotFound:
-				err = e
-			}
-		}
-		if err != nil {
-			if core.KindOf(err) == core.KindInternal {
-				return Report{}, err
-			}
-			res.Reason = reason(err)
-			rep.Errors++
-			rep.Rows = append(rep.Rows, res)
-			continue
-		}
-		t.Enabled = true
-		if t.Attributes == nil {
-			t.Attributes = map[string]string{}
-		}
-		create = append(create, t)
-		secret = append(secret, row.Credential == CredentialSecret)
-		createRow = append(createRow, len(rep.Rows))
-		res.Result = ResultCreated
-		rep.Rows = append(rep.Rows, res)
 	}
+	c.create = nil
 
 	if req.DryRun || (req.Mode == ModeAtomic && rep.Errors > 0) {
 		if req.DryRun {
 			rep.Created = len(create)
-			im.rows.WithLabelValues("dry_run").Add(float64(len(rows)))
+			im.rows.WithLabelValues("dry_run").Add(float64(rows))
 		} else {
 			// Nothing is created: the good rows say so.
 			for _, i := range createRow {
@@ -231,7 +164,7 @@ func (im *Importer) Import(ctx context.Context, p Parser, req Request) (Report, 
 		}
 		return rep, nil
 	}
-	secrets, err := reg.CreateThings(ctx, create, secret)
+	secrets, err := im.o.Registry.CreateThings(ctx, create, secret)
 	if err != nil {
 		if core.KindOf(err) == core.KindInternal || errors.Is(err, context.Canceled) {
 			return Report{}, err
@@ -244,13 +177,12 @@ func (im *Importer) Import(ctx context.Context, p Parser, req Request) (Report, 
 		im.rows.WithLabelValues(ResultError).Add(float64(rep.Errors))
 		return rep, nil
 	}
-	byThing := make(map[string]registry.ImportedSecret, len(secrets))
-	for _, s := range secrets {
-		byThing[s.Thing] = s
-	}
-	for _, i := range createRow {
-		if s, ok := byThing[rep.Rows[i].Name]; ok {
-			rep.Rows[i].CredentialID, rep.Rows[i].Secret = s.CredentialID, s.Secret
+	// The secrets come in the order of the things that asked for one.
+	next := 0
+	for k, i := range createRow {
+		if secret[k] && next < len(secrets) && secrets[next].Thing == create[k].Name {
+			rep.Rows[i].CredentialID, rep.Rows[i].Secret = secrets[next].CredentialID, secrets[next].Secret
+			next++
 		}
 	}
 	rep.Created = len(create)
@@ -287,4 +219,143 @@ func reason(err error) string {
 		return ce.Error()
 	}
 	return fmt.Sprint(err)
+}
+
+// existBatch is how many names are checked against the store at once.
+const existBatch = 500
+
+// createChunk is how many things to create are kept per chunk while the
+// file is read, so that the list never grows by copying.
+const createChunk = 4096
+
+// pending is a row that passed every check but the store's: is a thing
+// of its name there already?
+type pending struct {
+	thing  store.Thing
+	secret bool
+	row    int // index in Report.Rows
+}
+
+// checker checks rows as they are read: each on its own, against the
+// file's earlier rows, and, existBatch at a time, against the store.
+type checker struct {
+	reg    *registry.Registry
+	rep    *Report
+	types  map[string]error // checked thing types
+	groups map[string]error // checked groups
+	seen   map[string]int   // name → line of its first row
+	batch  []pending        // waiting for the existence check
+	create [][]pending      // to create, in chunks of createChunk
+	good   int              // pending rows in create
+}
+
+// add checks one row; an error ends the import (the store failed).
+func (c *checker) add(ctx context.Context, row Row) error {
+	t := row.Thing
+	err := row.Err
+	if err == nil {
+		err = registry.CheckNewThing(t)
+	}
+	if err == nil {
+		if first, dup := c.seen[t.Name]; dup {
+			err = core.Invalid("name", "the name %q is also on line %d", t.Name, first)
+		} else {
+			c.seen[t.Name] = row.Line
+		}
+	}
+	if err == nil && t.Type != "" {
+		e, ok := c.types[t.Type]
+		if !ok {
+			_, e = c.reg.GetType(ctx, t.Type)
+			if core.KindOf(e) == core.KindNotFound {
+				e = core.Invalid("type", "thing type %q does not exist", t.Type)
+			}
+			c.types[t.Type] = e
+		}
+		err = e
+	}
+	for _, g := range t.Groups {
+		if err != nil {
+			break
+		}
+		e, ok := c.groups[g]
+		if !ok {
+			var grp store.Group
+			grp, e = c.reg.GetGroup(ctx, g)
+			switch {
+			case core.KindOf(e) == core.KindNotFound:
+				e = core.Invalid("groups", "group %q does not exist", g)
+			case e == nil && registry.GroupIsDynamic(grp):
+				e = core.Invalid("groups", "group %q is dynamic: its members are the things that match its query", g)
+			}
+			c.groups[g] = e
+		}
+		err = e
+	}
+	res := RowResult{Line: row.Line, Name: clip(t.Name), Result: ResultCreated}
+	if err != nil {
+		if core.KindOf(err) == core.KindInternal {
+			return err
+		}
+		res.Result, res.Reason = ResultError, reason(err)
+		c.rep.Errors++
+		c.rep.Rows = append(c.rep.Rows, res)
+		return nil
+	}
+	if c.batch == nil {
+		c.batch = make([]pending, 0, existBatch)
+	}
+	c.batch = append(c.batch, pending{thing: t, secret: row.Credential == CredentialSecret, row: len(c.rep.Rows)})
+	c.rep.Rows = append(c.rep.Rows, res)
+	if len(c.batch) == existBatch {
+		return c.flush(ctx)
+	}
+	return nil
+}
+
+// flush checks the batch against the store: a row whose thing exists is
+// unchanged (the same fields, no credential asked for) or an error; the
+// others are to be created.
+func (c *checker) flush(ctx context.Context) error {
+	if len(c.batch) == 0 {
+		return nil
+	}
+	names := make([]string, len(c.batch))
+	for i, pd := range c.batch {
+		names[i] = pd.thing.Name
+	}
+	existing, err := c.reg.GetThings(ctx, names)
+	if err != nil {
+		return err
+	}
+	for _, pd := range c.batch {
+		res := &c.rep.Rows[pd.row]
+		if ex, ok := existing[pd.thing.Name]; ok {
+			switch {
+			case pd.secret:
+				err = core.Conflict("thing %q exists: a credential is made only for a new thing", pd.thing.Name)
+			case same(ex, pd.thing):
+				res.Result = ResultUnchanged
+				c.rep.Unchanged++
+				continue
+			default:
+				err = core.Conflict("thing %q exists with other fields (import does not change things)", pd.thing.Name)
+			}
+			res.Result, res.Reason = ResultError, reason(err)
+			c.rep.Errors++
+			continue
+		}
+		pd.thing.Enabled = true
+		if pd.thing.Attributes == nil {
+			pd.thing.Attributes = map[string]string{}
+		}
+		if k := len(c.create); k == 0 || len(c.create[k-1]) == createChunk {
+			c.create = append(c.create, make([]pending, 0, createChunk))
+		}
+		k := len(c.create) - 1
+		c.create[k] = append(c.create[k], pd)
+		c.good++
+	}
+	c.batch = c.batch[:0]
+	return nil
 }

@@ -220,6 +220,46 @@ func TestImportBestEffort(t *testing.T) {
 	}
 }
 
+// TestImportChecksExistenceInBatches imports more rows than one existence
+// check reads, some of whose things exist: each row gets its own result.
+func TestImportChecksExistenceInBatches(t *testing.T) {
+	reg, st, _ := newRegistry(t)
+	ctx := context.Background()
+	var sb strings.Builder
+	sb.WriteString("name,attributes.n\n")
+	for i := range 1203 {
+		fmt.Fprintf(&sb, "b-%04d,%d\n", i, i)
+	}
+	for _, i := range []int{0, 499, 500, 1202} { // the edges of the batches: unchanged
+		if _, err := reg.CreateThing(ctx, store.Thing{Name: fmt.Sprintf("b-%04d", i), Attributes: map[string]string{"n": fmt.Sprint(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := reg.CreateThing(ctx, store.Thing{Name: "b-0777", Attributes: map[string]string{"n": "other"}}); err != nil {
+		t.Fatal(err)
+	}
+	im := thingimport.New(thingimport.Options{Registry: reg})
+	rep, err := importCSV(t, im, sb.String(), thingimport.Request{Mode: thingimport.ModeBestEffort})
+	if err != nil || !rep.Applied || rep.Created != 1198 || rep.Unchanged != 4 || rep.Errors != 1 || len(rep.Rows) != 1203 {
+		t.Fatalf("report: applied %v, %d created, %d unchanged, %d errors, %d rows, %v; want 1198, 4, 1", rep.Applied, rep.Created, rep.Unchanged, rep.Errors, len(rep.Rows), err)
+	}
+	for i, r := range rep.Rows {
+		want := thingimport.ResultCreated
+		switch i {
+		case 0, 499, 500, 1202:
+			want = thingimport.ResultUnchanged
+		case 777:
+			want = thingimport.ResultError
+		}
+		if r.Line != i+2 || r.Name != fmt.Sprintf("b-%04d", i) || r.Result != want {
+			t.Errorf("row %d = %+v; want line %d, %s", i, r, i+2, want)
+		}
+	}
+	if n, _, _ := st.Things().Count(ctx); n != 1203 {
+		t.Errorf("%d things; want 1203", n)
+	}
+}
+
 func TestImportLimits(t *testing.T) {
 	reg, _, _ := newRegistry(t)
 	im := thingimport.New(thingimport.Options{Registry: reg, MaxRows: 3})

@@ -48,10 +48,15 @@ func (ts *thingStore) CreateMany(ctx context.Context, things []store.Thing, cred
 			return err
 		}
 		names := make([]string, len(things))
+		seen := make(map[string]struct{}, len(things))
 		for i, t := range things {
 			if err := requireName("name", t.Name); err != nil {
 				return err
 			}
+			if _, dup := seen[t.Name]; dup {
+				return core.Conflict("thing %q already exists", t.Name)
+			}
+			seen[t.Name] = struct{}{}
 			names[i] = t.Name
 		}
 		var taken string
@@ -120,4 +125,23 @@ func (ts *thingStore) CreateMany(ctx context.Context, things []store.Thing, cred
 		}
 		return nil
 	})
+}
+
+// thingsPerRead is how many names GetMany reads per statement.
+const thingsPerRead = 1000
+
+// GetMany returns those of the named things that exist; see
+// store.ThingStore.
+func (ts *thingStore) GetMany(ctx context.Context, names []string) ([]store.Thing, error) {
+	out := []store.Thing{}
+	for len(names) > 0 {
+		chunk := names[:min(len(names), thingsPerRead)]
+		names = names[len(chunk):]
+		got, err := queryList(ctx, ts.s.pool, "get things", scanThing, thingSelect+` WHERE t.name = ANY($1)`, chunk)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
 }

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
 	t.Run("RuleWindows", func(t *testing.T) { testRuleWindows(t, open) })
 	t.Run("CreateMany", func(t *testing.T) { testCreateMany(t, open) })
+	t.Run("GetManyThings", func(t *testing.T) { testGetManyThings(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 }
 
