@@ -314,3 +314,44 @@ func FuzzParseCallback(f *testing.F) {
 		}
 	})
 }
+
+// TestCallbackUsedOnce: a callback replayed with the cookie kept (the
+// browser deletes it; an attacker need not) is refused before the
+// provider is asked; and the memory of used callbacks is bounded.
+func TestCallbackUsedOnce(t *testing.T) {
+	r := newRig(t, Options{DefaultRole: users.RoleViewer, MaxSpent: 2})
+	c := r.client()
+	res, _ := oidctest.SignIn(t, c, r.url+LoginPath, ann.Username, ann.Password)
+	cb := res.Header.Get("Location")
+	u, _ := url.Parse(r.url + "/api/v1/auth/oidc/")
+	cookie := c.Jar.Cookies(u)[0]
+	finish := func() error {
+		req, _ := http.NewRequest(http.MethodGet, cb, nil)
+		req.AddCookie(&http.Cookie{Name: CookieName, Value: cookie.Value})
+		_, _, err := r.rp.Finish(context.Background(), req)
+		return err
+	}
+	if err := finish(); err != nil {
+		t.Fatalf("first callback = %v", err)
+	}
+	issued := len(r.p.IDTokens())
+	if err := finish(); core.KindOf(err) != core.KindUnauthorized || !strings.Contains(err.Error(), "finished already") {
+		t.Errorf("replayed callback = %v; want 401 finished already", err)
+	}
+	if n := len(r.p.IDTokens()); n != issued {
+		t.Errorf("the replay reached the provider's token endpoint (%d tokens, was %d)", n, issued)
+	}
+	// MaxSpent 2: one more sign-in fits, the third is refused with 429.
+	if err := r.signIn(t, ann); err != nil {
+		t.Fatalf("second sign-in = %v", err)
+	}
+	if err := r.signIn(t, ann); core.KindOf(err) != core.KindRateLimited {
+		t.Errorf("third sign-in with 2 remembered = %v; want rate limited", err)
+	}
+	// Once their sign-ins would have expired, they are forgotten.
+	r.now.Store(int64((DefaultLoginTimeout + time.Minute).Seconds()))
+	r.rp.o.LoginTimeout = 2 * DefaultLoginTimeout
+	if err := r.signIn(t, ann); err != nil {
+		t.Errorf("sign-in after the remembered ones expired = %v; want accepted", err)
+	}
+}
