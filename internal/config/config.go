@@ -257,6 +257,7 @@ type Config struct {
 	OIDCButtonLabel      string
 	OIDCDiscoveryTimeout time.Duration
 	OIDCLoginTimeout     time.Duration
+	OIDCMaxCallbacks     int
 
 	// Cluster (docs/cluster.md): several nodes on NATS and one PostgreSQL
 	// store. Cluster is the NATS server URLs ("" runs one node alone);
@@ -411,6 +412,7 @@ func Default() Config {
 		OIDCButtonLabel:             "Sign in with SSO",
 		OIDCDiscoveryTimeout:        10 * time.Second,
 		OIDCLoginTimeout:            10 * time.Minute,
+		OIDCMaxCallbacks:            10_000,
 
 		ClusterRelayQueue: 65536,
 	}
@@ -600,6 +602,7 @@ func fields(c *Config) []field {
 		{"oidc-button-label", "text of the console's single sign-on button", str(&c.OIDCButtonLabel)},
 		{"oidc-discovery-timeout", "deadline of each call to the OpenID Connect provider (discovery, keys, token exchange); past it the sign-in is answered 503", dur(&c.OIDCDiscoveryTimeout)},
 		{"oidc-login-timeout", "time a browser has from starting a single sign-on to coming back with it; later callbacks are refused with 401", dur(&c.OIDCLoginTimeout)},
+		{"oidc-max-callbacks", "single sign-on callbacks remembered for --oidc-login-timeout so that each is used once (a replay is refused with 401); with that many, further ones are answered 429", num(&c.OIDCMaxCallbacks)},
 	}
 }
 
@@ -1057,6 +1060,8 @@ func (c *Config) validateOIDC() error {
 		return fmt.Errorf("oidc-discovery-timeout: %s is outside 100ms to 5m", c.OIDCDiscoveryTimeout)
 	case c.OIDCLoginTimeout < 10*time.Second || c.OIDCLoginTimeout > time.Hour:
 		return fmt.Errorf("oidc-login-timeout: %s is outside 10s to 1h", c.OIDCLoginTimeout)
+	case c.OIDCMaxCallbacks < 1 || c.OIDCMaxCallbacks > 10_000_000:
+		return fmt.Errorf("oidc-max-callbacks: %d is outside 1 to 10000000", c.OIDCMaxCallbacks)
 	case len(c.OIDCButtonLabel) > 100:
 		return fmt.Errorf("oidc-button-label: longer than 100 bytes")
 	}

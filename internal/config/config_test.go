@@ -246,6 +246,7 @@ func TestValidate(t *testing.T) {
 		{"oidc-redirect-url path", func(c *config.Config) { oidcOn(c); c.OIDCRedirectURL = "https://mote.example/cb" }, "oidc-redirect-url"},
 		{"oidc-discovery-timeout", func(c *config.Config) { c.OIDCDiscoveryTimeout = 0 }, "oidc-discovery-timeout"},
 		{"oidc-login-timeout", func(c *config.Config) { c.OIDCLoginTimeout = 2 * time.Hour }, "oidc-login-timeout"},
+		{"oidc-max-callbacks", func(c *config.Config) { c.OIDCMaxCallbacks = 0 }, "oidc-max-callbacks"},
 		{"log-level", func(c *config.Config) { c.LogLevel = "trace" }, "log-level"},
 		{"log-level case", func(c *config.Config) { c.LogLevel = "INFO" }, "log-level"},
 		{"log-format", func(c *config.Config) { c.LogFormat = "xml" }, "log-format"},
@@ -442,8 +443,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 153 {
-		t.Errorf("settings = %d; want 153 (update this test for a new setting)", n)
+	if n != 154 {
+		t.Errorf("settings = %d; want 154 (update this test for a new setting)", n)
 	}
 }
 

@@ -996,6 +996,7 @@ func (d *Daemon) startOIDC(ctx context.Context) error {
 		ButtonLabel:      d.cfg.OIDCButtonLabel,
 		DiscoveryTimeout: d.cfg.OIDCDiscoveryTimeout,
 		LoginTimeout:     d.cfg.OIDCLoginTimeout,
+		MaxSpent:         d.cfg.OIDCMaxCallbacks,
 		Users:            d.users,
 		Logger:           d.log.With("component", "oidc"),
 		Metrics:          d.metrics,

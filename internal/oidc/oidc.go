@@ -72,6 +72,7 @@ const (
 	DefaultDiscoveryTimeout = 10 * time.Second
 	DefaultLoginTimeout     = 10 * time.Minute
 	DefaultButtonLabel      = "Sign in with SSO"
+	DefaultMaxSpent         = 10_000
 	// retryEvery: after a failed discovery, sign-ins answer the same
 	// error for this long before the provider is asked again.
 	retryEvery = 5 * time.Second
@@ -108,9 +109,14 @@ type Options struct {
 	// token exchange); LoginTimeout how long a begun sign-in may take.
 	DiscoveryTimeout time.Duration
 	LoginTimeout     time.Duration
-	Users            *users.Service
-	Logger           *slog.Logger
-	Metrics          prometheus.Registerer // may be nil
+	// MaxSpent bounds the states of finished callbacks remembered (until
+	// their sign-in would have expired) so that each callback is used
+	// once; when that many live ones are held, callbacks are answered
+	// 429 (0: DefaultMaxSpent).
+	MaxSpent int
+	Users    *users.Service
+	Logger   *slog.Logger
+	Metrics  prometheus.Registerer // may be nil
 	// HTTPClient calls the provider (nil: a client with DiscoveryTimeout).
 	HTTPClient *http.Client
 	Now        func() time.Time // for tests; nil: time.Now
@@ -144,6 +150,9 @@ type RP struct {
 	lastTry  time.Time
 	retry    time.Duration
 
+	spentMu sync.Mutex
+	spent   map[string]int64 // state of a used callback → when its sign-in expires (unix s)
+
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -168,13 +177,17 @@ func New(o Options) (*RP, error) {
 	if o.Scopes == nil {
 		o.Scopes = []string{"profile"}
 	}
+	if o.MaxSpent <= 0 {
+		o.MaxSpent = DefaultMaxSpent
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	rp := &RP{o: o, client: o.HTTPClient, log: o.Logger, logSome: rate.Sometimes{Interval: time.Second}, retry: retryEvery}
+	rp := &RP{o: o, client: o.HTTPClient, log: o.Logger, logSome: rate.Sometimes{Interval: time.Second}, retry: retryEvery,
+		spent: map[string]int64{}}
 	if rp.client == nil {
 		rp.client = &http.Client{Timeout: o.DiscoveryTimeout}
 	}
@@ -408,6 +421,9 @@ func (rp *RP) finish(ctx context.Context, r *http.Request) (string, store.User, 
 	if cb.Issuer != "" && cb.Issuer != rp.o.Issuer {
 		return "", store.User{}, ResultInvalidRequest, core.Errorf(core.KindUnauthorized, "the sign-in came back from issuer %q, not %q", printable(cb.Issuer), rp.o.Issuer)
 	}
+	if err := rp.spend(f); err != nil {
+		return "", store.User{}, ResultInvalidRequest, err
+	}
 	p, err := rp.discover(ctx)
 	if err != nil {
 		return "", store.User{}, ResultProviderUnavailable, err
@@ -455,6 +471,29 @@ func (rp *RP) finish(ctx context.Context, r *http.Request) (string, store.User, 
 		return "", store.User{}, ResultError, err
 	}
 	return id, u, ResultOK, nil
+}
+
+// spend marks a sign-in's callback used: a second callback with the same
+// cookie (a replay) is refused before anything is asked of the provider.
+func (rp *RP) spend(f flow) error {
+	now := rp.o.Now().Unix()
+	rp.spentMu.Lock()
+	defer rp.spentMu.Unlock()
+	if _, used := rp.spent[f.State]; used {
+		return core.Errorf(core.KindUnauthorized, "this sign-in was finished already; start the sign-in again")
+	}
+	if len(rp.spent) >= rp.o.MaxSpent {
+		for s, exp := range rp.spent {
+			if now > exp {
+				delete(rp.spent, s)
+			}
+		}
+		if len(rp.spent) >= rp.o.MaxSpent {
+			return core.Errorf(core.KindRateLimited, "too many single sign-ons in a short time (--oidc-max-callbacks); try again in a minute")
+		}
+	}
+	rp.spent[f.State] = f.Expires
+	return nil
 }
 
 // role maps the role claim to a role.
@@ -575,7 +614,7 @@ func printable(s string) string {
 		return '?'
 	}, s)
 	if len(s) > 200 {
-		s = s[:200] + "…"
+		s = strings.ToValidUTF8(s[:200], "") + "…"
 	}
 	return s
 }
