@@ -135,6 +135,8 @@ type Options struct {
 	Azure AzureOptions
 	// Provisioning is for provisioning-only connections (provisioning.go).
 	Provisioning ProvisioningOptions
+	// CertRotation is certificate self-rotation over MQTT (certrotate.go).
+	CertRotation CertRotationOptions
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -232,7 +234,8 @@ type Broker struct {
 
 	retainQuota *retainedQuota // retained messages by owner (retainquota.go)
 
-	prov *provisioning // provisioning-only connections and JITR (provisioning.go)
+	prov     *provisioning // provisioning-only connections and JITR (provisioning.go)
+	rotation *certRotation // certificate self-rotation over MQTT (certrotate.go)
 }
 
 // New builds a Broker and opens its listeners (so the addresses are known,
@@ -295,6 +298,7 @@ func New(o Options) (*Broker, error) {
 	}
 	b.azure = newAzure(b, o.Metrics)
 	b.prov = newProvisioning(b, o.Metrics)
+	b.rotation = newCertRotation(b, o.Metrics)
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
@@ -368,6 +372,7 @@ func (b *Broker) Start() error {
 		b.presence.run(b.stop)
 	}()
 	b.startRateLimits()
+	b.rotation.start()
 	return nil
 }
 

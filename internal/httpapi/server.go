@@ -28,6 +28,7 @@ import (
 	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/audit"
+	"github.com/moteiot/mote/internal/certrotate"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/dashboards"
@@ -129,6 +130,8 @@ type Options struct {
 	// Importer imports things in bulk (nil: POST /things:import answers
 	// 503).
 	Importer *thingimport.Importer
+	// CertRotation serves POST /devices/{thing}/certificate (nil: 503).
+	CertRotation *certrotate.Service
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -198,6 +201,7 @@ type server struct {
 	audit       *audit.Recorder
 	auditRoutes map[string]auditRoute
 	importer    *thingimport.Importer
+	certRotate  *certrotate.Service
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -293,6 +297,7 @@ func (s *server) routes() []route {
 
 		{"POST", "/devices/{thing}/messages", roleDevice, s.device(s.devicePublish)},
 		{"GET", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceGetShadow)},
+		{"POST", "/devices/{thing}/certificate", roleDevice, s.device(s.deviceRotateCertificate)},
 		{"POST", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceUpdateShadow)},
 		{"DELETE", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceDeleteShadow)},
 		{"GET", "/devices/{thing}/commands", roleDevice, s.device(s.devicePollCommands)},
@@ -394,6 +399,7 @@ func New(o Options) http.Handler {
 	s.fleet = o.Fleet
 	s.audit = o.Audit
 	s.importer = o.Importer
+	s.certRotate = o.CertRotation
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {
