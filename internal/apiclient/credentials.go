@@ -102,3 +102,27 @@ func (c *Client) GetCredentialPSK(ctx context.Context, thing, id string) (Creden
 	err := c.do(ctx, request{method: http.MethodGet, path: credPath(thing) + "/" + seg(id) + "/psk"}, &out)
 	return out, err
 }
+
+// Rotation is the body of a credential rotation; zero fields take the
+// server's defaults.
+type Rotation struct {
+	Window       string `json:"window,omitempty"` // Go duration; "" the server's --credential-rotation-window
+	CSR          string `json:"csr,omitempty"`
+	ValidityDays int    `json:"validityDays,omitempty"`
+}
+
+// RotatedCredential is a rotation's answer: the new credential (its
+// secret, key or private key shown once) and the old one with its new
+// expiry.
+type RotatedCredential struct {
+	registry.NewCredential
+	Previous store.Credential `json:"previous"`
+}
+
+// RotateCredential replaces a credential by a new one of its type; the
+// old one stays valid for the rotation window (docs/credentials.md).
+func (c *Client) RotateCredential(ctx context.Context, thing, id string, r Rotation) (RotatedCredential, error) {
+	var out RotatedCredential
+	err := c.do(ctx, request{method: http.MethodPost, path: credPath(thing) + "/" + seg(id) + "/rotate", body: r}, &out)
+	return out, err
+}

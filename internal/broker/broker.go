@@ -138,6 +138,8 @@ type Options struct {
 	// Cluster, if set, hears what the other nodes of a cluster must know:
 	// platform publishes and established connections (cluster.go).
 	Cluster ClusterLink
+	// CertRotation is certificate self-rotation over MQTT (certrotate.go).
+	CertRotation CertRotationOptions
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -235,7 +237,8 @@ type Broker struct {
 
 	retainQuota *retainedQuota // retained messages by owner (retainquota.go)
 
-	prov *provisioning // provisioning-only connections and JITR (provisioning.go)
+	prov     *provisioning // provisioning-only connections and JITR (provisioning.go)
+	rotation *certRotation // certificate self-rotation over MQTT (certrotate.go)
 
 	relay *mqtt.Client // inline client of messages from other nodes (cluster.go)
 }
@@ -301,6 +304,7 @@ func New(o Options) (*Broker, error) {
 	b.azure = newAzure(b, o.Metrics)
 	b.prov = newProvisioning(b, o.Metrics)
 	b.relay = b.server.NewClient(nil, "local", "mote-cluster-relay", true) // cluster.go
+	b.rotation = newCertRotation(b, o.Metrics)
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
@@ -374,6 +378,7 @@ func (b *Broker) Start() error {
 		b.presence.run(b.stop)
 	}()
 	b.startRateLimits()
+	b.rotation.start()
 	return nil
 }
 

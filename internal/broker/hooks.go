@@ -317,6 +317,9 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if allow, ok := h.b.provisioningACL(s, topic); ok { // provisioning.go
 		return allow
 	}
+	if allow, ok := h.b.rotationACL(s, topic); ok { // certrotate.go
+		return allow
+	}
 	ev := s.ev.Load()
 	if strings.ContainsAny(topic, "+#") || strings.HasPrefix(topic, "$share/") {
 		ok := ev.CanSubscribe(topic)
@@ -384,6 +387,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, packets.ErrRejectPacket
 	}
 	if done, err := b.provisioningPublish(cl, s, pk); done { // provisioning requests (provisioning.go)
+		return pk, err
+	}
+	if done, err := b.rotationPublish(cl, s, pk); done { // certificate self-rotation (certrotate.go)
 		return pk, err
 	}
 	pk, done, err := b.azurePublish(cl, s, pk) // Azure telemetry and $iothub requests (azure.go)

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moteiot/mote/internal/apiclient"
 	"github.com/moteiot/mote/internal/auth"
@@ -313,6 +314,10 @@ func TestCredSecret(t *testing.T) {
 	}
 	if psk := decode[apiclient.CredentialPSK](t, s.ok(t, "cred", "psk", "dev", nc.ID, "-o", "json")); psk.Identity != "dev" || len(psk.PSK) != 64 {
 		t.Errorf("cred psk: %+v; want identity dev and 32 hex bytes", psk)
+	}
+	rot := decode[apiclient.RotatedCredential](t, s.ok(t, "cred", "rotate", "dev", list[0].ID, "--window", "1h", "-o", "json"))
+	if rot.Secret == "" || rot.ID == list[0].ID || rot.Previous.ID != list[0].ID || rot.Previous.NotAfter == nil || time.Until(*rot.Previous.NotAfter) > time.Hour {
+		t.Errorf("cred rotate --window 1h: %+v; want a new secret and the old one ending within the hour", rot)
 	}
 	rev := decode[store.Credential](t, s.ok(t, "cred", "revoke", "dev", nc.ID, "-o", "json"))
 	if !rev.Revoked {

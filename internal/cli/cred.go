@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moteiot/mote/internal/apiclient"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/store"
@@ -20,7 +21,7 @@ import (
 
 func (a *app) credCmd() *cobra.Command {
 	cmd := parentCmd("cred", "Manage the credentials things connect with", "creds", "credential", "credentials")
-	cmd.AddCommand(a.credCreateCmd(), a.credListCmd(), a.credGetCmd(), a.credRevokeCmd(), a.credDeleteCmd(), a.credPSKCmd())
+	cmd.AddCommand(a.credCreateCmd(), a.credListCmd(), a.credGetCmd(), a.credRevokeCmd(), a.credRotateCmd(), a.credDeleteCmd(), a.credPSKCmd())
 	return cmd
 }
 
@@ -373,6 +374,67 @@ func (a *app) credRevokeCmd() *cobra.Command {
 			return nil
 		}),
 	}
+}
+
+func (a *app) credRotateCmd() *cobra.Command {
+	var (
+		window, csrFile string
+		validityDays    int
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate THING ID",
+		Short: "Replace a credential; the old one stays valid for a window",
+		Long: `Replace a credential by a new one of the same type. The old one stays
+valid for --window (default: the server's --credential-rotation-window,
+24h), then it is refused and connections still using it are closed
+(docs/credentials.md). The new secret, key or private key is shown once.`,
+		Example: `  mote cred rotate sensor-1 cred_abc --window 1h
+  mote cred rotate sensor-1 cred_def --csr sensor-1.csr`,
+		Args: exactArgs("THING", "ID"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			r := apiclient.Rotation{Window: window, ValidityDays: validityDays}
+			if csrFile != "" {
+				csr, err := a.readInput("csr", csrFile)
+				if err != nil {
+					return err
+				}
+				r.CSR = string(csr)
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			rc, err := c.RotateCredential(cmd.Context(), args[0], args[1], r)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut() {
+				return a.printJSON(rc)
+			}
+			a.printf("Rotated credential %s of thing %q: the new one is %s.\n", args[1], args[0], rc.ID)
+			if rc.Previous.NotAfter != nil {
+				a.printf("The old one is valid until %s.\n", rc.Previous.NotAfter.Format(time.RFC3339))
+			}
+			switch {
+			case rc.Secret != "":
+				a.printf("Secret: %s\nThe secret is shown only this once: store it now.\n", rc.Secret)
+			case rc.Key != "":
+				a.printf("Key: %s\nThe key is shown only this once: store it now.\n", rc.Key)
+			case rc.CertPEM != "":
+				a.printf("%s", rc.CertPEM)
+				if rc.PrivateKey != "" {
+					a.printf("%s", rc.PrivateKey)
+					a.printf("The private key is shown only this once: store it now.\n")
+				}
+			}
+			return nil
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&window, "window", "", "how long the old credential stays valid, e.g. 1h (default: the server's --credential-rotation-window)")
+	f.StringVar(&csrFile, "csr", "", "x509: sign this certificate signing request (PEM file, - for stdin)")
+	f.IntVar(&validityDays, "validity-days", 0, "x509: validity of the new certificate in days (default: the server's, 365)")
+	return cmd
 }
 
 func (a *app) credPSKCmd() *cobra.Command {

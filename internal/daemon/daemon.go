@@ -32,6 +32,7 @@ import (
 	"github.com/moteiot/mote/internal/bridge"
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
+	"github.com/moteiot/mote/internal/certrotate"
 	"github.com/moteiot/mote/internal/cluster"
 	"github.com/moteiot/mote/internal/coap"
 	"github.com/moteiot/mote/internal/commands"
@@ -154,6 +155,8 @@ type Daemon struct {
 	mu        sync.Mutex
 	closers   []func() error // in start order; run in reverse
 	httpDone  chan struct{}
+
+	certRotate *certrotate.Service // devices' certificate self-rotation (MQTT, HTTP device API)
 }
 
 // New returns a Daemon for cfg (which should have passed Validate). log may
@@ -265,6 +268,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.onClose(d.audit.Close)
 
+	// Certificate self-rotation by devices (MQTT and the HTTP device API).
+	d.certRotate = certrotate.New(certrotate.Options{
+		Registry: d.registry,
+		Audit:    d.audit,
+		PerHour:  cfg.DeviceRotationLimit,
+		Logger:   d.log.With("component", "certrotate"),
+		Metrics:  d.metrics,
+	})
+
 	// The ingest journal: QoS 1/2 messages that a rule stores as telemetry
 	// are made durable in it before their PUBACK, and applied to the
 	// telemetry writer in order (started, with a replay, once the rules
@@ -361,6 +373,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Azure: broker.AzureOptions{Enabled: true, QueueSize: cfg.AzureQueueSize, RequestTimeout: cfg.AzureRequestTimeout},
 
 		Cluster: d.clusterLink(), // nil alone (cluster.go)
+		// Certificate self-rotation by devices over MQTT.
+		CertRotation: broker.CertRotationOptions{Rotator: d.certRotate},
 	})
 	if err != nil {
 		return listenFlag(err)
@@ -722,6 +736,9 @@ func (d *Daemon) startHTTP() error {
 		Audit:     d.audit,
 		Importer:  importer,
 		Gateway:   d.broker,
+
+		// Certificate self-rotation by devices over HTTPS.
+		CertRotation: d.certRotate,
 
 		// Device models: desired updates and commands are checked.
 		Models:           d.models,

@@ -208,6 +208,8 @@ func expect(rt httpapi.RouteInfo, p principal, thing string) expectation {
 		return refused // public, but the signature in its URL is the credential: none here
 	case rt.Path == "/auth/me" && p.device:
 		return refused // it authenticates what it is given: a device secret is no API token
+	case rt.Path == "/devices/{thing}/certificate" && p.device:
+		return refused // a certificate is rotated over a connection authenticated with it, not with a secret
 	case rt.Role == "":
 		return allowed
 	case rt.Role == "device":

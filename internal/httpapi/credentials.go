@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"io"
+	"mime"
 	"net/http"
 	"time"
 
+	"github.com/moteiot/mote/internal/certrotate"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/store"
@@ -273,4 +276,34 @@ func credentialParams(r *http.Request) (thing, id string, err error) {
 		return "", "", core.NotFound("credential", id)
 	}
 	return thing, id, nil
+}
+
+// deviceRotateCertificate is POST /devices/{thing}/certificate
+// {"csr": PEM}: a device connected with its client certificate (HTTPS)
+// rotates it (package certrotate); the old certificate stays valid for
+// the rotation window.
+func (s *server) deviceRotateCertificate(w http.ResponseWriter, r *http.Request) error {
+	if s.certRotate == nil {
+		return core.Errorf(core.KindUnavailable, "certificate rotation is not enabled on this server")
+	}
+	if err := noParams(r); err != nil {
+		return err
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || !isJSONType(mt) {
+			return errUnsupportedMediaType(ct)
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, certrotate.MaxRequestSize))
+	if err != nil {
+		return errTooLarge(certrotate.MaxRequestSize)
+	}
+	a, err := s.certRotate.Rotate(r.Context(), deviceIdentity(r), r.PathValue("thing"), body, clientAddr(r), "http")
+	if err != nil {
+		if core.KindOf(err) == core.KindRateLimited {
+			w.Header().Set("Retry-After", "600")
+		}
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, a)
 }

@@ -29,6 +29,7 @@ import (
 // cursor; every other GET route must be in TestPaginationAtMaxLimit.
 var notPaginated = map[string]string{
 	"/ca.pem":                                     "a file",
+	"/crl.pem":                                    "a file",
 	"/openapi.json":                               "a document",
 	"/server":                                     "one object",
 	"/stats":                                      "one object",

@@ -28,6 +28,7 @@ import (
 	"github.com/moteiot/mote/internal/analytics"
 	"github.com/moteiot/mote/internal/artifacts"
 	"github.com/moteiot/mote/internal/audit"
+	"github.com/moteiot/mote/internal/certrotate"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/dashboards"
@@ -136,6 +137,8 @@ type Options struct {
 	// OIDC signs people in through an OpenID Connect provider (nil:
 	// single sign-on is off; see oidc.go).
 	OIDC *oidc.RP
+	// CertRotation serves POST /devices/{thing}/certificate (nil: 503).
+	CertRotation *certrotate.Service
 }
 
 // handlerFunc is the shape of every API handler: a returned error becomes a
@@ -207,6 +210,7 @@ type server struct {
 	auditRoutes map[string]auditRoute
 	importer    *thingimport.Importer
 	oidc        *oidc.RP
+	certRotate  *certrotate.Service
 }
 
 // routes is the route table: New registers it and TestOpenAPIMatchesRoutes
@@ -306,6 +310,7 @@ func (s *server) routes() []route {
 
 		{"POST", "/devices/{thing}/messages", roleDevice, s.device(s.devicePublish)},
 		{"GET", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceGetShadow)},
+		{"POST", "/devices/{thing}/certificate", roleDevice, s.device(s.deviceRotateCertificate)},
 		{"POST", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceUpdateShadow)},
 		{"DELETE", "/devices/{thing}/shadows/{shadow}", roleDevice, s.device(s.deviceDeleteShadow)},
 		{"GET", "/devices/{thing}/commands", roleDevice, s.device(s.devicePollCommands)},
@@ -412,6 +417,7 @@ func New(o Options) http.Handler {
 	s.audit = o.Audit
 	s.importer = o.Importer
 	s.oidc = o.OIDC
+	s.certRotate = o.CertRotation
 	s.longPolls = newLongPolls(o.MaxLongPollsPerDevice, nil, nil)
 	s.longPolls.refused, s.longPolls.held = s.metrics.longPollRefusals()
 	if s.maxMessage <= 0 {

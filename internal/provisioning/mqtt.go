@@ -165,6 +165,10 @@ func decode(payload []byte, v any) error {
 	return nil
 }
 
+// RejectionOf is the AWS-shaped refusal of err (for other request/response
+// topics in the same style: package certrotate).
+func RejectionOf(err error) Rejection { return rejection(err) }
+
 // rejection is the AWS-shaped refusal of err.
 func rejection(err error) Rejection {
 	status := 500

@@ -9,6 +9,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -34,6 +35,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/moteiot/mote/internal/azureiot"
+	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
 )
 
@@ -600,4 +602,192 @@ func TestCRL(t *testing.T) {
 	if want := strings.ToUpper(leaf(p1).SerialNumber.Text(16)); err != nil || !strings.Contains(strings.ReplaceAll(string(out), ":", ""), want) {
 		t.Errorf("openssl crl -text lacks the revoked serial %s: %v\n%s", want, err, out)
 	}
+}
+
+// rsaCSR makes a CSR with an RSA key of bits bits.
+func rsaCSR(t *testing.T, cn string, bits int) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+type rotateAnswer struct {
+	Credential       string    `json:"credential"`
+	Certificate      string    `json:"certificate"`
+	Previous         string    `json:"previous"`
+	PreviousNotAfter time.Time `json:"previousNotAfter"`
+	StatusCode       int       `json:"statusCode"`
+	ErrorMessage     string    `json:"errorMessage"`
+}
+
+// mqttRotate publishes a rotation request and returns the answer's topic
+// suffix (accepted or rejected) and payload.
+func mqttRotate(t *testing.T, c *daemontest.V5, thing, payload string) (string, rotateAnswer) {
+	t.Helper()
+	before := len(c.Inbox.All())
+	if code := c.Pub(t, "$mote/things/"+thing+"/certificate/rotate", 1, false, payload); code != 0 {
+		t.Fatalf("publish the rotation request: PUBACK 0x%02X", code)
+	}
+	var m daemontest.Msg
+	daemontest.WaitFor(t, 10*time.Second, func() error {
+		all := c.Inbox.All()
+		if len(all) <= before {
+			return fmt.Errorf("no answer to the rotation request")
+		}
+		m = all[before]
+		return nil
+	})
+	var a rotateAnswer
+	if err := json.Unmarshal([]byte(m.Payload), &a); err != nil {
+		t.Fatalf("answer %s: %v", m.Payload, err)
+	}
+	base := "$mote/things/" + thing + "/certificate/rotate/"
+	if !strings.HasPrefix(m.Topic, base) {
+		t.Fatalf("answer on %s; want %s...", m.Topic, base)
+	}
+	return strings.TrimPrefix(m.Topic, base), a
+}
+
+func csrJSON(csr string) string {
+	b, _ := json.Marshal(map[string]string{"csr": csr})
+	return string(b)
+}
+
+func TestDeviceRotatesItsCertificate(t *testing.T) {
+	s := daemontest.Start(t, func(c *config.Config) { c.DeviceRotationLimit = 5 })
+	s.Thing(t, "dev")
+	s.Thing(t, "other")
+	oldID, oldPair := s.ClientCert(t, "dev")
+	_, otherPair := s.ClientCert(t, "other")
+	_, devSecret := s.Secret(t, "dev")
+
+	dev, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev", TLS: s.TLSConfig(&oldPair), CleanStart: true})
+	if err != nil {
+		t.Fatalf("connect with the certificate: %v", err)
+	}
+	if code := dev.Sub(t, "$mote/things/dev/certificate/rotate/+"); code >= 0x80 {
+		t.Fatalf("subscribe to its own rotation answers: SUBACK 0x%02X", code)
+	}
+
+	// Over MQTT: a new certificate from a CSR; the old one stays valid.
+	key, csr := newCSR(t, "dev")
+	got, a := mqttRotate(t, dev, "dev", csrJSON(csr))
+	if got != "accepted" || a.Certificate == "" || a.Previous != oldID {
+		t.Fatalf("MQTT rotation = %s %+v; want accepted with a certificate replacing %s", got, a, oldID)
+	}
+	if left := time.Until(a.PreviousNotAfter); left <= 0 || left > s.Config.CredentialRotationWindow {
+		t.Errorf("old certificate valid for %v more; want within --credential-rotation-window %v", left, s.Config.CredentialRotationWindow)
+	}
+	newPair := pair(t, a.Certificate, key)
+	if _, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev-new", TLS: s.TLSConfig(&newPair), CleanStart: true}); err != nil {
+		t.Errorf("connect with the rotated certificate: %v", err)
+	}
+	if _, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev-old", TLS: s.TLSConfig(&oldPair), CleanStart: true}); err != nil {
+		t.Errorf("the old certificate within its window: %v", err)
+	}
+
+	// A weak key, another subject, a malformed request: rejected.
+	for _, c := range []struct{ name, payload string }{
+		{"RSA-1024 key", csrJSON(rsaCSR(t, "dev", 1024))},
+		{"subject of another thing", csrJSON(func() string { _, c := newCSR(t, "other"); return c }())},
+		{"not JSON", "csr please"},
+	} {
+		if got, a := mqttRotate(t, dev, "dev", c.payload); got != "rejected" || a.StatusCode != 400 {
+			t.Errorf("%s: %s %+v; want rejected with 400", c.name, got, a)
+		}
+	}
+
+	// Another thing may not rotate dev's certificate, nor read its answers.
+	other, err := s.DialV5(t, daemontest.V5Options{ClientID: "other", TLS: s.TLSConfig(&otherPair), CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := other.Pub(t, "$mote/things/dev/certificate/rotate", 1, false, csrJSON(csr)); code != 0x87 {
+		t.Errorf("other publishing dev's rotation request: PUBACK 0x%02X; want 0x87", code)
+	}
+	if code := other.Sub(t, "$mote/things/dev/certificate/rotate/+"); code < 0x80 {
+		t.Errorf("other subscribing to dev's rotation answers: SUBACK 0x%02X; want a refusal", code)
+	}
+	if code := dev.Pub(t, "$mote/things/dev/certificate/rotate/accepted", 1, false, "{}"); code != 0x87 {
+		t.Errorf("publishing on an answer topic: PUBACK 0x%02X; want 0x87", code)
+	}
+	// A connection authenticated with a secret cannot rotate a certificate.
+	bySecret, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev-secret", Username: "dev", Password: devSecret, CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySecret.Sub(t, "$mote/things/dev/certificate/rotate/+")
+	if got, a := mqttRotate(t, bySecret, "dev", csrJSON(csr)); got != "rejected" || a.StatusCode != 403 {
+		t.Errorf("rotation over a secret-authenticated connection: %s %+v; want rejected with 403", got, a)
+	}
+
+	// Over HTTPS with the new certificate.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: s.TLSConfig(&newPair)}}
+	defer client.CloseIdleConnections()
+	post := func(thing, body string) (int, rotateAnswer) {
+		t.Helper()
+		resp, err := client.Post(s.HTTPS+"/api/v1/devices/"+thing+"/certificate", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var a rotateAnswer
+		_ = json.NewDecoder(resp.Body).Decode(&a)
+		return resp.StatusCode, a
+	}
+	key2, csr2 := newCSR(t, "")
+	code, a2 := post("dev", csrJSON(csr2))
+	if code != http.StatusCreated || a2.Previous != a.Credential {
+		t.Fatalf("HTTPS rotation = %d %+v; want 201 replacing %s", code, a2, a.Credential)
+	}
+	p2 := pair(t, a2.Certificate, key2)
+	if _, err := s.DialV5(t, daemontest.V5Options{ClientID: "dev-https", TLS: s.TLSConfig(&p2), CleanStart: true}); err != nil {
+		t.Errorf("connect with the certificate rotated over HTTPS: %v", err)
+	}
+	if code, _ := post("other", csrJSON(csr2)); code != http.StatusForbidden {
+		t.Errorf("dev rotating other's certificate over HTTPS = %d; want 403", code)
+	}
+	// A flood: the sixth rotation within the hour is refused (5 were
+	// counted: 1 accepted and 3 rejected over MQTT, 1 over HTTPS; the
+	// refusals before the limit, another thing and a secret, take none).
+	code, _ = post("dev", csrJSON(csr2))
+	if code != http.StatusTooManyRequests {
+		t.Errorf("rotation beyond --device-rotation-limit = %d; want 429", code)
+	}
+
+	// Audit: the device is the actor.
+	daemontest.WaitFor(t, 5*time.Second, func() error {
+		var page struct {
+			Items []struct {
+				Actor struct {
+					Kind, Name string
+				} `json:"actor"`
+				Action string `json:"action"`
+				Status int    `json:"status"`
+			} `json:"items"`
+		}
+		if code := api(t, s, "GET", "/audit?action=thing.credential.rotate&actor=dev", nil, &page); code != http.StatusOK {
+			return fmt.Errorf("GET /audit = %d", code)
+		}
+		accepted := 0
+		for _, e := range page.Items {
+			if e.Actor.Kind != "device" || e.Actor.Name != "dev" {
+				return fmt.Errorf("audit entry by %+v; want the device dev", e.Actor)
+			}
+			if e.Status == 201 {
+				accepted++
+			}
+		}
+		if accepted != 2 || len(page.Items) < 6 {
+			return fmt.Errorf("audit has %d rotation entries, %d accepted; want at least 6, 2 accepted", len(page.Items), accepted)
+		}
+		return nil
+	})
 }

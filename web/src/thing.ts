@@ -7,6 +7,7 @@ import type { Me } from "./api";
 import { canOperate, navigate } from "./main";
 import { thingAlarms } from "./alarms";
 import { caption, commandForms, DeviceModel, labelledFields, loadModel, withUnit } from "./model";
+import { credentialsCard } from "./credentials";
 
 const ranges: { label: string; ms: number; interval?: string }[] = [
   { label: "15 minutes", ms: 15 * 60e3 },
@@ -79,6 +80,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
   clear(main, head, err.el, h("p", { class: "loading" }, "Loading…"));
   // The thing's active alarms, once the thing is known.
   let alarmCard: ReturnType<typeof thingAlarms> | null = null;
+  let credsCard: HTMLElement | null = null; // its credentials (credentials.ts)
   function showPage(): void {
     alarmCard = alarmCard ?? thingAlarms(name);
     clear(
@@ -90,6 +92,7 @@ export function thingPage(main: HTMLElement, params: Record<string, string>): ()
       h("section", { class: "card", "aria-labelledby": "tel-h" }, h("div", { class: "title" }, h("h2", { id: "tel-h" }, "Telemetry"), field("Range", rangeSel)), charts),
       h("div", { class: "cols" }, shadowBox, h("div", {}, commandsBox, methodsBox)),
       filesBox,
+      (credsCard = credsCard ?? credentialsCard(name)),
       h("section", { class: "card" }, h("h2", {}, "Recent messages"), messages),
       auditBox,
     );
