@@ -156,7 +156,7 @@ func TestConsoleViewerAndScoped(t *testing.T) {
 		chromedp.Text(`[data-testid=things-total]`, &total),
 		chromedp.Text(`[data-testid=things-disabled]`, &disabled),
 		chromedp.Evaluate(`[...document.querySelectorAll('main [role=alert]')].filter(e => !e.hidden).length`, &alerts),
-		chromedp.Evaluate(`document.querySelectorAll('nav a[href="/policies"], nav a[href="/enrollments"], nav a[href="/claims"]').length`, &fleetLinks))
+		chromedp.Evaluate(`document.querySelectorAll('nav a[href="/policies"], nav a[href="/enrollments"], nav a[href="/claims"], nav a[href="/rules"], nav a[href="/profiles"], nav a[href="/map"]').length`, &fleetLinks))
 	if total != "2" || !strings.Contains(disabled, "1 disabled") || alerts != 0 || fleetLinks != 0 {
 		t.Errorf("scoped overview: total %q, %q, %d errors shown, %d fleet-wide links; want 2, 1 disabled, none, none", total, disabled, alerts, fleetLinks)
 	}
