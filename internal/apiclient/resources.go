@@ -1,6 +1,7 @@
 package apiclient
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -189,6 +190,21 @@ type NewPolicy struct {
 func (c *Client) CreatePolicy(ctx context.Context, p NewPolicy) (Policy, error) {
 	var out Policy
 	err := c.do(ctx, request{method: http.MethodPost, path: "/policies", body: p}, &out)
+	return out, err
+}
+
+// PolicyValidation is the answer of ValidatePolicy.
+type PolicyValidation struct {
+	Valid      bool `json:"valid"`
+	Statements int  `json:"statements"`
+}
+
+// ValidatePolicy checks a policy document (its JSON text, sent as it is,
+// so that a syntax error's line and column are the text's) without
+// storing it.
+func (c *Client) ValidatePolicy(ctx context.Context, document []byte) (PolicyValidation, error) {
+	var out PolicyValidation
+	err := c.do(ctx, request{method: http.MethodPost, path: "/policies:validate", raw: bytes.NewReader(document), rawType: "application/json"}, &out)
 	return out, err
 }
 

@@ -552,6 +552,14 @@ func TestPoliciesTypesGroups(t *testing.T) {
 		t.Errorf("unknown field: exit %d %s", code, errOut)
 	}
 
+	// validate: the server's verdict, with the line and column of a syntax error.
+	if out := s.ok(t, "policy", "validate", "--file", file); !strings.Contains(out, "valid: 1 statement") {
+		t.Errorf("policy validate: %q", out)
+	}
+	if _, errOut, code := runIn(t, "{\n  \"statements\": [,]\n}", "--server", s.url, "--token", s.token, "policy", "validate", "-f", "-"); code != 2 || !strings.Contains(errOut, "line 2, column 18") {
+		t.Errorf("policy validate of a syntax error: exit %d %s; want 2 and line 2, column 18", code, errOut)
+	}
+
 	out = s.ok(t, "policy", "list")
 	if !regexp.MustCompile(`(?m)^default\s+yes\s+1\s+`).MatchString(out) || !regexp.MustCompile(`(?m)^telemetry\s+no\s+1\s+publish telemetry$`).MatchString(out) {
 		t.Errorf("policy list:\n%s", out)

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 
@@ -16,6 +17,7 @@ func (a *app) policyCmd() *cobra.Command {
 	cmd := parentCmd("policy", "Manage policies (what things may publish, subscribe to and receive)", "policies")
 	cmd.AddCommand(a.policyCreateCmd(), a.policyListCmd(), a.policyGetCmd(), a.policyUpdateCmd(), a.policyDeleteCmd(),
 		a.policyAttachCmd(true), a.policyAttachCmd(false))
+	cmd.AddCommand(a.policyValidateCmd())
 	return cmd
 }
 
@@ -239,4 +241,37 @@ func (a *app) printPolicy(p apiclient.Policy) error {
 	}
 	a.printf("Document:\n%s\n", buf.String())
 	return nil
+}
+
+func (a *app) policyValidateCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:     "validate --file DOC.json",
+		Short:   "Check a policy document without storing it",
+		Long:    "Check a policy document as the server would on create (POST /policies:validate); a syntax error names its line and column.\n\n" + policyFileHelp,
+		Example: `  mote policy validate --file telemetry.json`,
+		Args:    cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			doc, err := a.readInput("file", file) // as it is: the server names the line and column
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			v, err := c.ValidatePolicy(cmd.Context(), doc)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut() {
+				return a.printJSON(v)
+			}
+			_, err = fmt.Fprintf(a.stdout, "valid: %d statement(s)\n", v.Statements)
+			return err
+		}),
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "policy document (JSON file; - for stdin) (required)")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
 }

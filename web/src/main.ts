@@ -141,7 +141,9 @@ async function render(): Promise<void> {
         ...(me.role === "admin" ? [["/users", "Users"]] : []),
         ["/tokens", "Tokens"],
         ...(me.role === "admin" ? [["/audit", "Audit"]] : []), // only admins may read it
-      ].map(([href, label]) =>
+      ]
+        .filter(([href]) => !scoped() || !["/rules", "/profiles", "/map"].includes(href)) // fleet-wide: refused to a scoped user
+        .map(([href, label]) =>
         h("li", {}, h("a", { href, "aria-current": route?.nav === href ? "page" : undefined }, label)),
       ),
     ),
