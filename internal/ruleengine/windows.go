@@ -104,9 +104,11 @@ func (e *Engine) addToWindow(r *compiledRule, m *rules.Message, msg core.Message
 	case errors.Is(err, rules.ErrWindowGroups):
 		e.wm.refused.WithLabelValues(r.rule.Name).Inc()
 		e.windowLog.log(e.log, r.rule.Name, "window group limit reached (--rule-window-max-groups): message refused")
+		return
 	case errors.Is(err, rules.ErrWindowLate):
 		e.wm.late.WithLabelValues(r.rule.Name).Inc()
 		e.windowLog.log(e.log, r.rule.Name, "message arrived after its window was emitted: not counted")
+		return
 	case err != nil:
 		e.m.errors.WithLabelValues(r.rule.Name).Inc()
 		r.stats.errors.Add(1)
