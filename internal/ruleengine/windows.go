@@ -149,8 +149,15 @@ func (e *Engine) windowLoop() {
 			if r.win == nil {
 				continue
 			}
-			hop := r.win.hop
-			due := now.Add(-e.opts.WindowGrace).Truncate(hop).Add(hop + e.opts.WindowGrace)
+			// The next hop boundary (aligned to the Unix epoch, as the
+			// windows are) after now - grace, plus the grace.
+			hop, grace := r.win.hop.Milliseconds(), e.opts.WindowGrace
+			ms := now.Add(-grace).UnixMilli()
+			boundary := ms - ms%hop + hop
+			if ms < 0 && ms%hop != 0 {
+				boundary -= hop
+			}
+			due := time.UnixMilli(boundary).Add(grace)
 			if due.Before(next) {
 				next = due
 			}
