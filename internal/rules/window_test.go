@@ -164,7 +164,7 @@ func TestWindowRingFull(t *testing.T) {
 func TestWindowProperty(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	specs := []string{"TUMBLING(10s)", "TUMBLING(1m)", "SLIDING(30s, 10s)", "SLIDING(1m, 5s)", "SLIDING(20s, 20s)"}
-	for iter := 0; iter < 200; iter++ {
+	for iter := 0; iter < 100; iter++ {
 		spec := specs[iter%len(specs)]
 		s := MustParse("SELECT avg(v) AS a, min(v) AS lo, max(v) AS hi, sum(v) AS s, count(*) AS n FROM 'things/+/telemetry' GROUP BY thing, " + spec)
 		w, _ := s.Window()
