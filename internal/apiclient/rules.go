@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
@@ -31,12 +32,37 @@ type RuleTest struct {
 	Payload  json.RawMessage `json:"payload,omitempty"`
 	ClientID string          `json:"clientId,omitempty"`
 	Thing    string          `json:"thing,omitempty"`
+	// Messages are the timed messages a windowed statement is tried on
+	// (then Topic is not needed).
+	Messages []RuleTestMessage `json:"messages,omitempty"`
+}
+
+// RuleTestMessage is a message of a windowed statement's test, received
+// at At.
+type RuleTestMessage struct {
+	Topic    string          `json:"topic"`
+	Payload  json.RawMessage `json:"payload,omitempty"`
+	ClientID string          `json:"clientId,omitempty"`
+	Thing    string          `json:"thing,omitempty"`
+	At       time.Time       `json:"at"`
 }
 
 // RuleTestResult is the answer of TestRule.
 type RuleTestResult struct {
 	Matched bool            `json:"matched"`
 	Output  json.RawMessage `json:"output,omitempty"`
+	// A windowed statement's closed windows.
+	Windows []RuleTestWindow `json:"windows,omitempty"`
+	Late    int              `json:"late,omitempty"`
+	Skipped int              `json:"skipped,omitempty"`
+}
+
+// RuleTestWindow is one closed window of a windowed statement's test.
+type RuleTestWindow struct {
+	Group  string          `json:"group"`
+	Start  time.Time       `json:"start"`
+	End    time.Time       `json:"end"`
+	Output json.RawMessage `json:"output"`
 }
 
 // CreateRule creates a rule.

@@ -3,7 +3,10 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -191,12 +194,16 @@ func (a *app) ruleDeleteCmd() *cobra.Command {
 }
 
 func (a *app) ruleTestCmd() *cobra.Command {
-	var sql, topic, payload, clientID, thing string
+	var sql, topic, payload, clientID, thing, messages string
 	cmd := &cobra.Command{
-		Use:     "test --sql SQL --topic TOPIC --payload JSON",
-		Short:   "Evaluate a statement on a message, without running actions",
-		Example: `  mote rule test --sql "SELECT temp * 2 AS t FROM 'things/+/telemetry'" --topic things/s1/telemetry --payload '{"temp": 21}'`,
-		Args:    exactArgs(),
+		Use:   "test --sql SQL --topic TOPIC --payload JSON | --messages FILE",
+		Short: "Evaluate a statement on a message, without running actions",
+		Long: "Evaluate a statement on a message, without running actions. A windowed statement (GROUP BY ..., TUMBLING or SLIDING)\n" +
+			"may be tried on timed messages instead: --messages names a file (- for standard input) holding a JSON array of\n" +
+			`{"topic", "payload", "thing"?, "clientId"?, "at"} ("at" the receive time, RFC 3339); every window is closed and shown.`,
+		Example: `  mote rule test --sql "SELECT temp * 2 AS t FROM 'things/+/telemetry'" --topic things/s1/telemetry --payload '{"temp": 21}'
+  mote rule test --sql "SELECT avg(temp) AS a FROM 'things/+/telemetry' GROUP BY thing, TUMBLING(1m)" --messages msgs.json`,
+		Args: exactArgs(),
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -206,12 +213,32 @@ func (a *app) ruleTestCmd() *cobra.Command {
 			if !json.Valid(p) { // not JSON: send it as a string payload
 				p, _ = json.Marshal(payload)
 			}
-			res, err := c.TestRule(cmd.Context(), apiclient.RuleTest{SQL: sql, Topic: topic, Payload: p, ClientID: clientID, Thing: thing})
+			in := apiclient.RuleTest{SQL: sql, Topic: topic, Payload: p, ClientID: clientID, Thing: thing}
+			if messages != "" {
+				if in.Messages, err = readTestMessages(messages, cmd.InOrStdin()); err != nil {
+					return err
+				}
+			} else if topic == "" {
+				return usageErrorf("--topic (or --messages) is required")
+			}
+			res, err := c.TestRule(cmd.Context(), in)
 			if err != nil {
 				return err
 			}
 			if a.jsonOut() {
 				return a.printJSON(res)
+			}
+			if res.Windows != nil || messages != "" {
+				for _, w := range res.Windows {
+					a.printf("%s  %s  %s\n", w.End.UTC().Format(time.RFC3339), w.Group, w.Output)
+				}
+				if len(res.Windows) == 0 {
+					a.printf("No window.\n")
+				}
+				if res.Late > 0 || res.Skipped > 0 {
+					a.printf("(%d late messages, %d values skipped as not numbers)\n", res.Late, res.Skipped)
+				}
+				return nil
 			}
 			if !res.Matched {
 				a.printf("No match.\n")
@@ -227,9 +254,28 @@ func (a *app) ruleTestCmd() *cobra.Command {
 	fl.StringVar(&payload, "payload", "{}", "the message's payload (JSON, or any text)")
 	fl.StringVar(&clientID, "client-id", "", "the publisher's client id")
 	fl.StringVar(&thing, "thing", "", "the publishing thing")
+	fl.StringVar(&messages, "messages", "", "for a windowed statement: a file (- for standard input) with a JSON array of timed messages")
 	_ = cmd.MarkFlagRequired("sql")
-	_ = cmd.MarkFlagRequired("topic")
 	return cmd
+}
+
+// readTestMessages reads the timed messages of rule test --messages.
+func readTestMessages(name string, stdin io.Reader) ([]apiclient.RuleTestMessage, error) {
+	var b []byte
+	var err error
+	if name == "-" {
+		b, err = io.ReadAll(io.LimitReader(stdin, 16<<20))
+	} else {
+		b, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var list []apiclient.RuleTestMessage
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, usageErrorf("--messages: %v (want a JSON array of {\"topic\", \"payload\", \"at\"})", err)
+	}
+	return list, nil
 }
 
 func (a *app) printRule(r store.Rule) error {

@@ -2,6 +2,8 @@ package cli_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,16 @@ func TestRuleCommands(t *testing.T) {
 	out = s.ok(t, "rule", "test", "--sql", "SELECT temp * 2 AS t FROM 'things/+/telemetry'", "--topic", "things/a/telemetry", "--payload", `{"temp": 21}`)
 	if strings.TrimSpace(out) != `{"t":42}` {
 		t.Errorf("test: %s", out)
+	}
+	// A windowed statement on timed messages from a file.
+	msgs := filepath.Join(t.TempDir(), "msgs.json")
+	if err := os.WriteFile(msgs, []byte(`[{"topic":"things/a/telemetry","payload":{"temp":1},"at":"2026-01-01T10:00:05Z"},
+		{"topic":"things/a/telemetry","payload":{"temp":3},"at":"2026-01-01T10:00:55Z"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = s.ok(t, "rule", "test", "--sql", "SELECT avg(temp) AS a FROM 'things/+/telemetry' GROUP BY thing, TUMBLING(1m)", "--messages", msgs)
+	if strings.TrimSpace(out) != `2026-01-01T10:01:00Z  a  {"a":2}` {
+		t.Errorf("test --messages: %s", out)
 	}
 	_, errOut, code := s.run(t, "rule", "create", "bad", "--sql", "SELECT FROM 'x'")
 	if code == 0 || !strings.Contains(errOut, "sql") {

@@ -83,6 +83,27 @@ type ruleTest struct {
 	Thing    string          `json:"thing"`
 	// Properties are the message's user properties, by name.
 	Properties map[string]string `json:"properties"`
+	// Messages are the timed messages a windowed statement is tried on.
+	Messages []ruleTestMessage `json:"messages"`
+}
+
+// ruleTestMessage is one message of a windowed statement's test.
+type ruleTestMessage struct {
+	Topic    string          `json:"topic"`
+	Payload  json.RawMessage `json:"payload"`
+	ClientID string          `json:"clientId"`
+	Thing    string          `json:"thing"`
+	At       time.Time       `json:"at"`
+}
+
+// rawPayload is a test message's payload: a JSON string is the payload as
+// is, any other JSON value its text.
+func rawPayload(p json.RawMessage) []byte {
+	var str string
+	if len(p) > 0 && p[0] == '"' && json.Unmarshal(p, &str) == nil {
+		return []byte(str)
+	}
+	return []byte(p)
 }
 
 func (s *server) ruleEngine() (*ruleengine.Engine, error) {
@@ -240,8 +261,15 @@ func (s *server) testRule(w http.ResponseWriter, r *http.Request) error {
 	for _, k := range slices.Sorted(maps.Keys(in.Properties)) {
 		props = append(props, core.Property{Key: k, Value: in.Properties[k]})
 	}
+	if len(in.Messages) > ruleengine.MaxTestMessages {
+		return core.Invalid("messages", "%d messages; the limit is %d", len(in.Messages), ruleengine.MaxTestMessages)
+	}
+	msgs := make([]ruleengine.TestMessage, len(in.Messages))
+	for i, m := range in.Messages {
+		msgs[i] = ruleengine.TestMessage{Topic: m.Topic, Payload: rawPayload(m.Payload), ClientID: m.ClientID, Thing: m.Thing, At: m.At}
+	}
 	res, err := ruleengine.Test(ruleengine.TestInput{SQL: in.SQL, Topic: in.Topic, Payload: payload, ClientID: in.ClientID,
-		Thing: in.Thing, Properties: props})
+		Thing: in.Thing, Properties: props, Messages: msgs})
 	if err != nil {
 		return err
 	}

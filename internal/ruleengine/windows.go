@@ -104,9 +104,11 @@ func (e *Engine) addToWindow(r *compiledRule, m *rules.Message, msg core.Message
 	case errors.Is(err, rules.ErrWindowGroups):
 		e.wm.refused.WithLabelValues(r.rule.Name).Inc()
 		e.windowLog.log(e.log, r.rule.Name, "window group limit reached (--rule-window-max-groups): message refused")
+		return
 	case errors.Is(err, rules.ErrWindowLate):
 		e.wm.late.WithLabelValues(r.rule.Name).Inc()
 		e.windowLog.log(e.log, r.rule.Name, "message arrived after its window was emitted: not counted")
+		return
 	case err != nil:
 		e.m.errors.WithLabelValues(r.rule.Name).Inc()
 		r.stats.errors.Add(1)
@@ -147,8 +149,15 @@ func (e *Engine) windowLoop() {
 			if r.win == nil {
 				continue
 			}
-			hop := r.win.hop
-			due := now.Add(-e.opts.WindowGrace).Truncate(hop).Add(hop + e.opts.WindowGrace)
+			// The next hop boundary (aligned to the Unix epoch, as the
+			// windows are) after now - grace, plus the grace.
+			hop, grace := r.win.hop.Milliseconds(), e.opts.WindowGrace
+			ms := now.Add(-grace).UnixMilli()
+			boundary := ms - ms%hop + hop
+			if ms < 0 && ms%hop != 0 {
+				boundary -= hop
+			}
+			due := time.UnixMilli(boundary).Add(grace)
 			if due.Before(next) {
 				next = due
 			}

@@ -1,9 +1,11 @@
 package rules
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moteiot/mote/internal/core"
 )
@@ -62,5 +64,26 @@ func TestDocExamples(t *testing.T) {
 	in.Properties = []core.Property{{Key: "alert", Value: "high"}}
 	if got := evalStatement(props, in); got != `{"temp":21,"alert":"high"}` {
 		t.Errorf("user-properties example = %s", got)
+	}
+	// The first windowed example: 12 messages in a minute, averaging 31.5.
+	win := "SELECT avg(temp) AS avgTemp, max(temp) AS maxTemp, count(*) AS n, topic(2) AS device\nFROM 'things/+/telemetry'\nWHERE temp IS NOT NULL\nGROUP BY thing, TUMBLING(1m)\nHAVING avg(temp) > 30\n"
+	if !strings.Contains(string(doc), win) {
+		t.Fatalf("docs/rules.md lost its first windowed example")
+	}
+	ws := MustParse(win).NewWindows(0)
+	at := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	for i, temp := range []float64{28, 35, 30, 31, 32, 33, 29, 30, 31, 32, 33, 34} {
+		m := NewMessage(Input{Topic: "things/sensor-7/telemetry", Thing: "sensor-7", Payload: []byte(fmt.Sprintf(`{"temp": %v}`, temp))})
+		if _, _, err := ws.Add(m, at.Add(time.Duration(i)*5*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := NewMessage(Input{Topic: "things/sensor-8/telemetry", Thing: "sensor-8", Payload: []byte(`{"temp": 20}`)})
+	if _, _, err := ws.Add(m, at); err != nil {
+		t.Fatal(err)
+	}
+	rows := ws.Close(at.Add(time.Minute))
+	if len(rows) != 1 || string(rows[0].Output.AppendJSON(nil)) != `{"avgTemp":31.5,"maxTemp":35,"n":12,"device":"sensor-7"}` {
+		t.Errorf("windowed example = %v; want sensor-7's minute only", rowStrings(rows))
 	}
 }
