@@ -199,7 +199,7 @@ func BenchmarkMessageToAlarmEvent(b *testing.B) {
 		deadline := time.Now().Add(10 * time.Second)
 		for len(m.Inbox.Distinct("$mote/events/alarms/probe/hot/"+ev)) == before {
 			if time.Now().After(deadline) {
-				b.Fatalf("probe %d: no %s event", i, ev)
+				b.Fatalf("probe %d: no %s event; %s", i, ev, dropCounters(s))
 			}
 			time.Sleep(100 * time.Microsecond)
 		}
@@ -234,4 +234,24 @@ func apiB(tb testing.TB, s *daemontest.Server, method, path, body string) (int, 
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(out)
+}
+
+// dropCounters reads the server's counters of what was dropped or
+// refused on the way from a message to an alarm event.
+func dropCounters(s *daemontest.Server) string {
+	resp, err := http.Get(s.API + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, l := range strings.Split(string(body), "\n") {
+		for _, p := range []string{"mote_analytics_dropped", "mote_alarm_requests", "mote_alarm_batch_size_count", "mote_alarm_batch_size_sum", "mote_alarm_events_total", "mote_messages_dropped"} {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+			}
+		}
+	}
+	return strings.Join(out, "; ")
 }
