@@ -1,6 +1,6 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
-import { api, enc, get, List, post } from "./api";
+import { api, enc, events, get, List, onConnectionChange, post, Stream } from "./api";
 import { clear, errorBox, field, fmtTime, h, plural, tableWrap } from "./ui";
 import { canChangeFleet as canOperate } from "./main"; // dashboards are fleet-wide: not for a scoped user
 
@@ -8,6 +8,11 @@ import { canChangeFleet as canOperate } from "./main"; // dashboards are fleet-w
 // composes widgets on a 12-column grid from the documented REST API, with
 // an edit mode (add, move, resize, remove, save) and a full-screen mode
 // for a wall display (?fullscreen=1: no navigation).
+//
+// Live: the latest-values, gauge, chart and alarm-list widgets follow the
+// event stream (GET /events?telemetry=THINGS&alarms=1); polling every
+// ?refresh= seconds (default 5) remains for the other widgets, and for
+// all of them while the stream is lost.
 
 export interface Grid {
   x: number;
@@ -133,6 +138,13 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
   let stopped = false;
   let timer: number | undefined;
   const cleanups: (() => void)[] = [];
+  const pollMS = Math.max(1000, Number(q.get("refresh") ?? "") * 1000 || REFRESH_MS);
+  // The live stream and the values it brought ("thing key" → point).
+  let stream: Stream | null = null;
+  let streamQuery = "";
+  let streamLost = false;
+  const liveVals = new Map<string, Point>();
+  const stopConn = onConnectionChange((lost) => (streamLost = lost));
 
   if (fullscreen) document.body.classList.add("fullscreen");
   clear(main, h("div", { class: "dash-head" }, heading, toolbar), err.el, editor, gridEl);
@@ -182,7 +194,53 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
     gridEl.classList.toggle("editing", editing);
     if (dash.widgets.length === 0) gridEl.append(h("p", { class: "muted" }, editing ? "No widgets yet: add one above." : "No widgets yet: press Edit to add some."));
     for (const w of dash.widgets) gridEl.append(widgetBox(w));
-    refresh();
+    refresh(true);
+    openStream();
+  }
+
+  // --- live ---
+  const liveTypes = new Set(["latest", "gauge", "timeseries"]);
+  async function openStream(): Promise<void> {
+    if (!dash) return;
+    const things = new Set<string>();
+    for (const w of dash.widgets) if (liveTypes.has(w.type)) for (const t of await targets(w).catch(() => [])) things.add(t);
+    const parts: string[] = [];
+    if (things.size) parts.push("telemetry=" + [...things].slice(0, 100).map(enc).join(","));
+    if (dash.widgets.some((w) => w.type === "alarms")) parts.push("alarms=1");
+    const query = parts.join("&");
+    if (query === streamQuery || stopped) return;
+    stream?.close();
+    stream = null;
+    streamQuery = query;
+    if (!query) return;
+    stream = events(
+      query,
+      {
+        telemetry: (e: { thing: string; time: string; payload?: Record<string, unknown> }) => {
+          if (!e.payload || typeof e.payload !== "object") return;
+          const ts = Date.parse(e.time) || Date.now();
+          for (const [key, value] of Object.entries(e.payload)) liveVals.set(`${e.thing} ${key}`, { thing: e.thing, key, ts, value });
+          for (const w of dash?.widgets ?? []) {
+            if (!liveTypes.has(w.type)) continue;
+            targets(w).then((ts) => ts.includes(e.thing) && soon(w.id, w.type === "timeseries" ? 1000 : 0));
+          }
+        },
+        alarm: () => {
+          for (const w of dash?.widgets ?? []) if (w.type === "alarms") soon(w.id, 300);
+        },
+        dropped: () => refresh(true),
+      },
+      () => refresh(true),
+    );
+  }
+  // soon reloads one widget after delay ms (once, however many events).
+  const pending = new Map<string, number>();
+  function soon(id: string, delay: number): void {
+    if (pending.has(id)) return;
+    pending.set(id, window.setTimeout(() => {
+      pending.delete(id);
+      loaders.get(id)?.(true); // a live update: the stream's values over what was read last
+    }, delay));
   }
 
   function widgetBox(w: Widget): HTMLElement {
@@ -199,7 +257,7 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
       editing && !fullscreen ? controls(w) : null,
       body,
     );
-    loaders.set(w.id, () => loadWidget(w, body));
+    loaders.set(w.id, (live?: boolean) => loadWidget(w, body, live));
     return box;
   }
 
@@ -316,11 +374,15 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
   }
 
   // --- data ---
-  const loaders = new Map<string, () => Promise<void>>();
-  async function refresh(): Promise<void> {
+  const loaders = new Map<string, (live?: boolean) => Promise<void>>();
+  // refresh reloads the widgets: all of them (after a render, a
+  // reconnect, lost events), or on the poll only those the stream does
+  // not keep current (all while it is lost).
+  async function refresh(all = false): Promise<void> {
     window.clearTimeout(timer);
-    await Promise.all([...loaders.entries()].filter(([id]) => dash?.widgets.some((w) => w.id === id)).map(([, fn]) => fn()));
-    if (!stopped) timer = window.setTimeout(refresh, REFRESH_MS);
+    const live = (w: Widget) => stream !== null && !streamLost && (liveTypes.has(w.type) || w.type === "alarms");
+    await Promise.all((dash?.widgets ?? []).filter((w) => all || !live(w)).map((w) => loaders.get(w.id)?.()));
+    if (!stopped) timer = window.setTimeout(() => refresh(), pollMS);
   }
 
   const groupCache = new Map<string, Promise<string[]>>();
@@ -335,15 +397,15 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
     return p;
   }
 
-  async function loadWidget(w: Widget, body: HTMLElement): Promise<void> {
+  async function loadWidget(w: Widget, body: HTMLElement, live = false): Promise<void> {
     try {
       switch (w.type) {
         case "timeseries":
           return await timeseries(w, body);
         case "latest":
-          return await latest(w, body);
+          return await latest(w, body, live);
         case "gauge":
-          return await gauge(w, body);
+          return await gauge(w, body, live);
         case "map":
           return await mapWidget(w, body);
         case "alarms":
@@ -406,21 +468,37 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
     }
   }
 
-  async function latestValues(things: string[], keys: string[]): Promise<Map<string, Point>> {
+  // fetched keeps what GET .../telemetry/latest answered last: a live
+  // update (cachedOnly) renders from it and the stream, with no request.
+  const fetched = new Map<string, Point>();
+  async function latestValues(things: string[], keys: string[], live = false): Promise<Map<string, Point>> {
     const out = new Map<string, Point>();
     await Promise.all(
       things.map(async (t) => {
+        if (live) {
+          for (const k of keys) {
+            const p = fetched.get(`${t} ${k}`);
+            if (p) out.set(`${t} ${k}`, p);
+          }
+          return;
+        }
         const l = await get<List<Point>>(`/things/${enc(t)}/telemetry/latest${keys.length ? "?keys=" + keys.map(enc).join(",") : ""}`);
-        for (const p of l.items) out.set(`${t} ${p.key}`, p);
+        for (const p of l.items) out.set(`${t} ${p.key}`, p), fetched.set(`${t} ${p.key}`, p);
       }),
     );
+    // What the stream brought may be newer than what was stored yet.
+    for (const t of things) for (const k of keys) {
+      const p = liveVals.get(`${t} ${k}`);
+      const o = out.get(`${t} ${k}`);
+      if (p && (!o || p.ts >= o.ts)) out.set(`${t} ${k}`, p);
+    }
     return out;
   }
 
-  async function latest(w: Widget, body: HTMLElement): Promise<void> {
+  async function latest(w: Widget, body: HTMLElement, live: boolean): Promise<void> {
     const things = await targets(w);
     const keys = w.keys ?? [];
-    const vals = await latestValues(things, keys);
+    const vals = await latestValues(things, keys, live);
     clear(
       body,
       tableWrap(h("table", { "data-testid": `latest-${w.id}` },
@@ -436,10 +514,10 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
     );
   }
 
-  async function gauge(w: Widget, body: HTMLElement): Promise<void> {
+  async function gauge(w: Widget, body: HTMLElement, live: boolean): Promise<void> {
     const [t] = w.things ?? [];
     const [k] = w.keys ?? [];
-    const vals = await latestValues([t], [k]);
+    const vals = await latestValues([t], [k], live);
     const p = vals.get(`${t} ${k}`);
     const v = typeof p?.value === "number" ? p.value : null;
     const min = w.min ?? 0;
@@ -552,6 +630,9 @@ export function dashboardPage(main: HTMLElement, params: Record<string, string>)
   return () => {
     stopped = true;
     window.clearTimeout(timer);
+    stream?.close();
+    stopConn();
+    for (const t of pending.values()) window.clearTimeout(t);
     for (const c of cleanups.splice(0)) c();
     document.body.classList.remove("fullscreen");
     if (document.fullscreenElement) document.exitFullscreen?.().catch(() => {});
