@@ -7,9 +7,9 @@ import (
 	"slices"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
-	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/store"
 )
 
