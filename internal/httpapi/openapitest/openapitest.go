@@ -59,6 +59,7 @@ func Load(spec []byte) (*Validator, error) {
 	if err := doc.Validate(context.Background()); err != nil {
 		return nil, fmt.Errorf("openapitest: the document is not valid OpenAPI: %w", err)
 	}
+	closeObjects(doc)
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		return nil, fmt.Errorf("openapitest: router: %w", err)
@@ -346,4 +347,70 @@ func (b *bufferedWriter) Flush() { _ = b.FlushError() }
 // checks and failures (for a test that provokes failures on purpose).
 func (v *Validator) Fork() *Validator {
 	return &Validator{doc: v.doc, router: v.router}
+}
+
+// closeObjects makes every object schema a response can hold closed
+// (additionalProperties: false) where the document leaves it open and
+// lists properties, so that a field the server sends but the document
+// does not describe fails validation. Schemas that take part in an allOf
+// stay open: each branch sees only its own properties.
+func closeObjects(doc *openapi3.T) {
+	inAllOf := map[*openapi3.Schema]bool{}
+	seen := map[*openapi3.Schema]bool{}
+	var walk func(ref *openapi3.SchemaRef, open bool)
+	walk = func(ref *openapi3.SchemaRef, open bool) {
+		if ref == nil || ref.Value == nil {
+			return
+		}
+		s := ref.Value
+		if open {
+			inAllOf[s] = true
+		}
+		if seen[s] {
+			return
+		}
+		seen[s] = true
+		for _, a := range s.AllOf {
+			walk(a, true)
+		}
+		for _, p := range s.Properties {
+			walk(p, false)
+		}
+		walk(s.Items, false)
+		walk(s.AdditionalProperties.Schema, false)
+		for _, o := range s.OneOf {
+			walk(o, false)
+		}
+		for _, o := range s.AnyOf {
+			walk(o, false)
+		}
+	}
+	var roots []*openapi3.SchemaRef
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			if op.Responses == nil {
+				continue
+			}
+			for _, r := range op.Responses.Map() {
+				if r.Value == nil {
+					continue
+				}
+				for _, mt := range r.Value.Content {
+					roots = append(roots, mt.Schema)
+				}
+			}
+		}
+	}
+	for _, r := range roots {
+		walk(r, false)
+	}
+	no := false
+	for s := range seen {
+		if inAllOf[s] || len(s.AllOf) > 0 || len(s.Properties) == 0 {
+			continue
+		}
+		if s.AdditionalProperties.Has == nil && s.AdditionalProperties.Schema == nil {
+			s.AdditionalProperties.Has = &no
+		}
+	}
 }
