@@ -330,7 +330,7 @@ func list[T any](ctx context.Context, c *Client, path string, q url.Values) ([]T
 // All calls page with "" and then with each next cursor until the last
 // page, and returns every item. Use it with the List methods:
 //
-//	things, err := apiclient.All(ctx, func(cur string) ([]store.Thing, string, error) {
+//	things, err := apiclient.All(ctx, func(cur string) ([]wire.Thing, string, error) {
 //		return c.ListThings(ctx, apiclient.ThingQuery{Cursor: cur})
 //	})
 func All[T any](ctx context.Context, page func(cursor string) ([]T, string, error)) ([]T, error) {

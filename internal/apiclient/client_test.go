@@ -24,6 +24,7 @@ import (
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/httpapi"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/store"
@@ -119,7 +120,7 @@ func TestThings(t *testing.T) {
 	if err != nil || len(items) != 2 || next == "" {
 		t.Fatalf("page 1: %v %q %v", items, next, err)
 	}
-	all, err := apiclient.All(ctx, func(cur string) ([]store.Thing, string, error) {
+	all, err := apiclient.All(ctx, func(cur string) ([]wire.Thing, string, error) {
 		return c.ListThings(ctx, apiclient.ThingQuery{Limit: 1, Cursor: cur})
 	})
 	if err != nil || len(all) != 3 || all[0].Name != "gw-1" || all[2].Name != "sensor-2" {

@@ -4,10 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"net/http"
 	"time"
-
-	"github.com/moteiot/mote/internal/store"
 )
 
 // ---- thing types ----
@@ -49,27 +48,27 @@ func (p TypePatch) MarshalJSON() ([]byte, error) {
 }
 
 // CreateType creates a thing type.
-func (c *Client) CreateType(ctx context.Context, t NewType) (store.ThingType, error) {
-	var out store.ThingType
+func (c *Client) CreateType(ctx context.Context, t NewType) (wire.ThingType, error) {
+	var out wire.ThingType
 	err := c.do(ctx, request{method: http.MethodPost, path: "/types", body: t}, &out)
 	return out, err
 }
 
 // GetType returns one thing type.
-func (c *Client) GetType(ctx context.Context, name string) (store.ThingType, error) {
-	var out store.ThingType
+func (c *Client) GetType(ctx context.Context, name string) (wire.ThingType, error) {
+	var out wire.ThingType
 	err := c.do(ctx, request{method: http.MethodGet, path: "/types/" + seg(name)}, &out)
 	return out, err
 }
 
 // ListTypes returns one page of thing types and the next cursor.
-func (c *Client) ListTypes(ctx context.Context, o ListOptions) ([]store.ThingType, string, error) {
-	return list[store.ThingType](ctx, c, "/types", o.values())
+func (c *Client) ListTypes(ctx context.Context, o ListOptions) ([]wire.ThingType, string, error) {
+	return list[wire.ThingType](ctx, c, "/types", o.values())
 }
 
 // UpdateType changes a type's description, policies and/or model.
-func (c *Client) UpdateType(ctx context.Context, name string, p TypePatch) (store.ThingType, error) {
-	var out store.ThingType
+func (c *Client) UpdateType(ctx context.Context, name string, p TypePatch) (wire.ThingType, error) {
+	var out wire.ThingType
 	err := c.do(ctx, request{method: http.MethodPatch, path: "/types/" + seg(name), body: p}, &out)
 	return out, err
 }
@@ -89,27 +88,27 @@ type NewGroup struct {
 }
 
 // CreateGroup creates a static group, or with a Query a dynamic one.
-func (c *Client) CreateGroup(ctx context.Context, g NewGroup) (store.Group, error) {
-	var out store.Group
+func (c *Client) CreateGroup(ctx context.Context, g NewGroup) (wire.Group, error) {
+	var out wire.Group
 	err := c.do(ctx, request{method: http.MethodPost, path: "/groups", body: g}, &out)
 	return out, err
 }
 
 // GetGroup returns one group.
-func (c *Client) GetGroup(ctx context.Context, name string) (store.Group, error) {
-	var out store.Group
+func (c *Client) GetGroup(ctx context.Context, name string) (wire.Group, error) {
+	var out wire.Group
 	err := c.do(ctx, request{method: http.MethodGet, path: "/groups/" + seg(name)}, &out)
 	return out, err
 }
 
 // ListGroups returns one page of groups and the next cursor.
-func (c *Client) ListGroups(ctx context.Context, o ListOptions) ([]store.Group, string, error) {
-	return list[store.Group](ctx, c, "/groups", o.values())
+func (c *Client) ListGroups(ctx context.Context, o ListOptions) ([]wire.Group, string, error) {
+	return list[wire.Group](ctx, c, "/groups", o.values())
 }
 
 // UpdateGroup replaces a group's description.
-func (c *Client) UpdateGroup(ctx context.Context, name, description string) (store.Group, error) {
-	var out store.Group
+func (c *Client) UpdateGroup(ctx context.Context, name, description string) (wire.Group, error) {
+	var out wire.Group
 	body := struct {
 		Description string `json:"description"`
 	}{description}
@@ -118,8 +117,8 @@ func (c *Client) UpdateGroup(ctx context.Context, name, description string) (sto
 }
 
 // UpdateGroupQuery replaces a dynamic group's query.
-func (c *Client) UpdateGroupQuery(ctx context.Context, name, query string) (store.Group, error) {
-	var out store.Group
+func (c *Client) UpdateGroupQuery(ctx context.Context, name, query string) (wire.Group, error) {
+	var out wire.Group
 	body := struct {
 		Query string `json:"query"`
 	}{query}
@@ -128,8 +127,8 @@ func (c *Client) UpdateGroupQuery(ctx context.Context, name, query string) (stor
 }
 
 // GroupThings returns one page of a group's members (static or dynamic).
-func (c *Client) GroupThings(ctx context.Context, name string, o ListOptions) ([]store.Thing, string, error) {
-	return list[store.Thing](ctx, c, "/groups/"+seg(name)+"/things", o.values())
+func (c *Client) GroupThings(ctx context.Context, name string, o ListOptions) ([]wire.Thing, string, error) {
+	return list[wire.Thing](ctx, c, "/groups/"+seg(name)+"/things", o.values())
 }
 
 // DeleteGroup deletes a group; its members stay, without the membership.
@@ -243,7 +242,7 @@ func (c *Client) DeletePolicy(ctx context.Context, name string) error {
 // NewToken is a freshly created API token: Secret is the whole token
 // (mote.tok_XXXX.YYYY), shown only this once.
 type NewToken struct {
-	store.Token
+	wire.Token
 	Secret string `json:"token"`
 }
 
@@ -265,8 +264,8 @@ func (c *Client) CreateToken(ctx context.Context, name, role string, expiresAt *
 }
 
 // ListTokens lists the API tokens (never their secrets).
-func (c *Client) ListTokens(ctx context.Context) ([]store.Token, error) {
-	items, _, err := list[store.Token](ctx, c, "/tokens", nil)
+func (c *Client) ListTokens(ctx context.Context) ([]wire.Token, error) {
+	items, _, err := list[wire.Token](ctx, c, "/tokens", nil)
 	return items, err
 }
 

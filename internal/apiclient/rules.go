@@ -3,12 +3,12 @@ package apiclient
 import (
 	"context"
 	"encoding/json"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
 )
 
@@ -66,35 +66,35 @@ type RuleTestWindow struct {
 }
 
 // CreateRule creates a rule.
-func (c *Client) CreateRule(ctx context.Context, r RuleInput) (store.Rule, error) {
-	var out store.Rule
+func (c *Client) CreateRule(ctx context.Context, r RuleInput) (wire.Rule, error) {
+	var out wire.Rule
 	err := c.do(ctx, request{method: http.MethodPost, path: "/rules", body: r}, &out)
 	return out, err
 }
 
 // GetRule returns one rule.
-func (c *Client) GetRule(ctx context.Context, name string) (store.Rule, error) {
-	var out store.Rule
+func (c *Client) GetRule(ctx context.Context, name string) (wire.Rule, error) {
+	var out wire.Rule
 	err := c.do(ctx, request{method: http.MethodGet, path: "/rules/" + seg(name)}, &out)
 	return out, err
 }
 
 // ListRules returns one page of rules and the next cursor.
-func (c *Client) ListRules(ctx context.Context, o ListOptions) ([]store.Rule, string, error) {
-	return list[store.Rule](ctx, c, "/rules", o.values())
+func (c *Client) ListRules(ctx context.Context, o ListOptions) ([]wire.Rule, string, error) {
+	return list[wire.Rule](ctx, c, "/rules", o.values())
 }
 
 // ReplaceRule replaces a rule's SQL, description, enabled, actions and
 // error action.
-func (c *Client) ReplaceRule(ctx context.Context, name string, r RuleInput) (store.Rule, error) {
-	var out store.Rule
+func (c *Client) ReplaceRule(ctx context.Context, name string, r RuleInput) (wire.Rule, error) {
+	var out wire.Rule
 	err := c.do(ctx, request{method: http.MethodPut, path: "/rules/" + seg(name), body: r}, &out)
 	return out, err
 }
 
 // SetRuleEnabled enables or disables a rule.
-func (c *Client) SetRuleEnabled(ctx context.Context, name string, enabled bool) (store.Rule, error) {
-	var out store.Rule
+func (c *Client) SetRuleEnabled(ctx context.Context, name string, enabled bool) (wire.Rule, error) {
+	var out wire.Rule
 	err := c.do(ctx, request{method: http.MethodPatch, path: "/rules/" + seg(name), body: map[string]bool{"enabled": enabled}}, &out)
 	return out, err
 }

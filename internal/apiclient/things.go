@@ -3,12 +3,11 @@ package apiclient
 import (
 	"context"
 	"encoding/json"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-
-	"github.com/moteiot/mote/internal/store"
 )
 
 // NewThing is the body of CreateThing. Enabled nil means the server
@@ -98,23 +97,23 @@ func (q ThingQuery) values() url.Values {
 }
 
 // CreateThing creates a thing.
-func (c *Client) CreateThing(ctx context.Context, t NewThing) (store.Thing, error) {
-	var out store.Thing
+func (c *Client) CreateThing(ctx context.Context, t NewThing) (wire.Thing, error) {
+	var out wire.Thing
 	err := c.do(ctx, request{method: http.MethodPost, path: "/things", body: t}, &out)
 	return out, err
 }
 
 // GetThing returns one thing, with its presence.
-func (c *Client) GetThing(ctx context.Context, name string) (store.Thing, error) {
-	var out store.Thing
+func (c *Client) GetThing(ctx context.Context, name string) (wire.Thing, error) {
+	var out wire.Thing
 	err := c.do(ctx, request{method: http.MethodGet, path: "/things/" + seg(name)}, &out)
 	return out, err
 }
 
 // ListThings returns one page of things ordered by name and the cursor of
 // the next page ("" on the last page).
-func (c *Client) ListThings(ctx context.Context, q ThingQuery) ([]store.Thing, string, error) {
-	return list[store.Thing](ctx, c, "/things", q.values())
+func (c *Client) ListThings(ctx context.Context, q ThingQuery) ([]wire.Thing, string, error) {
+	return list[wire.Thing](ctx, c, "/things", q.values())
 }
 
 // CountThings returns how many things match a fleet query.
@@ -128,8 +127,8 @@ func (c *Client) CountThings(ctx context.Context, query string) (int, error) {
 
 // UpdateThing applies a partial update and returns the updated thing.
 // Disabling a thing disconnects it at once.
-func (c *Client) UpdateThing(ctx context.Context, name string, p ThingPatch) (store.Thing, error) {
-	var out store.Thing
+func (c *Client) UpdateThing(ctx context.Context, name string, p ThingPatch) (wire.Thing, error) {
+	var out wire.Thing
 	err := c.do(ctx, request{method: http.MethodPatch, path: "/things/" + seg(name), body: p}, &out)
 	return out, err
 }
@@ -140,15 +139,15 @@ func (c *Client) DeleteThing(ctx context.Context, name string) error {
 }
 
 // AttachPolicy attaches a policy to a thing and returns the thing.
-func (c *Client) AttachPolicy(ctx context.Context, thing, policy string) (store.Thing, error) {
-	var out store.Thing
+func (c *Client) AttachPolicy(ctx context.Context, thing, policy string) (wire.Thing, error) {
+	var out wire.Thing
 	err := c.do(ctx, request{method: http.MethodPut, path: "/things/" + seg(thing) + "/policies/" + seg(policy)}, &out)
 	return out, err
 }
 
 // DetachPolicy detaches a policy from a thing and returns the thing.
-func (c *Client) DetachPolicy(ctx context.Context, thing, policy string) (store.Thing, error) {
-	var out store.Thing
+func (c *Client) DetachPolicy(ctx context.Context, thing, policy string) (wire.Thing, error) {
+	var out wire.Thing
 	err := c.do(ctx, request{method: http.MethodDelete, path: "/things/" + seg(thing) + "/policies/" + seg(policy)}, &out)
 	return out, err
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/fleetindex"
 	"github.com/moteiot/mote/internal/httpapi"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/pgtest"
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/registry"
@@ -186,7 +187,7 @@ func TestThingLifecycle(t *testing.T) {
 		}
 	}
 	out = s.ok(t, "thing", "create", "gw-1", "-o", "json")
-	gw := decode[store.Thing](t, out)
+	gw := decode[wire.Thing](t, out)
 	if gw.Name != "gw-1" || !gw.Enabled {
 		t.Errorf("json create: %+v", gw)
 	}
@@ -202,7 +203,7 @@ func TestThingLifecycle(t *testing.T) {
 		t.Errorf("list rows:\n%s", out)
 	}
 	// JSON list with filters.
-	things := decode[[]store.Thing](t, s.ok(t, "thing", "list", "-o", "json", "--type", "sensor", "--attr", "site=ams", "--connected", "false", "--group", "floor-1", "--tag", "lab", "--prefix", "sens"))
+	things := decode[[]wire.Thing](t, s.ok(t, "thing", "list", "-o", "json", "--type", "sensor", "--attr", "site=ams", "--connected", "false", "--group", "floor-1", "--tag", "lab", "--prefix", "sens"))
 	if len(things) != 1 || things[0].Name != "sensor-1" {
 		t.Errorf("filtered list: %+v", things)
 	}
@@ -211,7 +212,7 @@ func TestThingLifecycle(t *testing.T) {
 	}
 
 	// Get.
-	th := decode[store.Thing](t, s.ok(t, "thing", "get", "sensor-1", "--output", "json"))
+	th := decode[wire.Thing](t, s.ok(t, "thing", "get", "sensor-1", "--output", "json"))
 	if th.Type != "sensor" || th.Attributes["room"] != "a,b" || !slices.Equal(th.Tags, []string{"lab"}) {
 		t.Errorf("get json: %+v", th)
 	}
@@ -220,11 +221,11 @@ func TestThingLifecycle(t *testing.T) {
 	}
 
 	// Update: sets replace; --tags "" clears.
-	th = decode[store.Thing](t, s.ok(t, "thing", "update", "sensor-1", "-o", "json", "--enable", "--attr", "site=ber", "--tags", "", "--groups", ""))
+	th = decode[wire.Thing](t, s.ok(t, "thing", "update", "sensor-1", "-o", "json", "--enable", "--attr", "site=ber", "--tags", "", "--groups", ""))
 	if !th.Enabled || len(th.Attributes) != 1 || th.Attributes["site"] != "ber" || len(th.Tags) != 0 || len(th.Groups) != 0 || th.Type != "sensor" {
 		t.Errorf("update: %+v", th)
 	}
-	th = decode[store.Thing](t, s.ok(t, "thing", "update", "sensor-1", "-o", "json", "--disable", "--tags", "a,b", "--type", "", "--clear-attrs"))
+	th = decode[wire.Thing](t, s.ok(t, "thing", "update", "sensor-1", "-o", "json", "--disable", "--tags", "a,b", "--type", "", "--clear-attrs"))
 	if th.Enabled || !slices.Equal(th.Tags, []string{"a", "b"}) || th.Type != "" || len(th.Attributes) != 0 {
 		t.Errorf("update 2: %+v", th)
 	}
@@ -262,7 +263,7 @@ func TestListPaging(t *testing.T) {
 	if !strings.Contains(out, "c") || strings.Contains(out, "\na ") || errOut != "" {
 		t.Errorf("page 2:\n%s\n%s", out, errOut)
 	}
-	all := decode[[]store.Thing](t, s.ok(t, "thing", "list", "--limit", "1", "--all", "-o", "json"))
+	all := decode[[]wire.Thing](t, s.ok(t, "thing", "list", "--limit", "1", "--all", "-o", "json"))
 	if len(all) != 3 || all[2].Name != "c" {
 		t.Errorf("--all: %+v", all)
 	}
@@ -499,7 +500,7 @@ func TestEnvironment(t *testing.T) {
 	t.Setenv("MOTE_TOKEN", s.token)
 	t.Setenv("MOTE_OUTPUT", "json")
 	out, errOut, code := run(t, "thing", "list")
-	if code != 0 || len(decode[[]store.Thing](t, out)) != 1 {
+	if code != 0 || len(decode[[]wire.Thing](t, out)) != 1 {
 		t.Fatalf("env: exit %d %s %s", code, out, errOut)
 	}
 	// Flags win over the environment.
@@ -580,7 +581,7 @@ func TestPoliciesTypesGroups(t *testing.T) {
 
 	// attach/detach to a thing and to a type.
 	s.ok(t, "policy", "attach", "telemetry", "--thing", "dev")
-	if th := decode[store.Thing](t, s.ok(t, "thing", "get", "dev", "-o", "json")); !slices.Equal(th.Policies, []string{"telemetry"}) {
+	if th := decode[wire.Thing](t, s.ok(t, "thing", "get", "dev", "-o", "json")); !slices.Equal(th.Policies, []string{"telemetry"}) {
 		t.Errorf("attached to thing: %v", th.Policies)
 	}
 	out = s.ok(t, "policy", "attach", "telemetry", "--type", "sensor")
@@ -589,14 +590,14 @@ func TestPoliciesTypesGroups(t *testing.T) {
 	}
 	s.ok(t, "policy", "attach", "p2", "--type", "sensor")
 	s.ok(t, "policy", "attach", "p2", "--type", "sensor") // again: no change
-	tt := decode[store.ThingType](t, s.ok(t, "type", "get", "sensor", "-o", "json"))
+	tt := decode[wire.ThingType](t, s.ok(t, "type", "get", "sensor", "-o", "json"))
 	if !slices.Equal(tt.Policies, []string{"telemetry", "p2"}) {
 		t.Errorf("type policies: %v", tt.Policies)
 	}
 	if _, _, code := s.run(t, "policy", "attach", "nope", "--type", "sensor"); code != 3 {
 		t.Errorf("attach unknown policy to type: exit %d", code)
 	}
-	tt = decode[store.ThingType](t, s.ok(t, "policy", "detach", "telemetry", "--type", "sensor", "-o", "json"))
+	tt = decode[wire.ThingType](t, s.ok(t, "policy", "detach", "telemetry", "--type", "sensor", "-o", "json"))
 	if !slices.Equal(tt.Policies, []string{"p2"}) {
 		t.Errorf("detach from type: %v", tt.Policies)
 	}
@@ -623,7 +624,7 @@ func TestPoliciesTypesGroups(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^gateway\s+telemetry\s+gw$`).MatchString(out) {
 		t.Errorf("type list:\n%s", out)
 	}
-	tt = decode[store.ThingType](t, s.ok(t, "type", "update", "gateway", "--policies", "", "--description", "d2", "-o", "json"))
+	tt = decode[wire.ThingType](t, s.ok(t, "type", "update", "gateway", "--policies", "", "--description", "d2", "-o", "json"))
 	if len(tt.Policies) != 0 || tt.Description != "d2" {
 		t.Errorf("type update: %+v", tt)
 	}
@@ -631,7 +632,7 @@ func TestPoliciesTypesGroups(t *testing.T) {
 		t.Errorf("delete used type: exit %d", code)
 	}
 	s.ok(t, "type", "delete", "gateway")
-	if types := decode[[]store.ThingType](t, s.ok(t, "type", "list", "-o", "json")); len(types) != 1 {
+	if types := decode[[]wire.ThingType](t, s.ok(t, "type", "list", "-o", "json")); len(types) != 1 {
 		t.Errorf("types: %+v", types)
 	}
 
@@ -640,7 +641,7 @@ func TestPoliciesTypesGroups(t *testing.T) {
 	if _, _, code := s.run(t, "group", "create", "floor-1"); code != 4 {
 		t.Errorf("duplicate group: exit %d", code)
 	}
-	g := decode[store.Group](t, s.ok(t, "group", "update", "floor-1", "--description", "ground", "-o", "json"))
+	g := decode[wire.Group](t, s.ok(t, "group", "update", "floor-1", "--description", "ground", "-o", "json"))
 	if g.Description != "ground" {
 		t.Errorf("group update: %+v", g)
 	}
@@ -668,13 +669,13 @@ func TestTokens(t *testing.T) {
 		t.Errorf("operator token does not work: exit %d", code)
 	}
 	// An operator lists only its own tokens and mints none above itself.
-	if out, _, code := run(t, "--server", s.url, "--token", m[1], "token", "list", "-o", "json"); code != 0 || len(decode[[]store.Token](t, out)) != 1 {
+	if out, _, code := run(t, "--server", s.url, "--token", m[1], "token", "list", "-o", "json"); code != 0 || len(decode[[]wire.Token](t, out)) != 1 {
 		t.Errorf("operator token list: exit %d\n%s", code, out)
 	}
 	if _, _, code := run(t, "--server", s.url, "--token", m[1], "token", "create", "up", "--role", "admin"); code != 5 {
 		t.Errorf("operator created an admin token: exit %d", code)
 	}
-	toks := decode[[]store.Token](t, s.ok(t, "token", "list", "-o", "json"))
+	toks := decode[[]wire.Token](t, s.ok(t, "token", "list", "-o", "json"))
 	if len(toks) != 2 {
 		t.Fatalf("tokens: %+v", toks)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moteiot/mote/internal/apiclient"
-	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 )
 
 const commandHelp = `Commands are queued for a device and delivered when it can take them: at
@@ -32,7 +32,7 @@ func (a *app) commandCmd() *cobra.Command {
 // commandDone reports whether a command reached a final status.
 func commandDone(status string) bool {
 	switch status {
-	case store.CommandQueued, store.CommandDelivered:
+	case wire.CommandQueued, wire.CommandDelivered:
 		return false
 	}
 	return true
@@ -98,7 +98,7 @@ wait ended first (the command stays queued).`,
 				return err
 			}
 			switch {
-			case out.Status == store.CommandSucceeded:
+			case out.Status == wire.CommandSucceeded:
 				return nil
 			case !commandDone(out.Status):
 				return fmt.Errorf("command %s is still %s after %s", out.ID, out.Status, wait)
@@ -168,7 +168,7 @@ func (a *app) commandListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			list, next, err := fetch(cmd, &lf, func(cur string) ([]store.Command, string, error) {
+			list, next, err := fetch(cmd, &lf, func(cur string) ([]wire.Command, string, error) {
 				return c.ListCommands(cmd.Context(), args[0], status, apiclient.ListOptions{Limit: lf.limit, Cursor: cur})
 			})
 			if err != nil {
@@ -192,7 +192,7 @@ func (a *app) commandListCmd() *cobra.Command {
 	return cmd
 }
 
-func resultText(r *store.CommandResult) string {
+func resultText(r *wire.CommandResult) string {
 	if r == nil {
 		return ""
 	}
@@ -202,7 +202,7 @@ func resultText(r *store.CommandResult) string {
 	return r.Status + " " + truncate(string(r.Output), 60)
 }
 
-func (a *app) printCommand(x store.Command) error {
+func (a *app) printCommand(x wire.Command) error {
 	if a.jsonOut() {
 		return a.printJSON(x)
 	}

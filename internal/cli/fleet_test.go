@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 )
 
 // TestFleetQueryCommands: thing list --query, thing count, a dynamic
@@ -24,7 +24,7 @@ func TestFleetQueryCommands(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	things := decode[[]store.Thing](t, s.ok(t, "thing", "list", "-o", "json", "--query", "attributes.site = 'ams'", "--limit", "1", "--all"))
+	things := decode[[]wire.Thing](t, s.ok(t, "thing", "list", "-o", "json", "--query", "attributes.site = 'ams'", "--limit", "1", "--all"))
 	if len(things) != 2 || things[0].Name != "ams-1" || things[1].Name != "ams-2" {
 		t.Errorf("thing list --query = %+v", things)
 	}
@@ -34,7 +34,7 @@ func TestFleetQueryCommands(t *testing.T) {
 	}
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		members := decode[[]store.Thing](t, s.ok(t, "group", "members", "amsterdam", "-o", "json"))
+		members := decode[[]wire.Thing](t, s.ok(t, "group", "members", "amsterdam", "-o", "json"))
 		if len(members) == 2 {
 			break
 		}

@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moteiot/mote/internal/apiclient"
-	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 )
 
 func (a *app) groupCmd() *cobra.Command {
@@ -41,7 +41,7 @@ func (a *app) groupCreateCmd() *cobra.Command {
 func (a *app) groupListCmd() *cobra.Command {
 	return listCmd(a, "groups", "List groups (members: mote thing list --group NAME)", (*apiclient.Client).ListGroups,
 		[]string{"NAME", "DESCRIPTION", "CREATED"},
-		func(g store.Group) []string {
+		func(g wire.Group) []string {
 			return []string{g.Name, truncate(g.Description, 60), fmtTime(g.CreatedAt)}
 		})
 }
@@ -65,7 +65,7 @@ func (a *app) groupUpdateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var g store.Group
+			var g wire.Group
 			if setD {
 				if g, err = c.UpdateGroup(cmd.Context(), args[0], description); err != nil {
 					return err
@@ -99,7 +99,7 @@ func (a *app) groupMembersCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			things, next, err := fetch(cmd, &lf, func(cur string) ([]store.Thing, string, error) {
+			things, next, err := fetch(cmd, &lf, func(cur string) ([]wire.Thing, string, error) {
 				return c.GroupThings(cmd.Context(), args[0], apiclient.ListOptions{Limit: lf.limit, Cursor: cur})
 			})
 			if err != nil {
@@ -126,7 +126,7 @@ func (a *app) groupDeleteCmd() *cobra.Command {
 	return a.deleteCmd("group", "Delete a group (its members stay, without the membership)", (*apiclient.Client).DeleteGroup)
 }
 
-func (a *app) printGroup(g store.Group) error {
+func (a *app) printGroup(g wire.Group) error {
 	if a.jsonOut() {
 		return a.printJSON(g)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moteiot/mote/internal/apiclient"
-	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 )
 
 func (a *app) ruleCmd() *cobra.Command {
@@ -145,7 +145,7 @@ func (a *app) ruleUpdateCmd() *cobra.Command {
 func (a *app) ruleListCmd() *cobra.Command {
 	return listCmd(a, "rules", "List rules", (*apiclient.Client).ListRules,
 		[]string{"NAME", "ENABLED", "SQL", "ACTIONS"},
-		func(r store.Rule) []string {
+		func(r wire.Rule) []string {
 			return []string{r.Name, fmt.Sprint(r.Enabled), truncate(r.SQL, 60), actionTypes(r.Actions)}
 		})
 }
@@ -278,7 +278,7 @@ func readTestMessages(name string, stdin io.Reader) ([]apiclient.RuleTestMessage
 	return list, nil
 }
 
-func (a *app) printRule(r store.Rule) error {
+func (a *app) printRule(r wire.Rule) error {
 	if a.jsonOut() {
 		return a.printJSON(r)
 	}

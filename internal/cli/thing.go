@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moteiot/mote/internal/apiclient"
-	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 )
 
 func (a *app) thingCmd() *cobra.Command {
@@ -95,7 +95,7 @@ func (a *app) thingListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			things, next, err := fetch(cmd, &lf, func(cur string) ([]store.Thing, string, error) {
+			things, next, err := fetch(cmd, &lf, func(cur string) ([]wire.Thing, string, error) {
 				qq := q
 				qq.Cursor = cur
 				return c.ListThings(cmd.Context(), qq)
@@ -256,7 +256,7 @@ func (a *app) thingDeleteCmd() *cobra.Command {
 	return a.deleteCmd("thing", "Delete a thing and its credentials (disconnects it)", (*apiclient.Client).DeleteThing)
 }
 
-func (a *app) printThing(t store.Thing) error {
+func (a *app) printThing(t wire.Thing) error {
 	if a.jsonOut() {
 		return a.printJSON(t)
 	}

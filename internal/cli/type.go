@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moteiot/mote/internal/apiclient"
-	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 )
 
 func (a *app) typeCmd() *cobra.Command {
@@ -65,7 +65,7 @@ func readModel(file string) (json.RawMessage, error) {
 func (a *app) typeListCmd() *cobra.Command {
 	return listCmd(a, "types", "List thing types", (*apiclient.Client).ListTypes,
 		[]string{"NAME", "POLICIES", "DESCRIPTION"},
-		func(t store.ThingType) []string {
+		func(t wire.ThingType) []string {
 			return []string{t.Name, fmtList(t.Policies), truncate(t.Description, 60)}
 		})
 }
@@ -129,7 +129,7 @@ func (a *app) typeDeleteCmd() *cobra.Command {
 	return a.deleteCmd("type", "Delete a thing type (refused while things use it)", (*apiclient.Client).DeleteType)
 }
 
-func (a *app) printType(t store.ThingType) error {
+func (a *app) printType(t wire.ThingType) error {
 	if a.jsonOut() {
 		return a.printJSON(t)
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 )
 
 // TestTypeModel: mote type create --model FILE stores the model; a model
@@ -24,7 +24,7 @@ func TestTypeModel(t *testing.T) {
 	if !strings.Contains(out, "1 telemetry keys, 0 property schemas, 1 commands") {
 		t.Errorf("create output:\n%s", out)
 	}
-	y := decode[store.ThingType](t, s.ok(t, "type", "get", "sensor", "-o", "json"))
+	y := decode[wire.ThingType](t, s.ok(t, "type", "get", "sensor", "-o", "json"))
 	if !strings.Contains(string(y.Model), `"°C"`) {
 		t.Errorf("model = %s", y.Model)
 	}
@@ -36,12 +36,12 @@ func TestTypeModel(t *testing.T) {
 		t.Error("create with a missing model file succeeded")
 	}
 	s.ok(t, "type", "update", "sensor", "--remove-model")
-	y = decode[store.ThingType](t, s.ok(t, "type", "get", "sensor", "-o", "json"))
+	y = decode[wire.ThingType](t, s.ok(t, "type", "get", "sensor", "-o", "json"))
 	if len(y.Model) != 0 {
 		t.Errorf("model after --remove-model = %s", y.Model)
 	}
 	s.ok(t, "type", "update", "sensor", "--model", good)
-	y = decode[store.ThingType](t, s.ok(t, "type", "get", "sensor", "-o", "json"))
+	y = decode[wire.ThingType](t, s.ok(t, "type", "get", "sensor", "-o", "json"))
 	if len(y.Model) == 0 {
 		t.Error("update --model did not set the model")
 	}

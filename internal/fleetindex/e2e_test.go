@@ -17,8 +17,8 @@ import (
 
 	"github.com/moteiot/mote/internal/apiclient"
 	"github.com/moteiot/mote/internal/daemontest"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/policy"
-	"github.com/moteiot/mote/internal/store"
 )
 
 const wait = 10 * time.Second
@@ -187,7 +187,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	}
 }
 
-func thingNames(things []store.Thing) []string {
+func thingNames(things []wire.Thing) []string {
 	out := make([]string, len(things))
 	for i, t := range things {
 		out[i] = t.Name

@@ -9,6 +9,7 @@ import (
 
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/store"
 )
 
@@ -89,7 +90,7 @@ func (s *server) createCommand(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return created(w, "/things/"+thing+"/commands/"+c.ID, c)
+	return created(w, "/things/"+thing+"/commands/"+c.ID, commandOut(c))
 }
 
 func (s *server) listCommands(w http.ResponseWriter, r *http.Request) error {
@@ -111,7 +112,7 @@ func (s *server) listCommands(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, newList(list, next))
+	return writeJSON(w, http.StatusOK, newList(commandsOut(list), next))
 }
 
 func (s *server) getCommand(w http.ResponseWriter, r *http.Request) error {
@@ -143,7 +144,7 @@ func (s *server) oneCommand(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, c)
+	return writeJSON(w, http.StatusOK, commandOut(c))
 }
 
 // parseWait reads the wait parameter of a long poll: a Go duration
@@ -234,5 +235,23 @@ func (s *server) deviceReportCommand(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, c)
+	return writeJSON(w, http.StatusOK, commandOut(c))
+}
+
+// commandOut maps a command's row to the wire.
+func commandOut(c store.Command) wire.Command {
+	out := wire.Command{ID: c.ID, Thing: c.Thing, Name: c.Name, Payload: c.Payload, Status: c.Status,
+		CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt, DeliveredAt: c.DeliveredAt, CompletedAt: c.CompletedAt}
+	if c.Result != nil {
+		out.Result = &wire.CommandResult{Status: c.Result.Status, Output: c.Result.Output}
+	}
+	return out
+}
+
+func commandsOut(cs []store.Command) []wire.Command {
+	out := make([]wire.Command, len(cs))
+	for i, c := range cs {
+		out[i] = commandOut(c)
+	}
+	return out
 }

@@ -2,8 +2,8 @@ package httpapi
 
 import (
 	"net/http"
-	"time"
 
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/store"
 )
 
@@ -22,14 +22,7 @@ type groupPatch struct {
 }
 
 // groupJSON is a group on the wire.
-type groupJSON struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Dynamic     bool      `json:"dynamic"`
-	Query       string    `json:"query,omitempty"`
-	CreatedAt   time.Time `json:"createdAt"`
-	UpdatedAt   time.Time `json:"updatedAt"`
-}
+type groupJSON = wire.Group
 
 func groupOut(g store.Group) groupJSON {
 	return groupJSON{Name: g.Name, Description: g.Description, Dynamic: g.Query != "", Query: g.Query, CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt}

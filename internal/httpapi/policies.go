@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/policy"
 	"github.com/moteiot/mote/internal/registry"
 )
@@ -30,11 +31,12 @@ type policyReplace struct {
 }
 
 // policyOut gives a policy's statements as [] rather than null.
-func policyOut(p registry.Policy) registry.Policy {
+func policyOut(p registry.Policy) wire.Policy {
 	if p.Document.Statements == nil {
 		p.Document.Statements = []policy.Statement{}
 	}
-	return p
+	return wire.Policy{Name: p.Name, Description: p.Description, Builtin: p.Builtin,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Document: p.Document}
 }
 
 // checkDocument validates a policy document of a request body, so that
@@ -80,10 +82,11 @@ func (s *server) listPolicies(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	out := make([]wire.Policy, len(ps))
 	for i := range ps {
-		ps[i] = policyOut(ps[i])
+		out[i] = policyOut(ps[i])
 	}
-	return writeJSON(w, http.StatusOK, newList(ps, next))
+	return writeJSON(w, http.StatusOK, newList(out, next))
 }
 
 func (s *server) getPolicy(w http.ResponseWriter, r *http.Request) error {

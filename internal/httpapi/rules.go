@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/ruleengine"
 	"github.com/moteiot/mote/internal/store"
@@ -26,31 +27,10 @@ type ruleBody struct {
 // ruleOut is a rule in an answer: the stored rule, its secrets redacted
 // unless the caller is an admin, and its counters since the server
 // started.
-type ruleOut struct {
-	Name        string          `json:"name"`
-	SQL         string          `json:"sql"`
-	Description string          `json:"description"`
-	Enabled     bool            `json:"enabled"`
-	Actions     json.RawMessage `json:"actions"`
-	ErrorAction json.RawMessage `json:"errorAction,omitempty"`
-	CreatedAt   time.Time       `json:"createdAt"`
-	UpdatedAt   time.Time       `json:"updatedAt"`
-	Metrics     ruleMetrics     `json:"metrics"`
-}
+type ruleOut = wire.Rule
 
 // ruleMetrics are a rule's counters since the server started.
-type ruleMetrics struct {
-	Matched        int64 `json:"matched"`
-	Errors         int64 `json:"errors"`
-	ActionsFailed  int64 `json:"actionsFailed"`
-	ActionsDropped int64 `json:"actionsDropped"`
-	Dropped        struct {
-		QueueFull        int64 `json:"queueFull"`
-		BreakerOpen      int64 `json:"breakerOpen"`
-		RetriesExhausted int64 `json:"retriesExhausted"`
-	} `json:"dropped"`
-	BreakerOpen bool `json:"breakerOpen"`
-}
+type ruleMetrics = wire.RuleMetrics
 
 // ruleOut builds the answer for rule r: only an admin sees the secrets of
 // its webhook actions (header values, the URL's password).

@@ -5,9 +5,9 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/store"
 )
 
@@ -35,25 +35,7 @@ type thingPatch struct {
 
 // thingJSON is a thing on the wire: the registry's record and what the
 // broker counted about it.
-type thingJSON struct {
-	store.Thing
-	Stats thingStats `json:"stats"`
-}
-
-// thingStats counts what a thing sent that the platform refused or could
-// not use.
-type thingStats struct {
-	PublishDenied    int64      `json:"publishDenied"`    // publishes its policies did not allow (MQTT 3.1.1 cannot be told)
-	InvalidTelemetry int64      `json:"invalidTelemetry"` // messages on things/{thing}/telemetry that are not a JSON object
-	LastDeniedTopic  string     `json:"lastDeniedTopic,omitempty"`
-	LastDeniedAt     *time.Time `json:"lastDeniedAt,omitempty"`
-	LastInvalidAt    *time.Time `json:"lastInvalidAt,omitempty"`
-	// Telemetry and reported values outside the type's device model
-	// (flagged, not refused); the latest as {"kind","key","value","reason"}.
-	ModelViolations      int64           `json:"modelViolations"`
-	LastModelViolation   json.RawMessage `json:"lastModelViolation,omitempty"`
-	LastModelViolationAt *time.Time      `json:"lastModelViolationAt,omitempty"`
-}
+type thingJSON = wire.Thing
 
 // thingList is a page of things with the number of all that match.
 type thingList struct {
@@ -62,7 +44,8 @@ type thingList struct {
 	Total      int         `json:"total"`
 }
 
-// thingOut gives a thing's sets as [] and {} rather than null.
+// thingOut maps a thing's row to the wire, its sets as [] and {} rather
+// than null.
 func thingOut(t store.Thing) thingJSON {
 	if t.Attributes == nil {
 		t.Attributes = map[string]string{}
@@ -77,17 +60,20 @@ func thingOut(t store.Thing) thingJSON {
 		t.Policies = []string{}
 	}
 	st := t.Stats
-	return thingJSON{Thing: t, Stats: thingStats{
-		PublishDenied:    st.PublishDenied,
-		InvalidTelemetry: st.InvalidTelemetry,
-		LastDeniedTopic:  st.LastDeniedTopic,
-		LastDeniedAt:     st.LastDeniedAt,
-		LastInvalidAt:    st.LastInvalidAt,
+	return thingJSON{
+		Name: t.Name, Type: t.Type, Attributes: t.Attributes, Tags: t.Tags, Groups: t.Groups, Policies: t.Policies,
+		Enabled: t.Enabled, Connected: t.Connected, LastSeen: t.LastSeen, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		Stats: wire.ThingStats{
+			PublishDenied:    st.PublishDenied,
+			InvalidTelemetry: st.InvalidTelemetry,
+			LastDeniedTopic:  st.LastDeniedTopic,
+			LastDeniedAt:     st.LastDeniedAt,
+			LastInvalidAt:    st.LastInvalidAt,
 
-		ModelViolations:      st.ModelViolations,
-		LastModelViolation:   rawOrNil(st.LastModelViolation),
-		LastModelViolationAt: st.LastModelViolationAt,
-	}}
+			ModelViolations:      st.ModelViolations,
+			LastModelViolation:   rawOrNil(st.LastModelViolation),
+			LastModelViolationAt: st.LastModelViolationAt,
+		}}
 }
 
 // rawOrNil is stored JSON as it is, or nil when empty or not JSON.

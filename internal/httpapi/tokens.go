@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/store"
 )
@@ -27,17 +28,7 @@ type tokenCreate struct {
 }
 
 // tokenJSON is a token on the wire, without its secret.
-type tokenJSON struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	Role       string     `json:"role"`
-	User       string     `json:"user,omitempty"`
-	Groups     []string   `json:"groups,omitempty"`
-	RateLimit  int        `json:"rateLimit,omitempty"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
-	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
-}
+type tokenJSON = wire.Token
 
 func tokenOut(t store.Token) tokenJSON {
 	return tokenJSON{ID: t.ID, Name: t.Name, Role: t.Role, User: t.User, Groups: t.Groups, RateLimit: t.RateLimit,
@@ -45,10 +36,7 @@ func tokenOut(t store.Token) tokenJSON {
 }
 
 // newToken is a created token with its secret, shown once.
-type newToken struct {
-	tokenJSON
-	Secret string `json:"token"`
-}
+type newToken = wire.NewToken
 
 func (s *server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := noParams(r); err != nil {
@@ -124,7 +112,7 @@ func (s *server) createToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.Info("API token created", "token", t.ID, "role", t.Role, "user", t.User, "by", principalName(r))
-	return created(w, "/tokens/"+t.ID, newToken{tokenJSON: tokenOut(t), Secret: secret})
+	return created(w, "/tokens/"+t.ID, newToken{Token: tokenOut(t), Secret: secret})
 }
 
 // ownsToken reports whether the caller may see and revoke token t: an

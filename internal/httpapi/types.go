@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"time"
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/devicemodel"
 
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/store"
 )
 
@@ -29,14 +29,7 @@ type typePatch struct {
 }
 
 // typeJSON is a thing type as the API shows it.
-type typeJSON struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description"`
-	Policies    []string        `json:"policies"`
-	Model       json.RawMessage `json:"model,omitempty"`
-	CreatedAt   time.Time       `json:"createdAt"`
-	UpdatedAt   time.Time       `json:"updatedAt"`
-}
+type typeJSON = wire.ThingType
 
 // typeOut gives a type's policies as [] rather than null.
 func typeOut(t store.ThingType) typeJSON {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/users"
 )
@@ -16,14 +16,7 @@ import (
 // password.
 
 // userJSON is a user on the wire (never its password hash).
-type userJSON struct {
-	Name        string     `json:"name"`
-	Role        string     `json:"role"`
-	Groups      []string   `json:"groups,omitempty"`
-	CreatedAt   time.Time  `json:"createdAt"`
-	UpdatedAt   time.Time  `json:"updatedAt"`
-	LastLoginAt *time.Time `json:"lastLoginAt,omitempty"`
-}
+type userJSON = wire.User
 
 func userOut(u store.User) userJSON {
 	return userJSON{Name: u.Name, Role: u.Role, Groups: u.Groups, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, LastLoginAt: u.LastLoginAt}

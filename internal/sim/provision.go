@@ -8,6 +8,7 @@ import (
 
 	"github.com/moteiot/mote/internal/apiclient"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/httpapi/wire"
 	"github.com/moteiot/mote/internal/store"
 )
 
@@ -102,13 +103,13 @@ func Provision(ctx context.Context, c *apiclient.Client, o ProvisionOptions) ([]
 	if err := ensureGroup(ctx, c, o.Group); err != nil {
 		return nil, rep, err
 	}
-	existing, err := apiclient.All(ctx, func(cur string) ([]store.Thing, string, error) {
+	existing, err := apiclient.All(ctx, func(cur string) ([]wire.Thing, string, error) {
 		return c.ListThings(ctx, apiclient.ThingQuery{Prefix: o.Prefix + "-", Limit: 1000, Cursor: cur})
 	})
 	if err != nil {
 		return nil, rep, fmt.Errorf("list things %s-*: %w", o.Prefix, err)
 	}
-	byName := make(map[string]store.Thing, len(existing))
+	byName := make(map[string]wire.Thing, len(existing))
 	for _, t := range existing {
 		byName[t.Name] = t
 	}
@@ -179,7 +180,7 @@ func Provision(ctx context.Context, c *apiclient.Client, o ProvisionOptions) ([]
 // provisionOne makes device i ready: the thing (created unless it
 // exists), a new secret, and the old secrets deleted. It returns how many
 // old secrets it deleted.
-func provisionOne(ctx context.Context, c *apiclient.Client, o ProvisionOptions, i int, t store.Thing, exists bool) (Identity, int, error) {
+func provisionOne(ctx context.Context, c *apiclient.Client, o ProvisionOptions, i int, t wire.Thing, exists bool) (Identity, int, error) {
 	name := ThingName(o.Prefix, i)
 	site := Sites[(i-1)%len(Sites)]
 	id := Identity{Thing: name, Site: site, Model: hardwareModels[(i-1)%len(hardwareModels)], Firmware: DefaultFirmware}

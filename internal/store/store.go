@@ -6,6 +6,11 @@
 // Backends return core errors: core.NotFound for a missing row,
 // core.Conflict for a duplicate name. They do not validate business rules
 // (the registry does); they only keep data.
+//
+// Rows are not a wire format: the REST API has its own types
+// (internal/httpapi/wire) and maps rows to them, so the registry's rows
+// carry no JSON tags. Commands keep theirs, because the commands package
+// publishes them to devices and applications over MQTT as they are.
 package store
 
 import (
@@ -50,19 +55,19 @@ type Store interface {
 
 // Thing is one device in the registry.
 type Thing struct {
-	Name       string            `json:"name"`
-	Type       string            `json:"type,omitempty"`
-	Attributes map[string]string `json:"attributes"`
-	Tags       []string          `json:"tags"`
-	Groups     []string          `json:"groups"`   // static groups the thing belongs to
-	Policies   []string          `json:"policies"` // policies attached to the thing itself
-	Enabled    bool              `json:"enabled"`
-	Connected  bool              `json:"connected"`          // maintained by presence
-	LastSeen   *time.Time        `json:"lastSeen,omitempty"` // last connect, disconnect or packet from the device
-	CreatedAt  time.Time         `json:"createdAt"`
-	UpdatedAt  time.Time         `json:"updatedAt"`
+	Name       string
+	Type       string
+	Attributes map[string]string
+	Tags       []string
+	Groups     []string // static groups the thing belongs to
+	Policies   []string // policies attached to the thing itself
+	Enabled    bool
+	Connected  bool       // maintained by presence
+	LastSeen   *time.Time // last connect, disconnect or packet from the device
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 	// Stats are kept by the broker (RecordActivity); not configuration.
-	Stats ThingStats `json:"-"`
+	Stats ThingStats
 }
 
 // ThingStats count what a thing sent that the platform refused or could
@@ -190,14 +195,14 @@ func ThingCursor(sort string, t Thing) string {
 // ThingType groups things of one kind; policies attached to a type apply
 // to all its things.
 type ThingType struct {
-	Name        string   `json:"name"`
-	Description string   `json:"description"`
-	Policies    []string `json:"policies"`
+	Name        string
+	Description string
+	Policies    []string
 	// Model is the type's device model as JSON (internal/devicemodel);
 	// nil: none. The store keeps it as given.
-	Model     json.RawMessage `json:"model,omitempty"`
-	CreatedAt time.Time       `json:"createdAt"`
-	UpdatedAt time.Time       `json:"updatedAt"`
+	Model     json.RawMessage
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // TypeStore keeps thing types. Deleting a type that things still use is a
@@ -214,11 +219,11 @@ type TypeStore interface {
 // thing) or dynamic (its members are the things that match Query, a fleet
 // query; see internal/fleetindex).
 type Group struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Query       string    `json:"query,omitempty"`
-	CreatedAt   time.Time `json:"createdAt"`
-	UpdatedAt   time.Time `json:"updatedAt"`
+	Name        string
+	Description string
+	Query       string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // GroupStore keeps static groups. Deleting a group removes its memberships.
@@ -281,12 +286,12 @@ type CredentialStore interface {
 // meaning). Document is kept as JSON so the store does not depend on the
 // policy package.
 type Policy struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Document    []byte    `json:"-"` // JSON of policy.Document
-	Builtin     bool      `json:"builtin"`
-	CreatedAt   time.Time `json:"createdAt"`
-	UpdatedAt   time.Time `json:"updatedAt"`
+	Name        string
+	Description string
+	Document    []byte // JSON of policy.Document
+	Builtin     bool
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // PolicyStore keeps policies. Deleting a policy detaches it from every
@@ -304,20 +309,20 @@ type PolicyStore interface {
 // Token is an API token. The secret part is shown once; only a keyed hash
 // is kept.
 type Token struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	Hash       []byte     `json:"-"`
-	Role       string     `json:"role"` // admin, operator, viewer
-	CreatedAt  time.Time  `json:"createdAt"`
-	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
-	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	ID         string
+	Name       string
+	Hash       []byte
+	Role       string // admin, operator, viewer
+	CreatedAt  time.Time
+	ExpiresAt  *time.Time
+	LastUsedAt *time.Time
 	// User owns the token ("" for a token of no user, such as one made
 	// by `mote token create` on the server); deleting the user deletes
 	// its tokens. Groups scopes it (nil: the user's scope); RateLimit
 	// is its request limit per minute (0: none).
-	User      string   `json:"user,omitempty"`
-	Groups    []string `json:"groups,omitempty"`
-	RateLimit int      `json:"rateLimit,omitempty"`
+	User      string
+	Groups    []string
+	RateLimit int
 }
 
 // TokenStore keeps API tokens.
@@ -385,14 +390,14 @@ type ShadowStore interface {
 // them. Actions is a JSON array of action objects; ErrorAction is one JSON
 // action object or nil.
 type Rule struct {
-	Name        string          `json:"name"`
-	SQL         string          `json:"sql"`
-	Description string          `json:"description"`
-	Enabled     bool            `json:"enabled"`
-	Actions     json.RawMessage `json:"actions"`
-	ErrorAction json.RawMessage `json:"errorAction,omitempty"`
-	CreatedAt   time.Time       `json:"createdAt"`
-	UpdatedAt   time.Time       `json:"updatedAt"`
+	Name        string
+	SQL         string
+	Description string
+	Enabled     bool
+	Actions     json.RawMessage
+	ErrorAction json.RawMessage
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // RuleStore keeps rules. List returns rules ordered by name.
@@ -439,15 +444,15 @@ type RuleWindowStore interface {
 // User is a person who signs in to the web console. The password is kept
 // only as a slow hash (bcrypt); the store does not interpret it.
 type User struct {
-	Name         string     `json:"name"`
-	PasswordHash []byte     `json:"-"`
-	Role         string     `json:"role"` // admin, operator, viewer
-	CreatedAt    time.Time  `json:"createdAt"`
-	UpdatedAt    time.Time  `json:"updatedAt"`
-	LastLoginAt  *time.Time `json:"lastLoginAt,omitempty"`
+	Name         string
+	PasswordHash []byte
+	Role         string // admin, operator, viewer
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	LastLoginAt  *time.Time
 	// Groups scopes the user to the things of these groups (static or
 	// dynamic); nil: every thing.
-	Groups []string `json:"groups,omitempty"`
+	Groups []string
 }
 
 // Session is a signed-in console session. Only a hash of the session id
