@@ -31,6 +31,7 @@ func (d *Daemon) startProvisioning(ctx context.Context, hasher *auth.Hasher, sea
 		ClaimTTL:               cfg.ProvisioningClaimTTL,
 		MaxClaimTTL:            cfg.ProvisioningMaxClaimTTL,
 		RequestTimeout:         cfg.ProvisioningRequestTimeout,
+		Audit:                  d.audit,
 		Logger:                 broker.Throttled(d.log.With("component", "provisioning"), 20, 10e9),
 		Metrics:                d.metrics,
 	})

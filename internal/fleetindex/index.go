@@ -709,18 +709,30 @@ func (x *Index) reloadPending(ctx context.Context) {
 	x.mu.RUnlock()
 	loaded := make(map[string]*entry, len(names))
 	gone := make([]string, 0)
+	// The things in one read (a bulk import marks thousands at once),
+	// then each one's shadows.
+	things, err := x.o.Store.Things().GetMany(ctx, names)
+	if err != nil {
+		if ctx.Err() == nil {
+			x.log.Warn("fleet index: reload of things failed; they stay as they were until the next resync", "things", len(names), "error", err)
+		}
+		return
+	}
+	byName := make(map[string]store.Thing, len(things))
+	for _, t := range things {
+		byName[t.Name] = t
+	}
 	for _, n := range names {
-		t, err := x.o.Store.Things().Get(ctx, n)
-		if core.KindOf(err) == core.KindNotFound {
+		t, ok := byName[n]
+		if !ok {
 			gone = append(gone, n)
 			continue
 		}
+		e := newEntry(t)
+		err := x.loadShadows(ctx, e, known[n])
 		if err == nil {
-			e := newEntry(t)
-			if err = x.loadShadows(ctx, e, known[n]); err == nil {
-				loaded[n] = e
-				continue
-			}
+			loaded[n] = e
+			continue
 		}
 		if ctx.Err() == nil {
 			x.log.Warn("fleet index: reload of a thing failed; it stays as it was until the next resync", "thing", n, "error", err)

@@ -1,10 +1,12 @@
 package provisioning_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/provisioning"
@@ -112,4 +114,43 @@ func callRaw(t *testing.T, s *daemontest.Server, token, method, path string) str
 		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
 	}
 	return string(b)
+}
+
+// TestProvisioningAuditOverMQTT: a registration over MQTT, which the REST
+// API's audit edge never sees, is recorded by provisioning itself with the
+// device and its enrollment as the actor and no secret.
+func TestProvisioningAuditOverMQTT(t *testing.T) {
+	s := daemontest.Start(t, noRateLimit)
+	var g enrollmentAnswer
+	if st := call(t, s, s.Token, "POST", "/enrollments", map[string]any{"name": "fleet", "attestation": map[string]any{"type": "symmetricKey"}}, &g); st != 201 {
+		t.Fatalf("create group: %d", st)
+	}
+	dk := derive(t, g.Attestation.PrimaryKey, "sensor-1")
+	p, err := s.DialV5(t, daemontest.V5Options{ClientID: "sensor-1", Username: "enrollment:fleet", Password: dk, CleanStart: true})
+	if err != nil {
+		t.Fatalf("provisioning connect: %v", err)
+	}
+	if code := p.Sub(t, provisioning.TopicRegister+"/+"); code >= 0x80 {
+		t.Fatalf("subscribe to the answers = %#x", code)
+	}
+	p.Pub(t, provisioning.TopicRegister, 1, false, `{}`)
+	m := p.Inbox.Wait(t, provisioning.TopicRegister+"/accepted", 5*time.Second)
+	var a regAnswer
+	if err := json.Unmarshal([]byte(m.Payload), &a); err != nil || a.Secret == "" {
+		t.Fatalf("accepted = %s", m.Payload)
+	}
+	var page auditPage
+	if st := call(t, s, s.Token, "GET", "/audit?action="+provisioning.AuditActionMQTTRegister, nil, &page); st != 200 || len(page.Items) != 1 {
+		t.Fatalf("GET /audit = %d, %+v; want the MQTT registration", st, page.Items)
+	}
+	e := page.Items[0]
+	if e.Actor.Kind != "device" || e.Actor.Name != "sensor-1" || e.Actor.ID != "enrollment:fleet" || e.Target.Kind != "thing" || e.Target.Name != "sensor-1" || e.Status != 201 {
+		t.Errorf("entry = %+v; want device sensor-1 of enrollment:fleet creating thing sensor-1", e)
+	}
+	exp := callRaw(t, s, s.Token, "GET", "/audit/export")
+	for _, secret := range []string{dk, a.Secret} {
+		if strings.Contains(exp, secret) {
+			t.Errorf("a secret %.8q… appears in the audit log", secret)
+		}
+	}
 }

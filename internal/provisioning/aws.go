@@ -147,12 +147,17 @@ func (s *Service) registerThing(ctx context.Context, sess *Session, template str
 	if err != nil {
 		return RegisterThingResponse{}, refuse("bad_name", core.KindInvalid, "no thing name from the parameters: %v", err)
 	}
+	slot, err := s.auditSlot(ctx)
+	if err != nil {
+		return RegisterThingResponse{}, err
+	}
 	res, err := s.admit(ctx, row, "aws:"+thing, thing, nil, func(ctx context.Context, thing string) (registry.NewCredential, error) {
 		na := p.notAft
 		c, err := s.opts.Store.Credentials().Create(ctx, store.Credential{ID: auth.NewID("cred"), Thing: thing, Type: store.CredentialX509,
 			Fingerprint: p.fp, CertPEM: p.certPEM, NotAfter: &na})
 		return registry.NewCredential{Credential: c}, err
 	})
+	auditCommit(slot, AuditActionAWS, thing, row.Name, res, err)
 	if err != nil {
 		return RegisterThingResponse{}, err
 	}

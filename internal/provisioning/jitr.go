@@ -83,6 +83,10 @@ func (s *Service) Certificate(ctx context.Context, cert *x509.Certificate) (auth
 		s.count(MethodJITR, "bad_name")
 		return auth.Identity{}, nil, refuse("bad_name", core.KindForbidden, "no thing name from the certificate: %v", err)
 	}
+	slot, err := s.auditSlot(ctx)
+	if err != nil {
+		return auth.Identity{}, nil, err
+	}
 	res, err := s.admit(ctx, row, "x509:"+fp, thing, nil, func(ctx context.Context, thing string) (registry.NewCredential, error) {
 		na := cert.NotAfter.UTC()
 		c, err := s.opts.Store.Credentials().Create(ctx, store.Credential{ID: auth.NewID("cred"), Thing: thing, Type: store.CredentialX509,
@@ -90,6 +94,7 @@ func (s *Service) Certificate(ctx context.Context, cert *x509.Certificate) (auth
 		return registry.NewCredential{Credential: c}, err
 	})
 	s.countResult(MethodJITR, res, err)
+	auditCommit(slot, AuditActionJITR, thing, g.name, res, err)
 	if err != nil {
 		return auth.Identity{}, nil, err
 	}

@@ -144,8 +144,13 @@ func (m MQTT) register(ctx context.Context, s *Session, payload []byte) (Registe
 	if err != nil {
 		return RegisterAnswer{}, err
 	}
+	slot, err := m.S.auditSlot(ctx)
+	if err != nil {
+		return RegisterAnswer{}, err
+	}
 	res, err := m.S.admit(ctx, row, s.RegistrationID, s.RegistrationID, []byte(req.CSR), nil)
 	m.S.countResult(MethodSymmetricKey, res, err)
+	auditCommit(slot, AuditActionMQTTRegister, s.RegistrationID, s.Enrollment, res, err)
 	if err != nil {
 		return RegisterAnswer{}, err
 	}

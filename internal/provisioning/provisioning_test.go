@@ -318,6 +318,12 @@ func TestJITR(t *testing.T) {
 	if _, err := s.DialV5(t, daemontest.V5Options{ClientID: "jit-1", TLS: s.TLSConfig(&cert), CleanStart: true}); err != nil {
 		t.Fatalf("second connect: %v", err)
 	}
+	// The registration is in the audit log, once, with the device as the actor.
+	var page auditPage
+	if st := call(t, s, s.Token, "GET", "/audit?action="+provisioning.AuditActionJITR, nil, &page); st != 200 || len(page.Items) != 1 ||
+		page.Items[0].Actor.Kind != "device" || page.Items[0].Actor.Name != "jit-1" || page.Items[0].Actor.ID != "enrollment:maker" || page.Items[0].Target.Name != "jit-1" {
+		t.Errorf("audit of the JITR = %d %+v; want one entry by device jit-1 of enrollment:maker", st, page.Items)
+	}
 
 	expired, _ := ca.issue(t, "jit-old", time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
 	foreign := newCA(t, "foreign").leaf(t, "jit-foreign")

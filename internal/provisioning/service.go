@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moteiot/mote/internal/audit"
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/pki"
@@ -68,8 +69,11 @@ type Options struct {
 	MaxClaimTTL time.Duration
 	// RequestTimeout bounds one registration's store work.
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
-	Metrics        prometheus.Registerer
+	// Audit records the registrations that do not come through the REST
+	// API (MQTT, just-in-time); may be nil.
+	Audit   *audit.Recorder
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
 }
 
 func (o *Options) defaults() {

@@ -277,6 +277,15 @@ func FuzzParseCSV(f *testing.F) {
 	f.Add("name\n\"unterminated\n")
 	f.Add("name,attributes.\na,b\n")
 	f.Add("\ufeffname\n\"a\"\"b\"\n")
+	f.Add("\ufeff\"name\",\"type\"\r\nt1,sensor\r\n\r\nt2,\r\n")               // BOM, quoted header, CRLF, blank line
+	f.Add("name,type\nt1,sensor\nt2\nt3,a,b\n")                                // wrong column counts
+	f.Add("name,type\nt1,sen\"sor\nt2,\"a\"b\n")                               // bare and misplaced quotes
+	f.Add("name,groups,tags,credential\nt1,g1|g2; g3,,none\nt2,;;,a;b,x509\n") // list separators, a bad credential
+	f.Add("name,attributes.a,attributes.b\nt1,,\nt2,\"multi\nline\",x\n")      // empty attributes, a quoted newline
+	f.Add("name\n")                                                            // a header only
+	f.Add("name,\n")                                                           // an empty column name
+	f.Add("name,type,type\n")                                                  // a column twice
+	f.Add("name\n\"" + strings.Repeat("x", 300) + "\n")                        // an unterminated long field
 	f.Fuzz(func(t *testing.T, body string) {
 		p, err := thingimport.NewParser(thingimport.FormatCSV, strings.NewReader(body))
 		if err != nil {
@@ -310,6 +319,12 @@ func FuzzParseJSONL(f *testing.F) {
 	f.Add(`{"name":"t1","type":"sensor","attributes":{"a":"b"},"groups":["g"],"credential":"secret"}` + "\n")
 	f.Add("{\"name\":1}\n\n{}")
 	f.Add(`{"name":"t1"}{"x":1}`)
+	f.Add("{\"name\":\"t\\u00e9\",\"credential\":\"none\"}\r\n{\"name\":\"t2\",\"credential\":\"x509\"}\n") // escapes, CRLF, a bad credential
+	f.Add(`{"name":"t1","attributes":{"a":{"b":1}}}`)                                                       // a nested attribute
+	f.Add(`{"name":null,"groups":null,"tags":[null]}`)                                                      // nulls
+	f.Add("\ufeff{\"name\":\"t1\"}\n")                                                                      // a byte order mark
+	f.Add(`{"name":"t1"` + "\n" + `}`)                                                                      // an object over two lines
+	f.Add("   \n\t\n" + `"just a string"` + "\n")                                                           // blank lines, then no object
 	f.Fuzz(func(t *testing.T, body string) {
 		p, _ := thingimport.NewParser(thingimport.FormatJSONL, strings.NewReader(body))
 		for range 10000 {
