@@ -53,7 +53,9 @@ func TestFleetPositions(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got positionsAnswer
-	daemontest.WaitFor(t, 5*time.Second, func() error {
+	// Telemetry reaches the fleet index through the durable batch: a
+	// generous deadline for a loaded machine.
+	daemontest.WaitFor(t, 30*time.Second, func() error {
 		if code := apiGet(t, s, "/fleet/positions", &got); code != 200 || got.Total != 3 {
 			return fmt.Errorf("status %d, %+v", code, got)
 		}
@@ -177,7 +179,7 @@ func TestFleetPositionsOtherThing(t *testing.T) {
 	}
 	a.Pub(t, "things/a/telemetry", 1, false, `{"lat": 1, "lon": 2}`) // after the refused one
 	var got positionsAnswer
-	daemontest.WaitFor(t, 5*time.Second, func() error {
+	daemontest.WaitFor(t, 30*time.Second, func() error {
 		if apiGet(t, s, "/fleet/positions", &got); got.Total != 2 {
 			return fmt.Errorf("%+v", got)
 		}
@@ -230,7 +232,7 @@ func TestFleetPositionsConfiguredKeys(t *testing.T) {
 		t.Fatal("no position event within 10 s")
 	}
 	var got positionsAnswer
-	daemontest.WaitFor(t, 5*time.Second, func() error {
+	daemontest.WaitFor(t, 30*time.Second, func() error {
 		if code := apiGet(t, s, "/fleet/positions", &got); code != 200 || got.Total != 1 {
 			return fmt.Errorf("status %d, %+v", code, got)
 		}
