@@ -1,14 +1,17 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moteiot/mote/internal/httpapi/openapitest"
+	"github.com/moteiot/mote/internal/store"
 )
 
 // specValidator checks every response of every handler New builds in this
@@ -120,5 +123,32 @@ func TestOpenAPIIsValidOpenAPI(t *testing.T) {
 	}
 	if _, err := openapitest.Load([]byte(`{"openapi":"3.1.0","paths":{}}`)); err == nil {
 		t.Error("a document without info loaded; the check is not checking")
+	}
+}
+
+// BenchmarkOpenAPICheck is what checking one response costs the tests: a
+// page of 100 things against openapi.json.
+func BenchmarkOpenAPICheck(b *testing.B) {
+	benchThings := 100
+	if s := os.Getenv("BENCH_THINGS"); s != "" {
+		fmt.Sscan(s, &benchThings)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	page := thingList{Items: make([]thingJSON, benchThings), Total: benchThings}
+	for i := range page.Items {
+		page.Items[i] = thingOut(store.Thing{Name: fmt.Sprintf("t%d", i), Attributes: map[string]string{"site": "ams"}, CreatedAt: at, UpdatedAt: at})
+	}
+	body, err := json.Marshal(page)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", BasePath+"/things", nil)
+	h := http.Header{"Content-Type": {"application/json"}}
+	v := specValidator.Fork()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := v.Check(req, 200, h, body, false); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

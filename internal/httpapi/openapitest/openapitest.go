@@ -60,6 +60,12 @@ func Load(spec []byte) (*Validator, error) {
 		return nil, fmt.Errorf("openapitest: the document is not valid OpenAPI: %w", err)
 	}
 	closeObjects(doc)
+	// Check bodies with kin-openapi's own schema validator rather than its
+	// JSON Schema 2020-12 one, which compiles the schema again for every
+	// response (about 6 ms each, 35 ms for a page of 100 things). The
+	// keywords openapi.json uses (type lists included) mean the same to
+	// both; TestOpenAPIValidatorCatchesWrongResponses keeps that honest.
+	doc.OpenAPI = "3.0.3"
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		return nil, fmt.Errorf("openapitest: router: %w", err)
