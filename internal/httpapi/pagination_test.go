@@ -30,9 +30,6 @@ import (
 var notPaginated = map[string]string{
 	"/ca.pem":                                     "a file",
 	"/crl.pem":                                    "a file",
-	"/auth/oidc":                                  "one object",
-	"/auth/oidc/login":                            "a redirect",
-	"/auth/oidc/callback":                         "a redirect",
 	"/openapi.json":                               "a document",
 	"/server":                                     "one object",
 	"/stats":                                      "one object",
