@@ -138,6 +138,8 @@ type Options struct {
 	// Cluster, if set, hears what the other nodes of a cluster must know:
 	// platform publishes and established connections (cluster.go).
 	Cluster ClusterLink
+	// NodeID names this node in a cluster ("" alone); presence records it.
+	NodeID string
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil

@@ -355,6 +355,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Azure: broker.AzureOptions{Enabled: true, QueueSize: cfg.AzureQueueSize, RequestTimeout: cfg.AzureRequestTimeout},
 
 		Cluster: d.clusterLink(), // nil alone (cluster.go)
+		NodeID:  cfg.NodeID,
 	})
 	if err != nil {
 		return listenFlag(err)

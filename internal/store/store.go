@@ -57,6 +57,9 @@ type Thing struct {
 	Enabled    bool              `json:"enabled"`
 	Connected  bool              `json:"connected"`          // maintained by presence
 	LastSeen   *time.Time        `json:"lastSeen,omitempty"` // last connect, disconnect or packet from the device
+	// Node is the cluster node the thing connected to last while it is
+	// connected ("" for a single node; docs/cluster.md).
+	Node string `json:"node,omitempty"`
 	CreatedAt  time.Time         `json:"createdAt"`
 	UpdatedAt  time.Time         `json:"updatedAt"`
 	// Stats are kept by the broker (RecordActivity); not configuration.
@@ -132,6 +135,11 @@ type Presence struct {
 	Thing     string
 	Connected bool
 	At        time.Time
+	// Node is the cluster node that recorded the change ("" alone). A
+	// connect sets the thing's node; a disconnect applies only when the
+	// thing's node is this one (a device that moved to another node
+	// stays connected there), and LastSeen moves either way.
+	Node string
 }
 
 // ThingStore keeps things. List returns things ordered by name.

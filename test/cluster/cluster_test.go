@@ -410,5 +410,18 @@ func TestCluster(t *testing.T) {
 		if rc := second.Pub(t, "things/mover/telemetry", 1, false, "{}"); rc != 0 {
 			t.Fatalf("PUBACK %#x after takeover", rc)
 		}
+		// Presence is cluster-wide: the registry, read on node C, shows
+		// the thing connected on node B, where it moved — node A's
+		// disconnect of the old connection did not mark it offline.
+		daemontest.WaitFor(t, wait, func() error {
+			th, err := cc.Registry().GetThing(context.Background(), "mover")
+			if err != nil {
+				return err
+			}
+			if !th.Connected || th.Node != "node-1" {
+				return fmt.Errorf("mover: connected %v on node %q; want connected on node-1", th.Connected, th.Node)
+			}
+			return nil
+		})
 	})
 }
