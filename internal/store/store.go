@@ -57,13 +57,13 @@ type Thing struct {
 	Enabled    bool              `json:"enabled"`
 	Connected  bool              `json:"connected"`          // maintained by presence
 	LastSeen   *time.Time        `json:"lastSeen,omitempty"` // last connect, disconnect or packet from the device
-	// Node is the cluster node the thing connected to last while it is
-	// connected ("" for a single node; docs/cluster.md).
-	Node string `json:"node,omitempty"`
 	CreatedAt  time.Time         `json:"createdAt"`
 	UpdatedAt  time.Time         `json:"updatedAt"`
 	// Stats are kept by the broker (RecordActivity); not configuration.
 	Stats ThingStats `json:"-"`
+	// Node is the cluster node the thing connected to last while it is
+	// connected ("" for a single node; docs/cluster.md).
+	Node string `json:"node,omitempty"`
 }
 
 // ThingStats count what a thing sent that the platform refused or could
