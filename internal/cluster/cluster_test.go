@@ -37,7 +37,7 @@ func (b *fakeBroker) counts() (int, int) {
 	return len(b.relayed), len(b.takeover)
 }
 
-func startNATS(t *testing.T) *server.Server {
+func startNATS(t testing.TB) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
