@@ -63,6 +63,19 @@ func (d *Daemon) startCluster() error {
 	return d.cluster.Start(d.broker, w.handle)
 }
 
+// journalWants says which messages the ingest journal makes durable before
+// their PUBACK: those a rule stores, for one node alone. In a cluster none:
+// the journal's sequence numbers are per node while the telemetry store's
+// replay point (telemetry_state.last_seq) is one per database, so a node's
+// stored sequence would make another node's messages look stored already
+// and drop them (TestCluster/telemetry_stored_once lost 78 of 200). Until
+// durable ingest moves to JetStream, a cluster node writes telemetry
+// without the journal: a node killed loses what its telemetry writer had
+// not flushed (docs/cluster.md).
+func (d *Daemon) journalWants(topic string) bool {
+	return d.cfg.Cluster == "" && d.rules.Durable(topic)
+}
+
 // resetPresence marks things disconnected at start: every thing for one
 // node alone; in a cluster, the other nodes' devices are connected, so
 // nothing is reset here.

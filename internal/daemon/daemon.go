@@ -266,7 +266,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	// flush, so its Close is registered before the writer's.
 	d.journal, err = ingest.Open(ingest.Options{
 		Dir:     datadir.Journal(cfg.DataDir),
-		Wants:   func(topic string) bool { return d.rules.Durable(topic) },
+		Wants:   func(topic string) bool { return d.journalWants(topic) }, // cluster.go: none in a cluster
 		Apply:   func(m core.Message) { d.rules.ApplyDurable(m) },
 		Applied: d.twriter.Committed,
 		Logger:  d.log.With("component", "ingest"),

@@ -26,6 +26,7 @@ import (
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/pgtest"
 	"github.com/moteiot/mote/internal/policy"
+	"github.com/moteiot/mote/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -272,6 +273,27 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("telemetry stored once", func(t *testing.T) {
+		// The routing step's acknowledged QoS 1 telemetry, accepted on
+		// nodes A and B, is stored exactly once in the shared database
+		// (each node's own journal sequence must not make the other's
+		// messages look stored already).
+		for _, thing := range []string{"pub-a", "pub-b"} {
+			daemontest.WaitFor(t, wait, func() error {
+				seen := storedN(t, cc, thing)
+				if len(seen) != 200 {
+					return fmt.Errorf("%s: %d of 200 acknowledged messages stored", thing, len(seen))
+				}
+				for v, n := range seen {
+					if n != 1 {
+						return fmt.Errorf("%s: n=%v stored %d times", thing, v, n)
+					}
+				}
+				return nil
+			})
+		}
+	})
+
 	t.Run("properties", func(t *testing.T) {
 		pub := dialProps(t, a.MQTT, "props-pub", a.Device(t, "props-pub"))
 		sub := dialProps(t, b.MQTT, "props-sub", a.Device(t, "props-sub", "observer"))
@@ -424,4 +446,25 @@ func TestCluster(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// storedN counts the stored telemetry values of key "n" of a thing, read
+// through node's telemetry store.
+func storedN(t *testing.T, node *daemontest.Server, thing string) map[telemetry.Value]int {
+	t.Helper()
+	seen := map[telemetry.Value]int{}
+	q := telemetry.RangeQuery{Things: []string{thing}, Keys: []string{"n"}, To: time.Now().Add(time.Hour).UnixMilli(), Limit: telemetry.MaxLimit}
+	for {
+		pts, next, err := node.Telemetry().Range(context.Background(), q)
+		if err != nil {
+			t.Fatalf("telemetry of %s: %v", thing, err)
+		}
+		for _, p := range pts {
+			seen[p.Value]++
+		}
+		if next == "" {
+			return seen
+		}
+		q.Cursor = next
+	}
 }
