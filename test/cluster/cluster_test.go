@@ -26,6 +26,7 @@ import (
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/pgtest"
 	"github.com/moteiot/mote/internal/policy"
+	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/telemetry"
 )
 
@@ -416,6 +417,20 @@ func TestCluster(t *testing.T) {
 		})
 	})
 
+	t.Run("thing disabled on another node", func(t *testing.T) {
+		// Disabled through node A's registry, the thing's connection on
+		// node C is closed.
+		dev := cc.V5(t, "rogue", a.Device(t, "rogue"))
+		if _, err := a.Registry().UpdateThing(context.Background(), "rogue", store.ThingPatch{Enabled: ptr(false)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-dev.Disconnected:
+		case <-time.After(wait):
+			t.Fatal("the disabled thing's connection on node C is still open")
+		}
+	})
+
 	t.Run("takeover", func(t *testing.T) {
 		secret := a.Device(t, "mover")
 		first := a.V5(t, "mover", secret)
@@ -468,3 +483,5 @@ func storedN(t *testing.T, node *daemontest.Server, thing string) map[telemetry.
 		q.Cursor = next
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
