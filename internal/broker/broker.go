@@ -140,6 +140,8 @@ type Options struct {
 	Cluster ClusterLink
 	// CertRotation is certificate self-rotation over MQTT (certrotate.go).
 	CertRotation CertRotationOptions
+	// NodeID names this node in a cluster ("" alone); presence records it.
+	NodeID string
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil

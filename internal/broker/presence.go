@@ -126,7 +126,7 @@ func (e Event) appendJSON(b []byte) []byte {
 // record queues a thing's connection state for the registry.
 func (p *presence) record(thing string, connected bool) {
 	p.mu.Lock()
-	p.pending[thing] = store.Presence{Thing: thing, Connected: connected, At: time.Now()}
+	p.pending[thing] = store.Presence{Thing: thing, Connected: connected, At: time.Now(), Node: p.b.opts.NodeID}
 	p.mu.Unlock()
 }
 

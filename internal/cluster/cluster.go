@@ -229,6 +229,46 @@ func (n *Node) ClientConnected(clientID, _ string) {
 	n.announced.Add(1)
 }
 
+// Announce publishes a control event (a registry change) for the other
+// nodes: OnControl's handler receives data there. It never waits for the
+// network.
+func (n *Node) Announce(data []byte) {
+	if n.closed.Load() {
+		return
+	}
+	if err := n.nb.Conn().Publish(n.controlSubject(), append([]byte(n.opts.NodeID+"\x00"), data...)); err != nil {
+		n.announceFailed.Add(1)
+	}
+}
+
+// OnControl calls h with the data of every control event another node
+// announced, on the NATS delivery goroutine (h must only enqueue or act
+// quickly). The queue is bounded by RelayQueue.
+func (n *Node) OnControl(h func(data []byte)) error {
+	sub, err := n.nb.Conn().Subscribe(n.controlSubject(), func(msg *nats.Msg) {
+		node, data, ok := bytes.Cut(msg.Data, []byte{0})
+		if !ok {
+			n.decodeFailed.Add(1)
+			return
+		}
+		if string(node) == n.opts.NodeID {
+			return
+		}
+		h(data)
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
+	if err := sub.SetPendingLimits(n.opts.RelayQueue, natsbus.DefaultPendingBytes); err != nil {
+		return fmt.Errorf("cluster: pending limits: %w", err)
+	}
+	n.mu.Lock()
+	n.subs = append(n.subs, sub)
+	n.mu.Unlock()
+	return n.nb.Conn().FlushTimeout(natsbus.DefaultFlushTimeout)
+}
+
+func (n *Node) controlSubject() string  { return n.opts.Prefix + ".ctl.registry" }
 func (n *Node) relaySubject() string    { return n.opts.Prefix + ".msg.>" }
 func (n *Node) takeoverSubject() string { return n.opts.Prefix + ".ctl.takeover" }
 

@@ -37,7 +37,7 @@ func (b *fakeBroker) counts() (int, int) {
 	return len(b.relayed), len(b.takeover)
 }
 
-func startNATS(t *testing.T) *server.Server {
+func startNATS(t testing.TB) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
@@ -175,5 +175,34 @@ func TestRelayQueueBounded(t *testing.T) {
 	// over it may pass.
 	if n, _ := slow.counts(); n > 20 {
 		t.Fatalf("%d messages delivered after holding the relay with a queue of 10; want about 10", n)
+	}
+}
+
+// TestControlAnnounced: a control event (a registry change) announced on
+// node A reaches node B's handler, not A's own.
+func TestControlAnnounced(t *testing.T) {
+	s := startNATS(t)
+	a := join(t, s, "a", &fakeBroker{}, 0)
+	b := join(t, s, "b", &fakeBroker{}, 0)
+	var mu sync.Mutex
+	got := map[string][]string{}
+	for _, n := range []*Node{a, b} {
+		if err := n.OnControl(func(data []byte) {
+			mu.Lock()
+			got[n.NodeID()] = append(got[n.NodeID()], string(data))
+			mu.Unlock()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Announce([]byte(`{"kind":1}`))
+	waitFor(t, "the event on node b", func() bool { mu.Lock(); defer mu.Unlock(); return len(got["b"]) == 1 })
+	if err := a.nb.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got["a"]) != 0 || got["b"][0] != `{"kind":1}` {
+		t.Fatalf("events: %q", got)
 	}
 }

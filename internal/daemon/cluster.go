@@ -11,6 +11,7 @@ import (
 	"github.com/moteiot/mote/internal/cluster"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/shadow"
 )
 
@@ -60,7 +61,88 @@ func (d *Daemon) startCluster() error {
 		return nil
 	}
 	w := remoteWork{commands: d.commands, shadows: d.shadows}
-	return d.cluster.Start(d.broker, w.handle)
+	if err := d.cluster.Start(d.broker, w.handle); err != nil {
+		return err
+	}
+	// Registry changes made on one node act on the connections of every
+	// node: a thing disabled or deleted, a credential revoked, a policy
+	// changed.
+	if err := d.cluster.OnControl(d.onRemoteRegistry); err != nil {
+		return err
+	}
+	d.registry.Listen(d.announceRegistry)
+	return nil
+}
+
+// registryEvent is a registry.Event on the wire between nodes.
+type registryEvent struct {
+	Kind       registry.EventKind `json:"kind"`
+	Thing      string             `json:"thing,omitempty"`
+	Enabled    bool               `json:"enabled,omitempty"`
+	Credential string             `json:"credential,omitempty"`
+}
+
+// announceRegistry tells the other nodes about a registry change made here.
+func (d *Daemon) announceRegistry(e registry.Event) {
+	switch e.Kind {
+	case registry.ThingChanged, registry.ThingDeleted, registry.CredentialRevoked, registry.PoliciesChanged:
+	default:
+		return
+	}
+	b, err := json.Marshal(registryEvent{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential})
+	if err == nil {
+		d.cluster.Announce(b)
+	}
+}
+
+// onRemoteRegistry applies another node's registry change to this node's
+// connections and caches, as onRegistryEvent does for a local one (jobs
+// follow the change on the node that made it).
+func (d *Daemon) onRemoteRegistry(data []byte) {
+	var e registryEvent
+	if json.Unmarshal(data, &e) != nil {
+		return
+	}
+	switch e.Kind {
+	case registry.ThingChanged:
+		d.devices.Invalidate(e.Thing)
+		if !e.Enabled {
+			d.broker.DisconnectThing(e.Thing, "thing disabled")
+			if d.coap != nil {
+				d.coap.DisconnectThing(e.Thing)
+			}
+		} else {
+			d.broker.RefreshPolicies(e.Thing)
+		}
+	case registry.ThingDeleted:
+		d.devices.Invalidate(e.Thing)
+		d.broker.DisconnectThing(e.Thing, "thing deleted")
+		if d.coap != nil {
+			d.coap.DisconnectThing(e.Thing)
+		}
+		d.shadows.ForgetThing(e.Thing)
+	case registry.CredentialRevoked:
+		d.devices.Invalidate(e.Thing)
+		d.broker.DisconnectCredential(e.Thing, e.Credential, "credential revoked")
+		if d.coap != nil {
+			d.coap.DisconnectCredential(e.Thing, e.Credential)
+		}
+	case registry.PoliciesChanged:
+		d.broker.RefreshPolicies("")
+	}
+}
+
+// journalWants says which messages the ingest journal makes durable before
+// their PUBACK: those a rule stores, for one node alone. In a cluster none:
+// the journal's sequence numbers are per node while the telemetry store's
+// replay point (telemetry_state.last_seq) is one per database, so a node's
+// stored sequence would make another node's messages look stored already
+// and drop them (TestCluster/telemetry_stored_once lost 78 of 200). Until
+// durable ingest moves to JetStream, a cluster node writes telemetry
+// without the journal: a node killed loses what its telemetry writer had
+// not flushed (docs/cluster.md).
+func (d *Daemon) journalWants(topic string) bool {
+	return d.cfg.Cluster == "" && d.rules.Durable(topic)
 }
 
 // resetPresence marks things disconnected at start: every thing for one

@@ -284,7 +284,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	// flush, so its Close is registered before the writer's.
 	d.journal, err = ingest.Open(ingest.Options{
 		Dir:     datadir.Journal(cfg.DataDir),
-		Wants:   func(topic string) bool { return d.rules.Durable(topic) },
+		Wants:   func(topic string) bool { return d.journalWants(topic) }, // cluster.go: none in a cluster
 		Apply:   func(m core.Message) { d.rules.ApplyDurable(m) },
 		Applied: d.twriter.Committed,
 		Logger:  d.log.With("component", "ingest"),
@@ -375,6 +375,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Cluster: d.clusterLink(), // nil alone (cluster.go)
 		// Certificate self-rotation by devices over MQTT.
 		CertRotation: broker.CertRotationOptions{Rotator: d.certRotate},
+		NodeID:       cfg.NodeID,
 	})
 	if err != nil {
 		return listenFlag(err)

@@ -62,7 +62,7 @@ func thingOut(t store.Thing) thingJSON {
 	st := t.Stats
 	return thingJSON{
 		Name: t.Name, Type: t.Type, Attributes: t.Attributes, Tags: t.Tags, Groups: t.Groups, Policies: t.Policies,
-		Enabled: t.Enabled, Connected: t.Connected, LastSeen: t.LastSeen, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		Enabled: t.Enabled, Connected: t.Connected, LastSeen: t.LastSeen, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Node: t.Node,
 		Stats: wire.ThingStats{
 			PublishDenied:    st.PublishDenied,
 			InvalidTelemetry: st.InvalidTelemetry,

@@ -68,6 +68,9 @@ type Thing struct {
 	UpdatedAt  time.Time
 	// Stats are kept by the broker (RecordActivity); not configuration.
 	Stats ThingStats
+	// Node is the cluster node the thing connected to last while it is
+	// connected ("" for a single node; docs/cluster.md).
+	Node string
 }
 
 // ThingStats count what a thing sent that the platform refused or could
@@ -139,6 +142,11 @@ type Presence struct {
 	Thing     string
 	Connected bool
 	At        time.Time
+	// Node is the cluster node that recorded the change ("" alone). A
+	// connect sets the thing's node; a disconnect applies only when the
+	// thing's node is this one (a device that moved to another node
+	// stays connected there), and LastSeen moves either way.
+	Node string
 }
 
 // ThingStore keeps things. List returns things ordered by name.

@@ -72,7 +72,7 @@ var tables = []table{
 	{"groups", "groups", []column{c("name", kText), c("description", kText), c("created_at", kMS), c("updated_at", kMS), c("query", kText)}, "name"},
 	{"policies", "policies", []column{c("name", kText), c("description", kText), c("document", kText), c("builtin", kBool), c("created_at", kMS), c("updated_at", kMS)}, "name"},
 	{"type_policies", "type_policies", []column{c("type", kText), c("policy", kText), c("position", kInt)}, "type, policy"},
-	{"things", "things", []column{c("name", kText), c("type", kText), c("enabled", kBool), c("connected", kBool), c("last_seen", kMS), c("created_at", kMS), c("updated_at", kMS)}, "name"},
+	{"things", "things", []column{c("name", kText), c("type", kText), c("enabled", kBool), c("connected", kBool), c("last_seen", kMS), c("created_at", kMS), c("updated_at", kMS), c("node", kText)}, "name"}, // node: migration 0022 / 0015 (cluster)
 	{"thing_stats", "thing_stats", []column{c("thing", kText), c("publish_denied", kInt), c("invalid_telemetry", kInt), c("last_denied_topic", kText), c("last_denied_at", kMS), c("last_invalid_at", kMS), c("model_violations", kInt), c("last_model_violation", kText), c("last_model_violation_at", kMS)}, "thing"},
 	{"thing_attributes", "thing_attributes", []column{c("thing", kText), c("key", kText), c("value", kText)}, "thing, key"},
 	{"thing_tags", "thing_tags", []column{c("thing", kText), c("tag", kText)}, "thing, tag"},

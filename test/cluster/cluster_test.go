@@ -26,6 +26,8 @@ import (
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/pgtest"
 	"github.com/moteiot/mote/internal/policy"
+	"github.com/moteiot/mote/internal/store"
+	"github.com/moteiot/mote/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -272,6 +274,27 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("telemetry stored once", func(t *testing.T) {
+		// The routing step's acknowledged QoS 1 telemetry, accepted on
+		// nodes A and B, is stored exactly once in the shared database
+		// (each node's own journal sequence must not make the other's
+		// messages look stored already).
+		for _, thing := range []string{"pub-a", "pub-b"} {
+			daemontest.WaitFor(t, wait, func() error {
+				seen := storedN(t, cc, thing)
+				if len(seen) != 200 {
+					return fmt.Errorf("%s: %d of 200 acknowledged messages stored", thing, len(seen))
+				}
+				for v, n := range seen {
+					if n != 1 {
+						return fmt.Errorf("%s: n=%v stored %d times", thing, v, n)
+					}
+				}
+				return nil
+			})
+		}
+	})
+
 	t.Run("properties", func(t *testing.T) {
 		pub := dialProps(t, a.MQTT, "props-pub", a.Device(t, "props-pub"))
 		sub := dialProps(t, b.MQTT, "props-sub", a.Device(t, "props-sub", "observer"))
@@ -394,6 +417,20 @@ func TestCluster(t *testing.T) {
 		})
 	})
 
+	t.Run("thing disabled on another node", func(t *testing.T) {
+		// Disabled through node A's registry, the thing's connection on
+		// node C is closed.
+		dev := cc.V5(t, "rogue", a.Device(t, "rogue"))
+		if _, err := a.Registry().UpdateThing(context.Background(), "rogue", store.ThingPatch{Enabled: ptr(false)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-dev.Disconnected:
+		case <-time.After(wait):
+			t.Fatal("the disabled thing's connection on node C is still open")
+		}
+	})
+
 	t.Run("takeover", func(t *testing.T) {
 		secret := a.Device(t, "mover")
 		first := a.V5(t, "mover", secret)
@@ -410,5 +447,41 @@ func TestCluster(t *testing.T) {
 		if rc := second.Pub(t, "things/mover/telemetry", 1, false, "{}"); rc != 0 {
 			t.Fatalf("PUBACK %#x after takeover", rc)
 		}
+		// Presence is cluster-wide: the registry, read on node C, shows
+		// the thing connected on node B, where it moved — node A's
+		// disconnect of the old connection did not mark it offline.
+		daemontest.WaitFor(t, wait, func() error {
+			th, err := cc.Registry().GetThing(context.Background(), "mover")
+			if err != nil {
+				return err
+			}
+			if !th.Connected || th.Node != "node-1" {
+				return fmt.Errorf("mover: connected %v on node %q; want connected on node-1", th.Connected, th.Node)
+			}
+			return nil
+		})
 	})
 }
+
+// storedN counts the stored telemetry values of key "n" of a thing, read
+// through node's telemetry store.
+func storedN(t *testing.T, node *daemontest.Server, thing string) map[telemetry.Value]int {
+	t.Helper()
+	seen := map[telemetry.Value]int{}
+	q := telemetry.RangeQuery{Things: []string{thing}, Keys: []string{"n"}, To: time.Now().Add(time.Hour).UnixMilli(), Limit: telemetry.MaxLimit}
+	for {
+		pts, next, err := node.Telemetry().Range(context.Background(), q)
+		if err != nil {
+			t.Fatalf("telemetry of %s: %v", thing, err)
+		}
+		for _, p := range pts {
+			seen[p.Value]++
+		}
+		if next == "" {
+			return seen
+		}
+		q.Cursor = next
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

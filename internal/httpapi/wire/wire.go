@@ -32,7 +32,9 @@ type Thing struct {
 	LastSeen   *time.Time        `json:"lastSeen,omitempty"`
 	CreatedAt  time.Time         `json:"createdAt"`
 	UpdatedAt  time.Time         `json:"updatedAt"`
-	Stats      ThingStats        `json:"stats"`
+	// Node is the cluster node the thing is connected to (docs/cluster.md).
+	Node  string     `json:"node,omitempty"`
+	Stats ThingStats `json:"stats"`
 }
 
 // ThingStats counts what a thing sent that the platform refused or could

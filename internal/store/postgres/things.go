@@ -26,7 +26,8 @@ const thingSelect = `SELECT t.name, coalesce(t.type, ''), t.enabled, t.connected
 	(SELECT coalesce(array_agg(g.group_name ORDER BY g.group_name), '{}') FROM thing_groups g WHERE g.thing = t.name),
 	(SELECT coalesce(array_agg(p.policy ORDER BY p.position), '{}') FROM thing_policies p WHERE p.thing = t.name),
 	coalesce(s.publish_denied, 0), coalesce(s.invalid_telemetry, 0), coalesce(s.last_denied_topic, ''), s.last_denied_at, s.last_invalid_at,
-	coalesce(s.model_violations, 0), coalesce(s.last_model_violation, ''), s.last_model_violation_at
+	coalesce(s.model_violations, 0), coalesce(s.last_model_violation, ''), s.last_model_violation_at,
+	t.node
 FROM things t LEFT JOIN thing_stats s ON s.thing = t.name`
 
 // lastSeenKey is the lastSeen sort key: a thing never seen sorts as the
@@ -45,7 +46,7 @@ func scanThing(row scanner) (store.Thing, error) {
 	if err := row.Scan(&t.Name, &t.Type, &t.Enabled, &t.Connected, &lastSeen, &created, &updated,
 		&t.Attributes, &t.Tags, &t.Groups, &t.Policies,
 		&t.Stats.PublishDenied, &t.Stats.InvalidTelemetry, &t.Stats.LastDeniedTopic, &deniedAt, &invalidAt,
-		&t.Stats.ModelViolations, &t.Stats.LastModelViolation, &violationAt); err != nil {
+		&t.Stats.ModelViolations, &t.Stats.LastModelViolation, &violationAt, &t.Node); err != nil {
 		return store.Thing{}, err
 	}
 	t.Stats.LastModelViolationAt = utcPtr(violationAt)
@@ -304,6 +305,7 @@ func (ts *thingStore) RecordPresence(ctx context.Context, changes []store.Presen
 		names     = make([]string, 0, len(last))
 		connected = make([]bool, 0, len(last))
 		at        = make([]time.Time, 0, len(last))
+		nodes     = make([]string, 0, len(last))
 		t0        time.Time
 	)
 	for i, c := range changes {
@@ -320,10 +322,13 @@ func (ts *thingStore) RecordPresence(ctx context.Context, changes []store.Presen
 		names = append(names, c.Thing)
 		connected = append(connected, c.Connected)
 		at = append(at, ms(when))
+		nodes = append(nodes, c.Node)
 	}
-	if _, err := ts.s.pool.Exec(ctx, `UPDATE things t SET connected = c.connected, last_seen = c.at
-		FROM unnest($1::text[], $2::boolean[], $3::timestamptz[]) AS c(name, connected, at)
-		WHERE t.name = c.name`, names, connected, at); err != nil {
+	if _, err := ts.s.pool.Exec(ctx, `UPDATE things t SET last_seen = c.at,
+		connected = CASE WHEN c.connected OR t.node = c.node THEN c.connected ELSE t.connected END,
+		node = CASE WHEN c.connected THEN c.node WHEN t.node = c.node THEN '' ELSE t.node END
+		FROM unnest($1::text[], $2::boolean[], $3::timestamptz[], $4::text[]) AS c(name, connected, at, node)
+		WHERE t.name = c.name`, names, connected, at, nodes); err != nil {
 		return internal("record presence", err)
 	}
 	return nil

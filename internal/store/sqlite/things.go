@@ -27,7 +27,8 @@ const thingSelect = `SELECT t.name, t.type, t.enabled, t.connected, t.last_seen,
 	(SELECT json_group_array(g.group_name ORDER BY g.group_name) FROM thing_groups g WHERE g.thing = t.name),
 	(SELECT json_group_array(p.policy ORDER BY p.position) FROM thing_policies p WHERE p.thing = t.name),
 	s.publish_denied, s.invalid_telemetry, s.last_denied_topic, s.last_denied_at, s.last_invalid_at,
-	s.model_violations, s.last_model_violation, s.last_model_violation_at
+	s.model_violations, s.last_model_violation, s.last_model_violation_at,
+	t.node
 FROM things t LEFT JOIN thing_stats s ON s.thing = t.name`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -47,7 +48,7 @@ func scanThing(row scanner) (store.Thing, error) {
 	)
 	if err := row.Scan(&t.Name, &typ, &t.Enabled, &t.Connected, &lastSeen, &created, &updated,
 		&attrs, &tags, &groups, &policies, &denied, &invalid, &deniedTopic, &deniedAt, &invalidAt,
-		&violations, &violation, &violationAt); err != nil {
+		&violations, &violation, &violationAt, &t.Node); err != nil {
 		return store.Thing{}, err
 	}
 	t.Stats = store.ThingStats{
@@ -380,7 +381,11 @@ func (ts *thingStore) RecordPresence(ctx context.Context, changes []store.Presen
 		return nil
 	}
 	return ts.s.inTx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `UPDATE things SET connected = ?, last_seen = ? WHERE name = ?`)
+		// A disconnect applies only to the node the thing is on (store.Presence).
+		st, err := tx.PrepareContext(ctx, `UPDATE things SET last_seen = ?2,
+			connected = CASE WHEN ?1 OR node = ?4 THEN ?1 ELSE connected END,
+			node = CASE WHEN ?1 THEN ?4 WHEN node = ?4 THEN '' ELSE node END
+			WHERE name = ?3`)
 		if err != nil {
 			return internal("record presence", err)
 		}
@@ -394,7 +399,7 @@ func (ts *thingStore) RecordPresence(ctx context.Context, changes []store.Presen
 				}
 				at = t0
 			}
-			if _, err := st.ExecContext(ctx, c.Connected, at, c.Thing); err != nil {
+			if _, err := st.ExecContext(ctx, c.Connected, at, c.Thing, c.Node); err != nil {
 				return internal("record presence", err)
 			}
 		}

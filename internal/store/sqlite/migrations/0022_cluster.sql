@@ -1,0 +1,3 @@
+-- The cluster node a connected thing is on (docs/cluster.md); '' for a
+-- single node.
+ALTER TABLE things ADD COLUMN node TEXT NOT NULL DEFAULT '';
