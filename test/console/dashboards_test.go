@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,12 @@ func TestDashboardsAndHistory(t *testing.T) {
 				if rc := devs[n].Pub(t, "things/"+n+"/telemetry", 1, false, fmt.Sprintf(`{"temp": %d}`, base+10*j+i)); rc >= 0x80 {
 					t.Fatalf("publish: reason %#x", rc)
 				}
+			}
+			// A point is stamped with the millisecond the server took it
+			// in, and a chart draws one point per thing and millisecond:
+			// on a fast disk three rounds fit in one millisecond.
+			for t0 := time.Now().UnixMilli(); time.Now().UnixMilli() == t0; {
+				runtime.Gosched()
 			}
 		}
 	}
@@ -82,6 +89,19 @@ func TestDashboardsAndHistory(t *testing.T) {
 	}
 
 	publish(40) // dev1 ends at 42, dev2 at 52
+	// Acknowledged is not yet stored: the telemetry store writes in
+	// batches. The page reads history when it opens and then follows the
+	// live stream, which carries only what is published after it, so
+	// the reload comes once the points are stored.
+	daemontest.WaitFor(t, 20*time.Second, func() error {
+		for n, want := range map[string]float64{"dev1": 42, "dev2": 52} {
+			pts, err := c.TelemetryLatest(context.Background(), n, []string{"temp"})
+			if err != nil || len(pts) != 1 || pts[0].Value.Float() != want {
+				return fmt.Errorf("%s: latest temp %v (%v); want %v", n, pts, err, want)
+			}
+		}
+		return nil
+	})
 	run("reload: both widgets are there, with the data of both things",
 		chromedp.Navigate(s.API+"/dashboards/plant"),
 		chromedp.WaitVisible(`[data-testid=chart-timeseries1]`),
