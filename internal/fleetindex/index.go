@@ -134,6 +134,11 @@ type Index struct {
 	mu    sync.RWMutex
 	docs  map[string]*entry
 	order []*entry // by name; nil when things were added or removed
+	// early holds the latest telemetry of things not in the index yet: a
+	// new thing's first message can come before the reload that adds it,
+	// which reads only the thing and its shadows (at most maxEarly
+	// things; guarded by mu).
+	early map[string]map[string]any
 	// postings: per fleetquery.DocKeys key, the things that have it.
 	postings map[string]map[*entry]struct{}
 	groups   map[string]*group
@@ -625,7 +630,12 @@ func (x *Index) apply(batch []event) {
 	for _, c := range changes {
 		ent := x.docs[c.ev.thing]
 		if ent == nil {
-			continue // not (yet) a thing: a reload will bring it
+			// Not (yet) a thing: a reload will bring it, and this
+			// message's values with it.
+			if c.ev.kind == evTelemetry {
+				x.keepEarly(c.ev.thing, c.fields)
+			}
+			continue
 		}
 		d := &ent.doc
 		switch c.ev.kind {
@@ -670,6 +680,31 @@ func (x *Index) apply(batch []event) {
 	x.mu.Unlock()
 	x.applied.Add(float64(len(changes)))
 	x.recompute(touched, true)
+}
+
+// maxEarly bounds Index.early: beyond it a new thing's values wait for
+// its next message (counted as a dropped change).
+const maxEarly = 10000
+
+// keepEarly keeps the values of a message from a thing the index does not
+// hold yet, for the reload that adds it. x.mu is held.
+func (x *Index) keepEarly(thing string, fields []telemetry.Field) {
+	tel, ok := x.early[thing]
+	if !ok {
+		if len(x.early) >= maxEarly {
+			x.dropped.WithLabelValues("early").Inc()
+			return
+		}
+		if x.early == nil {
+			x.early = make(map[string]map[string]any)
+		}
+		tel = make(map[string]any, len(fields))
+		x.early[thing] = tel
+		x.markReload(thing) // also forgets the values if there is no such thing
+	}
+	for _, f := range fields {
+		tel[f.Key] = telemetryValue(f.Value)
+	}
 }
 
 // reloadPending reloads the things marked for it (and the groups), at
@@ -743,6 +778,10 @@ func (x *Index) reloadPending(ctx context.Context) {
 	for n, e := range loaded {
 		old := x.docs[n]
 		if old == nil {
+			if tel, ok := x.early[n]; ok {
+				e.doc.Telemetry = tel
+				delete(x.early, n)
+			}
 			x.docs[n] = e
 			x.post(e)
 			x.order = nil
@@ -757,6 +796,7 @@ func (x *Index) reloadPending(ctx context.Context) {
 		touched[n] = struct{}{}
 	}
 	for _, n := range gone {
+		delete(x.early, n)
 		if e, ok := x.docs[n]; ok {
 			e.removed = true
 			x.unpost(e)

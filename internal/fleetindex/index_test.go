@@ -348,3 +348,30 @@ func counter(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestTelemetryBeforeTheThing: a new thing's first message can reach the
+// index before the reload that adds the thing (which reads the thing and
+// its shadows, not telemetry): its values are kept for that reload, not
+// lost until the thing publishes again. A message from a thing that does
+// not exist is forgotten at the reload.
+func TestTelemetryBeforeTheThing(t *testing.T) {
+	f := setup(t, Options{})
+	f.start(t)
+	// Created behind the registry's back: no event, so only the message
+	// tells the index about it.
+	if _, err := f.st.Things().Create(t.Context(), store.Thing{Name: "late", Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.bus.Publish(core.Message{Topic: "things/late/telemetry", Payload: []byte(`{"lat": 52.1, "lon": 4.3}`), Received: time.Now()})
+	f.bus.Publish(core.Message{Topic: "things/ghost/telemetry", Payload: []byte(`{"lat": 1, "lon": 2}`), Received: time.Now()})
+	f.waitMatch(t, "telemetry.lat > 52", "late")
+	waitFor(t, "the ghost's values forgotten", func() bool {
+		f.idx.mu.RLock()
+		defer f.idx.mu.RUnlock()
+		return len(f.idx.early) == 0
+	})
+	pos, _, total, err := f.idx.Positions(t.Context(), "lat", "lon", "", 10)
+	if err != nil || total != 1 || pos[0].Thing != "late" {
+		t.Fatalf("Positions = %+v, %d, %v; want late only", pos, total, err)
+	}
+}
