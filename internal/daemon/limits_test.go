@@ -280,6 +280,12 @@ func TestBodyTimeoutClearedAfterBody(t *testing.T) {
 	s := daemontest.Start(t, func(c *config.Config) { c.HTTPBodyTimeout = 200 * time.Millisecond })
 	secret := s.Device(t, "dev")
 	s.V3(t, "dev", secret) // connected, never answers
+	daemontest.WaitFor(t, 10*time.Second, func() error { // the broker records the session after CONNACK
+		if !s.Broker().Connected("dev") {
+			return fmt.Errorf("dev not connected")
+		}
+		return nil
+	})
 	start := time.Now()
 	req, _ := http.NewRequest("POST", s.API+"/api/v1/things/dev/methods/reboot", strings.NewReader(`{"timeoutSeconds":1}`))
 	req.Header.Set("Authorization", "Bearer "+s.Token)

@@ -451,7 +451,7 @@ func TestRevokeClosesEveryListener(t *testing.T) {
 			t.Fatalf("revoke %s = %d", id.id, code)
 		}
 	}
-	allGone(t, time.Second, []listenerCheck{
+	allGone(t, revokeDeadline, []listenerCheck{
 		{"MQTT over TCP", v5Gone(tcp)},
 		{"MQTT over WebSocket", func() error {
 			if ws.IsConnectionOpen() {
