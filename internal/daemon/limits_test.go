@@ -279,8 +279,9 @@ func TestBodyTimeoutClearedAfterBody(t *testing.T) {
 	t.Parallel()
 	s := daemontest.Start(t, func(c *config.Config) { c.HTTPBodyTimeout = 200 * time.Millisecond })
 	secret := s.Device(t, "dev")
-	s.V3(t, "dev", secret)                               // connected, never answers
-	daemontest.WaitFor(t, 10*time.Second, func() error { // the broker records the session after CONNACK
+	s.V3(t, "dev", secret) // connected, never answers
+	// The broker records the session just after CONNACK.
+	daemontest.WaitFor(t, 10*time.Second, func() error {
 		if !s.Broker().Connected("dev") {
 			return fmt.Errorf("dev not connected")
 		}
