@@ -22,15 +22,21 @@ pkgs=${*:-./...}
 bindir=$(mktemp -d)
 trap 'rm -rf "$bindir"' EXIT
 cache=$(go env GOCACHE)/fuzz
-for pkg in $(go list $pkgs); do
-	dir=$(go list -f '{{.Dir}}' "$pkg")
-	targets=$(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u || true)
-	[ -n "$targets" ] || continue
+# The packages with fuzz targets, as "importpath dir".
+list=$bindir/packages
+go list -f '{{.ImportPath}} {{.Dir}}' $pkgs | while read -r pkg dir; do
+	if grep -qs '^func Fuzz' "$dir"/*_test.go; then echo "$pkg $dir"; fi
+done >"$list"
+# Their instrumented test binaries, built two at a time (linking is
+# single-threaded; FUZZBUILDS sets how many).
+cut -d' ' -f1 "$list" | xargs -P "${FUZZBUILDS:-2}" -I{} sh -c \
+	'go test -c -fuzz=. -o "$1/$(echo "$2" | tr / _).test" "$2"' _ "$bindir" {}
+# Then every target, one at a time (each fuzzes on every core).
+while read -r pkg dir; do
 	bin="$bindir/$(echo "$pkg" | tr / _).test"
-	go test -c -fuzz=. -o "$bin" "$pkg"
-	for target in $targets; do
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go | sed 's/^func //' | sort -u); do
 		echo "== fuzz $pkg $target ($FUZZTIME)"
 		(cd "$dir" && "$bin" -test.run='^$' -test.fuzz="^${target}\$" -test.fuzztime="$FUZZTIME" \
-			-test.fuzzcachedir="$cache/$pkg" -test.timeout=10m)
+			-test.fuzzcachedir="$cache/$pkg" -test.timeout=10m) </dev/null
 	done
-done
+done <"$list"
