@@ -97,39 +97,13 @@ func (d *Daemon) announceRegistry(e registry.Event) {
 
 // onRemoteRegistry applies another node's registry change to this node's
 // connections and caches, as onRegistryEvent does for a local one (jobs
-// follow the change on the node that made it).
+// and files follow the change on the node that made it).
 func (d *Daemon) onRemoteRegistry(data []byte) {
 	var e registryEvent
 	if json.Unmarshal(data, &e) != nil {
 		return
 	}
-	switch e.Kind {
-	case registry.ThingChanged:
-		d.devices.Invalidate(e.Thing)
-		if !e.Enabled {
-			d.broker.DisconnectThing(e.Thing, "thing disabled")
-			if d.coap != nil {
-				d.coap.DisconnectThing(e.Thing)
-			}
-		} else {
-			d.broker.RefreshPolicies(e.Thing)
-		}
-	case registry.ThingDeleted:
-		d.devices.Invalidate(e.Thing)
-		d.broker.DisconnectThing(e.Thing, "thing deleted")
-		if d.coap != nil {
-			d.coap.DisconnectThing(e.Thing)
-		}
-		d.shadows.ForgetThing(e.Thing)
-	case registry.CredentialRevoked:
-		d.devices.Invalidate(e.Thing)
-		d.broker.DisconnectCredential(e.Thing, e.Credential, "credential revoked")
-		if d.coap != nil {
-			d.coap.DisconnectCredential(e.Thing, e.Credential)
-		}
-	case registry.PoliciesChanged:
-		d.broker.RefreshPolicies("")
-	}
+	d.applyToConnections(registry.Event{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential})
 }
 
 // journalWants says which messages the ingest journal makes durable before

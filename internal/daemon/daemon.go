@@ -648,8 +648,24 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-// onRegistryEvent applies registry changes to live connections.
+// onRegistryEvent applies registry changes to live connections, and to
+// what follows them on this node alone (files, continuous jobs).
 func (d *Daemon) onRegistryEvent(e registry.Event) {
+	d.applyToConnections(e)
+	switch e.Kind {
+	case registry.ThingDeleted:
+		if d.files != nil {
+			d.files.ForgetThing(e.Thing)
+		}
+	case registry.ThingChanged:
+		// Continuous jobs follow group membership.
+		d.jobs.ThingChanged(e.Thing)
+	}
+}
+
+// applyToConnections applies a registry change, made on this node or
+// another (onRemoteRegistry), to this node's connections and caches.
+func (d *Daemon) applyToConnections(e registry.Event) {
 	switch e.Kind {
 	case registry.ThingChanged:
 		d.devices.Invalidate(e.Thing)
@@ -668,9 +684,6 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 			d.coap.DisconnectThing(e.Thing)
 		}
 		d.shadows.ForgetThing(e.Thing)
-		if d.files != nil {
-			d.files.ForgetThing(e.Thing)
-		}
 	case registry.CredentialRevoked:
 		d.devices.Invalidate(e.Thing)
 		d.broker.DisconnectCredential(e.Thing, e.Credential, "credential revoked")
@@ -687,10 +700,6 @@ func (d *Daemon) onRegistryEvent(e registry.Event) {
 		}
 	case registry.PoliciesChanged:
 		d.broker.RefreshPolicies("")
-	}
-	// Continuous jobs follow group membership.
-	if e.Kind == registry.ThingChanged {
-		d.jobs.ThingChanged(e.Thing)
 	}
 }
 
