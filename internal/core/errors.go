@@ -7,6 +7,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Kind classifies an error so that each edge can answer in its own terms:
@@ -116,4 +117,32 @@ func FieldOf(err error) string {
 		return e.Field
 	}
 	return ""
+}
+
+// HTTPStatus is the HTTP status that answers an error of kind k: the REST
+// API's edge (internal/httpapi/problem.go) and what audit entries record
+// for changes made outside it.
+func HTTPStatus(k Kind) int {
+	switch k {
+	case KindInvalid:
+		return http.StatusBadRequest
+	case KindUnauthorized:
+		return http.StatusUnauthorized
+	case KindForbidden:
+		return http.StatusForbidden
+	case KindNotFound:
+		return http.StatusNotFound
+	case KindConflict:
+		return http.StatusConflict
+	case KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case KindRateLimited:
+		return http.StatusTooManyRequests
+	case KindUnavailable:
+		return http.StatusServiceUnavailable
+	case KindInsufficientStorage, KindQuota:
+		return http.StatusInsufficientStorage
+	default:
+		return http.StatusInternalServerError
+	}
 }

@@ -57,31 +57,9 @@ func errTooLarge(limit int64) error {
 	return core.Errorf(core.KindTooLarge, "request body is larger than %d bytes", limit)
 }
 
-// kindStatus maps a core error kind to its HTTP status and problem kind.
-func kindStatus(k core.Kind) int {
-	switch k {
-	case core.KindInvalid:
-		return http.StatusBadRequest
-	case core.KindUnauthorized:
-		return http.StatusUnauthorized
-	case core.KindForbidden:
-		return http.StatusForbidden
-	case core.KindNotFound:
-		return http.StatusNotFound
-	case core.KindConflict:
-		return http.StatusConflict
-	case core.KindTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case core.KindRateLimited:
-		return http.StatusTooManyRequests
-	case core.KindUnavailable:
-		return http.StatusServiceUnavailable
-	case core.KindInsufficientStorage, core.KindQuota:
-		return http.StatusInsufficientStorage
-	default:
-		return http.StatusInternalServerError
-	}
-}
+// kindStatus maps a core error kind to its HTTP status (core.HTTPStatus:
+// provisioning's audit entries record the same status for the same error).
+func kindStatus(k core.Kind) int { return core.HTTPStatus(k) }
 
 // problemFor turns an error into the problem to send. Internal errors get
 // a fresh error id and a detail that reveals nothing but that id; the

@@ -84,23 +84,5 @@ func auditStatus(res Result, err error) int {
 		}
 		return http.StatusCreated
 	}
-	switch core.KindOf(err) {
-	case core.KindInvalid:
-		return http.StatusBadRequest
-	case core.KindUnauthorized:
-		return http.StatusUnauthorized
-	case core.KindForbidden:
-		return http.StatusForbidden
-	case core.KindNotFound:
-		return http.StatusNotFound
-	case core.KindConflict:
-		return http.StatusConflict
-	case core.KindTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case core.KindRateLimited:
-		return http.StatusTooManyRequests
-	case core.KindUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
+	return core.HTTPStatus(core.KindOf(err))
 }
