@@ -162,6 +162,8 @@ type Config struct {
 	// user's or token's scope may name.
 	LoginMaxFailures int
 	ScopeMaxGroups   int
+	// PasswordCost is the bcrypt cost of console user passwords.
+	PasswordCost int
 	// Jobs (internal/jobs): device requests queued for the job workers
 	// (more are answered RequestThrottled), the workers, the rollout
 	// scheduler's tick, the most things one job may target and the
@@ -349,6 +351,7 @@ func Default() Config {
 		MaxLongPollsPerDevice:    4,
 		LoginMaxFailures:         5,
 		ScopeMaxGroups:           32,
+		PasswordCost:             10,
 
 		AzureQueueSize:      16,
 		AzureRequestTimeout: 5 * time.Second,
@@ -544,6 +547,7 @@ func fields(c *Config) []field {
 		{"max-long-polls-per-device", "command long polls (GET /devices/{thing}/commands?wait=) one thing may hold open at once; more are answered 429", num(&c.MaxLongPollsPerDevice)},
 		{"login-max-failures", "failed console sign-ins (and wrong old passwords) allowed a minute per client address, and per user name from one address; more are answered 429", num(&c.LoginMaxFailures)},
 		{"scope-max-groups", "groups a user's or an API token's group scope may name; more are answered 400", num(&c.ScopeMaxGroups)},
+		{"password-cost", "bcrypt cost of console user passwords (each step doubles the work of a sign-in and of setting a password)", num(&c.PasswordCost)},
 		{"job-queue", "job requests of devices (MQTT and HTTP) queued for the job workers; more are answered RequestThrottled (MQTT) or 429 and counted", num(&c.JobQueue)},
 		{"job-workers", "workers answering the job requests of devices", num(&c.JobWorkers)},
 		{"job-scheduler-tick", "how often the job scheduler releases executions at their rollout rate, checks abort criteria and times executions out", dur(&c.JobSchedulerTick)},
@@ -922,6 +926,8 @@ func (c *Config) validateHTTP() error {
 		return fmt.Errorf("login-max-failures: %d is outside 1 to 1000", c.LoginMaxFailures)
 	case c.ScopeMaxGroups < 1 || c.ScopeMaxGroups > 1000:
 		return fmt.Errorf("scope-max-groups: %d is outside 1 to 1000", c.ScopeMaxGroups)
+	case c.PasswordCost < 4 || c.PasswordCost > 31:
+		return fmt.Errorf("password-cost: %d is outside 4 to 31", c.PasswordCost)
 	case c.JobQueue < 1 || c.JobQueue > 10_000_000:
 		return fmt.Errorf("job-queue: %d is outside 1 to 10000000", c.JobQueue)
 	case c.JobWorkers < 1 || c.JobWorkers > 1024:

@@ -982,7 +982,8 @@ func (d *Daemon) startCoAP(cert *tls.Certificate, feed *coap.ShadowFeed) error {
 // admin user once everything else has started.
 func (d *Daemon) startUsers(ctx context.Context) error {
 	d.users = users.New(users.Options{Store: d.store.Users(), Logger: d.log.With("component", "console"),
-		MaxFailures: d.cfg.LoginMaxFailures, MaxScopeGroups: d.cfg.ScopeMaxGroups})
+		MaxFailures: d.cfg.LoginMaxFailures, MaxScopeGroups: d.cfg.ScopeMaxGroups,
+		Cost: d.cfg.PasswordCost})
 	d.liveDone = make(chan struct{})
 	expCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -59,6 +59,11 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	// benchmarks publish faster than a real device.
 	cfg.DeviceRateLimit = 0
 	cfg.PresenceFlush = 20 * time.Millisecond
+	// bcrypt's cheapest cost: the admin's first password and the users
+	// service's dummy hash took about 0.6 s of CPU at every start under
+	// the race detector at the default 10, most of a start. Sign-in still
+	// checks a real bcrypt hash; users' own tests check the cost.
+	cfg.PasswordCost = 4
 	// Tests need no internet: the console's maps draw without tiles.
 	cfg.MapTileURL = ""
 	for _, o := range opts {
