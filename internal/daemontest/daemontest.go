@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +74,7 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		if err := s.Daemon.Close(); err != nil {
 			tb.Errorf("shut down mote: %v", err)
 		}
+		checkAPIResponses(tb, strings.TrimPrefix(s.API, "http://"))
 	})
 	ctx := context.Background()
 	if s.Token = s.InitialToken(); s.Token == "" {
@@ -105,6 +107,7 @@ func (s *Server) Restart(tb testing.TB) {
 	if err := s.Daemon.Close(); err != nil {
 		tb.Fatalf("close: %v", err)
 	}
+	checkAPIResponses(tb, strings.TrimPrefix(s.API, "http://"))
 	s.start(tb)
 }
 
