@@ -36,6 +36,11 @@ func init() {
 	openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder)
 	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 	openapi3filter.RegisterBodyDecoder("image/png", openapi3filter.FileBodyDecoder)
+	// Downloads documented as */* (files, artifacts) come back with the
+	// content type they were uploaded with: opaque bytes. kin-openapi uses
+	// this decoder only for a type it has none for, after the type was
+	// matched against the document.
+	openapi3filter.RegisterBodyDecoder("*/*", openapi3filter.FileBodyDecoder)
 }
 
 // Validator checks responses against one OpenAPI document.
