@@ -436,6 +436,14 @@ func closeObjects(doc *openapi3.T) {
 	for _, r := range roots {
 		walk(r, false)
 	}
+	// In OpenAPI 3.1 a schema without a type ({} or only a description)
+	// accepts any value, null included; kin-openapi's 3.0 validator needs
+	// nullable for null (Load validates as 3.0.3, see there).
+	for s := range seen {
+		if (s.Type == nil || len(*s.Type) == 0) && len(s.OneOf)+len(s.AnyOf)+len(s.AllOf) == 0 && s.Not == nil {
+			s.Nullable = true
+		}
+	}
 	no := false
 	for s := range seen {
 		if inAllOf[s] || len(s.AllOf) > 0 || len(s.Properties) == 0 {
