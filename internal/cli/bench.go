@@ -172,7 +172,7 @@ func (a *app) benchCmd() *cobra.Command {
 	}
 	cmd.AddCommand(a.benchReportCmd())
 	fl := cmd.Flags()
-	fl.StringVar(&o.Addr, "addr", o.Addr, "broker address host:port")
+	fl.StringVar(&o.Addr, "addr", o.Addr, "broker address host:port; a comma-separated list spreads the connections over a cluster's nodes (subscriber i on the node after publisher i's)")
 	fl.StringVar(&o.Scenario, "scenario", "", "a scenario of docs/benchmarks.md, setting its defaults: "+benchPresetNames())
 	fl.StringVar(&o.Topology, "topology", o.Topology, "fanin, fanout, pairs, idle or connect")
 	fl.StringVar(&o.Broker, "broker", o.Broker, "broker label for the output")

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,6 +89,7 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		if err := s.Daemon.Close(); err != nil {
 			tb.Errorf("shut down mote: %v", err)
 		}
+		checkAPIResponses(tb, strings.TrimPrefix(s.API, "http://"))
 	})
 	ctx := context.Background()
 	if s.Token = s.InitialToken(); s.Token == "" {
@@ -187,6 +189,7 @@ func (s *Server) Restart(tb testing.TB) {
 	if err := s.Daemon.Close(); err != nil {
 		tb.Fatalf("close: %v", err)
 	}
+	checkAPIResponses(tb, strings.TrimPrefix(s.API, "http://"))
 	s.start(tb)
 }
 

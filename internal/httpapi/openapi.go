@@ -13,6 +13,10 @@ import (
 //go:embed openapi.json
 var openAPIDoc []byte
 
+// OpenAPIDocument returns openapi.json (for tests that check responses
+// against it: internal/httpapi/openapitest). The caller must not modify it.
+func OpenAPIDocument() []byte { return openAPIDoc }
+
 func (s *server) getOpenAPI(w http.ResponseWriter, r *http.Request) error {
 	if err := noParams(r); err != nil {
 		return err

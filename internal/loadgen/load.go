@@ -49,7 +49,7 @@ func (s *runState) load(ctx context.Context, r *Result) error {
 	var total atomic.Int64
 	subs := make([]*subscriber, o.Subs)
 	for i := range subs {
-		c, err := dial(ctx, o, s.clientID("s", i))
+		c, err := dial(ctx, o, i+1, s.clientID("s", i))
 		if err != nil {
 			return fmt.Errorf("loadgen: subscriber %d: %w", i, err)
 		}
@@ -68,7 +68,7 @@ func (s *runState) load(ctx context.Context, r *Result) error {
 	}
 	pubs := make([]*publisher, o.Pubs)
 	for i := range pubs {
-		c, err := dial(ctx, o, s.clientID("p", i))
+		c, err := dial(ctx, o, i, s.clientID("p", i))
 		if err != nil {
 			return fmt.Errorf("loadgen: publisher %d: %w", i, err)
 		}

@@ -48,7 +48,12 @@ const maxSize = 256 << 10
 // Options describe one run. Zero values take the defaults of
 // DefaultOptions where noted.
 type Options struct {
-	Addr               string      // host:port of the broker
+	// Addr is host:port of the broker, or a comma-separated list of the
+	// nodes of a cluster: publisher i (and idle or connect connection i)
+	// dials address i mod n, subscriber i address (i+1) mod n, so that
+	// with several addresses a pair's messages always cross nodes and a
+	// fan-in's do from every publisher not on the subscriber's node.
+	Addr               string
 	TLS                *tls.Config // nil: plain TCP
 	Username, Password string
 	Root               string // first topic level(s) of every topic
@@ -93,8 +98,10 @@ func (o *Options) Validate() error {
 	default:
 		return fmt.Errorf("topology %q: want fanin, fanout, pairs, idle or connect", o.Topology)
 	}
-	if o.Addr == "" {
-		return errors.New("addr: empty")
+	for a := range strings.SplitSeq(o.Addr, ",") {
+		if a == "" {
+			return fmt.Errorf("addr %q: empty address", o.Addr)
+		}
 	}
 	if o.QoS > 1 {
 		return fmt.Errorf("qos %d: want 0 or 1", o.QoS)
@@ -217,6 +224,15 @@ type runState struct {
 	start time.Time
 }
 
+// addr returns broker address number n (modulo the count) of Addr.
+func (o *Options) addr(n int) string {
+	if !strings.Contains(o.Addr, ",") {
+		return o.Addr
+	}
+	as := strings.Split(o.Addr, ",")
+	return as[n%len(as)]
+}
+
 func (s *runState) clientID(kind string, i int) string {
 	return "mb-" + s.id + "-" + kind + strconv.Itoa(i)
 }
@@ -296,7 +312,7 @@ func (s *runState) conns(ctx context.Context, r *Result) error {
 				if i >= o.Conns || ctx.Err() != nil {
 					return
 				}
-				c, err := dial(ctx, o, s.clientID("c", i))
+				c, err := dial(ctx, o, i, s.clientID("c", i))
 				if err != nil {
 					failed.Add(1)
 					errOnce.Do(func() { firstErr = err })

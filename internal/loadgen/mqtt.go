@@ -43,8 +43,11 @@ type conn struct {
 	body []byte
 }
 
-// dial opens a connection and completes CONNECT/CONNACK within timeout.
-func dial(ctx context.Context, o *Options, clientID string) (*conn, error) {
+// dial opens a connection to the broker address number n (of the
+// comma-separated Options.Addr, modulo their count) and completes
+// CONNECT/CONNACK within timeout.
+func dial(ctx context.Context, o *Options, n int, clientID string) (*conn, error) {
+	addr := o.addr(n)
 	d := net.Dialer{Timeout: o.DialTimeout}
 	ctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
@@ -52,12 +55,12 @@ func dial(ctx context.Context, o *Options, clientID string) (*conn, error) {
 	var err error
 	if o.TLS != nil {
 		td := tls.Dialer{NetDialer: &d, Config: o.TLS}
-		nc, err = td.DialContext(ctx, "tcp", o.Addr)
+		nc, err = td.DialContext(ctx, "tcp", addr)
 	} else {
-		nc, err = d.DialContext(ctx, "tcp", o.Addr)
+		nc, err = d.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", o.Addr, err)
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 32<<10)}
 	_ = nc.SetDeadline(time.Now().Add(o.DialTimeout))

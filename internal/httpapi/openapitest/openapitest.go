@@ -36,6 +36,11 @@ func init() {
 	openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder)
 	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 	openapi3filter.RegisterBodyDecoder("image/png", openapi3filter.FileBodyDecoder)
+	// Downloads documented as */* (files, artifacts) come back with the
+	// content type they were uploaded with: opaque bytes. kin-openapi uses
+	// this decoder only for a type it has none for, after the type was
+	// matched against the document.
+	openapi3filter.RegisterBodyDecoder("*/*", openapi3filter.FileBodyDecoder)
 }
 
 // Validator checks responses against one OpenAPI document.
@@ -304,8 +309,9 @@ func truncate(s string, n int) string {
 
 // Transport returns an http.RoundTripper that checks every response it
 // receives (base nil means http.DefaultTransport). A response that does
-// not match is returned as an error from RoundTrip, naming what is wrong.
-// Streams (text/event-stream, application/x-ndjson) are checked by status
+// not match is returned as an error from RoundTrip that wraps ErrMismatch
+// and names what is wrong. A request that matches no documented operation
+// and a 101 answer pass through unread. Streams (text/event-stream, application/x-ndjson) are checked by status
 // and content type only.
 func (v *Validator) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
@@ -324,12 +330,18 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return res, err
 	}
+	// Requests to anything but a documented operation (another server's
+	// paths, an unknown path) and protocol switches pass untouched: their
+	// bodies are not read.
+	if res.StatusCode == http.StatusSwitchingProtocols || !t.v.routed(req) {
+		return res, nil
+	}
 	ct := res.Header.Get("Content-Type")
 	if strings.HasPrefix(ct, "text/event-stream") || strings.HasPrefix(ct, "application/x-ndjson") {
 		if err := t.v.Check(req, res.StatusCode, res.Header, nil, true); err != nil && !errors.Is(err, ErrUnrouted) {
 			res.Body.Close()
 			t.v.fail(err)
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrMismatch, err)
 		}
 		return res, nil
 	}
@@ -341,9 +353,23 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	res.Body = io.NopCloser(bytes.NewReader(body))
 	if err := t.v.Check(req, res.StatusCode, res.Header, body, false); err != nil && !errors.Is(err, ErrUnrouted) {
 		t.v.fail(err)
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrMismatch, err)
 	}
 	return res, nil
+}
+
+// ErrMismatch wraps the error Transport's RoundTrip returns for a
+// response that does not match the document.
+var ErrMismatch = errors.New("response does not match openapi.json")
+
+// routed reports whether req is a request for a documented operation.
+func (v *Validator) routed(req *http.Request) bool {
+	r := req.Clone(context.Background())
+	if r.URL.Host == "" {
+		r.URL.Host = req.Host
+	}
+	_, _, err := v.router.FindRoute(r)
+	return err == nil
 }
 
 // Flush is FlushError for callers that use http.Flusher.
@@ -409,6 +435,14 @@ func closeObjects(doc *openapi3.T) {
 	}
 	for _, r := range roots {
 		walk(r, false)
+	}
+	// In OpenAPI 3.1 a schema without a type ({} or only a description)
+	// accepts any value, null included; kin-openapi's 3.0 validator needs
+	// nullable for null (Load validates as 3.0.3, see there).
+	for s := range seen {
+		if (s.Type == nil || len(*s.Type) == 0) && len(s.OneOf)+len(s.AnyOf)+len(s.AllOf) == 0 && s.Not == nil {
+			s.Nullable = true
+		}
 	}
 	no := false
 	for s := range seen {
