@@ -21,6 +21,7 @@ import (
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/shadow"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // env is a real API server over a real registry on a real SQLite store.
@@ -54,6 +55,7 @@ func (b *syncBuffer) String() string {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
+	sqlitetest.Seed(t, filepath.Join(dir, "mote.db"))
 	st, err := sqlite.Open(filepath.Join(dir, "mote.db"))
 	if err != nil {
 		t.Fatal(err)
