@@ -1,0 +1,515 @@
+// Package jsjournal is the ingest journal of a cluster node on NATS
+// JetStream: a QoS 1/2 message that a rule stores is acknowledged to its
+// device only once JetStream has stored it (with the stream's replicas),
+// and this node's durable consumer hands it, exactly once and in order, to
+// the rules' durable pass and the telemetry writer — after a SIGKILL too.
+//
+//	broker OnPublish ── AppendAsync: PublishMsgAsync(mote.ingest.<node>, Nats-Msg-Id)
+//	                        │ at most MaxPending publishes outstanding
+//	                        ▼
+//	                    ack loop (FIFO, one deadline each) ──▶ PUBACK, or refused
+//
+//	stream MOTE_INGEST (work queue, file storage, Replicas, MaxBytes, discard new)
+//	   └─ durable pull consumer ingest-<node> (filter mote.ingest.<node>, explicit ack)
+//	         └─▶ Apply(m, m.Seq = stream sequence) on one goroutine
+//	checkpoint loop: ack the delivered messages ≤ Applied() (the
+//	telemetry writer's committed point) — JetStream then deletes them
+//
+// Exactly once. The telemetry store records, in the same transaction as the
+// points, the largest stream sequence it stored for this node (its replay
+// point, telemetry_journals keyed by the node id). The consumer redelivers
+// from its ack floor after a crash; what is at or below the replay point
+// was stored and is skipped (and acknowledged), what is above is applied.
+// The ack to JetStream is only the clean-up: losing one (a crash between
+// the commit and the ack) costs a redelivery that is skipped, never a
+// second copy. Stream sequence numbers increase across the whole stream,
+// so each node's subject sees increasing numbers, with gaps.
+//
+// A message whose publish is not acknowledged by JetStream within
+// AckTimeout is refused to the device (which sends it again); JetStream
+// may still have stored it, so it can be stored twice — what QoS 1 allows
+// for a message without a PUBACK, never a loss.
+package jsjournal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/ingest"
+)
+
+// Defaults of Options.
+const (
+	DefaultStream     = "MOTE_INGEST"
+	DefaultPrefix     = "mote.ingest"
+	DefaultAckTimeout = 5 * time.Second
+	DefaultMaxPending = 4096
+	DefaultMaxBytes   = 1 << 30
+	// ackPendingFactor: the consumer's MaxAckPending is this many times
+	// MaxPending — the messages delivered to this node but not yet
+	// committed by its telemetry writer (JetStream stops delivering
+	// beyond it until the next checkpoint acknowledges).
+	ackPendingFactor = 16
+)
+
+// Options configure a Journal.
+type Options struct {
+	Conn *nats.Conn // required; the caller closes it after Close
+	Node string     // this node's id: its subject and consumer (required)
+
+	Stream   string // default DefaultStream
+	Prefix   string // subjects Prefix.<node>; default DefaultPrefix
+	Replicas int    // the stream's replicas (1–5); default 1
+	MaxBytes int64  // the stream's size limit; beyond it publishes are refused; default 1 GiB
+
+	// AckTimeout bounds the wait for JetStream's acknowledgement of one
+	// publish; then the message is refused. Default 5 s.
+	AckTimeout time.Duration
+	// MaxPending bounds the publishes waiting for their acknowledgement
+	// (all clients together); an append beyond it waits, at most
+	// AckTimeout. Default 4096.
+	MaxPending int
+
+	// Wants, Apply and Applied as in ingest.Options: Applied is the
+	// telemetry writer's Committed on a store opened for this journal's
+	// name (telemetry postgres Options.Journal = Node).
+	Wants   func(topic string) bool
+	Apply   func(m core.Message)
+	Applied func() uint64
+
+	CheckpointEvery time.Duration // default 200 ms
+	Logger          *slog.Logger
+	Metrics         prometheus.Registerer // nil: not registered
+}
+
+// wait is one publish waiting for its acknowledgement.
+type wait struct {
+	fut      jetstream.PubAckFuture
+	done     chan error
+	deadline time.Time
+}
+
+// delivered is a message applied (or skipped) but not yet acknowledged.
+type delivered struct {
+	seq uint64
+	msg jetstream.Msg
+}
+
+// Journal is the JetStream ingest journal of one node.
+type Journal struct {
+	opts    Options
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	cons    jetstream.Consumer
+	subject string
+	idBase  string // Nats-Msg-Id prefix: node and a random id of this run
+
+	mu     sync.RWMutex // held to read, while sending to waits; to write, to close it
+	closed bool
+	waits  chan wait
+	n      atomic.Uint64 // local numbers for AppendAsync, and message ids
+	ackEnd chan struct{}  // the ack loop has ended
+
+	lastErr atomic.Pointer[error]
+
+	it           jetstream.MessagesContext
+	started      bool
+	skipTo       uint64 // Applied() at Start: what is at or below is stored
+	lastApplied  uint64 // owned by the consumer goroutine
+	consumerDone chan struct{}
+	stop         chan struct{}
+	loopDone     chan struct{}
+	drainOnce    sync.Once
+	closeOnce    sync.Once
+
+	dmu   sync.Mutex
+	unack []delivered // in stream order
+
+	logSometimes rate.Sometimes
+	m            metrics
+}
+
+type metrics struct {
+	acked, skipped, applied, corrupt prometheus.Counter
+	refused                          *prometheus.CounterVec
+}
+
+var _ ingest.Durable = (*Journal)(nil)
+
+// Open creates or updates the stream, and this node's durable consumer.
+func Open(ctx context.Context, o Options) (*Journal, error) {
+	if o.Conn == nil || o.Node == "" || o.Apply == nil || o.Applied == nil {
+		return nil, errors.New("jsjournal: Conn, Node, Apply and Applied are required")
+	}
+	o.Stream = cmpOr(o.Stream, DefaultStream)
+	o.Prefix = cmpOr(o.Prefix, DefaultPrefix)
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = DefaultAckTimeout
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = 200 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(o.Conn, jetstream.WithPublishAsyncMaxPending(o.MaxPending),
+		jetstream.WithPublishAsyncTimeout(o.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("jsjournal: %w", err)
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        o.Stream,
+		Description: "Mote: acknowledged messages not yet stored by their node's telemetry writer",
+		Subjects:    []string{o.Prefix + ".>"},
+		Retention:   jetstream.WorkQueuePolicy, // a message goes once its node acknowledged it
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		MaxBytes:    o.MaxBytes,
+		Discard:     jetstream.DiscardNew, // full: refuse new messages, never drop acknowledged ones
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jsjournal: stream %s (replicas %d): %w", o.Stream, o.Replicas, err)
+	}
+	subject := o.Prefix + "." + o.Node
+	// A fresh consumer at every start: the stream (a work queue) holds
+	// exactly what this node has not acknowledged, and a new consumer
+	// delivers all of it at once — the old one would hold back what its
+	// killed predecessor had been handed until AckWait ran out.
+	if err := st.DeleteConsumer(ctx, ConsumerName(o.Node)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("jsjournal: reset consumer %s: %w", ConsumerName(o.Node), err)
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       ConsumerName(o.Node),
+		Description:   "Mote node " + o.Node + ": its telemetry writer",
+		FilterSubject: subject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: ackPendingFactor * o.MaxPending,
+		Replicas:      o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jsjournal: consumer %s: %w", ConsumerName(o.Node), err)
+	}
+	j := &Journal{
+		opts: o, js: js, stream: st, cons: cons, subject: subject,
+		idBase:       o.Node + "." + nuid.Next() + ".",
+		waits:        make(chan wait, o.MaxPending),
+		ackEnd:       make(chan struct{}),
+		consumerDone: make(chan struct{}),
+		stop:         make(chan struct{}),
+		loopDone:     make(chan struct{}),
+		logSometimes: rate.Sometimes{Interval: 10 * time.Second},
+	}
+	j.m = metrics{
+		acked: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_acked_total",
+			Help: "Messages JetStream stored before their acknowledgement to the device."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mote_ingest_jetstream_refused_total",
+			Help: "Publishes refused because JetStream did not store them: reason timeout (no answer within --cluster-ingest-timeout), full (--cluster-ingest-max-bytes), error, closed."}, []string{"reason"}),
+		applied: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_applied_total",
+			Help: "Messages of this node's subject handed to the telemetry writer."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_skipped_total",
+			Help: "Redelivered messages skipped because the telemetry store already had them (after a restart)."}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_corrupt_total",
+			Help: "Messages on this node's subject that did not decode (skipped)."}),
+	}
+	for _, r := range []string{"timeout", "full", "error", "closed"} {
+		j.m.refused.WithLabelValues(r)
+	}
+	if o.Metrics != nil {
+		pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_jetstream_pending",
+			Help: "Publishes waiting for JetStream's acknowledgement."}, func() float64 { return float64(len(j.waits)) })
+		backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_jetstream_unacked",
+			Help: "Messages applied but not yet committed by the telemetry store (acknowledged to JetStream at the next checkpoint)."}, func() float64 {
+			j.dmu.Lock()
+			defer j.dmu.Unlock()
+			return float64(len(j.unack))
+		})
+		o.Metrics.MustRegister(j.m.acked, j.m.refused, j.m.applied, j.m.skipped, j.m.corrupt, pending, backlog)
+	}
+	go j.ackLoop()
+	return j, nil
+}
+
+// ConsumerName is the durable consumer of a node's subject.
+func ConsumerName(node string) string { return "ingest-" + node }
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Wants reports whether a message on topic must be stored before it is
+// acknowledged.
+func (j *Journal) Wants(topic string) bool { return j.opts.Wants != nil && j.opts.Wants(topic) }
+
+// Err returns the last refusal's cause until a publish is stored again.
+func (j *Journal) Err() error {
+	if p := j.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Append stores m in JetStream and returns a local number (the stream
+// sequence is assigned when the consumer delivers it).
+func (j *Journal) Append(m core.Message) (uint64, error) {
+	n, done, err := j.AppendAsync(m)
+	if err != nil {
+		return 0, err
+	}
+	return n, <-done
+}
+
+// AppendAsync publishes m and returns at once a local, non-zero number and
+// a channel that receives nil when JetStream has stored it, or the error
+// (after AckTimeout at the latest).
+func (j *Journal) AppendAsync(m core.Message) (uint64, <-chan error, error) {
+	deadline := time.Now().Add(j.opts.AckTimeout)
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	if j.closed {
+		return 0, nil, j.refuse("closed", errors.New("the ingest journal is closed"))
+	}
+	n := j.n.Add(1)
+	msg := &nats.Msg{Subject: j.subject, Data: ingest.EncodeRecord(m), Header: nats.Header{}}
+	fut, err := j.js.PublishMsgAsync(msg, jetstream.WithMsgID(j.idBase+strconv.FormatUint(n, 36)),
+		jetstream.WithStallWait(j.opts.AckTimeout))
+	if err != nil {
+		return 0, nil, j.refuse(reasonOf(err), err)
+	}
+	w := wait{fut: fut, done: make(chan error, 1), deadline: deadline}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case j.waits <- w:
+	case <-t.C:
+		return 0, nil, j.refuse("timeout", errors.New("too many publishes waiting for JetStream"))
+	}
+	return n, w.done, nil
+}
+
+// ackLoop resolves the outstanding publishes in order: JetStream answers
+// the publishes of one connection to one stream in order, so waiting on the
+// oldest first costs nothing.
+func (j *Journal) ackLoop() {
+	defer close(j.ackEnd)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for w := range j.waits {
+		t.Reset(time.Until(w.deadline))
+		select {
+		case <-w.fut.Ok():
+			j.m.acked.Inc()
+			j.lastErr.Store(nil)
+			w.done <- nil
+		case err := <-w.fut.Err():
+			w.done <- j.refuse(reasonOf(err), err)
+		case <-t.C:
+			w.done <- j.refuse("timeout", fmt.Errorf("JetStream did not acknowledge within %s", j.opts.AckTimeout))
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+	}
+}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, jetstream.ErrNoStreamResponse):
+		return "timeout"
+	case strings.Contains(strings.ToLower(err.Error()), "maximum bytes"):
+		// The stream's limit with discard new (nats-server's
+		// "maximum bytes exceeded"); it has no error code of its own.
+		return "full"
+	}
+	return "error"
+}
+
+// refuse counts and logs (rate-limited) a refusal and returns the error the
+// edges answer with: insufficient storage (HTTP 507) when the stream is
+// full, unavailable otherwise (MQTT 5 PUBACK 0x80; 3.1.1 closed).
+func (j *Journal) refuse(reason string, err error) error {
+	j.m.refused.WithLabelValues(reason).Inc()
+	j.logSometimes.Do(func() {
+		j.opts.Logger.Error("durable publish refused: JetStream did not store it", "reason", reason, "error", err)
+	})
+	kind := core.KindUnavailable
+	if reason == "full" {
+		kind = core.KindInsufficientStorage
+	}
+	e := error(&core.Error{Kind: kind, Msg: "JetStream did not store the message; send it again", Err: err})
+	if reason != "closed" {
+		j.lastErr.Store(&e)
+	}
+	return e
+}
+
+// Start starts this node's consumer: first what a previous run left (the
+// stream keeps every message until this node acknowledged it), then new
+// messages. It returns at once; what is at or below Applied() is skipped.
+func (j *Journal) Start() (int, error) {
+	j.skipTo = j.opts.Applied()
+	it, err := j.cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return 0, fmt.Errorf("jsjournal: consume %s: %w", j.subject, err)
+	}
+	j.it = it
+	j.started = true
+	go j.consume()
+	go j.checkpointLoop()
+	return 0, nil
+}
+
+func (j *Journal) consume() {
+	defer close(j.consumerDone)
+	for {
+		msg, err := j.it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest consumer", "error", err) })
+			continue
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			j.m.corrupt.Inc()
+			continue
+		}
+		seq := md.Sequence.Stream
+		switch {
+		case seq <= j.lastApplied:
+			// A redelivery of what this run applied: not again.
+		case seq <= j.skipTo:
+			j.m.skipped.Inc() // stored before the restart
+			j.lastApplied = seq
+		default:
+			m, err := ingest.DecodeRecord(msg.Data())
+			j.lastApplied = seq
+			if err != nil {
+				j.m.corrupt.Inc()
+				j.opts.Logger.Error("ingest message skipped: it does not decode", "seq", seq, "error", err)
+				break
+			}
+			m.Seq = seq
+			j.opts.Apply(m)
+			j.m.applied.Inc()
+		}
+		j.dmu.Lock()
+		j.unack = append(j.unack, delivered{seq, msg})
+		j.dmu.Unlock()
+	}
+}
+
+func (j *Journal) checkpointLoop() {
+	defer close(j.loopDone)
+	t := time.NewTicker(j.opts.CheckpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			j.checkpoint()
+		case <-j.stop:
+			return
+		}
+	}
+}
+
+// checkpoint acknowledges the delivered messages that the telemetry store
+// has committed (skipped ones are at or below the point too), and
+// JetStream deletes them (a work queue stream needs explicit acks, one
+// each; they are fire-and-forget publishes).
+func (j *Journal) checkpoint() {
+	c := max(j.opts.Applied(), j.skipTo)
+	j.dmu.Lock()
+	k := 0
+	for k < len(j.unack) && j.unack[k].seq <= c {
+		k++
+	}
+	done := slices.Clone(j.unack[:k])
+	j.unack = append(j.unack[:0], j.unack[k:]...)
+	j.dmu.Unlock()
+	for _, d := range done {
+		if err := d.msg.Ack(); err != nil {
+			// Harmless: redelivered after a restart and skipped then.
+			j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest checkpoint ack failed", "error", err) })
+			return
+		}
+	}
+}
+
+// Drain refuses appends from now on, waits for the answers to the
+// outstanding publishes (AckTimeout at most), then stops the consumer once
+// what it was handed is applied. What JetStream holds beyond it stays in
+// the stream for the next start.
+func (j *Journal) Drain() {
+	j.drainOnce.Do(func() {
+		j.mu.Lock()
+		j.closed = true
+		close(j.waits)
+		j.mu.Unlock()
+		<-j.ackEnd
+		if j.started {
+			j.it.Stop()
+			<-j.consumerDone
+		}
+	})
+}
+
+// Close drains the journal, stops the checkpoint loop and acknowledges what
+// the telemetry store committed. It does not close the NATS connection.
+func (j *Journal) Close() error {
+	j.Drain()
+	j.closeOnce.Do(func() {
+		close(j.stop)
+		if j.started {
+			<-j.loopDone
+			j.checkpoint()
+		}
+	})
+	return nil
+}
+
+// Pending returns how many messages of this node's subject the stream
+// holds that were not yet acknowledged (applied and committed), from the
+// consumer's state on the server.
+func (j *Journal) Pending(ctx context.Context) (uint64, error) {
+	info, err := j.cons.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
