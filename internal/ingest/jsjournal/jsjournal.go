@@ -123,7 +123,7 @@ type Journal struct {
 	closed bool
 	waits  chan wait
 	n      atomic.Uint64 // local numbers for AppendAsync, and message ids
-	ackEnd chan struct{}  // the ack loop has ended
+	ackEnd chan struct{} // the ack loop has ended
 
 	lastErr atomic.Pointer[error]
 
