@@ -125,7 +125,7 @@ type Journal struct {
 	n      atomic.Uint64 // local numbers for AppendAsync, and message ids
 	ackEnd chan struct{} // the ack loop has ended
 
-	lastErr atomic.Pointer[error]
+	lastErr atomic.Pointer[refusal]
 
 	it           jetstream.MessagesContext
 	started      bool
@@ -181,7 +181,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jsjournal: %w", err)
 	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cfg := jetstream.StreamConfig{
 		Name:        o.Stream,
 		Description: "Mote: acknowledged messages not yet stored by their node's telemetry writer",
 		Subjects:    []string{o.Prefix + ".>"},
@@ -191,7 +191,8 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		MaxBytes:    o.MaxBytes,
 		Discard:     jetstream.DiscardNew, // full: refuse new messages, never drop acknowledged ones
 		Duplicates:  2 * time.Minute,
-	})
+	}
+	st, err := createStream(ctx, js, cfg, o.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("jsjournal: stream %s (replicas %d): %w", o.Stream, o.Replicas, err)
 	}
@@ -256,6 +257,33 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 	return j, nil
 }
 
+// startWait bounds how long Open waits for a JetStream cluster that is not
+// ready yet (electing its leaders after the servers started together).
+const startWait = 30 * time.Second
+
+// createStream creates or updates the stream, trying again while the
+// JetStream cluster is not ready (startWait at most, or ctx's deadline).
+func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, startWait)
+	defer cancel()
+	for try := 0; ; try++ {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := js.CreateOrUpdateStream(actx, cfg)
+		acancel()
+		if err == nil {
+			return st, nil
+		}
+		if try == 0 {
+			log.Info("waiting for JetStream to take the ingest stream", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // ConsumerName is the durable consumer of a node's subject.
 func ConsumerName(node string) string { return "ingest-" + node }
 
@@ -270,12 +298,25 @@ func cmpOr(s, def string) string {
 // acknowledged.
 func (j *Journal) Wants(topic string) bool { return j.opts.Wants != nil && j.opts.Wants(topic) }
 
-// Err returns the last refusal's cause until a publish is stored again.
+// Err returns why durable publishes are refused at the moment: the NATS
+// connection is down, or the last publish was refused less than
+// errHold ago and none was stored since; nil otherwise.
 func (j *Journal) Err() error {
-	if p := j.lastErr.Load(); p != nil {
-		return *p
+	if !j.opts.Conn.IsConnected() {
+		return &core.Error{Kind: core.KindUnavailable, Msg: "the ingest journal is not connected to NATS"}
+	}
+	if p := j.lastErr.Load(); p != nil && time.Since(p.at) < errHold {
+		return p.err
 	}
 	return nil
+}
+
+// errHold is how long a refusal counts as the journal's state (Err).
+const errHold = 10 * time.Second
+
+type refusal struct {
+	err error
+	at  time.Time
 }
 
 // Append stores m in JetStream and returns a local number (the stream
@@ -372,7 +413,7 @@ func (j *Journal) refuse(reason string, err error) error {
 	}
 	e := error(&core.Error{Kind: kind, Msg: "JetStream did not store the message; send it again", Err: err})
 	if reason != "closed" {
-		j.lastErr.Store(&e)
+		j.lastErr.Store(&refusal{e, time.Now()})
 	}
 	return e
 }
