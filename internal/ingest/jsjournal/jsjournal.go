@@ -9,21 +9,28 @@
 //	                        ▼
 //	                    ack loop (FIFO, one deadline each) ──▶ PUBACK, or refused
 //
-//	stream MOTE_INGEST (work queue, file storage, Replicas, MaxBytes, discard new)
-//	   └─ durable pull consumer ingest-<node> (filter mote.ingest.<node>, explicit ack)
+//	stream MOTE_INGEST (limits, file storage, Replicas, MaxBytes, discard new)
+//	   └─ ordered consumer on mote.ingest.<node>, from the replay point + 1
 //	         └─▶ Apply(m, m.Seq = stream sequence) on one goroutine
-//	checkpoint loop: ack the delivered messages ≤ Applied() (the
-//	telemetry writer's committed point) — JetStream then deletes them
+//	checkpoint loop: purge mote.ingest.<node> up to Applied() (the
+//	telemetry writer's committed point)
 //
 // Exactly once. The telemetry store records, in the same transaction as the
 // points, the largest stream sequence it stored for this node (its replay
-// point, telemetry_journals keyed by the node id). The consumer redelivers
-// from its ack floor after a crash; what is at or below the replay point
-// was stored and is skipped (and acknowledged), what is above is applied.
-// The ack to JetStream is only the clean-up: losing one (a crash between
-// the commit and the ack) costs a redelivery that is skipped, never a
-// second copy. Stream sequence numbers increase across the whole stream,
+// point, telemetry_journals keyed by the node id). At start the node reads
+// its subject from the replay point + 1 with an ordered consumer, which
+// notices a missed delivery (a NATS server lost mid-delivery) and starts
+// again after the last message it handed over, so nothing is skipped or
+// handed twice within a run. The purge is only the clean-up: losing one (a
+// crash between the commit and the purge) leaves messages the next start
+// does not read. Stream sequence numbers increase across the whole stream,
 // so each node's subject sees increasing numbers, with gaps.
+//
+// Why not a durable consumer with acknowledgements: a work-queue stream
+// with explicit acks loses nothing either, but a delivery lost with a NATS
+// server comes back only after the ack wait, behind later messages already
+// applied — out of order for a writer that must see increasing numbers.
+// The replay point in PostgreSQL is the consumer's position instead.
 //
 // A message whose publish is not acknowledged by JetStream within
 // AckTimeout is refused to the device (which sends it again); JetStream
@@ -36,7 +43,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,11 +66,6 @@ const (
 	DefaultAckTimeout = 5 * time.Second
 	DefaultMaxPending = 4096
 	DefaultMaxBytes   = 1 << 30
-	// ackPendingFactor: the consumer's MaxAckPending is this many times
-	// MaxPending — the messages delivered to this node but not yet
-	// committed by its telemetry writer (JetStream stops delivering
-	// beyond it until the next checkpoint acknowledges).
-	ackPendingFactor = 16
 )
 
 // Options configure a Journal.
@@ -92,7 +93,7 @@ type Options struct {
 	Apply   func(m core.Message)
 	Applied func() uint64
 
-	CheckpointEvery time.Duration // default 200 ms
+	CheckpointEvery time.Duration // purge interval; default 1 s
 	Logger          *slog.Logger
 	Metrics         prometheus.Registerer // nil: not registered
 }
@@ -104,18 +105,11 @@ type wait struct {
 	deadline time.Time
 }
 
-// delivered is a message applied (or skipped) but not yet acknowledged.
-type delivered struct {
-	seq uint64
-	msg jetstream.Msg
-}
-
 // Journal is the JetStream ingest journal of one node.
 type Journal struct {
 	opts    Options
 	js      jetstream.JetStream
 	stream  jetstream.Stream
-	cons    jetstream.Consumer
 	subject string
 	idBase  string // Nats-Msg-Id prefix: node and a random id of this run
 
@@ -129,16 +123,14 @@ type Journal struct {
 
 	it           jetstream.MessagesContext
 	started      bool
-	skipTo       uint64 // Applied() at Start: what is at or below is stored
-	lastApplied  uint64 // owned by the consumer goroutine
+	skipTo       uint64        // Applied() at Start: what is at or below is stored
+	lastApplied  atomic.Uint64 // written by the consumer goroutine
+	purged       uint64        // owned by the checkpoint loop, then by Close
 	consumerDone chan struct{}
 	stop         chan struct{}
 	loopDone     chan struct{}
 	drainOnce    sync.Once
 	closeOnce    sync.Once
-
-	dmu   sync.Mutex
-	unack []delivered // in stream order
 
 	logSometimes rate.Sometimes
 	m            metrics
@@ -171,7 +163,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		o.MaxPending = DefaultMaxPending
 	}
 	if o.CheckpointEvery <= 0 {
-		o.CheckpointEvery = 200 * time.Millisecond
+		o.CheckpointEvery = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -185,7 +177,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		Name:        o.Stream,
 		Description: "Mote: acknowledged messages not yet stored by their node's telemetry writer",
 		Subjects:    []string{o.Prefix + ".>"},
-		Retention:   jetstream.WorkQueuePolicy, // a message goes once its node acknowledged it
+		Retention:   jetstream.LimitsPolicy, // a node purges its subject up to its replay point
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
 		MaxBytes:    o.MaxBytes,
@@ -197,28 +189,8 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		return nil, fmt.Errorf("jsjournal: stream %s (replicas %d): %w", o.Stream, o.Replicas, err)
 	}
 	subject := o.Prefix + "." + o.Node
-	// A fresh consumer at every start: the stream (a work queue) holds
-	// exactly what this node has not acknowledged, and a new consumer
-	// delivers all of it at once — the old one would hold back what its
-	// killed predecessor had been handed until AckWait ran out.
-	if err := st.DeleteConsumer(ctx, ConsumerName(o.Node)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("jsjournal: reset consumer %s: %w", ConsumerName(o.Node), err)
-	}
-	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       ConsumerName(o.Node),
-		Description:   "Mote node " + o.Node + ": its telemetry writer",
-		FilterSubject: subject,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
-		MaxAckPending: ackPendingFactor * o.MaxPending,
-		Replicas:      o.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jsjournal: consumer %s: %w", ConsumerName(o.Node), err)
-	}
 	j := &Journal{
-		opts: o, js: js, stream: st, cons: cons, subject: subject,
+		opts: o, js: js, stream: st, subject: subject,
 		idBase:       o.Node + "." + nuid.Next() + ".",
 		waits:        make(chan wait, o.MaxPending),
 		ackEnd:       make(chan struct{}),
@@ -245,13 +217,15 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 	if o.Metrics != nil {
 		pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_jetstream_pending",
 			Help: "Publishes waiting for JetStream's acknowledgement."}, func() float64 { return float64(len(j.waits)) })
-		backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_jetstream_unacked",
-			Help: "Messages applied but not yet committed by the telemetry store (acknowledged to JetStream at the next checkpoint)."}, func() float64 {
-			j.dmu.Lock()
-			defer j.dmu.Unlock()
-			return float64(len(j.unack))
+		uncommitted := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_jetstream_uncommitted",
+			Help: "Stream sequence numbers between the last message applied and the telemetry store's committed point (0: everything applied is stored)."}, func() float64 {
+			last, c := j.lastApplied.Load(), o.Applied()
+			if last <= c {
+				return 0
+			}
+			return float64(last - c)
 		})
-		o.Metrics.MustRegister(j.m.acked, j.m.refused, j.m.applied, j.m.skipped, j.m.corrupt, pending, backlog)
+		o.Metrics.MustRegister(j.m.acked, j.m.refused, j.m.applied, j.m.skipped, j.m.corrupt, pending, uncommitted)
 	}
 	go j.ackLoop()
 	return j, nil
@@ -283,9 +257,6 @@ func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 		}
 	}
 }
-
-// ConsumerName is the durable consumer of a node's subject.
-func ConsumerName(node string) string { return "ingest-" + node }
 
 func cmpOr(s, def string) string {
 	if s == "" {
@@ -418,12 +389,23 @@ func (j *Journal) refuse(reason string, err error) error {
 	return e
 }
 
-// Start starts this node's consumer: first what a previous run left (the
-// stream keeps every message until this node acknowledged it), then new
-// messages. It returns at once; what is at or below Applied() is skipped.
+// Start starts reading this node's subject after its replay point:
+// first what a previous run left (the stream keeps it until purged), then
+// new messages. It returns at once.
 func (j *Journal) Start() (int, error) {
 	j.skipTo = j.opts.Applied()
-	it, err := j.cons.Messages(jetstream.PullMaxMessages(512))
+	j.purged = j.skipTo
+	ctx, cancel := context.WithTimeout(context.Background(), startWait)
+	defer cancel()
+	cons, err := j.js.OrderedConsumer(ctx, j.opts.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{j.subject},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    j.skipTo + 1,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("jsjournal: consumer on %s: %w", j.subject, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
 	if err != nil {
 		return 0, fmt.Errorf("jsjournal: consume %s: %w", j.subject, err)
 	}
@@ -451,27 +433,22 @@ func (j *Journal) consume() {
 			continue
 		}
 		seq := md.Sequence.Stream
-		switch {
-		case seq <= j.lastApplied:
-			// A redelivery of what this run applied: not again.
-		case seq <= j.skipTo:
-			j.m.skipped.Inc() // stored before the restart
-			j.lastApplied = seq
-		default:
-			m, err := ingest.DecodeRecord(msg.Data())
-			j.lastApplied = seq
-			if err != nil {
-				j.m.corrupt.Inc()
-				j.opts.Logger.Error("ingest message skipped: it does not decode", "seq", seq, "error", err)
-				break
-			}
-			m.Seq = seq
-			j.opts.Apply(m)
-			j.m.applied.Inc()
+		if seq <= j.skipTo || seq <= j.lastApplied.Load() {
+			// Stored before (the ordered consumer starts after the replay
+			// point, so this is a safety net): not again.
+			j.m.skipped.Inc()
+			continue
 		}
-		j.dmu.Lock()
-		j.unack = append(j.unack, delivered{seq, msg})
-		j.dmu.Unlock()
+		j.lastApplied.Store(seq)
+		m, err := ingest.DecodeRecord(msg.Data())
+		if err != nil {
+			j.m.corrupt.Inc()
+			j.opts.Logger.Error("ingest message skipped: it does not decode", "seq", seq, "error", err)
+			continue
+		}
+		m.Seq = seq
+		j.opts.Apply(m)
+		j.m.applied.Inc()
 	}
 }
 
@@ -489,27 +466,22 @@ func (j *Journal) checkpointLoop() {
 	}
 }
 
-// checkpoint acknowledges the delivered messages that the telemetry store
-// has committed (skipped ones are at or below the point too), and
-// JetStream deletes them (a work queue stream needs explicit acks, one
-// each; they are fire-and-forget publishes).
+// checkpoint purges this node's subject up to what the telemetry store
+// has committed: JetStream keeps only what the node may still need.
 func (j *Journal) checkpoint() {
-	c := max(j.opts.Applied(), j.skipTo)
-	j.dmu.Lock()
-	k := 0
-	for k < len(j.unack) && j.unack[k].seq <= c {
-		k++
+	c := j.opts.Applied()
+	if c <= j.purged {
+		return
 	}
-	done := slices.Clone(j.unack[:k])
-	j.unack = append(j.unack[:0], j.unack[k:]...)
-	j.dmu.Unlock()
-	for _, d := range done {
-		if err := d.msg.Ack(); err != nil {
-			// Harmless: redelivered after a restart and skipped then.
-			j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest checkpoint ack failed", "error", err) })
-			return
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), j.opts.AckTimeout)
+	defer cancel()
+	if err := j.stream.Purge(ctx, jetstream.WithPurgeSubject(j.subject), jetstream.WithPurgeSequence(c+1)); err != nil {
+		// Harmless: the next start reads after the replay point anyway;
+		// retried next tick.
+		j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest checkpoint: purge failed", "error", err) })
+		return
 	}
+	j.purged = c
 }
 
 // Drain refuses appends from now on, waits for the answers to the
@@ -530,8 +502,8 @@ func (j *Journal) Drain() {
 	})
 }
 
-// Close drains the journal, stops the checkpoint loop and acknowledges what
-// the telemetry store committed. It does not close the NATS connection.
+// Close drains the journal, stops the checkpoint loop and purges what the
+// telemetry store committed. It does not close the NATS connection.
 func (j *Journal) Close() error {
 	j.Drain()
 	j.closeOnce.Do(func() {
@@ -545,12 +517,11 @@ func (j *Journal) Close() error {
 }
 
 // Pending returns how many messages of this node's subject the stream
-// holds that were not yet acknowledged (applied and committed), from the
-// consumer's state on the server.
+// holds (applied and committed ones until the next purge included).
 func (j *Journal) Pending(ctx context.Context) (uint64, error) {
-	info, err := j.cons.Info(ctx)
+	info, err := j.stream.Info(ctx, jetstream.WithSubjectFilter(j.subject))
 	if err != nil {
 		return 0, err
 	}
-	return info.NumPending + uint64(info.NumAckPending), nil
+	return info.State.Subjects[j.subject], nil
 }
