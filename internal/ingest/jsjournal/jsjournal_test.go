@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -235,6 +236,76 @@ func TestCorruptMessage(t *testing.T) {
 func BenchmarkAppend(b *testing.B) {
 	s := startServer(b)
 	j, err := jsjournal.Open(context.Background(), jsjournal.Options{Conn: connect(b, s), Node: "bench",
+		MaxBytes: 8 << 30, Apply: func(core.Message) {}, Applied: func() uint64 { return 0 }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	m := core.Message{Topic: "t/dev/telemetry", Payload: make([]byte, 64), QoS: 1, Thing: "dev", ClientID: "dev"}
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := j.Append(m); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// startCluster starts three nats-servers routed into one JetStream
+// cluster on loopback and returns the client URLs.
+func startCluster(b testing.TB) string {
+	b.Helper()
+	var lns []net.Listener
+	var routes []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		lns = append(lns, ln)
+		routes = append(routes, fmt.Sprintf("nats://%s", ln.Addr()))
+	}
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	var urls []string
+	var servers []*server.Server
+	for i := range 3 {
+		port := lns[i].Addr().(*net.TCPAddr).Port
+		s, err := server.NewServer(&server.Options{ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1,
+			NoLog: true, NoSigs: true, JetStream: true, StoreDir: b.TempDir(),
+			Cluster: server.ClusterOpts{Name: "bench", Host: "127.0.0.1", Port: port},
+			Routes:  server.RoutesFromStr(strings.Join(routes, ","))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		go s.Start()
+		b.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(20 * time.Second) {
+			b.Fatal("nats server not ready")
+		}
+		urls = append(urls, s.ClientURL())
+	}
+	return strings.Join(urls, ",")
+}
+
+// BenchmarkAppendReplicas3: as BenchmarkAppend, on a three-server
+// JetStream cluster with the stream's default 3 replicas (all on this
+// machine).
+func BenchmarkAppendReplicas3(b *testing.B) {
+	nc, err := nats.Connect(startCluster(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	j, err := jsjournal.Open(context.Background(), jsjournal.Options{Conn: nc, Node: "bench", Replicas: 3,
 		MaxBytes: 8 << 30, Apply: func(core.Message) {}, Applied: func() uint64 { return 0 }})
 	if err != nil {
 		b.Fatal(err)
