@@ -1,7 +1,7 @@
 // Package jsjournal is the ingest journal of a cluster node on NATS
 // JetStream: a QoS 1/2 message that a rule stores is acknowledged to its
 // device only once JetStream has stored it (with the stream's replicas),
-// and this node's durable consumer hands it, exactly once and in order, to
+// and this node's consumer hands it, exactly once and in order, to
 // the rules' durable pass and the telemetry writer — after a SIGKILL too.
 //
 //	broker OnPublish ── AppendAsync: PublishMsgAsync(mote.ingest.<node>, Nats-Msg-Id)
@@ -425,6 +425,7 @@ func (j *Journal) consume() {
 				return
 			}
 			j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest consumer", "error", err) })
+			time.Sleep(100 * time.Millisecond) // not a hot loop while NATS is away
 			continue
 		}
 		md, err := msg.Metadata()
