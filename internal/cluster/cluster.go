@@ -415,3 +415,7 @@ func (n *Node) register(reg prometheus.Registerer) error {
 	}
 	return nil
 }
+
+// Conn returns the node's NATS connection (the JetStream ingest journal
+// publishes on it); Close closes it.
+func (n *Node) Conn() *nats.Conn { return n.nb.Conn() }

@@ -274,6 +274,15 @@ type Config struct {
 	ClusterUser       string
 	ClusterPassword   string // never logged
 	ClusterRelayQueue int
+
+	// Durable ingest on JetStream in a cluster (docs/cluster.md): the
+	// MOTE_INGEST stream's replicas and size limit, how long a durable
+	// publish waits for JetStream's acknowledgement before it is refused,
+	// and how many publishes may wait at once.
+	ClusterReplicas       int
+	ClusterIngestMaxBytes int64
+	ClusterIngestTimeout  time.Duration
+	ClusterIngestPending  int
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -418,6 +427,11 @@ func Default() Config {
 		OIDCMaxCallbacks:            10_000,
 
 		ClusterRelayQueue: 65536,
+
+		ClusterReplicas:       3,
+		ClusterIngestMaxBytes: 1 << 30,
+		ClusterIngestTimeout:  5 * time.Second,
+		ClusterIngestPending:  4096,
 	}
 }
 
@@ -461,6 +475,10 @@ func fields(c *Config) []field {
 		{"cluster-user", "NATS user name", str(&c.ClusterUser)},
 		{"cluster-password", "NATS password (prefer the environment variable)", str(&c.ClusterPassword)},
 		{"cluster-relay-queue", "messages from other nodes waiting for this node's subscribers; beyond it they are dropped and counted", num(&c.ClusterRelayQueue)},
+		{"cluster-replicas", "replicas of the JetStream stream that makes durable publishes durable before their acknowledgement (1 to 5; at most the NATS servers)", num(&c.ClusterReplicas)},
+		{"cluster-ingest-max-bytes", "size limit of the JetStream ingest stream (messages acknowledged, not yet stored by their node); full, durable publishes are refused", num64(&c.ClusterIngestMaxBytes)},
+		{"cluster-ingest-timeout", "longest wait for JetStream to store a durable publish; then it is refused (MQTT 5 PUBACK 0x80, 3.1.1 closed, HTTP 503)", dur(&c.ClusterIngestTimeout)},
+		{"cluster-ingest-pending", "durable publishes waiting for JetStream's acknowledgement at once, all clients together; beyond it publishers wait (up to --cluster-ingest-timeout)", num(&c.ClusterIngestPending)},
 		{"store-max-conns", "connections of each PostgreSQL pool (registry and telemetry have one each); callers wait for a free one", num(&c.StoreMaxConns)},
 		{"log-level", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "auto (JSON unless on a terminal), json or text", str(&c.LogFormat)},
@@ -1166,6 +1184,16 @@ func (c *Config) validateProvisioning() error {
 func (c *Config) validateCluster() error {
 	if c.ClusterRelayQueue < 1 || c.ClusterRelayQueue > 10_000_000 {
 		return fmt.Errorf("cluster-relay-queue: %d is outside 1 to 10000000", c.ClusterRelayQueue)
+	}
+	switch {
+	case c.ClusterReplicas < 1 || c.ClusterReplicas > 5:
+		return fmt.Errorf("cluster-replicas: %d is outside 1 to 5", c.ClusterReplicas)
+	case c.ClusterIngestMaxBytes < 1<<20 || c.ClusterIngestMaxBytes > 1<<40:
+		return fmt.Errorf("cluster-ingest-max-bytes: %d is outside 1048576 (1 MiB) to 1099511627776 (1 TiB)", c.ClusterIngestMaxBytes)
+	case c.ClusterIngestTimeout < 100*time.Millisecond || c.ClusterIngestTimeout > time.Minute:
+		return fmt.Errorf("cluster-ingest-timeout: %s is outside 100ms to 1m", c.ClusterIngestTimeout)
+	case c.ClusterIngestPending < 1 || c.ClusterIngestPending > 1_000_000:
+		return fmt.Errorf("cluster-ingest-pending: %d is outside 1 to 1000000", c.ClusterIngestPending)
 	}
 	if c.Cluster == "" {
 		if c.NodeID != "" || c.ClusterTLSCA != "" || c.ClusterCreds != "" || c.ClusterUser != "" || c.ClusterPassword != "" {

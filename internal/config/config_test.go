@@ -443,8 +443,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 155 {
-		t.Errorf("settings = %d; want 155 (update this test for a new setting)", n)
+	if n != 159 {
+		t.Errorf("settings = %d; want 159 (update this test for a new setting)", n)
 	}
 }
 
@@ -513,6 +513,10 @@ func TestClusterSettings(t *testing.T) {
 			c.Cluster, c.NodeID, c.Store, c.ClusterUser = "nats://a:4222", "n1", "postgres://u@h/db", "u"
 		}, "cluster-user:"},
 		{"relay queue", func(c *config.Config) { c.ClusterRelayQueue = 0 }, "cluster-relay-queue:"},
+		{"replicas", func(c *config.Config) { c.ClusterReplicas = 6 }, "cluster-replicas:"},
+		{"ingest max bytes", func(c *config.Config) { c.ClusterIngestMaxBytes = 10 }, "cluster-ingest-max-bytes:"},
+		{"ingest timeout", func(c *config.Config) { c.ClusterIngestTimeout = time.Millisecond }, "cluster-ingest-timeout:"},
+		{"ingest pending", func(c *config.Config) { c.ClusterIngestPending = 0 }, "cluster-ingest-pending:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := config.Default()

@@ -107,16 +107,11 @@ func (d *Daemon) onRemoteRegistry(data []byte) {
 }
 
 // journalWants says which messages the ingest journal makes durable before
-// their PUBACK: those a rule stores, for one node alone. In a cluster none:
-// the journal's sequence numbers are per node while the telemetry store's
-// replay point (telemetry_state.last_seq) is one per database, so a node's
-// stored sequence would make another node's messages look stored already
-// and drop them (TestCluster/telemetry_stored_once lost 78 of 200). Until
-// durable ingest moves to JetStream, a cluster node writes telemetry
-// without the journal: a node killed loses what its telemetry writer had
-// not flushed (docs/cluster.md).
+// their PUBACK: those a rule stores — on one node in the write-ahead log, in
+// a cluster on JetStream, each node with its own replay point in the
+// telemetry store (journal.go, docs/cluster.md).
 func (d *Daemon) journalWants(topic string) bool {
-	return d.cfg.Cluster == "" && d.rules.Durable(topic)
+	return d.rules.Durable(topic)
 }
 
 // resetPresence marks things disconnected at start: every thing for one

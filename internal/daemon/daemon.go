@@ -64,7 +64,6 @@ import (
 	"github.com/moteiot/mote/internal/telemetry"
 	"github.com/moteiot/mote/internal/thingimport"
 	"github.com/moteiot/mote/internal/users"
-	"github.com/moteiot/mote/internal/wal"
 )
 
 // Addrs are the addresses the server listens on ("" when disabled).
@@ -106,6 +105,7 @@ type Daemon struct {
 	audit    *audit.Recorder
 	coap     *coap.Server
 	journal  *ingest.Journal
+	ingest   ingest.Durable // journal, or in a cluster the JetStream journal (journal.go)
 	tstore   telemetry.Store
 	twriter  *telemetry.Writer
 	http     *http.Server
@@ -277,29 +277,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Metrics:  d.metrics,
 	})
 
-	// The ingest journal: QoS 1/2 messages that a rule stores as telemetry
-	// are made durable in it before their PUBACK, and applied to the
-	// telemetry writer in order (started, with a replay, once the rules
-	// engine runs). Its last checkpoint is taken after the writer's final
-	// flush, so its Close is registered before the writer's.
-	d.journal, err = ingest.Open(ingest.Options{
-		Dir:     datadir.Journal(cfg.DataDir),
-		Wants:   func(topic string) bool { return d.journalWants(topic) }, // cluster.go: none in a cluster
-		Apply:   func(m core.Message) { d.rules.ApplyDurable(m) },
-		Applied: d.twriter.Committed,
-		Logger:  d.log.With("component", "ingest"),
-		Metrics: d.metrics,
-	})
-	if err != nil {
-		_ = d.twriter.Close()
-		if ce := (*wal.CorruptError)(nil); errors.As(err, &ce) {
-			return fmt.Errorf("open ingest journal: %w; nothing was changed: list the damage with `mote admin journal inspect --data-dir %s`, "+
-				"keep the valid records with `mote admin journal salvage --data-dir %s` (see docs/architecture.md, journal recovery)", err, cfg.DataDir, cfg.DataDir)
-		}
-		return fmt.Errorf("open ingest journal: %w", err)
-	}
-	d.onClose(d.journal.Close)
+	// Closed if what follows fails; registered again after the journal's
+	// Close (each Close is idempotent).
 	d.onClose(d.twriter.Close)
+	if err := d.startBus(); err != nil { // in-process, or on NATS in a cluster (cluster.go)
+		return err
+	}
+	if err := d.openJournal(ctx); err != nil { // journal.go: the write-ahead log, or JetStream in a cluster
+		return err
+	}
 	retCtx, retCancel := context.WithCancel(context.Background())
 	retDone := make(chan struct{})
 	go func() {
@@ -308,9 +294,6 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}()
 	d.onClose(func() error { retCancel(); <-retDone; return nil })
 
-	if err := d.startBus(); err != nil { // in-process, or on NATS in a cluster (cluster.go)
-		return err
-	}
 	if d.devFilter, d.apiFilter, d.ipRefusals, err = d.filters(); err != nil {
 		return fmt.Errorf("ip filter: %w", err)
 	}
@@ -342,7 +325,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Sessions:         st.Sessions(),
 		OnMessage:        d.bus.Publish,
 		Deliveries:       d.commands,
-		Journal:          d.journal,
+		Journal:          d.ingest,
 		MaxPacketSize:    cfg.MaxPacketSize,
 		MaxClients:       cfg.MaxClients,
 		MaxSessionExpiry: cfg.MaxSessionExpiry,
@@ -582,7 +565,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.onClose(d.analytic.Close)
 	d.analytic.Attach(d.bus)
-	if n, err := d.journal.Start(); err != nil {
+	if n, err := d.ingest.Start(); err != nil {
 		return err
 	} else if n > 0 {
 		// What devices were told is stored is queryable before we serve.
@@ -596,7 +579,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	// finishes its queue; the writer flushes and the journal checkpoints
 	// later (closers registered earlier). Each Close is idempotent.
 	d.onClose(func() error {
-		return errors.Join(d.shadows.Close(), d.broker.Close(), func() error { d.journal.Drain(); return nil }(), d.rules.Close())
+		return errors.Join(d.shadows.Close(), d.broker.Close(), func() error { d.ingest.Drain(); return nil }(), d.rules.Close())
 	})
 	if err := d.startCoAP(&serverCert, coapFeed); err != nil {
 		return err
@@ -887,7 +870,7 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	// While the ingest journal cannot write (a full disk), durable
 	// publishes are refused: send traffic elsewhere until it recovers.
-	if d.journal != nil && d.journal.Err() != nil {
+	if d.ingest != nil && d.ingest.Err() != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("not ready: the ingest journal cannot write to its disk\n"))
 		return

@@ -27,11 +27,17 @@ func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 }
 
 // openTelemetry opens the telemetry store on the same backend as openStore.
+// A cluster node keeps its own replay point (its JetStream journal's
+// sequence), named for the node.
 func openTelemetry(ctx context.Context, cfg config.Config) (telemetry.Store, error) {
 	if cfg.Store == "" {
 		return telemetrysqlite.Open(datadir.Telemetry(cfg.DataDir))
 	}
-	return telemetrypostgres.Open(ctx, cfg.Store, telemetrypostgres.Options{MaxConns: int32(cfg.StoreMaxConns)})
+	var journal string
+	if cfg.Cluster != "" {
+		journal = cfg.NodeID
+	}
+	return telemetrypostgres.Open(ctx, cfg.Store, telemetrypostgres.Options{MaxConns: int32(cfg.StoreMaxConns), Journal: journal})
 }
 
 // registerStoreMetrics exports the connection pools of the PostgreSQL

@@ -7,6 +7,7 @@
 //	telemetry_series(id, thing, key)           -- UNIQUE (thing, key)
 //	telemetry_points(series, ts, n, kind, num, str) PARTITION BY RANGE (ts)
 //	telemetry_state(last_seq)                  -- one row
+//	telemetry_journals(journal, last_seq)      -- one row per named journal
 //
 // Points are partitioned by time, one partition per UTC day
 // (telemetry_points_YYYYMMDD), with a B-tree on (series, ts, n) in each.
@@ -49,8 +50,11 @@
 //
 // # Several nodes
 //
-// The state row is shared: in a cluster every node's WAL would need its
-// own row (a node id); that comes with the NATS cluster (issue 12).
+// The state row is shared. In a cluster every node's durable ingest is its
+// own sequence (its JetStream subject), so a store opened with
+// Options.Journal keeps its replay point in its own row of
+// telemetry_journals: one node's stored sequence never makes another
+// node's messages look stored.
 package postgres
 
 import (
@@ -109,12 +113,21 @@ const (
 type Options struct {
 	// MaxConns bounds the connection pool; 0 means pgx's default.
 	MaxConns int32
+	// Journal names the ingest journal whose replay point Append and
+	// LastSeq keep (a cluster node's id, 1–64 bytes); "" keeps the one of
+	// the unnamed journal (telemetry_state).
+	Journal string
 }
 
 // Store is a telemetry.Store on a PostgreSQL database. It is safe for
 // concurrent use, also by several processes on the same database.
 type Store struct {
 	pool *pgxpool.Pool
+
+	// The replay point's queries: telemetry_state, or the row of
+	// Options.Journal in telemetry_journals.
+	journal            string
+	lastSeqSQL, setSQL string
 
 	// Migrated is how many migrations Open applied.
 	Migrated int
@@ -146,7 +159,11 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, Migrated: n, series: map[seriesKey]int64{}, days: map[int64]bool{}}
+	s := &Store{pool: pool, Migrated: n, series: map[seriesKey]int64{}, days: map[int64]bool{}, journal: opts.Journal}
+	if err := s.initJournal(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	if err := s.loadDays(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -158,6 +175,31 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	return s, nil
 }
+
+// initJournal picks the replay point's row, creating the journal's row
+// (at 0) the first time it is opened.
+func (s *Store) initJournal(ctx context.Context) error {
+	if s.journal == "" {
+		// The journal name (empty) is still a parameter, so that the
+		// same calls read and write either kind of row.
+		s.lastSeqSQL = `SELECT last_seq FROM telemetry_state WHERE id = 1 AND $1::text = ''`
+		s.setSQL = `UPDATE telemetry_state SET last_seq = $1 WHERE id = 1 AND $2::text = ''`
+		return nil
+	}
+	if len(s.journal) > 64 {
+		return fmt.Errorf("telemetry postgres: journal name longer than 64 bytes")
+	}
+	s.lastSeqSQL = `SELECT last_seq FROM telemetry_journals WHERE journal = $1`
+	s.setSQL = `UPDATE telemetry_journals SET last_seq = $1 WHERE journal = $2`
+	if _, err := s.pool.Exec(ctx, `INSERT INTO telemetry_journals (journal, last_seq) VALUES ($1, 0) ON CONFLICT (journal) DO NOTHING`, s.journal); err != nil {
+		return fmt.Errorf("telemetry postgres: journal %q: %w", s.journal, err)
+	}
+	return nil
+}
+
+// Journal returns the name of the journal whose replay point this store
+// keeps ("" for the unnamed one).
+func (s *Store) Journal() string { return s.journal }
 
 // Pool returns the connection pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -171,7 +213,7 @@ func (s *Store) Close() error {
 // LastSeq returns the largest seq Append has recorded.
 func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
 	var last int64
-	if err := s.pool.QueryRow(ctx, `SELECT last_seq FROM telemetry_state WHERE id = 1`).Scan(&last); err != nil {
+	if err := s.pool.QueryRow(ctx, s.lastSeqSQL, s.journal).Scan(&last); err != nil {
 		return 0, fmt.Errorf("telemetry postgres: last seq: %w", err)
 	}
 	return uint64(last), nil
@@ -390,7 +432,7 @@ func (s *Store) Append(ctx context.Context, points []telemetry.Point, seq uint64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if seq > 0 {
 			var last int64
-			if err := tx.QueryRow(ctx, `SELECT last_seq FROM telemetry_state WHERE id = 1 FOR UPDATE`).Scan(&last); err != nil {
+			if err := tx.QueryRow(ctx, s.lastSeqSQL+` FOR UPDATE`, s.journal).Scan(&last); err != nil {
 				return fmt.Errorf("read last seq: %w", err)
 			}
 			if seq <= uint64(last) {
@@ -408,7 +450,7 @@ func (s *Store) Append(ctx context.Context, points []telemetry.Point, seq uint64
 			}
 		}
 		if seq > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE telemetry_state SET last_seq = $1 WHERE id = 1`, int64(seq)); err != nil {
+			if _, err := tx.Exec(ctx, s.setSQL, int64(seq), s.journal); err != nil {
 				return fmt.Errorf("record seq: %w", err)
 			}
 		}

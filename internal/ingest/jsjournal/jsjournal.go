@@ -1,0 +1,528 @@
+// Package jsjournal is the ingest journal of a cluster node on NATS
+// JetStream: a QoS 1/2 message that a rule stores is acknowledged to its
+// device only once JetStream has stored it (with the stream's replicas),
+// and this node's consumer hands it, exactly once and in order, to
+// the rules' durable pass and the telemetry writer — after a SIGKILL too.
+//
+//	broker OnPublish ── AppendAsync: PublishMsgAsync(mote.ingest.<node>, Nats-Msg-Id)
+//	                        │ at most MaxPending publishes outstanding
+//	                        ▼
+//	                    ack loop (FIFO, one deadline each) ──▶ PUBACK, or refused
+//
+//	stream MOTE_INGEST (limits, file storage, Replicas, MaxBytes, discard new)
+//	   └─ ordered consumer on mote.ingest.<node>, from the replay point + 1
+//	         └─▶ Apply(m, m.Seq = stream sequence) on one goroutine
+//	checkpoint loop: purge mote.ingest.<node> up to Applied() (the
+//	telemetry writer's committed point)
+//
+// Exactly once. The telemetry store records, in the same transaction as the
+// points, the largest stream sequence it stored for this node (its replay
+// point, telemetry_journals keyed by the node id). At start the node reads
+// its subject from the replay point + 1 with an ordered consumer, which
+// notices a missed delivery (a NATS server lost mid-delivery) and starts
+// again after the last message it handed over, so nothing is skipped or
+// handed twice within a run. The purge is only the clean-up: losing one (a
+// crash between the commit and the purge) leaves messages the next start
+// does not read. Stream sequence numbers increase across the whole stream,
+// so each node's subject sees increasing numbers, with gaps.
+//
+// Why not a durable consumer with acknowledgements: a work-queue stream
+// with explicit acks loses nothing either, but a delivery lost with a NATS
+// server comes back only after the ack wait, behind later messages already
+// applied — out of order for a writer that must see increasing numbers.
+// The replay point in PostgreSQL is the consumer's position instead.
+//
+// A message whose publish is not acknowledged by JetStream within
+// AckTimeout is refused to the device (which sends it again); JetStream
+// may still have stored it, so it can be stored twice — what QoS 1 allows
+// for a message without a PUBACK, never a loss.
+package jsjournal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/ingest"
+)
+
+// Defaults of Options.
+const (
+	DefaultStream     = "MOTE_INGEST"
+	DefaultPrefix     = "mote.ingest"
+	DefaultAckTimeout = 5 * time.Second
+	DefaultMaxPending = 4096
+	DefaultMaxBytes   = 1 << 30
+)
+
+// Options configure a Journal.
+type Options struct {
+	Conn *nats.Conn // required; the caller closes it after Close
+	Node string     // this node's id: its subject and consumer (required)
+
+	Stream   string // default DefaultStream
+	Prefix   string // subjects Prefix.<node>; default DefaultPrefix
+	Replicas int    // the stream's replicas (1–5); default 1
+	MaxBytes int64  // the stream's size limit; beyond it publishes are refused; default 1 GiB
+
+	// AckTimeout bounds the wait for JetStream's acknowledgement of one
+	// publish; then the message is refused. Default 5 s.
+	AckTimeout time.Duration
+	// MaxPending bounds the publishes waiting for their acknowledgement
+	// (all clients together); an append beyond it waits, at most
+	// AckTimeout. Default 4096.
+	MaxPending int
+
+	// Wants, Apply and Applied as in ingest.Options: Applied is the
+	// telemetry writer's Committed on a store opened for this journal's
+	// name (telemetry postgres Options.Journal = Node).
+	Wants   func(topic string) bool
+	Apply   func(m core.Message)
+	Applied func() uint64
+
+	CheckpointEvery time.Duration // purge interval; default 1 s
+	Logger          *slog.Logger
+	Metrics         prometheus.Registerer // nil: not registered
+}
+
+// wait is one publish waiting for its acknowledgement.
+type wait struct {
+	fut      jetstream.PubAckFuture
+	done     chan error
+	deadline time.Time
+}
+
+// Journal is the JetStream ingest journal of one node.
+type Journal struct {
+	opts    Options
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	subject string
+	idBase  string // Nats-Msg-Id prefix: node and a random id of this run
+
+	mu     sync.RWMutex // held to read, while sending to waits; to write, to close it
+	closed bool
+	waits  chan wait
+	n      atomic.Uint64 // local numbers for AppendAsync, and message ids
+	ackEnd chan struct{} // the ack loop has ended
+
+	lastErr atomic.Pointer[refusal]
+
+	it           jetstream.MessagesContext
+	started      bool
+	skipTo       uint64        // Applied() at Start: what is at or below is stored
+	lastApplied  atomic.Uint64 // written by the consumer goroutine
+	purged       uint64        // owned by the checkpoint loop, then by Close
+	consumerDone chan struct{}
+	stop         chan struct{}
+	loopDone     chan struct{}
+	drainOnce    sync.Once
+	closeOnce    sync.Once
+
+	logSometimes rate.Sometimes
+	m            metrics
+}
+
+type metrics struct {
+	acked, skipped, applied, corrupt prometheus.Counter
+	refused                          *prometheus.CounterVec
+}
+
+var _ ingest.Durable = (*Journal)(nil)
+
+// Open creates or updates the stream, and this node's durable consumer.
+func Open(ctx context.Context, o Options) (*Journal, error) {
+	if o.Conn == nil || o.Node == "" || o.Apply == nil || o.Applied == nil {
+		return nil, errors.New("jsjournal: Conn, Node, Apply and Applied are required")
+	}
+	o.Stream = cmpOr(o.Stream, DefaultStream)
+	o.Prefix = cmpOr(o.Prefix, DefaultPrefix)
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = DefaultAckTimeout
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(o.Conn, jetstream.WithPublishAsyncMaxPending(o.MaxPending),
+		jetstream.WithPublishAsyncTimeout(o.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("jsjournal: %w", err)
+	}
+	cfg := jetstream.StreamConfig{
+		Name:        o.Stream,
+		Description: "Mote: acknowledged messages not yet stored by their node's telemetry writer",
+		Subjects:    []string{o.Prefix + ".>"},
+		Retention:   jetstream.LimitsPolicy, // a node purges its subject up to its replay point
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		MaxBytes:    o.MaxBytes,
+		Discard:     jetstream.DiscardNew, // full: refuse new messages, never drop acknowledged ones
+		Duplicates:  2 * time.Minute,
+	}
+	st, err := createStream(ctx, js, cfg, o.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("jsjournal: stream %s (replicas %d): %w", o.Stream, o.Replicas, err)
+	}
+	subject := o.Prefix + "." + o.Node
+	j := &Journal{
+		opts: o, js: js, stream: st, subject: subject,
+		idBase:       o.Node + "." + nuid.Next() + ".",
+		waits:        make(chan wait, o.MaxPending),
+		ackEnd:       make(chan struct{}),
+		consumerDone: make(chan struct{}),
+		stop:         make(chan struct{}),
+		loopDone:     make(chan struct{}),
+		logSometimes: rate.Sometimes{Interval: 10 * time.Second},
+	}
+	j.m = metrics{
+		acked: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_acked_total",
+			Help: "Messages JetStream stored before their acknowledgement to the device."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mote_ingest_jetstream_refused_total",
+			Help: "Publishes refused because JetStream did not store them: reason timeout (no answer within --cluster-ingest-timeout), full (--cluster-ingest-max-bytes), error, closed."}, []string{"reason"}),
+		applied: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_applied_total",
+			Help: "Messages of this node's subject handed to the telemetry writer."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_skipped_total",
+			Help: "Redelivered messages skipped because the telemetry store already had them (after a restart)."}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_corrupt_total",
+			Help: "Messages on this node's subject that did not decode (skipped)."}),
+	}
+	for _, r := range []string{"timeout", "full", "error", "closed"} {
+		j.m.refused.WithLabelValues(r)
+	}
+	if o.Metrics != nil {
+		pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_jetstream_pending",
+			Help: "Publishes waiting for JetStream's acknowledgement."}, func() float64 { return float64(len(j.waits)) })
+		uncommitted := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_jetstream_uncommitted",
+			Help: "Stream sequence numbers between the last message applied and the telemetry store's committed point (0: everything applied is stored)."}, func() float64 {
+			last, c := j.lastApplied.Load(), o.Applied()
+			if last <= c {
+				return 0
+			}
+			return float64(last - c)
+		})
+		o.Metrics.MustRegister(j.m.acked, j.m.refused, j.m.applied, j.m.skipped, j.m.corrupt, pending, uncommitted)
+	}
+	go j.ackLoop()
+	return j, nil
+}
+
+// startWait bounds how long Open waits for a JetStream cluster that is not
+// ready yet (electing its leaders after the servers started together).
+const startWait = 30 * time.Second
+
+// createStream creates or updates the stream, trying again while the
+// JetStream cluster is not ready (startWait at most, or ctx's deadline).
+func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, startWait)
+	defer cancel()
+	for try := 0; ; try++ {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := js.CreateOrUpdateStream(actx, cfg)
+		acancel()
+		if err == nil {
+			return st, nil
+		}
+		if try == 0 {
+			log.Info("waiting for JetStream to take the ingest stream", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Wants reports whether a message on topic must be stored before it is
+// acknowledged.
+func (j *Journal) Wants(topic string) bool { return j.opts.Wants != nil && j.opts.Wants(topic) }
+
+// Err returns why durable publishes are refused at the moment: the NATS
+// connection is down, or the last publish was refused less than
+// errHold ago and none was stored since; nil otherwise.
+func (j *Journal) Err() error {
+	if !j.opts.Conn.IsConnected() {
+		return &core.Error{Kind: core.KindUnavailable, Msg: "the ingest journal is not connected to NATS"}
+	}
+	if p := j.lastErr.Load(); p != nil && time.Since(p.at) < errHold {
+		return p.err
+	}
+	return nil
+}
+
+// errHold is how long a refusal counts as the journal's state (Err).
+const errHold = 10 * time.Second
+
+type refusal struct {
+	err error
+	at  time.Time
+}
+
+// Append stores m in JetStream and returns a local number (the stream
+// sequence is assigned when the consumer delivers it).
+func (j *Journal) Append(m core.Message) (uint64, error) {
+	n, done, err := j.AppendAsync(m)
+	if err != nil {
+		return 0, err
+	}
+	return n, <-done
+}
+
+// AppendAsync publishes m and returns at once a local, non-zero number and
+// a channel that receives nil when JetStream has stored it, or the error
+// (after AckTimeout at the latest).
+func (j *Journal) AppendAsync(m core.Message) (uint64, <-chan error, error) {
+	deadline := time.Now().Add(j.opts.AckTimeout)
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	if j.closed {
+		return 0, nil, j.refuse("closed", errors.New("the ingest journal is closed"))
+	}
+	n := j.n.Add(1)
+	msg := &nats.Msg{Subject: j.subject, Data: ingest.EncodeRecord(m), Header: nats.Header{}}
+	fut, err := j.js.PublishMsgAsync(msg, jetstream.WithMsgID(j.idBase+strconv.FormatUint(n, 36)),
+		jetstream.WithStallWait(j.opts.AckTimeout))
+	if err != nil {
+		return 0, nil, j.refuse(reasonOf(err), err)
+	}
+	w := wait{fut: fut, done: make(chan error, 1), deadline: deadline}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case j.waits <- w:
+	case <-t.C:
+		return 0, nil, j.refuse("timeout", errors.New("too many publishes waiting for JetStream"))
+	}
+	return n, w.done, nil
+}
+
+// ackLoop resolves the outstanding publishes in order: JetStream answers
+// the publishes of one connection to one stream in order, so waiting on the
+// oldest first costs nothing.
+func (j *Journal) ackLoop() {
+	defer close(j.ackEnd)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for w := range j.waits {
+		t.Reset(time.Until(w.deadline))
+		select {
+		case <-w.fut.Ok():
+			j.m.acked.Inc()
+			j.lastErr.Store(nil)
+			w.done <- nil
+		case err := <-w.fut.Err():
+			w.done <- j.refuse(reasonOf(err), err)
+		case <-t.C:
+			w.done <- j.refuse("timeout", fmt.Errorf("JetStream did not acknowledge within %s", j.opts.AckTimeout))
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+	}
+}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, jetstream.ErrNoStreamResponse):
+		return "timeout"
+	case strings.Contains(strings.ToLower(err.Error()), "maximum bytes"):
+		// The stream's limit with discard new (nats-server's
+		// "maximum bytes exceeded"); it has no error code of its own.
+		return "full"
+	}
+	return "error"
+}
+
+// refuse counts and logs (rate-limited) a refusal and returns the error the
+// edges answer with: insufficient storage (HTTP 507) when the stream is
+// full, unavailable otherwise (MQTT 5 PUBACK 0x80; 3.1.1 closed).
+func (j *Journal) refuse(reason string, err error) error {
+	j.m.refused.WithLabelValues(reason).Inc()
+	j.logSometimes.Do(func() {
+		j.opts.Logger.Error("durable publish refused: JetStream did not store it", "reason", reason, "error", err)
+	})
+	kind := core.KindUnavailable
+	if reason == "full" {
+		kind = core.KindInsufficientStorage
+	}
+	e := error(&core.Error{Kind: kind, Msg: "JetStream did not store the message; send it again", Err: err})
+	if reason != "closed" {
+		j.lastErr.Store(&refusal{e, time.Now()})
+	}
+	return e
+}
+
+// Start starts reading this node's subject after its replay point:
+// first what a previous run left (the stream keeps it until purged), then
+// new messages. It returns at once.
+func (j *Journal) Start() (int, error) {
+	j.skipTo = j.opts.Applied()
+	j.purged = j.skipTo
+	ctx, cancel := context.WithTimeout(context.Background(), startWait)
+	defer cancel()
+	cons, err := j.js.OrderedConsumer(ctx, j.opts.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{j.subject},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    j.skipTo + 1,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("jsjournal: consumer on %s: %w", j.subject, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return 0, fmt.Errorf("jsjournal: consume %s: %w", j.subject, err)
+	}
+	j.it = it
+	j.started = true
+	go j.consume()
+	go j.checkpointLoop()
+	return 0, nil
+}
+
+func (j *Journal) consume() {
+	defer close(j.consumerDone)
+	for {
+		msg, err := j.it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest consumer", "error", err) })
+			time.Sleep(100 * time.Millisecond) // not a hot loop while NATS is away
+			continue
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			j.m.corrupt.Inc()
+			continue
+		}
+		seq := md.Sequence.Stream
+		if seq <= j.skipTo || seq <= j.lastApplied.Load() {
+			// Stored before (the ordered consumer starts after the replay
+			// point, so this is a safety net): not again.
+			j.m.skipped.Inc()
+			continue
+		}
+		j.lastApplied.Store(seq)
+		m, err := ingest.DecodeRecord(msg.Data())
+		if err != nil {
+			j.m.corrupt.Inc()
+			j.opts.Logger.Error("ingest message skipped: it does not decode", "seq", seq, "error", err)
+			continue
+		}
+		m.Seq = seq
+		j.opts.Apply(m)
+		j.m.applied.Inc()
+	}
+}
+
+func (j *Journal) checkpointLoop() {
+	defer close(j.loopDone)
+	t := time.NewTicker(j.opts.CheckpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			j.checkpoint()
+		case <-j.stop:
+			return
+		}
+	}
+}
+
+// checkpoint purges this node's subject up to what the telemetry store
+// has committed: JetStream keeps only what the node may still need.
+func (j *Journal) checkpoint() {
+	c := j.opts.Applied()
+	if c <= j.purged {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), j.opts.AckTimeout)
+	defer cancel()
+	if err := j.stream.Purge(ctx, jetstream.WithPurgeSubject(j.subject), jetstream.WithPurgeSequence(c+1)); err != nil {
+		// Harmless: the next start reads after the replay point anyway;
+		// retried next tick.
+		j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest checkpoint: purge failed", "error", err) })
+		return
+	}
+	j.purged = c
+}
+
+// Drain refuses appends from now on, waits for the answers to the
+// outstanding publishes (AckTimeout at most), then stops the consumer once
+// what it was handed is applied. What JetStream holds beyond it stays in
+// the stream for the next start.
+func (j *Journal) Drain() {
+	j.drainOnce.Do(func() {
+		j.mu.Lock()
+		j.closed = true
+		close(j.waits)
+		j.mu.Unlock()
+		<-j.ackEnd
+		if j.started {
+			j.it.Stop()
+			<-j.consumerDone
+		}
+	})
+}
+
+// Close drains the journal, stops the checkpoint loop and purges what the
+// telemetry store committed. It does not close the NATS connection.
+func (j *Journal) Close() error {
+	j.Drain()
+	j.closeOnce.Do(func() {
+		close(j.stop)
+		if j.started {
+			<-j.loopDone
+			j.checkpoint()
+		}
+	})
+	return nil
+}
+
+// Pending returns how many messages of this node's subject the stream
+// holds (applied and committed ones until the next purge included).
+func (j *Journal) Pending(ctx context.Context) (uint64, error) {
+	info, err := j.stream.Info(ctx, jetstream.WithSubjectFilter(j.subject))
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Subjects[j.subject], nil
+}
