@@ -252,3 +252,16 @@ func TestDeleteBeforeChunks(t *testing.T) {
 		}
 	}
 }
+
+func TestJournals(t *testing.T) {
+	telemetrytest.RunJournals(t, func(t *testing.T) telemetrytest.JournalOpener {
+		path := filepath.Join(t.TempDir(), "telemetry.db")
+		return func(journal string) telemetry.Store {
+			s, err := OpenJournal(path, journal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+	})
+}
