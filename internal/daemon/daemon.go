@@ -868,11 +868,16 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("not ready\n"))
 		return
 	}
-	// While the ingest journal cannot write (a full disk), durable
-	// publishes are refused: send traffic elsewhere until it recovers.
+	// While the ingest journal cannot write (a full disk; in a cluster,
+	// JetStream not answering), durable publishes are refused: send
+	// traffic elsewhere until it recovers.
 	if d.ingest != nil && d.ingest.Err() != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("not ready: the ingest journal cannot write to its disk\n"))
+		msg := "not ready: the ingest journal cannot write to its disk\n"
+		if d.cluster != nil {
+			msg = "not ready: JetStream does not take durable publishes\n"
+		}
+		_, _ = w.Write([]byte(msg))
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))

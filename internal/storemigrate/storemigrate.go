@@ -122,6 +122,9 @@ type TableReport struct {
 type Report struct {
 	Tables  []TableReport
 	LastSeq uint64 // telemetry's WAL position, carried over
+	// Journals are the replay points of named ingest journals (cluster
+	// nodes), carried over.
+	Journals map[string]uint64
 }
 
 // Copy copies the installation in dataDir into the PostgreSQL database at
@@ -224,7 +227,54 @@ func Copy(ctx context.Context, dataDir, url string, progress io.Writer) (Report,
 			return rep, fmt.Errorf("carry over the WAL position: %w", err)
 		}
 	}
+	if rep.Journals, err = copyJournals(ctx, datadir.Telemetry(dataDir), url); err != nil {
+		return rep, err
+	}
 	return rep, nil
+}
+
+// copyJournals carries over the replay points of named ingest journals
+// (telemetry journals table: cluster nodes, issue 12) into
+// telemetry_journals, and returns them.
+func copyJournals(ctx context.Context, path, url string) (map[string]uint64, error) {
+	raw, err := openRaw(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer raw.Close()
+	rows, err := raw.QueryContext(ctx, `SELECT journal, last_seq FROM journals ORDER BY journal`)
+	if err != nil {
+		return nil, fmt.Errorf("read journals: %w", err)
+	}
+	out := map[string]uint64{}
+	for rows.Next() {
+		var name string
+		var seq int64
+		if err := rows.Scan(&name, &seq); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read journals: %w", err)
+		}
+		out[name] = uint64(seq)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read journals: %w", err)
+	}
+	for name, seq := range out {
+		if name == "" || seq == 0 {
+			continue
+		}
+		s, err := telemetrypostgres.Open(ctx, url, telemetrypostgres.Options{MaxConns: 1, Journal: name})
+		if err != nil {
+			return nil, err
+		}
+		err = s.Append(ctx, nil, seq)
+		_ = s.Close()
+		if err != nil {
+			return nil, fmt.Errorf("carry over journal %q: %w", name, err)
+		}
+	}
+	return out, nil
 }
 
 // openRaw opens a SQLite database file for reading.

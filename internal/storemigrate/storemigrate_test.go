@@ -157,6 +157,12 @@ func installation(t *testing.T) string {
 		{Thing: "dev2", Key: "ok", TS: base - 10*day, Value: telemetry.Bool(true)},
 	}, 5))
 	must(t, ts.Append(ctx, []telemetry.Point{{Thing: "dev1", Key: "temp", TS: base - day, Value: telemetry.Number(3)}}, 6)) // late
+	// A named journal's replay point (a cluster node's; issue 12).
+	must(t, ts.Close())
+	tj, err := telemetrysqlite.OpenJournal(datadir.Telemetry(dir), "node-x")
+	must(t, err)
+	must(t, tj.Append(ctx, nil, 9))
+	must(t, tj.Close())
 	return dir
 }
 
@@ -266,6 +272,12 @@ func TestCopy(t *testing.T) {
 	}
 	if last, err := tdst.LastSeq(ctx); err != nil || last != 6 {
 		t.Errorf("telemetry LastSeq in PostgreSQL = %d, %v; want 6", last, err)
+	}
+	tj, err := telemetrypostgres.Open(ctx, url, telemetrypostgres.Options{Journal: "node-x"})
+	must(t, err)
+	defer tj.Close()
+	if last, err := tj.LastSeq(ctx); err != nil || last != 9 {
+		t.Errorf("journal node-x LastSeq in PostgreSQL = %d, %v; want 9 (carried over)", last, err)
 	}
 }
 

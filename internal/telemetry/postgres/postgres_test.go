@@ -205,3 +205,16 @@ func TestRetentionTwoNodes(t *testing.T) {
 		t.Errorf("the nodes removed %d + %d points; want 3 between them", counts[0], counts[1])
 	}
 }
+
+func TestJournals(t *testing.T) {
+	telemetrytest.RunJournals(t, func(t *testing.T) telemetrytest.JournalOpener {
+		url := pgtest.DB(t)
+		return func(journal string) telemetry.Store {
+			s, err := Open(context.Background(), url, Options{MaxConns: 2, Journal: journal})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+	})
+}

@@ -118,8 +118,17 @@ func (s *Store) Append(ctx context.Context, points []telemetry.Point, seq uint64
 		if seq != 0 {
 			newSeq = seq
 		}
-		if _, err = s.stmts.setState.ExecContext(ectx, int64(newSeq), nextN); err != nil {
+		stateSeq := newSeq
+		if s.journal != "" {
+			stateSeq = s.stateSeq // the unnamed journal's point stays
+		}
+		if _, err = s.stmts.setState.ExecContext(ectx, int64(stateSeq), nextN); err != nil {
 			err = fmt.Errorf("telemetry sqlite: update state: %w", err)
+		}
+		if err == nil && s.journal != "" && seq != 0 {
+			if _, err = s.wc.ExecContext(ectx, `UPDATE journals SET last_seq = ? WHERE journal = ?`, int64(seq), s.journal); err != nil {
+				err = fmt.Errorf("telemetry sqlite: update journal %q: %w", s.journal, err)
+			}
 		}
 	}
 	if err == nil {

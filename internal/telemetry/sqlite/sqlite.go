@@ -120,7 +120,12 @@ type Store struct {
 	inserts [maxInsertLog + 1]*sql.Stmt // inserts[k]: INSERT of 1<<k rows
 	stmts   writeStmts
 
-	lastSeq atomic.Uint64 // state.last_seq
+	lastSeq atomic.Uint64 // state.last_seq, or the journal's row (journal != "")
+
+	// journal names the ingest journal whose replay point this store keeps
+	// (OpenJournal); stateSeq is then state.last_seq, written back as read.
+	journal  string
+	stateSeq uint64
 
 	cache seriesCache
 
@@ -144,15 +149,23 @@ type writeStmts struct {
 // Open opens the telemetry database at path, creating it if it does not
 // exist, and brings its schema up to date. It refuses a database whose
 // schema is newer than this binary knows (ErrSchemaTooNew).
-func Open(path string) (*Store, error) {
+func Open(path string) (*Store, error) { return OpenJournal(path, "") }
+
+// OpenJournal is Open for the named ingest journal: Append and LastSeq
+// keep that journal's replay point (its row in journals, created at 0)
+// instead of the unnamed one. Names are 1–64 bytes; "" is Open.
+func OpenJournal(path, journal string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("telemetry sqlite: empty database path")
+	}
+	if len(journal) > 64 {
+		return nil, errors.New("telemetry sqlite: journal name longer than 64 bytes")
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry sqlite: %w", err)
 	}
-	s := &Store{path: abs}
+	s := &Store{path: abs, journal: journal}
 	ok := false
 	defer func() {
 		if !ok {
@@ -274,6 +287,16 @@ func (s *Store) load(ctx context.Context) error {
 		return fmt.Errorf("telemetry sqlite: %s: read state: %w", s.path, err)
 	}
 	s.lastSeq.Store(last)
+	if s.journal != "" {
+		s.stateSeq = last
+		if _, err := s.wc.ExecContext(ctx, `INSERT INTO journals (journal, last_seq) VALUES (?, 0) ON CONFLICT (journal) DO NOTHING`, s.journal); err != nil {
+			return fmt.Errorf("telemetry sqlite: %s: journal %q: %w", s.path, s.journal, err)
+		}
+		if err := s.wc.QueryRowContext(ctx, `SELECT last_seq FROM journals WHERE journal = ?`, s.journal).Scan(&last); err != nil {
+			return fmt.Errorf("telemetry sqlite: %s: journal %q: %w", s.path, s.journal, err)
+		}
+		s.lastSeq.Store(last)
+	}
 	rows, err := s.wc.QueryContext(ctx, `SELECT id, thing, key FROM series`)
 	if err != nil {
 		return fmt.Errorf("telemetry sqlite: %s: read series: %w", s.path, err)
@@ -292,6 +315,10 @@ func (s *Store) load(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Journal returns the name of the journal whose replay point this store
+// keeps ("" for the unnamed one).
+func (s *Store) Journal() string { return s.journal }
 
 // Path returns the absolute path of the database file.
 func (s *Store) Path() string { return s.path }

@@ -78,8 +78,8 @@ func TestReopen(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Range after reopen = %v; want %v", got, want)
 	}
-	if got := migrationVersions(t, s.wc); !slices.Equal(got, []int{1}) {
-		t.Errorf("schema_migrations = %v; want [1]", got)
+	if got := migrationVersions(t, s.wc); !slices.Equal(got, []int{1, 2}) {
+		t.Errorf("schema_migrations = %v; want [1 2] (each applied once)", got)
 	}
 }
 
@@ -251,4 +251,17 @@ func TestDeleteBeforeChunks(t *testing.T) {
 			t.Errorf("Range after DeleteBefore(40) returned %v", p)
 		}
 	}
+}
+
+func TestJournals(t *testing.T) {
+	telemetrytest.RunJournals(t, func(t *testing.T) telemetrytest.JournalOpener {
+		path := filepath.Join(t.TempDir(), "telemetry.db")
+		return func(journal string) telemetry.Store {
+			s, err := OpenJournal(path, journal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+	})
 }
