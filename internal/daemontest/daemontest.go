@@ -177,6 +177,7 @@ func (s *Server) start(tb testing.TB) {
 	s.Daemon = d
 	a := d.Addrs()
 	s.API, s.MQTT, s.MQTTS, s.WS = "http://"+a.HTTP, a.MQTT, a.MQTTS, "ws://"+a.HTTP+"/mqtt"
+	watchAPI(a.HTTP)
 	if a.HTTPS != "" {
 		s.HTTPS = "https://" + a.HTTPS
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/moteiot/mote/internal/httpapi/openapitest"
 )
 
-// Every REST API response a test binary that imports daemontest receives
-// through http.DefaultTransport — http.Get, http.DefaultClient, an
+// Every REST API response of a Server started here that a test binary
+// receives through http.DefaultTransport — http.Get, http.DefaultClient, an
 // http.Client without a Transport, the API client of internal/apiclient
 // and so the CLI — is checked against openapi.json
 // (internal/httpapi/openapitest): the status must be documented for the
@@ -20,7 +20,8 @@ import (
 // that does not match makes the request fail with an error wrapping
 // openapitest.ErrMismatch, and fails the test whose Server answered it
 // when that test ends (also when the test ignored the error). Requests to
-// other servers and to undocumented paths pass untouched.
+// other servers (a test's own stubs) and to undocumented paths pass
+// untouched.
 //
 // The transport is installed when the package is initialized, before any
 // test runs; the document is loaded on the first API response.
@@ -37,7 +38,14 @@ var (
 	// for Server's cleanup.
 	mismatchMu sync.Mutex
 	mismatches = map[string][]string{}
+
+	// apiHosts are the host:port of the HTTP listeners of the Servers
+	// started in this binary: only their answers are checked.
+	apiHosts sync.Map
 )
+
+// watchAPI makes the transport check the answers of the server at host.
+func watchAPI(host string) { apiHosts.Store(host, true) }
 
 func validator() (*openapitest.Validator, error) {
 	specOnce.Do(func() {
@@ -49,6 +57,9 @@ func validator() (*openapitest.Validator, error) {
 type apiTransport struct{ base http.RoundTripper }
 
 func (t *apiTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if _, ok := apiHosts.Load(req.URL.Host); !ok {
+		return t.base.RoundTrip(req)
+	}
 	v, err := validator()
 	if err != nil {
 		return nil, err

@@ -51,8 +51,9 @@ func (r *recorder) Errorf(format string, args ...any) {
 
 // TestAPIMismatchFails: an answer that breaks the document (an
 // undocumented field, a wrong type) fails the request with ErrMismatch and
-// is reported against the server that sent it; another server's paths and
-// a documented answer pass.
+// is reported against the server that sent it; paths outside the API and
+// a documented answer pass, and servers not started by daemontest are not
+// checked.
 func TestAPIMismatchFails(t *testing.T) {
 	body := `{"name":"a","attributes":{},"tags":[],"groups":[],"policies":[],"enabled":true,"connected":false,"createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z"}`
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -70,6 +71,13 @@ func TestAPIMismatchFails(t *testing.T) {
 	}))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
+	// Not a daemontest server: nothing is checked.
+	res, err := http.Get(srv.URL + "/api/v1/things/extra")
+	if err != nil {
+		t.Fatalf("a stub's answer was checked: %v", err)
+	}
+	res.Body.Close()
+	watchAPI(host)
 	for path, bad := range map[string]bool{"/api/v1/things/good": false, "/other/x": false, "/api/v1/things/extra": true, "/api/v1/things/type": true} {
 		res, err := http.Get(srv.URL + path)
 		if res != nil {

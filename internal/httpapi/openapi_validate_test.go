@@ -70,6 +70,10 @@ func TestOpenAPIValidatorCatchesWrongResponses(t *testing.T) {
 		{"undocumented status", "/things/a", "application/json", 418, `{}`, "status"},
 		{"undocumented content type", "/things/a", "text/html", 200, `<p>hi</p>`, "content"},
 		{"problem without title", "/things/a", "application/problem+json", 404, `{"status":"404"}`, "schema"},
+		{"null where any value is allowed", "/profiles/p/compliance", "application/json", 200,
+			`{"profile":"p","things":1,"compliant":0,"nonCompliant":1,"items":[{"thing":"t","compliant":false,"keys":1,"differing":[{"key":"a","desired":1,"reported":null}]}]}`, ""},
+		{"null where a type is required", "/profiles/p/compliance", "application/json", 200,
+			`{"profile":"p","things":1,"compliant":0,"nonCompliant":1,"items":[{"thing":null,"compliant":false,"keys":1,"differing":[]}]}`, "thing"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -183,7 +183,12 @@ func (f *Fleet) httpClient() *http.Client {
 		return f.opts.HTTPClient
 	}
 	f.httpOnce.Do(func() {
-		t := http.DefaultTransport.(*http.Transport).Clone()
+		// http.DefaultTransport is a *http.Transport unless something
+		// wrapped it (internal/daemontest does, to check API answers).
+		t := &http.Transport{Proxy: http.ProxyFromEnvironment}
+		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+			t = dt.Clone()
+		}
 		if f.opts.TLS != nil {
 			t.TLSClientConfig = &tls.Config{RootCAs: f.opts.TLS.RootCAs, MinVersion: tls.VersionTLS12}
 		}
