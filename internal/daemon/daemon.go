@@ -425,6 +425,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	})
 	d.shadows.Attach(d.bus)
 	d.onClose(d.shadows.Close)
+	if err := d.registerShadowMetrics(); err != nil { // clusterwork.go
+		return err
+	}
 	d.broker.SetAzureTwin(azureTwins{shadows: d.shadows}) // Azure IoT Hub twins (azure.go)
 	// Provisioning (provisioning.go): registers devices, serves the
 	// broker's provisioning connections.
