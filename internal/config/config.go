@@ -272,6 +272,9 @@ type Config struct {
 	ClusterUser       string
 	ClusterPassword   string // never logged
 	ClusterRelayQueue int
+	// ClusterMethodCalls bounds the direct method calls other nodes route
+	// to this node that run at once; beyond it they are refused (429).
+	ClusterMethodCalls int
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -415,6 +418,8 @@ func Default() Config {
 		OIDCMaxCallbacks:            10_000,
 
 		ClusterRelayQueue: 65536,
+
+		ClusterMethodCalls: 1024,
 	}
 }
 
@@ -458,6 +463,7 @@ func fields(c *Config) []field {
 		{"cluster-user", "NATS user name", str(&c.ClusterUser)},
 		{"cluster-password", "NATS password (prefer the environment variable)", str(&c.ClusterPassword)},
 		{"cluster-relay-queue", "messages from other nodes waiting for this node's subscribers; beyond it they are dropped and counted", num(&c.ClusterRelayQueue)},
+		{"cluster-method-calls", "direct method calls routed here by other nodes that run at once; beyond it they are refused with 429", num(&c.ClusterMethodCalls)},
 		{"store-max-conns", "connections of each PostgreSQL pool (registry and telemetry have one each); callers wait for a free one", num(&c.StoreMaxConns)},
 		{"log-level", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "auto (JSON unless on a terminal), json or text", str(&c.LogFormat)},
@@ -1160,6 +1166,9 @@ func (c *Config) validateProvisioning() error {
 func (c *Config) validateCluster() error {
 	if c.ClusterRelayQueue < 1 || c.ClusterRelayQueue > 10_000_000 {
 		return fmt.Errorf("cluster-relay-queue: %d is outside 1 to 10000000", c.ClusterRelayQueue)
+	}
+	if c.ClusterMethodCalls < 1 || c.ClusterMethodCalls > 1_000_000 {
+		return fmt.Errorf("cluster-method-calls: %d is outside 1 to 1000000", c.ClusterMethodCalls)
 	}
 	if c.Cluster == "" {
 		if c.NodeID != "" || c.ClusterTLSCA != "" || c.ClusterCreds != "" || c.ClusterUser != "" || c.ClusterPassword != "" {

@@ -443,8 +443,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 154 {
-		t.Errorf("settings = %d; want 154 (update this test for a new setting)", n)
+	if n != 155 {
+		t.Errorf("settings = %d; want 155 (update this test for a new setting)", n)
 	}
 }
 
@@ -513,6 +513,7 @@ func TestClusterSettings(t *testing.T) {
 			c.Cluster, c.NodeID, c.Store, c.ClusterUser = "nats://a:4222", "n1", "postgres://u@h/db", "u"
 		}, "cluster-user:"},
 		{"relay queue", func(c *config.Config) { c.ClusterRelayQueue = 0 }, "cluster-relay-queue:"},
+		{"method calls", func(c *config.Config) { c.ClusterMethodCalls = 0 }, "cluster-method-calls:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := config.Default()

@@ -64,6 +64,11 @@ func (d *Daemon) startCluster() error {
 	if err := d.cluster.Start(d.broker, w.handle); err != nil {
 		return err
 	}
+	// Direct method calls other nodes route to this node's devices
+	// (clusterwork.go).
+	if err := d.routes.Serve(d.methods); err != nil {
+		return err
+	}
 	// Registry changes made on one node act on the connections of every
 	// node: a thing disabled or deleted, a credential revoked, a policy
 	// changed.

@@ -1,8 +1,41 @@
 package daemon
 
 import (
+	"context"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moteiot/mote/internal/cluster"
+	"github.com/moteiot/mote/internal/methods"
+	"github.com/moteiot/mote/internal/store"
 )
+
+// newMethodRouter routes the direct method calls of things connected to
+// other nodes there (docs/cluster.md); nil for one node alone. It serves
+// the calls routed here once the broker runs (startCluster).
+func (d *Daemon) newMethodRouter() (methods.Remote, error) {
+	if d.cluster == nil {
+		return nil, nil
+	}
+	r, err := cluster.NewMethodRouter(d.cluster, storeLocator{d.store.Things()}, d.cfg.ClusterMethodCalls, d.metrics)
+	if err != nil {
+		return nil, err
+	}
+	d.routes = r
+	return r, nil
+}
+
+// storeLocator finds the node a thing is connected to in the shared store
+// (presence: things.connected, things.node).
+type storeLocator struct{ things store.ThingStore }
+
+func (l storeLocator) NodeOf(ctx context.Context, thing string) (string, error) {
+	t, err := l.things.Get(ctx, thing)
+	if err != nil || !t.Connected {
+		return "", err
+	}
+	return t.Node, nil
+}
 
 // registerShadowMetrics counts the shadow writes that lost the store's
 // compare-and-set to another node (docs/shadows.md).

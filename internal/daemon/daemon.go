@@ -119,6 +119,8 @@ type Daemon struct {
 	serverTLS *tls.Config
 	metrics   *prometheus.Registry
 
+	routes *cluster.MethodRouter // nil: one node alone (clusterwork.go)
+
 	// Provisioning (provisioning.go): the service, the per-source limit of
 	// its device requests, and the TLS trust in enrollment CAs.
 	prov      *provisioning.Service
@@ -508,9 +510,14 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	// Direct methods: requests go out through the broker, answers come
 	// back on the bus.
+	remote, err := d.newMethodRouter() // clusterwork.go: nil alone
+	if err != nil {
+		return err
+	}
 	d.methods = methods.New(methods.Options{
 		Publisher: d.broker,
 		Presence:  d.broker,
+		Remote:    remote,
 		Metrics:   d.metrics,
 		Logger:    d.log.With("component", "methods"),
 	})
