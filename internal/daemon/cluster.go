@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
@@ -85,16 +86,18 @@ type registryEvent struct {
 	Thing      string             `json:"thing,omitempty"`
 	Enabled    bool               `json:"enabled,omitempty"`
 	Credential string             `json:"credential,omitempty"`
+	Expires    time.Time          `json:"expires"` // CredentialRotated
 }
 
 // announceRegistry tells the other nodes about a registry change made here.
 func (d *Daemon) announceRegistry(e registry.Event) {
 	switch e.Kind {
-	case registry.ThingChanged, registry.ThingDeleted, registry.CredentialRevoked, registry.PoliciesChanged:
+	case registry.ThingChanged, registry.ThingDeleted, registry.CredentialRevoked, registry.PoliciesChanged,
+		registry.CredentialRotated:
 	default:
 		return
 	}
-	b, err := json.Marshal(registryEvent{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential})
+	b, err := json.Marshal(registryEvent{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential, Expires: e.Expires})
 	if err == nil {
 		d.cluster.Announce(b)
 	}
@@ -108,7 +111,7 @@ func (d *Daemon) onRemoteRegistry(data []byte) {
 	if json.Unmarshal(data, &e) != nil {
 		return
 	}
-	d.applyToConnections(registry.Event{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential})
+	d.applyToConnections(registry.Event{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential, Expires: e.Expires})
 }
 
 // journalWants says which messages the ingest journal makes durable before

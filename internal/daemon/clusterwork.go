@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moteiot/mote/internal/bus"
 	"github.com/moteiot/mote/internal/cluster"
 	"github.com/moteiot/mote/internal/methods"
 	"github.com/moteiot/mote/internal/store"
@@ -23,6 +24,15 @@ func (d *Daemon) newMethodRouter() (methods.Remote, error) {
 	}
 	d.routes = r
 	return r, nil
+}
+
+// relayedBus carries the other nodes' messages to the console's live
+// events (nil alone: an untyped nil interface).
+func (d *Daemon) relayedBus() bus.Bus {
+	if d.cluster == nil {
+		return nil
+	}
+	return d.cluster.Relayed()
 }
 
 // storeLocator finds the node a thing is connected to in the shared store

@@ -614,7 +614,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.registry.Listen(d.onRegistryEvent)
 	d.registry.OnThingCreated(d.jobs.ThingChanged)
 
-	d.live = live.New(live.Options{Bus: d.bus, PositionKeys: positionKeys(cfg), Totals: func() live.Totals {
+	d.live = live.New(live.Options{Bus: d.bus, Remote: d.relayedBus() /* clusterwork.go */, PositionKeys: positionKeys(cfg), Totals: func() live.Totals {
 		st := d.broker.Stats()
 		return live.Totals{MessagesIn: st.MessagesReceived, MessagesOut: st.MessagesSent, Connected: st.Connections}
 	}})
