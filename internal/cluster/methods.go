@@ -177,8 +177,8 @@ func (r *MethodRouter) Invoke(ctx context.Context, thing, method string, payload
 				Msg: "thing " + strconv.Quote(thing) + " on node " + node + " did not answer method " + strconv.Quote(method) + " within " + timeout.String(),
 				Err: methods.ErrTimeout}
 		}
-		var rep methodReply
-		if json.Unmarshal(msg.Data, &rep) != nil || rep.ID != id {
+		rep, ok := parseMethodReply(msg.Data)
+		if !ok || rep.ID != id {
 			r.ignored.Inc()
 			continue
 		}
@@ -200,8 +200,8 @@ func (r *MethodRouter) Invoke(ctx context.Context, thing, method string, payload
 func (r *MethodRouter) Serve(local LocalMethods) error {
 	nc := r.n.nb.Conn()
 	sub, err := nc.Subscribe(r.subject(r.n.opts.NodeID), func(msg *nats.Msg) {
-		var c methodCall
-		if msg.Reply == "" || json.Unmarshal(msg.Data, &c) != nil || c.ID == "" {
+		c, ok := parseMethodCall(msg.Data)
+		if msg.Reply == "" || !ok {
 			r.served.WithLabelValues("malformed").Inc()
 			return
 		}
@@ -241,6 +241,25 @@ func (r *MethodRouter) Serve(local LocalMethods) error {
 	r.n.subs = append(r.n.subs, sub)
 	r.n.mu.Unlock()
 	return nc.FlushTimeout(natsbus.DefaultFlushTimeout)
+}
+
+// parseMethodCall reads a routed call: JSON with a call id, a thing and a
+// method (InvokeHere checks their names, the payload and the timeout).
+func parseMethodCall(data []byte) (methodCall, bool) {
+	var c methodCall
+	if json.Unmarshal(data, &c) != nil || c.ID == "" || c.Thing == "" || c.Method == "" {
+		return methodCall{}, false
+	}
+	return c, true
+}
+
+// parseMethodReply reads a serving node's reply: JSON with a call id.
+func parseMethodReply(data []byte) (methodReply, bool) {
+	var r methodReply
+	if json.Unmarshal(data, &r) != nil || r.ID == "" {
+		return methodReply{}, false
+	}
+	return r, true
 }
 
 func (r *MethodRouter) reply(to string, rep methodReply) {
