@@ -70,6 +70,15 @@ func (d *Daemon) startCluster() error {
 	if err := d.routes.Serve(d.methods); err != nil {
 		return err
 	}
+	// The per-thing rate limits, shared approximately with the other
+	// nodes (stopped before the broker closes).
+	if d.cfg.DeviceRateLimit > 0 {
+		stop, err := d.cluster.ShareRateUsage(d.broker, 0, d.metrics)
+		if err != nil {
+			return err
+		}
+		d.onClose(stop)
+	}
 	// Registry changes made on one node act on the connections of every
 	// node: a thing disabled or deleted, a credential revoked, a policy
 	// changed.
