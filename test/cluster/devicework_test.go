@@ -15,6 +15,7 @@ import (
 
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/methods"
+	"github.com/moteiot/mote/internal/registry"
 )
 
 // callMethod posts a direct method call to node n's REST API and returns
@@ -190,6 +191,24 @@ func TestClusterDeviceWork(t *testing.T) {
 			}
 		}
 		t.Fatal("node A's event stream never showed the presence of a device on node C")
+	})
+
+	t.Run("credential rotated on another node", func(t *testing.T) {
+		// Rotated through node A with no window, the old credential's
+		// connection on node C is closed: the rotation was announced.
+		a.Thing(t, "rotor")
+		id, secret := a.Secret(t, "rotor")
+		dev := cc.V5(t, "rotor", secret)
+		waitNode(t, a, "rotor", "node-2")
+		now := time.Duration(0)
+		if _, _, err := a.Registry().RotateCredential(context.Background(), "rotor", id, registry.Rotation{Window: &now}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-dev.Disconnected:
+		case <-time.After(wait):
+			t.Fatal("the rotated credential's connection on node C is still open")
+		}
 	})
 
 	t.Run("serving node dies mid-call", func(t *testing.T) {
