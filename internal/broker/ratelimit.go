@@ -33,6 +33,9 @@ type rateLimits struct {
 type bucket struct {
 	lim      *rate.Limiter
 	lastUsed atomic.Int64 // unix nanoseconds
+	// unreported counts the tokens taken here that the other nodes of a
+	// cluster have not been told of yet (ratelimit_cluster.go).
+	unreported atomic.Int64
 }
 
 // newRateLimits returns the per-thing limits; perSecond <= 0 turns them off
@@ -80,7 +83,7 @@ func (l *rateLimits) take(thing string, now time.Time) (bool, time.Duration) {
 	sh.mu.Lock()
 	b := sh.m[thing]
 	if b == nil {
-		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst)}
+		b = &bucket{lim: newLimiter(l)}
 		sh.m[thing] = b
 	}
 	sh.mu.Unlock()
@@ -90,8 +93,11 @@ func (l *rateLimits) take(thing string, now time.Time) (bool, time.Duration) {
 		r.CancelAt(now)
 		return false, d
 	}
+	b.unreported.Add(1)
 	return true, 0
 }
+
+func newLimiter(l *rateLimits) *rate.Limiter { return rate.NewLimiter(l.limit, l.burst) }
 
 // sweep removes the buckets not used for long enough to be full again.
 func (l *rateLimits) sweep(now time.Time) {

@@ -117,6 +117,8 @@ type Node struct {
 
 	broker Broker
 	remote func(core.Message)
+	// relayedBus hears every message relayed from another node (Relayed).
+	relayedBus bus.Local
 
 	relayed        atomic.Uint64
 	relayFailed    atomic.Uint64
@@ -318,6 +320,7 @@ func (n *Node) onRelay(msg *nats.Msg) {
 		return
 	}
 	n.relayed.Add(1)
+	n.relayedBus.Publish(m)
 	if m.Protocol == ProtocolPlatform && n.remote != nil {
 		n.remote(m)
 	}
@@ -385,8 +388,15 @@ func (n *Node) Close() error {
 	}
 	n.subs = nil
 	n.mu.Unlock()
-	return errors.Join(n.nb.Close(), n.local.Close())
+	return errors.Join(n.nb.Close(), n.local.Close(), n.relayedBus.Close())
 }
+
+// Relayed is a bus of the messages accepted on the other nodes, as they
+// are relayed here (device messages and platform events, presence
+// included): what this node's console shows of the rest of the cluster
+// (live events). Its handlers run on the NATS delivery goroutine: they
+// must only enqueue.
+func (n *Node) Relayed() bus.Bus { return &n.relayedBus }
 
 func (n *Node) register(reg prometheus.Registerer) error {
 	counter := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {

@@ -283,6 +283,9 @@ type Config struct {
 	ClusterIngestMaxBytes int64
 	ClusterIngestTimeout  time.Duration
 	ClusterIngestPending  int
+	// ClusterMethodCalls bounds the direct method calls other nodes route
+	// to this node that run at once; beyond it they are refused (429).
+	ClusterMethodCalls int
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -432,6 +435,7 @@ func Default() Config {
 		ClusterIngestMaxBytes: 1 << 30,
 		ClusterIngestTimeout:  5 * time.Second,
 		ClusterIngestPending:  4096,
+		ClusterMethodCalls: 1024,
 	}
 }
 
@@ -479,6 +483,7 @@ func fields(c *Config) []field {
 		{"cluster-ingest-max-bytes", "size limit of the JetStream ingest stream (messages acknowledged, not yet stored by their node); full, durable publishes are refused", num64(&c.ClusterIngestMaxBytes)},
 		{"cluster-ingest-timeout", "longest wait for JetStream to store a durable publish; then it is refused (MQTT 5 PUBACK 0x80, 3.1.1 closed, HTTP 503)", dur(&c.ClusterIngestTimeout)},
 		{"cluster-ingest-pending", "durable publishes waiting for JetStream's acknowledgement at once, all clients together; beyond it publishers wait (up to --cluster-ingest-timeout)", num(&c.ClusterIngestPending)},
+		{"cluster-method-calls", "direct method calls routed here by other nodes that run at once; beyond it they are refused with 429", num(&c.ClusterMethodCalls)},
 		{"store-max-conns", "connections of each PostgreSQL pool (registry and telemetry have one each); callers wait for a free one", num(&c.StoreMaxConns)},
 		{"log-level", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "auto (JSON unless on a terminal), json or text", str(&c.LogFormat)},
@@ -1194,6 +1199,8 @@ func (c *Config) validateCluster() error {
 		return fmt.Errorf("cluster-ingest-timeout: %s is outside 100ms to 1m", c.ClusterIngestTimeout)
 	case c.ClusterIngestPending < 1 || c.ClusterIngestPending > 1_000_000:
 		return fmt.Errorf("cluster-ingest-pending: %d is outside 1 to 1000000", c.ClusterIngestPending)
+	case c.ClusterMethodCalls < 1 || c.ClusterMethodCalls > 1_000_000:
+		return fmt.Errorf("cluster-method-calls: %d is outside 1 to 1000000", c.ClusterMethodCalls)
 	}
 	if c.Cluster == "" {
 		if c.NodeID != "" || c.ClusterTLSCA != "" || c.ClusterCreds != "" || c.ClusterUser != "" || c.ClusterPassword != "" {

@@ -443,8 +443,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 159 {
-		t.Errorf("settings = %d; want 159 (update this test for a new setting)", n)
+	if n != 160 {
+		t.Errorf("settings = %d; want 160 (update this test for a new setting)", n)
 	}
 }
 
@@ -517,6 +517,7 @@ func TestClusterSettings(t *testing.T) {
 		{"ingest max bytes", func(c *config.Config) { c.ClusterIngestMaxBytes = 10 }, "cluster-ingest-max-bytes:"},
 		{"ingest timeout", func(c *config.Config) { c.ClusterIngestTimeout = time.Millisecond }, "cluster-ingest-timeout:"},
 		{"ingest pending", func(c *config.Config) { c.ClusterIngestPending = 0 }, "cluster-ingest-pending:"},
+		{"method calls", func(c *config.Config) { c.ClusterMethodCalls = 0 }, "cluster-method-calls:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := config.Default()

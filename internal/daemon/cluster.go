@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/bus"
@@ -64,6 +65,20 @@ func (d *Daemon) startCluster() error {
 	if err := d.cluster.Start(d.broker, w.handle); err != nil {
 		return err
 	}
+	// Direct method calls other nodes route to this node's devices
+	// (clusterwork.go).
+	if err := d.routes.Serve(d.methods); err != nil {
+		return err
+	}
+	// The per-thing rate limits, shared approximately with the other
+	// nodes (stopped before the broker closes).
+	if d.cfg.DeviceRateLimit > 0 {
+		stop, err := d.cluster.ShareRateUsage(d.broker, 0, d.metrics)
+		if err != nil {
+			return err
+		}
+		d.onClose(stop)
+	}
 	// Registry changes made on one node act on the connections of every
 	// node: a thing disabled or deleted, a credential revoked, a policy
 	// changed.
@@ -80,16 +95,18 @@ type registryEvent struct {
 	Thing      string             `json:"thing,omitempty"`
 	Enabled    bool               `json:"enabled,omitempty"`
 	Credential string             `json:"credential,omitempty"`
+	Expires    time.Time          `json:"expires"` // CredentialRotated
 }
 
 // announceRegistry tells the other nodes about a registry change made here.
 func (d *Daemon) announceRegistry(e registry.Event) {
 	switch e.Kind {
-	case registry.ThingChanged, registry.ThingDeleted, registry.CredentialRevoked, registry.PoliciesChanged:
+	case registry.ThingChanged, registry.ThingDeleted, registry.CredentialRevoked, registry.PoliciesChanged,
+		registry.CredentialRotated:
 	default:
 		return
 	}
-	b, err := json.Marshal(registryEvent{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential})
+	b, err := json.Marshal(registryEvent{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential, Expires: e.Expires})
 	if err == nil {
 		d.cluster.Announce(b)
 	}
@@ -103,7 +120,7 @@ func (d *Daemon) onRemoteRegistry(data []byte) {
 	if json.Unmarshal(data, &e) != nil {
 		return
 	}
-	d.applyToConnections(registry.Event{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential})
+	d.applyToConnections(registry.Event{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential, Expires: e.Expires})
 }
 
 // journalWants says which messages the ingest journal makes durable before

@@ -119,6 +119,8 @@ type Daemon struct {
 	serverTLS *tls.Config
 	metrics   *prometheus.Registry
 
+	routes *cluster.MethodRouter // nil: one node alone (clusterwork.go)
+
 	// Provisioning (provisioning.go): the service, the per-source limit of
 	// its device requests, and the TLS trust in enrollment CAs.
 	prov      *provisioning.Service
@@ -408,6 +410,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	})
 	d.shadows.Attach(d.bus)
 	d.onClose(d.shadows.Close)
+	if err := d.registerShadowMetrics(); err != nil { // clusterwork.go
+		return err
+	}
 	d.broker.SetAzureTwin(azureTwins{shadows: d.shadows}) // Azure IoT Hub twins (azure.go)
 	// Provisioning (provisioning.go): registers devices, serves the
 	// broker's provisioning connections.
@@ -488,9 +493,14 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	// Direct methods: requests go out through the broker, answers come
 	// back on the bus.
+	remote, err := d.newMethodRouter() // clusterwork.go: nil alone
+	if err != nil {
+		return err
+	}
 	d.methods = methods.New(methods.Options{
 		Publisher: d.broker,
 		Presence:  d.broker,
+		Remote:    remote,
 		Metrics:   d.metrics,
 		Logger:    d.log.With("component", "methods"),
 	})
@@ -587,7 +597,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.registry.Listen(d.onRegistryEvent)
 	d.registry.OnThingCreated(d.jobs.ThingChanged)
 
-	d.live = live.New(live.Options{Bus: d.bus, PositionKeys: positionKeys(cfg), Totals: func() live.Totals {
+	d.live = live.New(live.Options{Bus: d.bus, Remote: d.relayedBus() /* clusterwork.go */, PositionKeys: positionKeys(cfg), Totals: func() live.Totals {
 		st := d.broker.Stats()
 		return live.Totals{MessagesIn: st.MessagesReceived, MessagesOut: st.MessagesSent, Connected: st.Connections}
 	}})

@@ -46,7 +46,11 @@ type Event struct {
 
 // Options configure a Hub.
 type Options struct {
-	Bus    bus.Bus
+	Bus bus.Bus
+	// Remote, in a cluster, carries the messages accepted on the other
+	// nodes (cluster.Node.Relayed): watchers see the whole cluster's
+	// events, not only this node's. nil alone.
+	Remote bus.Bus
 	Totals func() Totals // nil: no stats
 	Recent int           // presence events kept; 0: 50
 	// PositionKeys are the telemetry keys of latitude and longitude
@@ -82,10 +86,21 @@ func New(o Options) *Hub {
 	}
 	h := &Hub{opts: o, watchers: map[*Watcher]struct{}{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if o.Bus != nil {
-		h.unsub = o.Bus.Subscribe(presenceFilter, h.onPresence)
+		h.unsub = h.subscribe(presenceFilter, h.onPresence)
 	}
 	go h.run()
 	return h
+}
+
+// subscribe subscribes h to filter on the bus and, in a cluster, on the
+// other nodes' messages.
+func (h *Hub) subscribe(filter string, handler bus.Handler) (unsubscribe func()) {
+	u := h.opts.Bus.Subscribe(filter, handler)
+	if h.opts.Remote == nil {
+		return u
+	}
+	r := h.opts.Remote.Subscribe(filter, handler)
+	return func() { u(); r() }
 }
 
 // Close stops sampling and leaves the bus.
@@ -240,17 +255,17 @@ func (h *Hub) Watch(o WatchOptions) *Watcher {
 	}
 	if h.opts.Bus != nil {
 		if o.Presence {
-			w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(presenceFilter, w.onMessage("presence")))
+			w.unsubs = append(w.unsubs, h.subscribe(presenceFilter, w.onMessage("presence")))
 		}
 		if o.Positions {
-			w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(telemetryFilter, w.onPosition))
+			w.unsubs = append(w.unsubs, h.subscribe(telemetryFilter, w.onPosition))
 		}
 		for _, t := range o.Telemetry {
-			w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(core.ThingsPrefix+t+"/telemetry", w.onMessage("telemetry")))
+			w.unsubs = append(w.unsubs, h.subscribe(core.ThingsPrefix+t+"/telemetry", w.onMessage("telemetry")))
 		}
 		if o.Thing != "" {
 			for _, f := range ThingFilters(o.Thing) {
-				w.unsubs = append(w.unsubs, h.opts.Bus.Subscribe(f, w.onMessage("message")))
+				w.unsubs = append(w.unsubs, h.subscribe(f, w.onMessage("message")))
 			}
 		}
 	}

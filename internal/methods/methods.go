@@ -54,10 +54,22 @@ type Presence interface {
 	Connected(thing string) bool
 }
 
+// Remote routes a call to the cluster node a thing is connected to, when
+// it is not connected to this one (cluster.MethodRouter).
+type Remote interface {
+	// Invoke calls the method on the node the thing is connected to and
+	// returns that node's answer: the device's Response or an error of the
+	// same kinds as Service.Invoke. routed is false when the thing is
+	// connected to no other node: the caller then answers as for an
+	// offline thing.
+	Invoke(ctx context.Context, thing, method string, payload json.RawMessage, timeout time.Duration) (r Response, routed bool, err error)
+}
+
 // Options configure a Service.
 type Options struct {
 	Publisher  Publisher
 	Presence   Presence
+	Remote     Remote                // nil: one node alone; calls reach only local devices
 	MaxPayload int                   // 0: DefaultMaxPayload
 	Metrics    prometheus.Registerer // may be nil
 	Logger     *slog.Logger
@@ -78,6 +90,7 @@ type pending struct {
 type Service struct {
 	pub        Publisher
 	presence   Presence
+	remote     Remote
 	maxPayload int
 	log        *slog.Logger
 
@@ -102,7 +115,7 @@ func New(o Options) *Service {
 	var p [6]byte
 	rand.Read(p[:])
 	s := &Service{
-		pub: o.Publisher, presence: o.Presence, maxPayload: o.MaxPayload, log: o.Logger,
+		pub: o.Publisher, presence: o.Presence, remote: o.Remote, maxPayload: o.MaxPayload, log: o.Logger,
 		prefix: hex.EncodeToString(p[:]),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mote_method_calls_total",
@@ -204,7 +217,19 @@ func ValidateTimeout(d time.Duration) (time.Duration, error) {
 // for a bad method, payload or timeout; KindNotFound when the thing is not
 // connected; ErrTimeout (wrapped in a KindUnavailable error) when it does
 // not answer in time; KindUnavailable when the broker is shutting down.
+// In a cluster, a thing connected to another node is called there
+// (Options.Remote).
 func (s *Service) Invoke(ctx context.Context, thing, method string, payload json.RawMessage, timeout time.Duration) (Response, error) {
+	return s.invoke(ctx, thing, method, payload, timeout, s.remote)
+}
+
+// InvokeHere is Invoke for a thing connected to this node only: how a
+// node serves a call routed to it by another (never routed again).
+func (s *Service) InvokeHere(ctx context.Context, thing, method string, payload json.RawMessage, timeout time.Duration) (Response, error) {
+	return s.invoke(ctx, thing, method, payload, timeout, nil)
+}
+
+func (s *Service) invoke(ctx context.Context, thing, method string, payload json.RawMessage, timeout time.Duration, remote Remote) (Response, error) {
 	if err := core.ValidateName("thing", thing); err != nil {
 		return Response{}, err
 	}
@@ -224,6 +249,11 @@ func (s *Service) Invoke(ctx context.Context, thing, method string, payload json
 	}
 	if !json.Valid(payload) {
 		return Response{}, core.Invalid("payload", "payload must be JSON")
+	}
+	if !s.presence.Connected(thing) && remote != nil {
+		if r, routed, err := remote.Invoke(ctx, thing, method, payload, timeout); routed {
+			return r, err // counted by the node that served it, and by the router
+		}
 	}
 	if !s.presence.Connected(thing) {
 		s.outcomes.WithLabelValues("offline").Inc()

@@ -81,7 +81,7 @@ func (c *committer) commitBatch(batch []*pendingOp) {
 	}
 	if len(writes) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		skipped, err := c.s.opts.Store.Write(ctx, writes)
+		skipped, conflicts, err := c.s.opts.Store.WriteChecked(ctx, writes)
 		cancel()
 		if err != nil {
 			c.s.log.Error("shadow: commit failed; the requests are answered 500", "writes", len(writes), "error", err)
@@ -94,12 +94,21 @@ func (c *committer) commitBatch(batch []*pendingOp) {
 			p.e.broken.Store(true)
 			p.failed = ErrThingNotFound // deleted while the update was on its way
 		}
+		for _, k := range conflicts {
+			// Another node changed the shadow since it was read here.
+			p := batch[idx[k]]
+			p.e.conflict.Store(true)
+			p.e.broken.Store(true)
+		}
 	}
 	// Anything of a shadow whose state could not be stored fails: it was
 	// computed from that state.
 	for _, p := range batch {
 		if p.failed == nil && p.e.broken.Load() {
 			p.failed = ErrInternal
+			if p.e.conflict.Load() {
+				p.failed = errConflict // run again on a fresh read
+			}
 		}
 	}
 	// Hand back, grouped by worker, in order.

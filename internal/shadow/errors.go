@@ -67,6 +67,11 @@ var (
 	ErrUnavailable     = &Error{503, "Service unavailable"}
 )
 
+// errConflict marks an op whose write lost a compare-and-set in the store
+// (another cluster node wrote the shadow first); it is never answered:
+// the request runs again.
+var errConflict = &Error{409, "Version conflict in the store"}
+
 // ErrNoShadow returns the 404 of a shadow that does not exist; the classic
 // shadow is named by its thing, as AWS does.
 func ErrNoShadow(thing, name string) *Error {

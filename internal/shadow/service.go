@@ -68,7 +68,14 @@ type Service struct {
 	rejWG  sync.WaitGroup
 
 	dropped atomic.Int64 // MQTT requests dropped: rejection queue full, or after Close
+	// conflicts counts writes that lost the store's compare-and-set to
+	// another node and were run again (Conflicts).
+	conflicts atomic.Int64
 }
+
+// Conflicts returns how many shadow writes found the stored version
+// changed by another cluster node and were run again on a fresh read.
+func (s *Service) Conflicts() int64 { return s.conflicts.Load() }
 
 // rejection is a 429 to publish off the publisher's goroutine.
 type rejection struct {

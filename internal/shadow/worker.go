@@ -19,7 +19,12 @@ type request struct {
 	prefix  string // MQTT topic prefix it came on; "" for an API call
 	payload []byte
 	reply   chan reply // API call: receives the outcome
+	retries int        // times run again after a version conflict in the store
 }
+
+// maxConflictRetries bounds how often one request is run again after
+// another node changed its shadow first (then it is answered 409).
+const maxConflictRetries = 16
 
 type reply struct {
 	body []byte
@@ -33,6 +38,9 @@ type entry struct {
 	version     int64     // when doc is nil: the version of the deleted shadow (0 if none)
 	pending     int       // ops of this entry in the commit pipeline (worker only)
 	broken      atomic.Bool
+	// conflict: another node changed the stored shadow (the
+	// compare-and-set failed); the entry's ops run again on a fresh read.
+	conflict atomic.Bool
 }
 
 // pendingOp is a request whose answer waits for the commit of its write
@@ -163,6 +171,17 @@ func (w *worker) complete(p *pendingOp) {
 			delete(m, p.e.name)
 			w.count--
 		}
+		if p.failed == errConflict {
+			// Another node wrote the shadow first: run the request again
+			// on what is stored now, so that versions never fork.
+			w.s.conflicts.Add(1)
+			if p.req.retries < maxConflictRetries {
+				p.req.retries++
+				w.handle(p.req)
+				return
+			}
+			p.failed = ErrVersionConflict
+		}
 		w.answer(p.req, outcome{err: p.failed, token: p.out.token, hasToken: p.out.hasToken})
 		return
 	}
@@ -267,17 +286,23 @@ func (w *worker) handle(r *request) {
 		}
 		v := e.doc.Version
 		out.body = DeleteBody(v, req.ClientToken, req.HasToken, now)
-		write = &store.ShadowWrite{Thing: r.thing, Name: r.name, Version: v, Deleted: true, At: now}
+		write = &store.ShadowWrite{Thing: r.thing, Name: r.name, Version: v, Deleted: true, At: now,
+			Checked: true, IfVersion: v}
 		out.changed = true
 		e.doc, e.version = nil, v
 	case opUpdate:
+		prev, prevDeleted := e.version, e.doc == nil
+		if e.doc != nil {
+			prev = e.doc.Version
+		}
 		a, err := Apply(e.doc, e.version, req, now, s.opts.MaxSize)
 		if err != nil {
 			out.err = err
 			break
 		}
 		out.body, out.delta, out.documents = a.Accepted, a.Delta, a.Documents
-		write = &store.ShadowWrite{Thing: r.thing, Name: r.name, Version: a.Doc.Version, Document: a.Stored, At: now}
+		write = &store.ShadowWrite{Thing: r.thing, Name: r.name, Version: a.Doc.Version, Document: a.Stored, At: now,
+			Checked: true, IfVersion: prev, IfDeleted: prevDeleted}
 		out.changed, out.stored = true, a.Stored
 		e.doc = a.Doc
 	}

@@ -372,6 +372,15 @@ type ShadowWrite struct {
 	Document []byte
 	Deleted  bool
 	At       time.Time // zero: now
+
+	// Checked makes the write a compare-and-set (WriteChecked): it
+	// applies only if the stored shadow has version IfVersion and is
+	// deleted (a tombstone, or no row with IfVersion 0) exactly when
+	// IfDeleted. Nodes of a cluster that write one shadow serialize
+	// through it: versions never fork (docs/shadows.md).
+	Checked   bool
+	IfVersion int64
+	IfDeleted bool
 }
 
 // ShadowStore keeps device shadows. Shadows belong to a thing: deleting
@@ -391,6 +400,12 @@ type ShadowStore interface {
 	// A write for a thing that does not exist is skipped and its index
 	// returned in skipped; the rest of the batch is applied.
 	Write(ctx context.Context, batch []ShadowWrite) (skipped []int, err error)
+	// WriteChecked is Write with compare-and-set: a Checked write whose
+	// condition does not hold is not applied and its index is returned
+	// in conflicts, and so is every later write of the same shadow in
+	// the batch (it was computed from the one that failed). Unchecked
+	// writes never conflict. The rest of the batch is applied.
+	WriteChecked(ctx context.Context, batch []ShadowWrite) (skipped, conflicts []int, err error)
 }
 
 // Rule is a stored rule of the rules engine. The store keeps SQL,

@@ -131,8 +131,9 @@ type testCluster struct {
 }
 
 // startCluster starts three NATS servers and three Mote nodes on one
-// PostgreSQL database; node i connects to NATS server i first.
-func startCluster(t *testing.T) *testCluster {
+// PostgreSQL database; node i connects to NATS server i first. opts
+// change every node's configuration.
+func startCluster(t *testing.T, opts ...daemontest.Option) *testCluster {
 	t.Helper()
 	url := pgtest.DB(t)
 	c := &testCluster{nats: startNATS(t)}
@@ -145,11 +146,11 @@ func startCluster(t *testing.T) *testCluster {
 		if i > 0 {
 			copyKeys(t, c.nodes[0].Dir, dir)
 		}
-		node := daemontest.Start(t, daemontest.WithStore(url), func(cfg *config.Config) {
+		node := daemontest.Start(t, append([]daemontest.Option{daemontest.WithStore(url), func(cfg *config.Config) {
 			cfg.DataDir = dir
 			cfg.Cluster = strings.Join(urls, ",")
 			cfg.NodeID = fmt.Sprintf("node-%d", i)
-		})
+		}}, opts...)...)
 		c.nodes = append(c.nodes, node)
 	}
 	return c

@@ -60,61 +60,119 @@ func (ss *shadowStore) List(ctx context.Context, thing string) ([]store.ShadowIn
 }
 
 // shadowUpsert writes one shadow if its thing exists (the SELECT yields
-// no row otherwise, so nothing is inserted and no row is affected).
+// no row otherwise, so nothing is inserted and no row is affected) and,
+// for a checked write ($6), if the stored row has version $7 and is
+// deleted exactly when $8 (the update's WHERE; no row affected otherwise).
 const shadowUpsert = `INSERT INTO shadows (thing, name, version, document, updated_at)
 	SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM things WHERE name = $1)
 	ON CONFLICT (thing, name) DO UPDATE SET
-		version = excluded.version, document = excluded.document, updated_at = excluded.updated_at`
+		version = excluded.version, document = excluded.document, updated_at = excluded.updated_at
+	WHERE NOT $6::boolean OR (shadows.version = $7 AND (shadows.document IS NULL) = $8::boolean)`
+
+// errShadowRedo makes WriteChecked run a batch again one write at a time.
+var errShadowRedo = errors.New("postgres: shadow batch with a write not applied")
 
 // Write applies a batch in one transaction, sent in one round trip; see
 // store.ShadowStore.
 func (ss *shadowStore) Write(ctx context.Context, batch []store.ShadowWrite) ([]int, error) {
+	skipped, _, err := ss.WriteChecked(ctx, batch)
+	return skipped, err
+}
+
+// WriteChecked applies a batch in one transaction, sent in one round trip
+// while every write applies. When one does not (its thing is gone, or its
+// check failed), the transaction is rolled back and the batch runs again
+// one write at a time, so that the later writes of a shadow whose check
+// failed are not applied either; see store.ShadowStore.
+func (ss *shadowStore) WriteChecked(ctx context.Context, batch []store.ShadowWrite) ([]int, []int, error) {
 	if len(batch) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	for _, w := range batch {
 		if err := requireName("thing", w.Thing); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !w.Deleted && w.Document == nil {
-			return nil, core.Invalid("document", "a shadow write needs a document unless it is a deletion")
+			return nil, nil, core.Invalid("document", "a shadow write needs a document unless it is a deletion")
 		}
 	}
-	var skipped []int
+	args := func(w store.ShadowWrite, t time.Time) []any {
+		at := t
+		if !w.At.IsZero() {
+			at = ms(w.At)
+		}
+		var doc *string
+		if !w.Deleted {
+			d := string(w.Document)
+			doc = &d
+		}
+		return []any{w.Thing, w.Name, w.Version, doc, at, w.Checked, w.IfVersion, w.IfDeleted}
+	}
 	err := ss.s.inTx(ctx, func(tx pgx.Tx) error {
-		skipped = skipped[:0]
 		t := now()
 		b := &pgx.Batch{}
 		for _, w := range batch {
-			at := t
-			if !w.At.IsZero() {
-				at = ms(w.At)
-			}
-			var doc *string
-			if !w.Deleted {
-				d := string(w.Document)
-				doc = &d
-			}
-			b.Queue(shadowUpsert, w.Thing, w.Name, w.Version, doc, at)
+			b.Queue(shadowUpsert, args(w, t)...)
 		}
 		br := tx.SendBatch(ctx, b)
-		for i := range batch {
+		redo := false
+		for range batch {
 			tag, err := br.Exec()
 			if err != nil {
 				br.Close()
 				return internal("write shadow", err)
 			}
 			if tag.RowsAffected() == 0 {
-				skipped = append(skipped, i)
+				redo = true
 			}
 		}
 		if err := br.Close(); err != nil {
 			return internal("write shadow", err)
 		}
+		if redo {
+			return errShadowRedo
+		}
+		return nil
+	})
+	if err == nil {
+		return nil, nil, nil
+	}
+	if !errors.Is(err, errShadowRedo) {
+		return nil, nil, err
+	}
+	var skipped, conflicts []int
+	err = ss.s.inTx(ctx, func(tx pgx.Tx) error {
+		skipped, conflicts = skipped[:0], conflicts[:0]
+		failed := map[[2]string]bool{} // shadows with a conflict in this batch
+		t := now()
+		for i, w := range batch {
+			key := [2]string{w.Thing, w.Name}
+			if failed[key] {
+				conflicts = append(conflicts, i)
+				continue
+			}
+			tag, err := tx.Exec(ctx, shadowUpsert, args(w, t)...)
+			if err != nil {
+				return internal("write shadow", err)
+			}
+			if tag.RowsAffected() > 0 {
+				continue
+			}
+			ok, err := exists(ctx, tx, `SELECT 1 FROM things WHERE name = $1`, w.Thing)
+			switch {
+			case err != nil:
+				return internal("write shadow", err)
+			case !ok:
+				skipped = append(skipped, i)
+			default:
+				failed[key] = true
+				conflicts = append(conflicts, i)
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return skipped, nil
+	return skipped, conflicts, nil
 }

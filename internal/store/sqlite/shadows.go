@@ -70,32 +70,48 @@ func (ss *shadowStore) List(ctx context.Context, thing string) ([]store.ShadowIn
 }
 
 // shadowUpsert writes one shadow if its thing exists (the SELECT yields
-// no row otherwise, so nothing is inserted and RowsAffected is 0).
+// no row otherwise, so nothing is inserted and RowsAffected is 0) and,
+// for a checked write (?6), if the stored row has version ?7 and is
+// deleted exactly when ?8 (the update's WHERE; RowsAffected 0 otherwise).
 const shadowUpsert = `INSERT INTO shadows (thing, name, version, document, updated_at)
 	SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM things WHERE name = ?1)
 	ON CONFLICT (thing, name) DO UPDATE SET
-		version = excluded.version, document = excluded.document, updated_at = excluded.updated_at`
+		version = excluded.version, document = excluded.document, updated_at = excluded.updated_at
+	WHERE ?6 = 0 OR (shadows.version = ?7 AND (shadows.document IS NULL) = ?8)`
 
 // Write applies a batch in one transaction; see store.ShadowStore.
 func (ss *shadowStore) Write(ctx context.Context, batch []store.ShadowWrite) ([]int, error) {
+	skipped, _, err := ss.WriteChecked(ctx, batch)
+	return skipped, err
+}
+
+// WriteChecked applies a batch in one transaction with compare-and-set
+// for its checked writes; see store.ShadowStore.
+func (ss *shadowStore) WriteChecked(ctx context.Context, batch []store.ShadowWrite) ([]int, []int, error) {
 	if len(batch) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	for _, w := range batch {
 		if err := requireName("thing", w.Thing); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !w.Deleted && w.Document == nil {
-			return nil, core.Invalid("document", "a shadow write needs a document unless it is a deletion")
+			return nil, nil, core.Invalid("document", "a shadow write needs a document unless it is a deletion")
 		}
 	}
-	var skipped []int
+	var skipped, conflicts []int
 	err := ss.s.inTx(ctx, func(tx *sql.Tx) error {
-		skipped = skipped[:0]
+		skipped, conflicts = skipped[:0], conflicts[:0]
+		failed := map[[2]string]bool{} // shadows with a conflict in this batch
 		st := tx.StmtContext(ctx, ss.s.putShadow)
 		defer st.Close()
 		t := now()
 		for i, w := range batch {
+			key := [2]string{w.Thing, w.Name}
+			if failed[key] {
+				conflicts = append(conflicts, i)
+				continue
+			}
 			at := t
 			if !w.At.IsZero() {
 				at = w.At
@@ -104,7 +120,7 @@ func (ss *shadowStore) Write(ctx context.Context, batch []store.ShadowWrite) ([]
 			if !w.Deleted {
 				doc = string(w.Document)
 			}
-			res, err := st.ExecContext(ctx, w.Thing, w.Name, w.Version, doc, toMS(at))
+			res, err := st.ExecContext(ctx, w.Thing, w.Name, w.Version, doc, toMS(at), w.Checked, w.IfVersion, w.IfDeleted)
 			if err != nil {
 				return internal("write shadow", err)
 			}
@@ -112,14 +128,25 @@ func (ss *shadowStore) Write(ctx context.Context, batch []store.ShadowWrite) ([]
 			if err != nil {
 				return internal("write shadow", err)
 			}
-			if n == 0 {
+			if n > 0 {
+				continue
+			}
+			// Not applied: the thing is gone, or the check failed.
+			var one int
+			switch err := tx.QueryRowContext(ctx, `SELECT 1 FROM things WHERE name = ?`, w.Thing).Scan(&one); {
+			case errors.Is(err, sql.ErrNoRows):
 				skipped = append(skipped, i)
+			case err != nil:
+				return internal("write shadow", err)
+			default:
+				failed[key] = true
+				conflicts = append(conflicts, i)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return skipped, nil
+	return skipped, conflicts, nil
 }

@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Credentials", func(t *testing.T) { testCredentials(t, open) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, open) })
 	t.Run("Shadows", func(t *testing.T) { testShadows(t, open) })
+	t.Run("ShadowsChecked", func(t *testing.T) { testShadowsChecked(t, open) })
 	t.Run("Rules", func(t *testing.T) { testRules(t, open) })
 	t.Run("Users", func(t *testing.T) { testUsers(t, open) })
 	t.Run("Commands", func(t *testing.T) { testCommands(t, open) })
