@@ -1143,4 +1143,3 @@ type AuditStore interface {
 	// Prune deletes the entries recorded before t and returns how many.
 	Prune(ctx context.Context, before time.Time) (int64, error)
 }
-

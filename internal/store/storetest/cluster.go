@@ -73,7 +73,7 @@ func testNodePresence(t *testing.T, open func(t *testing.T) store.Store) {
 
 	// Two survivors reset node-a together: every thing is returned once.
 	var (
-		wg  sync.WaitGroup
+		wg   sync.WaitGroup
 		got  [2][]string
 		errs [2]error
 	)
