@@ -81,3 +81,32 @@ func (b *Broker) TakeOver(clientID string) bool {
 	b.closeClient(s.cl, packets.ErrSessionTakenOver)
 	return true
 }
+
+// NodeLost publishes a disconnected event (reason "node_lost") for each
+// thing that was connected on a cluster node found lost; the store already
+// marks them disconnected. The client id of such a connection is not
+// known here: the event carries the thing's name as its client id.
+func (b *Broker) NodeLost(node string, things []string) {
+	now := time.Now().UTC()
+	for _, thing := range things {
+		b.presence.queue(Event{Event: "disconnected", ClientID: thing, Thing: thing, Time: now, Reason: "node_lost"})
+	}
+}
+
+// RecordConnections records again that the things connected here are
+// connected on this node (the other nodes of a cluster may have taken this
+// node for lost and reset them).
+func (b *Broker) RecordConnections() {
+	b.mu.Lock()
+	things := make([]string, 0, len(b.byThing))
+	for thing := range b.byThing {
+		if thing == "" {
+			continue
+		}
+		things = append(things, thing)
+	}
+	b.mu.Unlock()
+	for _, thing := range things {
+		b.presence.record(thing, true)
+	}
+}

@@ -272,6 +272,15 @@ type Config struct {
 	ClusterUser       string
 	ClusterPassword   string // never logged
 	ClusterRelayQueue int
+	// ClusterLeaseInterval is how often a node tells the others it is
+	// alive; a node not heard for ClusterLeaseTimeout is lost and its
+	// things are marked disconnected. ClusterHandoverTimeout bounds a
+	// persistent session's handover from the node that holds it, and
+	// ClusterHandoverMaxMessages the queued messages it carries.
+	ClusterLeaseInterval       time.Duration
+	ClusterLeaseTimeout        time.Duration
+	ClusterHandoverTimeout     time.Duration
+	ClusterHandoverMaxMessages int
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -415,6 +424,11 @@ func Default() Config {
 		OIDCMaxCallbacks:            10_000,
 
 		ClusterRelayQueue: 65536,
+
+		ClusterLeaseInterval:       5 * time.Second,
+		ClusterLeaseTimeout:        15 * time.Second,
+		ClusterHandoverTimeout:     2 * time.Second,
+		ClusterHandoverMaxMessages: 10_000,
 	}
 }
 
@@ -458,6 +472,10 @@ func fields(c *Config) []field {
 		{"cluster-user", "NATS user name", str(&c.ClusterUser)},
 		{"cluster-password", "NATS password (prefer the environment variable)", str(&c.ClusterPassword)},
 		{"cluster-relay-queue", "messages from other nodes waiting for this node's subscribers; beyond it they are dropped and counted", num(&c.ClusterRelayQueue)},
+		{"cluster-lease-interval", "how often a cluster node tells the others it is alive (a heartbeat on NATS)", dur(&c.ClusterLeaseInterval)},
+		{"cluster-lease-timeout", "a cluster node not heard for this long is lost: a surviving node marks the things connected on it disconnected", dur(&c.ClusterLeaseTimeout)},
+		{"cluster-handover-timeout", "longest a node waits for the node that holds a persistent session to hand it over when its device connects here; then it resumes what the store has", dur(&c.ClusterHandoverTimeout)},
+		{"cluster-handover-max-messages", "most queued messages a persistent session carries from one cluster node to another (the oldest beyond it are dropped and counted)", num(&c.ClusterHandoverMaxMessages)},
 		{"store-max-conns", "connections of each PostgreSQL pool (registry and telemetry have one each); callers wait for a free one", num(&c.StoreMaxConns)},
 		{"log-level", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "auto (JSON unless on a terminal), json or text", str(&c.LogFormat)},
@@ -1160,6 +1178,18 @@ func (c *Config) validateProvisioning() error {
 func (c *Config) validateCluster() error {
 	if c.ClusterRelayQueue < 1 || c.ClusterRelayQueue > 10_000_000 {
 		return fmt.Errorf("cluster-relay-queue: %d is outside 1 to 10000000", c.ClusterRelayQueue)
+	}
+	if c.ClusterLeaseInterval < 100*time.Millisecond || c.ClusterLeaseInterval > time.Minute {
+		return fmt.Errorf("cluster-lease-interval: %s is outside 100ms to 1m", c.ClusterLeaseInterval)
+	}
+	if c.ClusterLeaseTimeout < 2*c.ClusterLeaseInterval || c.ClusterLeaseTimeout > 10*time.Minute {
+		return fmt.Errorf("cluster-lease-timeout: %s must be at least twice --cluster-lease-interval (%s) and at most 10m", c.ClusterLeaseTimeout, c.ClusterLeaseInterval)
+	}
+	if c.ClusterHandoverTimeout < 100*time.Millisecond || c.ClusterHandoverTimeout > time.Minute {
+		return fmt.Errorf("cluster-handover-timeout: %s is outside 100ms to 1m", c.ClusterHandoverTimeout)
+	}
+	if c.ClusterHandoverMaxMessages < 1 || c.ClusterHandoverMaxMessages > 1_000_000 {
+		return fmt.Errorf("cluster-handover-max-messages: %d is outside 1 to 1000000", c.ClusterHandoverMaxMessages)
 	}
 	if c.Cluster == "" {
 		if c.NodeID != "" || c.ClusterTLSCA != "" || c.ClusterCreds != "" || c.ClusterUser != "" || c.ClusterPassword != "" {

@@ -443,8 +443,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 154 {
-		t.Errorf("settings = %d; want 154 (update this test for a new setting)", n)
+	if n != 158 {
+		t.Errorf("settings = %d; want 158 (update this test for a new setting)", n)
 	}
 }
 
