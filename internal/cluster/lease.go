@@ -30,7 +30,8 @@ import (
 // that cannot reach NATS cannot deliver to its devices' subscribers on
 // other nodes nor be reached by device-directed work, so "lost" means
 // what matters for the cluster; and no table, no write per node per
-// interval in the database. A node that was cut off from NATS for longer
+// interval in the database. A node that does not hear its own heartbeat
+// (it is the one cut off) takes no other node for lost. A node that was cut off from NATS for longer
 // than the timeout (its things were reset meanwhile) notices when it
 // hears its own heartbeat again after a gap, and records its live
 // connections again (Rejoined).
@@ -69,8 +70,8 @@ type Lease struct {
 	seen     map[string]time.Time // node → last heard (or first learnt of)
 	selfSeen time.Time
 
-	lost, reset, rejoined, sent, failed atomic.Uint64
-	closed                              atomic.Bool
+	lost, reset, rejoined, sent, failed, isolated atomic.Uint64
+	closed                                        atomic.Bool
 }
 
 // StartLease starts heartbeats and the watch over the other nodes. Close
@@ -196,6 +197,13 @@ func (l *Lease) expire() {
 	now := time.Now()
 	var gone []string
 	l.mu.Lock()
+	if now.Sub(l.selfSeen) > l.o.Interval+l.o.Timeout/2 || l.n.closed.Load() {
+		// This node does not hear its own heartbeats: it is the one cut
+		// off, and must not take the others for lost.
+		l.mu.Unlock()
+		l.isolated.Add(1)
+		return
+	}
 	for node, at := range l.seen {
 		if now.Sub(at) > l.o.Timeout {
 			gone = append(gone, node)
@@ -248,7 +256,10 @@ func (l *Lease) Close() error {
 	}
 	close(l.stop)
 	<-l.done
-	return l.sub.Unsubscribe()
+	if err := l.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+		return err
+	}
+	return nil
 }
 
 func (l *Lease) register(reg prometheus.Registerer) error {
@@ -261,6 +272,8 @@ func (l *Lease) register(reg prometheus.Registerer) error {
 			func() float64 { return float64(l.lost.Load()) }),
 		counter("mote_cluster_lost_things_total", "Things marked disconnected here because the node they were connected on was lost.", nil,
 			func() float64 { return float64(l.reset.Load()) }),
+		counter("mote_cluster_lease_isolated_total", "Lease checks skipped because this node did not hear its own heartbeat (cut off from NATS): it takes no other node for lost then.", nil,
+			func() float64 { return float64(l.isolated.Load()) }),
 		counter("mote_cluster_rejoined_total", "Times this node heard itself again after a gap longer than the lease and recorded its connections again.", nil,
 			func() float64 { return float64(l.rejoined.Load()) }),
 		counter("mote_cluster_lease_heartbeats_total", hbHelp, prometheus.Labels{"result": "sent"},

@@ -71,6 +71,19 @@ func (d *Daemon) startCluster() error {
 		return err
 	}
 	d.registry.Listen(d.announceRegistry)
+	// Leases: a node not heard for --cluster-lease-timeout is lost; a
+	// survivor marks its things disconnected (internal/cluster/lease.go).
+	lease, err := d.cluster.StartLease(cluster.LeaseOptions{
+		Interval: d.cfg.ClusterLeaseInterval,
+		Timeout:  d.cfg.ClusterLeaseTimeout,
+		Store:    d.store.Things(),
+		Lost:     d.broker.NodeLost,
+		Rejoined: d.broker.RecordConnections,
+	})
+	if err != nil {
+		return err
+	}
+	d.onClose(lease.Close)
 	return nil
 }
 
@@ -121,10 +134,12 @@ func (d *Daemon) journalWants(topic string) bool {
 
 // resetPresence marks things disconnected at start: every thing for one
 // node alone; in a cluster, the other nodes' devices are connected, so
-// nothing is reset here.
+// only the things this node had are reset.
 func (d *Daemon) resetPresence(ctx context.Context) error {
 	if d.cfg.Cluster != "" {
-		return nil
+		// Only this node's own things: a restart ended their connections.
+		_, err := d.store.Things().ResetNodePresence(ctx, d.cfg.NodeID)
+		return err
 	}
 	return d.store.Things().ResetPresence(ctx)
 }

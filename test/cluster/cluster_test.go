@@ -134,6 +134,13 @@ type testCluster struct {
 // PostgreSQL database; node i connects to NATS server i first.
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
+	return startClusterWith(t)
+}
+
+// startClusterWith is startCluster with options applied to every node's
+// configuration.
+func startClusterWith(t *testing.T, opts ...daemontest.Option) *testCluster {
+	t.Helper()
 	url := pgtest.DB(t)
 	c := &testCluster{nats: startNATS(t)}
 	for i := range 3 {
@@ -149,6 +156,9 @@ func startCluster(t *testing.T) *testCluster {
 			cfg.DataDir = dir
 			cfg.Cluster = strings.Join(urls, ",")
 			cfg.NodeID = fmt.Sprintf("node-%d", i)
+			for _, o := range opts {
+				o(cfg)
+			}
 		})
 		c.nodes = append(c.nodes, node)
 	}
