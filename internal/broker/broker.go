@@ -142,12 +142,23 @@ type Options struct {
 	CertRotation CertRotationOptions
 	// NodeID names this node in a cluster ("" alone); presence records it.
 	NodeID string
+	// HandoverTimeout bounds a persistent session's handover from the
+	// cluster node that holds it (default 2s), HandoverMaxMessages the
+	// queued messages it carries (default 10,000; handover.go).
+	HandoverTimeout     time.Duration
+	HandoverMaxMessages int
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
 }
 
 func (o *Options) defaults() {
+	if o.HandoverTimeout <= 0 {
+		o.HandoverTimeout = 2 * time.Second
+	}
+	if o.HandoverMaxMessages <= 0 {
+		o.HandoverMaxMessages = 10_000
+	}
 	if o.MaxPacketSize == 0 {
 		o.MaxPacketSize = 256 * 1024
 	}
@@ -208,6 +219,10 @@ type Broker struct {
 	// restoring them at start.
 	sessionLog *sessionLog
 	restoring  map[string]*restoredSession
+	// handover moves persistent sessions between cluster nodes (nil
+	// alone; handover.go).
+	handover  HandoverLink
+	handovers handoverStats
 	// ready is closed once stored state is back; listeners accept only
 	// then.
 	ready chan struct{}
@@ -302,6 +317,9 @@ func New(o Options) (*Broker, error) {
 	}
 	if o.Sessions != nil {
 		b.sessionLog = newSessionLog(o.Sessions)
+	}
+	if h, ok := o.Cluster.(HandoverLink); ok && o.Cluster != nil {
+		b.handover = h // persistent sessions move between nodes (handover.go)
 	}
 	b.azure = newAzure(b, o.Metrics)
 	b.prov = newProvisioning(b, o.Metrics)

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -74,11 +75,26 @@ func (b *Broker) Relay(m core.Message) error {
 func (b *Broker) TakeOver(clientID string) bool {
 	v, ok := b.sessions.Load(clientID)
 	if !ok {
+		// A persistent session kept here while its device was away: the
+		// new connection's node owns it now (handover.go).
+		if cl, ok := b.server.Clients.Get(clientID); ok && b.handover != nil {
+			b.forgetSession(clientID, cl)
+		}
 		return false
 	}
 	s := v.(*session)
 	b.log.Info("disconnecting client: its client id connected to another node", "client", clientID, "thing", s.id.Thing)
+	s.takenOver.Store(true) // its disconnect does not end (nor store) the session
 	b.closeClient(s.cl, packets.ErrSessionTakenOver)
+	if b.handover != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), b.opts.HandoverTimeout)
+			defer cancel()
+			if waitUntil(ctx, func() bool { return b.current(s.cl) == nil }) == nil {
+				b.forgetSession(clientID, s.cl)
+			}
+		}()
+	}
 	return true
 }
 

@@ -73,6 +73,9 @@ type Broker interface {
 	Relay(m core.Message) error
 	// TakeOver closes the local connection of clientID, if any.
 	TakeOver(clientID string) bool
+	// SessionReleaser hands a persistent session to another node
+	// (sessions.go).
+	SessionReleaser
 }
 
 // Options configure a Node. URL and NodeID are required.
@@ -94,6 +97,9 @@ type Options struct {
 	RelayQueue int
 	// ConnectTimeout bounds the connection to NATS (natsbus default).
 	ConnectTimeout time.Duration
+	// HandoverTimeout bounds serving another node's request to release a
+	// persistent session (2s when zero; sessions.go).
+	HandoverTimeout time.Duration
 	// Local is the bus of this node's platform services (a *bus.Local
 	// when nil).
 	Local bus.Bus
@@ -125,6 +131,8 @@ type Node struct {
 	announced      atomic.Uint64
 	announceFailed atomic.Uint64
 	closed         atomic.Bool
+
+	sessions sessionStats // sessions.go
 }
 
 var _ bus.Bus = (*Node)(nil)
@@ -142,6 +150,9 @@ func Connect(o Options) (*Node, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.HandoverTimeout <= 0 {
+		o.HandoverTimeout = 2 * time.Second
 	}
 	if o.Local == nil {
 		o.Local = &bus.Local{}
@@ -181,7 +192,7 @@ func Connect(o Options) (*Node, error) {
 	}
 	n := &Node{opts: o, log: o.Logger.With("component", "cluster", "node", o.NodeID), nb: nb, local: o.Local}
 	if o.Metrics != nil {
-		if err := n.register(o.Metrics); err != nil {
+		if err := errors.Join(n.register(o.Metrics), n.registerSessions(o.Metrics)); err != nil {
 			_ = nb.Close()
 			return nil, fmt.Errorf("cluster: metrics: %w", err)
 		}
@@ -294,8 +305,13 @@ func (n *Node) Start(b Broker, remote func(core.Message)) error {
 			return fmt.Errorf("cluster: pending limits: %w", err)
 		}
 	}
+	rel, err := n.serveReleases(b) // sessions.go
+	if err != nil {
+		_, _ = relay.Unsubscribe(), take.Unsubscribe()
+		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
 	n.mu.Lock()
-	n.subs = append(n.subs, relay, take)
+	n.subs = append(n.subs, relay, take, rel)
 	n.mu.Unlock()
 	if err := nc.FlushTimeout(natsbus.DefaultFlushTimeout); err != nil {
 		return fmt.Errorf("cluster: subscriptions not confirmed by NATS: %w", err)

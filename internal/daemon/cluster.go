@@ -26,15 +26,16 @@ func (d *Daemon) startBus() error {
 		return nil
 	}
 	n, err := cluster.Connect(cluster.Options{
-		URL:        cfg.Cluster,
-		NodeID:     cfg.NodeID,
-		TLSCA:      cfg.ClusterTLSCA,
-		Creds:      cfg.ClusterCreds,
-		User:       cfg.ClusterUser,
-		Password:   cfg.ClusterPassword,
-		RelayQueue: cfg.ClusterRelayQueue,
-		Logger:     d.log,
-		Metrics:    d.metrics,
+		URL:             cfg.Cluster,
+		NodeID:          cfg.NodeID,
+		TLSCA:           cfg.ClusterTLSCA,
+		Creds:           cfg.ClusterCreds,
+		User:            cfg.ClusterUser,
+		Password:        cfg.ClusterPassword,
+		RelayQueue:      cfg.ClusterRelayQueue,
+		HandoverTimeout: cfg.ClusterHandoverTimeout,
+		Logger:          d.log,
+		Metrics:         d.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
