@@ -10,6 +10,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/moteiot/mote/internal/cluster"
+	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/policy"
 )
@@ -35,6 +36,9 @@ func storedSession(t *testing.T, s *daemontest.Server, clientID string) (node st
 	return r.Node, len(st.Messages), true
 }
 
+// handoverBound is --cluster-handover-max-messages in TestSessionsAcrossNodes.
+const handoverBound = 20
+
 // persistentV5 connects thing with Clean Start 0 and a session expiry.
 func persistentV5(t *testing.T, s *daemontest.Server, thing, secret string) (*daemontest.V5, error) {
 	t.Helper()
@@ -47,7 +51,7 @@ func persistentV5(t *testing.T, s *daemontest.Server, thing, secret string) (*da
 // once; another thing cannot take the session with its client id on any
 // node (0x85); a session whose node is gone is resumed from the store.
 func TestSessionsAcrossNodes(t *testing.T) {
-	c := startCluster(t)
+	c := startClusterWith(t, func(cfg *config.Config) { cfg.ClusterHandoverMaxMessages = handoverBound })
 	a, b, cc := c.nodes[0], c.nodes[1], c.nodes[2]
 	allowPolicy(t, a, "sess-topics", []string{"sess/#"}, policy.Publish, policy.Subscribe, policy.Receive)
 	const wait = 10 * time.Second
@@ -139,6 +143,119 @@ func TestSessionsAcrossNodes(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("live connection taken over", func(t *testing.T) {
+		// The device is still connected to A when it connects to B: A
+		// closes it with 0x8E and B resumes the session.
+		secret := a.Device(t, "sess-live", "sess-topics")
+		old, err := persistentV5(t, a, "sess-live", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc := old.Sub(t, "sess/live/in"); rc != 1 {
+			t.Fatalf("subscribe = %#x; want 1", rc)
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if node, _, ok := storedSession(t, a, "sess-live"); !ok || node != "node-0" {
+				return fmt.Errorf("stored session on %q; want node-0", node)
+			}
+			return nil
+		})
+		dev, err := persistentV5(t, b, "sess-live", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case d := <-old.Disconnected:
+			if d.ReasonCode != 0x8E {
+				t.Errorf("old connection: DISCONNECT %#x; want 0x8E", d.ReasonCode)
+			}
+		case <-time.After(wait):
+			t.Fatal("old connection on A not closed")
+		}
+		if !dev.Connack.SessionPresent {
+			t.Errorf("CONNACK on node B: session present = false; want true")
+		}
+		pub := cc.V5(t, "sess-pub-live", a.Device(t, "sess-pub-live", "sess-topics"))
+		if rc := pub.Pub(t, "sess/live/in", 1, false, "to-b"); rc != 0 {
+			t.Fatalf("PUBACK %#x", rc)
+		}
+		if m := dev.Inbox.Wait(t, "sess/live/in", wait); m.Payload != "to-b" {
+			t.Errorf("got %q; want to-b", m.Payload)
+		}
+	})
+
+	t.Run("receive policy of the thing", func(t *testing.T) {
+		// Messages queued on A that the thing may no longer receive when
+		// it resumes on B are dropped there; a flood beyond the handover
+		// bound keeps the newest.
+		allowPolicy(t, a, "sess-rp", []string{"sess/rp/#"}, policy.Subscribe, policy.Receive)
+		secret := a.Device(t, "sess-rp", "sess-rp")
+		dev, err := persistentV5(t, a, "sess-rp", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc := dev.Sub(t, "sess/rp/#"); rc != 1 {
+			t.Fatalf("subscribe = %#x; want 1", rc)
+		}
+		_ = dev.Disconnect(&paho.Disconnect{})
+		daemontest.WaitFor(t, wait, func() error {
+			if _, _, ok := storedSession(t, a, "sess-rp"); !ok {
+				return fmt.Errorf("session not stored yet")
+			}
+			return nil
+		})
+		pub := a.V5(t, "sess-pub-rp", a.Device(t, "sess-pub-rp", "sess-topics"))
+		const total = handoverBound + 5
+		for k := range total {
+			topic := "sess/rp/ok"
+			if k == total-1 {
+				topic = "sess/rp/secret"
+			}
+			if rc := pub.Pub(t, topic, 1, false, fmt.Sprintf("m%02d", k)); rc != 0 {
+				t.Fatalf("PUBACK %#x", rc)
+			}
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if _, n, _ := storedSession(t, a, "sess-rp"); n != total {
+				return fmt.Errorf("%d messages queued; want %d", n, total)
+			}
+			return nil
+		})
+		if _, err := b.Registry().UpdatePolicy(context.Background(), "sess-rp", "", policy.Document{Statements: []policy.Statement{
+			{Effect: policy.Allow, Actions: []policy.Action{policy.Subscribe, policy.Receive}, Topics: []string{"sess/rp/#"}},
+			{Effect: policy.Deny, Actions: []policy.Action{policy.Receive}, Topics: []string{"sess/rp/secret"}},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		dev, err = persistentV5(t, b, "sess-rp", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The newest handoverBound were handed over, the secret one among
+		// them is not delivered.
+		daemontest.WaitFor(t, wait, func() error {
+			if n := dev.Inbox.Len(); n < handoverBound-1 {
+				return fmt.Errorf("%d messages; want %d", n, handoverBound-1)
+			}
+			return nil
+		})
+		got := map[string]bool{}
+		for _, m := range dev.Inbox.All() {
+			if m.Topic == "sess/rp/secret" {
+				t.Errorf("delivered %s on %s: the thing may not receive it", m.Payload, m.Topic)
+			}
+			got[m.Payload] = true
+		}
+		for k := range total - 1 {
+			if want := k >= total-handoverBound; got[fmt.Sprintf("m%02d", k)] != want {
+				t.Errorf("m%02d delivered %v; want %v (the newest %d handed over)", k, !want, want, handoverBound)
+			}
+		}
+		if v := metricValue(t, a, "mote_cluster_session_handover_dropped_total"); v != total-handoverBound {
+			t.Errorf("dropped for the bound = %v; want %d", v, total-handoverBound)
+		}
 	})
 
 	t.Run("another thing's client id", func(t *testing.T) {
