@@ -223,6 +223,7 @@ type Broker struct {
 	// alone; handover.go).
 	handover  HandoverLink
 	handovers handoverStats
+	shared    *sharedGroups // nil alone (shared.go)
 	// ready is closed once stored state is back; listeners accept only
 	// then.
 	ready chan struct{}
@@ -321,9 +322,16 @@ func New(o Options) (*Broker, error) {
 	if h, ok := o.Cluster.(HandoverLink); ok && o.Cluster != nil {
 		b.handover = h // persistent sessions move between nodes (handover.go)
 	}
+	if l, ok := o.Cluster.(SharedLink); ok && o.Cluster != nil {
+		// Shared groups balanced across nodes (shared.go).
+		b.shared = &sharedGroups{link: l, members: map[string]map[string]struct{}{}}
+	}
 	b.azure = newAzure(b, o.Metrics)
 	b.prov = newProvisioning(b, o.Metrics)
 	b.relay = b.server.NewClient(nil, "local", "mote-cluster-relay", true) // cluster.go
+	if b.shared != nil {
+		b.shared.cl = b.server.NewClient(nil, "local", sharedClientID, true) // shared.go
+	}
 	b.rotation = newCertRotation(b, o.Metrics)
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {

@@ -140,6 +140,7 @@ func (b *Broker) restoreOne(id string, live *session, st *store.StoredSession, r
 	}
 	l.mu.Unlock()
 	b.server.Clients.Add(old)
+	b.sharedJoin(id, restoredFilters(r.Subs)) // shared.go
 	b.handovers.resumed.Add(1)
 	b.handovers.messages.Add(uint64(len(stored)))
 	b.log.Info("persistent session resumed from the cluster", "client", clip(id), "thing", live.id.Thing,

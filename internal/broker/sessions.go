@@ -296,14 +296,18 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-func (h *hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if s := h.b.current(cl); s != nil {
 		s.markSubscribe(nil) // the ACL checks of the SUBSCRIBE are over (hooks.go)
 	}
 	h.b.saveSession(cl)
+	h.b.sharedJoin(cl.ID, subscriptionFilters(pk.Filters, codes)) // shared.go
 }
 
-func (h *hook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) { h.b.saveSession(cl) }
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	h.b.saveSession(cl)
+	h.b.sharedLeave(cl.ID, subscriptionFilters(pk.Filters, nil)) // shared.go
+}
 
 // saveSession records a live persistent session's current state.
 func (b *Broker) saveSession(cl *mqtt.Client) {
@@ -454,6 +458,7 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 			}
 		}
 		b.offline.Store(id, s)
+		b.sharedJoin(id, restoredFilters(rs.rec.Subs)) // shared.go
 		if s.evaluatorGen() < b.policyGen() {
 			b.recompile([]*session{s}) // policies changed meanwhile; a refresh may have missed it
 		}
@@ -464,4 +469,13 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 	if restored > 0 {
 		b.log.Info("persistent sessions restored", "sessions", restored, "messages", messages)
 	}
+}
+
+// restoredFilters returns the filters of stored subscriptions.
+func restoredFilters(subs []storage.Subscription) []string {
+	out := make([]string, len(subs))
+	for i, s := range subs {
+		out[i] = s.Filter
+	}
+	return out
 }

@@ -132,7 +132,9 @@ type Node struct {
 	announceFailed atomic.Uint64
 	closed         atomic.Bool
 
-	sessions sessionStats // sessions.go
+	sessions sessionStats                    // sessions.go
+	shared   sharedStats                     // shared.go
+	shares   map[string][]*nats.Subscription // share → queue subscriptions (under mu; shared.go)
 }
 
 var _ bus.Bus = (*Node)(nil)
@@ -192,7 +194,7 @@ func Connect(o Options) (*Node, error) {
 	}
 	n := &Node{opts: o, log: o.Logger.With("component", "cluster", "node", o.NodeID), nb: nb, local: o.Local}
 	if o.Metrics != nil {
-		if err := errors.Join(n.register(o.Metrics), n.registerSessions(o.Metrics)); err != nil {
+		if err := errors.Join(n.register(o.Metrics), n.registerSessions(o.Metrics), n.registerShared(o.Metrics)); err != nil {
 			_ = nb.Close()
 			return nil, fmt.Errorf("cluster: metrics: %w", err)
 		}
@@ -289,7 +291,9 @@ func (n *Node) takeoverSubject() string { return n.opts.Prefix + ".ctl.takeover"
 // enqueue. It waits (bounded by the connection's flush timeout) until NATS
 // knows the subscriptions.
 func (n *Node) Start(b Broker, remote func(core.Message)) error {
+	n.mu.Lock() // shared.go reads broker from the NATS goroutines
 	n.broker, n.remote = b, remote
+	n.mu.Unlock()
 	nc := n.nb.Conn()
 	relay, err := nc.Subscribe(n.relaySubject(), n.onRelay)
 	if err != nil {
@@ -400,6 +404,12 @@ func (n *Node) Close() error {
 		_ = s.Unsubscribe()
 	}
 	n.subs = nil
+	for _, subs := range n.shares {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}
+	n.shares = nil
 	n.mu.Unlock()
 	return errors.Join(n.nb.Close(), n.local.Close())
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/policy"
@@ -49,3 +51,11 @@ func allowPolicy(t *testing.T, s *daemontest.Server, name string, topics []strin
 		t.Fatal(err)
 	}
 }
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func unsub(filters ...string) *paho.Unsubscribe { return &paho.Unsubscribe{Topics: filters} }
