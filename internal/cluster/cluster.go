@@ -38,6 +38,14 @@
 // When a connection is established, its node publishes the client id on
 // "<prefix>.ctl.takeover"; every other node closes its connection with that
 // id (MQTT 5 reason 0x8E, session taken over).
+//
+// # Sessions, shared groups, leases
+//
+// A persistent session moves to the node its device reconnects to
+// (sessions.go, broker/handover.go); a shared subscription group gets each
+// message once in the cluster through a NATS queue group (shared.go,
+// broker/shared.go); heartbeats tell the nodes which of them are alive,
+// and a survivor marks a lost node's things disconnected (lease.go).
 package cluster
 
 import (
