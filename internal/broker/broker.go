@@ -221,9 +221,8 @@ type Broker struct {
 	restoring  map[string]*restoredSession
 	// handover moves persistent sessions between cluster nodes (nil
 	// alone; handover.go).
-	handover  HandoverLink
-	handovers handoverStats
-	shared    *sharedGroups // nil alone (shared.go)
+	handover HandoverLink
+	shared   *sharedGroups // nil alone (shared.go)
 	// ready is closed once stored state is back; listeners accept only
 	// then.
 	ready chan struct{}

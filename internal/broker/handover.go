@@ -141,8 +141,6 @@ func (b *Broker) restoreOne(id string, live *session, st *store.StoredSession, r
 	l.mu.Unlock()
 	b.server.Clients.Add(old)
 	b.sharedJoin(id, restoredFilters(r.Subs)) // shared.go
-	b.handovers.resumed.Add(1)
-	b.handovers.messages.Add(uint64(len(stored)))
 	b.log.Info("persistent session resumed from the cluster", "client", clip(id), "thing", live.id.Thing,
 		"from", r.Node, "subscriptions", len(r.Subs), "messages", len(stored))
 }
@@ -178,7 +176,8 @@ func (b *Broker) ReleaseSession(ctx context.Context, clientID string) (held bool
 	if s == nil || !persistent(cl) {
 		return false, 0, nil
 	}
-	// No more messages for it here: then what it has is final.
+	// No more messages for it here: then what it has is final (one that a
+	// publish in progress queues meanwhile is written after).
 	rec := recordOfSession(cl, s.id, time.Now().UnixMilli(), "")
 	b.server.UnsubscribeClient(cl)
 	msgs := cl.State.Inflight.GetAll(false)
@@ -188,6 +187,10 @@ func (b *Broker) ReleaseSession(ctx context.Context, clientID string) (held bool
 		}
 		return msgs[i].PacketID < msgs[j].PacketID
 	})
+	seen := make(map[uint16]bool, len(msgs)) // written, or dropped for the bound
+	for _, pk := range msgs {
+		seen[pk.PacketID] = true
+	}
 	if max := b.opts.HandoverMaxMessages; max > 0 && len(msgs) > max {
 		dropped = len(msgs) - max
 		msgs = msgs[dropped:]
@@ -208,13 +211,23 @@ func (b *Broker) ReleaseSession(ctx context.Context, clientID string) (held bool
 	if err := l.st.Apply(ctx, c); err != nil {
 		return true, dropped, err
 	}
+	// A publish that looked its subscribers up before the unsubscribe may
+	// have queued one more meanwhile: written too.
+	var late store.SessionChanges
+	for _, pk := range cl.State.Inflight.GetAll(false) {
+		if !seen[pk.PacketID] {
+			late.Messages = append(late.Messages, store.SessionMessage{Client: clientID, PacketID: pk.PacketID, Data: encodeInflight(clientID, pk)})
+		}
+	}
+	if err := l.st.Apply(ctx, late); err != nil {
+		return true, dropped, err
+	}
 	n := cl.State.Inflight.Len()
 	cl.ClearInflights()
 	atomic.AddInt64(&b.server.Info.Inflight, -int64(n))
 	b.offline.CompareAndDelete(clientID, s)
 	b.server.Clients.Delete(clientID)
 	b.releaseClientID(cl, true)
-	b.handovers.released.Add(1)
 	return true, dropped, nil
 }
 
@@ -230,11 +243,6 @@ func waitUntil(ctx context.Context, cond func() bool) error {
 		}
 	}
 	return nil
-}
-
-// handoverStats count sessions moved between nodes.
-type handoverStats struct {
-	resumed, released, messages atomic.Uint64
 }
 
 // forgetSession drops this node's copy of clientID's session (live or
