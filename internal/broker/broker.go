@@ -142,12 +142,23 @@ type Options struct {
 	CertRotation CertRotationOptions
 	// NodeID names this node in a cluster ("" alone); presence records it.
 	NodeID string
+	// HandoverTimeout bounds a persistent session's handover from the
+	// cluster node that holds it (default 2s), HandoverMaxMessages the
+	// queued messages it carries (default 10,000; handover.go).
+	HandoverTimeout     time.Duration
+	HandoverMaxMessages int
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
 }
 
 func (o *Options) defaults() {
+	if o.HandoverTimeout <= 0 {
+		o.HandoverTimeout = 2 * time.Second
+	}
+	if o.HandoverMaxMessages <= 0 {
+		o.HandoverMaxMessages = 10_000
+	}
 	if o.MaxPacketSize == 0 {
 		o.MaxPacketSize = 256 * 1024
 	}
@@ -208,6 +219,10 @@ type Broker struct {
 	// restoring them at start.
 	sessionLog *sessionLog
 	restoring  map[string]*restoredSession
+	// handover moves persistent sessions between cluster nodes (nil
+	// alone; handover.go).
+	handover HandoverLink
+	shared   *sharedGroups // nil alone (shared.go)
 	// ready is closed once stored state is back; listeners accept only
 	// then.
 	ready chan struct{}
@@ -303,9 +318,19 @@ func New(o Options) (*Broker, error) {
 	if o.Sessions != nil {
 		b.sessionLog = newSessionLog(o.Sessions)
 	}
+	if h, ok := o.Cluster.(HandoverLink); ok && o.Cluster != nil {
+		b.handover = h // persistent sessions move between nodes (handover.go)
+	}
+	if l, ok := o.Cluster.(SharedLink); ok && o.Cluster != nil {
+		// Shared groups balanced across nodes (shared.go).
+		b.shared = &sharedGroups{link: l, members: map[string]map[string]struct{}{}}
+	}
 	b.azure = newAzure(b, o.Metrics)
 	b.prov = newProvisioning(b, o.Metrics)
 	b.relay = b.server.NewClient(nil, "local", "mote-cluster-relay", true) // cluster.go
+	if b.shared != nil {
+		b.shared.cl = b.server.NewClient(nil, "local", sharedClientID, true) // shared.go
+	}
 	b.rotation = newCertRotation(b, o.Metrics)
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -74,10 +75,54 @@ func (b *Broker) Relay(m core.Message) error {
 func (b *Broker) TakeOver(clientID string) bool {
 	v, ok := b.sessions.Load(clientID)
 	if !ok {
+		// A persistent session kept here while its device was away: the
+		// new connection's node owns it now (handover.go).
+		if cl, ok := b.server.Clients.Get(clientID); ok && b.handover != nil {
+			b.forgetSession(clientID, cl)
+		}
 		return false
 	}
 	s := v.(*session)
 	b.log.Info("disconnecting client: its client id connected to another node", "client", clientID, "thing", s.id.Thing)
+	s.takenOver.Store(true) // its disconnect does not end (nor store) the session
 	b.closeClient(s.cl, packets.ErrSessionTakenOver)
+	if b.handover != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), b.opts.HandoverTimeout)
+			defer cancel()
+			if waitUntil(ctx, func() bool { return b.current(s.cl) == nil }) == nil {
+				b.forgetSession(clientID, s.cl)
+			}
+		}()
+	}
 	return true
+}
+
+// NodeLost publishes a disconnected event (reason "node_lost") for each
+// thing that was connected on a cluster node found lost; the store already
+// marks them disconnected. The client id of such a connection is not
+// known here: the event carries the thing's name as its client id.
+func (b *Broker) NodeLost(node string, things []string) {
+	now := time.Now().UTC()
+	for _, thing := range things {
+		b.presence.queue(Event{Event: "disconnected", ClientID: thing, Thing: thing, Time: now, Reason: "node_lost"})
+	}
+}
+
+// RecordConnections records again that the things connected here are
+// connected on this node (the other nodes of a cluster may have taken this
+// node for lost and reset them).
+func (b *Broker) RecordConnections() {
+	b.mu.Lock()
+	things := make([]string, 0, len(b.byThing))
+	for thing := range b.byThing {
+		if thing == "" {
+			continue
+		}
+		things = append(things, thing)
+	}
+	b.mu.Unlock()
+	for _, thing := range things {
+		b.presence.record(thing, true)
+	}
 }

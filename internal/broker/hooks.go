@@ -51,6 +51,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnSubscribe,
 		mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed,
+		mqtt.OnSelectSubscribers,
 		mqtt.StoredClients,
 		mqtt.StoredSubscriptions,
 	}, []byte{b})
@@ -129,6 +130,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		_ = b.server.SendConnack(cl, v3Code(cl, code), false, nil)
 		return code
 	}
+	if s.stored != nil && !pk.Connect.Clean && persistent(cl) {
+		b.resumeFromCluster(cl, s, s.stored, s.storedRec) // handover.go
+	}
+	s.stored, s.storedRec = nil, nil
 	if v, ok := b.sessions.Load(cl.ID); ok {
 		// mochi will disconnect the live connection with this client id
 		// (session take-over). Say so now: its own end may be seen first
@@ -191,10 +196,16 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 	if pk.Connect.WillFlag && !ev.CanPublish(pk.Connect.WillTopic) {
 		return nil, errWillDenied
 	}
+	// In a cluster, a session another node held under this client id
+	// (handover.go); another thing's refuses the connection.
+	stored, storedRec, err := b.clusterSession(ctx, cl.ID, id.Thing)
+	if err != nil {
+		return nil, err
+	}
 	if err := b.claimClientID(cl, id.Thing); err != nil { // last: nothing may refuse after the claim (ownership.go)
 		return nil, err
 	}
-	s := &session{cl: cl, id: id, listener: cl.Net.Listener, connectedAt: time.Now()}
+	s := &session{cl: cl, id: id, listener: cl.Net.Listener, connectedAt: time.Now(), stored: stored, storedRec: storedRec}
 	if az != nil {
 		s.azure = b.azure.newConn(s)
 	}

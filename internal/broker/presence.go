@@ -41,7 +41,7 @@ type Event struct {
 	Listener        string    `json:"listener"` // tcp, tls, ws
 	ProtocolVersion byte      `json:"protocolVersion"`
 	CleanSession    bool      `json:"cleanSession"`
-	Reason          string    `json:"reason,omitempty"` // disconnects: client_disconnect, connection_lost, keepalive_timeout, kicked, credential_expired, taken_over, server_shutdown, protocol_error, client_disconnect_with_will
+	Reason          string    `json:"reason,omitempty"` // disconnects: client_disconnect, connection_lost, keepalive_timeout, kicked, credential_expired, taken_over, server_shutdown, protocol_error, client_disconnect_with_will, node_lost (cluster.go)
 	WillSent        bool      `json:"willSent,omitempty"`
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/moteiot/mote/internal/auth"
 	"github.com/moteiot/mote/internal/policy"
+	"github.com/moteiot/mote/internal/store"
 )
 
 // session is Mote's state for one live device connection.
@@ -54,6 +55,11 @@ type session struct {
 
 	// prov is set for a provisioning-only connection (provisioning.go).
 	prov *provConn
+
+	// stored is the stored session another cluster node held under this
+	// connection's client id, to resume (handover.go).
+	stored    *store.StoredSession
+	storedRec *sessionRecord
 }
 
 // drainCh returns the channel closed when the queue falls below the

@@ -40,6 +40,9 @@ type sessionRecord struct {
 	// Disconnected is when the client went away (Unix milliseconds); 0
 	// means it was connected when the record was written.
 	Disconnected int64 `json:"disconnectedMs,omitempty"`
+	// Node is the cluster node that holds the session in memory ("" for a
+	// single node, or a session released to the store: handover.go).
+	Node string `json:"node,omitempty"`
 }
 
 // inflightRecord is how a message in flight to a session is stored.
@@ -61,7 +64,7 @@ func persistent(cl *mqtt.Client) bool {
 }
 
 // recordOfSession encodes cl's session as it is now.
-func recordOfSession(cl *mqtt.Client, id auth.Identity, disconnected int64) []byte {
+func recordOfSession(cl *mqtt.Client, id auth.Identity, disconnected int64, node string) []byte {
 	p := cl.Properties.Props
 	r := sessionRecord{
 		Client: storage.Client{
@@ -78,7 +81,7 @@ func recordOfSession(cl *mqtt.Client, id auth.Identity, disconnected int64) []by
 			// has none.
 		},
 		Thing: id.Thing, Credential: id.Credential, Method: id.Method, Type: id.Type,
-		Disconnected: disconnected,
+		Disconnected: disconnected, Node: node,
 	}
 	for filter, sub := range cl.State.Subscriptions.GetAll() {
 		r.Subs = append(r.Subs, storage.Subscription{
@@ -117,13 +120,16 @@ func (r inflightRecord) packet() packets.Packet {
 // sessionLog collects changes to persistent sessions for the store. Its
 // methods run on connection goroutines and only touch maps.
 type sessionLog struct {
-	st     store.SessionStore
-	mu     sync.Mutex
-	client map[string]store.SessionClient        // pending session changes
-	msgs   map[string]map[uint16]*packets.Packet // pending messages by client; nil packet: delete
-	known  map[string]bool                       // sessions in the store (or being written)
-	stored map[string]map[uint16]bool            // messages in the store (or being written)
-	failed atomic.Int64
+	st store.SessionStore
+	// flushMu orders a flush and a session's handover to another node
+	// (handover.go), so a flush never writes over a handed-over session.
+	flushMu sync.Mutex
+	mu      sync.Mutex
+	client  map[string]store.SessionClient        // pending session changes
+	msgs    map[string]map[uint16]*packets.Packet // pending messages by client; nil packet: delete
+	known   map[string]bool                       // sessions in the store (or being written)
+	stored  map[string]map[uint16]bool            // messages in the store (or being written)
+	failed  atomic.Int64
 }
 
 func newSessionLog(st store.SessionStore) *sessionLog {
@@ -199,6 +205,8 @@ func (l *sessionLog) deleteMessage(client string, id uint16) {
 // flush writes what is pending. On failure the changes go back (unless
 // newer ones came meanwhile) for the next attempt.
 func (l *sessionLog) flush(b *Broker) {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
 	l.mu.Lock()
 	clients, msgs := l.client, l.msgs
 	if len(clients) == 0 && len(msgs) == 0 {
@@ -288,14 +296,18 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-func (h *hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if s := h.b.current(cl); s != nil {
 		s.markSubscribe(nil) // the ACL checks of the SUBSCRIBE are over (hooks.go)
 	}
 	h.b.saveSession(cl)
+	h.b.sharedJoin(cl.ID, subscriptionFilters(pk.Filters, codes)) // shared.go
 }
 
-func (h *hook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) { h.b.saveSession(cl) }
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	h.b.saveSession(cl)
+	h.b.sharedLeave(cl.ID, subscriptionFilters(pk.Filters, nil)) // shared.go
+}
 
 // saveSession records a live persistent session's current state.
 func (b *Broker) saveSession(cl *mqtt.Client) {
@@ -303,7 +315,7 @@ func (b *Broker) saveSession(cl *mqtt.Client) {
 		return
 	}
 	if s := b.current(cl); s != nil {
-		b.sessionLog.putSession(cl.ID, recordOfSession(cl, s.id, 0), false)
+		b.sessionLog.putSession(cl.ID, recordOfSession(cl, s.id, 0, b.opts.NodeID), false)
 	}
 }
 
@@ -318,7 +330,7 @@ func (b *Broker) sessionEstablished(cl *mqtt.Client, s *session) {
 		l.deleteSession(cl.ID)
 		return
 	}
-	l.putSession(cl.ID, recordOfSession(cl, s.id, 0), cl.Properties.Clean)
+	l.putSession(cl.ID, recordOfSession(cl, s.id, 0, b.opts.NodeID), cl.Properties.Clean)
 }
 
 // sessionEnded records a disconnection: the session ends (expire) or
@@ -332,7 +344,7 @@ func (b *Broker) sessionEnded(cl *mqtt.Client, s *session, expire bool) {
 	case expire || !persistent(cl):
 		l.deleteSession(cl.ID)
 	default:
-		l.putSession(cl.ID, recordOfSession(cl, s.id, time.Now().UnixMilli()), false)
+		l.putSession(cl.ID, recordOfSession(cl, s.id, time.Now().UnixMilli(), b.opts.NodeID), false)
 	}
 }
 
@@ -364,6 +376,12 @@ func (b *Broker) loadSessions(ctx context.Context) error {
 			continue
 		}
 		b.sessionLog.known[st.ID] = true
+		if b.handover != nil && r.Node != b.opts.NodeID {
+			// A cluster node restores only the sessions it held; the others
+			// are loaded when their device connects (handover.go).
+			delete(b.sessionLog.known, st.ID)
+			continue
+		}
 		expiry := maxExpiry
 		if r.Client.ProtocolVersion == 5 {
 			expiry = min(expiry, int64(r.Client.Properties.SessionExpiryInterval)*1000)
@@ -440,6 +458,7 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 			}
 		}
 		b.offline.Store(id, s)
+		b.sharedJoin(id, restoredFilters(rs.rec.Subs)) // shared.go
 		if s.evaluatorGen() < b.policyGen() {
 			b.recompile([]*session{s}) // policies changed meanwhile; a refresh may have missed it
 		}
@@ -450,4 +469,13 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 	if restored > 0 {
 		b.log.Info("persistent sessions restored", "sessions", restored, "messages", messages)
 	}
+}
+
+// restoredFilters returns the filters of stored subscriptions.
+func restoredFilters(subs []storage.Subscription) []string {
+	out := make([]string, len(subs))
+	for i, s := range subs {
+		out[i] = s.Filter
+	}
+	return out
 }

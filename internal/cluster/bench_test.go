@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,9 @@ type countingBroker struct{ n atomic.Int64 }
 
 func (b *countingBroker) Relay(core.Message) error { b.n.Add(1); return nil }
 func (b *countingBroker) TakeOver(string) bool     { return false }
+func (b *countingBroker) ReleaseSession(context.Context, string) (bool, int, error) {
+	return false, 0, nil
+}
 
 // BenchmarkRelay measures one message accepted on node A reaching the
 // broker of node B through one NATS server: the relay's own cost

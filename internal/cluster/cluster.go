@@ -38,6 +38,14 @@
 // When a connection is established, its node publishes the client id on
 // "<prefix>.ctl.takeover"; every other node closes its connection with that
 // id (MQTT 5 reason 0x8E, session taken over).
+//
+// # Sessions, shared groups, leases
+//
+// A persistent session moves to the node its device reconnects to
+// (sessions.go, broker/handover.go); a shared subscription group gets each
+// message once in the cluster through a NATS queue group (shared.go,
+// broker/shared.go); heartbeats tell the nodes which of them are alive,
+// and a survivor marks a lost node's things disconnected (lease.go).
 package cluster
 
 import (
@@ -73,6 +81,9 @@ type Broker interface {
 	Relay(m core.Message) error
 	// TakeOver closes the local connection of clientID, if any.
 	TakeOver(clientID string) bool
+	// SessionReleaser hands a persistent session to another node
+	// (sessions.go).
+	SessionReleaser
 }
 
 // Options configure a Node. URL and NodeID are required.
@@ -94,6 +105,9 @@ type Options struct {
 	RelayQueue int
 	// ConnectTimeout bounds the connection to NATS (natsbus default).
 	ConnectTimeout time.Duration
+	// HandoverTimeout bounds serving another node's request to release a
+	// persistent session (2s when zero; sessions.go).
+	HandoverTimeout time.Duration
 	// Local is the bus of this node's platform services (a *bus.Local
 	// when nil).
 	Local bus.Bus
@@ -127,6 +141,10 @@ type Node struct {
 	announced      atomic.Uint64
 	announceFailed atomic.Uint64
 	closed         atomic.Bool
+
+	sessions sessionStats                    // sessions.go
+	shared   sharedStats                     // shared.go
+	shares   map[string][]*nats.Subscription // share → queue subscriptions (under mu; shared.go)
 }
 
 var _ bus.Bus = (*Node)(nil)
@@ -144,6 +162,9 @@ func Connect(o Options) (*Node, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.HandoverTimeout <= 0 {
+		o.HandoverTimeout = 2 * time.Second
 	}
 	if o.Local == nil {
 		o.Local = &bus.Local{}
@@ -183,7 +204,7 @@ func Connect(o Options) (*Node, error) {
 	}
 	n := &Node{opts: o, log: o.Logger.With("component", "cluster", "node", o.NodeID), nb: nb, local: o.Local}
 	if o.Metrics != nil {
-		if err := n.register(o.Metrics); err != nil {
+		if err := errors.Join(n.register(o.Metrics), n.registerSessions(o.Metrics), n.registerShared(o.Metrics)); err != nil {
 			_ = nb.Close()
 			return nil, fmt.Errorf("cluster: metrics: %w", err)
 		}
@@ -280,7 +301,9 @@ func (n *Node) takeoverSubject() string { return n.opts.Prefix + ".ctl.takeover"
 // enqueue. It waits (bounded by the connection's flush timeout) until NATS
 // knows the subscriptions.
 func (n *Node) Start(b Broker, remote func(core.Message)) error {
+	n.mu.Lock() // shared.go reads broker from the NATS goroutines
 	n.broker, n.remote = b, remote
+	n.mu.Unlock()
 	nc := n.nb.Conn()
 	relay, err := nc.Subscribe(n.relaySubject(), n.onRelay)
 	if err != nil {
@@ -296,8 +319,13 @@ func (n *Node) Start(b Broker, remote func(core.Message)) error {
 			return fmt.Errorf("cluster: pending limits: %w", err)
 		}
 	}
+	rel, err := n.serveReleases(b) // sessions.go
+	if err != nil {
+		_, _ = relay.Unsubscribe(), take.Unsubscribe()
+		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
 	n.mu.Lock()
-	n.subs = append(n.subs, relay, take)
+	n.subs = append(n.subs, relay, take, rel)
 	n.mu.Unlock()
 	if err := nc.FlushTimeout(natsbus.DefaultFlushTimeout); err != nil {
 		return fmt.Errorf("cluster: subscriptions not confirmed by NATS: %w", err)
@@ -387,6 +415,12 @@ func (n *Node) Close() error {
 		_ = s.Unsubscribe()
 	}
 	n.subs = nil
+	for _, subs := range n.shares {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}
+	n.shares = nil
 	n.mu.Unlock()
 	return errors.Join(n.nb.Close(), n.local.Close(), n.relayedBus.Close())
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -30,6 +31,8 @@ func (b *fakeBroker) TakeOver(id string) bool {
 	b.takeover = append(b.takeover, id)
 	return true
 }
+
+func (b *fakeBroker) ReleaseSession(context.Context, string) (bool, int, error) { return false, 0, nil }
 
 func (b *fakeBroker) counts() (int, int) {
 	b.mu.Lock()

@@ -286,6 +286,15 @@ type Config struct {
 	// ClusterMethodCalls bounds the direct method calls other nodes route
 	// to this node that run at once; beyond it they are refused (429).
 	ClusterMethodCalls int
+	// ClusterLeaseInterval is how often a node tells the others it is
+	// alive; a node not heard for ClusterLeaseTimeout is lost and its
+	// things are marked disconnected. ClusterHandoverTimeout bounds a
+	// persistent session's handover from the node that holds it, and
+	// ClusterHandoverMaxMessages the queued messages it carries.
+	ClusterLeaseInterval       time.Duration
+	ClusterLeaseTimeout        time.Duration
+	ClusterHandoverTimeout     time.Duration
+	ClusterHandoverMaxMessages int
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -431,11 +440,15 @@ func Default() Config {
 
 		ClusterRelayQueue: 65536,
 
-		ClusterReplicas:       3,
-		ClusterIngestMaxBytes: 1 << 30,
-		ClusterIngestTimeout:  5 * time.Second,
-		ClusterIngestPending:  4096,
-		ClusterMethodCalls: 1024,
+		ClusterReplicas:            3,
+		ClusterIngestMaxBytes:      1 << 30,
+		ClusterIngestTimeout:       5 * time.Second,
+		ClusterIngestPending:       4096,
+		ClusterMethodCalls:         1024,
+		ClusterLeaseInterval:       5 * time.Second,
+		ClusterLeaseTimeout:        15 * time.Second,
+		ClusterHandoverTimeout:     2 * time.Second,
+		ClusterHandoverMaxMessages: 10_000,
 	}
 }
 
@@ -484,6 +497,10 @@ func fields(c *Config) []field {
 		{"cluster-ingest-timeout", "longest wait for JetStream to store a durable publish; then it is refused (MQTT 5 PUBACK 0x80, 3.1.1 closed, HTTP 503)", dur(&c.ClusterIngestTimeout)},
 		{"cluster-ingest-pending", "durable publishes waiting for JetStream's acknowledgement at once, all clients together; beyond it publishers wait (up to --cluster-ingest-timeout)", num(&c.ClusterIngestPending)},
 		{"cluster-method-calls", "direct method calls routed here by other nodes that run at once; beyond it they are refused with 429", num(&c.ClusterMethodCalls)},
+		{"cluster-lease-interval", "how often a cluster node tells the others it is alive (a heartbeat on NATS)", dur(&c.ClusterLeaseInterval)},
+		{"cluster-lease-timeout", "a cluster node not heard for this long is lost: a surviving node marks the things connected on it disconnected", dur(&c.ClusterLeaseTimeout)},
+		{"cluster-handover-timeout", "longest a node waits for the node that holds a persistent session to hand it over when its device connects here; then it resumes what the store has", dur(&c.ClusterHandoverTimeout)},
+		{"cluster-handover-max-messages", "most queued messages a persistent session carries from one cluster node to another (the oldest beyond it are dropped and counted)", num(&c.ClusterHandoverMaxMessages)},
 		{"store-max-conns", "connections of each PostgreSQL pool (registry and telemetry have one each); callers wait for a free one", num(&c.StoreMaxConns)},
 		{"log-level", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "auto (JSON unless on a terminal), json or text", str(&c.LogFormat)},
@@ -1201,6 +1218,14 @@ func (c *Config) validateCluster() error {
 		return fmt.Errorf("cluster-ingest-pending: %d is outside 1 to 1000000", c.ClusterIngestPending)
 	case c.ClusterMethodCalls < 1 || c.ClusterMethodCalls > 1_000_000:
 		return fmt.Errorf("cluster-method-calls: %d is outside 1 to 1000000", c.ClusterMethodCalls)
+	case c.ClusterLeaseInterval < 100*time.Millisecond || c.ClusterLeaseInterval > time.Minute:
+		return fmt.Errorf("cluster-lease-interval: %s is outside 100ms to 1m", c.ClusterLeaseInterval)
+	case c.ClusterLeaseTimeout < 2*c.ClusterLeaseInterval || c.ClusterLeaseTimeout > 10*time.Minute:
+		return fmt.Errorf("cluster-lease-timeout: %s must be at least twice --cluster-lease-interval (%s) and at most 10m", c.ClusterLeaseTimeout, c.ClusterLeaseInterval)
+	case c.ClusterHandoverTimeout < 100*time.Millisecond || c.ClusterHandoverTimeout > time.Minute:
+		return fmt.Errorf("cluster-handover-timeout: %s is outside 100ms to 1m", c.ClusterHandoverTimeout)
+	case c.ClusterHandoverMaxMessages < 1 || c.ClusterHandoverMaxMessages > 1_000_000:
+		return fmt.Errorf("cluster-handover-max-messages: %d is outside 1 to 1000000", c.ClusterHandoverMaxMessages)
 	}
 	if c.Cluster == "" {
 		if c.NodeID != "" || c.ClusterTLSCA != "" || c.ClusterCreds != "" || c.ClusterUser != "" || c.ClusterPassword != "" {

@@ -27,15 +27,16 @@ func (d *Daemon) startBus() error {
 		return nil
 	}
 	n, err := cluster.Connect(cluster.Options{
-		URL:        cfg.Cluster,
-		NodeID:     cfg.NodeID,
-		TLSCA:      cfg.ClusterTLSCA,
-		Creds:      cfg.ClusterCreds,
-		User:       cfg.ClusterUser,
-		Password:   cfg.ClusterPassword,
-		RelayQueue: cfg.ClusterRelayQueue,
-		Logger:     d.log,
-		Metrics:    d.metrics,
+		URL:             cfg.Cluster,
+		NodeID:          cfg.NodeID,
+		TLSCA:           cfg.ClusterTLSCA,
+		Creds:           cfg.ClusterCreds,
+		User:            cfg.ClusterUser,
+		Password:        cfg.ClusterPassword,
+		RelayQueue:      cfg.ClusterRelayQueue,
+		HandoverTimeout: cfg.ClusterHandoverTimeout,
+		Logger:          d.log,
+		Metrics:         d.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -86,6 +87,19 @@ func (d *Daemon) startCluster() error {
 		return err
 	}
 	d.registry.Listen(d.announceRegistry)
+	// Leases: a node not heard for --cluster-lease-timeout is lost; a
+	// survivor marks its things disconnected (internal/cluster/lease.go).
+	lease, err := d.cluster.StartLease(cluster.LeaseOptions{
+		Interval: d.cfg.ClusterLeaseInterval,
+		Timeout:  d.cfg.ClusterLeaseTimeout,
+		Store:    d.store.Things(),
+		Lost:     d.broker.NodeLost,
+		Rejoined: d.broker.RecordConnections,
+	})
+	if err != nil {
+		return err
+	}
+	d.onClose(lease.Close)
 	return nil
 }
 
@@ -133,10 +147,12 @@ func (d *Daemon) journalWants(topic string) bool {
 
 // resetPresence marks things disconnected at start: every thing for one
 // node alone; in a cluster, the other nodes' devices are connected, so
-// nothing is reset here.
+// only the things this node had are reset.
 func (d *Daemon) resetPresence(ctx context.Context) error {
 	if d.cfg.Cluster != "" {
-		return nil
+		// Only this node's own things: a restart ended their connections.
+		_, err := d.store.Things().ResetNodePresence(ctx, d.cfg.NodeID)
+		return err
 	}
 	return d.store.Things().ResetPresence(ctx)
 }

@@ -361,6 +361,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		// Certificate self-rotation by devices over MQTT.
 		CertRotation: broker.CertRotationOptions{Rotator: d.certRotate},
 		NodeID:       cfg.NodeID,
+
+		HandoverTimeout:     cfg.ClusterHandoverTimeout,
+		HandoverMaxMessages: cfg.ClusterHandoverMaxMessages,
 	})
 	if err != nil {
 		return listenFlag(err)

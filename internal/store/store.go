@@ -161,6 +161,13 @@ type ThingStore interface {
 	RecordPresence(ctx context.Context, changes []Presence) error
 	// ResetPresence marks every thing disconnected (at start-up of a single node).
 	ResetPresence(ctx context.Context) error
+	// ConnectedNodes returns the cluster nodes that things are connected
+	// on, by name (none for a single node).
+	ConnectedNodes(ctx context.Context) ([]string, error)
+	// ResetNodePresence marks disconnected the things connected on node
+	// (its Node cleared, LastSeen kept) and returns them by name. Called
+	// by several nodes together, each thing is returned to one of them.
+	ResetNodePresence(ctx context.Context, node string) ([]string, error)
 	// Count returns the number of things and how many are connected.
 	Count(ctx context.Context) (total, connected int, err error)
 	// RecordActivity applies a batch of activity in one transaction:
@@ -647,6 +654,9 @@ type SessionStore interface {
 	// List returns every session, ordered by client id, with its
 	// messages; messages of a client without a session are left out.
 	List(ctx context.Context) ([]StoredSession, error)
+	// Get returns one client id's session with its messages; ok is false
+	// when there is none (a cluster node taking a session over).
+	Get(ctx context.Context, clientID string) (s StoredSession, ok bool, err error)
 }
 
 // Artifact is a stored firmware artifact (internal/artifacts): the

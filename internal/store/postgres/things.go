@@ -342,6 +342,36 @@ func (ts *thingStore) ResetPresence(ctx context.Context) error {
 	return nil
 }
 
+// ConnectedNodes returns the nodes things are connected on, by name.
+func (ts *thingStore) ConnectedNodes(ctx context.Context) ([]string, error) {
+	rows, err := ts.s.pool.Query(ctx, `SELECT DISTINCT node FROM things WHERE connected AND node <> '' ORDER BY node`)
+	if err != nil {
+		return nil, internal("connected nodes", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, internal("connected nodes", err)
+	}
+	return out, nil
+}
+
+// ResetNodePresence marks the things connected on node disconnected and
+// returns them. The row locks of the UPDATE make concurrent callers see
+// each thing once.
+func (ts *thingStore) ResetNodePresence(ctx context.Context, node string) ([]string, error) {
+	rows, err := ts.s.pool.Query(ctx, `UPDATE things SET connected = false, node = ''
+		WHERE connected AND node = $1 AND node <> '' RETURNING name`, node)
+	if err != nil {
+		return nil, internal("reset node presence", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, internal("reset node presence", err)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // RecordActivity adds a batch of activity in one transaction, with the
 // result of applying it entry by entry as the SQLite backend does:
 // last_seen moves forward only; the counters of an entry that has any are

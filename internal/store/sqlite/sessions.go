@@ -54,9 +54,23 @@ func (ss *sessionStore) Apply(ctx context.Context, c store.SessionChanges) error
 // List returns every session ordered by client id, with its messages by
 // packet id.
 func (ss *sessionStore) List(ctx context.Context) ([]store.StoredSession, error) {
+	return ss.list(ctx, "")
+}
+
+// Get returns the session of one client id with its messages; ok is false
+// when there is none.
+func (ss *sessionStore) Get(ctx context.Context, id string) (s store.StoredSession, ok bool, err error) {
+	list, err := ss.list(ctx, "WHERE s.client_id = ? ", id)
+	if err != nil || len(list) == 0 {
+		return store.StoredSession{}, false, err
+	}
+	return list[0], true, nil
+}
+
+func (ss *sessionStore) list(ctx context.Context, where string, args ...any) ([]store.StoredSession, error) {
 	rows, err := ss.s.r.QueryContext(ctx, `SELECT s.client_id, s.data, m.packet_id, m.data
 		FROM mqtt_sessions s LEFT JOIN mqtt_session_messages m ON m.client_id = s.client_id
-		ORDER BY s.client_id, m.packet_id`)
+		`+where+`ORDER BY s.client_id, m.packet_id`, args...)
 	if err != nil {
 		return nil, internal("list sessions", err)
 	}

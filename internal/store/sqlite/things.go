@@ -415,6 +415,43 @@ func (ts *thingStore) ResetPresence(ctx context.Context) error {
 	return nil
 }
 
+// ConnectedNodes returns the nodes things are connected on, by name.
+func (ts *thingStore) ConnectedNodes(ctx context.Context) ([]string, error) {
+	return ts.names(ctx, ts.s.r, "connected nodes", `SELECT DISTINCT node FROM things WHERE connected = 1 AND node <> '' ORDER BY node`)
+}
+
+// ResetNodePresence marks the things connected on node disconnected and
+// returns them (one writer: each thing is returned once).
+func (ts *thingStore) ResetNodePresence(ctx context.Context, node string) ([]string, error) {
+	if node == "" {
+		return []string{}, nil
+	}
+	return ts.names(ctx, ts.s.w, "reset node presence", `UPDATE things SET connected = 0, node = ''
+		WHERE connected = 1 AND node = ? RETURNING name`, node)
+}
+
+// names runs a query returning one text column, sorted.
+func (ts *thingStore) names(ctx context.Context, db *sql.DB, op, q string, args ...any) ([]string, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, internal(op, err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, internal(op, err)
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, internal(op, err)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // RecordActivity adds a batch of activity: last_seen moves forward only,
 // counters are added, the latest denied topic replaces the one before.
 func (ts *thingStore) RecordActivity(ctx context.Context, batch []store.Activity) error {

@@ -58,6 +58,20 @@ func testSessions(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Fatalf("after Reset, List = %s; want %s", got, want)
 	}
 
+	// Get: one client id with its messages (a cluster node taking a
+	// session over), nothing for an unknown one or a message without a
+	// session.
+	one, ok, err := ss.Get(ctx, "dev-a")
+	if err != nil || !ok || one.ID != "dev-a" || string(one.Data) != "a2" || len(one.Messages) != 1 ||
+		one.Messages[0].PacketID != 3 || string(one.Messages[0].Data) != "new" || one.Messages[0].Client != "dev-a" {
+		t.Fatalf("Get(dev-a) = %+v, %v, %v; want a2 with message 3=new", one, ok, err)
+	}
+	for _, id := range []string{"nobody", "orphan", "dev-%"} {
+		if got, ok, err := ss.Get(ctx, id); err != nil || ok {
+			t.Fatalf("Get(%s) = %+v, %v, %v; want none", id, got, ok, err)
+		}
+	}
+
 	// Deleting a session deletes its messages; a new session with the
 	// same id does not see them.
 	if err := ss.Apply(ctx, store.SessionChanges{Clients: []store.SessionClient{{ID: "dev-b"}}}); err != nil {

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("ThingList", func(t *testing.T) { testThingList(t, open) })
 	t.Run("Presence", func(t *testing.T) { testPresence(t, open) })
 	t.Run("PresenceNodes", func(t *testing.T) { testPresenceNodes(t, open) })
+	t.Run("NodePresence", func(t *testing.T) { testNodePresence(t, open) })
 	t.Run("Activity", func(t *testing.T) { testActivity(t, open) })
 	t.Run("ThingSortAndCounts", func(t *testing.T) { testThingSort(t, open) })
 	t.Run("Types", func(t *testing.T) { testTypes(t, open) })

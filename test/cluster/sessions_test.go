@@ -1,0 +1,335 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/moteiot/mote/internal/cluster"
+	"github.com/moteiot/mote/internal/config"
+	"github.com/moteiot/mote/internal/daemontest"
+	"github.com/moteiot/mote/internal/policy"
+)
+
+// storedSession reads what the shared store holds of a client id's
+// persistent session: the node named in it and how many messages are
+// queued.
+func storedSession(t *testing.T, s *daemontest.Server, clientID string) (node string, messages int, ok bool) {
+	t.Helper()
+	st, ok, err := s.Store().Sessions().Get(context.Background(), clientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		return "", 0, false
+	}
+	var r struct {
+		Node string `json:"node"`
+	}
+	if err := json.Unmarshal(st.Data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Node, len(st.Messages), true
+}
+
+// handoverBound is --cluster-handover-max-messages in TestSessionsAcrossNodes.
+const handoverBound = 20
+
+// persistentV5 connects thing with Clean Start 0 and a session expiry.
+func persistentV5(t *testing.T, s *daemontest.Server, thing, secret string) (*daemontest.V5, error) {
+	t.Helper()
+	return s.DialV5(t, daemontest.V5Options{ClientID: thing, Username: thing, Password: secret, SessionExpiry: 600})
+}
+
+// TestSessionsAcrossNodes: a persistent session follows its device to
+// another node with its subscription and the QoS 1 messages queued while
+// it was away (published on its old node and on a third), each delivered
+// once; another thing cannot take the session with its client id on any
+// node (0x85); a session whose node is gone is resumed from the store.
+func TestSessionsAcrossNodes(t *testing.T) {
+	c := startCluster(t, func(cfg *config.Config) { cfg.ClusterHandoverMaxMessages = handoverBound })
+	a, b, cc := c.nodes[0], c.nodes[1], c.nodes[2]
+	allowPolicy(t, a, "sess-topics", []string{"sess/#"}, policy.Publish, policy.Subscribe, policy.Receive)
+	const wait = 10 * time.Second
+
+	t.Run("follows the device", func(t *testing.T) {
+		secret := a.Device(t, "sess-dev", "sess-topics")
+		dev, err := persistentV5(t, a, "sess-dev", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc := dev.Sub(t, "sess/dev/in"); rc != 1 {
+			t.Fatalf("subscribe = %#x; want 1", rc)
+		}
+		if err := dev.Disconnect(&paho.Disconnect{}); err != nil {
+			t.Fatal(err)
+		}
+		pubA := a.V5(t, "sess-pub-a", a.Device(t, "sess-pub-a", "sess-topics"))
+		pubC := cc.V5(t, "sess-pub-c", a.Device(t, "sess-pub-c", "sess-topics"))
+		// The session is offline on node A; what is published on A and C
+		// is queued there.
+		const queued = 10
+		daemontest.WaitFor(t, wait, func() error {
+			if node, _, ok := storedSession(t, a, "sess-dev"); !ok || node != "node-0" {
+				return fmt.Errorf("stored session on %q (stored %v); want node-0", node, ok)
+			}
+			return nil
+		})
+		for k := range queued / 2 {
+			for _, p := range []*daemontest.V5{pubA, pubC} {
+				if rc := p.Pub(t, "sess/dev/in", 1, false, fmt.Sprintf("m%d-%p", k, p)); rc != 0 {
+					t.Fatalf("PUBACK %#x", rc)
+				}
+			}
+		}
+		// Wait until node A queued them all (the relay from C is
+		// asynchronous); its session log writes them within a flush.
+		daemontest.WaitFor(t, wait, func() error {
+			if _, n, _ := storedSession(t, a, "sess-dev"); n != queued {
+				return fmt.Errorf("%d messages queued in the store; want %d", n, queued)
+			}
+			return nil
+		})
+
+		dev, err = persistentV5(t, b, "sess-dev", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !dev.Connack.SessionPresent {
+			t.Errorf("CONNACK on node B: session present = false; want true")
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if n := dev.Inbox.Len(); n < queued {
+				return fmt.Errorf("%d of %d queued messages", n, queued)
+			}
+			return nil
+		})
+		// The subscription is active on B: a new message from C arrives.
+		if rc := pubC.Pub(t, "sess/dev/in", 1, false, "after"); rc != 0 {
+			t.Fatalf("PUBACK %#x", rc)
+		}
+		dev.Inbox.Wait(t, "sess/dev/in", wait)
+		daemontest.WaitFor(t, wait, func() error {
+			if n := dev.Inbox.Len(); n < queued+1 {
+				return fmt.Errorf("%d messages; want %d", n, queued+1)
+			}
+			return nil
+		})
+		seen := map[string]int{}
+		for _, m := range dev.Inbox.All() {
+			seen[m.Payload]++
+		}
+		if len(seen) != queued+1 {
+			t.Errorf("distinct messages = %d; want %d (%v)", len(seen), queued+1, seen)
+		}
+		for p, n := range seen {
+			if n != 1 {
+				t.Errorf("message %s delivered %d times; want once", p, n)
+			}
+		}
+		if v := metricValue(t, b, `mote_cluster_session_handovers_total{result="released"}`); v != 1 {
+			t.Errorf("handovers released on B = %v; want 1", v)
+		}
+		if v := metricValue(t, a, `mote_cluster_session_releases_total{result="released"}`); v != 1 {
+			t.Errorf("releases on A = %v; want 1", v)
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if node, _, _ := storedSession(t, a, "sess-dev"); node != "node-1" {
+				return fmt.Errorf("stored session on %q; want node-1", node)
+			}
+			return nil
+		})
+	})
+
+	t.Run("live connection taken over", func(t *testing.T) {
+		// The device is still connected to A when it connects to B: A
+		// closes it with 0x8E and B resumes the session.
+		secret := a.Device(t, "sess-live", "sess-topics")
+		old, err := persistentV5(t, a, "sess-live", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc := old.Sub(t, "sess/live/in"); rc != 1 {
+			t.Fatalf("subscribe = %#x; want 1", rc)
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if node, _, ok := storedSession(t, a, "sess-live"); !ok || node != "node-0" {
+				return fmt.Errorf("stored session on %q; want node-0", node)
+			}
+			return nil
+		})
+		dev, err := persistentV5(t, b, "sess-live", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case d := <-old.Disconnected:
+			if d.ReasonCode != 0x8E {
+				t.Errorf("old connection: DISCONNECT %#x; want 0x8E", d.ReasonCode)
+			}
+		case <-time.After(wait):
+			t.Fatal("old connection on A not closed")
+		}
+		if !dev.Connack.SessionPresent {
+			t.Errorf("CONNACK on node B: session present = false; want true")
+		}
+		pub := cc.V5(t, "sess-pub-live", a.Device(t, "sess-pub-live", "sess-topics"))
+		if rc := pub.Pub(t, "sess/live/in", 1, false, "to-b"); rc != 0 {
+			t.Fatalf("PUBACK %#x", rc)
+		}
+		if m := dev.Inbox.Wait(t, "sess/live/in", wait); m.Payload != "to-b" {
+			t.Errorf("got %q; want to-b", m.Payload)
+		}
+	})
+
+	t.Run("receive policy of the thing", func(t *testing.T) {
+		// Messages queued on A that the thing may no longer receive when
+		// it resumes on B are dropped there; a flood beyond the handover
+		// bound keeps the newest.
+		allowPolicy(t, a, "sess-rp", []string{"sess/rp/#"}, policy.Subscribe, policy.Receive)
+		secret := a.Device(t, "sess-rp", "sess-rp")
+		dev, err := persistentV5(t, a, "sess-rp", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc := dev.Sub(t, "sess/rp/#"); rc != 1 {
+			t.Fatalf("subscribe = %#x; want 1", rc)
+		}
+		_ = dev.Disconnect(&paho.Disconnect{})
+		daemontest.WaitFor(t, wait, func() error {
+			if _, _, ok := storedSession(t, a, "sess-rp"); !ok {
+				return fmt.Errorf("session not stored yet")
+			}
+			return nil
+		})
+		pub := a.V5(t, "sess-pub-rp", a.Device(t, "sess-pub-rp", "sess-topics"))
+		const total = handoverBound + 5
+		for k := range total {
+			topic := "sess/rp/ok"
+			if k == total-1 {
+				topic = "sess/rp/secret"
+			}
+			if rc := pub.Pub(t, topic, 1, false, fmt.Sprintf("m%02d", k)); rc != 0 {
+				t.Fatalf("PUBACK %#x", rc)
+			}
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if _, n, _ := storedSession(t, a, "sess-rp"); n != total {
+				return fmt.Errorf("%d messages queued; want %d", n, total)
+			}
+			return nil
+		})
+		if _, err := b.Registry().UpdatePolicy(context.Background(), "sess-rp", "", policy.Document{Statements: []policy.Statement{
+			{Effect: policy.Allow, Actions: []policy.Action{policy.Subscribe, policy.Receive}, Topics: []string{"sess/rp/#"}},
+			{Effect: policy.Deny, Actions: []policy.Action{policy.Receive}, Topics: []string{"sess/rp/secret"}},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		dev, err = persistentV5(t, b, "sess-rp", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The newest handoverBound were handed over, the secret one among
+		// them is not delivered.
+		daemontest.WaitFor(t, wait, func() error {
+			if n := dev.Inbox.Len(); n < handoverBound-1 {
+				return fmt.Errorf("%d messages; want %d", n, handoverBound-1)
+			}
+			return nil
+		})
+		got := map[string]bool{}
+		for _, m := range dev.Inbox.All() {
+			if m.Topic == "sess/rp/secret" {
+				t.Errorf("delivered %s on %s: the thing may not receive it", m.Payload, m.Topic)
+			}
+			got[m.Payload] = true
+		}
+		for k := range total - 1 {
+			if want := k >= total-handoverBound; got[fmt.Sprintf("m%02d", k)] != want {
+				t.Errorf("m%02d delivered %v; want %v (the newest %d handed over)", k, !want, want, handoverBound)
+			}
+		}
+		if v := metricValue(t, a, "mote_cluster_session_handover_dropped_total"); v != total-handoverBound {
+			t.Errorf("dropped for the bound = %v; want %d", v, total-handoverBound)
+		}
+	})
+
+	t.Run("another thing's client id", func(t *testing.T) {
+		secret := a.Device(t, "sess-owner", "sess-topics")
+		dev, err := persistentV5(t, a, "sess-owner", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc := dev.Sub(t, "sess/owner/in"); rc != 1 {
+			t.Fatalf("subscribe = %#x; want 1", rc)
+		}
+		_ = dev.Disconnect(&paho.Disconnect{})
+		daemontest.WaitFor(t, wait, func() error {
+			if _, _, ok := storedSession(t, a, "sess-owner"); !ok {
+				return fmt.Errorf("session not stored yet")
+			}
+			return nil
+		})
+		thief := a.Device(t, "sess-thief", "sess-topics")
+		for _, clean := range []bool{false, true} {
+			got, err := b.DialV5(t, daemontest.V5Options{ClientID: "sess-owner", Username: "sess-thief", Password: thief, CleanStart: clean, SessionExpiry: 600})
+			if err == nil {
+				t.Fatalf("another thing connected on node B with the session's client id (clean start %v)", clean)
+			}
+			if got.Connack == nil || got.Connack.ReasonCode != 0x85 {
+				t.Errorf("CONNACK (clean start %v) = %+v; want 0x85", clean, got.Connack)
+			}
+		}
+		if node, _, _ := storedSession(t, a, "sess-owner"); node != "node-0" {
+			t.Errorf("the session moved to %q; want it left on node-0", node)
+		}
+	})
+
+	t.Run("its node is gone", func(t *testing.T) {
+		// Node C holds a session with one queued message; C leaves the
+		// cluster without handing anything over. The device resumes on A
+		// from the store.
+		secret := a.Device(t, "sess-orphan", "sess-topics")
+		dev, err := persistentV5(t, cc, "sess-orphan", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc := dev.Sub(t, "sess/orphan/in"); rc != 1 {
+			t.Fatalf("subscribe = %#x; want 1", rc)
+		}
+		_ = dev.Disconnect(&paho.Disconnect{})
+		pub := cc.V5(t, "sess-pub-orphan", a.Device(t, "sess-pub-orphan", "sess-topics"))
+		daemontest.WaitFor(t, wait, func() error {
+			if node, _, ok := storedSession(t, a, "sess-orphan"); !ok || node != "node-2" {
+				return fmt.Errorf("stored session on %q; want node-2", node)
+			}
+			return nil
+		})
+		if rc := pub.Pub(t, "sess/orphan/in", 1, false, "kept"); rc != 0 {
+			t.Fatalf("PUBACK %#x", rc)
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if _, n, _ := storedSession(t, a, "sess-orphan"); n != 1 {
+				return fmt.Errorf("%d messages stored; want 1", n)
+			}
+			return nil
+		})
+		if err := cc.Bus().(*cluster.Node).Close(); err != nil {
+			t.Fatal(err)
+		}
+		dev, err = persistentV5(t, a, "sess-orphan", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := dev.Inbox.Wait(t, "sess/orphan/in", wait); m.Payload != "kept" {
+			t.Errorf("resumed message = %q; want kept", m.Payload)
+		}
+		if v := metricValue(t, a, `mote_cluster_session_handovers_total{result="timeout"}`); v != 1 {
+			t.Errorf("handovers timed out on A = %v; want 1", v)
+		}
+	})
+}
