@@ -35,6 +35,9 @@ import (
 // DefaultMethodCalls bounds the routed calls a node serves at once.
 const DefaultMethodCalls = 1024
 
+// replyQueue bounds the replies waiting in one call's inbox.
+const replyQueue = 8
+
 // RouteGrace is how much longer than the call's timeout a node waits for
 // the answer of the node the call was routed to (which answers a timeout
 // itself at the call's timeout).
@@ -147,7 +150,10 @@ func (r *MethodRouter) Invoke(ctx context.Context, thing, method string, payload
 	}
 	nc := r.n.nb.Conn()
 	inbox := nc.NewInbox() // one per call: no other call's reply lands here
-	sub, err := nc.SubscribeSync(inbox)
+	// A small queue (SubscribeSync's would be 512 KB a call): a flood of
+	// forged replies beyond it is dropped by NATS.
+	replies := make(chan *nats.Msg, replyQueue)
+	sub, err := nc.ChanSubscribe(inbox, replies)
 	if err != nil {
 		r.routed.WithLabelValues("error").Inc()
 		return methods.Response{}, true, &core.Error{Kind: core.KindUnavailable, Msg: "could not route the call to node " + node, Err: err}
@@ -160,14 +166,10 @@ func (r *MethodRouter) Invoke(ctx context.Context, thing, method string, payload
 	wait, cancel := context.WithTimeout(ctx, timeout+RouteGrace)
 	defer cancel()
 	for {
-		msg, err := sub.NextMsgWithContext(wait)
-		if errors.Is(err, nats.ErrNoResponders) {
-			// No node serves that subject: the node the store names is
-			// gone, so the thing is connected nowhere.
-			r.routed.WithLabelValues("no_responder").Inc()
-			return methods.Response{}, false, nil
-		}
-		if err != nil {
+		var msg *nats.Msg
+		select {
+		case msg = <-replies:
+		case <-wait.Done():
 			if ctx.Err() != nil {
 				r.routed.WithLabelValues("error").Inc()
 				return methods.Response{}, true, &core.Error{Kind: core.KindUnavailable, Msg: "call abandoned", Err: ctx.Err()}
@@ -176,6 +178,12 @@ func (r *MethodRouter) Invoke(ctx context.Context, thing, method string, payload
 			return methods.Response{}, true, &core.Error{Kind: core.KindUnavailable,
 				Msg: "thing " + strconv.Quote(thing) + " on node " + node + " did not answer method " + strconv.Quote(method) + " within " + timeout.String(),
 				Err: methods.ErrTimeout}
+		}
+		if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+			// No node serves that subject: the node the store names is
+			// gone, so the thing is connected nowhere.
+			r.routed.WithLabelValues("no_responder").Inc()
+			return methods.Response{}, false, nil
 		}
 		rep, ok := parseMethodReply(msg.Data)
 		if !ok || rep.ID != id {

@@ -240,3 +240,42 @@ func FuzzMethodWire(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMethodRouted measures the routing of one direct method call
+// between two nodes on one in-process nats-server (the device's own
+// answer time excluded: the serving node answers at once).
+//
+//	go test -run '^$' -bench BenchmarkMethodRouted -benchtime 2000x ./internal/cluster/
+func BenchmarkMethodRouted(b *testing.B) {
+	s := startNATS(b)
+	connect := func(id string) *Node {
+		n, err := Connect(Options{URL: s.ClientURL(), NodeID: id})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = n.Close() })
+		return n
+	}
+	na, nb := connect("a"), connect("b")
+	ra, err := NewMethodRouter(na, fixedLocator("b"), 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rb, err := NewMethodRouter(nb, fixedLocator(""), 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := rb.Serve(localFunc(func(_ context.Context, _, _ string, p json.RawMessage, _ time.Duration) (methods.Response, error) {
+		return methods.Response{Status: 200, Payload: p}, nil
+	})); err != nil {
+		b.Fatal(err)
+	}
+	payload := json.RawMessage(`{"level":7}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, routed, err := ra.Invoke(context.Background(), "dev", "set", payload, 5*time.Second); err != nil || !routed {
+			b.Fatalf("routed %v: %v", routed, err)
+		}
+	}
+}
