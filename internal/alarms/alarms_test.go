@@ -16,6 +16,7 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // recorder is a Publisher that keeps what it was given.
@@ -41,7 +42,7 @@ func (r *recorder) list() []string {
 
 func openStore(tb testing.TB, things ...string) store.Store {
 	tb.Helper()
-	st, err := sqlite.Open(filepath.Join(tb.TempDir(), "mote.db"))
+	st, err := sqlite.Open(sqlitetest.Path(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

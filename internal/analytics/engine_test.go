@@ -3,7 +3,6 @@ package analytics
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // sink records raises and clears.
@@ -73,7 +73,7 @@ func newTestEnv(t *testing.T, st store.Store, o Options) *testEnv {
 	t.Helper()
 	if st == nil {
 		var err error
-		st, err = sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+		st, err = sqlite.Open(sqlitetest.Path(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +146,7 @@ func TestEngineThresholdPerTypeAndGroup(t *testing.T) {
 // TestEngineStateSurvivesRestart: a window begun before a restart
 // completes after it.
 func TestEngineStateSurvivesRestart(t *testing.T) {
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	st, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestEngineSilenceAndFlapping(t *testing.T) {
 }
 
 func TestEngineBounds(t *testing.T) {
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	st, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/moteiot/mote/internal/devicemodel"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // TestSilenceIntervalFromModel: a silence rule without expectedInterval
@@ -18,7 +19,7 @@ func TestSilenceIntervalFromModel(t *testing.T) {
 	var mu sync.Mutex
 	now := t0
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	st, err := sqlite.Open(t.TempDir() + "/mote.db")
+	st, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

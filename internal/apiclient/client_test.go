@@ -29,6 +29,7 @@ import (
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // newServer starts the real API handler over a real registry on a SQLite
@@ -36,6 +37,7 @@ import (
 func newServer(t *testing.T) (*apiclient.Client, *registry.Registry) {
 	t.Helper()
 	dir := t.TempDir()
+	sqlitetest.Seed(t, filepath.Join(dir, "mote.db"))
 	st, err := sqlite.Open(filepath.Join(dir, "mote.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 type env struct {
@@ -37,6 +38,7 @@ func (u inUse) ArtifactInUse(_ context.Context, name, version string) (string, e
 func newEnv(t *testing.T, mod func(*artifacts.Options)) *env {
 	t.Helper()
 	dir := t.TempDir()
+	sqlitetest.Seed(t, dir+"/mote.db")
 	st, err := sqlite.Open(dir + "/mote.db")
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/moteiot/mote/internal/pki"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // devEnv is a Devices over a real SQLite store, CA and hasher.
@@ -26,6 +27,7 @@ type devEnv struct {
 func newDevEnv(tb testing.TB) *devEnv {
 	tb.Helper()
 	dir := tb.TempDir()
+	sqlitetest.Seed(tb, filepath.Join(dir, "mote.db"))
 	st, err := sqlite.Open(filepath.Join(dir, "mote.db"))
 	if err != nil {
 		tb.Fatalf("sqlite.Open: %v", err)

@@ -14,11 +14,12 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 func openStore(t *testing.T) *sqlite.Store {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	st, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +89,7 @@ func (c *counts) CountOpen(context.Context) (int, error) { return int(c.alarms.L
 func TestSamplerRecordsAndSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
+	sqlitetest.Seed(t, filepath.Join(dir, "mote.db"))
 	st, err := sqlite.Open(filepath.Join(dir, "mote.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/moteiot/mote/internal/files"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 type events struct {
@@ -44,6 +45,7 @@ type env struct {
 func newEnv(t *testing.T, mod func(*files.Options)) *env {
 	t.Helper()
 	dir := t.TempDir()
+	sqlitetest.Seed(t, dir+"/mote.db")
 	st, err := sqlite.Open(dir + "/mote.db")
 	if err != nil {
 		t.Fatal(err)

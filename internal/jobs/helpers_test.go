@@ -12,6 +12,7 @@ import (
 
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // storeThings is the registry's read side on a store.
@@ -82,6 +83,7 @@ type fixture struct {
 func newFixture(tb testing.TB, n int) *fixture {
 	tb.Helper()
 	dir := tb.TempDir()
+	sqlitetest.Seed(tb, filepath.Join(dir, "mote.db"))
 	st, err := sqlite.Open(filepath.Join(dir, "mote.db"))
 	if err != nil {
 		tb.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/moteiot/mote/internal/oidc/oidctest"
 	"github.com/moteiot/mote/internal/oidc/rolemap"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 	"github.com/moteiot/mote/internal/users"
 )
 
@@ -42,7 +42,7 @@ var (
 func newRig(t *testing.T, o Options) *rig {
 	t.Helper()
 	r := &rig{p: oidctest.Start(t, []oidctest.Client{{ID: "mote", Secret: "s"}}, []oidctest.User{ann, ned})}
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	st, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestRoleFollowsTheProvider(t *testing.T) {
 func TestProviderComesUp(t *testing.T) {
 	var up atomic.Bool
 	p := oidctest.Start(t, []oidctest.Client{{ID: "mote", Secret: "s"}}, []oidctest.User{ann})
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	st, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

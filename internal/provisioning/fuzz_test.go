@@ -21,12 +21,14 @@ import (
 	"github.com/moteiot/mote/internal/seal"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // newService is a Service on a fresh SQLite store, for unit and fuzz tests.
 func newService(tb testing.TB) *Service {
 	tb.Helper()
 	dir := tb.TempDir()
+	sqlitetest.Seed(tb, filepath.Join(dir, "mote.db"))
 	st, err := sqlite.Open(filepath.Join(dir, "mote.db"))
 	if err != nil {
 		tb.Fatal(err)

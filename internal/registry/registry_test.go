@@ -16,6 +16,7 @@ import (
 	"github.com/moteiot/mote/internal/policy"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // env is a registry over a real SQLite store, CA and hasher in a temporary
@@ -43,6 +44,7 @@ func newEnv(t *testing.T) *env {
 func newBareEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
+	sqlitetest.Seed(t, filepath.Join(dir, "mote.db"))
 	st, err := sqlite.Open(filepath.Join(dir, "mote.db"))
 	if err != nil {
 		t.Fatalf("sqlite.Open: %v", err)

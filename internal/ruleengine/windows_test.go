@@ -3,7 +3,6 @@ package ruleengine
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // windowEnv is an engine on a store of its own that windowed-rule tests
@@ -28,7 +28,7 @@ type windowEnv struct {
 
 func openWindowStore(t *testing.T) store.Store {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	st, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

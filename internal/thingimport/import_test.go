@@ -15,12 +15,14 @@ import (
 	"github.com/moteiot/mote/internal/registry"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 	"github.com/moteiot/mote/internal/thingimport"
 )
 
 func newRegistry(tb testing.TB) (*registry.Registry, *sqlite.Store, *auth.Hasher) {
 	tb.Helper()
 	dir := tb.TempDir()
+	sqlitetest.Seed(tb, filepath.Join(dir, "mote.db"))
 	st, err := sqlite.Open(filepath.Join(dir, "mote.db"))
 	if err != nil {
 		tb.Fatal(err)

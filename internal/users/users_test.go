@@ -2,7 +2,6 @@ package users
 
 import (
 	"bytes"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
+	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // clock is a settable time for Options.Now.
@@ -38,7 +38,7 @@ func (c *clock) advance(d time.Duration) {
 // bcrypt's cheapest cost and a clock the test moves.
 func newService(t *testing.T, ttl time.Duration) (*Service, store.UserStore, *clock) {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	st, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestUpdateDeleteChangePassword(t *testing.T) {
 }
 
 func TestLimitsAreSettings(t *testing.T) {
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	st, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

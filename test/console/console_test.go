@@ -24,8 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -90,30 +92,87 @@ type session struct {
 	t     *testing.T
 }
 
-// openBrowser starts Chromium (closed when the test ends) and collects
-// what its pages log as errors.
+// One Chromium serves the whole package: starting one took a second or
+// two of CPU for each of the ~20 tests. Each test gets its own tab in its
+// own browser context (no cookies, storage or cache shared with another
+// test), closed when the test ends; TestMain closes the browser.
+var shared struct {
+	once   sync.Once
+	ctx    context.Context // the browser's first tab
+	cancel func()
+	err    error
+}
+
+// sharedBrowser starts Chromium once.
+func sharedBrowser(exe string) (context.Context, error) {
+	shared.once.Do(func() {
+		opts := append(chromedp.DefaultExecAllocatorOptions[:],
+			chromedp.ExecPath(exe),
+			chromedp.NoSandbox, // CI runs as root
+			chromedp.Flag("headless", true),
+			chromedp.Flag("disable-gpu", true),
+			chromedp.Flag("disable-dev-shm-usage", true),
+			chromedp.WindowSize(1280, 900), // a laptop
+		)
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		bctx, cancelBrowser := chromedp.NewContext(actx)
+		shared.ctx, shared.cancel = bctx, func() { cancelBrowser(); cancelAlloc() }
+		// Start the browser on bctx itself, which owns it (chromedp waits
+		// at most 20 s for it to come up).
+		shared.err = chromedp.Run(bctx)
+	})
+	return shared.ctx, shared.err
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.cancel != nil {
+		shared.cancel()
+	}
+	os.Exit(code)
+}
+
+// openBrowser opens a tab of the shared Chromium in a fresh browser
+// context (closed when the test ends) and collects what its pages log as
+// errors.
 func openBrowser(t *testing.T) *session {
 	t.Helper()
 	exe := chromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox, // CI runs as root
-		chromedp.Flag("headless", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1280, 900), // a laptop
+	bctx, err := sharedBrowser(exe)
+	if err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	// A browser context and a window in it, made here rather than with
+	// chromedp.WithNewBrowserContext, whose tab (no new window) headless
+	// Chromium refuses: "Failed to open new tab - no browser is open".
+	var (
+		bcID cdp.BrowserContextID
+		tab  target.ID
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancelCtx := chromedp.NewContext(actx)
+	if err := chromedp.Run(bctx, chromedp.ActionFunc(func(ctx context.Context) error {
+		exec := cdp.WithExecutor(ctx, chromedp.FromContext(ctx).Browser)
+		var err error
+		if bcID, err = target.CreateBrowserContext().Do(exec); err != nil {
+			return err
+		}
+		tab, err = target.CreateTarget("about:blank").WithBrowserContextID(bcID).WithNewWindow(true).Do(exec)
+		return err
+	})); err != nil {
+		t.Fatalf("open a window: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(bctx, 10*time.Second)
+		defer cancel()
+		_ = target.DisposeBrowserContext(bcID).Do(cdp.WithExecutor(ctx, chromedp.FromContext(bctx).Browser))
+	})
+	ctx, cancelCtx := chromedp.NewContext(bctx, chromedp.WithTargetID(tab))
 	t.Cleanup(cancelCtx)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	t.Cleanup(cancel)
 
-	// Start the browser on ctx itself: a step's shorter context must not
-	// own it.
+	// Open the tab on ctx itself: a step's shorter context must not own it.
 	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("start Chromium: %v", err)
+		t.Fatalf("open a tab: %v", err)
 	}
 	b := &browser{}
 	chromedp.ListenTarget(ctx, func(ev any) {

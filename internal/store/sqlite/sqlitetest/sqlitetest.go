@@ -72,3 +72,12 @@ func Seed(tb testing.TB, path string) {
 		tb.Fatalf("sqlitetest: %v", err)
 	}
 }
+
+// Path seeds a store in a new temporary directory of the test and
+// returns its path.
+func Path(tb testing.TB) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "mote.db")
+	Seed(tb, path)
+	return path
+}
