@@ -50,11 +50,16 @@ func persistentV5(t *testing.T, s *daemontest.Server, thing, secret string) (*da
 // it was away (published on its old node and on a third), each delivered
 // once; another thing cannot take the session with its client id on any
 // node (0x85); a session whose node is gone is resumed from the store.
+// Shared subscriptions across nodes and the presence of a lost node are
+// tested on the same cluster.
 func TestSessionsAcrossNodes(t *testing.T) {
-	c := startCluster(t, func(cfg *config.Config) { cfg.ClusterHandoverMaxMessages = handoverBound })
+	c := startCluster(t, quickLeases, func(cfg *config.Config) { cfg.ClusterHandoverMaxMessages = handoverBound })
 	a, b, cc := c.nodes[0], c.nodes[1], c.nodes[2]
 	allowPolicy(t, a, "sess-topics", []string{"sess/#"}, policy.Publish, policy.Subscribe, policy.Receive)
 	const wait = 10 * time.Second
+
+	// One cluster for both (shared_test.go); before a node leaves below.
+	t.Run("shared subscriptions", func(t *testing.T) { testSharedAcrossNodes(t, c) })
 
 	t.Run("follows the device", func(t *testing.T) {
 		secret := a.Device(t, "sess-dev", "sess-topics")
@@ -332,4 +337,7 @@ func TestSessionsAcrossNodes(t *testing.T) {
 			t.Errorf("handovers timed out on A = %v; want 1", v)
 		}
 	})
+
+	// Last: node B leaves too (presence_test.go).
+	t.Run("presence of a lost node", func(t *testing.T) { testLostNodePresence(t, c) })
 }

@@ -9,12 +9,12 @@ import (
 	"github.com/moteiot/mote/internal/policy"
 )
 
-// TestSharedAcrossNodes: a shared group with members on two nodes gets
+// testSharedAcrossNodes: a shared group with members on two nodes gets
 // each QoS 1 message once in the cluster (published on a member's node
 // and on a third), spread over both nodes; an ordinary subscriber of the
-// same topic still gets every message once.
-func TestSharedAcrossNodes(t *testing.T) {
-	c := startCluster(t)
+// same topic still gets every message once. It runs on the cluster of
+// TestSessionsAcrossNodes.
+func testSharedAcrossNodes(t *testing.T, c *testCluster) {
 	a, b, cc := c.nodes[0], c.nodes[1], c.nodes[2]
 	allowPolicy(t, a, "shared-topics", []string{"sh/#"}, policy.Publish, policy.Subscribe, policy.Receive)
 	const wait = 10 * time.Second
