@@ -127,7 +127,7 @@ func checkDocCommand(root *cobra.Command, args []string) []string {
 	if err != nil || cmd == root {
 		return []string{line + ": no such subcommand"}
 	}
-	if cmd.HasSubCommands() && (len(rest) == 0 || !strings.HasPrefix(rest[0], "-")) {
+	if cmd.HasSubCommands() && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		return []string{line + ": " + cmd.CommandPath() + " has no such subcommand"}
 	}
 	var errs []string
