@@ -6,19 +6,36 @@ import (
 	"time"
 
 	"github.com/moteiot/mote/internal/artifacts"
+	"github.com/moteiot/mote/internal/blob"
 	"github.com/moteiot/mote/internal/blob/fsblob"
+	"github.com/moteiot/mote/internal/blob/natsblob"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/files"
 	"github.com/moteiot/mote/internal/jobs"
 )
 
-// startBlobs opens the blob store in the data directory and creates the
+// openBlobs opens the blob store: the data directory's blobs/ for one
+// node alone; in a cluster, the JetStream object store bucket "mote-blobs"
+// on the node's NATS connection, with --cluster-replicas replicas, so an
+// artifact or file uploaded through one node downloads through any.
+func (d *Daemon) openBlobs(ctx context.Context) (blob.Store, error) {
+	if d.cluster == nil {
+		return fsblob.Open(datadir.Blobs(d.cfg.DataDir))
+	}
+	return natsblob.Open(ctx, natsblob.Options{
+		Conn:     d.cluster.Conn(),
+		Replicas: d.cfg.ClusterReplicas,
+		Timeout:  d.cfg.ClusterIngestTimeout,
+	})
+}
+
+// startBlobs opens the blob store (openBlobs) and creates the
 // artifact and file services on it (docs/artifacts.md, docs/files.md).
 // An artifact is in use while a job in progress names it (read from the
 // job store: the job service is created after this one).
 func (d *Daemon) startBlobs(ctx context.Context) error {
 	cfg := d.cfg
-	bs, err := fsblob.Open(datadir.Blobs(cfg.DataDir))
+	bs, err := d.openBlobs(ctx)
 	if err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}

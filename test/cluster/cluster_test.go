@@ -5,10 +5,13 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +23,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/moteiot/mote/internal/apiclient"
 	"github.com/moteiot/mote/internal/commands"
 	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
@@ -416,6 +420,48 @@ func TestCluster(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("artifact uploaded on one node, downloaded on another", func(t *testing.T) {
+		// The blob store of a cluster is JetStream's object store: an
+		// artifact's content uploaded through node A is served by node C,
+		// by the API and by a signed URL that node B made.
+		content := bytes.Repeat([]byte("firmware-"), 50_000) // 450 KB: several chunks
+		if _, err := apiclient.New(a.API, a.Token).UploadArtifact(context.Background(),
+			apiclient.ArtifactUpload{Name: "fw", Version: "1.0.0"}, bytes.NewReader(content)); err != nil {
+			t.Fatal(err)
+		}
+		get := func(url, token string) []byte {
+			t.Helper()
+			req, _ := http.NewRequest("GET", url, nil)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
+			}
+			return body
+		}
+		if got := get(cc.API+"/api/v1/artifacts/fw/1.0.0/content", cc.Token); !bytes.Equal(got, content) {
+			t.Fatalf("node C served %d bytes; want the %d uploaded on node A", len(got), len(content))
+		}
+		u, err := apiclient.New(b.API, b.Token).ArtifactURL(context.Background(), "fw", "1.0.0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed := u.URL
+		if i := strings.Index(signed, "/api/v1/"); i >= 0 {
+			signed = cc.API + signed[i:] // the same URL, asked of node C
+		}
+		if got := get(signed, ""); !bytes.Equal(got, content) {
+			t.Fatalf("signed URL on node C served %d bytes; want %d", len(got), len(content))
+		}
 	})
 
 	t.Run("thing disabled on another node", func(t *testing.T) {
