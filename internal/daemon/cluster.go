@@ -137,14 +137,6 @@ func (d *Daemon) onRemoteRegistry(data []byte) {
 	d.applyToConnections(registry.Event{Kind: e.Kind, Thing: e.Thing, Enabled: e.Enabled, Credential: e.Credential, Expires: e.Expires})
 }
 
-// journalWants says which messages the ingest journal makes durable before
-// their PUBACK: those a rule stores — on one node in the write-ahead log, in
-// a cluster on JetStream, each node with its own replay point in the
-// telemetry store (journal.go, docs/cluster.md).
-func (d *Daemon) journalWants(topic string) bool {
-	return d.rules.Durable(topic)
-}
-
 // resetPresence marks things disconnected at start: every thing for one
 // node alone; in a cluster, the other nodes' devices are connected, so
 // only the things this node had are reset.

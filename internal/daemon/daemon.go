@@ -578,7 +578,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.onClose(d.analytic.Close)
 	d.analytic.Attach(d.bus)
-	if n, err := d.ingest.Start(); err != nil {
+	if n, err := d.ingest.Start(d.rules); err != nil {
 		return err
 	} else if n > 0 {
 		// What devices were told is stored is queryable before we serve.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/datadir"
 	"github.com/moteiot/mote/internal/ingest"
 	"github.com/moteiot/mote/internal/ingest/jsjournal"
@@ -14,8 +13,11 @@ import (
 
 // openJournal opens the ingest journal: QoS 1/2 messages that a rule
 // stores as telemetry are made durable in it before their PUBACK, and
-// applied to the telemetry writer in order (started, with a replay, once
-// the rules engine runs). One node alone: the write-ahead log in the data
+// applied to the telemetry writer in order. It is started, with a replay,
+// once the rules engine runs: Start(d.rules) in Daemon.Start is where the
+// journal gets its consumer (the engine publishes through the broker,
+// which appends to the journal, so the two are wired there, not here).
+// Until then it wants nothing. One node alone: the write-ahead log in the data
 // directory. In a cluster: this node's subject on JetStream
 // (docs/cluster.md), whose replay point is this node's row in the
 // telemetry store (openTelemetry). Its last checkpoint is taken after the
@@ -24,8 +26,6 @@ import (
 // before, closes after it).
 func (d *Daemon) openJournal(ctx context.Context) error {
 	cfg := d.cfg
-	wants := func(topic string) bool { return d.journalWants(topic) }
-	apply := func(m core.Message) { d.rules.ApplyDurable(m) }
 	if d.cluster != nil {
 		j, err := jsjournal.Open(ctx, jsjournal.Options{
 			Conn:       d.cluster.Conn(),
@@ -34,8 +34,6 @@ func (d *Daemon) openJournal(ctx context.Context) error {
 			MaxBytes:   cfg.ClusterIngestMaxBytes,
 			AckTimeout: cfg.ClusterIngestTimeout,
 			MaxPending: cfg.ClusterIngestPending,
-			Wants:      wants,
-			Apply:      apply,
 			Applied:    d.twriter.Committed,
 			Logger:     d.log.With("component", "ingest"),
 			Metrics:    d.metrics,
@@ -50,8 +48,6 @@ func (d *Daemon) openJournal(ctx context.Context) error {
 	}
 	j, err := ingest.Open(ingest.Options{
 		Dir:     datadir.Journal(cfg.DataDir),
-		Wants:   wants,
-		Apply:   apply,
 		Applied: d.twriter.Committed,
 		Logger:  d.log.With("component", "ingest"),
 		Metrics: d.metrics,

@@ -31,11 +31,11 @@ func journalWithBacklog(t *testing.T, s *daemontest.Server, n int) (string, []in
 		t.Fatal(err)
 	}
 	j, err := ingest.Open(ingest.Options{Dir: datadir.Journal(s.Dir), NoSync: true,
-		Apply: func(core.Message) {}, Applied: func() uint64 { return 0 }})
+		Applied: func() uint64 { return 0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := j.Start(); err != nil {
+	if _, err := j.Start(ingest.Funcs{Apply: func(core.Message) {}}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= n; i++ {

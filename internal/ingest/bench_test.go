@@ -12,11 +12,11 @@ import (
 // them; compare jsjournal's BenchmarkAppend (the same messages,
 // acknowledged by JetStream).
 func BenchmarkWALAppend(b *testing.B) {
-	j, err := ingest.Open(ingest.Options{Dir: b.TempDir(), Apply: func(core.Message) {}, Applied: func() uint64 { return 0 }})
+	j, err := ingest.Open(ingest.Options{Dir: b.TempDir(), Applied: func() uint64 { return 0 }})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := j.Start(); err != nil {
+	if _, err := j.Start(ingest.Funcs{Apply: func(core.Message) {}}); err != nil {
 		b.Fatal(err)
 	}
 	defer j.Close()

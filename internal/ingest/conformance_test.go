@@ -11,8 +11,8 @@ import (
 func TestConformance(t *testing.T) {
 	ingesttest.Run(t, func(t *testing.T) ingesttest.Opener {
 		dir := t.TempDir()
-		return func(o ingesttest.Options) (ingest.Durable, error) {
-			return ingest.Open(ingest.Options{Dir: dir, NoSync: true, Wants: o.Wants, Apply: o.Apply, Applied: o.Applied})
+		return func(applied func() uint64) (ingest.Durable, error) {
+			return ingest.Open(ingest.Options{Dir: dir, NoSync: true, Applied: applied})
 		}
 	})
 }

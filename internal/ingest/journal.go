@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,20 +36,13 @@ type Options struct {
 	Dir    string // the log's directory (required)
 	NoSync bool   // skip fsync: tests and benchmarks of other parts only
 
-	// Wants reports whether a message on topic must be durable before it
-	// is acknowledged (some enabled rule stores it). nil: never.
-	Wants func(topic string) bool
-	// Apply consumes durable messages (m.Seq set), in sequence order, on
-	// one goroutine: new ones after Start, replayed ones during Start. It
-	// may block; that holds back appends (backpressure).
-	Apply func(m core.Message)
 	// Applied returns the largest sequence number the consumer has made
 	// durable itself (the telemetry writer's Committed): the log is
 	// checkpointed up to it and replayed after it.
 	Applied func() uint64
 
 	CheckpointEvery time.Duration // default 1s
-	FeedSize        int           // messages between the log and Apply; default 16,384
+	FeedSize        int           // messages between the log and the consumer; default 16,384
 	Logger          *slog.Logger
 	Metrics         prometheus.Registerer // nil: not registered
 }
@@ -63,8 +57,9 @@ type entry struct {
 // Drain it once nothing appends any more, then Close it once the consumer's
 // writes are flushed.
 type Journal struct {
-	opts Options
-	log  *wal.Log
+	opts     Options
+	log      *wal.Log
+	consumer atomic.Pointer[Consumer] // set by Start
 	feed chan entry
 
 	consumerDone chan struct{}
@@ -94,8 +89,8 @@ type journalMetrics struct {
 // Open opens the log in o.Dir. Numbering continues after o.Applied(),
 // so a lost log never reuses a number the store has seen.
 func Open(o Options) (*Journal, error) {
-	if o.Dir == "" || o.Apply == nil || o.Applied == nil {
-		return nil, errors.New("ingest: Dir, Apply and Applied are required")
+	if o.Dir == "" || o.Applied == nil {
+		return nil, errors.New("ingest: Dir and Applied are required")
 	}
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = time.Second
@@ -181,8 +176,13 @@ func Open(o Options) (*Journal, error) {
 
 // Start replays the durable messages the consumer has not applied (on the
 // caller's goroutine, before returning), then starts the consumer and the
-// checkpoint loop. Call it before anything appends.
-func (j *Journal) Start() (replayed int, err error) {
+// checkpoint loop, which hands durable messages to c. Call it before
+// anything appends.
+func (j *Journal) Start(c Consumer) (replayed int, err error) {
+	if c == nil {
+		return 0, errors.New("ingest: Start needs a consumer")
+	}
+	j.consumer.Store(&c)
 	after := j.opts.Applied()
 	err = j.log.Replay(after, func(seq uint64, rec []byte) error {
 		j.apply(seq, rec)
@@ -205,7 +205,8 @@ func (j *Journal) Start() (replayed int, err error) {
 // Wants reports whether a message on topic must be appended before it is
 // acknowledged.
 func (j *Journal) Wants(topic string) bool {
-	return j.opts.Wants != nil && j.opts.Wants(topic)
+	c := j.consumer.Load()
+	return c != nil && (*c).Durable(topic)
 }
 
 // Err returns why the journal refuses appends while its writes fail (a
@@ -272,7 +273,7 @@ func (j *Journal) apply(seq uint64, rec []byte) {
 		return
 	}
 	m.Seq = seq
-	j.opts.Apply(m)
+	(*j.consumer.Load()).ApplyDurable(m)
 }
 
 func (j *Journal) checkpointLoop() {

@@ -99,6 +99,12 @@ type consumer struct {
 	applied atomic.Uint64
 }
 
+// Durable wants every topic but "skip".
+func (c *consumer) Durable(topic string) bool { return topic != "skip" }
+
+// ApplyDurable records m.
+func (c *consumer) ApplyDurable(m core.Message) { c.apply(m) }
+
 func (c *consumer) apply(m core.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -114,8 +120,7 @@ func (c *consumer) snapshot() ([]uint64, []string) {
 
 func open(t *testing.T, dir string, c *consumer) *Journal {
 	t.Helper()
-	j, err := Open(Options{Dir: dir, NoSync: true, Apply: c.apply, Applied: c.applied.Load,
-		Wants: func(topic string) bool { return topic != "skip" }})
+	j, err := Open(Options{Dir: dir, NoSync: true, Applied: c.applied.Load})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,11 +130,11 @@ func open(t *testing.T, dir string, c *consumer) *Journal {
 func TestAppliesInSequenceOrderFromManyAppenders(t *testing.T) {
 	c := &consumer{}
 	j := open(t, t.TempDir(), c)
-	if n, err := j.Start(); err != nil || n != 0 {
+	if n, err := j.Start(c); err != nil || n != 0 {
 		t.Fatalf("Start on an empty journal: replayed %d, %v", n, err)
 	}
 	if j.Wants("skip") || !j.Wants("things/a/telemetry") {
-		t.Fatal("Wants does not follow Options.Wants")
+		t.Fatal("Wants does not follow the consumer's Durable")
 	}
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -167,7 +172,7 @@ func TestReplaysOnlyWhatWasNotApplied(t *testing.T) {
 	dir := t.TempDir()
 	c := &consumer{}
 	j := open(t, dir, c)
-	if _, err := j.Start(); err != nil {
+	if _, err := j.Start(c); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10 {
@@ -183,7 +188,7 @@ func TestReplaysOnlyWhatWasNotApplied(t *testing.T) {
 	c2 := &consumer{}
 	c2.applied.Store(6)
 	j2 := open(t, dir, c2)
-	n, err := j2.Start()
+	n, err := j2.Start(c2)
 	if err != nil || n != 4 {
 		t.Fatalf("replayed %d (%v), want 4", n, err)
 	}
@@ -204,7 +209,7 @@ func TestReplaysOnlyWhatWasNotApplied(t *testing.T) {
 	c3 := &consumer{}
 	c3.applied.Store(11)
 	j3 := open(t, dir, c3)
-	if n, err := j3.Start(); err != nil || n != 0 {
+	if n, err := j3.Start(c3); err != nil || n != 0 {
 		t.Fatalf("replayed %d (%v) after a clean close, want 0", n, err)
 	}
 	j3.Close()
@@ -214,7 +219,7 @@ func TestNumberingNeverGoesBackWhenTheLogIsLost(t *testing.T) {
 	c := &consumer{}
 	c.applied.Store(500) // the store has seen up to 500; the journal directory is new
 	j := open(t, t.TempDir(), c)
-	if _, err := j.Start(); err != nil {
+	if _, err := j.Start(c); err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()

@@ -38,16 +38,16 @@ func value(c prometheus.Counter) float64 {
 
 func openWith(t *testing.T, dir string, c *consumer, reg prometheus.Registerer) (*Journal, error) {
 	t.Helper()
-	return Open(Options{Dir: dir, NoSync: true, Apply: c.apply, Applied: c.applied.Load, Metrics: reg,
-		Wants: func(string) bool { return true }})
+	return Open(Options{Dir: dir, NoSync: true, Applied: c.applied.Load, Metrics: reg})
 }
 
 // appendN appends n messages and drains the journal without a final
 // checkpoint, as a crash would leave it.
 func appendN(t *testing.T, dir string, n int) {
 	t.Helper()
-	j := open(t, dir, &consumer{})
-	if _, err := j.Start(); err != nil {
+	c := &consumer{}
+	j := open(t, dir, c)
+	if _, err := j.Start(c); err != nil {
 		t.Fatal(err)
 	}
 	for i := range n {
@@ -80,7 +80,7 @@ func TestTornTailIsCountedAndReplayed(t *testing.T) {
 		t.Fatalf("Open with a torn tail = %v; want it cut off", err)
 	}
 	defer j.Close()
-	if n, err := j.Start(); err != nil || n != 5 {
+	if n, err := j.Start(c); err != nil || n != 5 {
 		t.Fatalf("replayed %d, %v; want 5", n, err)
 	}
 	if got := value(j.m.torn); got != 10 {
@@ -112,7 +112,7 @@ func TestWriteFailureRefusesThenRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := j.Start(); err != nil {
+	if _, err := j.Start(c); err != nil {
 		t.Fatal(err)
 	}
 	acked := 0

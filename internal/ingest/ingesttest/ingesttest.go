@@ -22,10 +22,11 @@ type Options struct {
 	Applied func() uint64
 }
 
-// Opener opens a journal on one durable storage: every call within a test
-// opens the same storage again (the same directory, the same stream and
-// node), as a restart would.
-type Opener func(o Options) (ingest.Durable, error)
+// Opener opens a journal on one durable storage with the replay point
+// applied: every call within a test opens the same storage again (the same
+// directory, the same stream and node), as a restart would. The suite
+// starts it with its consumer (Options.Wants, Options.Apply).
+type Opener func(applied func() uint64) (ingest.Durable, error)
 
 // Run runs the suite; storage makes a fresh durable storage for a test.
 func Run(t *testing.T, storage func(t *testing.T) Opener) {
@@ -96,11 +97,11 @@ func msg(i int) core.Message {
 
 func open(t *testing.T, op Opener, o Options) ingest.Durable {
 	t.Helper()
-	j, err := op(o)
+	j, err := op(o.Applied)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	if _, err := j.Start(); err != nil {
+	if _, err := j.Start(ingest.Funcs{Wants: o.Wants, Apply: o.Apply}); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	return j
@@ -258,12 +259,20 @@ func testWants(t *testing.T, op Opener) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	j2, err := op(c.opts(nil))
+	// Not started yet: no consumer, so nothing is wanted.
+	j2, err := op(c.appliedPoint)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j2.Close()
 	if j2.Wants("a") {
+		t.Error("Wants before Start = true; want false")
+	}
+	if _, err := j2.Start(ingest.Funcs{Apply: c.apply}); err != nil {
+		t.Fatal(err)
+	}
+	if j2.Wants("a") {
 		t.Error("Wants with no Wants function = true; want false")
 	}
+	j2.Drain()
 }

@@ -86,11 +86,9 @@ type Options struct {
 	// AckTimeout. Default 4096.
 	MaxPending int
 
-	// Wants, Apply and Applied as in ingest.Options: Applied is the
-	// telemetry writer's Committed on a store opened for this journal's
-	// name (telemetry postgres Options.Journal = Node).
-	Wants   func(topic string) bool
-	Apply   func(m core.Message)
+	// Applied as in ingest.Options: the telemetry writer's Committed on a
+	// store opened for this journal's name (telemetry postgres
+	// Options.Journal = Node). The consumer is given to Start.
 	Applied func() uint64
 
 	CheckpointEvery time.Duration // purge interval; default 1 s
@@ -107,11 +105,12 @@ type wait struct {
 
 // Journal is the JetStream ingest journal of one node.
 type Journal struct {
-	opts    Options
-	js      jetstream.JetStream
-	stream  jetstream.Stream
-	subject string
-	idBase  string // Nats-Msg-Id prefix: node and a random id of this run
+	opts     Options
+	consumer atomic.Pointer[ingest.Consumer] // set by Start
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	subject  string
+	idBase   string // Nats-Msg-Id prefix: node and a random id of this run
 
 	mu     sync.RWMutex // held to read, while sending to waits; to write, to close it
 	closed bool
@@ -145,8 +144,8 @@ var _ ingest.Durable = (*Journal)(nil)
 
 // Open creates or updates the stream, and this node's durable consumer.
 func Open(ctx context.Context, o Options) (*Journal, error) {
-	if o.Conn == nil || o.Node == "" || o.Apply == nil || o.Applied == nil {
-		return nil, errors.New("jsjournal: Conn, Node, Apply and Applied are required")
+	if o.Conn == nil || o.Node == "" || o.Applied == nil {
+		return nil, errors.New("jsjournal: Conn, Node and Applied are required")
 	}
 	o.Stream = cmpOr(o.Stream, DefaultStream)
 	o.Prefix = cmpOr(o.Prefix, DefaultPrefix)
@@ -267,7 +266,10 @@ func cmpOr(s, def string) string {
 
 // Wants reports whether a message on topic must be stored before it is
 // acknowledged.
-func (j *Journal) Wants(topic string) bool { return j.opts.Wants != nil && j.opts.Wants(topic) }
+func (j *Journal) Wants(topic string) bool {
+	c := j.consumer.Load()
+	return c != nil && (*c).Durable(topic)
+}
 
 // Err returns why durable publishes are refused at the moment: the NATS
 // connection is down, or the last publish was refused less than
@@ -391,8 +393,12 @@ func (j *Journal) refuse(reason string, err error) error {
 
 // Start starts reading this node's subject after its replay point:
 // first what a previous run left (the stream keeps it until purged), then
-// new messages. It returns at once.
-func (j *Journal) Start() (int, error) {
+// new messages, handed to c. It returns at once.
+func (j *Journal) Start(c ingest.Consumer) (int, error) {
+	if c == nil {
+		return 0, errors.New("jsjournal: Start needs a consumer")
+	}
+	j.consumer.Store(&c)
 	j.skipTo = j.opts.Applied()
 	j.purged = j.skipTo
 	ctx, cancel := context.WithTimeout(context.Background(), startWait)
@@ -448,7 +454,7 @@ func (j *Journal) consume() {
 			continue
 		}
 		m.Seq = seq
-		j.opts.Apply(m)
+		(*j.consumer.Load()).ApplyDurable(m)
 		j.m.applied.Inc()
 	}
 }
