@@ -32,7 +32,8 @@ if [[ -z "$store" ]]; then
 		echo "PostgreSQL does not run as root: set MOTE_STORE=postgres://... or run as another user" >&2
 		exit 1
 	fi
-	pgbin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1 || true)")
+	pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+	[[ -x "$pgbin/initdb" ]] || pgbin=$(dirname "$(command -v initdb || echo /nonexistent/initdb)")
 	if [[ ! -x "$pgbin/initdb" ]]; then
 		echo "PostgreSQL not found: apt-get install postgresql, or set MOTE_STORE=postgres://..." >&2
 		exit 1
@@ -56,6 +57,7 @@ start_node() { # i
 	local i=$1
 	"$dir/mote" serve --data-dir "$dir/node-$i" --store "$store" --cluster "$nats" --node-id "node-$i" \
 		--mqtt-addr "127.0.0.1:$((1883 + i))" --mqtts-addr "" --http-addr "127.0.0.1:$((8080 + i))" --https-addr "" \
+		--coap-addr "" --coaps-addr "" \
 		>"$dir/node-$i.log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 100); do
