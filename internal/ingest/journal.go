@@ -60,7 +60,7 @@ type Journal struct {
 	opts     Options
 	log      *wal.Log
 	consumer atomic.Pointer[Consumer] // set by Start
-	feed chan entry
+	feed     chan entry
 
 	consumerDone chan struct{}
 	stop         chan struct{}
