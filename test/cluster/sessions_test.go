@@ -13,6 +13,7 @@ import (
 	"github.com/moteiot/mote/internal/config"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/policy"
+	"github.com/moteiot/mote/internal/store"
 )
 
 // storedSession reads what the shared store holds of a client id's
@@ -292,6 +293,35 @@ func TestSessionsAcrossNodes(t *testing.T) {
 		if node, _, _ := storedSession(t, a, "sess-owner"); node != "node-0" {
 			t.Errorf("the session moved to %q; want it left on node-0", node)
 		}
+	})
+
+	t.Run("corrupt stored session", func(t *testing.T) {
+		// A stored record that is not a session of this client id (a
+		// corrupt row, or one written by something else) is replaced by a new session: the
+		// device is neither refused nor handed garbage.
+		secret := a.Device(t, "sess-corrupt", "sess-topics")
+		if err := a.Store().Sessions().Apply(context.Background(), store.SessionChanges{
+			Clients:  []store.SessionClient{{ID: "sess-corrupt", Data: []byte(`{"client":{"ID":"another-id"},"thing":42}`)}},
+			Messages: []store.SessionMessage{{Client: "sess-corrupt", PacketID: 1, Data: []byte("\x00garbage")}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		dev, err := persistentV5(t, b, "sess-corrupt", secret)
+		if err != nil {
+			t.Fatalf("connect over a corrupt stored session: %v", err)
+		}
+		if dev.Connack.SessionPresent {
+			t.Errorf("CONNACK: session present = true; want a new session")
+		}
+		if rc := dev.Sub(t, "sess/corrupt/in"); rc != 1 {
+			t.Fatalf("subscribe = %#x; want 1", rc)
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if node, _, ok := storedSession(t, a, "sess-corrupt"); !ok || node != "node-1" {
+				return fmt.Errorf("stored session on %q; want node-1", node)
+			}
+			return nil
+		})
 	})
 
 	t.Run("its node is gone", func(t *testing.T) {
