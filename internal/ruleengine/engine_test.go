@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,6 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
-	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 	"github.com/moteiot/mote/internal/telemetry"
 )
 
@@ -75,7 +75,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...func(*Options)) *env {
 	t.Helper()
-	st, err := sqlite.Open(sqlitetest.Path(t))
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestTest(t *testing.T) {
 }
 
 func TestQueueFullDrops(t *testing.T) {
-	st, err := sqlite.Open(sqlitetest.Path(t))
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/moteiot/mote/internal/seal"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
-	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // sealEnv is a store, a key file and a webhook endpoint that outlive the
@@ -39,7 +38,6 @@ type sealEnv struct {
 func newSealEnv(t *testing.T) *sealEnv {
 	t.Helper()
 	dir := t.TempDir()
-	sqlitetest.Seed(t, filepath.Join(dir, "mote.db"))
 	st, err := sqlite.Open(filepath.Join(dir, "mote.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package ruleengine
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +14,6 @@ import (
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
-	"github.com/moteiot/mote/internal/store/sqlite/sqlitetest"
 )
 
 // windowEnv is an engine on a store of its own that windowed-rule tests
@@ -28,7 +28,7 @@ type windowEnv struct {
 
 func openWindowStore(t *testing.T) store.Store {
 	t.Helper()
-	st, err := sqlite.Open(sqlitetest.Path(t))
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
