@@ -202,12 +202,7 @@ func (b *Broker) ReleaseSession(ctx context.Context, clientID string) (held bool
 	l := b.sessionLog
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
-	l.mu.Lock()
-	delete(l.client, clientID)
-	delete(l.msgs, clientID)
-	delete(l.known, clientID)
-	delete(l.stored, clientID)
-	l.mu.Unlock()
+	l.forget(clientID)
 	if err := l.st.Apply(ctx, c); err != nil {
 		return true, dropped, err
 	}
@@ -265,11 +260,17 @@ func (b *Broker) forgetSession(clientID string, cl *mqtt.Client) {
 	b.server.Clients.Delete(clientID)
 	b.releaseClientID(cl, true)
 	if l := b.sessionLog; l != nil {
-		l.mu.Lock()
-		delete(l.client, clientID)
-		delete(l.msgs, clientID)
-		delete(l.known, clientID)
-		delete(l.stored, clientID)
-		l.mu.Unlock()
+		l.forget(clientID)
 	}
+}
+
+// forget drops what the log holds of clientID, pending or stored: the
+// session now belongs to another node.
+func (l *sessionLog) forget(clientID string) {
+	l.mu.Lock()
+	delete(l.client, clientID)
+	delete(l.msgs, clientID)
+	delete(l.known, clientID)
+	delete(l.stored, clientID)
+	l.mu.Unlock()
 }

@@ -76,9 +76,9 @@ func (l *rateLimits) allow(thing, protocol string, now time.Time) (bool, time.Du
 	return ok, d
 }
 
-// take takes a token from the thing's bucket if it has one, or reports how
-// long until it will.
-func (l *rateLimits) take(thing string, now time.Time) (bool, time.Duration) {
+// bucket returns the thing's bucket, created full on first use, marked
+// used at now.
+func (l *rateLimits) bucket(thing string, now time.Time) *bucket {
 	sh := l.shard(thing)
 	sh.mu.Lock()
 	b := sh.m[thing]
@@ -88,6 +88,13 @@ func (l *rateLimits) take(thing string, now time.Time) (bool, time.Duration) {
 	}
 	sh.mu.Unlock()
 	b.lastUsed.Store(now.UnixNano())
+	return b
+}
+
+// take takes a token from the thing's bucket if it has one, or reports how
+// long until it will.
+func (l *rateLimits) take(thing string, now time.Time) (bool, time.Duration) {
+	b := l.bucket(thing, now)
 	r := b.lim.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)

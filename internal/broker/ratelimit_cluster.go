@@ -47,15 +47,7 @@ func (b *Broker) ChargeRate(thing string, n int64) {
 }
 
 func (l *rateLimits) charge(thing string, n int64, now time.Time) {
-	sh := l.shard(thing)
-	sh.mu.Lock()
-	b := sh.m[thing]
-	if b == nil {
-		b = &bucket{lim: newLimiter(l)}
-		sh.m[thing] = b
-	}
-	sh.mu.Unlock()
-	b.lastUsed.Store(now.UnixNano())
+	b := l.bucket(thing, now)
 	// The debt stops at one burst: a bucket a burst in debt already
 	// holds the thing back here for the time it takes to refill.
 	if k := min(n, int64(b.lim.TokensAt(now)+float64(l.burst))); k > 0 {
