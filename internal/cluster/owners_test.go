@@ -199,3 +199,41 @@ func FuzzOwner(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkOwnerLookup is what a connect pays in a cluster for a client id
+// that no node holds (NATS answers "no responders") and for one held by
+// another node (its answer), on one in-process NATS server.
+func BenchmarkOwnerLookup(b *testing.B) {
+	s := startNATS(b)
+	ba := &ownerBroker{things: map[string]string{"held": "t1"}}
+	nodes := make([]*Node, 2)
+	for i, id := range []string{"a", "b"} {
+		n, err := Connect(Options{URL: s.ClientURL(), NodeID: id})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = n.Close() })
+		if err := n.Start(ba, nil); err != nil {
+			b.Fatal(err)
+		}
+		nodes[i] = n
+	}
+	nodes[0].ClientConnected("held", "t1")
+	if err := nodes[0].Conn().Flush(); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, id string
+		held bool
+	}{{"free", "free", false}, {"held", "held", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			for b.Loop() {
+				if _, held, err := nodes[1].ClientOwner(ctx, tc.id, "t2"); err != nil || held != tc.held {
+					b.Fatalf("lookup = %v, %v; want %v", held, err, tc.held)
+				}
+			}
+		})
+	}
+}
