@@ -224,7 +224,7 @@ func BenchmarkOwnerLookup(b *testing.B) {
 	}
 	for _, tc := range []struct {
 		name, id string
-		held bool
+		held     bool
 	}{{"free", "free", false}, {"held", "held", true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
