@@ -222,6 +222,7 @@ type Broker struct {
 	// handover moves persistent sessions between cluster nodes (nil
 	// alone; handover.go).
 	handover HandoverLink
+	owner    OwnerLink     // client ids of live connections on other nodes (owners_cluster.go)
 	shared   *sharedGroups // nil alone (shared.go)
 	// ready is closed once stored state is back; listeners accept only
 	// then.
@@ -320,6 +321,9 @@ func New(o Options) (*Broker, error) {
 	}
 	if h, ok := o.Cluster.(HandoverLink); ok && o.Cluster != nil {
 		b.handover = h // persistent sessions move between nodes (handover.go)
+	}
+	if l, ok := o.Cluster.(OwnerLink); ok && o.Cluster != nil {
+		b.owner = l // a client id belongs to its thing across nodes (owners_cluster.go)
 	}
 	if l, ok := o.Cluster.(SharedLink); ok && o.Cluster != nil {
 		// Shared groups balanced across nodes (shared.go).

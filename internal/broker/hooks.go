@@ -85,6 +85,8 @@ func connackCode(err error) (packets.Code, string) {
 		return packets.ErrClientIdentifierNotValid, "client_id_owned"
 	case errors.Is(err, errWillDenied):
 		return packets.ErrNotAuthorized, "will_denied"
+	case errors.Is(err, errClusterBusy):
+		return packets.ErrServerBusy, "cluster_busy"
 	default:
 		return packets.ErrServerUnavailable, "server_error"
 	}
@@ -103,7 +105,7 @@ func v3Code(cl *mqtt.Client, code packets.Code) packets.Code {
 		return packets.Code{Code: 4, Reason: code.Reason}
 	case packets.ErrClientIdentifierNotValid:
 		return packets.Code{Code: 2, Reason: code.Reason}
-	case packets.ErrServerUnavailable:
+	case packets.ErrServerUnavailable, packets.ErrServerBusy:
 		return packets.Code{Code: 3, Reason: code.Reason}
 	default:
 		return packets.Code{Code: 5, Reason: code.Reason} // not authorized
@@ -201,6 +203,11 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 	stored, storedRec, err := b.clusterSession(ctx, cl.ID, id.Thing)
 	if err != nil {
 		return nil, err
+	}
+	if storedRec == nil { // nor a live connection of another thing on another node (owners_cluster.go)
+		if err := b.clusterOwner(cl.ID, id.Thing); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.claimClientID(cl, id.Thing); err != nil { // last: nothing may refuse after the claim (ownership.go)
 		return nil, err

@@ -165,4 +165,5 @@ func (b *Broker) removeSession(s *session) {
 	if last {
 		b.presence.record(s.id.Thing, false)
 	}
+	b.clusterDisconnected(s) // owners_cluster.go
 }

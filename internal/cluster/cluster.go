@@ -108,6 +108,9 @@ type Options struct {
 	// HandoverTimeout bounds serving another node's request to release a
 	// persistent session (2s when zero; sessions.go).
 	HandoverTimeout time.Duration
+	// OwnerLookups bounds the client id lookups this node makes at once
+	// (DefaultOwnerLookups when zero; owners.go).
+	OwnerLookups int
 	// Local is the bus of this node's platform services (a *bus.Local
 	// when nil).
 	Local bus.Bus
@@ -145,6 +148,7 @@ type Node struct {
 	sessions sessionStats                    // sessions.go
 	shared   sharedStats                     // shared.go
 	shares   map[string][]*nats.Subscription // share → queue subscriptions (under mu; shared.go)
+	owners   ownerState                      // owners.go
 }
 
 var _ bus.Bus = (*Node)(nil)
@@ -168,6 +172,9 @@ func Connect(o Options) (*Node, error) {
 	}
 	if o.Local == nil {
 		o.Local = &bus.Local{}
+	}
+	if o.OwnerLookups <= 0 {
+		o.OwnerLookups = DefaultOwnerLookups
 	}
 	var nopts []nats.Option
 	if o.TLSCA != "" {
@@ -203,8 +210,9 @@ func Connect(o Options) (*Node, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n := &Node{opts: o, log: o.Logger.With("component", "cluster", "node", o.NodeID), nb: nb, local: o.Local}
+	n.initOwners() // owners.go
 	if o.Metrics != nil {
-		if err := errors.Join(n.register(o.Metrics), n.registerSessions(o.Metrics), n.registerShared(o.Metrics)); err != nil {
+		if err := errors.Join(n.register(o.Metrics), n.registerSessions(o.Metrics), n.registerShared(o.Metrics), n.registerOwners(o.Metrics)); err != nil {
 			_ = nb.Close()
 			return nil, fmt.Errorf("cluster: metrics: %w", err)
 		}
@@ -250,6 +258,7 @@ func (n *Node) ClientConnected(clientID, _ string) {
 		return
 	}
 	n.announced.Add(1)
+	n.holdClientID(clientID) // owners.go: answer lookups of it
 }
 
 // Announce publishes a control event (a registry change) for the other
@@ -330,6 +339,7 @@ func (n *Node) Start(b Broker, remote func(core.Message)) error {
 	if err := nc.FlushTimeout(natsbus.DefaultFlushTimeout); err != nil {
 		return fmt.Errorf("cluster: subscriptions not confirmed by NATS: %w", err)
 	}
+	go n.serveOwners(b) // owners.go
 	n.log.Info("joined the cluster", "server", nc.ConnectedUrlRedacted())
 	return nil
 }
@@ -422,6 +432,7 @@ func (n *Node) Close() error {
 	}
 	n.shares = nil
 	n.mu.Unlock()
+	n.closeOwners() // owners.go
 	return errors.Join(n.nb.Close(), n.local.Close(), n.relayedBus.Close())
 }
 

@@ -295,6 +295,10 @@ type Config struct {
 	ClusterLeaseTimeout        time.Duration
 	ClusterHandoverTimeout     time.Duration
 	ClusterHandoverMaxMessages int
+	// ClusterClientIDLookups bounds the client id lookups a node makes at
+	// once (is the id held by another thing's connection on another
+	// node?); beyond it connections are refused (0x89 server busy).
+	ClusterClientIDLookups int
 }
 
 // MaxClientIDLength is the largest --max-client-id-length: the presence
@@ -449,6 +453,7 @@ func Default() Config {
 		ClusterLeaseTimeout:        15 * time.Second,
 		ClusterHandoverTimeout:     2 * time.Second,
 		ClusterHandoverMaxMessages: 10_000,
+		ClusterClientIDLookups:     256,
 	}
 }
 
@@ -501,6 +506,7 @@ func fields(c *Config) []field {
 		{"cluster-lease-timeout", "a cluster node not heard for this long is lost: a surviving node marks the things connected on it disconnected", dur(&c.ClusterLeaseTimeout)},
 		{"cluster-handover-timeout", "longest a node waits for the node that holds a persistent session to hand it over when its device connects here; then it resumes what the store has", dur(&c.ClusterHandoverTimeout)},
 		{"cluster-handover-max-messages", "most queued messages a persistent session carries from one cluster node to another (the oldest beyond it are dropped and counted)", num(&c.ClusterHandoverMaxMessages)},
+		{"cluster-client-id-lookups", "client id lookups (which thing holds the id on another node?) a cluster node makes at once for connecting devices; beyond it connections are refused with 0x89 server busy", num(&c.ClusterClientIDLookups)},
 		{"store-max-conns", "connections of each PostgreSQL pool (registry and telemetry have one each); callers wait for a free one", num(&c.StoreMaxConns)},
 		{"log-level", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "auto (JSON unless on a terminal), json or text", str(&c.LogFormat)},
@@ -1226,6 +1232,8 @@ func (c *Config) validateCluster() error {
 		return fmt.Errorf("cluster-handover-timeout: %s is outside 100ms to 1m", c.ClusterHandoverTimeout)
 	case c.ClusterHandoverMaxMessages < 1 || c.ClusterHandoverMaxMessages > 1_000_000:
 		return fmt.Errorf("cluster-handover-max-messages: %d is outside 1 to 1000000", c.ClusterHandoverMaxMessages)
+	case c.ClusterClientIDLookups < 1 || c.ClusterClientIDLookups > 1_000_000:
+		return fmt.Errorf("cluster-client-id-lookups: %d is outside 1 to 1000000", c.ClusterClientIDLookups)
 	}
 	if c.Cluster == "" {
 		if c.NodeID != "" || c.ClusterTLSCA != "" || c.ClusterCreds != "" || c.ClusterUser != "" || c.ClusterPassword != "" {

@@ -35,6 +35,7 @@ func (d *Daemon) startBus() error {
 		Password:        cfg.ClusterPassword,
 		RelayQueue:      cfg.ClusterRelayQueue,
 		HandoverTimeout: cfg.ClusterHandoverTimeout,
+		OwnerLookups:    cfg.ClusterClientIDLookups,
 		Logger:          d.log,
 		Metrics:         d.metrics,
 	})
