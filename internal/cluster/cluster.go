@@ -145,6 +145,7 @@ type Node struct {
 	sessions sessionStats                    // sessions.go
 	shared   sharedStats                     // shared.go
 	shares   map[string][]*nats.Subscription // share → queue subscriptions (under mu; shared.go)
+	js       atomic.Pointer[JSRelay]         // the JetStream relay of QoS 1/2 messages, if open (jsrelay.go)
 }
 
 var _ bus.Bus = (*Node)(nil)
@@ -228,15 +229,30 @@ func (n *Node) Subscribe(filter string, h bus.Handler) (unsubscribe func()) {
 func (n *Node) Publish(m core.Message) {
 	n.local.Publish(m)
 	if m.Protocol != ProtocolPlatform {
-		n.nb.Publish(m)
+		n.relay(m)
 	}
+}
+
+// relay sends m to the other nodes: QoS 0 on core NATS; QoS 1/2 on the
+// JetStream relay when it is open (jsrelay.go), where an MQTT publish
+// already is (its PUBACK waited for it).
+func (n *Node) relay(m core.Message) {
+	if m.QoS > 0 {
+		if js := n.js.Load(); js != nil {
+			if !relayedByJournal(m) {
+				js.publishNoWait(m)
+			}
+			return
+		}
+	}
+	n.nb.Publish(m)
 }
 
 // PlatformPublished relays a platform message published here
 // (broker.ClusterLink).
 func (n *Node) PlatformPublished(m core.Message) {
 	m.Protocol = ProtocolPlatform
-	n.nb.Publish(m)
+	n.relay(m)
 }
 
 // ClientConnected tells the other nodes to close their connection of
@@ -343,15 +359,30 @@ func (n *Node) onRelay(msg *nats.Msg) {
 	if m.Node == n.opts.NodeID {
 		return // published here
 	}
-	if err := n.broker.Relay(m); err != nil {
+	if err := n.deliver(m, false); err != nil {
 		n.relayFailed.Add(1)
-		return
+	}
+}
+
+// deliver hands a message from another node to the broker (held: with the
+// broker's backpressure, when the broker has it) and to the listeners of
+// relayed messages.
+func (n *Node) deliver(m core.Message, held bool) error {
+	var err error
+	if h, ok := n.broker.(interface{ RelayHeld(core.Message) error }); ok && held {
+		err = h.RelayHeld(m)
+	} else {
+		err = n.broker.Relay(m)
+	}
+	if err != nil {
+		return err
 	}
 	n.relayed.Add(1)
 	n.relayedBus.Publish(m)
 	if m.Protocol == ProtocolPlatform && n.remote != nil {
 		n.remote(m)
 	}
+	return nil
 }
 
 func (n *Node) onTakeover(msg *nats.Msg) {
@@ -436,7 +467,6 @@ func (n *Node) register(reg prometheus.Registerer) error {
 	counter := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f)
 	}
-	const droppedHelp = "Messages from other nodes not delivered here, by reason: slow_consumer (beyond --cluster-relay-queue), broker (refused by this node's broker, e.g. shutting down), decode (not a Mote message)."
 	for _, c := range []prometheus.Collector{
 		counter("mote_cluster_relayed_total", "Messages from other nodes delivered to this node's subscribers.", nil,
 			func() float64 { return float64(n.relayed.Load()) }),
@@ -459,6 +489,8 @@ func (n *Node) register(reg prometheus.Registerer) error {
 	}
 	return nil
 }
+
+const droppedHelp = "Messages from other nodes not delivered here, by reason: slow_consumer (beyond --cluster-relay-queue), broker (refused by this node's broker, e.g. shutting down), decode (not a Mote message); on the JetStream relay of QoS 1/2 messages: expired (removed by --cluster-relay-max-bytes or --cluster-relay-max-age before this node read it), jetstream_broker, jetstream_decode."
 
 // Conn returns the node's NATS connection (the JetStream ingest journal
 // publishes on it); Close closes it.

@@ -443,8 +443,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 164 {
-		t.Errorf("settings = %d; want 164 (update this test for a new setting)", n)
+	if n != 167 {
+		t.Errorf("settings = %d; want 167 (update this test for a new setting)", n)
 	}
 }
 
