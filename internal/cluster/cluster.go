@@ -25,8 +25,12 @@
 // only what their own node accepted, on the in-process bus: each message is
 // processed once in the cluster, by the node its device is connected to.
 //
-// Delivery between nodes is core NATS: at most once, in order per origin
-// node. A QoS 1 message is acknowledged to its publisher by the node that
+// QoS 0 messages cross on core NATS: at most once, in order per origin
+// node. QoS 1/2 messages cross through JetStream when the relay stream is
+// open (jsrelay.go): the PUBACK waits for it, and each node consumes it
+// with flow control. What follows describes the core relay.
+//
+// Delivery between nodes on core NATS is at most once. A QoS 1 message is acknowledged to its publisher by the node that
 // accepted it (after the ingest journal where a rule stores it); a
 // subscriber on another node receives it while the NATS connections are up
 // and its node keeps up (RelayQueue), and otherwise it is lost and counted
