@@ -47,7 +47,7 @@ func TestRelayQoS1(t *testing.T) {
 			got = map[string]int{}
 		)
 		slow := dialSlow(t, sub, "relay-slow", secret, func(p *paho.Publish) {
-			time.Sleep(time.Millisecond) // a slow device
+			time.Sleep(2 * time.Millisecond) // a slow device
 			mu.Lock()
 			got[string(p.Payload)]++
 			mu.Unlock()
@@ -82,7 +82,7 @@ func TestRelayQoS1(t *testing.T) {
 			}
 		}()
 
-		const publishers, each = 4, 150
+		const publishers, each = 4, 250
 		var acked atomic.Int64
 		var wg sync.WaitGroup
 		for p := range publishers {
