@@ -79,10 +79,11 @@ type JSRelay struct {
 	prefix  string
 	durable string
 
-	cons jetstream.Consumer
-	it   jetstream.MessagesContext
-	done chan struct{}
-	last uint64 // the last stream sequence seen (consumer goroutine)
+	cons   jetstream.Consumer
+	it     jetstream.MessagesContext
+	done   chan struct{}
+	last   uint64              // the highest stream sequence seen (consumer goroutine)
+	handed map[uint64]struct{} // sequences handed over in this run, recent ones (consumer goroutine)
 
 	closeOnce sync.Once
 
@@ -293,7 +294,11 @@ func (r *JSRelay) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster relay: consumer %s: %w", r.durable, err)
 	}
-	r.last = info.AckFloor.Stream
+	// Gaps are counted after what the consumer delivered already; what a
+	// previous run fetched and did not acknowledge comes again (after the
+	// ack wait) and is delivered then.
+	r.last = info.Delivered.Stream
+	r.handed = make(map[uint64]struct{})
 	it, err := cons.Messages(jetstream.PullMaxMessages(r.o.Batch))
 	if err != nil {
 		return fmt.Errorf("cluster relay: consume: %w", err)
@@ -330,9 +335,16 @@ func (r *JSRelay) handle(msg jetstream.Msg) {
 		return
 	}
 	seq := md.Sequence.Stream
-	if seq <= r.last {
+	if _, ok := r.handed[seq]; ok {
 		r.skipped.Add(1) // a redelivery of what was handed over already
 		_ = msg.Ack()
+		return
+	}
+	r.remember(seq)
+	if seq <= r.last {
+		// Redelivered, not handed over yet in this run (fetched by a
+		// previous run that stopped before acknowledging it).
+		r.deliver(msg)
 		return
 	}
 	if r.last != 0 && seq > r.last+1 {
@@ -343,6 +355,24 @@ func (r *JSRelay) handle(msg jetstream.Msg) {
 		})
 	}
 	r.last = seq
+	r.deliver(msg)
+}
+
+// remember notes seq as handed over; it keeps the sequences a redelivery
+// can still concern (the unacknowledged window, 4 batches, with room).
+func (r *JSRelay) remember(seq uint64) {
+	r.handed[seq] = struct{}{}
+	keep := uint64(16 * r.o.Batch)
+	if len(r.handed) > 2*int(keep) && r.last > keep {
+		for s := range r.handed {
+			if s < r.last-keep {
+				delete(r.handed, s)
+			}
+		}
+	}
+}
+
+func (r *JSRelay) deliver(msg jetstream.Msg) {
 	m, err := natsbus.DecodeMessage(msg.Data())
 	if err != nil {
 		r.decode.Add(1)

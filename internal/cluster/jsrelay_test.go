@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/moteiot/mote/internal/bus/natsbus"
 	"github.com/moteiot/mote/internal/core"
 )
 
@@ -215,4 +217,67 @@ func TestJSRelayResumesAndCountsExpired(t *testing.T) {
 			t.Errorf("delivery %d = %s; want %s", i+1, m.Topic, want)
 		}
 	}
+}
+
+// fakeMsg is a relay stream message with only what handle reads.
+type fakeMsg struct {
+	jetstream.Msg // nil: other methods are not called
+	seq           uint64
+	data          []byte
+	acked         bool
+}
+
+func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}}, nil
+}
+func (m *fakeMsg) Data() []byte { return m.data }
+func (m *fakeMsg) Ack() error   { m.acked = true; return nil }
+
+// TestJSRelayHandleSequences: a redelivery of what this run handed over
+// is skipped; a redelivery of what a previous run fetched but never
+// acknowledged (below the highest sequence seen) is delivered; a gap is
+// counted as expired; every message is acknowledged.
+func TestJSRelayHandleSequences(t *testing.T) {
+	s := startJetStream(t)
+	bb := &fakeBroker{}
+	b := join(t, s, "b", bb, 0)
+	r := openRelay(t, b, RelayOptions{Batch: 4})
+	r.last, r.handed = 10, map[uint64]struct{}{} // as Start after a run that had fetched up to 10
+	msg := func(seq uint64) *fakeMsg {
+		return &fakeMsg{seq: seq, data: natsbusMessage("a", fmt.Sprintf("t/%d", seq))}
+	}
+	var all []*fakeMsg
+	for _, seq := range []uint64{11, 12, 12, 8, 15, 8, 11} {
+		m := msg(seq)
+		all = append(all, m)
+		r.handle(m)
+	}
+	for _, m := range all {
+		if !m.acked {
+			t.Errorf("message %d not acknowledged", m.seq)
+		}
+	}
+	bb.mu.Lock()
+	var got []string
+	for _, m := range bb.relayed {
+		got = append(got, m.Topic)
+	}
+	bb.mu.Unlock()
+	if want := "[t/11 t/12 t/8 t/15]"; fmt.Sprint(got) != want {
+		t.Errorf("delivered %v; want %s", got, want)
+	}
+	if r.expired.Load() != 2 || r.skipped.Load() != 3 {
+		t.Errorf("expired %d, skipped %d; want 2 (13, 14) and 3", r.expired.Load(), r.skipped.Load())
+	}
+	// The memory of handed-over sequences stays bounded.
+	for seq := uint64(16); seq < 2000; seq++ {
+		r.handle(msg(seq))
+	}
+	if n := len(r.handed); n > 2*16*4+1 {
+		t.Errorf("%d sequences remembered; want at most %d", n, 2*16*4+1)
+	}
+}
+
+func natsbusMessage(node, topic string) []byte {
+	return natsbus.AppendMessage(nil, node, core.Message{Topic: topic, QoS: 1})
 }
