@@ -259,12 +259,19 @@ func (j *RelayJournal) Append(m core.Message) (uint64, error) {
 }
 
 // relayedByJournal reports whether m (a message this node accepted) went
-// to the relay stream through the broker's journal (RelayJournal): an
-// MQTT publish at QoS 1/2.
-func relayedByJournal(m core.Message) bool { return m.Protocol == "mqtt" && m.QoS > 0 }
+// to the relay stream through the broker's journal (RelayJournal): a
+// device's publish at QoS 1/2 over MQTT, HTTP or CoAP (broker persist and
+// PublishVia), whose acknowledgement waited for it.
+func relayedByJournal(m core.Message) bool {
+	switch m.Protocol {
+	case "mqtt", "http", "coap":
+		return m.QoS > 0
+	}
+	return false
+}
 
 // publishNoWait relays a QoS 1/2 message that no acknowledgement waits
-// for (HTTP and CoAP publishes, platform messages).
+// for (bridged messages, platform messages).
 func (r *JSRelay) publishNoWait(m core.Message) {
 	_, _ = r.publish(m, nil) // refusals are counted
 }

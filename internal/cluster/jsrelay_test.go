@@ -76,12 +76,16 @@ func TestJSRelayRoutesByQoS(t *testing.T) {
 	}
 	a.Publish(mqtt1) // the broker's OnMessage after the PUBACK
 	a.Publish(core.Message{Topic: "t/mqtt0", QoS: 0, Protocol: "mqtt"})
-	a.Publish(core.Message{Topic: "t/http1", QoS: 1, Protocol: "http"})
+	http1 := core.Message{Topic: "t/http1", QoS: 1, Protocol: "http"}
+	if _, err := j.Append(http1); err != nil { // the broker's PublishVia
+		t.Fatal(err)
+	}
+	a.Publish(http1)
 	a.PlatformPublished(core.Message{Topic: "t/platform1", QoS: 1})
 	waitFor(t, "4 messages on b", func() bool { n, _ := bb.counts(); return n >= 4 })
 	// Anything relayed twice would arrive within the same round trips: one
 	// more QoS 1 message after them marks the end.
-	a.Publish(core.Message{Topic: "t/end", QoS: 1, Protocol: "http"})
+	a.Publish(core.Message{Topic: "t/end", QoS: 1, Protocol: "bridge"}) // no journal: relayed by Publish
 	waitFor(t, "the end marker", func() bool { n, _ := bb.counts(); return n >= 5 })
 	bb.mu.Lock()
 	got := map[string]int{}
@@ -97,8 +101,9 @@ func TestJSRelayRoutesByQoS(t *testing.T) {
 	if n, _ := ba.counts(); n != 0 {
 		t.Errorf("origin got %d of its own messages; want 0", n)
 	}
+	waitFor(t, "b's counter", func() bool { return rb.delivered.Load() >= 4 })
 	if rb.delivered.Load() != 4 || ra.acked.Load() < 4 {
-		t.Errorf("b delivered %d from JetStream (want 4), a acked %d (want ≥ 4)", rb.delivered.Load(), ra.acked.Load())
+		t.Errorf("b delivered %d from JetStream (want 4: mqtt1, http1, platform1, end), a acked %d (want ≥ 4)", rb.delivered.Load(), ra.acked.Load())
 	}
 }
 
