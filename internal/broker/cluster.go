@@ -126,3 +126,20 @@ func (b *Broker) RecordConnections() {
 		b.presence.record(thing, true)
 	}
 }
+
+// RelayHeld is Relay with the backpressure a local publisher gets: while a
+// matching subscriber here has no room, it waits (--backpressure-wait at
+// most, as a device's publish does) before handing the message over. The
+// cluster's JetStream relay calls it from its consumer, so a slow
+// subscriber slows this node's consumer (JetStream buffers), not the
+// publishers' nodes.
+func (b *Broker) RelayHeld(m core.Message) error {
+	if b.closed.Load() {
+		return core.Errorf(core.KindUnavailable, "broker is shutting down")
+	}
+	b.backpressure(b.relay, packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: min(m.QoS, 2), Retain: m.Retain},
+		TopicName:   m.Topic,
+	})
+	return b.Relay(m)
+}

@@ -25,8 +25,12 @@
 // only what their own node accepted, on the in-process bus: each message is
 // processed once in the cluster, by the node its device is connected to.
 //
-// Delivery between nodes is core NATS: at most once, in order per origin
-// node. A QoS 1 message is acknowledged to its publisher by the node that
+// QoS 0 messages cross on core NATS: at most once, in order per origin
+// node. QoS 1/2 messages cross through JetStream when the relay stream is
+// open (jsrelay.go): the PUBACK waits for it, and each node consumes it
+// with flow control. What follows describes the core relay.
+//
+// Delivery between nodes on core NATS is at most once. A QoS 1 message is acknowledged to its publisher by the node that
 // accepted it (after the ingest journal where a rule stores it); a
 // subscriber on another node receives it while the NATS connections are up
 // and its node keeps up (RelayQueue), and otherwise it is lost and counted
@@ -149,6 +153,7 @@ type Node struct {
 	shared   sharedStats                     // shared.go
 	shares   map[string][]*nats.Subscription // share → queue subscriptions (under mu; shared.go)
 	owners   ownerState                      // owners.go
+	js       atomic.Pointer[JSRelay]         // the JetStream relay of QoS 1/2 messages, if open (jsrelay.go)
 }
 
 var _ bus.Bus = (*Node)(nil)
@@ -236,15 +241,30 @@ func (n *Node) Subscribe(filter string, h bus.Handler) (unsubscribe func()) {
 func (n *Node) Publish(m core.Message) {
 	n.local.Publish(m)
 	if m.Protocol != ProtocolPlatform {
-		n.nb.Publish(m)
+		n.relay(m)
 	}
+}
+
+// relay sends m to the other nodes: QoS 0 on core NATS; QoS 1/2 on the
+// JetStream relay when it is open (jsrelay.go), where an MQTT publish
+// already is (its PUBACK waited for it).
+func (n *Node) relay(m core.Message) {
+	if m.QoS > 0 {
+		if js := n.js.Load(); js != nil {
+			if !relayedByJournal(m) {
+				js.publishNoWait(m)
+			}
+			return
+		}
+	}
+	n.nb.Publish(m)
 }
 
 // PlatformPublished relays a platform message published here
 // (broker.ClusterLink).
 func (n *Node) PlatformPublished(m core.Message) {
 	m.Protocol = ProtocolPlatform
-	n.nb.Publish(m)
+	n.relay(m)
 }
 
 // ClientConnected tells the other nodes to close their connection of
@@ -353,15 +373,30 @@ func (n *Node) onRelay(msg *nats.Msg) {
 	if m.Node == n.opts.NodeID {
 		return // published here
 	}
-	if err := n.broker.Relay(m); err != nil {
+	if err := n.deliver(m, false); err != nil {
 		n.relayFailed.Add(1)
-		return
+	}
+}
+
+// deliver hands a message from another node to the broker (held: with the
+// broker's backpressure, when the broker has it) and to the listeners of
+// relayed messages.
+func (n *Node) deliver(m core.Message, held bool) error {
+	var err error
+	if h, ok := n.broker.(interface{ RelayHeld(core.Message) error }); ok && held {
+		err = h.RelayHeld(m)
+	} else {
+		err = n.broker.Relay(m)
+	}
+	if err != nil {
+		return err
 	}
 	n.relayed.Add(1)
 	n.relayedBus.Publish(m)
 	if m.Protocol == ProtocolPlatform && n.remote != nil {
 		n.remote(m)
 	}
+	return nil
 }
 
 func (n *Node) onTakeover(msg *nats.Msg) {
@@ -447,7 +482,6 @@ func (n *Node) register(reg prometheus.Registerer) error {
 	counter := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f)
 	}
-	const droppedHelp = "Messages from other nodes not delivered here, by reason: slow_consumer (beyond --cluster-relay-queue), broker (refused by this node's broker, e.g. shutting down), decode (not a Mote message)."
 	for _, c := range []prometheus.Collector{
 		counter("mote_cluster_relayed_total", "Messages from other nodes delivered to this node's subscribers.", nil,
 			func() float64 { return float64(n.relayed.Load()) }),
@@ -470,6 +504,8 @@ func (n *Node) register(reg prometheus.Registerer) error {
 	}
 	return nil
 }
+
+const droppedHelp = "Messages from other nodes not delivered here, by reason: slow_consumer (beyond --cluster-relay-queue), broker (refused by this node's broker, e.g. shutting down), decode (not a Mote message); on the JetStream relay of QoS 1/2 messages: expired (removed by --cluster-relay-max-bytes or --cluster-relay-max-age before this node read it), jetstream_broker, jetstream_decode."
 
 // Conn returns the node's NATS connection (the JetStream ingest journal
 // publishes on it); Close closes it.

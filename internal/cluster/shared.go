@@ -50,6 +50,13 @@ func (n *Node) SharedJoin(share, group, filter string) error {
 	if err != nil {
 		return err
 	}
+	// QoS 1/2 messages are on the JetStream relay's subjects
+	// (jsrelay.go), which core NATS subscribers hear too.
+	js, err := natsbus.FilterSubjects(n.opts.Prefix+".relay", filter)
+	if err != nil {
+		return err
+	}
+	subjects = append(subjects, js...)
 	q := queueName(share)
 	handler := func(msg *nats.Msg) {
 		m, err := natsbus.DecodeMessage(msg.Data)

@@ -283,6 +283,13 @@ type Config struct {
 	ClusterIngestMaxBytes int64
 	ClusterIngestTimeout  time.Duration
 	ClusterIngestPending  int
+	// The JetStream relay of QoS 1/2 messages between nodes
+	// (docs/cluster.md): the MOTE_RELAY stream's size and age limits
+	// (discard old: beyond them a node that fell behind loses the oldest,
+	// counted) and how many messages a node's consumer fetches at once.
+	ClusterRelayMaxBytes int64
+	ClusterRelayMaxAge   time.Duration
+	ClusterRelayBatch    int
 	// ClusterMethodCalls bounds the direct method calls other nodes route
 	// to this node that run at once; beyond it they are refused (429).
 	ClusterMethodCalls int
@@ -448,6 +455,9 @@ func Default() Config {
 		ClusterIngestMaxBytes:      1 << 30,
 		ClusterIngestTimeout:       5 * time.Second,
 		ClusterIngestPending:       4096,
+		ClusterRelayMaxBytes:       1 << 30,
+		ClusterRelayMaxAge:         24 * time.Hour,
+		ClusterRelayBatch:          256,
 		ClusterMethodCalls:         1024,
 		ClusterLeaseInterval:       5 * time.Second,
 		ClusterLeaseTimeout:        15 * time.Second,
@@ -501,6 +511,9 @@ func fields(c *Config) []field {
 		{"cluster-ingest-max-bytes", "size limit of the JetStream ingest stream (messages acknowledged, not yet stored by their node); full, durable publishes are refused", num64(&c.ClusterIngestMaxBytes)},
 		{"cluster-ingest-timeout", "longest wait for JetStream to store a durable publish; then it is refused (MQTT 5 PUBACK 0x80, 3.1.1 closed, HTTP 503)", dur(&c.ClusterIngestTimeout)},
 		{"cluster-ingest-pending", "durable publishes waiting for JetStream's acknowledgement at once, all clients together; beyond it publishers wait (up to --cluster-ingest-timeout)", num(&c.ClusterIngestPending)},
+		{"cluster-relay-max-bytes", "size limit of the JetStream relay stream of QoS 1/2 messages between nodes; beyond it the oldest are removed, and a node that had not read them counts them lost (mote_cluster_relay_dropped_total{reason=\"expired\"})", num64(&c.ClusterRelayMaxBytes)},
+		{"cluster-relay-max-age", "age limit of the JetStream relay stream: a node away longer loses the older messages (and its consumer after that long idle)", dur(&c.ClusterRelayMaxAge)},
+		{"cluster-relay-batch", "QoS 1/2 messages from other nodes a node's relay consumer fetches from JetStream at once", num(&c.ClusterRelayBatch)},
 		{"cluster-method-calls", "direct method calls routed here by other nodes that run at once; beyond it they are refused with 429", num(&c.ClusterMethodCalls)},
 		{"cluster-lease-interval", "how often a cluster node tells the others it is alive (a heartbeat on NATS)", dur(&c.ClusterLeaseInterval)},
 		{"cluster-lease-timeout", "a cluster node not heard for this long is lost: a surviving node marks the things connected on it disconnected", dur(&c.ClusterLeaseTimeout)},
@@ -1222,6 +1235,12 @@ func (c *Config) validateCluster() error {
 		return fmt.Errorf("cluster-ingest-timeout: %s is outside 100ms to 1m", c.ClusterIngestTimeout)
 	case c.ClusterIngestPending < 1 || c.ClusterIngestPending > 1_000_000:
 		return fmt.Errorf("cluster-ingest-pending: %d is outside 1 to 1000000", c.ClusterIngestPending)
+	case c.ClusterRelayMaxBytes < 1<<20 || c.ClusterRelayMaxBytes > 1<<40:
+		return fmt.Errorf("cluster-relay-max-bytes: %d is outside 1048576 (1 MiB) to 1099511627776 (1 TiB)", c.ClusterRelayMaxBytes)
+	case c.ClusterRelayMaxAge < time.Second || c.ClusterRelayMaxAge > 365*24*time.Hour:
+		return fmt.Errorf("cluster-relay-max-age: %s is outside 1s to 8760h", c.ClusterRelayMaxAge)
+	case c.ClusterRelayBatch < 1 || c.ClusterRelayBatch > 10_000:
+		return fmt.Errorf("cluster-relay-batch: %d is outside 1 to 10000", c.ClusterRelayBatch)
 	case c.ClusterMethodCalls < 1 || c.ClusterMethodCalls > 1_000_000:
 		return fmt.Errorf("cluster-method-calls: %d is outside 1 to 1000000", c.ClusterMethodCalls)
 	case c.ClusterLeaseInterval < 100*time.Millisecond || c.ClusterLeaseInterval > time.Minute:

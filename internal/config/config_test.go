@@ -443,8 +443,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 165 {
-		t.Errorf("settings = %d; want 165 (update this test for a new setting)", n)
+	if n != 168 {
+		t.Errorf("settings = %d; want 168 (update this test for a new setting)", n)
 	}
 }
 
@@ -517,6 +517,9 @@ func TestClusterSettings(t *testing.T) {
 		{"ingest max bytes", func(c *config.Config) { c.ClusterIngestMaxBytes = 10 }, "cluster-ingest-max-bytes:"},
 		{"ingest timeout", func(c *config.Config) { c.ClusterIngestTimeout = time.Millisecond }, "cluster-ingest-timeout:"},
 		{"ingest pending", func(c *config.Config) { c.ClusterIngestPending = 0 }, "cluster-ingest-pending:"},
+		{"relay max bytes", func(c *config.Config) { c.ClusterRelayMaxBytes = 1 << 10 }, "cluster-relay-max-bytes:"},
+		{"relay max age", func(c *config.Config) { c.ClusterRelayMaxAge = time.Millisecond }, "cluster-relay-max-age:"},
+		{"relay batch", func(c *config.Config) { c.ClusterRelayBatch = 0 }, "cluster-relay-batch:"},
 		{"method calls", func(c *config.Config) { c.ClusterMethodCalls = 0 }, "cluster-method-calls:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -67,6 +67,9 @@ func (d *Daemon) startCluster() error {
 	if err := d.cluster.Start(d.broker, w.handle); err != nil {
 		return err
 	}
+	if err := d.startRelay(); err != nil { // relay.go
+		return err
+	}
 	// Direct method calls other nodes route to this node's devices
 	// (clusterwork.go).
 	if err := d.routes.Serve(d.methods); err != nil {

@@ -105,7 +105,8 @@ type Daemon struct {
 	audit    *audit.Recorder
 	coap     *coap.Server
 	journal  *ingest.Journal
-	ingest   ingest.Durable // journal, or in a cluster the JetStream journal (journal.go)
+	ingest   ingest.Durable   // journal, or in a cluster the JetStream journal (journal.go)
+	relay    *cluster.JSRelay // in a cluster: the JetStream relay of QoS 1/2 messages (relay.go)
 	tstore   telemetry.Store
 	twriter  *telemetry.Writer
 	http     *http.Server
@@ -288,6 +289,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := d.openJournal(ctx); err != nil { // journal.go: the write-ahead log, or JetStream in a cluster
 		return err
 	}
+	if err := d.openRelay(ctx); err != nil { // relay.go: QoS 1/2 between cluster nodes on JetStream
+		return err
+	}
 	retCtx, retCancel := context.WithCancel(context.Background())
 	retDone := make(chan struct{})
 	go func() {
@@ -327,7 +331,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Sessions:         st.Sessions(),
 		OnMessage:        d.bus.Publish,
 		Deliveries:       d.commands,
-		Journal:          d.ingest,
+		Journal:          d.brokerJournal(), // relay.go
 		MaxPacketSize:    cfg.MaxPacketSize,
 		MaxClients:       cfg.MaxClients,
 		MaxSessionExpiry: cfg.MaxSessionExpiry,

@@ -44,7 +44,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +56,7 @@ import (
 
 	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/ingest"
+	"github.com/moteiot/mote/internal/jsasync"
 )
 
 // Defaults of Options.
@@ -96,13 +96,6 @@ type Options struct {
 	Metrics         prometheus.Registerer // nil: not registered
 }
 
-// wait is one publish waiting for its acknowledgement.
-type wait struct {
-	fut      jetstream.PubAckFuture
-	done     chan error
-	deadline time.Time
-}
-
 // Journal is the JetStream ingest journal of one node.
 type Journal struct {
 	opts     Options
@@ -112,11 +105,8 @@ type Journal struct {
 	subject  string
 	idBase   string // Nats-Msg-Id prefix: node and a random id of this run
 
-	mu     sync.RWMutex // held to read, while sending to waits; to write, to close it
-	closed bool
-	waits  chan wait
-	n      atomic.Uint64 // local numbers for AppendAsync, and message ids
-	ackEnd chan struct{} // the ack loop has ended
+	pub *jsasync.Publisher // bounded async publishes, one deadline each
+	n   atomic.Uint64      // local numbers for AppendAsync, and message ids
 
 	lastErr atomic.Pointer[refusal]
 
@@ -191,8 +181,6 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 	j := &Journal{
 		opts: o, js: js, stream: st, subject: subject,
 		idBase:       o.Node + "." + nuid.Next() + ".",
-		waits:        make(chan wait, o.MaxPending),
-		ackEnd:       make(chan struct{}),
 		consumerDone: make(chan struct{}),
 		stop:         make(chan struct{}),
 		loopDone:     make(chan struct{}),
@@ -215,7 +203,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 	}
 	if o.Metrics != nil {
 		pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_jetstream_pending",
-			Help: "Publishes waiting for JetStream's acknowledgement."}, func() float64 { return float64(len(j.waits)) })
+			Help: "Publishes waiting for JetStream's acknowledgement."}, func() float64 { return float64(j.pub.Pending()) })
 		uncommitted := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mote_ingest_jetstream_uncommitted",
 			Help: "Stream sequence numbers between the last message applied and the telemetry store's committed point (0: everything applied is stored)."}, func() float64 {
 			last, c := j.lastApplied.Load(), o.Applied()
@@ -226,7 +214,8 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		})
 		o.Metrics.MustRegister(j.m.acked, j.m.refused, j.m.applied, j.m.skipped, j.m.corrupt, pending, uncommitted)
 	}
-	go j.ackLoop()
+	j.pub = jsasync.New(js, jsasync.Options{AckTimeout: o.AckTimeout, MaxPending: o.MaxPending, Refuse: j.refuse,
+		Acked: func() { j.m.acked.Inc(); j.lastErr.Store(nil) }})
 	return j, nil
 }
 
@@ -306,70 +295,13 @@ func (j *Journal) Append(m core.Message) (uint64, error) {
 // a channel that receives nil when JetStream has stored it, or the error
 // (after AckTimeout at the latest).
 func (j *Journal) AppendAsync(m core.Message) (uint64, <-chan error, error) {
-	deadline := time.Now().Add(j.opts.AckTimeout)
-	j.mu.RLock()
-	defer j.mu.RUnlock()
-	if j.closed {
-		return 0, nil, j.refuse("closed", errors.New("the ingest journal is closed"))
-	}
 	n := j.n.Add(1)
 	msg := &nats.Msg{Subject: j.subject, Data: ingest.EncodeRecord(m), Header: nats.Header{}}
-	fut, err := j.js.PublishMsgAsync(msg, jetstream.WithMsgID(j.idBase+strconv.FormatUint(n, 36)),
-		jetstream.WithStallWait(j.opts.AckTimeout))
+	done, err := j.pub.Publish(msg, nil, jetstream.WithMsgID(j.idBase+strconv.FormatUint(n, 36)))
 	if err != nil {
-		return 0, nil, j.refuse(reasonOf(err), err)
+		return 0, nil, err
 	}
-	w := wait{fut: fut, done: make(chan error, 1), deadline: deadline}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case j.waits <- w:
-	case <-t.C:
-		return 0, nil, j.refuse("timeout", errors.New("too many publishes waiting for JetStream"))
-	}
-	return n, w.done, nil
-}
-
-// ackLoop resolves the outstanding publishes in order: JetStream answers
-// the publishes of one connection to one stream in order, so waiting on the
-// oldest first costs nothing.
-func (j *Journal) ackLoop() {
-	defer close(j.ackEnd)
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	for w := range j.waits {
-		t.Reset(time.Until(w.deadline))
-		select {
-		case <-w.fut.Ok():
-			j.m.acked.Inc()
-			j.lastErr.Store(nil)
-			w.done <- nil
-		case err := <-w.fut.Err():
-			w.done <- j.refuse(reasonOf(err), err)
-		case <-t.C:
-			w.done <- j.refuse("timeout", fmt.Errorf("JetStream did not acknowledge within %s", j.opts.AckTimeout))
-		}
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
-			}
-		}
-	}
-}
-
-func reasonOf(err error) string {
-	switch {
-	case errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrTimeout),
-		errors.Is(err, jetstream.ErrTooManyStalledMsgs), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, jetstream.ErrNoStreamResponse):
-		return "timeout"
-	case strings.Contains(strings.ToLower(err.Error()), "maximum bytes"):
-		// The stream's limit with discard new (nats-server's
-		// "maximum bytes exceeded"); it has no error code of its own.
-		return "full"
-	}
-	return "error"
+	return n, done, nil
 }
 
 // refuse counts and logs (rate-limited) a refusal and returns the error the
@@ -497,11 +429,7 @@ func (j *Journal) checkpoint() {
 // the stream for the next start.
 func (j *Journal) Drain() {
 	j.drainOnce.Do(func() {
-		j.mu.Lock()
-		j.closed = true
-		close(j.waits)
-		j.mu.Unlock()
-		<-j.ackEnd
+		j.pub.Close()
 		if j.started {
 			j.it.Stop()
 			<-j.consumerDone
