@@ -88,7 +88,7 @@ func TestMQTTActionBrokerRestart(t *testing.T) {
 		o.ActionQueue, o.ActionConcurrency, o.ActionBatch, o.BreakerFailures = queue, 1, batch, 1_000_000
 	})
 	if _, err := v.e.Create(t.Context(), store.Rule{Name: "bridge-out", Enabled: true, SQL: "SELECT n FROM 'things/+/data'",
-		Actions: json.RawMessage(`[{"type":"mqtt","url":"` + m.URL() + `","topic":"out/${thing()}","qos":1,"timeoutMs":15000,"retries":0},
+		Actions: json.RawMessage(`[{"type":"mqtt","url":"` + m.URL() + `","topic":"out/${thing()}","qos":1,"timeoutMs":60000,"retries":0},
 			{"type":"republish","topic":"relay"}]`)}); err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +113,11 @@ func TestMQTTActionBrokerRestart(t *testing.T) {
 	sub := subscribe(t, m.Addr(), "out/#")
 	// The queued messages go once the client has reconnected: an attempt
 	// made while mosquitto was down waits for the connection up to the
-	// action's timeout (15 s), and the reconnect backs off up to 2 s.
-	waitWithin(t, 20*time.Second, func() error {
+	// action's timeout, and the reconnect backs off up to 2 s. The timeout
+	// is 60 s so that the batch in flight outlives a slow machine's
+	// publishing of the 100 above (at 15 s, a CI run under load dropped
+	// that batch of 5 before mosquitto was back: 16 delivered, not 20).
+	waitWithin(t, 65*time.Second, func() error {
 		s := v.e.Stats("bridge-out")
 		ok := metric(t, v.reg, "mote_rule_action_total", "bridge-out", "mqtt", "success")
 		if int64(ok)+s.ActionsDropped() != n+1 {
