@@ -25,7 +25,7 @@ func (d *Daemon) openBlobs(ctx context.Context) (blob.Store, error) {
 	return natsblob.Open(ctx, natsblob.Options{
 		Conn:     d.cluster.Conn(),
 		Replicas: d.cfg.ClusterReplicas,
-		Timeout:  d.cfg.ClusterIngestTimeout,
+		Timeout:  30 * time.Second, // setting up the bucket while JetStream elects its leaders, reading metadata
 	})
 }
 
