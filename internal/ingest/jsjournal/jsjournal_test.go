@@ -234,7 +234,13 @@ func TestCorruptMessage(t *testing.T) {
 // issues them; compare BenchmarkWALAppend in package ingest.
 func BenchmarkAppend(b *testing.B) {
 	s := startServer(b)
-	j, err := jsjournal.Open(context.Background(), jsjournal.Options{Conn: connect(b, s), Node: "bench",
+	benchAppend(b, connect(b, s), 1)
+}
+
+// benchAppend opens a journal on nc with the replicas given and appends
+// from 64 publishers at once, waiting for each acknowledgement.
+func benchAppend(b *testing.B, nc *nats.Conn, replicas int) {
+	j, err := jsjournal.Open(context.Background(), jsjournal.Options{Conn: nc, Node: "bench", Replicas: replicas,
 		MaxBytes: 8 << 30, Applied: func() uint64 { return 0 }})
 	if err != nil {
 		b.Fatal(err)
@@ -304,22 +310,5 @@ func BenchmarkAppendReplicas3(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	j, err := jsjournal.Open(context.Background(), jsjournal.Options{Conn: nc, Node: "bench", Replicas: 3,
-		MaxBytes: 8 << 30, Applied: func() uint64 { return 0 }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer j.Close()
-	m := core.Message{Topic: "t/dev/telemetry", Payload: make([]byte, 64), QoS: 1, Thing: "dev", ClientID: "dev"}
-	b.SetParallelism(32)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := j.Append(m); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	benchAppend(b, nc, 3)
 }
