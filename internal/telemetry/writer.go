@@ -74,6 +74,7 @@ type Writer struct {
 	pending   []Point
 	spare     []Point // the previous batch's array, for reuse
 	pendSeq   uint64  // largest seq among the pending Adds (0: none)
+	pendSpans []Span  // the pending points by message, for a SpanAppender
 	inflight  int     // points being written
 	replayed  uint64  // LastSeq when the Writer was made
 	added     uint64  // seq of the last accepted Add with a seq
@@ -182,6 +183,11 @@ func (w *Writer) Add(ctx context.Context, points []Point, seq uint64) error {
 		w.mu.Lock()
 	}
 	w.pending = append(w.pending, points...)
+	if n := len(w.pendSpans); seq == 0 && n > 0 && w.pendSpans[n-1].Seq == 0 {
+		w.pendSpans[n-1].End = len(w.pending)
+	} else {
+		w.pendSpans = append(w.pendSpans, Span{End: len(w.pending), Seq: seq})
+	}
 	if seq != 0 {
 		w.added = seq
 		w.pendSeq = seq
@@ -287,19 +293,19 @@ func (w *Writer) flushPending() (finished bool) {
 		if w.closeErr != nil {
 			// A batch was given up at Close: writing a later one would
 			// record its sequence number and so skip the lost one at replay.
-			w.pending, w.pendSeq = nil, 0
+			w.pending, w.pendSeq, w.pendSpans = nil, 0, nil
 		}
 		if len(w.pending) == 0 && w.pendSeq == 0 {
 			closed := w.closed
 			w.mu.Unlock()
 			return closed
 		}
-		batch, seq, gen := w.pending, w.pendSeq, w.addGen
-		w.pending, w.spare, w.pendSeq = w.spare[:0], nil, 0
+		batch, spans, seq, gen := w.pending, w.pendSpans, w.pendSeq, w.addGen
+		w.pending, w.spare, w.pendSeq, w.pendSpans = w.spare[:0], nil, 0, nil
 		w.inflight = len(batch)
 		w.mu.Unlock()
 
-		w.write(batch, seq, gen)
+		w.write(batch, spans, seq, gen)
 
 		w.mu.Lock()
 		again := w.closed || len(w.pending) >= w.opts.FlushPoints || w.flushTo > w.doneGen
@@ -311,10 +317,18 @@ func (w *Writer) flushPending() (finished bool) {
 }
 
 // write stores one batch, retrying until it succeeds or the Writer closes.
-func (w *Writer) write(batch []Point, seq, gen uint64) {
+// A SpanAppender store gets the batch message by message, so that what
+// another writer of the same journal stored meanwhile is skipped.
+func (w *Writer) write(batch []Point, spans []Span, seq, gen uint64) {
 	pause := 50 * time.Millisecond
+	sa, bySpan := w.store.(SpanAppender)
 	for attempt := 1; ; attempt++ {
-		err := w.store.Append(context.Background(), batch, seq)
+		var err error
+		if bySpan {
+			err = sa.AppendSpans(context.Background(), batch, spans)
+		} else {
+			err = w.store.Append(context.Background(), batch, seq)
+		}
 		w.mu.Lock()
 		if err == nil {
 			w.inflight = 0

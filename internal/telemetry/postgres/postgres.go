@@ -75,7 +75,10 @@ import (
 	"github.com/moteiot/mote/internal/telemetry"
 )
 
-var _ telemetry.Store = (*Store)(nil)
+var (
+	_ telemetry.Store        = (*Store)(nil)
+	_ telemetry.SpanAppender = (*Store)(nil)
+)
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -407,10 +410,19 @@ func (s *Store) seriesIDs(ctx context.Context, points []telemetry.Point) ([]int6
 
 // Append implements telemetry.Store; see the package documentation.
 func (s *Store) Append(ctx context.Context, points []telemetry.Point, seq uint64) error {
+	return s.AppendSpans(ctx, points, []telemetry.Span{{End: len(points), Seq: seq}})
+}
+
+// AppendSpans implements telemetry.SpanAppender: under the row lock of the
+// journal's replay point, the points of the messages at or below it are
+// left out and the rest stored, in one transaction.
+func (s *Store) AppendSpans(ctx context.Context, points []telemetry.Point, spans []telemetry.Span) error {
 	if err := telemetry.ValidatePoints(points); err != nil {
 		return err
 	}
-	if len(points) == 0 && seq == 0 {
+	if _, seq, err := telemetry.Unstored(points, spans, 0); err != nil {
+		return err
+	} else if len(points) == 0 && seq == 0 {
 		return nil
 	}
 	var ids []int64
@@ -430,14 +442,19 @@ func (s *Store) Append(ctx context.Context, points []telemetry.Point, seq uint64
 		}
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var last int64
+		_, seq, _ := telemetry.Unstored(points, spans, 0)
 		if seq > 0 {
-			var last int64
 			if err := tx.QueryRow(ctx, s.lastSeqSQL+` FOR UPDATE`, s.journal).Scan(&last); err != nil {
 				return fmt.Errorf("read last seq: %w", err)
 			}
-			if seq <= uint64(last) {
-				return errStored
-			}
+		}
+		points, ids := points, ids
+		if last > 0 {
+			points, ids = unstored(points, ids, spans, uint64(last))
+		}
+		if len(points) == 0 && seq <= uint64(last) {
+			return errStored
 		}
 		if len(points) > 0 {
 			n, err := tx.CopyFrom(ctx, pgx.Identifier{"telemetry_points"}, []string{"series", "ts", "kind", "num", "str"},
@@ -449,7 +466,7 @@ func (s *Store) Append(ctx context.Context, points []telemetry.Point, seq uint64
 				return fmt.Errorf("copy points: stored %d of %d", n, len(points))
 			}
 		}
-		if seq > 0 {
+		if seq > uint64(last) {
 			if _, err := tx.Exec(ctx, s.setSQL, int64(seq), s.journal); err != nil {
 				return fmt.Errorf("record seq: %w", err)
 			}
@@ -463,6 +480,23 @@ func (s *Store) Append(ctx context.Context, points []telemetry.Point, seq uint64
 		return fmt.Errorf("telemetry postgres: append: %w", err)
 	}
 	return nil
+}
+
+// unstored returns the points of spans above last with their series ids.
+func unstored(points []telemetry.Point, ids []int64, spans []telemetry.Span, last uint64) ([]telemetry.Point, []int64) {
+	var (
+		kp    []telemetry.Point
+		ki    []int64
+		start int
+	)
+	for _, sp := range spans {
+		if sp.Seq == 0 || sp.Seq > last {
+			kp = append(kp, points[start:sp.End]...)
+			ki = append(ki, ids[start:sp.End]...)
+		}
+		start = sp.End
+	}
+	return kp, ki
 }
 
 // errStored ends the transaction of an Append whose seq is already stored.

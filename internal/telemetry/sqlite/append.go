@@ -86,6 +86,34 @@ func (s *Store) Append(ctx context.Context, points []telemetry.Point, seq uint64
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.appendLocked(ctx, points, seq)
+}
+
+// AppendSpans implements telemetry.SpanAppender: under the write lock
+// (SQLite has one writer), the points of the messages at or below the
+// replay point are left out and the rest stored as one Append.
+func (s *Store) AppendSpans(ctx context.Context, points []telemetry.Point, spans []telemetry.Span) error {
+	if err := telemetry.ValidatePoints(points); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	last := s.lastSeq.Load()
+	kept, seq, err := telemetry.Unstored(points, spans, last)
+	if err != nil {
+		return err
+	}
+	if seq <= last {
+		seq = 0 // never back; the points of seq 0 are still stored
+	}
+	return s.appendLocked(ctx, kept, seq)
+}
+
+// appendLocked is Append with s.wmu held.
+func (s *Store) appendLocked(ctx context.Context, points []telemetry.Point, seq uint64) error {
 	if s.closed {
 		return errClosed
 	}

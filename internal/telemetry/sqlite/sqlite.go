@@ -95,7 +95,10 @@ import (
 	"github.com/moteiot/mote/internal/telemetry"
 )
 
-var _ telemetry.Store = (*Store)(nil)
+var (
+	_ telemetry.Store        = (*Store)(nil)
+	_ telemetry.SpanAppender = (*Store)(nil)
+)
 
 // synchronous is the synchronous pragma of the write connection; the
 // benchmark compares FULL with NORMAL.

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) telemetry.Store) {
 	t.Run("Latest", func(t *testing.T) { testLatest(t, open) })
 	t.Run("Aggregate", func(t *testing.T) { testAggregate(t, open) })
 	t.Run("ExactlyOnce", func(t *testing.T) { testExactlyOnce(t, open) })
+	t.Run("SpansOnce", func(t *testing.T) { testSpansOnce(t, open) })
 	t.Run("DeleteBefore", func(t *testing.T) { testDeleteBefore(t, open) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
 	t.Run("InvalidPoints", func(t *testing.T) { testInvalidPoints(t, open) })
@@ -407,6 +408,40 @@ func eqBuckets(got, want []telemetry.Bucket) bool {
 		}
 	}
 	return true
+}
+
+// testSpansOnce: a batch given message by message (telemetry.Span) stores
+// the messages above the replay point and those without a sequence
+// number, and skips the others — how two writers of one journal (a node
+// and the survivor adopting its backlog) overlap without a duplicate.
+func testSpansOnce(t *testing.T, open func(t *testing.T) telemetry.Store) {
+	s, ctx := open(t), t.Context()
+	sa, ok := s.(telemetry.SpanAppender)
+	if !ok {
+		t.Fatalf("%T does not implement telemetry.SpanAppender", s)
+	}
+	p := func(ts ...int64) []telemetry.Point {
+		var out []telemetry.Point
+		for _, x := range ts {
+			out = append(out, pt("d", "k", x, num(float64(x))))
+		}
+		return out
+	}
+	// Messages 1–3 (one point each, message 2 two points).
+	must(t, "AppendSpans 1-3", sa.AppendSpans(ctx, p(1, 2, 3, 4), []telemetry.Span{{End: 1, Seq: 1}, {End: 3, Seq: 2}, {End: 4, Seq: 3}}))
+	// Another writer's batch overlapping it: messages 2–5 and a point
+	// without a sequence number; 2 and 3 are skipped.
+	must(t, "AppendSpans 2-5", sa.AppendSpans(ctx, p(2, 3, 4, 5, 6, 100), []telemetry.Span{{End: 2, Seq: 2}, {End: 3, Seq: 3}, {End: 4, Seq: 4}, {End: 5, Seq: 5}, {End: 6, Seq: 0}}))
+	// A batch wholly at or below the point, but for one point without a
+	// sequence number: only that point is stored, the point stays.
+	must(t, "AppendSpans old", sa.AppendSpans(ctx, p(1, 7), []telemetry.Span{{End: 1, Seq: 1}, {End: 2, Seq: 0}}))
+	if got, err := s.LastSeq(ctx); err != nil || got != 5 {
+		t.Errorf("LastSeq() = %d, %v; want 5", got, err)
+	}
+	if err := sa.AppendSpans(ctx, p(1, 2), []telemetry.Span{{End: 1, Seq: 9}}); err == nil {
+		t.Errorf("AppendSpans with spans covering 1 of 2 points: no error")
+	}
+	eqPoints(t, "Range", rangeAll(t, s, "d"), p(1, 2, 3, 4, 5, 6, 7, 100))
 }
 
 func testExactlyOnce(t *testing.T, open func(t *testing.T) telemetry.Store) {
