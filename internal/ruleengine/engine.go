@@ -39,6 +39,7 @@ import (
 
 	"github.com/moteiot/mote/internal/bus"
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/ingest"
 	"github.com/moteiot/mote/internal/rules"
 	"github.com/moteiot/mote/internal/seal"
 	"github.com/moteiot/mote/internal/store"
@@ -403,6 +404,27 @@ func (e *Engine) Durable(topic string) bool {
 // writer's backlog is full: that holds back the journal and so the
 // publishers' acknowledgements, rather than losing an acknowledged message.
 func (e *Engine) ApplyDurable(msg core.Message) {
+	e.applyDurable(e.opts.Telemetry, msg)
+}
+
+// DurableTo returns a consumer of durable messages that is the Engine's
+// durable pass with its telemetry going to w instead: the writer of
+// another node's journal, whose backlog this node adopts
+// (ingest/jsjournal Adopt, docs/cluster.md). The other actions of those
+// messages run on this Engine's workers, as for its own.
+func (e *Engine) DurableTo(w TelemetryWriter) ingest.Consumer {
+	return durableTo{e, w}
+}
+
+type durableTo struct {
+	e *Engine
+	w TelemetryWriter
+}
+
+func (d durableTo) Durable(topic string) bool     { return d.e.Durable(topic) }
+func (d durableTo) ApplyDurable(msg core.Message) { d.e.applyDurable(d.w, msg) }
+
+func (e *Engine) applyDurable(w TelemetryWriter, msg core.Message) {
 	var points []telemetry.Point
 	var m *rules.Message
 	for _, r := range *e.rules.Load() {
@@ -442,7 +464,7 @@ func (e *Engine) ApplyDurable(msg core.Message) {
 			e.m.action.WithLabelValues(r.rule.Name, a.Type, "success").Inc()
 		}
 	}
-	e.addDurable(points, msg.Seq)
+	e.addDurable(w, points, msg.Seq)
 	if !e.closed.Load() && e.wanted(msg.Topic) {
 		e.push(msg)
 	}
@@ -451,13 +473,13 @@ func (e *Engine) ApplyDurable(msg core.Message) {
 // addDurable adds the points of journal message seq, retrying until the
 // writer takes them. Only a shutdown stops it: the message is then
 // replayed at the next start.
-func (e *Engine) addDurable(points []telemetry.Point, seq uint64) {
-	if e.opts.Telemetry == nil {
+func (e *Engine) addDurable(w TelemetryWriter, points []telemetry.Point, seq uint64) {
+	if w == nil {
 		return
 	}
 	pause := 10 * time.Millisecond
 	for {
-		err := e.opts.Telemetry.Add(e.ctx, points, seq)
+		err := w.Add(e.ctx, points, seq)
 		if err == nil {
 			return
 		}

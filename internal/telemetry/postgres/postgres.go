@@ -597,3 +597,44 @@ func (s *Store) DeleteBefore(ctx context.Context, t int64) (int64, error) {
 	}
 	return total + tag.RowsAffected(), nil
 }
+
+// ClaimJournal takes a session advisory lock keyed by the journal's name
+// on a connection of its own, held until release is called (or the
+// process dies and PostgreSQL closes the session): which survivor adopts
+// a lost node's ingest backlog (ingest/jsjournal Adopter, docs/cluster.md).
+// ok is false, at once, when another session holds it. The lock only picks
+// one adopter; exactly once rests on AppendSpans.
+func (s *Store) ClaimJournal(ctx context.Context, journal string) (release func(), ok bool, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("telemetry postgres: claim %q: %w", journal, err)
+	}
+	key := journalClaimKey(journal)
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, false, fmt.Errorf("telemetry postgres: claim %q: %w", journal, err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, false, nil
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+				// The session may still hold the lock: do not hand it
+				// back to the pool with it.
+				_ = conn.Conn().Close(ctx)
+			}
+			conn.Release()
+		})
+	}, true, nil
+}
+
+func journalClaimKey(journal string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("mote ingest journal claim\x00" + journal))
+	return int64(h.Sum64())
+}

@@ -218,3 +218,44 @@ func TestJournals(t *testing.T) {
 		}
 	})
 }
+
+// TestClaimJournal: one session at a time holds a journal's claim (the
+// adopter of a lost node's backlog); another journal's claim is apart; a
+// released claim can be taken again.
+func TestClaimJournal(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	open := func() *Store {
+		s, err := Open(ctx, url, Options{MaxConns: 3, Journal: "survivor"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	s1, s2 := open(), open()
+	rel1, ok, err := s1.ClaimJournal(ctx, "lost")
+	if err != nil || !ok {
+		t.Fatalf("first claim: ok %v, %v; want it", ok, err)
+	}
+	if _, ok, err := s2.ClaimJournal(ctx, "lost"); err != nil || ok {
+		t.Fatalf("second claim while held: ok %v, %v; want refused", ok, err)
+	}
+	relOther, ok, err := s2.ClaimJournal(ctx, "other")
+	if err != nil || !ok {
+		t.Fatalf("claim of another journal: ok %v, %v; want it", ok, err)
+	}
+	relOther()
+	rel1()
+	rel1() // twice: harmless
+	rel2, ok, err := s2.ClaimJournal(ctx, "lost")
+	if err != nil || !ok {
+		t.Fatalf("claim after release: ok %v, %v; want it", ok, err)
+	}
+	rel2()
+	rel3, ok, err := s1.ClaimJournal(ctx, "lost")
+	if err != nil || !ok {
+		t.Fatalf("claim after the second release: ok %v, %v; want it", ok, err)
+	}
+	rel3() // a held claim keeps a connection: Close would wait for it
+}
