@@ -52,6 +52,10 @@ type LeaseOptions struct {
 	// (they get their disconnected events there). It runs on the lease's
 	// goroutine.
 	Lost func(node string, things []string)
+	// Gone, when set, hears every node found lost here, things or not
+	// (the adoption of its ingest backlog, ingest/jsjournal Adopter). It
+	// runs on the lease's goroutine and must return at once.
+	Gone func(node string)
 	// Rejoined runs when this node hears itself again after a gap longer
 	// than Timeout: other nodes may have reset its things.
 	Rejoined func()
@@ -230,7 +234,21 @@ func (l *Lease) expire() {
 		if len(things) > 0 && l.o.Lost != nil {
 			l.o.Lost(node, things)
 		}
+		if l.o.Gone != nil {
+			l.o.Gone(node)
+		}
 	}
+}
+
+// Alive reports whether node was heard within the lease (this node is).
+func (l *Lease) Alive(node string) bool {
+	if node == l.n.opts.NodeID {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.seen[node]
+	return ok && time.Since(at) <= l.o.Timeout
 }
 
 // Nodes returns the nodes heard within the lease, this one included.

@@ -283,6 +283,10 @@ type Config struct {
 	ClusterIngestMaxBytes int64
 	ClusterIngestTimeout  time.Duration
 	ClusterIngestPending  int
+	// ClusterIngestAdopt: a survivor adopts the ingest subject of a node
+	// lost to the lease (stores its acknowledged backlog under that
+	// node's replay point; docs/cluster.md).
+	ClusterIngestAdopt bool
 	// The JetStream relay of QoS 1/2 messages between nodes
 	// (docs/cluster.md): the MOTE_RELAY stream's size and age limits
 	// (discard old: beyond them a node that fell behind loses the oldest,
@@ -455,6 +459,7 @@ func Default() Config {
 		ClusterIngestMaxBytes:      1 << 30,
 		ClusterIngestTimeout:       5 * time.Second,
 		ClusterIngestPending:       4096,
+		ClusterIngestAdopt:         true,
 		ClusterRelayMaxBytes:       1 << 30,
 		ClusterRelayMaxAge:         24 * time.Hour,
 		ClusterRelayBatch:          256,
@@ -511,6 +516,7 @@ func fields(c *Config) []field {
 		{"cluster-ingest-max-bytes", "size limit of the JetStream ingest stream (messages acknowledged, not yet stored by their node); full, durable publishes are refused", num64(&c.ClusterIngestMaxBytes)},
 		{"cluster-ingest-timeout", "longest wait for JetStream to store a durable publish; then it is refused (MQTT 5 PUBACK 0x80, 3.1.1 closed, HTTP 503)", dur(&c.ClusterIngestTimeout)},
 		{"cluster-ingest-pending", "durable publishes waiting for JetStream's acknowledgement at once, all clients together; beyond it publishers wait (up to --cluster-ingest-timeout)", num(&c.ClusterIngestPending)},
+		{"cluster-ingest-adopt", "a surviving node adopts the ingest subject of a node lost to the lease: it stores the lost node's acknowledged messages, exactly once, until that node is heard again", boolean(&c.ClusterIngestAdopt)},
 		{"cluster-relay-max-bytes", "size limit of the JetStream relay stream of QoS 1/2 messages between nodes; beyond it the oldest are removed, and a node that had not read them counts them lost (mote_cluster_relay_dropped_total{reason=\"expired\"})", num64(&c.ClusterRelayMaxBytes)},
 		{"cluster-relay-max-age", "age limit of the JetStream relay stream: a node away longer loses the older messages (and its consumer after that long idle)", dur(&c.ClusterRelayMaxAge)},
 		{"cluster-relay-batch", "QoS 1/2 messages from other nodes a node's relay consumer fetches from JetStream at once", num(&c.ClusterRelayBatch)},

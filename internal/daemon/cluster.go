@@ -92,18 +92,37 @@ func (d *Daemon) startCluster() error {
 	}
 	d.registry.Listen(d.announceRegistry)
 	// Leases: a node not heard for --cluster-lease-timeout is lost; a
-	// survivor marks its things disconnected (internal/cluster/lease.go).
+	// survivor marks its things disconnected (internal/cluster/lease.go)
+	// and one survivor adopts its ingest backlog (adopt.go).
+	adopter, err := d.newAdopter()
+	if err != nil {
+		return err
+	}
+	var gone func(string)
+	if adopter != nil {
+		gone = adopter.Lost
+	}
 	lease, err := d.cluster.StartLease(cluster.LeaseOptions{
 		Interval: d.cfg.ClusterLeaseInterval,
 		Timeout:  d.cfg.ClusterLeaseTimeout,
 		Store:    d.store.Things(),
 		Lost:     d.broker.NodeLost,
+		Gone:     gone,
 		Rejoined: d.broker.RecordConnections,
 	})
 	if err != nil {
+		if adopter != nil {
+			_ = adopter.Close()
+		}
 		return err
 	}
 	d.onClose(lease.Close)
+	if adopter != nil {
+		// Closed before the lease, the rules engine and the NATS
+		// connection: what the adoptions handed over is flushed and purged.
+		adopter.Start(lease.Alive)
+		d.onClose(adopter.Close)
+	}
 	return nil
 }
 

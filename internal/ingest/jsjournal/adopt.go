@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -208,10 +209,12 @@ type AdopterOptions struct {
 	Prefix string     // default DefaultPrefix
 	// Open claims the adoption of node and prepares its Target; ErrClaimed
 	// when another node holds it (tried again every RetryEvery while the
-	// node is absent).
+	// node is absent). ctx ends when the Adopter closes: the target's
+	// waits (its writer's Add) should end with it; Open bounds its own.
 	Open func(ctx context.Context, node string) (*Target, error)
 	// Alive reports whether node is heard again (the lease): an adoption
-	// stops at once, and none starts.
+	// stops at once, and none starts. It may instead be given to Start
+	// (the lease is made after the Adopter, whose Lost it calls).
 	Alive func(node string) bool
 	// RetryEvery is how often a claim held elsewhere or a failed adoption
 	// is tried again, and how often a running one checks Alive; default 1 s.
@@ -236,6 +239,7 @@ type Adopter struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	running map[string]bool
+	alive   atomic.Pointer[func(string) bool]
 
 	adopted   prometheus.Counter
 	adoptions *prometheus.CounterVec
@@ -251,8 +255,8 @@ const (
 
 // NewAdopter makes an Adopter; Close stops it.
 func NewAdopter(o AdopterOptions) (*Adopter, error) {
-	if o.Conn == nil || o.Open == nil || o.Alive == nil {
-		return nil, errors.New("jsjournal: NewAdopter needs Conn, Open and Alive")
+	if o.Conn == nil || o.Open == nil {
+		return nil, errors.New("jsjournal: NewAdopter needs Conn and Open")
 	}
 	o.Stream = cmpOr(o.Stream, DefaultStream)
 	o.Prefix = cmpOr(o.Prefix, DefaultPrefix)
@@ -274,6 +278,9 @@ func NewAdopter(o AdopterOptions) (*Adopter, error) {
 	}
 	a := &Adopter{o: o, js: js, sem: make(chan struct{}, o.MaxConcurrent), running: map[string]bool{}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
+	if o.Alive != nil {
+		a.alive.Store(&o.Alive)
+	}
 	a.adopted = prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_cluster_ingest_adopted_total",
 		Help: "Messages of lost nodes' ingest subjects this node handed to the rules and the telemetry writer (adoption)."})
 	a.adoptions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mote_cluster_ingest_adoptions_total",
@@ -292,11 +299,21 @@ func NewAdopter(o AdopterOptions) (*Adopter, error) {
 	return a, nil
 }
 
+// Start gives the Adopter the lease's Alive (unless Options had it):
+// until then Lost does nothing.
+func (a *Adopter) Start(alive func(node string) bool) {
+	if alive != nil && a.alive.Load() == nil {
+		a.alive.Store(&alive)
+	}
+}
+
+func (a *Adopter) isAlive(node string) bool { return (*a.alive.Load())(node) }
+
 // Lost starts adopting node's subject unless node is this one, an
-// adoption of it runs already or the Adopter is closed. It returns at
-// once (it runs on the lease's goroutine).
+// adoption of it runs already, the Adopter is not started or is closed.
+// It returns at once (it runs on the lease's goroutine).
 func (a *Adopter) Lost(node string) {
-	if node == "" || node == a.o.Self {
+	if node == "" || node == a.o.Self || a.alive.Load() == nil {
 		return
 	}
 	a.mu.Lock()
@@ -328,7 +345,7 @@ func (a *Adopter) run(node string) {
 	log := a.o.Logger.With("lost", node)
 	claimedOnce := false
 	for {
-		if a.o.Alive(node) {
+		if a.isAlive(node) {
 			a.adoptions.WithLabelValues(ResultBack).Inc()
 			return
 		}
@@ -360,9 +377,7 @@ func (a *Adopter) once(node string, log *slog.Logger) (string, error) {
 		return "", nil
 	}
 	defer func() { <-a.sem }()
-	octx, cancel := context.WithTimeout(a.ctx, a.o.BatchTimeout)
-	t, err := a.o.Open(octx, node)
-	cancel()
+	t, err := a.o.Open(a.ctx, node)
 	if errors.Is(err, ErrClaimed) {
 		return ResultClaimed, nil
 	}
@@ -387,7 +402,7 @@ func (a *Adopter) once(node string, log *slog.Logger) (string, error) {
 			case <-actx.Done():
 				return
 			case <-tk.C:
-				if a.o.Alive(node) {
+				if a.isAlive(node) {
 					stop()
 					return
 				}
