@@ -176,6 +176,18 @@ func Adopt(ctx context.Context, o AdoptOptions) (res AdoptResult, err error) {
 		if ctx.Err() != nil {
 			return res, nil // interrupted: the node is back, or this one stops
 		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Nothing within the deadline: the messages up to the last one
+			// seen may have been purged meanwhile (the node came back and
+			// stored them, or another adopter did).
+			if target, err = lastOf(); err == nil && last >= target {
+				res.Drained = true
+				return res, nil
+			}
+			if err == nil {
+				err = context.DeadlineExceeded
+			}
+		}
 		if err != nil {
 			return res, fmt.Errorf("jsjournal: adopt %s: next message after %d: %w", o.Node, last, err)
 		}
