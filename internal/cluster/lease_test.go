@@ -181,3 +181,48 @@ func FuzzHeartbeat(f *testing.F) {
 		}
 	})
 }
+
+// TestLeaseGone: Gone hears a lost node that had no things (Lost does
+// not), and Alive follows the heartbeats: true while heard, false once
+// lost, true again when the node is back.
+func TestLeaseGone(t *testing.T) {
+	s := startNATS(t)
+	a := join(t, s, "a", &fakeBroker{}, 0)
+	b := join(t, s, "b", &fakeBroker{}, 0)
+	gone := make(chan string, 4)
+	o := LeaseOptions{Interval: 20 * time.Millisecond, Timeout: 150 * time.Millisecond}
+	oa, ob := o, o
+	oa.Store, oa.Gone = &fakePresence{}, func(node string) { gone <- node }
+	ob.Store = &fakePresence{}
+	la, err := a.StartLease(oa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = la.Close() })
+	lb, err := b.StartLease(ob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to hear b", func() bool { return la.Alive("b") })
+	if !la.Alive("a") || la.Alive("nobody") {
+		t.Errorf("Alive(a), Alive(nobody) = %v, %v; want true, false", la.Alive("a"), la.Alive("nobody"))
+	}
+	_ = lb.Close()
+	select {
+	case node := <-gone:
+		if node != "b" {
+			t.Errorf("Gone(%q); want b", node)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Gone not called for b (a lost node without things)")
+	}
+	if la.Alive("b") {
+		t.Error("Alive(b) after b was found lost")
+	}
+	lb2, err := b.StartLease(ob) // b is back
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lb2.Close() })
+	waitFor(t, "a to hear b again", func() bool { return la.Alive("b") })
+}
