@@ -222,4 +222,3 @@ func processMetric(base, series string) float64 {
 	}
 	return 0
 }
-
