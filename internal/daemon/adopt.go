@@ -25,6 +25,7 @@ func (d *Daemon) newAdopter() (*jsjournal.Adopter, error) {
 		Self:         d.cfg.NodeID,
 		Open:         adoptionOpener{url: d.cfg.Store, maxConns: d.cfg.StoreMaxConns, rules: d.rules, log: log.Warn}.open,
 		RetryEvery:   d.cfg.ClusterLeaseInterval,
+		SweepAfter:   d.cfg.ClusterLeaseTimeout, // nodes that died before this one started
 		BatchTimeout: d.cfg.ClusterIngestTimeout,
 		Logger:       log,
 		Metrics:      d.metrics,

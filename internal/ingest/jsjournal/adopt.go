@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,6 +237,11 @@ type AdopterOptions struct {
 	// MaxConcurrent bounds the adoptions running at once (one per node at
 	// most); default 2.
 	MaxConcurrent int
+	// SweepAfter, when positive, is how long after Start the Adopter
+	// looks once for subjects of nodes that are not heard (nodes that died
+	// before this one started, which the lease never heard of) and adopts
+	// them as if lost. Give it the lease timeout.
+	SweepAfter time.Duration
 	Logger        *slog.Logger
 	Metrics       prometheus.Registerer // nil: not registered
 }
@@ -317,6 +323,45 @@ func (a *Adopter) Start(alive func(node string) bool) {
 	if alive != nil && a.alive.Load() == nil {
 		a.alive.Store(&alive)
 	}
+	if a.o.SweepAfter > 0 && a.alive.Load() != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			t := time.NewTimer(a.o.SweepAfter)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-a.ctx.Done():
+				return
+			}
+			if err := a.Sweep(a.ctx); err != nil {
+				a.o.Logger.Warn("ingest adoption: subjects of absent nodes not listed", "error", err)
+			}
+		}()
+	}
+}
+
+// Sweep adopts the subjects of the stream whose node is not heard (and
+// not this one), as Lost does.
+func (a *Adopter) Sweep(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, a.o.BatchTimeout)
+	defer cancel()
+	st, err := a.js.Stream(ctx, a.o.Stream)
+	if err != nil {
+		return err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(a.o.Prefix+".>"))
+	if err != nil {
+		return err
+	}
+	for subject, n := range info.State.Subjects {
+		node, ok := strings.CutPrefix(subject, a.o.Prefix+".")
+		if !ok || n == 0 || strings.Contains(node, ".") || a.isAlive(node) {
+			continue
+		}
+		a.Lost(node)
+	}
+	return nil
 }
 
 func (a *Adopter) isAlive(node string) bool { return (*a.alive.Load())(node) }

@@ -362,3 +362,36 @@ func counter(t *testing.T, reg *prometheus.Registry, name, r string) float64 {
 	t.Fatalf("no %s{result=%q}", name, r)
 	return 0
 }
+
+// TestAdopterSweep: a node that died before this one started is never
+// heard by the lease; the sweep a lease timeout after Start finds its
+// subject and adopts it — not this node's own subject.
+func TestAdopterSweep(t *testing.T) {
+	url, s := pgtest.DB(t), startServer(t)
+	appendBacklog(t, s, "c", 0, 7)
+	appendBacklog(t, s, "me", 100, 3)
+	reg := prometheus.NewRegistry()
+	var opened atomic.Int32
+	ad, err := jsjournal.NewAdopter(jsjournal.AdopterOptions{
+		Conn: connect(t, s), Self: "me", RetryEvery: 20 * time.Millisecond, SweepAfter: 20 * time.Millisecond, Metrics: reg,
+		Open: func(ctx context.Context, node string) (*jsjournal.Target, error) {
+			opened.Add(1)
+			return openWriter(t, url, node).target(), nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ad.Close() })
+	ad.Start(func(string) bool { return false }) // nobody heard
+	waitFor(t, "c's subject adopted", func() bool {
+		return counter(t, reg, "mote_cluster_ingest_adoptions_total", jsjournal.ResultDrained) == 1
+	})
+	exactlyOnce(t, stored(t, url), 7)
+	if n := subjectCount(t, s, "me"); n != 3 {
+		t.Errorf("this node's own subject holds %d; want its 3 (never adopted)", n)
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("%d adoptions opened; want 1 (c)", n)
+	}
+}
