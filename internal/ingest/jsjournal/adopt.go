@@ -242,8 +242,8 @@ type AdopterOptions struct {
 	// before this one started, which the lease never heard of) and adopts
 	// them as if lost. Give it the lease timeout.
 	SweepAfter time.Duration
-	Logger        *slog.Logger
-	Metrics       prometheus.Registerer // nil: not registered
+	Logger     *slog.Logger
+	Metrics    prometheus.Registerer // nil: not registered
 }
 
 // Adopter adopts the backlogs of lost nodes (Lost, from the lease), one
