@@ -34,6 +34,7 @@ type session struct {
 	rotMu    sync.Mutex
 	rotation *time.Timer
 	willSent atomic.Bool
+	willConn uint64 // its will's record in a cluster, 0: none (wills.go)
 
 	// Backpressure: pending estimates the PUBLISH packets queued for this
 	// client and not yet written. Publishers wait on drained while it is at

@@ -443,8 +443,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 168 {
-		t.Errorf("settings = %d; want 168 (update this test for a new setting)", n)
+	if n != 170 {
+		t.Errorf("settings = %d; want 170 (update this test for a new setting)", n)
 	}
 }
 

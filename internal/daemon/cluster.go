@@ -70,6 +70,7 @@ func (d *Daemon) startCluster() error {
 	if err := d.startRelay(); err != nil { // relay.go
 		return err
 	}
+	d.startWills() // wills.go
 	// Direct method calls other nodes route to this node's devices
 	// (clusterwork.go).
 	if err := d.routes.Serve(d.methods); err != nil {
@@ -97,7 +98,7 @@ func (d *Daemon) startCluster() error {
 		Interval: d.cfg.ClusterLeaseInterval,
 		Timeout:  d.cfg.ClusterLeaseTimeout,
 		Store:    d.store.Things(),
-		Lost:     d.broker.NodeLost,
+		Lost:     d.nodeLost, // wills.go
 		Rejoined: d.broker.RecordConnections,
 	})
 	if err != nil {
