@@ -190,3 +190,31 @@ func FuzzDecodeWill(f *testing.F) {
 		}
 	})
 }
+
+// TestLostWillDelayed: a lost node's will with a delay waits it out on the
+// survivor; its device reconnecting to another node during the delay
+// cancels it (MQTT 5: a new connection with the client id before the
+// delay ends).
+func TestLostWillDelayed(t *testing.T) {
+	s := startJetStream(t)
+	x := join(t, s, "x", &fakeBroker{}, 0)
+	wx := openWills(t, x, WillOptions{})
+	x.WillSet(1, core.Message{Topic: "t/c/status", ClientID: "c", Thing: "c"}, 1)
+	waitFor(t, "the record", func() bool { return count(wx, "recorded") == 1 })
+	_ = wx.Close()
+	a := join(t, s, "a", &fakeBroker{}, 0)
+	sink := &willSink{}
+	wa := openWills(t, a, WillOptions{})
+	wa.Start(sink)
+	wa.PublishLost("x")
+	// The device is back, on node y, within the second.
+	yb := &ownerBroker{things: map[string]string{}}
+	y := join(t, s, "y", yb, 0)
+	yb.hold("c", "c")
+	y.ClientConnected("c", "c")
+	flush(t, y)
+	waitFor(t, "the cancelled will", func() bool { return count(wa, "lost_reconnected") == 1 })
+	if n := len(sink.all()); n != 0 || count(wa, "lost_sent") != 0 {
+		t.Errorf("published %d wills; want none (the device reconnected within the delay)", n)
+	}
+}
