@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -216,5 +218,59 @@ func TestLostWillDelayed(t *testing.T) {
 	waitFor(t, "the cancelled will", func() bool { return count(wa, "lost_reconnected") == 1 })
 	if n := len(sink.all()); n != 0 || count(wa, "lost_sent") != 0 {
 		t.Errorf("published %d wills; want none (the device reconnected within the delay)", n)
+	}
+}
+
+// TestWillBucketFull: beyond the bucket's size a will is refused by
+// JetStream and counted; the records already there stay.
+func TestWillBucketFull(t *testing.T) {
+	s := startJetStream(t)
+	x := join(t, s, "x", &fakeBroker{}, 0)
+	w := openWills(t, x, WillOptions{MaxBytes: 8 << 10})
+	for i := range 10 {
+		x.WillSet(uint64(i+1), core.Message{Topic: "t", ClientID: fmt.Sprintf("c%d", i), Payload: make([]byte, 2000)}, 0)
+	}
+	waitFor(t, "the writes", func() bool { return count(w, "recorded")+count(w, "record_failed") == 10 })
+	if count(w, "record_failed") == 0 || count(w, "recorded") == 0 {
+		t.Errorf("recorded %v, failed %v; want some of each (the bucket holds about 3)", count(w, "recorded"), count(w, "record_failed"))
+	}
+}
+
+// TestWillsDeadJetStream: with NATS gone, a will's record fails within
+// the wills' timeout and is counted (WillSet itself only enqueues:
+// TestWillQueueBounded).
+func TestWillsDeadJetStream(t *testing.T) {
+	s := startJetStream(t)
+	x, err := Connect(Options{URL: s.ClientURL(), NodeID: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = x.Close() }) // its flush fails: NATS is gone
+	w := openWills(t, x, WillOptions{Timeout: 200 * time.Millisecond})
+	s.Shutdown()
+	s.WaitForShutdown()
+	for i := range 5 {
+		x.WillSet(uint64(i+1), core.Message{Topic: "t", ClientID: fmt.Sprintf("c%d", i)}, 0)
+	}
+	waitFor(t, "the failures", func() bool { return count(w, "record_failed") == 5 })
+}
+
+// TestWillsLeftByPreviousRun: a node starting under an id publishes the
+// wills its previous run recorded and never cleared (killed).
+func TestWillsLeftByPreviousRun(t *testing.T) {
+	s := startJetStream(t)
+	x := join(t, s, "x", &fakeBroker{}, 0)
+	wx := openWills(t, x, WillOptions{})
+	x.WillSet(1, core.Message{Topic: "t/c/status", ClientID: "c", Thing: "c", Payload: []byte("bye")}, 0)
+	waitFor(t, "the record", func() bool { return count(wx, "recorded") == 1 })
+	_ = wx.Close()
+	_ = x.Close()
+	again := join(t, s, "x", &fakeBroker{}, 0)
+	sink := &willSink{}
+	w := openWills(t, again, WillOptions{})
+	w.Start(sink)
+	waitFor(t, "the left will", func() bool { return count(w, "lost_sent") == 1 })
+	if got := sink.all(); len(got) != 1 || string(got[0].Payload) != "bye" {
+		t.Errorf("published %+v; want c's will once", got)
 	}
 }
