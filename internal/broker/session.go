@@ -34,7 +34,11 @@ type session struct {
 	rotMu    sync.Mutex
 	rotation *time.Timer
 	willSent atomic.Bool
-	willConn uint64 // its will's record in a cluster, 0: none (wills.go)
+
+	// Its last will (wills.go): the record in a cluster (0: none), and
+	// the topic (nil: none).
+	willConn  uint64
+	willTopic atomic.Pointer[string]
 
 	// Backpressure: pending estimates the PUBLISH packets queued for this
 	// client and not yet written. Publishers wait on drained while it is at

@@ -9,6 +9,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/moteiot/mote/internal/core"
+	"github.com/moteiot/mote/internal/policy"
 )
 
 // Last wills (docs/cluster.md, "Last wills"). mochi publishes a will to
@@ -49,11 +50,16 @@ func (b *Broker) willLink() WillLink {
 
 // willRecord records an established connection's will, if it has one.
 func (b *Broker) willRecord(cl *mqtt.Client, s *session) {
-	l := b.willLink()
-	if l == nil || s.prov != nil || atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
+	if s.prov != nil || atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
 		return
 	}
 	w := cl.Properties.Will
+	topic := w.TopicName
+	s.willTopic.Store(&topic) // willRecheck
+	l := b.willLink()
+	if l == nil {
+		return
+	}
 	s.willConn = willConns.Add(1)
 	l.WillSet(s.willConn, core.Message{
 		Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain,
@@ -102,6 +108,25 @@ func (b *Broker) willSent(cl *mqtt.Client, pk packets.Packet) {
 		Protocol:   ProtocolWill,
 		Properties: propertiesOf(pk.Properties.User),
 	})
+}
+
+// willRecheck drops the will of a connection whose thing may no longer
+// publish on the will's topic (its policies changed since CONNECT, where
+// the topic was checked): a will denied by policy is sent nowhere.
+func (b *Broker) willRecheck(s *session, ev *policy.Evaluator) {
+	topic := s.willTopic.Load()
+	if topic == nil || ev.CanPublish(*topic) {
+		return
+	}
+	cl := s.cl
+	if atomic.SwapUint32(&cl.Properties.Will.Flag, 0) == 0 {
+		return
+	}
+	b.metrics.denied.WithLabelValues("will").Inc()
+	b.authLog.Info("last will dropped: its topic is no longer allowed by policy", "client", cl.ID, "thing", s.id.Thing, "topic", *topic)
+	if l := b.willLink(); l != nil && s.willConn != 0 {
+		l.WillClear(s.willConn, cl.ID)
+	}
 }
 
 // cancelDelayedWill drops the will of a connection whose client id
