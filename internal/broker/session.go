@@ -37,7 +37,7 @@ type session struct {
 
 	// Its last will (wills.go): the record in a cluster (0: none), and
 	// the topic (nil: none).
-	willConn  uint64
+	willConn  atomic.Uint64
 	willTopic atomic.Pointer[string]
 
 	// Backpressure: pending estimates the PUBLISH packets queued for this

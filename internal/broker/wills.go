@@ -60,8 +60,9 @@ func (b *Broker) willRecord(cl *mqtt.Client, s *session) {
 	if l == nil {
 		return
 	}
-	s.willConn = willConns.Add(1)
-	l.WillSet(s.willConn, core.Message{
+	conn := willConns.Add(1)
+	s.willConn.Store(conn)
+	l.WillSet(conn, core.Message{
 		Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain,
 		ClientID: cl.ID, Thing: s.id.Thing, Protocol: ProtocolWill, Properties: propertiesOf(w.User),
 	}, w.WillDelayInterval)
@@ -72,11 +73,11 @@ func (b *Broker) willRecord(cl *mqtt.Client, s *session) {
 // delay runs keeps its record until it is sent or cancelled.
 func (b *Broker) willEnded(cl *mqtt.Client, s *session) {
 	l := b.willLink()
-	if l == nil || s.willConn == 0 || s.willSent.Load() { // willSent cleared it
+	if l == nil || s.willConn.Load() == 0 || s.willSent.Load() { // willSent cleared it
 		return
 	}
 	if s.takenOver.Load() || cl.IsTakenOver() || atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
-		l.WillClear(s.willConn, cl.ID)
+		l.WillClear(s.willConn.Load(), cl.ID)
 	}
 }
 
@@ -91,8 +92,8 @@ func (b *Broker) willSent(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	s.willSent.Store(true)
-	if l := b.willLink(); l != nil && s.willConn != 0 {
-		l.WillClear(s.willConn, cl.ID)
+	if l := b.willLink(); l != nil && s.willConn.Load() != 0 {
+		l.WillClear(s.willConn.Load(), cl.ID)
 	}
 	if b.opts.OnMessage == nil || s.prov != nil {
 		return
@@ -124,8 +125,8 @@ func (b *Broker) willRecheck(s *session, ev *policy.Evaluator) {
 	}
 	b.metrics.denied.WithLabelValues("will").Inc()
 	b.authLog.Info("last will dropped: its topic is no longer allowed by policy", "client", cl.ID, "thing", s.id.Thing, "topic", *topic)
-	if l := b.willLink(); l != nil && s.willConn != 0 {
-		l.WillClear(s.willConn, cl.ID)
+	if l := b.willLink(); l != nil && s.willConn.Load() != 0 {
+		l.WillClear(s.willConn.Load(), cl.ID)
 	}
 }
 

@@ -115,6 +115,17 @@ func TestWillsAcrossNodes(t *testing.T) {
 			}
 			return nil
 		})
+		// A QoS 0 will crosses on core NATS, at QoS 0.
+		secret0 := a.Device(t, "wl-dev0", "will-own")
+		conn0, err := willDevice(t, a.MQTT, "wl-dev0", "wl-dev0", secret0,
+			&paho.WillMessage{Topic: "wl/wl-dev0/status", Payload: []byte("gone0")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn0.Close()
+		if m := watchB.Inbox.Wait(t, "wl/wl-dev0/status", wait); m.Payload != "gone0" || m.QoS != 0 {
+			t.Errorf("QoS 0 will on node B = %+v; want gone0 at QoS 0", m)
+		}
 		// A duplicate would come right behind: one more message through
 		// the same paths, then count.
 		if rc := probe.Pub(t, "wl/wl-probe/last", 1, false, "last"); rc != 0 {
