@@ -401,21 +401,25 @@ func (w *Wills) publishLost(ctx context.Context, node string) error {
 		names = append(names, k)
 	}
 	_ = keys.Stop()
+	cancel()
 	var lost []lostWill
 	for _, k := range names {
-		e, err := w.kv.Get(lctx, k)
+		gctx, cancel := context.WithTimeout(ctx, w.o.Timeout)
+		e, err := w.kv.Get(gctx, k)
 		if err != nil {
-			continue // deleted meanwhile
+			cancel()
+			continue // deleted meanwhile (claimed by another survivor)
 		}
 		rec, err := decodeWill(e.Value())
 		if err != nil || rec.Node != node {
 			w.total.WithLabelValues("lost_failed").Inc()
-			_ = w.kv.Delete(lctx, k, jetstream.LastRevision(e.Revision()))
+			_ = w.kv.Delete(gctx, k, jetstream.LastRevision(e.Revision()))
+			cancel()
 			continue
 		}
+		cancel()
 		lost = append(lost, lostWill{key: k, rev: e.Revision(), rec: rec})
 	}
-	cancel()
 	sort.SliceStable(lost, func(i, j int) bool { return lost[i].rec.Delay < lost[j].rec.Delay })
 	for _, l := range lost {
 		if d := min(time.Duration(l.rec.Delay)*time.Second, MaxWillDelay) - time.Since(start); d > 0 {
