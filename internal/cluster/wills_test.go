@@ -274,3 +274,32 @@ func TestWillsLeftByPreviousRun(t *testing.T) {
 		t.Errorf("published %+v; want c's will once", got)
 	}
 }
+
+// BenchmarkWillRecord: wills recorded in MOTE_WILLS per second by one
+// node's writer (one JetStream put each, R1, in-process server): the rate
+// of connections with a will a node can protect against its own loss.
+func BenchmarkWillRecord(b *testing.B) {
+	s := startJetStream(b)
+	n, err := Connect(Options{URL: s.ClientURL(), NodeID: "x"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	w, err := n.OpenWills(context.Background(), WillOptions{Queue: 1 << 20}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	payload := make([]byte, 64)
+	b.ResetTimer()
+	for i := range b.N {
+		n.WillSet(uint64(i+1), core.Message{Topic: "things/dev/status", ClientID: fmt.Sprintf("c%d", i), Thing: "dev", Payload: payload, QoS: 1}, 0)
+	}
+	for count(w, "recorded")+count(w, "record_failed") < float64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	if f := count(w, "record_failed"); f > 0 {
+		b.Fatalf("%v records failed", f)
+	}
+}
