@@ -566,6 +566,7 @@ func (b *Broker) recompile(targets []*session) {
 				continue
 			}
 			s.setEvaluator(ev, gen)
+			b.willRecheck(s, ev) // wills.go
 		}
 	}()
 }

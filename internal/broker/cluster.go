@@ -85,6 +85,7 @@ func (b *Broker) TakeOver(clientID string) bool {
 	s := v.(*session)
 	b.log.Info("disconnecting client: its client id connected to another node", "client", clientID, "thing", s.id.Thing)
 	s.takenOver.Store(true) // its disconnect does not end (nor store) the session
+	cancelDelayedWill(s.cl) // wills.go
 	b.closeClient(s.cl, packets.ErrSessionTakenOver)
 	if b.handover != nil {
 		go func() {

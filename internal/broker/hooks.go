@@ -247,6 +247,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.b.addSession(s)
 	h.b.sessionEstablished(cl, s)
 	h.b.clusterConnected(cl, s) // cluster.go: other nodes drop this client id
+	h.b.willRecord(cl, s)       // wills.go: a survivor sends it if this node dies
 	h.b.metrics.connects.WithLabelValues(s.listener).Inc()
 	h.b.metrics.connections.WithLabelValues(s.listener).Inc()
 	if s.prov == nil { // a provisioning connection is no thing's presence
@@ -287,6 +288,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		// before the live session is removed, so no delivery falls between.
 		h.b.offline.Store(cl.ID, s)
 	}
+	h.b.willEnded(cl, s) // wills.go
 	h.b.removeSession(s)
 	h.b.metrics.connections.WithLabelValues(s.listener).Dec()
 	h.b.presence.disconnected(s, disconnectReason(s, cl, err))
@@ -302,10 +304,8 @@ func (h *hook) OnClientExpired(cl *mqtt.Client) {
 	}
 }
 
-func (h *hook) OnWillSent(cl *mqtt.Client, _ packets.Packet) {
-	if s := h.b.current(cl); s != nil {
-		s.willSent.Store(true)
-	}
+func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	h.b.willSent(cl, pk) // wills.go: to the platform and the other nodes
 }
 
 // OnACLCheck authorizes subscriptions and deliveries (write=false).

@@ -35,6 +35,11 @@ type session struct {
 	rotation *time.Timer
 	willSent atomic.Bool
 
+	// Its last will (wills.go): the record in a cluster (0: none), and
+	// the topic (nil: none).
+	willConn  atomic.Uint64
+	willTopic atomic.Pointer[string]
+
 	// Backpressure: pending estimates the PUBLISH packets queued for this
 	// client and not yet written. Publishers wait on drained while it is at
 	// the high-water mark.

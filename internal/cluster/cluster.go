@@ -154,6 +154,7 @@ type Node struct {
 	shares   map[string][]*nats.Subscription // share → queue subscriptions (under mu; shared.go)
 	owners   ownerState                      // owners.go
 	js       atomic.Pointer[JSRelay]         // the JetStream relay of QoS 1/2 messages, if open (jsrelay.go)
+	wills    atomic.Pointer[Wills]           // the wills of live connections, if open (wills.go)
 }
 
 var _ bus.Bus = (*Node)(nil)
@@ -242,6 +243,9 @@ func (n *Node) Publish(m core.Message) {
 	n.local.Publish(m)
 	if m.Protocol != ProtocolPlatform {
 		n.relay(m)
+	}
+	if m.Protocol == ProtocolWill {
+		n.willRelayed() // wills.go
 	}
 }
 

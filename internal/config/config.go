@@ -294,6 +294,12 @@ type Config struct {
 	ClusterRelayMaxBytes int64
 	ClusterRelayMaxAge   time.Duration
 	ClusterRelayBatch    int
+	// Last wills across nodes (docs/cluster.md, "Last wills"): the
+	// MOTE_WILLS bucket's size (the wills of live connections, for a
+	// survivor to send if their node dies) and how many writes to it may
+	// wait at once (beyond: the will is not recorded, counted).
+	ClusterWillsMaxBytes int64
+	ClusterWillQueue     int
 	// ClusterMethodCalls bounds the direct method calls other nodes route
 	// to this node that run at once; beyond it they are refused (429).
 	ClusterMethodCalls int
@@ -463,6 +469,8 @@ func Default() Config {
 		ClusterRelayMaxBytes:       1 << 30,
 		ClusterRelayMaxAge:         24 * time.Hour,
 		ClusterRelayBatch:          256,
+		ClusterWillsMaxBytes:       64 << 20,
+		ClusterWillQueue:           4096,
 		ClusterMethodCalls:         1024,
 		ClusterLeaseInterval:       5 * time.Second,
 		ClusterLeaseTimeout:        15 * time.Second,
@@ -520,6 +528,8 @@ func fields(c *Config) []field {
 		{"cluster-relay-max-bytes", "size limit of the JetStream relay stream of QoS 1/2 messages between nodes; beyond it the oldest are removed, and a node that had not read them counts them lost (mote_cluster_relay_dropped_total{reason=\"expired\"})", num64(&c.ClusterRelayMaxBytes)},
 		{"cluster-relay-max-age", "age limit of the JetStream relay stream: a node away longer loses the older messages (and its consumer after that long idle)", dur(&c.ClusterRelayMaxAge)},
 		{"cluster-relay-batch", "QoS 1/2 messages from other nodes a node's relay consumer fetches from JetStream at once", num(&c.ClusterRelayBatch)},
+		{"cluster-wills-max-bytes", "size limit of the JetStream bucket of the last wills of live connections, which a surviving node publishes when their node is lost; full, a connection's will is not recorded (mote_cluster_wills_total{result=\"record_failed\"})", num64(&c.ClusterWillsMaxBytes)},
+		{"cluster-will-queue", "last wills waiting to be recorded in JetStream at once; beyond it a connection's will is not recorded (mote_cluster_wills_total{result=\"record_dropped\"}) and is not sent if its node dies", num(&c.ClusterWillQueue)},
 		{"cluster-method-calls", "direct method calls routed here by other nodes that run at once; beyond it they are refused with 429", num(&c.ClusterMethodCalls)},
 		{"cluster-lease-interval", "how often a cluster node tells the others it is alive (a heartbeat on NATS)", dur(&c.ClusterLeaseInterval)},
 		{"cluster-lease-timeout", "a cluster node not heard for this long is lost: a surviving node marks the things connected on it disconnected", dur(&c.ClusterLeaseTimeout)},
@@ -1247,6 +1257,10 @@ func (c *Config) validateCluster() error {
 		return fmt.Errorf("cluster-relay-max-age: %s is outside 1s to 8760h", c.ClusterRelayMaxAge)
 	case c.ClusterRelayBatch < 1 || c.ClusterRelayBatch > 10_000:
 		return fmt.Errorf("cluster-relay-batch: %d is outside 1 to 10000", c.ClusterRelayBatch)
+	case c.ClusterWillsMaxBytes < 1<<20 || c.ClusterWillsMaxBytes > 1<<40:
+		return fmt.Errorf("cluster-wills-max-bytes: %d is outside 1048576 (1 MiB) to 1099511627776 (1 TiB)", c.ClusterWillsMaxBytes)
+	case c.ClusterWillQueue < 1 || c.ClusterWillQueue > 1_000_000:
+		return fmt.Errorf("cluster-will-queue: %d is outside 1 to 1000000", c.ClusterWillQueue)
 	case c.ClusterMethodCalls < 1 || c.ClusterMethodCalls > 1_000_000:
 		return fmt.Errorf("cluster-method-calls: %d is outside 1 to 1000000", c.ClusterMethodCalls)
 	case c.ClusterLeaseInterval < 100*time.Millisecond || c.ClusterLeaseInterval > time.Minute:

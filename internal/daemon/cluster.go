@@ -70,6 +70,7 @@ func (d *Daemon) startCluster() error {
 	if err := d.startRelay(); err != nil { // relay.go
 		return err
 	}
+	d.startWills() // wills.go
 	// Direct method calls other nodes route to this node's devices
 	// (clusterwork.go).
 	if err := d.routes.Serve(d.methods); err != nil {
@@ -98,16 +99,12 @@ func (d *Daemon) startCluster() error {
 	if err != nil {
 		return err
 	}
-	var gone func(string)
-	if adopter != nil {
-		gone = adopter.Lost
-	}
 	lease, err := d.cluster.StartLease(cluster.LeaseOptions{
 		Interval: d.cfg.ClusterLeaseInterval,
 		Timeout:  d.cfg.ClusterLeaseTimeout,
 		Store:    d.store.Things(),
 		Lost:     d.broker.NodeLost,
-		Gone:     gone,
+		Gone:     func(node string) { d.nodeGone(adopter, node) }, // wills.go
 		Rejoined: d.broker.RecordConnections,
 	})
 	if err != nil {

@@ -107,6 +107,7 @@ type Daemon struct {
 	journal  *ingest.Journal
 	ingest   ingest.Durable   // journal, or in a cluster the JetStream journal (journal.go)
 	relay    *cluster.JSRelay // in a cluster: the JetStream relay of QoS 1/2 messages (relay.go)
+	wills    *cluster.Wills   // in a cluster: the last wills of live connections (wills.go)
 	tstore   telemetry.Store
 	twriter  *telemetry.Writer
 	http     *http.Server
@@ -290,6 +291,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := d.openRelay(ctx); err != nil { // relay.go: QoS 1/2 between cluster nodes on JetStream
+		return err
+	}
+	if err := d.openWills(ctx); err != nil { // wills.go: a lost node's wills sent by a survivor
 		return err
 	}
 	retCtx, retCancel := context.WithCancel(context.Background())
