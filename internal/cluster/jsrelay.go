@@ -87,9 +87,9 @@ type JSRelay struct {
 
 	closeOnce sync.Once
 
-	acked, delivered, skipped, expired, failed, decode atomic.Uint64
-	refused                                            *prometheus.CounterVec
-	logSometimes                                       rate.Sometimes
+	acked, delivered, skipped, expired, failed, decode, acks atomic.Uint64
+	refused                                                  *prometheus.CounterVec
+	logSometimes                                             rate.Sometimes
 }
 
 // OpenRelay creates or updates the relay stream and its publisher. From
@@ -344,7 +344,7 @@ func (r *JSRelay) handle(msg jetstream.Msg) {
 	seq := md.Sequence.Stream
 	if _, ok := r.handed[seq]; ok {
 		r.skipped.Add(1) // a redelivery of what was handed over already
-		_ = msg.Ack()
+		r.ack(msg)
 		return
 	}
 	r.remember(seq)
@@ -383,11 +383,11 @@ func (r *JSRelay) deliver(msg jetstream.Msg) {
 	m, err := natsbus.DecodeMessage(msg.Data())
 	if err != nil {
 		r.decode.Add(1)
-		_ = msg.Ack()
+		r.ack(msg)
 		return
 	}
 	if m.Node == r.n.opts.NodeID {
-		_ = msg.Ack() // published here
+		r.ack(msg) // published here
 		return
 	}
 	if err := r.n.deliver(m, true); err != nil {
@@ -395,6 +395,11 @@ func (r *JSRelay) deliver(msg jetstream.Msg) {
 	} else {
 		r.delivered.Add(1)
 	}
+	r.ack(msg)
+}
+
+func (r *JSRelay) ack(msg jetstream.Msg) {
+	r.acks.Add(1)
 	_ = msg.Ack()
 }
 
