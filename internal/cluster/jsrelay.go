@@ -412,7 +412,7 @@ func (r *JSRelay) Consumer() string { return r.durable }
 // the acknowledgement floor (resync).
 func (r *JSRelay) consume() {
 	defer close(r.done)
-	idleSince := time.Now()
+	idleSince, suspect := time.Now(), false
 	for {
 		r.mu.Lock()
 		it, stopping := r.it, r.stopping
@@ -432,7 +432,7 @@ func (r *JSRelay) consume() {
 		switch {
 		case err == nil:
 			r.handle(msg)
-			idleSince = time.Now()
+			idleSince, suspect = time.Now(), false
 			if r.lost {
 				r.resync("deliveries lost")
 			} else if r.unacked >= r.o.Batch || !time.Now().Before(r.unackedSince.Add(r.o.AckDelay)) {
@@ -443,9 +443,18 @@ func (r *JSRelay) consume() {
 				r.flush()
 			}
 			if time.Since(idleSince) >= r.o.StallCheck {
+				// Asked twice (the second time a fifth of StallCheck
+				// later, still idle): a message published just as
+				// the first answer was made is not a stall.
 				idleSince = time.Now()
-				if r.stalled() {
+				if !r.stalled() {
+					suspect = false
+				} else if suspect {
+					suspect = false
 					r.resync("stalled")
+				} else {
+					suspect = true
+					idleSince = idleSince.Add(-r.o.StallCheck + r.o.StallCheck/5)
 				}
 			}
 		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
