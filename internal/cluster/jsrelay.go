@@ -344,8 +344,10 @@ func (r *JSRelay) open(ctx context.Context, again bool) (jetstream.Consumer, err
 	var start uint64 // 0: new messages only
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		if again && r.floor > 0 {
-			start = r.floor + 1 // deleted under us: resume after what was acknowledged
+		if again {
+			// Deleted under us: resume after what was acknowledged (a
+			// floor of 0: the stream was empty when it was created).
+			start = r.floor + 1
 		}
 	case err != nil:
 		return nil, fmt.Errorf("cluster relay: consumer %s: %w", r.durable, err)
