@@ -481,3 +481,45 @@ func TestJSRelayUpgradesExplicitConsumer(t *testing.T) {
 		t.Errorf("ack policy %v; want AckAll", ci.Config.AckPolicy)
 	}
 }
+
+// TestJSRelayStalledDetects: the idle check says stalled when JetStream
+// holds messages for the consumer that it did not deliver (here nobody
+// pulls: as when the pull requests went to a consumer leader that is
+// gone), and not when there are none or when the only unacknowledged
+// ones are those the node handed over itself.
+func TestJSRelayStalledDetects(t *testing.T) {
+	s := startJetStream(t)
+	a, b := join(t, s, "a", &fakeBroker{}, 0), join(t, s, "b", &fakeBroker{}, 0)
+	ra, rb := openRelay(t, a, RelayOptions{}), openRelay(t, b, RelayOptions{StallCheck: 2 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := rb.open(ctx, false) // the consumer, no iterator
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb.cons = cons
+	if rb.stalled() {
+		t.Fatal("stalled with nothing published")
+	}
+	publishN(t, ra, 0, 3)
+	if !rb.stalled() {
+		t.Fatal("not stalled with 3 messages pending and nobody pulling")
+	}
+	batch, err := cons.FetchNoWait(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() {
+		rb.unacked++ // fetched and handed over, not acknowledged yet
+	}
+	if err := batch.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if rb.unacked != 3 || rb.stalled() {
+		t.Fatalf("stalled with the node's own %d unacknowledged messages; want not", rb.unacked)
+	}
+	rb.unacked = 2 // one of the three lost on the way
+	if !rb.stalled() {
+		t.Fatal("not stalled with a delivery the node never got")
+	}
+}
