@@ -49,6 +49,10 @@ const (
 	DefaultRelayBatch      = 256
 	DefaultRelayAckTimeout = 5 * time.Second
 	DefaultRelayMaxPending = 4096
+	DefaultRelayAckDelay   = 20 * time.Millisecond
+	DefaultRelayAckWait    = 30 * time.Second
+	DefaultRelayPullExpiry = 10 * time.Second
+	DefaultRelayStallCheck = 5 * time.Second
 )
 
 // RelayOptions configure the JetStream relay (Node.OpenRelay).
@@ -60,6 +64,11 @@ type RelayOptions struct {
 	Batch      int           // messages fetched at once by this node's consumer
 	AckTimeout time.Duration // longest wait for JetStream to store a publish
 	MaxPending int           // publishes waiting for JetStream at once
+
+	AckDelay   time.Duration // longest a handed-over message waits for its (batched) acknowledgement
+	AckWait    time.Duration // the consumer's ack wait: JetStream sends again what was not acknowledged by then
+	PullExpiry time.Duration // life of one pull request; idle heartbeats every fifth of it
+	StallCheck time.Duration // idle this long, the consumer asks JetStream whether messages wait for it
 }
 
 // Durable is the ingest journal the relay wraps (broker.Journal).
@@ -79,17 +88,29 @@ type JSRelay struct {
 	prefix  string
 	durable string
 
-	cons   jetstream.Consumer
-	it     jetstream.MessagesContext
-	done   chan struct{}
-	last   uint64              // the highest stream sequence seen (consumer goroutine)
-	handed map[uint64]struct{} // sequences handed over in this run, recent ones (consumer goroutine)
+	mu       sync.Mutex // guards cons, it, stopping (Close against resync)
+	cons     jetstream.Consumer
+	it       jetstream.MessagesContext
+	stopping bool
+	stop     chan struct{} // closed by Close
+	done     chan struct{}
+
+	// The consumer goroutine's own.
+	last         uint64              // the highest stream sequence seen
+	handed       map[uint64]struct{} // sequences handed over in this run, recent ones
+	floor        uint64              // acknowledged up to this stream sequence
+	lastDelivery uint64              // the last consumer (delivery) sequence
+	lost         bool                // deliveries were lost: resync before acknowledging
+	toAck        jetstream.Msg       // the highest message handed over and not acknowledged
+	toAckSeq     uint64              // its stream sequence
+	unacked      int                 // messages handled since the last acknowledgement
+	unackedSince time.Time           // when the first of them was
 
 	closeOnce sync.Once
 
-	acked, delivered, skipped, expired, failed, decode atomic.Uint64
-	refused                                            *prometheus.CounterVec
-	logSometimes                                       rate.Sometimes
+	acked, delivered, skipped, expired, failed, decode, acks, resyncs atomic.Uint64
+	refused                                                           *prometheus.CounterVec
+	logSometimes                                                      rate.Sometimes
 }
 
 // OpenRelay creates or updates the relay stream and its publisher. From
@@ -116,13 +137,25 @@ func (n *Node) OpenRelay(ctx context.Context, o RelayOptions, reg prometheus.Reg
 	if o.MaxPending <= 0 {
 		o.MaxPending = DefaultRelayMaxPending
 	}
+	if o.AckDelay <= 0 {
+		o.AckDelay = DefaultRelayAckDelay
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultRelayAckWait
+	}
+	if o.PullExpiry <= 0 {
+		o.PullExpiry = DefaultRelayPullExpiry
+	}
+	if o.StallCheck <= 0 {
+		o.StallCheck = DefaultRelayStallCheck
+	}
 	js, err := jetstream.New(n.Conn(), jetstream.WithPublishAsyncMaxPending(o.MaxPending),
 		jetstream.WithPublishAsyncTimeout(o.AckTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("cluster relay: %w", err)
 	}
 	r := &JSRelay{n: n, o: o, js: js, prefix: n.opts.Prefix + ".relay",
-		durable: "relay-" + consumerName(n.opts.NodeID), done: make(chan struct{}),
+		durable: "relay-" + consumerName(n.opts.NodeID), stop: make(chan struct{}), done: make(chan struct{}),
 		logSometimes: rate.Sometimes{Interval: 10 * time.Second}}
 	cfg := jetstream.StreamConfig{
 		Name:        o.Stream,
@@ -282,56 +315,234 @@ func (r *JSRelay) publishNoWait(m core.Message) {
 func (r *JSRelay) Start(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cons, err := r.js.Consumer(ctx, r.o.Stream, r.durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = r.js.CreateConsumer(ctx, r.o.Stream, jetstream.ConsumerConfig{
-			Durable:           r.durable,
-			Description:       "Mote node " + r.n.opts.NodeID + ": the other nodes' QoS 1/2 messages",
-			DeliverPolicy:     jetstream.DeliverNewPolicy,
-			AckPolicy:         jetstream.AckExplicitPolicy,
-			AckWait:           30 * time.Second,
-			MaxAckPending:     4 * r.o.Batch,
-			InactiveThreshold: r.o.MaxAge,
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("cluster relay: consumer %s: %w", r.durable, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("cluster relay: consumer %s: %w", r.durable, err)
-	}
-	// Gaps are counted after what the consumer delivered already; what a
-	// previous run fetched and did not acknowledge comes again (after the
-	// ack wait) and is delivered then.
-	r.last = info.Delivered.Stream
 	r.handed = make(map[uint64]struct{})
-	it, err := cons.Messages(jetstream.PullMaxMessages(r.o.Batch))
+	cons, err := r.open(ctx, false)
 	if err != nil {
-		return fmt.Errorf("cluster relay: consume: %w", err)
+		return err
 	}
+	it, err := r.iterate(cons)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
 	r.cons, r.it = cons, it
+	r.mu.Unlock()
 	go r.consume()
 	return nil
+}
+
+// open finds this node's consumer, or creates it (again). A consumer
+// with messages fetched and not acknowledged (by a previous run, or
+// deliveries this run lost), or one of an older version acknowledging
+// each message (AckExplicit), is created again at its acknowledgement
+// floor: what it had fetched comes again at once, in order, instead of
+// after the ack wait — and an acknowledgement of a later message, which
+// acknowledges all before it, cannot cover one this node never got.
+// again forces that. It sets the sequences handle compares with.
+func (r *JSRelay) open(ctx context.Context, again bool) (jetstream.Consumer, error) {
+	cons, err := r.js.Consumer(ctx, r.o.Stream, r.durable)
+	var start uint64 // 0: new messages only
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if again {
+			// Deleted under us: resume after what was acknowledged (a
+			// floor of 0: the stream was empty when it was created).
+			start = r.floor + 1
+		}
+	case err != nil:
+		return nil, fmt.Errorf("cluster relay: consumer %s: %w", r.durable, err)
+	default:
+		info := cons.CachedInfo()
+		r.last = max(r.last, info.Delivered.Stream)
+		if !again && info.Config.AckPolicy == jetstream.AckAllPolicy && info.NumAckPending == 0 {
+			r.floor, r.lastDelivery = info.AckFloor.Stream, info.Delivered.Consumer
+			return cons, nil
+		}
+		start = info.AckFloor.Stream + 1
+		if err := r.js.DeleteConsumer(ctx, r.o.Stream, r.durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("cluster relay: consumer %s: delete to start again at %d: %w", r.durable, start, err)
+		}
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:     r.durable,
+		Description: "Mote node " + r.n.opts.NodeID + ": the other nodes' QoS 1/2 messages",
+		// One acknowledgement of the highest message handed over
+		// acknowledges all before it.
+		AckPolicy:         jetstream.AckAllPolicy,
+		AckWait:           r.o.AckWait,
+		MaxAckPending:     4 * r.o.Batch,
+		InactiveThreshold: r.o.MaxAge,
+	}
+	if start > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	} else {
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	cons, err = r.js.CreateConsumer(ctx, r.o.Stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster relay: consumer %s: %w", r.durable, err)
+	}
+	info := cons.CachedInfo()
+	if start == 0 {
+		// Gaps are counted after what the consumer delivered already.
+		r.last = max(r.last, info.Delivered.Stream)
+	}
+	r.floor, r.lastDelivery = info.AckFloor.Stream, 0
+	return cons, nil
+}
+
+// iterate starts pulling from cons: a pull request lives PullExpiry and
+// is answered by idle heartbeats; two missed heartbeats make the
+// iterator pull again (a request the old consumer leader held is gone).
+func (r *JSRelay) iterate(cons jetstream.Consumer) (jetstream.MessagesContext, error) {
+	it, err := cons.Messages(jetstream.PullMaxMessages(r.o.Batch),
+		jetstream.PullExpiry(r.o.PullExpiry), jetstream.PullHeartbeat(r.o.PullExpiry/5))
+	if err != nil {
+		return nil, fmt.Errorf("cluster relay: consume: %w", err)
+	}
+	return it, nil
 }
 
 // Consumer returns this node's durable consumer name.
 func (r *JSRelay) Consumer() string { return r.durable }
 
+// consume hands the messages over one at a time, in order, and
+// acknowledges the highest one handed over (AckAll: all before it too)
+// after Batch messages or AckDelay, whichever comes first. When idle
+// for StallCheck it asks JetStream whether messages wait for it; if so
+// (or deliveries were lost, or the iterator ended) it starts again at
+// the acknowledgement floor (resync).
 func (r *JSRelay) consume() {
 	defer close(r.done)
+	idleSince, suspect := time.Now(), false
 	for {
-		msg, err := r.it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+		r.mu.Lock()
+		it, stopping := r.it, r.stopping
+		r.mu.Unlock()
+		if stopping {
+			r.flush()
+			return
+		}
+		wait := r.o.StallCheck - time.Since(idleSince)
+		if r.toAck != nil {
+			wait = min(wait, time.Until(r.unackedSince.Add(r.o.AckDelay)))
+		}
+		if wait <= 0 {
+			wait = time.Millisecond
+		}
+		msg, err := it.Next(jetstream.NextMaxWait(wait))
+		switch {
+		case err == nil:
+			r.handle(msg)
+			idleSince, suspect = time.Now(), false
+			if r.lost {
+				r.resync("deliveries lost")
+			} else if r.unacked >= r.o.Batch || !time.Now().Before(r.unackedSince.Add(r.o.AckDelay)) {
+				r.flush()
+			}
+		case errors.Is(err, nats.ErrTimeout):
+			if r.toAck != nil && !time.Now().Before(r.unackedSince.Add(r.o.AckDelay)) {
+				r.flush()
+			}
+			if time.Since(idleSince) >= r.o.StallCheck {
+				// Asked twice (the second time a fifth of StallCheck
+				// later, still idle): a message published just as
+				// the first answer was made is not a stall.
+				idleSince = time.Now()
+				if !r.stalled() {
+					suspect = false
+				} else if suspect {
+					suspect = false
+					r.resync("stalled")
+				} else {
+					suspect = true
+					idleSince = idleSince.Add(-r.o.StallCheck + r.o.StallCheck/5)
+				}
+			}
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			r.mu.Lock()
+			stopping = r.stopping
+			r.mu.Unlock()
+			if stopping {
+				r.flush()
 				return
 			}
+			r.pause(time.Second) // not a hot loop while NATS is away
+			r.resync("iterator ended")
+		default:
 			r.logSometimes.Do(func() { r.n.log.Warn("relay consumer", "error", err) })
-			time.Sleep(100 * time.Millisecond) // not a hot loop while NATS is away
-			continue
+			r.pause(100 * time.Millisecond)
 		}
-		r.handle(msg)
 	}
+}
+
+// pause waits d or until Close.
+func (r *JSRelay) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.stop:
+	}
+}
+
+// stalled reports whether JetStream holds messages for this idle node
+// that it did not get: pending ones, or more unacknowledged than those
+// this node handed over and not acknowledged yet.
+func (r *JSRelay) stalled() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), r.o.StallCheck)
+	defer cancel()
+	r.mu.Lock()
+	cons := r.cons
+	r.mu.Unlock()
+	info, err := cons.Info(ctx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return true
+	}
+	if err != nil {
+		return false // JetStream away: the iterator deals with it
+	}
+	return info.NumPending > 0 || info.NumAckPending > r.unacked
+}
+
+// resync stops the iterator and opens the consumer again at its
+// acknowledgement floor; what this run handed over already is skipped
+// when it comes again (handed).
+func (r *JSRelay) resync(reason string) {
+	r.resyncs.Add(1)
+	r.logSometimes.Do(func() { r.n.log.Warn("relay consumer: starting again at its acknowledgement floor", "reason", reason) })
+	r.mu.Lock()
+	old := r.it
+	r.mu.Unlock()
+	old.Stop()
+	// Not acknowledged: an acknowledgement covers all before it, and one
+	// of those may be what was lost.
+	r.toAck, r.toAckSeq, r.unacked, r.lost = nil, 0, 0, false
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() { // Close does not wait 30 s for JetStream
+		select {
+		case <-r.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	cons, err := r.open(ctx, true)
+	var it jetstream.MessagesContext
+	if err == nil {
+		it, err = r.iterate(cons)
+	}
+	if err != nil {
+		r.logSometimes.Do(func() { r.n.log.Warn("relay consumer: start again", "error", err) })
+		return // the stopped iterator brings us back here
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopping {
+		it.Stop()
+		return
+	}
+	r.cons, r.it = cons, it
 }
 
 func (r *JSRelay) handle(msg jetstream.Msg) {
@@ -341,10 +552,16 @@ func (r *JSRelay) handle(msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	if d := md.Sequence.Consumer; r.lastDelivery != 0 && d > r.lastDelivery+1 {
+		// Deliveries between were lost on the way (a reconnect): an
+		// acknowledgement from now on could cover them.
+		r.lost = true
+	}
+	r.lastDelivery = md.Sequence.Consumer
 	seq := md.Sequence.Stream
+	r.handled(msg, seq)
 	if _, ok := r.handed[seq]; ok {
 		r.skipped.Add(1) // a redelivery of what was handed over already
-		_ = msg.Ack()
 		return
 	}
 	r.remember(seq)
@@ -365,6 +582,29 @@ func (r *JSRelay) handle(msg jetstream.Msg) {
 	r.deliver(msg)
 }
 
+// handled notes msg (stream sequence seq) for the next acknowledgement:
+// the highest sequence is acknowledged, which acknowledges all before it.
+func (r *JSRelay) handled(msg jetstream.Msg, seq uint64) {
+	if r.unacked == 0 {
+		r.unackedSince = time.Now()
+	}
+	r.unacked++
+	if seq > r.toAckSeq {
+		r.toAck, r.toAckSeq = msg, seq
+	}
+}
+
+// flush acknowledges what was handed over since the last
+// acknowledgement: one message (AckAll).
+func (r *JSRelay) flush() {
+	if r.toAck != nil && r.toAckSeq > r.floor {
+		r.acks.Add(1)
+		_ = r.toAck.Ack()
+		r.floor = r.toAckSeq
+	}
+	r.toAck, r.toAckSeq, r.unacked = nil, 0, 0
+}
+
 // remember notes seq as handed over; it keeps the sequences a redelivery
 // can still concern (the unacknowledged window, 4 batches, with room).
 func (r *JSRelay) remember(seq uint64) {
@@ -383,19 +623,16 @@ func (r *JSRelay) deliver(msg jetstream.Msg) {
 	m, err := natsbus.DecodeMessage(msg.Data())
 	if err != nil {
 		r.decode.Add(1)
-		_ = msg.Ack()
 		return
 	}
 	if m.Node == r.n.opts.NodeID {
-		_ = msg.Ack() // published here
-		return
+		return // published here
 	}
 	if err := r.n.deliver(m, true); err != nil {
 		r.failed.Add(1)
 	} else {
 		r.delivered.Add(1)
 	}
-	_ = msg.Ack()
 }
 
 // Close stops the consumer (its position stays in JetStream for the
@@ -404,9 +641,14 @@ func (r *JSRelay) deliver(msg jetstream.Msg) {
 func (r *JSRelay) Close() error {
 	r.closeOnce.Do(func() {
 		r.n.js.CompareAndSwap(r, nil) // back to core NATS for what is still published
-		if r.it != nil {
-			r.it.Stop()
-			<-r.done
+		r.mu.Lock()
+		r.stopping = true
+		it := r.it
+		r.mu.Unlock()
+		close(r.stop)
+		if it != nil {
+			it.Stop()
+			<-r.done // acknowledges what was handed over
 		}
 		r.pub.Close()
 	})
@@ -423,6 +665,8 @@ func (r *JSRelay) register(reg prometheus.Registerer) error {
 		counter("mote_cluster_relay_jetstream_acked_total", "QoS 1/2 messages JetStream stored in the relay stream before their acknowledgement.", nil, &r.acked),
 		counter("mote_cluster_relay_jetstream_delivered_total", "QoS 1/2 messages from other nodes read from the relay stream and handed to this node's broker.", nil, &r.delivered),
 		counter("mote_cluster_relay_jetstream_redelivered_total", "Relay stream messages this node read again (handed over before; acknowledged, not delivered twice).", nil, &r.skipped),
+		counter("mote_cluster_relay_jetstream_acks_total", "Acknowledgements this node's relay consumer sent (one covers every message handed over before it).", nil, &r.acks),
+		counter("mote_cluster_relay_jetstream_resyncs_total", "Times this node's relay consumer started again at its acknowledgement floor (deliveries lost, stalled, iterator ended).", nil, &r.resyncs),
 		counter("mote_cluster_relay_dropped_total", droppedHelp, prometheus.Labels{"reason": "expired"}, &r.expired),
 		counter("mote_cluster_relay_dropped_total", droppedHelp, prometheus.Labels{"reason": "jetstream_broker"}, &r.failed),
 		counter("mote_cluster_relay_dropped_total", droppedHelp, prometheus.Labels{"reason": "jetstream_decode"}, &r.decode),

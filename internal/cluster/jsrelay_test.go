@@ -241,7 +241,8 @@ func (m *fakeMsg) Ack() error   { m.acked = true; return nil }
 // TestJSRelayHandleSequences: a redelivery of what this run handed over
 // is skipped; a redelivery of what a previous run fetched but never
 // acknowledged (below the highest sequence seen) is delivered; a gap is
-// counted as expired; every message is acknowledged.
+// counted as expired; one acknowledgement, of the highest sequence,
+// covers them all.
 func TestJSRelayHandleSequences(t *testing.T) {
 	s := startJetStream(t)
 	bb := &fakeBroker{}
@@ -257,10 +258,16 @@ func TestJSRelayHandleSequences(t *testing.T) {
 		all = append(all, m)
 		r.handle(m)
 	}
+	r.flush()
+	// One acknowledgement, of the highest sequence handed over: it
+	// acknowledges all before it (AckAll).
 	for _, m := range all {
-		if !m.acked {
-			t.Errorf("message %d not acknowledged", m.seq)
+		if want := m.seq == 15; m.acked != want {
+			t.Errorf("message %d acknowledged %v; want %v", m.seq, m.acked, want)
 		}
+	}
+	if r.acks.Load() != 1 {
+		t.Errorf("%d acknowledgements; want 1", r.acks.Load())
 	}
 	bb.mu.Lock()
 	var got []string
@@ -285,4 +292,234 @@ func TestJSRelayHandleSequences(t *testing.T) {
 
 func natsbusMessage(node, topic string) []byte {
 	return natsbus.AppendMessage(nil, node, core.Message{Topic: topic, QoS: 1})
+}
+
+// relayPair starts nodes a and b with relays (b's consumer started with
+// bo) on s; bb is b's broker.
+func relayPair(t *testing.T, s *server.Server, bo RelayOptions) (ra, rb *JSRelay, bb *fakeBroker) {
+	t.Helper()
+	bb = &fakeBroker{}
+	a, b := join(t, s, "a", &fakeBroker{}, 0), join(t, s, "b", bb, 0)
+	ra, rb = openRelay(t, a, RelayOptions{}), openRelay(t, b, bo)
+	if err := rb.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return ra, rb, bb
+}
+
+// publishN puts n QoS 1 messages t/<from>…t/<from+n-1> on the relay
+// stream from r and waits for JetStream's acknowledgements.
+func publishN(t *testing.T, r *JSRelay, from, n int) {
+	t.Helper()
+	var dones []<-chan error
+	for k := from; k < from+n; k++ {
+		done, err := r.publish(core.Message{Topic: fmt.Sprintf("t/%d", k), QoS: 1, Protocol: "http"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dones = append(dones, done)
+	}
+	for _, d := range dones {
+		if err := <-d; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// onceEach fails unless b's broker got t/0…t/n-1 exactly once each.
+func onceEach(t *testing.T, bb *fakeBroker, n int) {
+	t.Helper()
+	bb.mu.Lock()
+	defer bb.mu.Unlock()
+	got := map[string]int{}
+	for _, m := range bb.relayed {
+		got[m.Topic]++
+	}
+	for k := range n {
+		if c := got[fmt.Sprintf("t/%d", k)]; c != 1 {
+			t.Errorf("t/%d delivered %d times; want 1", k, c)
+		}
+	}
+	if len(bb.relayed) != n {
+		t.Errorf("%d deliveries; want %d", len(bb.relayed), n)
+	}
+}
+
+// consumerInfo reads the relay consumer of node id from JetStream.
+func consumerInfo(t *testing.T, r *JSRelay, id string) *jetstream.ConsumerInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := r.js.Consumer(ctx, DefaultRelayStream, "relay-"+id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// TestJSRelayBatchedAcks: the consumer acknowledges once per batch
+// handed over (AckAll), not once per message, and what it handed over
+// ends acknowledged in JetStream (nothing pending).
+func TestJSRelayBatchedAcks(t *testing.T) {
+	s := startJetStream(t)
+	ra, rb, bb := relayPair(t, s, RelayOptions{Batch: 16, AckDelay: 300 * time.Millisecond})
+	const n = 200
+	publishN(t, ra, 0, n)
+	waitFor(t, "200 delivered", func() bool { c, _ := bb.counts(); return c >= n })
+	info, err := ra.stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all acknowledged", func() bool {
+		ci := consumerInfo(t, ra, "b")
+		return ci.NumAckPending == 0 && ci.AckFloor.Stream == info.State.LastSeq
+	})
+	onceEach(t, bb, n)
+	if ci := consumerInfo(t, ra, "b"); ci.Config.AckPolicy != jetstream.AckAllPolicy {
+		t.Errorf("ack policy %v; want AckAll", ci.Config.AckPolicy)
+	}
+	// 200 / 16 = 12 full batches and one flushed after the delay; more
+	// only when messages came slower than the delay.
+	if acks := rb.acks.Load(); acks == 0 || acks > n/4 {
+		t.Errorf("%d acknowledgements for %d messages; want 1 … %d", acks, n, n/4)
+	}
+}
+
+// TestJSRelayRestartRedeliversAtOnce: a node killed after handing
+// messages over and before acknowledging them gets them again as soon as
+// it restarts (its consumer starts again at the acknowledgement floor),
+// not after the ack wait; duplicates across a crash are what QoS 1
+// allows.
+func TestJSRelayRestartRedeliversAtOnce(t *testing.T) {
+	s := startJetStream(t)
+	a := join(t, s, "a", &fakeBroker{}, 0)
+	ra := openRelay(t, a, RelayOptions{})
+	slowAck := RelayOptions{Batch: 1000, AckDelay: time.Hour, AckWait: time.Minute}
+	bb := &fakeBroker{}
+	b, err := Connect(Options{URL: s.ClientURL(), NodeID: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(bb, nil); err != nil {
+		t.Fatal(err)
+	}
+	rb := openRelay(t, b, slowAck)
+	if err := rb.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, ra, 0, 20)
+	waitFor(t, "20 handed over", func() bool { c, _ := bb.counts(); return c == 20 })
+	if ci := consumerInfo(t, ra, "b"); ci.NumAckPending != 20 || rb.acks.Load() != 0 {
+		t.Fatalf("before the kill: %d unacknowledged, %d acks; want 20, 0", ci.NumAckPending, rb.acks.Load())
+	}
+	b.Conn().Close() // killed: no acknowledgement leaves
+	_ = b.Close()
+
+	bb2 := &fakeBroker{}
+	b2 := join(t, s, "b", bb2, 0)
+	rb2 := openRelay(t, b2, slowAck)
+	start := time.Now()
+	if err := rb2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the 20 again", func() bool { c, _ := bb2.counts(); return c == 20 })
+	if d := time.Since(start); d >= slowAck.AckWait {
+		t.Errorf("redelivered after %s; want before the ack wait (%s)", d, slowAck.AckWait)
+	}
+	publishN(t, ra, 20, 5)
+	waitFor(t, "5 more", func() bool { c, _ := bb2.counts(); return c == 25 })
+	onceEach(t, bb2, 25)
+}
+
+// TestJSRelayResyncSkipsHanded: the consumer deleted under a running
+// node (as by an operator, or lost in a JetStream failure) is found
+// missing by the stall check and created again at the acknowledgement
+// floor; what this run handed over and had not acknowledged comes again
+// and is skipped, not delivered twice.
+func TestJSRelayResyncSkipsHanded(t *testing.T) {
+	s := startJetStream(t)
+	ra, rb, bb := relayPair(t, s, RelayOptions{Batch: 10, AckDelay: time.Hour, StallCheck: 200 * time.Millisecond})
+	publishN(t, ra, 0, 10)
+	waitFor(t, "10 handed over and acknowledged", func() bool { c, _ := bb.counts(); return c == 10 && rb.acks.Load() == 1 })
+	publishN(t, ra, 10, 5) // handed over, not acknowledged (the delay is an hour)
+	waitFor(t, "15 handed over", func() bool { c, _ := bb.counts(); return c == 15 })
+	if err := ra.js.DeleteConsumer(context.Background(), DefaultRelayStream, "relay-b"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the resync", func() bool { return rb.resyncs.Load() >= 1 && rb.skipped.Load() == 5 })
+	publishN(t, ra, 15, 5)
+	waitFor(t, "20 handed over", func() bool { c, _ := bb.counts(); return c == 20 })
+	onceEach(t, bb, 20)
+	if ci := consumerInfo(t, ra, "b"); ci.Config.OptStartSeq != 11 {
+		t.Errorf("created again at %d; want 11 (after the acknowledged 10)", ci.Config.OptStartSeq)
+	}
+}
+
+// TestJSRelayUpgradesExplicitConsumer: a consumer an older version made
+// (one acknowledgement per message) is created again with AckAll at its
+// acknowledgement floor: what was published since is delivered.
+func TestJSRelayUpgradesExplicitConsumer(t *testing.T) {
+	s := startJetStream(t)
+	bb := &fakeBroker{}
+	a, b := join(t, s, "a", &fakeBroker{}, 0), join(t, s, "b", bb, 0)
+	ra, rb := openRelay(t, a, RelayOptions{}), openRelay(t, b, RelayOptions{})
+	if _, err := ra.js.CreateConsumer(context.Background(), DefaultRelayStream, jetstream.ConsumerConfig{Durable: "relay-b",
+		DeliverPolicy: jetstream.DeliverNewPolicy, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, ra, 0, 7) // while b was stopped
+	if err := rb.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the 7", func() bool { c, _ := bb.counts(); return c == 7 })
+	onceEach(t, bb, 7)
+	if ci := consumerInfo(t, ra, "b"); ci.Config.AckPolicy != jetstream.AckAllPolicy {
+		t.Errorf("ack policy %v; want AckAll", ci.Config.AckPolicy)
+	}
+}
+
+// TestJSRelayStalledDetects: the idle check says stalled when JetStream
+// holds messages for the consumer that it did not deliver (here nobody
+// pulls: as when the pull requests went to a consumer leader that is
+// gone), and not when there are none or when the only unacknowledged
+// ones are those the node handed over itself.
+func TestJSRelayStalledDetects(t *testing.T) {
+	s := startJetStream(t)
+	a, b := join(t, s, "a", &fakeBroker{}, 0), join(t, s, "b", &fakeBroker{}, 0)
+	ra, rb := openRelay(t, a, RelayOptions{}), openRelay(t, b, RelayOptions{StallCheck: 2 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := rb.open(ctx, false) // the consumer, no iterator
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb.cons = cons
+	if rb.stalled() {
+		t.Fatal("stalled with nothing published")
+	}
+	publishN(t, ra, 0, 3)
+	if !rb.stalled() {
+		t.Fatal("not stalled with 3 messages pending and nobody pulling")
+	}
+	batch, err := cons.FetchNoWait(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() {
+		rb.unacked++ // fetched and handed over, not acknowledged yet
+	}
+	if err := batch.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if rb.unacked != 3 || rb.stalled() {
+		t.Fatalf("stalled with the node's own %d unacknowledged messages; want not", rb.unacked)
+	}
+	rb.unacked = 2 // one of the three lost on the way
+	if !rb.stalled() {
+		t.Fatal("not stalled with a delivery the node never got")
+	}
 }

@@ -85,6 +85,11 @@ func (p *Publisher) Publish(msg *nats.Msg, also <-chan error, opts ...jetstream.
 		return nil, p.opts.Refuse(ReasonOf(err), err)
 	}
 	w := wait{fut: fut, also: also, done: make(chan error, 1), deadline: deadline}
+	select {
+	case p.waits <- w: // room: no timer on the common path
+		return w.done, nil
+	default:
+	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {

@@ -43,12 +43,18 @@ func TestRelayQoS1(t *testing.T) {
 	t.Run("slow subscriber, saturated fan-in", func(t *testing.T) {
 		secret := a.Device(t, "relay-slow", "relay-topics")
 		var (
-			mu  sync.Mutex
-			got = map[string]int{}
+			mu       sync.Mutex
+			got      = map[string]int{}
+			lastRecv time.Time
+			longest  time.Duration // the longest wait between two deliveries (a stall shows here)
 		)
 		slow := dialSlow(t, sub, "relay-slow", secret, func(p *paho.Publish) {
 			time.Sleep(2 * time.Millisecond) // a slow device
 			mu.Lock()
+			if now := time.Now(); !lastRecv.IsZero() && now.Sub(lastRecv) > longest {
+				longest = now.Sub(lastRecv)
+			}
+			lastRecv = time.Now()
 			got[string(p.Payload)]++
 			mu.Unlock()
 		})
@@ -104,7 +110,9 @@ func TestRelayQoS1(t *testing.T) {
 				}
 			}()
 		}
+		began := time.Now()
 		wg.Wait()
+		published := time.Since(began)
 		daemontest.WaitFor(t, wait, func() error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -134,7 +142,8 @@ func TestRelayQoS1(t *testing.T) {
 		if v := metricValue(t, sub, "mote_cluster_relay_jetstream_delivered_total"); v < publishers*each {
 			t.Errorf("mote_cluster_relay_jetstream_delivered_total = %v; want ≥ %d", v, publishers*each)
 		}
-		t.Logf("%d messages, the slow node's consumer at most %d behind", len(got), maxPending.Load())
+		t.Logf("%d messages, the slow node's consumer at most %d behind; published in %s, delivered %s later; longest wait between two deliveries %s",
+			len(got), maxPending.Load(), published.Round(time.Millisecond), (time.Since(began) - published).Round(time.Millisecond), longest.Round(time.Millisecond))
 	})
 
 	t.Run("restarted node resumes", func(t *testing.T) {
