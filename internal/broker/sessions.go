@@ -43,6 +43,9 @@ type sessionRecord struct {
 	// Node is the cluster node that holds the session in memory ("" for a
 	// single node, or a session released to the store: handover.go).
 	Node string `json:"node,omitempty"`
+	// ReplayFrom is the first relay stream sequence that may be missing
+	// from this record (replay.go); 0: no replay point (no relay).
+	ReplayFrom uint64 `json:"replayFrom,omitempty"`
 }
 
 // inflightRecord is how a message in flight to a session is stored.
@@ -207,6 +210,7 @@ func (l *sessionLog) deleteMessage(client string, id uint16) {
 func (l *sessionLog) flush(b *Broker) {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
+	p, replay := b.replayPoint() // before what it covers is taken (replay.go)
 	l.mu.Lock()
 	clients, msgs := l.client, l.msgs
 	if len(clients) == 0 && len(msgs) == 0 {
@@ -232,6 +236,9 @@ func (l *sessionLog) flush(b *Broker) {
 
 	var c store.SessionChanges
 	for _, sc := range clients {
+		if replay && sc.Data != nil {
+			sc.Data = withReplayFrom(sc.Data, p+1)
+		}
 		c.Clients = append(c.Clients, sc)
 	}
 	for client, m := range msgs {
@@ -435,6 +442,7 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 		return
 	}
 	restored, messages := 0, 0
+	var replay []*replayTarget // replay.go: what the relay stream has after their replay points
 	for id, rs := range b.restoring {
 		cl, ok := b.server.Clients.Get(id)
 		if !ok {
@@ -464,7 +472,11 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 		}
 		b.setOwner(cl, rs.rec.Thing)
 		restored++
+		if rs.rec.ReplayFrom > 0 {
+			replay = append(replay, &replayTarget{cl: cl, s: s, from: rs.rec.ReplayFrom})
+		}
 	}
+	b.replaySessions(replay) // before the listeners accept (b.ready)
 	b.restoring = nil
 	if restored > 0 {
 		b.log.Info("persistent sessions restored", "sessions", restored, "messages", messages)

@@ -84,6 +84,8 @@ type JSRelay struct {
 	done   chan struct{}
 	last   uint64              // the highest stream sequence seen (consumer goroutine)
 	handed map[uint64]struct{} // sequences handed over in this run, recent ones (consumer goroutine)
+	// handedSeq is last once the message was handed over (replay.go).
+	handedSeq atomic.Uint64
 
 	closeOnce sync.Once
 
@@ -305,6 +307,7 @@ func (r *JSRelay) Start(ctx context.Context) error {
 	// previous run fetched and did not acknowledge comes again (after the
 	// ack wait) and is delivered then.
 	r.last = info.Delivered.Stream
+	r.handedSeq.Store(r.last)
 	r.handed = make(map[uint64]struct{})
 	it, err := cons.Messages(jetstream.PullMaxMessages(r.o.Batch))
 	if err != nil {
@@ -331,6 +334,7 @@ func (r *JSRelay) consume() {
 			continue
 		}
 		r.handle(msg)
+		r.handedSeq.Store(r.last)
 	}
 }
 

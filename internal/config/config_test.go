@@ -443,7 +443,7 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 168 {
+	if n != 170 {
 		t.Errorf("settings = %d; want 168 (update this test for a new setting)", n)
 	}
 }

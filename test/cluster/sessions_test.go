@@ -40,6 +40,9 @@ func storedSession(t *testing.T, s *daemontest.Server, clientID string) (node st
 // handoverBound is --cluster-handover-max-messages in TestSessionsAcrossNodes.
 const handoverBound = 20
 
+// replayBound is --cluster-session-replay-max in TestSessionsAcrossNodes.
+const replayBound = 30
+
 // persistentV5 connects thing with Clean Start 0 and a session expiry.
 func persistentV5(t *testing.T, s *daemontest.Server, thing, secret string) (*daemontest.V5, error) {
 	t.Helper()
@@ -54,7 +57,10 @@ func persistentV5(t *testing.T, s *daemontest.Server, thing, secret string) (*da
 // Shared subscriptions across nodes and the presence of a lost node are
 // tested on the same cluster.
 func TestSessionsAcrossNodes(t *testing.T) {
-	c := startCluster(t, quickLeases, func(cfg *config.Config) { cfg.ClusterHandoverMaxMessages = handoverBound })
+	c := startCluster(t, quickLeases, func(cfg *config.Config) {
+		cfg.ClusterHandoverMaxMessages = handoverBound
+		cfg.ClusterSessionReplayMax = replayBound
+	})
 	a, b, cc := c.nodes[0], c.nodes[1], c.nodes[2]
 	allowPolicy(t, a, "sess-topics", []string{"sess/#"}, policy.Publish, policy.Subscribe, policy.Receive)
 	const wait = 10 * time.Second
@@ -192,6 +198,43 @@ func TestSessionsAcrossNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("created just before it moves", func(t *testing.T) {
+		// A session less than one flush old is in no store yet: the new
+		// node learns from the client id lookup that a live connection of
+		// the same thing on A has a persistent session, and has A hand
+		// it over. Three devices: at least one beats A's flush.
+		lookups := metricValue(t, b, `mote_cluster_client_id_lookups_total{result="same_thing"}`)
+		pub := cc.V5(t, "sess-pub-fast", a.Device(t, "sess-pub-fast", "sess-topics"))
+		for i := range 3 {
+			id := fmt.Sprintf("sess-fast-%d", i)
+			topic := "sess/fast/" + id
+			secret := a.Device(t, id, "sess-topics")
+			old, err := persistentV5(t, a, id, secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc := old.Sub(t, topic); rc != 1 {
+				t.Fatalf("subscribe = %#x; want 1", rc)
+			}
+			dev, err := persistentV5(t, b, id, secret) // no wait for a flush
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !dev.Connack.SessionPresent {
+				t.Errorf("%s: CONNACK on node B: session present = false; want the session created on A", id)
+			}
+			if rc := pub.Pub(t, topic, 1, false, "fast"); rc != 0 {
+				t.Fatalf("PUBACK %#x", rc)
+			}
+			if m := dev.Inbox.Wait(t, topic, wait); m.Payload != "fast" {
+				t.Errorf("%s: got %q; want fast", id, m.Payload)
+			}
+		}
+		if v := metricValue(t, b, `mote_cluster_client_id_lookups_total{result="same_thing"}`); v <= lookups {
+			t.Errorf("client id lookups answered by the holder on B: %v before, %v after; want a session not in the store yet (A flushed each before B looked: try again)", lookups, v)
+		}
+	})
+
 	t.Run("receive policy of the thing", func(t *testing.T) {
 		// Messages queued on A that the thing may no longer receive when
 		// it resumes on B are dropped there; a flood beyond the handover
@@ -293,6 +336,10 @@ func TestSessionsAcrossNodes(t *testing.T) {
 		if node, _, _ := storedSession(t, a, "sess-owner"); node != "node-0" {
 			t.Errorf("the session moved to %q; want it left on node-0", node)
 		}
+		// Nor did it read the relay stream for it.
+		if v := metricValue(t, b, "mote_cluster_session_replay_messages_total"); v != 0 {
+			t.Errorf("messages replayed on B = %v; want none for another thing", v)
+		}
 	})
 
 	t.Run("corrupt stored session", func(t *testing.T) {
@@ -353,9 +400,97 @@ func TestSessionsAcrossNodes(t *testing.T) {
 			}
 			return nil
 		})
-		if err := cc.Bus().(*cluster.Node).Close(); err != nil {
+		// Two more sessions on C, their devices connected when C dies:
+		// what is published for them while no node holds them comes from
+		// the relay stream (replay), within --cluster-session-replay-max.
+		deadSecret := a.Device(t, "sess-dead", "sess-topics")
+		floodSecret := a.Device(t, "sess-flood", "sess-topics")
+		for _, d := range []struct{ id, secret, topic string }{{"sess-dead", deadSecret, "sess/dead/in"}, {"sess-flood", floodSecret, "sess/flood/in"}} {
+			dv, err := persistentV5(t, cc, d.id, d.secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc := dv.Sub(t, d.topic); rc != 1 {
+				t.Fatalf("subscribe = %#x; want 1", rc)
+			}
+			daemontest.WaitFor(t, wait, func() error {
+				if node, _, ok := storedSession(t, a, d.id); !ok || node != "node-2" {
+					return fmt.Errorf("stored session on %q; want node-2", node)
+				}
+				return nil
+			})
+			t.Cleanup(func() { _ = dv.Disconnect(&paho.Disconnect{}) })
+		}
+		if err := cc.Bus().(*cluster.Node).Close(); err != nil { // C is gone: no flush after this reaches what follows
 			t.Fatal(err)
 		}
+		pubA := a.V5(t, "sess-pub-dead-a", a.Device(t, "sess-pub-dead-a", "sess-topics"))
+		pubB := b.V5(t, "sess-pub-dead-b", a.Device(t, "sess-pub-dead-b", "sess-topics"))
+		const away = 20
+		for k := range away / 2 {
+			for _, p := range []*daemontest.V5{pubA, pubB} {
+				if rc := p.Pub(t, "sess/dead/in", 1, false, fmt.Sprintf("d%d-%p", k, p)); rc != 0 {
+					t.Fatalf("PUBACK %#x", rc)
+				}
+			}
+		}
+		const flood = replayBound + 10
+		for k := range flood {
+			if rc := pubA.Pub(t, "sess/flood/in", 1, false, fmt.Sprintf("f%02d", k)); rc != 0 {
+				t.Fatalf("PUBACK %#x", rc)
+			}
+		}
+		dead, err := persistentV5(t, b, "sess-dead", deadSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if n := dead.Inbox.Len(); n < away {
+				return fmt.Errorf("%d of the %d messages published while its node was dead", n, away)
+			}
+			return nil
+		})
+		seen := map[string]int{}
+		for _, m := range dead.Inbox.All() {
+			seen[m.Payload]++
+		}
+		dups := 0
+		for _, n := range seen {
+			dups += n - 1
+		}
+		if len(seen) != away {
+			t.Errorf("distinct messages = %d; want %d (%v)", len(seen), away, seen)
+		}
+		t.Logf("session of a dead node: %d messages published while away, %d received, %d duplicates", away, dead.Inbox.Len(), dups)
+
+		// The flood: the first replayBound are queued, the rest are not,
+		// and the replay says it stopped at the bound.
+		floodDev, err := persistentV5(t, b, "sess-flood", floodSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if n := floodDev.Inbox.Len(); n < replayBound {
+				return fmt.Errorf("%d of %d replayed messages", n, replayBound)
+			}
+			return nil
+		})
+		if v := metricValue(t, b, `mote_cluster_session_replay_total{result="limit"}`); v != 1 {
+			t.Errorf("replays stopped at the bound on B = %v; want 1", v)
+		}
+		got := map[string]bool{}
+		for _, m := range floodDev.Inbox.All() {
+			got[m.Payload] = true
+		}
+		for k := range flood {
+			if want := k < replayBound; got[fmt.Sprintf("f%02d", k)] != want {
+				t.Errorf("f%02d delivered %v; want %v (the first %d replayed)", k, !want, want, replayBound)
+			}
+		}
+		if v := metricValue(t, b, "mote_cluster_session_replay_messages_total"); v < away+replayBound {
+			t.Errorf("messages replayed on B = %v; want at least %d", v, away+replayBound)
+		}
+
 		dev, err = persistentV5(t, a, "sess-orphan", secret)
 		if err != nil {
 			t.Fatal(err)
