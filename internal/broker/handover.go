@@ -160,6 +160,12 @@ func (b *Broker) restoreOne(id string, live *session, st *store.StoredSession, r
 		l.stored[id] = stored
 	}
 	l.mu.Unlock()
+	// Its permissions for what mochi queues to it until the connection
+	// resuming it takes over (OnACLCheck reads them; addSession drops
+	// the entry then).
+	os := &session{cl: old, listener: c.Listener, id: live.id}
+	os.setEvaluator(live.ev.Load(), live.evaluatorGen())
+	b.offline.Store(id, os)
 	b.server.Clients.Add(old)
 	b.sharedJoin(id, restoredFilters(r.Subs)) // shared.go
 	b.log.Info("persistent session resumed from the cluster", "client", clip(id), "thing", live.id.Thing,

@@ -152,7 +152,7 @@ func TestKill9(t *testing.T) {
 	}
 
 	waitTotal(1000, "before the first kill")
-	ks := startKillSessions(t, nodes, token, mqttAddrs, 1) // killsessions_test.go: persistent sessions on node-1
+	ks := startKillSessions(t, dir, nodes, token, mqttAddrs, 1) // killsessions_test.go: persistent sessions on node-1
 	// kill -9 a Mote node under load.
 	if err := nodes[1].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package cluster_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -26,6 +28,8 @@ type killSessions struct {
 	secrets []string
 	addrs   func() []string
 	killed  int
+	nodes   []*moteProc // for their metrics and logs
+	dir     string
 
 	stop  chan struct{}
 	wg    sync.WaitGroup
@@ -67,7 +71,7 @@ func dialSession(addr string, sub *killSub, secret string) paho.Client {
 
 // startKillSessions connects the subscribers to node killed and starts
 // the publishers on the other nodes.
-func startKillSessions(t *testing.T, nodes []*moteProc, token string, addrs func() []string, killed int) *killSessions {
+func startKillSessions(t *testing.T, dir string, nodes []*moteProc, token string, addrs func() []string, killed int) *killSessions {
 	t.Helper()
 	api(t, nodes[0].api, token, "POST", "/api/v1/policies", map[string]any{"name": "k9s", "document": map[string]any{
 		"statements": []map[string]any{{"effect": "allow", "actions": []string{"publish", "subscribe", "receive"}, "topics": []string{"k9s/#"}}},
@@ -80,7 +84,7 @@ func startKillSessions(t *testing.T, nodes []*moteProc, token string, addrs func
 		api(t, nodes[0].api, token, "POST", "/api/v1/things/"+name+"/credentials", map[string]any{"type": "secret"}, &cred)
 		return cred.Secret
 	}
-	ks := &killSessions{addrs: addrs, killed: killed, stop: make(chan struct{})}
+	ks := &killSessions{addrs: addrs, killed: killed, nodes: nodes, dir: dir, stop: make(chan struct{})}
 	for i := range 2 {
 		sub := &killSub{name: fmt.Sprintf("k9s-sub-%d", i), topic: fmt.Sprintf("k9s/%d/in", i), got: map[string]int{}}
 		secret := thing(sub.name)
@@ -231,7 +235,14 @@ func (ks *killSessions) check(t *testing.T) {
 			t.Errorf("%s (persistent session, resumed on another node after its node was killed): %d of %d acknowledged messages not received: %v",
 				sub.name, len(lost), len(ks.acked[i]), lost)
 		}
-		t.Logf("%s: %d acknowledged messages, all received at least once; %d duplicates", sub.name, len(ks.acked[i]), dups)
+		t.Logf("%s: %d acknowledged messages, %d not received, %d duplicates", sub.name, len(ks.acked[i]), len(lost), dups)
 		sub.cl.Disconnect(0)
+	}
+	if t.Failed() {
+		for i, n := range ks.nodes {
+			t.Logf("node-%d session metrics:\n%s", i, grepLines(get(t, n.api+"/metrics"), "mote_cluster_session", "mote_cluster_relay_dropped"))
+			b, _ := os.ReadFile(filepath.Join(ks.dir, fmt.Sprintf("node-%d.log", i)))
+			t.Logf("node-%d log, sessions:\n%s", i, grepLines(string(b), "session"))
+		}
 	}
 }

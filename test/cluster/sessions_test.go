@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -440,13 +441,62 @@ func TestSessionsAcrossNodes(t *testing.T) {
 				t.Fatalf("PUBACK %#x", rc)
 			}
 		}
+		// And a publisher that goes on while the device resumes (during
+		// the replay and mochi's takeover of the restored session).
+		pubLive := a.V5(t, "sess-pub-dead-live", a.Device(t, "sess-pub-dead-live", "sess-topics"))
+		var (
+			liveMu    sync.Mutex
+			liveAcked []string
+			liveStop  = make(chan struct{})
+			liveDone  = make(chan struct{})
+		)
+		go func() {
+			defer close(liveDone)
+			for k := 0; ; k++ {
+				select {
+				case <-liveStop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				p := fmt.Sprintf("live-%d", k)
+				r, err := pubLive.Publish(ctx, &paho.Publish{Topic: "sess/dead/in", QoS: 1, Payload: []byte(p)})
+				cancel()
+				if err == nil && r != nil && r.ReasonCode == 0 {
+					liveMu.Lock()
+					liveAcked = append(liveAcked, p)
+					liveMu.Unlock()
+				}
+			}
+		}()
+		liveN := func() int { liveMu.Lock(); defer liveMu.Unlock(); return len(liveAcked) }
+		daemontest.WaitFor(t, wait, func() error {
+			if n := liveN(); n < 5 {
+				return fmt.Errorf("%d live messages before the resume", n)
+			}
+			return nil
+		})
 		dead, err := persistentV5(t, b, "sess-dead", deadSecret)
 		if err != nil {
 			t.Fatal(err)
 		}
+		after := liveN() + 10
 		daemontest.WaitFor(t, wait, func() error {
-			if n := dead.Inbox.Len(); n < away {
-				return fmt.Errorf("%d of the %d messages published while its node was dead", n, away)
+			if n := liveN(); n < after {
+				return fmt.Errorf("%d live messages; want %d", n, after)
+			}
+			return nil
+		})
+		close(liveStop)
+		<-liveDone
+		want := away + liveN()
+		daemontest.WaitFor(t, wait, func() error {
+			got := map[string]bool{}
+			for _, m := range dead.Inbox.All() {
+				got[m.Payload] = true
+			}
+			if len(got) < want {
+				return fmt.Errorf("%d of the %d messages published while its node was dead or while it resumed", len(got), want)
 			}
 			return nil
 		})
@@ -458,10 +508,17 @@ func TestSessionsAcrossNodes(t *testing.T) {
 		for _, n := range seen {
 			dups += n - 1
 		}
-		if len(seen) != away {
-			t.Errorf("distinct messages = %d; want %d (%v)", len(seen), away, seen)
+		liveMu.Lock()
+		for _, p := range liveAcked {
+			if seen[p] == 0 {
+				t.Errorf("%s, acknowledged while the device resumed, not received", p)
+			}
 		}
-		t.Logf("session of a dead node: %d messages published while away, %d received, %d duplicates", away, dead.Inbox.Len(), dups)
+		liveMu.Unlock()
+		if len(seen) != want {
+			t.Errorf("distinct messages = %d; want %d", len(seen), want)
+		}
+		t.Logf("session of a dead node: %d messages published while away or resuming, %d received, %d duplicates", want, dead.Inbox.Len(), dups)
 
 		// The flood: the first replayBound are queued, the rest are not,
 		// and the replay says it stopped at the bound.
