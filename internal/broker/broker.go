@@ -332,6 +332,7 @@ func New(o Options) (*Broker, error) {
 	}
 	if o.Sessions != nil {
 		b.sessionLog = newSessionLog(o.Sessions)
+		b.sessionLog.track = o.Replay != nil // replay.go
 	}
 	if h, ok := o.Cluster.(HandoverLink); ok && o.Cluster != nil {
 		b.handover = h // persistent sessions move between nodes (handover.go)

@@ -304,5 +304,7 @@ func (l *sessionLog) forget(clientID string) {
 	delete(l.msgs, clientID)
 	delete(l.known, clientID)
 	delete(l.stored, clientID)
+	delete(l.last, clientID)
+	delete(l.lastP, clientID)
 	l.mu.Unlock()
 }

@@ -38,6 +38,23 @@ func storedSession(t *testing.T, s *daemontest.Server, clientID string) (node st
 	return r.Node, len(st.Messages), true
 }
 
+// storedReplayFrom reads the replay point stored with a client id's
+// session (0: none).
+func storedReplayFrom(t *testing.T, s *daemontest.Server, clientID string) uint64 {
+	t.Helper()
+	st, ok, err := s.Store().Sessions().Get(context.Background(), clientID)
+	if err != nil || !ok {
+		t.Fatalf("stored session of %s: %v, %v", clientID, ok, err)
+	}
+	var r struct {
+		ReplayFrom uint64 `json:"replayFrom"`
+	}
+	if err := json.Unmarshal(st.Data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.ReplayFrom
+}
+
 // handoverBound is --cluster-handover-max-messages in TestSessionsAcrossNodes.
 const handoverBound = 20
 
@@ -234,6 +251,44 @@ func TestSessionsAcrossNodes(t *testing.T) {
 		if v := metricValue(t, b, `mote_cluster_client_id_lookups_total{result="same_thing"}`); v <= lookups {
 			t.Errorf("client id lookups answered by the holder on B: %v before, %v after; want a session not in the store yet (A flushed each before B looked: try again)", lookups, v)
 		}
+	})
+
+	t.Run("replay point moves on", func(t *testing.T) {
+		// A session that does not change still has its replay point
+		// rewritten as the relay stream grows (a quarter of
+		// --cluster-session-replay-max behind at most, give or take a
+		// flush), so a replay from it stays short.
+		secret := a.Device(t, "sess-point", "sess-topics")
+		dev, err := persistentV5(t, a, "sess-point", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc := dev.Sub(t, "sess/point/in"); rc != 1 {
+			t.Fatalf("subscribe = %#x; want 1", rc)
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if _, _, ok := storedSession(t, a, "sess-point"); !ok {
+				return fmt.Errorf("session not stored yet")
+			}
+			return nil
+		})
+		r0 := storedReplayFrom(t, a, "sess-point")
+		if r0 == 0 {
+			t.Fatal("stored session without a replay point")
+		}
+		pub := b.V5(t, "sess-pub-point", a.Device(t, "sess-pub-point", "sess-topics"))
+		const n = 3 * replayBound
+		for k := range n {
+			if rc := pub.Pub(t, "sess/point/other", 1, false, fmt.Sprint(k)); rc != 0 {
+				t.Fatalf("PUBACK %#x", rc)
+			}
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if r := storedReplayFrom(t, a, "sess-point"); r < r0+n-replayBound/4 {
+				return fmt.Errorf("stored replay point %d; want it moved from %d by about %d", r, r0, n)
+			}
+			return nil
+		})
 	})
 
 	t.Run("receive policy of the thing", func(t *testing.T) {
