@@ -62,6 +62,11 @@ type SessionReplayer interface {
 	// to the stream's last sequence now, until fn returns false or ctx
 	// ends. missing counts the sequences the stream's limits removed.
 	Replay(ctx context.Context, from uint64, fn func(seq uint64, m core.Message) bool) (read int, missing uint64, err error)
+	// LivePosition returns the sequence after which this node's relay
+	// consumer hands the other nodes' messages to the broker from now on;
+	// running: it runs, and may be handing over the first one after seq
+	// now; ok false: no such position (replay them all).
+	LivePosition(ctx context.Context) (seq uint64, running, ok bool, err error)
 }
 
 // replayState is the broker's side of the replay point.
@@ -159,7 +164,22 @@ func (b *Broker) replaySessions(targets []*replayTarget) {
 	start := time.Now()
 	r := &b.replay
 	left := len(targets)
+	// The other nodes' messages after the relay consumer's position reach
+	// the sessions through it (they are subscribed already): not replayed,
+	// but for the first one, which it may be handing over right now.
+	live, running, bounded, err := rp.LivePosition(ctx)
+	if err != nil {
+		bounded = false // replay them all: duplicates, not losses
+	}
+	firstAbove := running
 	read, missing, err := rp.Replay(ctx, from, func(seq uint64, m core.Message) bool {
+		if bounded && seq > live {
+			if firstAbove {
+				firstAbove = false
+			} else if m.Node != b.opts.NodeID {
+				return true
+			}
+		}
 		if m.QoS == 0 {
 			return true
 		}

@@ -84,8 +84,10 @@ type JSRelay struct {
 	done   chan struct{}
 	last   uint64              // the highest stream sequence seen (consumer goroutine)
 	handed map[uint64]struct{} // sequences handed over in this run, recent ones (consumer goroutine)
-	// handedSeq is last once the message was handed over (replay.go).
+	// handedSeq is last once the message was handed over, started set
+	// once the consumer runs (replay.go).
 	handedSeq atomic.Uint64
+	started   atomic.Bool
 
 	closeOnce sync.Once
 
@@ -308,6 +310,7 @@ func (r *JSRelay) Start(ctx context.Context) error {
 	// ack wait) and is delivered then.
 	r.last = info.Delivered.Stream
 	r.handedSeq.Store(r.last)
+	r.started.Store(true)
 	r.handed = make(map[uint64]struct{})
 	it, err := cons.Messages(jetstream.PullMaxMessages(r.o.Batch))
 	if err != nil {

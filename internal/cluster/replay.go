@@ -17,6 +17,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,6 +39,31 @@ func (r *JSRelay) ReplayPoint() uint64 {
 		return info.State.LastSeq
 	}
 	return 0
+}
+
+// LivePosition returns the stream sequence after which this node's relay
+// consumer hands the other nodes' messages to the broker from now on.
+// running says the consumer runs: it may be handing over the first
+// message after seq right now (its fan-out began earlier). Before Start
+// it is the durable consumer's delivered position (what it delivers next
+// comes after it, or again: unacknowledged); ok is false when there is
+// none yet (it will start with new messages only).
+func (r *JSRelay) LivePosition(ctx context.Context) (seq uint64, running, ok bool, err error) {
+	if r.started.Load() {
+		return r.handedSeq.Load(), true, true, nil
+	}
+	cons, err := r.js.Consumer(ctx, r.o.Stream, r.durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, false, false, nil
+	}
+	if err != nil {
+		return 0, false, false, fmt.Errorf("cluster replay: consumer %s: %w", r.durable, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0, false, false, fmt.Errorf("cluster replay: consumer %s: %w", r.durable, err)
+	}
+	return info.Delivered.Stream, false, true, nil
 }
 
 // ReplayResult says what a Replay read.

@@ -75,6 +75,10 @@ type relayReplayer struct{ r *cluster.JSRelay }
 
 func (rr relayReplayer) ReplayPoint() uint64 { return rr.r.ReplayPoint() }
 
+func (rr relayReplayer) LivePosition(ctx context.Context) (uint64, bool, bool, error) {
+	return rr.r.LivePosition(ctx)
+}
+
 func (rr relayReplayer) Replay(ctx context.Context, from uint64, fn func(seq uint64, m core.Message) bool) (int, uint64, error) {
 	res, err := rr.r.Replay(ctx, from, fn)
 	return res.Read, res.Missing, err
