@@ -147,6 +147,12 @@ type Options struct {
 	// queued messages it carries (default 10,000; handover.go).
 	HandoverTimeout     time.Duration
 	HandoverMaxMessages int
+	// Replay replays the cluster's relay stream into persistent sessions
+	// loaded from the store (nil: none), ReplayMax messages per session at
+	// most (default 10,000), within ReplayTimeout (default 5s; replay.go).
+	Replay        SessionReplayer
+	ReplayMax     int
+	ReplayTimeout time.Duration
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // may be nil
@@ -158,6 +164,12 @@ func (o *Options) defaults() {
 	}
 	if o.HandoverMaxMessages <= 0 {
 		o.HandoverMaxMessages = 10_000
+	}
+	if o.ReplayMax <= 0 {
+		o.ReplayMax = 10_000
+	}
+	if o.ReplayTimeout <= 0 {
+		o.ReplayTimeout = 5 * time.Second
 	}
 	if o.MaxPacketSize == 0 {
 		o.MaxPacketSize = 256 * 1024
@@ -224,6 +236,8 @@ type Broker struct {
 	handover HandoverLink
 	owner    OwnerLink     // client ids of live connections on other nodes (owners_cluster.go)
 	shared   *sharedGroups // nil alone (shared.go)
+	// replay: the replay point and replays (replay.go).
+	replay replayState
 	// ready is closed once stored state is back; listeners accept only
 	// then.
 	ready chan struct{}
@@ -318,6 +332,7 @@ func New(o Options) (*Broker, error) {
 	}
 	if o.Sessions != nil {
 		b.sessionLog = newSessionLog(o.Sessions)
+		b.sessionLog.track = o.Replay != nil // replay.go
 	}
 	if h, ok := o.Cluster.(HandoverLink); ok && o.Cluster != nil {
 		b.handover = h // persistent sessions move between nodes (handover.go)
@@ -336,6 +351,9 @@ func New(o Options) (*Broker, error) {
 		b.shared.cl = b.server.NewClient(nil, "local", sharedClientID, true) // shared.go
 	}
 	b.rotation = newCertRotation(b, o.Metrics)
+	if err := b.registerReplay(o.Metrics); err != nil { // replay.go
+		return nil, fmt.Errorf("broker: metrics: %w", err)
+	}
 	b.hook = &hook{b: b}
 	if err := b.server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)

@@ -46,6 +46,8 @@ type pendingPublish struct {
 	received  time.Time
 	done      <-chan error
 	injecting bool // handed back to mochi: OnPublish/OnPublished of it are running
+
+	replayTok uint64 // ownPublishBegin's token (replay.go)
 }
 
 // durableQueue holds a client's publishes that wait for their fsync, in
@@ -120,15 +122,17 @@ func (b *Broker) persist(cl *mqtt.Client, s *session, pk packets.Packet) error {
 		}
 	}
 	now := time.Now()
+	tok := b.ownPublishBegin() // replay.go: until its local fan-out
 	seq, done, err := j.AppendAsync(messageOf(cl, s, pk, now))
 	if err != nil {
+		b.ownPublishEnd(tok)
 		b.journalFailed(cl, pk, err)
 		return packets.ErrRejectPacket
 	}
 	// The packet is handed back later: resolve its topic alias now, so
 	// that mochi does not apply it a second time.
 	pk.Properties.TopicAliasFlag, pk.Properties.TopicAlias = false, 0
-	p := &pendingPublish{pk: pk, seq: seq, received: now, done: done}
+	p := &pendingPublish{pk: pk, seq: seq, received: now, done: done, replayTok: tok}
 
 	q.mu.Lock()
 	if q.space == nil {
@@ -209,6 +213,7 @@ func (b *Broker) release(cl *mqtt.Client, q *durableQueue, p *pendingPublish, er
 	} else {
 		b.journalFailed(cl, p.pk, err)
 	}
+	b.ownPublishEnd(p.replayTok)
 	q.mu.Lock()
 	q.items[0] = nil
 	q.items = q.items[1:]

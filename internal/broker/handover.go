@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -75,15 +76,23 @@ func (b *Broker) clusterSession(ctx context.Context, clientID, thing string) (*s
 
 // resumeFromCluster makes the session of a device connecting here with
 // Clean Start 0 this node's: released by the node that held it, then
-// loaded from the store and handed to mochi, which resumes it for cl.
+// loaded from the store and handed to mochi, which resumes it for cl,
+// with what the relay stream has after the session's replay point
+// (replay.go).
 func (b *Broker) resumeFromCluster(cl *mqtt.Client, s *session, st *store.StoredSession, r *sessionRecord) {
-	if r.Node != "" && r.Node != b.opts.NodeID {
+	b.resumeFrom(cl, s, r.Node, st, r)
+}
+
+// resumeFrom is resumeFromCluster for a session held by node (st and r:
+// the store's copy, nil when the store had none: read after the release).
+func (b *Broker) resumeFrom(cl *mqtt.Client, s *session, node string, st *store.StoredSession, r *sessionRecord) {
+	if node != "" && node != b.opts.NodeID {
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.HandoverTimeout)
-		err := b.handover.ReleaseSession(ctx, r.Node, cl.ID)
+		err := b.handover.ReleaseSession(ctx, node, cl.ID)
 		cancel()
 		if err != nil {
 			b.dropLog.Warn("persistent session not handed over by its node; resuming what the store has",
-				"client", clip(cl.ID), "thing", s.id.Thing, "node", r.Node, "error", err)
+				"client", clip(cl.ID), "thing", s.id.Thing, "node", node, "error", err)
 		}
 		ctx, cancel = context.WithTimeout(context.Background(), b.opts.HandoverTimeout)
 		fresh, ok, err := b.sessionLog.st.Get(ctx, cl.ID)
@@ -98,12 +107,21 @@ func (b *Broker) resumeFromCluster(cl *mqtt.Client, s *session, st *store.Stored
 		}
 		st, r = &fresh, &fr
 	}
-	b.restoreOne(cl.ID, s, st, r)
+	if st == nil || r == nil {
+		return
+	}
+	old := b.restoreOne(cl.ID, s, st, r)
+	if r.ReplayFrom > 0 && b.opts.Replay != nil {
+		// Subscribed here now: the relay stream after its replay point,
+		// before the CONNACK (bounded by ReplayTimeout).
+		b.replaySessions([]*replayTarget{{cl: old, s: s, from: r.ReplayFrom}})
+	}
 }
 
 // restoreOne puts a stored session into mochi as a disconnected client,
-// as restoreSessions does at start.
-func (b *Broker) restoreOne(id string, live *session, st *store.StoredSession, r *sessionRecord) {
+// as restoreSessions does at start, subscribed (it queues what is
+// published from now on) until the connection resuming it takes it over.
+func (b *Broker) restoreOne(id string, live *session, st *store.StoredSession, r *sessionRecord) *mqtt.Client {
 	c := r.Client
 	old := b.server.NewClient(nil, c.Listener, c.ID, false)
 	old.Properties.Username = c.Username
@@ -120,6 +138,9 @@ func (b *Broker) restoreOne(id string, live *session, st *store.StoredSession, r
 		sb := packets.Subscription{Filter: sub.Filter, RetainHandling: sub.RetainHandling, Qos: sub.Qos,
 			RetainAsPublished: sub.RetainAsPublished, NoLocal: sub.NoLocal, Identifier: sub.Identifier}
 		old.State.Subscriptions.Add(sub.Filter, sb) // mochi subscribes the new connection to these
+		if !strings.HasPrefix(sub.Filter, "$share/") && b.server.Topics.Subscribe(old.ID, sb) {
+			atomic.AddInt64(&b.server.Info.Subscriptions, 1)
+		}
 	}
 	stored := make(map[uint16]bool, len(st.Messages))
 	for _, m := range st.Messages {
@@ -139,10 +160,17 @@ func (b *Broker) restoreOne(id string, live *session, st *store.StoredSession, r
 		l.stored[id] = stored
 	}
 	l.mu.Unlock()
+	// Its permissions for what mochi queues to it until the connection
+	// resuming it takes over (OnACLCheck reads them; addSession drops
+	// the entry then).
+	os := &session{cl: old, listener: c.Listener, id: live.id}
+	os.setEvaluator(live.ev.Load(), live.evaluatorGen())
+	b.offline.Store(id, os)
 	b.server.Clients.Add(old)
 	b.sharedJoin(id, restoredFilters(r.Subs)) // shared.go
 	b.log.Info("persistent session resumed from the cluster", "client", clip(id), "thing", live.id.Thing,
 		"from", r.Node, "subscriptions", len(r.Subs), "messages", len(stored))
+	return old
 }
 
 // ReleaseSession hands this node's session of clientID over to another
@@ -177,8 +205,12 @@ func (b *Broker) ReleaseSession(ctx context.Context, clientID string) (held bool
 		return false, 0, nil
 	}
 	// No more messages for it here: then what it has is final (one that a
-	// publish in progress queues meanwhile is written after).
+	// publish in progress queues meanwhile is written after). The replay
+	// point is read before: the next node replays what came after it.
 	rec := recordOfSession(cl, s.id, time.Now().UnixMilli(), "")
+	if p, ok := b.replayPoint(); ok {
+		rec = withReplayFrom(rec, p+1)
+	}
 	b.server.UnsubscribeClient(cl)
 	msgs := cl.State.Inflight.GetAll(false)
 	sort.Slice(msgs, func(i, j int) bool {
@@ -272,5 +304,7 @@ func (l *sessionLog) forget(clientID string) {
 	delete(l.msgs, clientID)
 	delete(l.known, clientID)
 	delete(l.stored, clientID)
+	delete(l.last, clientID)
+	delete(l.lastP, clientID)
 	l.mu.Unlock()
 }

@@ -134,8 +134,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	if s.stored != nil && !pk.Connect.Clean && persistent(cl) {
 		b.resumeFromCluster(cl, s, s.stored, s.storedRec) // handover.go
+	} else if s.holder != "" && !pk.Connect.Clean && persistent(cl) {
+		b.resumeFrom(cl, s, s.holder, nil, nil) // not in the store yet: from its live node
 	}
-	s.stored, s.storedRec = nil, nil
+	s.stored, s.storedRec, s.holder = nil, nil, ""
 	if v, ok := b.sessions.Load(cl.ID); ok {
 		// mochi will disconnect the live connection with this client id
 		// (session take-over). Say so now: its own end may be seen first
@@ -204,15 +206,16 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, error
 	if err != nil {
 		return nil, err
 	}
+	var holder string
 	if storedRec == nil { // nor a live connection of another thing on another node (owners_cluster.go)
-		if err := b.clusterOwner(cl.ID, id.Thing); err != nil {
+		if holder, err = b.clusterOwner(cl.ID, id.Thing); err != nil {
 			return nil, err
 		}
 	}
 	if err := b.claimClientID(cl, id.Thing); err != nil { // last: nothing may refuse after the claim (ownership.go)
 		return nil, err
 	}
-	s := &session{cl: cl, id: id, listener: cl.Net.Listener, connectedAt: time.Now(), stored: stored, storedRec: storedRec}
+	s := &session{cl: cl, id: id, listener: cl.Net.Listener, connectedAt: time.Now(), stored: stored, storedRec: storedRec, holder: holder}
 	if az != nil {
 		s.azure = b.azure.newConn(s)
 	}

@@ -88,6 +88,8 @@ func (b *Broker) PublishVia(ctx context.Context, protocol, thing, clientID, topi
 	// The same durability step as an MQTT publish (hooks.go persist): a
 	// QoS 1 message a rule stores is in the journal before we answer.
 	if j := b.opts.Journal; qos > 0 && j != nil && j.Wants(topic) {
+		tok := b.ownPublishBegin() // replay.go: until its local fan-out
+		defer b.ownPublishEnd(tok)
 		seq, err := j.Append(m)
 		if err != nil {
 			b.metrics.dropped.WithLabelValues("journal_unavailable").Inc()

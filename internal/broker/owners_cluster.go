@@ -21,9 +21,11 @@ import (
 // holding a client id on another node (implemented by *cluster.Node). A
 // ClusterLink that does not implement it leaves client ids node-local.
 type OwnerLink interface {
-	// ClientOwner returns the thing whose live connection holds clientID
-	// on some node (held false: none, or no answer until ctx ended).
-	ClientOwner(ctx context.Context, clientID, thing string) (owner string, held bool, err error)
+	// ClientOwnerSession returns the thing whose live connection holds
+	// clientID on some node (held false: none, or no answer until ctx
+	// ended), and that node when the connection has a persistent session
+	// ("" otherwise).
+	ClientOwnerSession(ctx context.Context, clientID, thing string) (owner, node string, held bool, err error)
 	// ClientDisconnected hears that a connection established here (told
 	// with ClientConnected) ended.
 	ClientDisconnected(clientID string)
@@ -34,24 +36,29 @@ type OwnerLink interface {
 var errClusterBusy = errors.New("too many client id lookups in the cluster at once")
 
 // clusterOwner refuses a connection of thing under clientID when a live
-// connection of another thing holds the id on another node.
-func (b *Broker) clusterOwner(clientID, thing string) error {
+// connection of another thing holds the id on another node. A live
+// connection of the same thing with a persistent session returns its
+// node: the session was perhaps created less than one flush ago and is
+// not in the store yet, so it is handed over from there (handover.go).
+func (b *Broker) clusterOwner(clientID, thing string) (holder string, err error) {
 	if b.owner == nil {
-		return nil
+		return "", nil
 	}
 	if _, ok := b.server.Clients.Get(clientID); ok {
-		return nil // held here: ownership.go decides
+		return "", nil // held here: ownership.go decides
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.opts.HandoverTimeout)
 	defer cancel()
-	owner, held, err := b.owner.ClientOwner(ctx, clientID, thing)
+	owner, node, held, err := b.owner.ClientOwnerSession(ctx, clientID, thing)
 	switch {
 	case err != nil:
-		return errClusterBusy
+		return "", errClusterBusy
 	case held && owner != thing:
-		return errClientIDOwned
+		return "", errClientIDOwned
+	case held && node != b.opts.NodeID:
+		return node, nil
 	}
-	return nil
+	return "", nil
 }
 
 // ClientThing returns the thing whose connection or session holds
@@ -69,6 +76,19 @@ func (b *Broker) ClientThing(clientID string) (string, bool) {
 		return c.thing, true
 	}
 	return "", false
+}
+
+// ClientSession is ClientThing that also says whether the connection
+// holding clientID here has a persistent session (cluster.ClientOwners).
+func (b *Broker) ClientSession(clientID string) (thing string, persistentSession, ok bool) {
+	thing, ok = b.ClientThing(clientID)
+	if !ok {
+		return "", false, false
+	}
+	if v, live := b.sessions.Load(clientID); live {
+		return thing, b.handover != nil && persistent(v.(*session).cl), true
+	}
+	return thing, false, true
 }
 
 // clusterDisconnected tells the cluster that a connection it was told of

@@ -65,6 +65,10 @@ type session struct {
 	// connection's client id, to resume (handover.go).
 	stored    *store.StoredSession
 	storedRec *sessionRecord
+	// holder is the node whose live connection under this client id
+	// has a persistent session the store does not know yet (a lookup's
+	// answer, owners_cluster.go): it is handed over as a stored one.
+	holder string
 }
 
 // drainCh returns the channel closed when the queue falls below the

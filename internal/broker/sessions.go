@@ -43,6 +43,9 @@ type sessionRecord struct {
 	// Node is the cluster node that holds the session in memory ("" for a
 	// single node, or a session released to the store: handover.go).
 	Node string `json:"node,omitempty"`
+	// ReplayFrom is the first relay stream sequence that may be missing
+	// from this record (replay.go); 0: no replay point (no relay).
+	ReplayFrom uint64 `json:"replayFrom,omitempty"`
 }
 
 // inflightRecord is how a message in flight to a session is stored.
@@ -129,12 +132,18 @@ type sessionLog struct {
 	msgs    map[string]map[uint16]*packets.Packet // pending messages by client; nil packet: delete
 	known   map[string]bool                       // sessions in the store (or being written)
 	stored  map[string]map[uint16]bool            // messages in the store (or being written)
-	failed  atomic.Int64
+	// In a cluster (replay.go): each session's last record and the
+	// replay point written with it, to move the point on (refresh).
+	track  bool // a relay to replay from: keep last and lastP
+	last   map[string][]byte
+	lastP  map[string]uint64
+	failed atomic.Int64
 }
 
 func newSessionLog(st store.SessionStore) *sessionLog {
 	return &sessionLog{st: st, client: map[string]store.SessionClient{}, msgs: map[string]map[uint16]*packets.Packet{},
-		known: map[string]bool{}, stored: map[string]map[uint16]bool{}}
+		known: map[string]bool{}, stored: map[string]map[uint16]bool{},
+		last: map[string][]byte{}, lastP: map[string]uint64{}}
 }
 
 // putSession records the session's current state; reset drops the
@@ -151,6 +160,9 @@ func (l *sessionLog) putSession(id string, data []byte, reset bool) {
 	}
 	l.client[id] = store.SessionClient{ID: id, Data: data, Reset: reset}
 	l.known[id] = true
+	if l.track {
+		l.last[id] = data
+	}
 }
 
 // deleteSession records that the session ended.
@@ -164,6 +176,8 @@ func (l *sessionLog) deleteSession(id string) {
 	delete(l.msgs, id)
 	delete(l.stored, id)
 	delete(l.known, id)
+	delete(l.last, id)
+	delete(l.lastP, id)
 }
 
 // pendingOf returns client's pending messages, creating the map; l.mu is
@@ -207,7 +221,11 @@ func (l *sessionLog) deleteMessage(client string, id uint16) {
 func (l *sessionLog) flush(b *Broker) {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
+	p, replay := b.replayPoint() // before what it covers is taken (replay.go)
 	l.mu.Lock()
+	if replay {
+		l.refresh(p, b.opts.ReplayMax)
+	}
 	clients, msgs := l.client, l.msgs
 	if len(clients) == 0 && len(msgs) == 0 {
 		l.mu.Unlock()
@@ -232,6 +250,14 @@ func (l *sessionLog) flush(b *Broker) {
 
 	var c store.SessionChanges
 	for _, sc := range clients {
+		if replay && sc.Data != nil {
+			sc.Data = withReplayFrom(sc.Data, p+1)
+			l.mu.Lock()
+			if _, ok := l.last[sc.ID]; ok {
+				l.lastP[sc.ID] = p
+			}
+			l.mu.Unlock()
+		}
 		c.Clients = append(c.Clients, sc)
 	}
 	for client, m := range msgs {
@@ -249,6 +275,49 @@ func (l *sessionLog) flush(b *Broker) {
 		l.failed.Add(1)
 		b.dropLog.Error("persistent sessions not stored; retrying", "sessions", len(c.Clients), "messages", len(c.Messages), "error", err)
 		l.putBack(clients, msgs)
+	}
+}
+
+// tracked makes a session restored from the store one whose replay point
+// refresh moves on (once its replay is over).
+func (l *sessionLog) tracked(id string, r sessionRecord) {
+	if !l.track {
+		return
+	}
+	data, _ := json.Marshal(r) // plain data: cannot fail
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.last[id]; ok || !l.known[id] {
+		return // written again meanwhile, or ended
+	}
+	l.last[id] = data
+	if r.ReplayFrom > 0 {
+		l.lastP[id] = r.ReplayFrom - 1
+	}
+}
+
+// refreshBudget bounds the session records a flush rewrites only to move
+// their replay point on.
+const refreshBudget = 256
+
+// refresh queues the records of sessions whose stored replay point lags
+// p by a quarter of replayMax sequences or more (at most refreshBudget a
+// flush), so that a replay from it queues at most that many messages a
+// device had already (the sequences count every relayed message, matching
+// or not) and never runs into its bound before the ones it lacks. l.mu is
+// held.
+func (l *sessionLog) refresh(p uint64, replayMax int) {
+	lag := uint64(max(replayMax/4, 1))
+	n := 0
+	for id, data := range l.last {
+		if n >= refreshBudget {
+			return
+		}
+		if _, pending := l.client[id]; pending || p < l.lastP[id]+lag {
+			continue
+		}
+		l.client[id] = store.SessionClient{ID: id, Data: data}
+		n++
 	}
 }
 
@@ -435,6 +504,10 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 		return
 	}
 	restored, messages := 0, 0
+	var (
+		replay []*replayTarget // replay.go: what the relay stream has after their replay points
+		ids    []string
+	)
 	for id, rs := range b.restoring {
 		cl, ok := b.server.Clients.Get(id)
 		if !ok {
@@ -464,6 +537,14 @@ func (b *Broker) restoreSessions(ctx context.Context) {
 		}
 		b.setOwner(cl, rs.rec.Thing)
 		restored++
+		if rs.rec.ReplayFrom > 0 {
+			replay = append(replay, &replayTarget{cl: cl, s: s, from: rs.rec.ReplayFrom})
+		}
+		ids = append(ids, id)
+	}
+	b.replaySessions(replay) // before the listeners accept (b.ready)
+	for _, id := range ids {
+		b.sessionLog.tracked(id, b.restoring[id].rec) // its replay point moves on from now
 	}
 	b.restoring = nil
 	if restored > 0 {

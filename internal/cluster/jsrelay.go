@@ -105,6 +105,16 @@ type JSRelay struct {
 	toAckSeq     uint64              // its stream sequence
 	unacked      int                 // messages handled since the last acknowledgement
 	unackedSince time.Time           // when the first of them was
+	current      uint64              // the stream sequence of the message handle took last
+
+	// For session replay (replay.go), set by the consumer goroutine:
+	// handedMax is the highest stream sequence handed over (what the
+	// consumer hands from now on comes after it, or is a redelivery not
+	// handed yet); handedSafe the highest such that every message up to
+	// it was handed over (it stays behind lost deliveries until they
+	// came again). started is set once the consumer runs.
+	handedMax, handedSafe atomic.Uint64
+	started               atomic.Bool
 
 	closeOnce sync.Once
 
@@ -327,6 +337,9 @@ func (r *JSRelay) Start(ctx context.Context) error {
 	r.mu.Lock()
 	r.cons, r.it = cons, it
 	r.mu.Unlock()
+	r.handedMax.Store(r.last)
+	r.handedSafe.Store(r.floor)
+	r.started.Store(true)
 	go r.consume()
 	return nil
 }
@@ -434,6 +447,10 @@ func (r *JSRelay) consume() {
 		switch {
 		case err == nil:
 			r.handle(msg)
+			r.handedMax.Store(r.last)
+			if !r.lost && r.current > r.handedSafe.Load() {
+				r.handedSafe.Store(r.current)
+			}
 			idleSince, suspect = time.Now(), false
 			if r.lost {
 				r.resync("deliveries lost")
@@ -559,6 +576,7 @@ func (r *JSRelay) handle(msg jetstream.Msg) {
 	}
 	r.lastDelivery = md.Sequence.Consumer
 	seq := md.Sequence.Stream
+	r.current = seq
 	r.handled(msg, seq)
 	if _, ok := r.handed[seq]; ok {
 		r.skipped.Add(1) // a redelivery of what was handed over already

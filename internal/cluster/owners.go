@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -32,7 +33,10 @@ import (
 // subscriptions of all ids share one channel and one goroutine.
 //
 // The request is the takeover announcement's form ("1", the asking node,
-// NUL, the client id); the answer "1", then 'H' and the holder's thing, or
+// NUL, the client id); the answer "1", then 'H' and the holder's thing,
+// 'P', the holder's node, NUL and its thing when the connection has a
+// persistent session (perhaps created less than one flush ago, so not in
+// the store: the asking node has it handed over, broker/handover.go), or
 // 'N' (not held here any more).
 
 // ClientOwners is the broker's side of the lookup (*broker.Broker); a
@@ -41,6 +45,12 @@ type ClientOwners interface {
 	// ClientThing returns the thing whose connection (or session) holds
 	// clientID here.
 	ClientThing(clientID string) (thing string, ok bool)
+}
+
+// ClientSessions is ClientOwners that also tells whether the connection
+// has a persistent session (*broker.Broker).
+type ClientSessions interface {
+	ClientSession(clientID string) (thing string, persistent, ok bool)
 }
 
 // DefaultOwnerLookups bounds the lookups a node makes at once when
@@ -84,6 +94,7 @@ func (n *Node) initOwners() {
 // Close.
 func (n *Node) serveOwners(b Broker) {
 	owners, _ := b.(ClientOwners)
+	sessions, _ := b.(ClientSessions)
 	o := &n.owners
 	for {
 		select {
@@ -96,7 +107,12 @@ func (n *Node) serveOwners(b Broker) {
 				continue
 			}
 			var answer []byte
-			if owners != nil {
+			if sessions != nil {
+				if thing, persistent, ok := sessions.ClientSession(clientID); ok && persistent {
+					answer = appendOwnerSession(nil, n.opts.NodeID, thing)
+				}
+			}
+			if answer == nil && owners != nil {
 				if thing, ok := owners.ClientThing(clientID); ok {
 					answer = appendOwner(nil, thing, true)
 				}
@@ -157,15 +173,23 @@ func (n *Node) ClientDisconnected(clientID string) {
 // hung node: the connection is let in). It returns ErrOwnerLookupsBusy,
 // without asking, when OwnerLookups lookups are in progress.
 func (n *Node) ClientOwner(ctx context.Context, clientID, thing string) (owner string, held bool, err error) {
+	owner, _, held, err = n.ClientOwnerSession(ctx, clientID, thing)
+	return owner, held, err
+}
+
+// ClientOwnerSession is ClientOwner that also returns the holder's node
+// when its connection has a persistent session ("" otherwise;
+// broker.OwnerLink).
+func (n *Node) ClientOwnerSession(ctx context.Context, clientID, thing string) (owner, node string, held bool, err error) {
 	o := &n.owners
 	if n.closed.Load() {
-		return "", false, core.Errorf(core.KindUnavailable, "cluster: closed")
+		return "", "", false, core.Errorf(core.KindUnavailable, "cluster: closed")
 	}
 	select {
 	case o.sem <- struct{}{}:
 	default:
 		o.busy.Add(1)
-		return "", false, ErrOwnerLookupsBusy
+		return "", "", false, ErrOwnerLookupsBusy
 	}
 	defer func() { <-o.sem }()
 	msg, err := n.nb.Conn().RequestWithContext(ctx, n.ownerSubject(clientID), appendTakeover(nil, n.opts.NodeID, clientID))
@@ -175,14 +199,14 @@ func (n *Node) ClientOwner(ctx context.Context, clientID, thing string) (owner s
 		} else {
 			o.timeout.Add(1)
 		}
-		return "", false, nil
+		return "", "", false, nil
 	}
-	owner, held, err = parseOwner(msg.Data)
+	owner, node, held, err = parseOwner(msg.Data)
 	switch {
 	case err != nil:
 		o.decodeFailed.Add(1)
 		o.timeout.Add(1)
-		return "", false, nil
+		return "", "", false, nil
 	case !held:
 		o.free.Add(1)
 	case owner == thing:
@@ -190,7 +214,7 @@ func (n *Node) ClientOwner(ctx context.Context, clientID, thing string) (owner s
 	default:
 		o.other.Add(1)
 	}
-	return owner, held, nil
+	return owner, node, held, nil
 }
 
 // appendOwner encodes a lookup's answer: "1", then 'H' and the thing, or
@@ -204,23 +228,38 @@ func appendOwner(dst []byte, thing string, held bool) []byte {
 	return append(dst, thing...)
 }
 
-func parseOwner(data []byte) (thing string, held bool, err error) {
+// appendOwnerSession encodes the answer of a holder whose connection has
+// a persistent session: "1", 'P', the node, NUL, the thing.
+func appendOwnerSession(dst []byte, node, thing string) []byte {
+	dst = append(dst, '1', 'P')
+	dst = append(dst, node...)
+	dst = append(dst, 0)
+	return append(dst, thing...)
+}
+
+func parseOwner(data []byte) (thing, node string, held bool, err error) {
 	if len(data) < 2 || data[0] != '1' {
-		return "", false, errors.New("cluster: owner: unknown version")
+		return "", "", false, errors.New("cluster: owner: unknown version")
 	}
 	switch data[1] {
 	case 'N':
 		if len(data) != 2 {
-			return "", false, errors.New("cluster: owner: malformed")
+			return "", "", false, errors.New("cluster: owner: malformed")
 		}
-		return "", false, nil
+		return "", "", false, nil
 	case 'H':
 		if len(data) == 2 {
-			return "", false, errors.New("cluster: owner: no thing")
+			return "", "", false, errors.New("cluster: owner: no thing")
 		}
-		return string(data[2:]), true, nil
+		return string(data[2:]), "", true, nil
+	case 'P':
+		node, thing, ok := strings.Cut(string(data[2:]), "\x00")
+		if !ok || node == "" || thing == "" {
+			return "", "", false, errors.New("cluster: owner: malformed session holder")
+		}
+		return thing, node, true, nil
 	default:
-		return "", false, errors.New("cluster: owner: malformed")
+		return "", "", false, errors.New("cluster: owner: malformed")
 	}
 }
 

@@ -170,13 +170,18 @@ func TestOwnerRoundTrip(t *testing.T) {
 		thing string
 		held  bool
 	}{{"t1", true}, {"a b/ü", true}, {"", false}} {
-		thing, held, err := parseOwner(appendOwner(nil, tc.thing, tc.held))
-		if err != nil || thing != tc.thing || held != tc.held {
-			t.Errorf("parseOwner(appendOwner(%q, %v)) = %q, %v, %v", tc.thing, tc.held, thing, held, err)
+		thing, node, held, err := parseOwner(appendOwner(nil, tc.thing, tc.held))
+		if err != nil || thing != tc.thing || held != tc.held || node != "" {
+			t.Errorf("parseOwner(appendOwner(%q, %v)) = %q, %q, %v, %v", tc.thing, tc.held, thing, node, held, err)
 		}
 	}
-	for _, bad := range []string{"", "1", "2Ht", "1H", "1Nx", "1X"} {
-		if _, _, err := parseOwner([]byte(bad)); err == nil {
+	// A holder with a persistent session names its node.
+	thing, node, held, err := parseOwner(appendOwnerSession(nil, "node-1", "t1"))
+	if err != nil || thing != "t1" || node != "node-1" || !held {
+		t.Errorf("parseOwner(appendOwnerSession(node-1, t1)) = %q, %q, %v, %v", thing, node, held, err)
+	}
+	for _, bad := range []string{"", "1", "2Ht", "1H", "1Nx", "1X", "1P", "1Pnode", "1P\x00t", "1Pnode\x00"} {
+		if _, _, _, err := parseOwner([]byte(bad)); err == nil {
 			t.Errorf("parseOwner(%q) = nil error; want one", bad)
 		}
 	}
@@ -189,12 +194,17 @@ func FuzzOwner(f *testing.F) {
 	f.Add([]byte("1N"))
 	f.Add([]byte("1H"))
 	f.Add([]byte{})
+	f.Add([]byte("1Pnode-1\x00thing-1"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		thing, held, err := parseOwner(data)
+		thing, node, held, err := parseOwner(data)
 		if err != nil {
 			return
 		}
-		if got := appendOwner(nil, thing, held); !bytes.Equal(got, data) {
+		got := appendOwner(nil, thing, held)
+		if node != "" {
+			got = appendOwnerSession(nil, node, thing)
+		}
+		if !bytes.Equal(got, data) {
 			t.Fatalf("round trip of %q = %q", data, got)
 		}
 	})

@@ -312,6 +312,12 @@ type Config struct {
 	ClusterLeaseTimeout        time.Duration
 	ClusterHandoverTimeout     time.Duration
 	ClusterHandoverMaxMessages int
+	// ClusterSessionReplayMax bounds the relay stream messages a replay
+	// queues to one persistent session loaded from the store,
+	// ClusterSessionReplayTimeout how long a replay reads
+	// (broker/replay.go).
+	ClusterSessionReplayMax     int
+	ClusterSessionReplayTimeout time.Duration
 	// ClusterClientIDLookups bounds the client id lookups a node makes at
 	// once (is the id held by another thing's connection on another
 	// node?); beyond it connections are refused (0x89 server busy).
@@ -477,6 +483,9 @@ func Default() Config {
 		ClusterHandoverTimeout:     2 * time.Second,
 		ClusterHandoverMaxMessages: 10_000,
 		ClusterClientIDLookups:     256,
+
+		ClusterSessionReplayMax:     10_000,
+		ClusterSessionReplayTimeout: 5 * time.Second,
 	}
 }
 
@@ -535,6 +544,8 @@ func fields(c *Config) []field {
 		{"cluster-lease-timeout", "a cluster node not heard for this long is lost: a surviving node marks the things connected on it disconnected", dur(&c.ClusterLeaseTimeout)},
 		{"cluster-handover-timeout", "longest a node waits for the node that holds a persistent session to hand it over when its device connects here; then it resumes what the store has", dur(&c.ClusterHandoverTimeout)},
 		{"cluster-handover-max-messages", "most queued messages a persistent session carries from one cluster node to another (the oldest beyond it are dropped and counted)", num(&c.ClusterHandoverMaxMessages)},
+		{"cluster-session-replay-max", "most relay stream messages a replay queues to one persistent session that a node loads from the store (left by a dead node, handed over, or restored at start); beyond it the rest are not queued, counted", num(&c.ClusterSessionReplayMax)},
+		{"cluster-session-replay-timeout", "longest a replay of the relay stream into persistent sessions loaded from the store reads; a resuming device's CONNACK waits for it", dur(&c.ClusterSessionReplayTimeout)},
 		{"cluster-client-id-lookups", "client id lookups (which thing holds the id on another node?) a cluster node makes at once for connecting devices; beyond it connections are refused with 0x89 server busy", num(&c.ClusterClientIDLookups)},
 		{"store-max-conns", "connections of each PostgreSQL pool (registry and telemetry have one each); callers wait for a free one", num(&c.StoreMaxConns)},
 		{"log-level", "debug, info, warn or error", str(&c.LogLevel)},
@@ -1271,6 +1282,10 @@ func (c *Config) validateCluster() error {
 		return fmt.Errorf("cluster-handover-timeout: %s is outside 100ms to 1m", c.ClusterHandoverTimeout)
 	case c.ClusterHandoverMaxMessages < 1 || c.ClusterHandoverMaxMessages > 1_000_000:
 		return fmt.Errorf("cluster-handover-max-messages: %d is outside 1 to 1000000", c.ClusterHandoverMaxMessages)
+	case c.ClusterSessionReplayMax < 1 || c.ClusterSessionReplayMax > 1_000_000:
+		return fmt.Errorf("cluster-session-replay-max: %d is outside 1 to 1000000", c.ClusterSessionReplayMax)
+	case c.ClusterSessionReplayTimeout < 100*time.Millisecond || c.ClusterSessionReplayTimeout > time.Minute:
+		return fmt.Errorf("cluster-session-replay-timeout: %s is outside 100ms to 1m", c.ClusterSessionReplayTimeout)
 	case c.ClusterClientIDLookups < 1 || c.ClusterClientIDLookups > 1_000_000:
 		return fmt.Errorf("cluster-client-id-lookups: %d is outside 1 to 1000000", c.ClusterClientIDLookups)
 	}

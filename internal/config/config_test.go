@@ -443,8 +443,8 @@ func TestEverySettingLoads(t *testing.T) {
 			}
 		}
 	})
-	if n != 171 {
-		t.Errorf("settings = %d; want 171 (update this test for a new setting)", n)
+	if n != 173 {
+		t.Errorf("settings = %d; want 168 (update this test for a new setting)", n)
 	}
 }
 

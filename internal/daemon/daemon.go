@@ -372,6 +372,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 		HandoverTimeout:     cfg.ClusterHandoverTimeout,
 		HandoverMaxMessages: cfg.ClusterHandoverMaxMessages,
+		Replay:              d.sessionReplayer(), // relay.go: nil alone
+		ReplayMax:           cfg.ClusterSessionReplayMax,
+		ReplayTimeout:       cfg.ClusterSessionReplayTimeout,
 	})
 	if err != nil {
 		return listenFlag(err)

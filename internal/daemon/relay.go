@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/moteiot/mote/internal/core"
+
 	"github.com/moteiot/mote/internal/broker"
 	"github.com/moteiot/mote/internal/cluster"
 )
@@ -57,4 +59,27 @@ func (d *Daemon) startRelay() error {
 	}
 	d.onClose(d.relay.Close)
 	return nil
+}
+
+// sessionReplayer replays the relay stream into persistent sessions
+// loaded from the store (broker/replay.go); nil without the relay.
+func (d *Daemon) sessionReplayer() broker.SessionReplayer {
+	if d.relay == nil {
+		return nil
+	}
+	return relayReplayer{d.relay}
+}
+
+// relayReplayer is the relay as the broker's SessionReplayer.
+type relayReplayer struct{ r *cluster.JSRelay }
+
+func (rr relayReplayer) ReplayPoint() uint64 { return rr.r.ReplayPoint() }
+
+func (rr relayReplayer) LivePosition(ctx context.Context) (uint64, bool, bool, error) {
+	return rr.r.LivePosition(ctx)
+}
+
+func (rr relayReplayer) Replay(ctx context.Context, from uint64, fn func(seq uint64, m core.Message) bool) (int, uint64, error) {
+	res, err := rr.r.Replay(ctx, from, fn)
+	return res.Read, res.Missing, err
 }

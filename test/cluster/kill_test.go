@@ -152,12 +152,14 @@ func TestKill9(t *testing.T) {
 	}
 
 	waitTotal(1000, "before the first kill")
+	ks := startKillSessions(t, dir, nodes, token, mqttAddrs, 1) // killsessions_test.go: persistent sessions on node-1
 	// kill -9 a Mote node under load.
 	if err := nodes[1].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-nodes[1].exited
 	t.Logf("node-1 killed with SIGKILL after %d acknowledged messages", total.Load())
+	ks.nodeKilled(t) // their messages while away, then they resume on node-0 and node-2
 	waitTotal(total.Load()+600, "after node-1 was killed")
 	// systemd restarts it: its subject on JetStream is consumed again.
 	restarted := startMote(t, dir, 1, bin.mote, nodeArgs(1), false)
@@ -176,6 +178,7 @@ func TestKill9(t *testing.T) {
 	waitTotal(total.Load()+600, "after nats-2 was killed")
 	close(stop)
 	wg.Wait()
+	ks.check(t) // every acknowledged message to them received
 	if moved.Load() == 0 {
 		t.Error("no device reconnected to another node: the kill proved nothing")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,8 +38,28 @@ func storedSession(t *testing.T, s *daemontest.Server, clientID string) (node st
 	return r.Node, len(st.Messages), true
 }
 
+// storedReplayFrom reads the replay point stored with a client id's
+// session (0: none).
+func storedReplayFrom(t *testing.T, s *daemontest.Server, clientID string) uint64 {
+	t.Helper()
+	st, ok, err := s.Store().Sessions().Get(context.Background(), clientID)
+	if err != nil || !ok {
+		t.Fatalf("stored session of %s: %v, %v", clientID, ok, err)
+	}
+	var r struct {
+		ReplayFrom uint64 `json:"replayFrom"`
+	}
+	if err := json.Unmarshal(st.Data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.ReplayFrom
+}
+
 // handoverBound is --cluster-handover-max-messages in TestSessionsAcrossNodes.
 const handoverBound = 20
+
+// replayBound is --cluster-session-replay-max in TestSessionsAcrossNodes.
+const replayBound = 30
 
 // persistentV5 connects thing with Clean Start 0 and a session expiry.
 func persistentV5(t *testing.T, s *daemontest.Server, thing, secret string) (*daemontest.V5, error) {
@@ -54,7 +75,10 @@ func persistentV5(t *testing.T, s *daemontest.Server, thing, secret string) (*da
 // Shared subscriptions across nodes and the presence of a lost node are
 // tested on the same cluster.
 func TestSessionsAcrossNodes(t *testing.T) {
-	c := startCluster(t, quickLeases, func(cfg *config.Config) { cfg.ClusterHandoverMaxMessages = handoverBound })
+	c := startCluster(t, quickLeases, func(cfg *config.Config) {
+		cfg.ClusterHandoverMaxMessages = handoverBound
+		cfg.ClusterSessionReplayMax = replayBound
+	})
 	a, b, cc := c.nodes[0], c.nodes[1], c.nodes[2]
 	allowPolicy(t, a, "sess-topics", []string{"sess/#"}, policy.Publish, policy.Subscribe, policy.Receive)
 	const wait = 10 * time.Second
@@ -192,6 +216,81 @@ func TestSessionsAcrossNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("created just before it moves", func(t *testing.T) {
+		// A session less than one flush old is in no store yet: the new
+		// node learns from the client id lookup that a live connection of
+		// the same thing on A has a persistent session, and has A hand
+		// it over. Three devices: at least one beats A's flush.
+		lookups := metricValue(t, b, `mote_cluster_client_id_lookups_total{result="same_thing"}`)
+		pub := cc.V5(t, "sess-pub-fast", a.Device(t, "sess-pub-fast", "sess-topics"))
+		for i := range 3 {
+			id := fmt.Sprintf("sess-fast-%d", i)
+			topic := "sess/fast/" + id
+			secret := a.Device(t, id, "sess-topics")
+			old, err := persistentV5(t, a, id, secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc := old.Sub(t, topic); rc != 1 {
+				t.Fatalf("subscribe = %#x; want 1", rc)
+			}
+			dev, err := persistentV5(t, b, id, secret) // no wait for a flush
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !dev.Connack.SessionPresent {
+				t.Errorf("%s: CONNACK on node B: session present = false; want the session created on A", id)
+			}
+			if rc := pub.Pub(t, topic, 1, false, "fast"); rc != 0 {
+				t.Fatalf("PUBACK %#x", rc)
+			}
+			if m := dev.Inbox.Wait(t, topic, wait); m.Payload != "fast" {
+				t.Errorf("%s: got %q; want fast", id, m.Payload)
+			}
+		}
+		if v := metricValue(t, b, `mote_cluster_client_id_lookups_total{result="same_thing"}`); v <= lookups {
+			t.Errorf("client id lookups answered by the holder on B: %v before, %v after; want a session not in the store yet (A flushed each before B looked: try again)", lookups, v)
+		}
+	})
+
+	t.Run("replay point moves on", func(t *testing.T) {
+		// A session that does not change still has its replay point
+		// rewritten as the relay stream grows (a quarter of
+		// --cluster-session-replay-max behind at most, give or take a
+		// flush), so a replay from it stays short.
+		secret := a.Device(t, "sess-point", "sess-topics")
+		dev, err := persistentV5(t, a, "sess-point", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc := dev.Sub(t, "sess/point/in"); rc != 1 {
+			t.Fatalf("subscribe = %#x; want 1", rc)
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if _, _, ok := storedSession(t, a, "sess-point"); !ok {
+				return fmt.Errorf("session not stored yet")
+			}
+			return nil
+		})
+		r0 := storedReplayFrom(t, a, "sess-point")
+		if r0 == 0 {
+			t.Fatal("stored session without a replay point")
+		}
+		pub := b.V5(t, "sess-pub-point", a.Device(t, "sess-pub-point", "sess-topics"))
+		const n = 3 * replayBound
+		for k := range n {
+			if rc := pub.Pub(t, "sess/point/other", 1, false, fmt.Sprint(k)); rc != 0 {
+				t.Fatalf("PUBACK %#x", rc)
+			}
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if r := storedReplayFrom(t, a, "sess-point"); r < r0+n-replayBound/4 {
+				return fmt.Errorf("stored replay point %d; want it moved from %d by about %d", r, r0, n)
+			}
+			return nil
+		})
+	})
+
 	t.Run("receive policy of the thing", func(t *testing.T) {
 		// Messages queued on A that the thing may no longer receive when
 		// it resumes on B are dropped there; a flood beyond the handover
@@ -293,6 +392,10 @@ func TestSessionsAcrossNodes(t *testing.T) {
 		if node, _, _ := storedSession(t, a, "sess-owner"); node != "node-0" {
 			t.Errorf("the session moved to %q; want it left on node-0", node)
 		}
+		// Nor did it read the relay stream for it.
+		if v := metricValue(t, b, "mote_cluster_session_replay_messages_total"); v != 0 {
+			t.Errorf("messages replayed on B = %v; want none for another thing", v)
+		}
 	})
 
 	t.Run("corrupt stored session", func(t *testing.T) {
@@ -353,9 +456,153 @@ func TestSessionsAcrossNodes(t *testing.T) {
 			}
 			return nil
 		})
-		if err := cc.Bus().(*cluster.Node).Close(); err != nil {
+		// Two more sessions on C, their devices connected when C dies:
+		// what is published for them while no node holds them comes from
+		// the relay stream (replay), within --cluster-session-replay-max.
+		deadSecret := a.Device(t, "sess-dead", "sess-topics")
+		floodSecret := a.Device(t, "sess-flood", "sess-topics")
+		for _, d := range []struct{ id, secret, topic string }{{"sess-dead", deadSecret, "sess/dead/in"}, {"sess-flood", floodSecret, "sess/flood/in"}} {
+			dv, err := persistentV5(t, cc, d.id, d.secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc := dv.Sub(t, d.topic); rc != 1 {
+				t.Fatalf("subscribe = %#x; want 1", rc)
+			}
+			daemontest.WaitFor(t, wait, func() error {
+				if node, _, ok := storedSession(t, a, d.id); !ok || node != "node-2" {
+					return fmt.Errorf("stored session on %q; want node-2", node)
+				}
+				return nil
+			})
+			t.Cleanup(func() { _ = dv.Disconnect(&paho.Disconnect{}) })
+		}
+		if err := cc.Bus().(*cluster.Node).Close(); err != nil { // C is gone: no flush after this reaches what follows
 			t.Fatal(err)
 		}
+		pubA := a.V5(t, "sess-pub-dead-a", a.Device(t, "sess-pub-dead-a", "sess-topics"))
+		pubB := b.V5(t, "sess-pub-dead-b", a.Device(t, "sess-pub-dead-b", "sess-topics"))
+		const away = 20
+		for k := range away / 2 {
+			for _, p := range []*daemontest.V5{pubA, pubB} {
+				if rc := p.Pub(t, "sess/dead/in", 1, false, fmt.Sprintf("d%d-%p", k, p)); rc != 0 {
+					t.Fatalf("PUBACK %#x", rc)
+				}
+			}
+		}
+		const flood = replayBound + 10
+		for k := range flood {
+			if rc := pubA.Pub(t, "sess/flood/in", 1, false, fmt.Sprintf("f%02d", k)); rc != 0 {
+				t.Fatalf("PUBACK %#x", rc)
+			}
+		}
+		// And a publisher that goes on while the device resumes (during
+		// the replay and mochi's takeover of the restored session).
+		pubLive := a.V5(t, "sess-pub-dead-live", a.Device(t, "sess-pub-dead-live", "sess-topics"))
+		var (
+			liveMu    sync.Mutex
+			liveAcked []string
+			liveStop  = make(chan struct{})
+			liveDone  = make(chan struct{})
+		)
+		go func() {
+			defer close(liveDone)
+			for k := 0; ; k++ {
+				select {
+				case <-liveStop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				p := fmt.Sprintf("live-%d", k)
+				r, err := pubLive.Publish(ctx, &paho.Publish{Topic: "sess/dead/in", QoS: 1, Payload: []byte(p)})
+				cancel()
+				if err == nil && r != nil && r.ReasonCode == 0 {
+					liveMu.Lock()
+					liveAcked = append(liveAcked, p)
+					liveMu.Unlock()
+				}
+			}
+		}()
+		liveN := func() int { liveMu.Lock(); defer liveMu.Unlock(); return len(liveAcked) }
+		daemontest.WaitFor(t, wait, func() error {
+			if n := liveN(); n < 5 {
+				return fmt.Errorf("%d live messages before the resume", n)
+			}
+			return nil
+		})
+		dead, err := persistentV5(t, b, "sess-dead", deadSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := liveN() + 10
+		daemontest.WaitFor(t, wait, func() error {
+			if n := liveN(); n < after {
+				return fmt.Errorf("%d live messages; want %d", n, after)
+			}
+			return nil
+		})
+		close(liveStop)
+		<-liveDone
+		want := away + liveN()
+		daemontest.WaitFor(t, wait, func() error {
+			got := map[string]bool{}
+			for _, m := range dead.Inbox.All() {
+				got[m.Payload] = true
+			}
+			if len(got) < want {
+				return fmt.Errorf("%d of the %d messages published while its node was dead or while it resumed", len(got), want)
+			}
+			return nil
+		})
+		seen := map[string]int{}
+		for _, m := range dead.Inbox.All() {
+			seen[m.Payload]++
+		}
+		dups := 0
+		for _, n := range seen {
+			dups += n - 1
+		}
+		liveMu.Lock()
+		for _, p := range liveAcked {
+			if seen[p] == 0 {
+				t.Errorf("%s, acknowledged while the device resumed, not received", p)
+			}
+		}
+		liveMu.Unlock()
+		if len(seen) != want {
+			t.Errorf("distinct messages = %d; want %d", len(seen), want)
+		}
+		t.Logf("session of a dead node: %d messages published while away or resuming, %d received, %d duplicates", want, dead.Inbox.Len(), dups)
+
+		// The flood: the first replayBound are queued, the rest are not,
+		// and the replay says it stopped at the bound.
+		floodDev, err := persistentV5(t, b, "sess-flood", floodSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		daemontest.WaitFor(t, wait, func() error {
+			if n := floodDev.Inbox.Len(); n < replayBound {
+				return fmt.Errorf("%d of %d replayed messages", n, replayBound)
+			}
+			return nil
+		})
+		if v := metricValue(t, b, `mote_cluster_session_replay_total{result="limit"}`); v != 1 {
+			t.Errorf("replays stopped at the bound on B = %v; want 1", v)
+		}
+		got := map[string]bool{}
+		for _, m := range floodDev.Inbox.All() {
+			got[m.Payload] = true
+		}
+		for k := range flood {
+			if want := k < replayBound; got[fmt.Sprintf("f%02d", k)] != want {
+				t.Errorf("f%02d delivered %v; want %v (the first %d replayed)", k, !want, want, replayBound)
+			}
+		}
+		if v := metricValue(t, b, "mote_cluster_session_replay_messages_total"); v < away+replayBound {
+			t.Errorf("messages replayed on B = %v; want at least %d", v, away+replayBound)
+		}
+
 		dev, err = persistentV5(t, a, "sess-orphan", secret)
 		if err != nil {
 			t.Fatal(err)
