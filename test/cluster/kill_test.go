@@ -151,6 +151,12 @@ func TestKill9(t *testing.T) {
 		})
 	}
 
+	// Shadows and commands from every node beside the telemetry (killwork_test.go).
+	work := startKillWork(t, func() []*moteProc {
+		addrsMu.Lock()
+		defer addrsMu.Unlock()
+		return slices.Clone(nodes)
+	}, token)
 	waitTotal(1000, "before the first kill")
 	// kill -9 a Mote node under load.
 	if err := nodes[1].cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -175,6 +181,7 @@ func TestKill9(t *testing.T) {
 	t.Logf("nats-2 killed with SIGKILL after %d acknowledged messages", total.Load())
 	waitTotal(total.Load()+600, "after nats-2 was killed")
 	close(stop)
+	work.halt()
 	wg.Wait()
 	if moved.Load() == 0 {
 		t.Error("no device reconnected to another node: the kill proved nothing")
@@ -224,6 +231,7 @@ func TestKill9(t *testing.T) {
 		}
 		t.Logf("%s: %d acknowledged, %d stored", name, len(acked[i]), len(seen[i]))
 	}
+	work.check(t)
 	for i := range 3 {
 		stopMote(t, nodes[i])
 	}
