@@ -414,6 +414,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		MaxSize:   d.cfg.ShadowMaxSize,
 		Logger:    d.log.With("component", "shadow"),
 		OnChange:  d.fleet.OnShadowChange,
+		Shared:    d.cfg.Cluster != "", // other nodes write the same shadows
 	})
 	d.shadows.Attach(d.bus)
 	d.onClose(d.shadows.Close)
