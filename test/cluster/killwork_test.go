@@ -160,6 +160,22 @@ func (w *killWork) dial(n int, clientID, thing, secret string, lost func()) paho
 	return cl
 }
 
+// metrics returns the samples of node n's /metrics whose names start
+// with prefix.
+func (w *killWork) metrics(n int, prefix string) string {
+	code, body := w.call(n, "GET", "/metrics", nil)
+	if code != 200 {
+		return fmt.Sprintf("GET /metrics: %d", code)
+	}
+	var out []string
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
 func subscribe(cl paho.Client, filter string, h paho.MessageHandler) bool {
 	tok := cl.Subscribe(filter, 1, h)
 	return tok.WaitTimeout(kwAnswerWait) && tok.Error() == nil
@@ -507,10 +523,12 @@ type commandWork struct {
 	moved   atomic.Int64           // device reconnections
 }
 
-// report publishes the result of id and marks it once acknowledged.
+// report publishes the result of id and marks it once acknowledged; it
+// runs on its own goroutine, so that a publish the server holds (its
+// PUBACK waits for JetStream) never holds up the device's receiving.
 func (d *commandDevice) report(cl paho.Client, id string, result []byte) {
-	tok := cl.Publish(fmt.Sprintf("$mote/things/%s/commands/%s/result", d.thing, id), 1, false, result)
 	go func() {
+		tok := cl.Publish(fmt.Sprintf("$mote/things/%s/commands/%s/result", d.thing, id), 1, false, result)
 		if tok.WaitTimeout(kwAnswerWait) && tok.Error() == nil {
 			d.mu.Lock()
 			d.reported[id] = true
@@ -646,6 +664,15 @@ func (cw *commandWork) check(t *testing.T, w *killWork) {
 	})
 	if err != nil {
 		t.Errorf("commands: %d of %d accepted commands have not ended: %v", len(cw.sent)-len(final), len(cw.sent), err)
+		for id, c := range cw.sent {
+			if _, done := final[id]; !done {
+				_, body := w.call(0, "GET", "/api/v1/things/"+c.thing+"/commands/"+id, nil)
+				t.Logf("not ended: %s", body)
+			}
+		}
+		for n := range 3 {
+			t.Logf("node-%d: %s", n, w.metrics(n, "mote_command"))
+		}
 	}
 	perNode := [3]int{}
 	dupes, foreign := 0, 0
