@@ -70,6 +70,11 @@ func (d *Daemon) startCluster() error {
 	if err := d.startRelay(); err != nil { // relay.go
 		return err
 	}
+	// Commands queued on other nodes, announced at once on core NATS
+	// (besides their relayed queued event; internal/cluster/commands.go).
+	if err := d.cluster.OnCommandQueued(d.commands.QueuedElsewhere); err != nil {
+		return err
+	}
 	// Direct method calls other nodes route to this node's devices
 	// (clusterwork.go).
 	if err := d.routes.Serve(d.methods); err != nil {
