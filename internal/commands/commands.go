@@ -184,6 +184,17 @@ func (s *Service) Attach(b bus.Bus) (detach func()) {
 	return b.Subscribe(ResultFilter, s.HandleMessage)
 }
 
+// AttachRemote subscribes the service to the device results other nodes
+// of a cluster accepted (their messages relayed to this node). The
+// accepting node applies a result after its PUBACK; a node killed in
+// between would lose a result its device was told is delivered. So every
+// node applies it: the store's transition is a compare-and-set, the
+// second finds the command ended and drops the result quietly. A result
+// costs one store transaction per node.
+func (s *Service) AttachRemote(b bus.Bus) (detach func()) {
+	return b.Subscribe(ResultFilter, s.HandleRemoteResult)
+}
+
 // Start runs the delivery workers, the acknowledgement and result
 // applier, and the expiry sweeper. sender (the broker) delivers commands
 // over MQTT and publishes the events; nil leaves only the HTTP device API.

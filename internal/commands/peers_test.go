@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/moteiot/mote/internal/commands"
+	"github.com/moteiot/mote/internal/core"
 	"github.com/moteiot/mote/internal/daemontest"
 	"github.com/moteiot/mote/internal/store"
 	"github.com/moteiot/mote/internal/store/sqlite"
@@ -114,5 +117,86 @@ func TestPeersDeliverCommandsQueuedElsewhere(t *testing.T) {
 	got := devB.got()
 	if len(got) != 2 || got[1] != commands.Topic("lamp", marker.ID) {
 		t.Fatalf("node B delivered %v; want the two commands A announced, not C's", got)
+	}
+}
+
+// TestRemoteResultApplied: node B accepted a device's result (its PUBACK
+// sent) and was killed before applying it; node A, which got the result
+// relayed, applies it: the command ends succeeded. When B did apply it,
+// A's copy is dropped quietly (not counted as ignored).
+func TestRemoteResultApplied(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if _, err := st.Things().Create(ctx, store.Thing{Name: "lamp", Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	reg := prometheus.NewRegistry()
+	a := commands.New(commands.Options{Store: st.Commands(), Logger: log, SweepInterval: time.Hour, Metrics: reg})
+	a.Start(&node{})
+	defer a.Close()
+	b := commands.New(commands.Options{Store: st.Commands(), Logger: log, SweepInterval: time.Hour})
+	b.Start(&node{})
+	defer b.Close()
+
+	result := func(id string) core.Message {
+		return core.Message{Topic: commands.ResultTopic("lamp", id), Thing: "lamp", Payload: []byte(`{"status":"succeeded","output":{"ok":1}}`)}
+	}
+	waitEnded := func(id string) {
+		t.Helper()
+		daemontest.WaitFor(t, 10*time.Second, func() error {
+			c, err := a.Get(ctx, "lamp", id)
+			if err != nil {
+				return err
+			}
+			if c.Status != store.CommandSucceeded || c.Result == nil || string(c.Result.Output) != `{"ok":1}` {
+				return fmt.Errorf("command %s is %s with %+v; want succeeded with the device's output", id, c.Status, c.Result)
+			}
+			return nil
+		})
+	}
+
+	// B died: only A's relayed copy exists.
+	lost, err := b.Create(ctx, "lamp", commands.Request{Name: "reboot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.HandleRemoteResult(result(lost.ID))
+	waitEnded(lost.ID)
+
+	// B applied it; A's copy comes second.
+	both, err := b.Create(ctx, "lamp", commands.Request{Name: "locate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.HandleMessage(result(both.ID))
+	waitEnded(both.ID)
+	a.HandleRemoteResult(result(both.ID))
+	// A garbage relayed result and a third command's result mark the
+	// point where A has applied everything before them.
+	a.HandleRemoteResult(core.Message{Topic: commands.ResultTopic("lamp", "x"), Thing: "other", Payload: []byte(`{}`)})
+	marker, err := b.Create(ctx, "lamp", commands.Request{Name: "locate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.HandleRemoteResult(result(marker.ID))
+	waitEnded(marker.ID)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "mote_command_reports_ignored_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if v := m.GetCounter().GetValue(); v != 0 {
+				t.Errorf("relayed results counted as ignored (%v): %v; want 0", m.GetLabel(), v)
+			}
+		}
 	}
 }

@@ -88,7 +88,7 @@ func startKillWork(t *testing.T, nodes func() []*moteProc, token string) *killWo
 	w.commands = &commandWork{sent: map[string]sentCommand{}, devices: map[string]*commandDevice{}, refused: map[string]int{}}
 	for i := range kwCommandThings {
 		name := fmt.Sprintf("k9c-%d", i)
-		d := &commandDevice{thing: name, secret: secret(name), got: map[string][]int{}, runs: map[string]int{}, results: map[string][]byte{}, reported: map[string]bool{}}
+		d := &commandDevice{thing: name, secret: secret(name), got: map[string][]int{}, runs: map[string]int{}, results: map[string][]byte{}, reported: map[string]bool{}, sending: map[string]bool{}}
 		w.commands.devices[name] = d
 		w.commands.things = append(w.commands.things, name)
 		w.wg.Add(1)
@@ -499,8 +499,8 @@ type sentCommand struct {
 // commandDevice is a device that runs commands as the protocol asks: it
 // subscribes to $mote/things/<t>/commands/+, runs each command id once
 // (a repeat is recognised by its id), and reports the result at QoS 1 on
-// .../result until it has a PUBACK for it, again after a reconnect and
-// again when the command comes again.
+// .../result until it has a PUBACK for it (again every second, after a
+// reconnect, and when the command comes again).
 type commandDevice struct {
 	thing, secret string
 
@@ -510,6 +510,7 @@ type commandDevice struct {
 	runs     map[string]int   // command id → times the device ran it
 	results  map[string][]byte
 	reported map[string]bool // a PUBACK came for its result
+	sending  map[string]bool // its result is being published
 	bad      []string        // malformed commands
 }
 
@@ -526,14 +527,16 @@ type commandWork struct {
 // report publishes the result of id and marks it once acknowledged; it
 // runs on its own goroutine, so that a publish the server holds (its
 // PUBACK waits for JetStream) never holds up the device's receiving.
+// The caller holds d.mu.
 func (d *commandDevice) report(cl paho.Client, id string, result []byte) {
+	d.sending[id] = true
 	go func() {
 		tok := cl.Publish(fmt.Sprintf("$mote/things/%s/commands/%s/result", d.thing, id), 1, false, result)
-		if tok.WaitTimeout(kwAnswerWait) && tok.Error() == nil {
-			d.mu.Lock()
-			d.reported[id] = true
-			d.mu.Unlock()
-		}
+		ok := tok.WaitTimeout(kwAnswerWait) && tok.Error() == nil
+		d.mu.Lock()
+		d.sending[id] = false
+		d.reported[id] = d.reported[id] || ok
+		d.mu.Unlock()
 	}()
 }
 
@@ -552,12 +555,6 @@ func (w *killWork) commandDevice(d *commandDevice, n int) {
 		d.mu.Lock()
 		d.epoch++
 		epoch := d.epoch
-		var again []string
-		for id := range d.results {
-			if !d.reported[id] {
-				again = append(again, id)
-			}
-		}
 		d.mu.Unlock()
 		ok := subscribe(cl, "$mote/things/"+d.thing+"/commands/+", func(cl paho.Client, m paho.Message) {
 			id := strings.TrimPrefix(m.Topic(), "$mote/things/"+d.thing+"/commands/")
@@ -580,21 +577,34 @@ func (w *killWork) commandDevice(d *commandDevice, n int) {
 				d.results[id] = fmt.Appendf(nil, `{"status":"succeeded","output":{"n":%d,"epoch":%d}}`, c.Payload.N, epoch)
 			}
 			d.reported[id] = false
-			d.report(cl, id, d.results[id])
+			if !d.sending[id] {
+				d.report(cl, id, d.results[id])
+			}
 		})
 		if !ok {
 			cl.Disconnect(0)
 			continue
 		}
-		d.mu.Lock()
-		for _, id := range again {
-			d.report(cl, id, d.results[id])
+		// Results not acknowledged yet (from an earlier connection, or
+		// whose PUBACK did not come) are sent again every second.
+		tick := time.NewTicker(time.Second)
+		for live := true; live; {
+			d.mu.Lock()
+			for id, result := range d.results {
+				if !d.reported[id] && !d.sending[id] {
+					d.report(cl, id, result)
+				}
+			}
+			d.mu.Unlock()
+			select {
+			case <-lost:
+				live = false
+			case <-w.stop:
+				live = false
+			case <-tick.C:
+			}
 		}
-		d.mu.Unlock()
-		select {
-		case <-lost:
-		case <-w.stop:
-		}
+		tick.Stop()
 		cl.Disconnect(100)
 	}
 }
