@@ -719,7 +719,10 @@ func (cw *commandWork) check(t *testing.T, w *killWork) {
 		r, ok := final[id]
 		switch {
 		case !ok:
-			t.Errorf("%s: command %s (n=%d, queued through node-%d) has not ended", c.thing, id, c.n, c.node)
+			d.mu.Lock()
+			t.Errorf("%s: command %s (n=%d, queued through node-%d) has not ended; the device got it on connections %v, is on connection %d, its result acknowledged %v",
+				c.thing, id, c.n, c.node, epochs, d.epoch, d.reported[id])
+			d.mu.Unlock()
 		case r.Status != "succeeded" || r.Result == nil || r.Result.Status != "succeeded" || r.Result.Output.N != c.n:
 			t.Errorf("%s: command %s (n=%d) ended %s with %+v; want succeeded with n=%d", c.thing, id, c.n, r.Status, r.Result, c.n)
 		case len(epochs) > 0 && r.Result.Output.Epoch != epochs[0]:
