@@ -720,8 +720,9 @@ func (cw *commandWork) check(t *testing.T, w *killWork) {
 		switch {
 		case !ok:
 			d.mu.Lock()
-			t.Errorf("%s: command %s (n=%d, queued through node-%d) has not ended; the device got it on connections %v, is on connection %d, its result acknowledged %v",
-				c.thing, id, c.n, c.node, epochs, d.epoch, d.reported[id])
+			_, th := w.call(0, "GET", "/api/v1/things/"+c.thing, nil)
+			t.Errorf("%s: command %s (n=%d, queued through node-%d) has not ended; the device got it on connections %v, is on connection %d, its result acknowledged %v; the thing: %s",
+				c.thing, id, c.n, c.node, epochs, d.epoch, d.reported[id], th)
 			d.mu.Unlock()
 		case r.Status != "succeeded" || r.Result == nil || r.Result.Status != "succeeded" || r.Result.Output.N != c.n:
 			t.Errorf("%s: command %s (n=%d) ended %s with %+v; want succeeded with n=%d", c.thing, id, c.n, r.Status, r.Result, c.n)
