@@ -38,9 +38,13 @@ import (
 type killWork struct {
 	nodes func() []*moteProc // the three nodes as they are now
 	token string
-	stop  chan struct{}
+	stop  chan struct{} // ends the shadow writers and command senders
 	wg    sync.WaitGroup
-	http  *http.Client
+	// devicesStop ends the command devices, after check.
+	devicesStop chan struct{}
+	devices     sync.WaitGroup
+	devicesOnce sync.Once
+	http        *http.Client
 
 	shadows  *shadowWork
 	commands *commandWork
@@ -59,7 +63,7 @@ const (
 // when their connection breaks.
 func startKillWork(t *testing.T, nodes func() []*moteProc, token string) *killWork {
 	t.Helper()
-	w := &killWork{nodes: nodes, token: token, stop: make(chan struct{}), http: &http.Client{Timeout: kwAnswerWait}}
+	w := &killWork{nodes: nodes, token: token, stop: make(chan struct{}), devicesStop: make(chan struct{}), http: &http.Client{Timeout: kwAnswerWait}}
 	base := nodes()[0].api
 	secret := func(name string) string {
 		api(t, base, token, "POST", "/api/v1/things", map[string]any{"name": name}, nil)
@@ -91,9 +95,10 @@ func startKillWork(t *testing.T, nodes func() []*moteProc, token string) *killWo
 		d := &commandDevice{thing: name, secret: secret(name), got: map[string][]int{}, runs: map[string]int{}, results: map[string][]byte{}, reported: map[string]bool{}, sending: map[string]bool{}}
 		w.commands.devices[name] = d
 		w.commands.things = append(w.commands.things, name)
-		w.wg.Add(1)
+		w.devices.Add(1)
 		go w.commandDevice(d, i%3)
 	}
+	t.Cleanup(w.stopDevices)
 	for n := range 3 {
 		w.wg.Add(1)
 		go w.commandSender(n)
@@ -101,11 +106,20 @@ func startKillWork(t *testing.T, nodes func() []*moteProc, token string) *killWo
 	return w
 }
 
-// halt ends the workload and waits for its clients (each wait is bounded
-// by kwAnswerWait).
+// halt ends the workload and waits for its writers and senders (each
+// wait is bounded by kwAnswerWait). The command devices stay connected
+// until check has waited for the commands still on their way.
 func (w *killWork) halt() {
 	close(w.stop)
 	w.wg.Wait()
+}
+
+// stopDevices disconnects the command devices.
+func (w *killWork) stopDevices() {
+	w.devicesOnce.Do(func() {
+		close(w.devicesStop)
+		w.devices.Wait()
+	})
 }
 
 func (w *killWork) stopped() bool {
@@ -185,6 +199,7 @@ func (w *killWork) check(t *testing.T) {
 	t.Helper()
 	w.shadows.check(t, w)
 	w.commands.check(t, w)
+	w.stopDevices()
 }
 
 // ---- shadows ----
@@ -541,8 +556,13 @@ func (d *commandDevice) report(cl paho.Client, id string, result []byte) {
 }
 
 func (w *killWork) commandDevice(d *commandDevice, n int) {
-	defer w.wg.Done()
-	for attempt := 0; !w.stopped(); attempt++ {
+	defer w.devices.Done()
+	for attempt := 0; ; attempt++ {
+		select {
+		case <-w.devicesStop:
+			return
+		default:
+		}
 		lost := make(chan struct{})
 		var once sync.Once
 		cl := w.dial((n+attempt)%3, d.thing, d.thing, d.secret, func() { once.Do(func() { close(lost) }) })
@@ -599,7 +619,7 @@ func (w *killWork) commandDevice(d *commandDevice, n int) {
 			select {
 			case <-lost:
 				live = false
-			case <-w.stop:
+			case <-w.devicesStop:
 				live = false
 			case <-tick.C:
 			}
