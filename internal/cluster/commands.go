@@ -18,8 +18,8 @@ import (
 // CommandQueued, a core NATS message on <prefix>.ctl.command sent at once.
 // The second does not depend on the relay's consumer, which can stall
 // for its ack wait or longer when a NATS server is lost (TestKill9 saw a
-// node's consumer stop after its server was killed, and the commands
-// queued on other nodes for its devices were never delivered). Both only
+// node's consumer stop after its server was killed: that node would not
+// hear of commands queued elsewhere until their device reconnected). Both only
 // schedule the thing: delivering is idempotent (the store's queued
 // commands), so hearing twice costs one more look at the store.
 
