@@ -79,6 +79,17 @@ type Options struct {
 	SweepInterval time.Duration
 	Logger        *slog.Logger
 	Metrics       prometheus.Registerer // may be nil
+	// Peers, if set, is told of every command created here once it is
+	// stored: in a cluster, the other nodes then schedule its thing
+	// (QueuedElsewhere) and the one its device is connected to delivers
+	// it, without waiting for the relayed queued event
+	// (*cluster.Node). It must not block.
+	Peers Peers
+}
+
+// Peers are the other nodes of a cluster.
+type Peers interface {
+	CommandQueued(thing string)
 }
 
 // Request is what an application asks for.
@@ -173,6 +184,17 @@ func (s *Service) Attach(b bus.Bus) (detach func()) {
 	return b.Subscribe(ResultFilter, s.HandleMessage)
 }
 
+// AttachRemote subscribes the service to the device results other nodes
+// of a cluster accepted (their messages relayed to this node). The
+// accepting node applies a result after its PUBACK; a node killed in
+// between would lose a result its device was told is delivered. So every
+// node applies it: the store's transition is a compare-and-set, the
+// second finds the command ended and drops the result quietly. A result
+// costs one store transaction per node.
+func (s *Service) AttachRemote(b bus.Bus) (detach func()) {
+	return b.Subscribe(ResultFilter, s.HandleRemoteResult)
+}
+
 // Start runs the delivery workers, the acknowledgement and result
 // applier, and the expiry sweeper. sender (the broker) delivers commands
 // over MQTT and publishes the events; nil leaves only the HTTP device API.
@@ -255,7 +277,18 @@ func (s *Service) Create(ctx context.Context, thing string, r Request) (store.Co
 	s.changed(c)
 	s.sched.add(thing)
 	s.wake(thing)
+	if s.opts.Peers != nil {
+		s.opts.Peers.CommandQueued(thing)
+	}
 	return c, nil
+}
+
+// QueuedElsewhere is told that another node queued a command for thing:
+// if a connection of thing here is subscribed, this node delivers it. It
+// only enqueues.
+func (s *Service) QueuedElsewhere(thing string) {
+	s.sched.add(thing)
+	s.wake(thing) // its HTTP long polls here
 }
 
 // Get returns a command of a thing.

@@ -79,6 +79,9 @@ func (q *scheduler) close() {
 type report struct {
 	thing, id string
 	result    *store.CommandResult // nil: delivered (PUBACK)
+	// remote: a result another node accepted (and applies itself); this
+	// node applies it too, quietly when it finds the command ended.
+	remote bool
 }
 
 // inbox is a bounded FIFO of reports that never blocks its producers.
@@ -233,6 +236,24 @@ func (s *Service) HandleMessage(m core.Message) {
 	}
 }
 
+// HandleRemoteResult takes a device's result that another node of a
+// cluster accepted, relayed to this node. It runs on the relay's delivery
+// goroutine and only enqueues.
+func (s *Service) HandleRemoteResult(m core.Message) {
+	thing, id, ok := ParseResultTopic(m.Topic)
+	if !ok || m.Thing != thing {
+		return // the accepting node counted it
+	}
+	r, err := ParseResult(m.Payload)
+	if err != nil {
+		return
+	}
+	if !s.inbox.put(report{thing: thing, id: id, result: &r, remote: true}) {
+		s.ignored.WithLabelValues("queue_full").Inc()
+		s.log.Warn("relayed command result not recorded: queue full", "thing", thing, "command", id)
+	}
+}
+
 func (s *Service) applyLoop() {
 	for {
 		items := s.inbox.get()
@@ -270,6 +291,8 @@ func (s *Service) apply(r report) {
 	_, err := s.Report(ctx, r.thing, r.id, *r.result)
 	switch {
 	case err == nil:
+	case r.remote && (core.IsNotFound(err) || core.KindOf(err) == core.KindConflict):
+		// The accepting node applied it first (or counted it): the usual case.
 	case core.IsNotFound(err):
 		s.ignored.WithLabelValues("unknown_command").Inc()
 		s.log.Warn("result for an unknown command ignored", "thing", r.thing, "command", r.id)

@@ -71,6 +71,16 @@ func (d *Daemon) startCluster() error {
 		return err
 	}
 	d.startWills() // wills.go
+	// Commands queued on other nodes, announced at once on core NATS
+	// (besides their relayed queued event; internal/cluster/commands.go).
+	if err := d.cluster.OnCommandQueued(d.commands.QueuedElsewhere); err != nil {
+		return err
+	}
+	// Device results other nodes accepted, applied here too: a node
+	// killed between a result's PUBACK and its store write loses nothing.
+	// Detached before the service closes (closers run in reverse).
+	detachResults := d.commands.AttachRemote(d.cluster.Relayed())
+	d.onClose(func() error { detachResults(); return nil })
 	// Direct method calls other nodes route to this node's devices
 	// (clusterwork.go).
 	if err := d.routes.Serve(d.methods); err != nil {

@@ -319,10 +319,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.serverTLS = d.trust.Config()
 	// Queued commands: the broker tells the service when a device
 	// subscribes or acknowledges; the service delivers through the broker.
+	var peers commands.Peers // in a cluster, the other nodes hear of each command at once
+	if d.cluster != nil {
+		peers = d.cluster
+	}
 	d.commands = commands.New(commands.Options{
 		Store:   st.Commands(),
 		Logger:  d.log.With("component", "commands"),
 		Metrics: d.metrics,
+		Peers:   peers,
 	})
 	d.broker, err = broker.New(broker.Options{
 		MQTTAddr:         cfg.MQTTAddr,
@@ -421,6 +426,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		MaxSize:   d.cfg.ShadowMaxSize,
 		Logger:    d.log.With("component", "shadow"),
 		OnChange:  d.fleet.OnShadowChange,
+		Shared:    d.cfg.Cluster != "", // other nodes write the same shadows
 	})
 	d.shadows.Attach(d.bus)
 	d.onClose(d.shadows.Close)

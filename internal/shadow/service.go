@@ -44,6 +44,13 @@ type Options struct {
 	// its stored document (see ParseDocument), nil when it was deleted.
 	// It runs on a shadow worker: it must only enqueue (the fleet index).
 	OnChange func(thing, name string, stored []byte)
+	// Shared: other nodes write the same store (a cluster). The cached
+	// copy of a shadow is then stale when a change another node made
+	// never reached this node (that node died before relaying its
+	// answer): gets, deletes and updates whose version differs from the
+	// cached one read the store again when nothing of the shadow is
+	// pending. Other updates are checked by the store's compare-and-set.
+	Shared bool
 }
 
 // maxInflight bounds a worker's requests waiting for a commit; past it

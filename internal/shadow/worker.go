@@ -226,6 +226,35 @@ func (w *worker) lookup(thing, name string) (*entry, *Error) {
 	return e, nil
 }
 
+// mayBeStale reports whether a request would answer from e without the
+// store's compare-and-set catching a stale copy: a get, a delete, and an
+// update whose version differs from the cached one (a 409 from the cache).
+// An update that matches the cached version is checked by the store.
+func mayBeStale(o op, req *Request, e *entry) bool {
+	switch o {
+	case opGet, opDelete:
+		return true
+	case opUpdate:
+		v := e.version
+		if e.doc != nil {
+			v = e.doc.Version
+		}
+		return req.HasVersion && req.Version != v
+	}
+	return false
+}
+
+// drop forgets a cached shadow with nothing pending.
+func (w *worker) drop(e *entry) {
+	if m := w.things[e.thing]; m != nil && m[e.name] == e {
+		delete(m, e.name)
+		w.count--
+		if len(m) == 0 {
+			delete(w.things, e.thing)
+		}
+	}
+}
+
 // evict drops one cached shadow with nothing pending.
 func (w *worker) evict() {
 	for t, m := range w.things {
@@ -265,6 +294,13 @@ func (w *worker) handle(r *request) {
 		return
 	}
 	e, lerr := w.lookup(r.thing, r.name)
+	if lerr == nil && s.opts.Shared && e.pending == 0 && mayBeStale(r.op, req, e) {
+		// Another node may have changed the shadow without this node
+		// hearing of it (its answer was lost with it): what this request
+		// answers from the cache is read from the store again.
+		w.drop(e)
+		e, lerr = w.lookup(r.thing, r.name)
+	}
 	if lerr != nil {
 		out.err = lerr
 		w.answer(r, out)

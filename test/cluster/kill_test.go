@@ -151,6 +151,12 @@ func TestKill9(t *testing.T) {
 		})
 	}
 
+	// Shadows and commands from every node beside the telemetry (killwork_test.go).
+	work := startKillWork(t, func() []*moteProc {
+		addrsMu.Lock()
+		defer addrsMu.Unlock()
+		return slices.Clone(nodes)
+	}, token)
 	waitTotal(1000, "before the first kill")
 	ks := startKillSessions(t, dir, nodes, token, mqttAddrs, 1) // killsessions_test.go: persistent sessions on node-1
 	// kill -9 a Mote node under load.
@@ -177,6 +183,7 @@ func TestKill9(t *testing.T) {
 	t.Logf("nats-2 killed with SIGKILL after %d acknowledged messages", total.Load())
 	waitTotal(total.Load()+600, "after nats-2 was killed")
 	close(stop)
+	work.halt()
 	wg.Wait()
 	ks.check(t) // every acknowledged message to them received
 	if moved.Load() == 0 {
@@ -227,6 +234,7 @@ func TestKill9(t *testing.T) {
 		}
 		t.Logf("%s: %d acknowledged, %d stored", name, len(acked[i]), len(seen[i]))
 	}
+	work.check(t)
 	for i := range 3 {
 		stopMote(t, nodes[i])
 	}
