@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,8 +29,9 @@ import (
 // processes: three nats-server processes (JetStream, replicas 3), three
 // `mote serve` processes on one PostgreSQL, and six devices (paho, MQTT
 // 3.1.1, QoS 1) spread over the nodes. Under load one Mote node is killed
-// with SIGKILL — its devices reconnect to the survivors and go on — and
-// restarted as systemd would (its JetStream subject is consumed again);
+// with SIGKILL — its devices reconnect to the survivors and go on — a
+// survivor adopts its ingest backlog once the lease finds it lost, and it
+// is restarted as systemd would (its JetStream subject is consumed again);
 // then one NATS server is killed with SIGKILL. At the end every message a
 // device got a PUBACK for is stored in PostgreSQL exactly once (the
 // accounting of test/e2e's TestCrashKeepsAcknowledgedTelemetry).
@@ -63,7 +65,10 @@ func TestKill9(t *testing.T) {
 		return []string{"serve", "--data-dir", filepath.Join(dir, fmt.Sprintf("node-%d", i)),
 			"--store", pg, "--cluster", strings.Join(urls, ","), "--node-id", fmt.Sprintf("node-%d", i),
 			"--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--mqtts-addr", "", "--https-addr", "",
-			"--coap-addr", "", "--coaps-addr", "", "--device-rate-limit", "0", "--cluster-ingest-timeout", "3s"}
+			"--coap-addr", "", "--coaps-addr", "", "--device-rate-limit", "0", "--cluster-ingest-timeout", "3s",
+			// A short lease: the survivors find node-1 lost and adopt its
+			// ingest backlog before it is restarted.
+			"--cluster-lease-interval", "500ms", "--cluster-lease-timeout", "4s"}
 	}
 	nodes := make([]*moteProc, 3)
 	nodes[0] = startMote(t, dir, 0, bin.mote, nodeArgs(0), true)
@@ -167,7 +172,26 @@ func TestKill9(t *testing.T) {
 	t.Logf("node-1 killed with SIGKILL after %d acknowledged messages", total.Load())
 	ks.nodeKilled(t) // their messages while away, then they resume on node-0 and node-2
 	waitTotal(total.Load()+600, "after node-1 was killed")
-	// systemd restarts it: its subject on JetStream is consumed again.
+	// A survivor adopts node-1's ingest subject once the lease finds it
+	// lost: what node-1 acknowledged and had not stored is stored without
+	// waiting for it to come back.
+	survivors := []*moteProc{nodes[0], nodes[2]}
+	sum := func(series string) float64 {
+		s := 0.0
+		for _, p := range survivors {
+			s += processMetric(p.api, series)
+		}
+		return s
+	}
+	daemontest.WaitFor(t, 30*time.Second, func() error {
+		if got := sum(`mote_cluster_ingest_adoptions_total{result="drained"}`); got < 1 {
+			return fmt.Errorf("no survivor drained node-1's ingest subject yet (%v)", got)
+		}
+		return nil
+	})
+	t.Logf("messages a survivor adopted from node-1's subject: %v", sum("mote_cluster_ingest_adopted_total"))
+	// systemd restarts it: its subject on JetStream is consumed again
+	// (from its replay point, which the adoption moved on).
 	restarted := startMote(t, dir, 1, bin.mote, nodeArgs(1), false)
 	addrsMu.Lock()
 	nodes[1] = restarted
@@ -507,4 +531,23 @@ func storedValues(t *testing.T, base, token, thing, key string) map[int]int {
 		}
 		cursor = page.NextCursor
 	}
+}
+
+// processMetric returns the value of the sample line of a node's /metrics
+// that starts with series (a name, with its labels if any), or 0.
+func processMetric(base, series string) float64 {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	for _, l := range strings.Split(b.String(), "\n") {
+		if rest, ok := strings.CutPrefix(l, series+" "); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v
+		}
+	}
+	return 0
 }
