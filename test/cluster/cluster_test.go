@@ -40,6 +40,23 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // JetStream, on random loopback ports. They stop when the test ends.
 func startNATS(t *testing.T) []*server.Server {
 	t.Helper()
+	// The cluster ports are picked free and then bound by the servers: on
+	// a busy machine another process can take one in between, and that
+	// server never becomes ready. Then all three start again on new ports.
+	var err error
+	for range 3 {
+		var out []*server.Server
+		if out, err = tryStartNATS(t); err == nil {
+			return out
+		}
+		t.Logf("starting three NATS servers again: %v", err)
+	}
+	t.Fatal(err)
+	return nil
+}
+
+func tryStartNATS(t *testing.T) ([]*server.Server, error) {
+	t.Helper()
 	// A JetStream cluster is ready only once its servers see each other:
 	// every server is given every route before any starts.
 	ports := freePorts(t, 3)
@@ -48,6 +65,12 @@ func startNATS(t *testing.T) []*server.Server {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
 	var out []*server.Server
+	stop := func() {
+		for _, s := range out {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+	}
 	for i := range 3 {
 		name := fmt.Sprintf("nats-%d", i)
 		opts := &server.Options{
@@ -58,17 +81,19 @@ func startNATS(t *testing.T) []*server.Server {
 		}
 		s, err := server.NewServer(opts)
 		if err != nil {
-			t.Fatalf("nats server %s: %v", name, err)
+			stop()
+			return nil, fmt.Errorf("nats server %s: %w", name, err)
 		}
 		go s.Start()
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 		out = append(out, s)
 	}
 	for _, s := range out {
 		if !s.ReadyForConnections(20 * time.Second) {
-			t.Fatalf("nats server %s not ready", s.Name())
+			stop()
+			return nil, fmt.Errorf("nats server %s not ready", s.Name())
 		}
 	}
+	t.Cleanup(stop)
 	daemontest.WaitFor(t, 20*time.Second, func() error {
 		for _, s := range out {
 			if s.NumRoutes() < 2 {
@@ -77,7 +102,7 @@ func startNATS(t *testing.T) []*server.Server {
 		}
 		return nil
 	})
-	return out
+	return out, nil
 }
 
 // freePorts returns n ports of 127.0.0.1 that were free a moment ago.
