@@ -66,6 +66,7 @@ const (
 	DefaultAckTimeout = 5 * time.Second
 	DefaultMaxPending = 4096
 	DefaultMaxBytes   = 1 << 30
+	DefaultStallCheck = 5 * time.Second
 )
 
 // Options configure a Journal.
@@ -92,8 +93,14 @@ type Options struct {
 	Applied func() uint64
 
 	CheckpointEvery time.Duration // purge interval; default 1 s
-	Logger          *slog.Logger
-	Metrics         prometheus.Registerer // nil: not registered
+
+	// StallCheck: when the consumer has been given nothing this long
+	// while the stream holds messages of this node's subject after the
+	// last one applied, it starts again after that one (resync).
+	// Default DefaultStallCheck.
+	StallCheck time.Duration
+	Logger     *slog.Logger
+	Metrics    prometheus.Registerer // nil: not registered
 }
 
 // Journal is the JetStream ingest journal of one node.
@@ -110,7 +117,10 @@ type Journal struct {
 
 	lastErr atomic.Pointer[refusal]
 
+	mu           sync.Mutex // guards it and halted (Drain against resync)
 	it           jetstream.MessagesContext
+	halted       bool
+	halt         chan struct{} // closed by Drain: the consumer's pauses end
 	started      bool
 	skipTo       uint64        // Applied() at Start: what is at or below is stored
 	lastApplied  atomic.Uint64 // written by the consumer goroutine
@@ -127,6 +137,7 @@ type Journal struct {
 
 type metrics struct {
 	acked, skipped, applied, corrupt prometheus.Counter
+	resyncs                          prometheus.Counter
 	refused                          *prometheus.CounterVec
 }
 
@@ -153,6 +164,9 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 	}
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = time.Second
+	}
+	if o.StallCheck <= 0 {
+		o.StallCheck = DefaultStallCheck
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -182,6 +196,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		opts: o, js: js, stream: st, subject: subject,
 		idBase:       o.Node + "." + nuid.Next() + ".",
 		consumerDone: make(chan struct{}),
+		halt:         make(chan struct{}),
 		stop:         make(chan struct{}),
 		loopDone:     make(chan struct{}),
 		logSometimes: rate.Sometimes{Interval: 10 * time.Second},
@@ -197,6 +212,8 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 			Help: "Redelivered messages skipped because the telemetry store already had them (after a restart)."}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_corrupt_total",
 			Help: "Messages on this node's subject that did not decode (skipped)."}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_resyncs_total",
+			Help: "Times this node's ingest consumer started again after the last message it applied (stalled with messages waiting, repeated errors, iterator ended)."}),
 	}
 	for _, r := range []string{"timeout", "full", "error", "closed"} {
 		j.m.refused.WithLabelValues(r)
@@ -212,7 +229,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 			}
 			return float64(last - c)
 		})
-		o.Metrics.MustRegister(j.m.acked, j.m.refused, j.m.applied, j.m.skipped, j.m.corrupt, pending, uncommitted)
+		o.Metrics.MustRegister(j.m.acked, j.m.refused, j.m.applied, j.m.skipped, j.m.corrupt, j.m.resyncs, pending, uncommitted)
 	}
 	j.pub = jsasync.New(js, jsasync.Options{AckTimeout: o.AckTimeout, MaxPending: o.MaxPending, Refuse: j.refuse,
 		Acked: func() { j.m.acked.Inc(); j.lastErr.Store(nil) }})
@@ -335,17 +352,9 @@ func (j *Journal) Start(c ingest.Consumer) (int, error) {
 	j.purged = j.skipTo
 	ctx, cancel := context.WithTimeout(context.Background(), startWait)
 	defer cancel()
-	cons, err := j.js.OrderedConsumer(ctx, j.opts.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{j.subject},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    j.skipTo + 1,
-	})
+	it, err := j.iterate(ctx, j.skipTo+1)
 	if err != nil {
-		return 0, fmt.Errorf("jsjournal: consumer on %s: %w", j.subject, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(512))
-	if err != nil {
-		return 0, fmt.Errorf("jsjournal: consume %s: %w", j.subject, err)
+		return 0, err
 	}
 	j.it = it
 	j.started = true
@@ -354,41 +363,181 @@ func (j *Journal) Start(c ingest.Consumer) (int, error) {
 	return 0, nil
 }
 
+// iterate opens an ordered consumer on this node's subject from seq.
+func (j *Journal) iterate(ctx context.Context, seq uint64) (jetstream.MessagesContext, error) {
+	cons, err := j.js.OrderedConsumer(ctx, j.opts.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{j.subject},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    seq,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jsjournal: consumer on %s: %w", j.subject, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return nil, fmt.Errorf("jsjournal: consume %s: %w", j.subject, err)
+	}
+	return it, nil
+}
+
+// maxErrors is how many errors in a row (no message between them) make
+// the consumer start again.
+const maxErrors = 5
+
+// consume hands the messages over one at a time, in order. The ordered
+// consumer of nats.go is meant to recreate itself when a delivery or its
+// heartbeat is lost, but a NATS server killed under load can leave it
+// giving nothing for good (TestServerKilledUnderLoad reproduces it): so
+// when idle for StallCheck it asks JetStream whether the subject holds a
+// message after the last one applied (twice, the second time a fifth of
+// StallCheck later); if so, or after maxErrors errors in a row, or when
+// the iterator ended, it starts again after the last one applied
+// (resync). The skip of what is at or below it keeps that exactly once.
 func (j *Journal) consume() {
 	defer close(j.consumerDone)
+	idleSince, suspect, errs := time.Now(), false, 0
 	for {
-		msg, err := j.it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+		j.mu.Lock()
+		it, halted := j.it, j.halted
+		j.mu.Unlock()
+		if halted {
+			return
+		}
+		wait := max(j.opts.StallCheck-time.Since(idleSince), time.Millisecond)
+		msg, err := it.Next(jetstream.NextMaxWait(wait))
+		switch {
+		case err == nil:
+			idleSince, suspect, errs = time.Now(), false, 0
+			j.handle(msg)
+		case errors.Is(err, nats.ErrTimeout):
+			if time.Since(idleSince) < j.opts.StallCheck {
+				continue
+			}
+			idleSince = time.Now()
+			switch {
+			case !j.stalled():
+				suspect = false
+			case suspect:
+				suspect = false
+				j.resync("stalled")
+			default:
+				// Asked again a fifth of StallCheck later: a message
+				// stored just as JetStream answered is not a stall.
+				suspect = true
+				idleSince = idleSince.Add(-j.opts.StallCheck + j.opts.StallCheck/5)
+			}
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			if j.isHalted() {
 				return
 			}
+			j.pause(time.Second) // not a hot loop while NATS is away
+			j.resync("iterator ended")
+			idleSince, suspect, errs = time.Now(), false, 0
+		default:
 			j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest consumer", "error", err) })
-			time.Sleep(100 * time.Millisecond) // not a hot loop while NATS is away
-			continue
+			if errs++; errs >= maxErrors {
+				j.resync("errors")
+				idleSince, suspect, errs = time.Now(), false, 0
+				continue
+			}
+			j.pause(100 * time.Millisecond) // not a hot loop while NATS is away
 		}
-		md, err := msg.Metadata()
-		if err != nil {
-			j.m.corrupt.Inc()
-			continue
-		}
-		seq := md.Sequence.Stream
-		if seq <= j.skipTo || seq <= j.lastApplied.Load() {
-			// Stored before (the ordered consumer starts after the replay
-			// point, so this is a safety net): not again.
-			j.m.skipped.Inc()
-			continue
-		}
-		j.lastApplied.Store(seq)
-		m, err := ingest.DecodeRecord(msg.Data())
-		if err != nil {
-			j.m.corrupt.Inc()
-			j.opts.Logger.Error("ingest message skipped: it does not decode", "seq", seq, "error", err)
-			continue
-		}
-		m.Seq = seq
-		(*j.consumer.Load()).ApplyDurable(m)
-		j.m.applied.Inc()
 	}
+}
+
+func (j *Journal) handle(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		j.m.corrupt.Inc()
+		return
+	}
+	seq := md.Sequence.Stream
+	if seq <= j.skipTo || seq <= j.lastApplied.Load() {
+		// Stored before (the ordered consumer starts after the replay
+		// point, and after the last one applied when it starts again, so
+		// this is a safety net): not again.
+		j.m.skipped.Inc()
+		return
+	}
+	j.lastApplied.Store(seq)
+	m, err := ingest.DecodeRecord(msg.Data())
+	if err != nil {
+		j.m.corrupt.Inc()
+		j.opts.Logger.Error("ingest message skipped: it does not decode", "seq", seq, "error", err)
+		return
+	}
+	m.Seq = seq
+	(*j.consumer.Load()).ApplyDurable(m)
+	j.m.applied.Inc()
+}
+
+// after is the last stream sequence of this node's subject handled:
+// applied, skipped as corrupt, or stored before Start.
+func (j *Journal) after() uint64 { return max(j.skipTo, j.lastApplied.Load()) }
+
+// stalled reports whether the stream holds a message of this node's
+// subject after the last one handled (one JetStream call); false when
+// JetStream does not answer (the iterator's errors deal with that).
+func (j *Journal) stalled() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), j.opts.StallCheck)
+	defer cancel()
+	m, err := j.stream.GetLastMsgForSubject(ctx, j.subject)
+	if err != nil {
+		return false // ErrMsgNotFound: nothing there (purged); or JetStream away
+	}
+	return m.Sequence > j.after()
+}
+
+func (j *Journal) isHalted() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.halted
+}
+
+// pause waits d or until Drain.
+func (j *Journal) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-j.halt:
+	}
+}
+
+// resync stops the iterator and opens an ordered consumer again after
+// the last message handled. When JetStream does not answer the stopped
+// iterator brings the consumer back here (iterator ended).
+func (j *Journal) resync(reason string) {
+	j.m.resyncs.Inc()
+	from := j.after() + 1
+	j.logSometimes.Do(func() {
+		j.opts.Logger.Warn("ingest consumer: starting again after the last message applied", "reason", reason, "seq", from)
+	})
+	j.mu.Lock()
+	old := j.it
+	j.mu.Unlock()
+	old.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), startWait)
+	defer cancel()
+	go func() { // Drain does not wait startWait for JetStream
+		select {
+		case <-j.halt:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	it, err := j.iterate(ctx, from)
+	if err != nil {
+		j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest consumer: start again", "error", err) })
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.halted {
+		it.Stop()
+		return
+	}
+	j.it = it
 }
 
 func (j *Journal) checkpointLoop() {
@@ -431,7 +580,11 @@ func (j *Journal) Drain() {
 	j.drainOnce.Do(func() {
 		j.pub.Close()
 		if j.started {
+			j.mu.Lock()
+			j.halted = true
 			j.it.Stop()
+			j.mu.Unlock()
+			close(j.halt)
 			<-j.consumerDone
 		}
 	})
