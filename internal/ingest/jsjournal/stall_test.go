@@ -135,3 +135,100 @@ func resyncs(t *testing.T, reg *prometheus.Registry) float64 {
 	}
 	return -1
 }
+
+// TestWatchdog: a consumer whose iterator gives nothing while messages of
+// its subject wait (wedged), or whose iterator ended, starts again after
+// the last message applied: every message is applied once, and the
+// resyncs are counted. Without the watchdog the wedged consumer applies
+// nothing more (this test fails).
+func TestWatchdog(t *testing.T) {
+	s := startServer(t)
+	reg := prometheus.NewRegistry()
+	j, err := jsjournal.Open(context.Background(), jsjournal.Options{Conn: connect(t, s), Node: "a",
+		StallCheck: 100 * time.Millisecond, Metrics: reg, Applied: func() uint64 { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	var mu sync.Mutex
+	applied := map[string]int{}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(applied)
+	}
+	if _, err := j.Start(ingest.Funcs{Apply: func(m core.Message) {
+		mu.Lock()
+		applied[string(m.Payload)]++
+		mu.Unlock()
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	appendN := func(from, n int) {
+		t.Helper()
+		for i := from; i < from+n; i++ {
+			if _, err := j.Append(core.Message{Topic: "t", Payload: []byte(strconv.Itoa(i)), QoS: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendN(0, 10)
+	waitFor(t, "the first 10 applied", func() bool { return count() == 10 })
+
+	if err := j.Wedge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	appendN(10, 10)
+	waitFor(t, "the 10 appended while wedged", func() bool { return count() == 20 })
+	if n := resyncs(t, reg); n < 1 {
+		t.Fatalf("resyncs = %v after a wedged consumer; want ≥ 1", n)
+	}
+
+	j.EndIterator()
+	appendN(20, 10)
+	waitFor(t, "the 10 appended after the iterator ended", func() bool { return count() == 30 })
+	if n := resyncs(t, reg); n < 2 {
+		t.Errorf("resyncs = %v after the iterator ended; want ≥ 2", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range applied {
+		if c != 1 {
+			t.Errorf("message %s applied %d times; want once", id, c)
+		}
+	}
+}
+
+// TestWatchdogIdle: an idle consumer with nothing waiting (everything
+// applied, or the subject purged) is left alone — no resync.
+func TestWatchdogIdle(t *testing.T) {
+	s := startServer(t)
+	reg := prometheus.NewRegistry()
+	var applied atomic.Int32
+	j, err := jsjournal.Open(context.Background(), jsjournal.Options{Conn: connect(t, s), Node: "a",
+		StallCheck: 20 * time.Millisecond, CheckpointEvery: 10 * time.Millisecond, Metrics: reg,
+		Applied: func() uint64 { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if _, err := j.Start(ingest.Funcs{Apply: func(core.Message) { applied.Add(1) }}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Append(core.Message{Topic: "t", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the message applied", func() bool { return applied.Load() == 1 })
+	// Idle for 15 stall checks: the watchdog asks JetStream each time and
+	// finds nothing after the last message applied.
+	deadline := time.Now().Add(15 * 20 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // idling is the condition under test
+	}
+	if n := resyncs(t, reg); n != 0 {
+		t.Errorf("resyncs = %v while idle with nothing waiting; want 0", n)
+	}
+	if applied.Load() != 1 {
+		t.Errorf("applied %d; want 1", applied.Load())
+	}
+}
