@@ -117,10 +117,13 @@ type Journal struct {
 
 	lastErr atomic.Pointer[refusal]
 
-	mu           sync.Mutex // guards it and halted (Drain against resync)
+	mu           sync.Mutex // guards it, halted and kicked (Drain and the watchdog against resync)
 	it           jetstream.MessagesContext
 	halted       bool
-	halt         chan struct{} // closed by Drain: the consumer's pauses end
+	kicked       string        // why the watchdog stopped the iterator
+	halt         chan struct{} // closed by Drain: the consumer's pauses and the watchdog end
+	progress     atomic.Uint64 // messages the iterator gave, and resyncs: the watchdog's clock
+	watchDone    chan struct{}
 	started      bool
 	skipTo       uint64        // Applied() at Start: what is at or below is stored
 	lastApplied  atomic.Uint64 // written by the consumer goroutine
@@ -197,6 +200,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		idBase:       o.Node + "." + nuid.Next() + ".",
 		consumerDone: make(chan struct{}),
 		halt:         make(chan struct{}),
+		watchDone:    make(chan struct{}),
 		stop:         make(chan struct{}),
 		loopDone:     make(chan struct{}),
 		logSometimes: rate.Sometimes{Interval: 10 * time.Second},
@@ -359,6 +363,7 @@ func (j *Journal) Start(c ingest.Consumer) (int, error) {
 	j.it = it
 	j.started = true
 	go j.consume()
+	go j.watchdog()
 	go j.checkpointLoop()
 	return 0, nil
 }
@@ -385,17 +390,18 @@ func (j *Journal) iterate(ctx context.Context, seq uint64) (jetstream.MessagesCo
 const maxErrors = 5
 
 // consume hands the messages over one at a time, in order. The ordered
-// consumer of nats.go is meant to recreate itself when a delivery or its
-// heartbeat is lost, but a NATS server killed under load can leave it
-// giving nothing for good (TestServerKilledUnderLoad reproduces it): so
-// when idle for StallCheck it asks JetStream whether the subject holds a
-// message after the last one applied (twice, the second time a fifth of
-// StallCheck later); if so, or after maxErrors errors in a row, or when
-// the iterator ended, it starts again after the last one applied
-// (resync). The skip of what is at or below it keeps that exactly once.
+// consumer of nats.go recreates itself when a delivery or its heartbeat
+// is lost — inside Next, retrying with a backoff up to 10 s — but a NATS
+// server killed under load could leave it giving nothing for good
+// (TestKill9, TestServerKilledUnderLoad). So the watchdog stops the
+// iterator when it gave nothing for StallCheck while JetStream holds a
+// message of this subject after the last one applied; then, or after
+// maxErrors errors in a row, or when the iterator ended by itself, the
+// consumer starts again after the last message applied (resync). The
+// skip of what is at or below it keeps that exactly once.
 func (j *Journal) consume() {
 	defer close(j.consumerDone)
-	idleSince, suspect, errs := time.Now(), false, 0
+	errs := 0
 	for {
 		j.mu.Lock()
 		it, halted := j.it, j.halted
@@ -403,47 +409,78 @@ func (j *Journal) consume() {
 		if halted {
 			return
 		}
-		wait := max(j.opts.StallCheck-time.Since(idleSince), time.Millisecond)
-		msg, err := it.Next(jetstream.NextMaxWait(wait))
+		msg, err := it.Next()
 		switch {
 		case err == nil:
-			idleSince, suspect, errs = time.Now(), false, 0
+			errs = 0
+			j.progress.Add(1)
 			j.handle(msg)
-		case errors.Is(err, nats.ErrTimeout):
-			if time.Since(idleSince) < j.opts.StallCheck {
-				continue
-			}
-			idleSince = time.Now()
-			switch {
-			case !j.stalled():
-				suspect = false
-			case suspect:
-				suspect = false
-				j.resync("stalled")
-			default:
-				// Asked again a fifth of StallCheck later: a message
-				// stored just as JetStream answered is not a stall.
-				suspect = true
-				idleSince = idleSince.Add(-j.opts.StallCheck + j.opts.StallCheck/5)
-			}
 		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			if j.isHalted() {
+			j.mu.Lock()
+			halted, current, kicked := j.halted, j.it, j.kicked
+			j.kicked = ""
+			j.mu.Unlock()
+			switch {
+			case halted:
 				return
-			}
-			if j.current() != it {
+			case current != it:
 				continue // replaced meanwhile (a test's wedge)
+			case kicked != "":
+				j.resync(kicked)
+			default:
+				j.pause(time.Second) // not a hot loop while NATS is away
+				j.resync("iterator ended")
 			}
-			j.pause(time.Second) // not a hot loop while NATS is away
-			j.resync("iterator ended")
-			idleSince, suspect, errs = time.Now(), false, 0
+			errs = 0
 		default:
 			j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest consumer", "error", err) })
 			if errs++; errs >= maxErrors {
 				j.resync("errors")
-				idleSince, suspect, errs = time.Now(), false, 0
+				errs = 0
 				continue
 			}
 			j.pause(100 * time.Millisecond) // not a hot loop while NATS is away
+		}
+	}
+}
+
+// watchdog stops the iterator when it gave nothing for StallCheck while
+// the stream holds a message of this subject after the last one applied
+// — asked twice, the second time a fifth of StallCheck later, so that a
+// message stored just as JetStream answered is not a stall.
+func (j *Journal) watchdog() {
+	defer close(j.watchDone)
+	tick := max(j.opts.StallCheck/5, time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	last, idleSince, suspect := j.progress.Load(), time.Now(), false
+	for {
+		select {
+		case <-t.C:
+		case <-j.halt:
+			return
+		}
+		if p := j.progress.Load(); p != last {
+			last, idleSince, suspect = p, time.Now(), false
+			continue
+		}
+		if time.Since(idleSince) < j.opts.StallCheck {
+			continue
+		}
+		switch {
+		case !j.stalled():
+			idleSince, suspect = time.Now(), false
+		case !suspect:
+			suspect = true
+			idleSince = time.Now().Add(-j.opts.StallCheck + tick)
+		default:
+			idleSince, suspect = time.Now(), false
+			j.mu.Lock()
+			if !j.halted {
+				j.kicked = "stalled"
+				j.it.Stop()
+			}
+			j.mu.Unlock()
 		}
 	}
 }
@@ -491,18 +528,6 @@ func (j *Journal) stalled() bool {
 	return m.Sequence > j.after()
 }
 
-func (j *Journal) current() jetstream.MessagesContext {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.it
-}
-
-func (j *Journal) isHalted() bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.halted
-}
-
 // pause waits d or until Drain.
 func (j *Journal) pause(d time.Duration) {
 	t := time.NewTimer(d)
@@ -518,6 +543,7 @@ func (j *Journal) pause(d time.Duration) {
 // iterator brings the consumer back here (iterator ended).
 func (j *Journal) resync(reason string) {
 	j.m.resyncs.Inc()
+	j.progress.Add(1)
 	from := j.after() + 1
 	j.logSometimes.Do(func() {
 		j.opts.Logger.Warn("ingest consumer: starting again after the last message applied", "reason", reason, "seq", from)
@@ -595,6 +621,7 @@ func (j *Journal) Drain() {
 			j.mu.Unlock()
 			close(j.halt)
 			<-j.consumerDone
+			<-j.watchDone
 		}
 	})
 }
