@@ -476,11 +476,18 @@ func (j *Journal) watchdog() {
 		default:
 			idleSince, suspect = time.Now(), false
 			j.mu.Lock()
-			if !j.halted {
+			it := j.it
+			if j.halted {
+				it = nil
+			} else {
 				j.kicked = "stalled"
-				j.it.Stop()
 			}
 			j.mu.Unlock()
+			if it != nil {
+				// Outside mu: Stop waits while nats.go recreates its
+				// consumer (until its next attempt, 10 s at most).
+				it.Stop()
+			}
 		}
 	}
 }
@@ -617,8 +624,9 @@ func (j *Journal) Drain() {
 		if j.started {
 			j.mu.Lock()
 			j.halted = true
-			j.it.Stop()
+			it := j.it
 			j.mu.Unlock()
+			it.Stop()
 			close(j.halt)
 			<-j.consumerDone
 			<-j.watchDone
