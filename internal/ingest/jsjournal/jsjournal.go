@@ -66,6 +66,7 @@ const (
 	DefaultAckTimeout = 5 * time.Second
 	DefaultMaxPending = 4096
 	DefaultMaxBytes   = 1 << 30
+	DefaultStallCheck = 5 * time.Second
 )
 
 // Options configure a Journal.
@@ -92,8 +93,14 @@ type Options struct {
 	Applied func() uint64
 
 	CheckpointEvery time.Duration // purge interval; default 1 s
-	Logger          *slog.Logger
-	Metrics         prometheus.Registerer // nil: not registered
+
+	// StallCheck: when the consumer has been given nothing this long
+	// while the stream holds messages of this node's subject after the
+	// last one applied, it starts again after that one (resync).
+	// Default DefaultStallCheck.
+	StallCheck time.Duration
+	Logger     *slog.Logger
+	Metrics    prometheus.Registerer // nil: not registered
 }
 
 // Journal is the JetStream ingest journal of one node.
@@ -110,7 +117,13 @@ type Journal struct {
 
 	lastErr atomic.Pointer[refusal]
 
+	mu           sync.Mutex // guards it, halted and kicked (Drain and the watchdog against resync)
 	it           jetstream.MessagesContext
+	halted       bool
+	kicked       string        // why the watchdog stopped the iterator
+	halt         chan struct{} // closed by Drain: the consumer's pauses and the watchdog end
+	progress     atomic.Uint64 // messages the iterator gave, and resyncs: the watchdog's clock
+	watchDone    chan struct{}
 	started      bool
 	skipTo       uint64        // Applied() at Start: what is at or below is stored
 	lastApplied  atomic.Uint64 // written by the consumer goroutine
@@ -127,6 +140,7 @@ type Journal struct {
 
 type metrics struct {
 	acked, skipped, applied, corrupt prometheus.Counter
+	resyncs                          prometheus.Counter
 	refused                          *prometheus.CounterVec
 }
 
@@ -153,6 +167,9 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 	}
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = time.Second
+	}
+	if o.StallCheck <= 0 {
+		o.StallCheck = DefaultStallCheck
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -182,6 +199,8 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		opts: o, js: js, stream: st, subject: subject,
 		idBase:       o.Node + "." + nuid.Next() + ".",
 		consumerDone: make(chan struct{}),
+		halt:         make(chan struct{}),
+		watchDone:    make(chan struct{}),
 		stop:         make(chan struct{}),
 		loopDone:     make(chan struct{}),
 		logSometimes: rate.Sometimes{Interval: 10 * time.Second},
@@ -197,6 +216,8 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 			Help: "Redelivered messages skipped because the telemetry store already had them (after a restart)."}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_corrupt_total",
 			Help: "Messages on this node's subject that did not decode (skipped)."}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "mote_ingest_jetstream_resyncs_total",
+			Help: "Times this node's ingest consumer started again after the last message it applied (stalled with messages waiting, repeated errors, iterator ended)."}),
 	}
 	for _, r := range []string{"timeout", "full", "error", "closed"} {
 		j.m.refused.WithLabelValues(r)
@@ -212,7 +233,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 			}
 			return float64(last - c)
 		})
-		o.Metrics.MustRegister(j.m.acked, j.m.refused, j.m.applied, j.m.skipped, j.m.corrupt, pending, uncommitted)
+		o.Metrics.MustRegister(j.m.acked, j.m.refused, j.m.applied, j.m.skipped, j.m.corrupt, j.m.resyncs, pending, uncommitted)
 	}
 	j.pub = jsasync.New(js, jsasync.Options{AckTimeout: o.AckTimeout, MaxPending: o.MaxPending, Refuse: j.refuse,
 		Acked: func() { j.m.acked.Inc(); j.lastErr.Store(nil) }})
@@ -335,60 +356,230 @@ func (j *Journal) Start(c ingest.Consumer) (int, error) {
 	j.purged = j.skipTo
 	ctx, cancel := context.WithTimeout(context.Background(), startWait)
 	defer cancel()
-	cons, err := j.js.OrderedConsumer(ctx, j.opts.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{j.subject},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    j.skipTo + 1,
-	})
+	it, err := j.iterate(ctx, j.skipTo+1)
 	if err != nil {
-		return 0, fmt.Errorf("jsjournal: consumer on %s: %w", j.subject, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(512))
-	if err != nil {
-		return 0, fmt.Errorf("jsjournal: consume %s: %w", j.subject, err)
+		return 0, err
 	}
 	j.it = it
 	j.started = true
 	go j.consume()
+	go j.watchdog()
 	go j.checkpointLoop()
 	return 0, nil
 }
 
+// iterate opens an ordered consumer on this node's subject from seq.
+func (j *Journal) iterate(ctx context.Context, seq uint64) (jetstream.MessagesContext, error) {
+	cons, err := j.js.OrderedConsumer(ctx, j.opts.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{j.subject},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    seq,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jsjournal: consumer on %s: %w", j.subject, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return nil, fmt.Errorf("jsjournal: consume %s: %w", j.subject, err)
+	}
+	return it, nil
+}
+
+// maxErrors is how many errors in a row (no message between them) make
+// the consumer start again.
+const maxErrors = 5
+
+// consume hands the messages over one at a time, in order. The ordered
+// consumer of nats.go recreates itself when a delivery or its heartbeat
+// is lost — inside Next, retrying with a backoff up to 10 s — but a NATS
+// server killed under load could leave it giving nothing for good
+// (TestKill9, TestServerKilledUnderLoad). So the watchdog stops the
+// iterator when it gave nothing for StallCheck while JetStream holds a
+// message of this subject after the last one applied; then, or after
+// maxErrors errors in a row, or when the iterator ended by itself, the
+// consumer starts again after the last message applied (resync). The
+// skip of what is at or below it keeps that exactly once.
 func (j *Journal) consume() {
 	defer close(j.consumerDone)
+	errs := 0
 	for {
-		msg, err := j.it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+		j.mu.Lock()
+		it, halted := j.it, j.halted
+		j.mu.Unlock()
+		if halted {
+			return
+		}
+		msg, err := it.Next()
+		switch {
+		case err == nil:
+			errs = 0
+			j.progress.Add(1)
+			j.handle(msg)
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			j.mu.Lock()
+			halted, current, kicked := j.halted, j.it, j.kicked
+			j.kicked = ""
+			j.mu.Unlock()
+			switch {
+			case halted:
 				return
+			case current != it:
+				continue // replaced meanwhile (a test's wedge)
+			case kicked != "":
+				j.resync(kicked)
+			default:
+				j.pause(time.Second) // not a hot loop while NATS is away
+				j.resync("iterator ended")
 			}
+			errs = 0
+		default:
 			j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest consumer", "error", err) })
-			time.Sleep(100 * time.Millisecond) // not a hot loop while NATS is away
-			continue
+			if errs++; errs >= maxErrors {
+				j.resync("errors")
+				errs = 0
+				continue
+			}
+			j.pause(100 * time.Millisecond) // not a hot loop while NATS is away
 		}
-		md, err := msg.Metadata()
-		if err != nil {
-			j.m.corrupt.Inc()
-			continue
-		}
-		seq := md.Sequence.Stream
-		if seq <= j.skipTo || seq <= j.lastApplied.Load() {
-			// Stored before (the ordered consumer starts after the replay
-			// point, so this is a safety net): not again.
-			j.m.skipped.Inc()
-			continue
-		}
-		j.lastApplied.Store(seq)
-		m, err := ingest.DecodeRecord(msg.Data())
-		if err != nil {
-			j.m.corrupt.Inc()
-			j.opts.Logger.Error("ingest message skipped: it does not decode", "seq", seq, "error", err)
-			continue
-		}
-		m.Seq = seq
-		(*j.consumer.Load()).ApplyDurable(m)
-		j.m.applied.Inc()
 	}
+}
+
+// watchdog stops the iterator when it gave nothing for StallCheck while
+// the stream holds a message of this subject after the last one applied
+// — asked twice, the second time a fifth of StallCheck later, so that a
+// message stored just as JetStream answered is not a stall.
+func (j *Journal) watchdog() {
+	defer close(j.watchDone)
+	tick := max(j.opts.StallCheck/5, time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	last, idleSince, suspect := j.progress.Load(), time.Now(), false
+	for {
+		select {
+		case <-t.C:
+		case <-j.halt:
+			return
+		}
+		if p := j.progress.Load(); p != last {
+			last, idleSince, suspect = p, time.Now(), false
+			continue
+		}
+		if time.Since(idleSince) < j.opts.StallCheck {
+			continue
+		}
+		switch {
+		case !j.stalled():
+			idleSince, suspect = time.Now(), false
+		case !suspect:
+			suspect = true
+			idleSince = time.Now().Add(-j.opts.StallCheck + tick)
+		default:
+			idleSince, suspect = time.Now(), false
+			j.mu.Lock()
+			it := j.it
+			if j.halted {
+				it = nil
+			} else {
+				j.kicked = "stalled"
+			}
+			j.mu.Unlock()
+			if it != nil {
+				// Outside mu: Stop waits while nats.go recreates its
+				// consumer (until its next attempt, 10 s at most).
+				it.Stop()
+			}
+		}
+	}
+}
+
+func (j *Journal) handle(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		j.m.corrupt.Inc()
+		return
+	}
+	seq := md.Sequence.Stream
+	if seq <= j.skipTo || seq <= j.lastApplied.Load() {
+		// Stored before (the ordered consumer starts after the replay
+		// point, and after the last one applied when it starts again, so
+		// this is a safety net): not again.
+		j.m.skipped.Inc()
+		return
+	}
+	j.lastApplied.Store(seq)
+	m, err := ingest.DecodeRecord(msg.Data())
+	if err != nil {
+		j.m.corrupt.Inc()
+		j.opts.Logger.Error("ingest message skipped: it does not decode", "seq", seq, "error", err)
+		return
+	}
+	m.Seq = seq
+	(*j.consumer.Load()).ApplyDurable(m)
+	j.m.applied.Inc()
+}
+
+// after is the last stream sequence of this node's subject handled:
+// applied, skipped as corrupt, or stored before Start.
+func (j *Journal) after() uint64 { return max(j.skipTo, j.lastApplied.Load()) }
+
+// stalled reports whether the stream holds a message of this node's
+// subject after the last one handled (one JetStream call); false when
+// JetStream does not answer (the iterator's errors deal with that).
+func (j *Journal) stalled() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), j.opts.StallCheck)
+	defer cancel()
+	m, err := j.stream.GetLastMsgForSubject(ctx, j.subject)
+	if err != nil {
+		return false // ErrMsgNotFound: nothing there (purged); or JetStream away
+	}
+	return m.Sequence > j.after()
+}
+
+// pause waits d or until Drain.
+func (j *Journal) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-j.halt:
+	}
+}
+
+// resync stops the iterator and opens an ordered consumer again after
+// the last message handled. When JetStream does not answer the stopped
+// iterator brings the consumer back here (iterator ended).
+func (j *Journal) resync(reason string) {
+	j.m.resyncs.Inc()
+	j.progress.Add(1)
+	from := j.after() + 1
+	j.logSometimes.Do(func() {
+		j.opts.Logger.Warn("ingest consumer: starting again after the last message applied", "reason", reason, "seq", from)
+	})
+	j.mu.Lock()
+	old := j.it
+	j.mu.Unlock()
+	old.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), startWait)
+	defer cancel()
+	go func() { // Drain does not wait startWait for JetStream
+		select {
+		case <-j.halt:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	it, err := j.iterate(ctx, from)
+	if err != nil {
+		j.logSometimes.Do(func() { j.opts.Logger.Warn("ingest consumer: start again", "error", err) })
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.halted {
+		it.Stop()
+		return
+	}
+	j.it = it
 }
 
 func (j *Journal) checkpointLoop() {
@@ -431,8 +622,14 @@ func (j *Journal) Drain() {
 	j.drainOnce.Do(func() {
 		j.pub.Close()
 		if j.started {
-			j.it.Stop()
+			j.mu.Lock()
+			j.halted = true
+			it := j.it
+			j.mu.Unlock()
+			it.Stop()
+			close(j.halt)
 			<-j.consumerDone
+			<-j.watchDone
 		}
 	})
 }

@@ -264,6 +264,14 @@ func benchAppend(b *testing.B, nc *nats.Conn, replicas int) {
 // cluster on loopback and returns the client URLs.
 func startCluster(b testing.TB) string {
 	b.Helper()
+	_, urls := startClusterServers(b)
+	return strings.Join(urls, ",")
+}
+
+// startClusterServers starts three nats-servers routed into one JetStream
+// cluster on loopback and returns them with their client URLs.
+func startClusterServers(b testing.TB) ([]*server.Server, []string) {
+	b.Helper()
 	var lns []net.Listener
 	var routes []string
 	for range 3 {
@@ -298,7 +306,7 @@ func startCluster(b testing.TB) string {
 		}
 		urls = append(urls, s.ClientURL())
 	}
-	return strings.Join(urls, ",")
+	return servers, urls
 }
 
 // BenchmarkAppendReplicas3: as BenchmarkAppend, on a three-server
