@@ -366,12 +366,19 @@ func (r *JSRelay) open(ctx context.Context, again bool) (jetstream.Consumer, err
 		return nil, fmt.Errorf("cluster relay: consumer %s: %w", r.durable, err)
 	default:
 		info := cons.CachedInfo()
-		r.last = max(r.last, info.Delivered.Stream)
 		if !again && info.Config.AckPolicy == jetstream.AckAllPolicy && info.NumAckPending == 0 {
+			// Gaps are counted from what was acknowledged: a message
+			// delivered to a pull request of a run that stopped, and
+			// removed by the stream's limits since, was not read here.
+			r.last = max(r.last, info.AckFloor.Stream)
 			r.floor, r.lastDelivery = info.AckFloor.Stream, info.Delivered.Consumer
 			return cons, nil
 		}
 		start = info.AckFloor.Stream + 1
+		// What was delivered after the floor (perhaps to a pull request
+		// of a run that stopped) comes again — or was removed by the
+		// stream's limits meanwhile: gaps are counted from the floor.
+		r.last = max(r.last, info.AckFloor.Stream)
 		if err := r.js.DeleteConsumer(ctx, r.o.Stream, r.durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, fmt.Errorf("cluster relay: consumer %s: delete to start again at %d: %w", r.durable, start, err)
 		}
