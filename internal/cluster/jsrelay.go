@@ -529,6 +529,9 @@ func (r *JSRelay) stalled() bool {
 	return info.NumPending > 0 || info.NumAckPending > r.unacked
 }
 
+// resyncTimeout bounds one attempt of resync to open the consumer again.
+const resyncTimeout = 5 * time.Second
+
 // resync stops the iterator and opens the consumer again at its
 // acknowledgement floor; what this run handed over already is skipped
 // when it comes again (handed).
@@ -542,9 +545,13 @@ func (r *JSRelay) resync(reason string) {
 	// Not acknowledged: an acknowledgement covers all before it, and one
 	// of those may be what was lost.
 	r.toAck, r.toAckSeq, r.unacked, r.lost = nil, 0, 0, false
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// A short deadline per attempt: a JetStream API request lost in a
+	// leader election (a NATS server killed) is not answered at all, and
+	// the next attempt (the stopped iterator brings us back here, a second
+	// later) is sent afresh. TestKill9 once saw one wait 27 s.
+	ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
 	defer cancel()
-	go func() { // Close does not wait 30 s for JetStream
+	go func() { // Close does not wait for JetStream
 		select {
 		case <-r.stop:
 			cancel()
