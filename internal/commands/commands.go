@@ -129,6 +129,8 @@ type Service struct {
 	inbox   *inbox
 	waiters sync.Map // thing → *waiter (HTTP long polls)
 	acked   sync.Map // command id → time.Time: acknowledged (kept ackedFor after it is recorded)
+	sentMu  sync.Mutex
+	sent    map[string]map[string]time.Time // thing → command id → when deliver sent it to a connection here (resendAfter)
 
 	stalledMu sync.Mutex
 	stalled   map[string]struct{} // things whose connections were busy

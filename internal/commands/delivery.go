@@ -140,6 +140,7 @@ func (b *inbox) close() {
 func (s *Service) Subscribed(thing string, filters []string) {
 	for _, f := range filters {
 		if commandsFilterOverlaps(thing, f) {
+			s.forgetSent(thing) // a new subscription gets every pending command
 			s.sched.add(thing)
 			return
 		}
@@ -338,6 +339,9 @@ func (s *Service) deliver(thing string) {
 		if _, ok := s.acked.Load(c.ID); ok {
 			continue // acknowledged; the store is being updated
 		}
+		if s.sentRecently(thing, c.ID) {
+			continue // on its way to the connection: its PUBACK will come
+		}
 		body, err := json.Marshal(MessageOf(c))
 		if err != nil {
 			s.log.Error("encode command", "thing", thing, "command", c.ID, "error", err)
@@ -350,7 +354,42 @@ func (s *Service) deliver(thing string) {
 		if err != nil || n == 0 {
 			return
 		}
+		s.noteSent(thing, c.ID)
 	}
+}
+
+// resendAfter is how long deliver leaves a command it sent to a
+// connection here: the broker forgets a delivery when its PUBACK comes,
+// a moment before Delivered marks it acked, and a pass of deliver in
+// between (another command created or announced by a node, a sweep)
+// found it neither tracked nor acked and sent it a second time on one
+// connection (TestKill9 saw it). A new subscription of the thing (a
+// reconnect) gets it at once; the sweep sends it again after.
+const resendAfter = 10 * time.Second
+
+func (s *Service) sentRecently(thing, id string) bool {
+	s.sentMu.Lock()
+	defer s.sentMu.Unlock()
+	at, ok := s.sent[thing][id]
+	return ok && time.Since(at) < resendAfter
+}
+
+func (s *Service) noteSent(thing, id string) {
+	s.sentMu.Lock()
+	defer s.sentMu.Unlock()
+	if s.sent == nil {
+		s.sent = map[string]map[string]time.Time{}
+	}
+	if s.sent[thing] == nil {
+		s.sent[thing] = map[string]time.Time{}
+	}
+	s.sent[thing][id] = time.Now()
+}
+
+func (s *Service) forgetSent(thing string) {
+	s.sentMu.Lock()
+	delete(s.sent, thing)
+	s.sentMu.Unlock()
 }
 
 // stall remembers a thing whose connections were too busy to take a
@@ -400,6 +439,19 @@ func (s *Service) sweep() {
 		}
 		return true
 	})
+	// And sends whose PUBACK never came (the connection went away).
+	s.sentMu.Lock()
+	for thing, ids := range s.sent {
+		for id, at := range ids {
+			if time.Since(at) >= resendAfter {
+				delete(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			delete(s.sent, thing)
+		}
+	}
+	s.sentMu.Unlock()
 	for {
 		list, err := s.st.Expire(ctx, time.Now(), 100)
 		if err != nil {

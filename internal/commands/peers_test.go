@@ -200,3 +200,75 @@ func TestRemoteResultApplied(t *testing.T) {
 		}
 	}
 }
+
+// everyCall is a Sender that records every delivery asked of it, as a
+// connection would receive them if the broker did not drop a second send.
+type everyCall struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (e *everyCall) Deliver(thing, topic string, payload []byte, expires time.Time) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.calls = append(e.calls, topic)
+	return 1, nil
+}
+
+func (e *everyCall) Publish(topic string, payload []byte, retain bool, qos byte) error { return nil }
+
+func (e *everyCall) got() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.calls...)
+}
+
+// TestNoSecondSendOnOneConnection: a command sent and not acknowledged
+// yet is not sent again by the next pass (another command created): the
+// broker forgets a delivery at its PUBACK a moment before the service
+// marks it acknowledged, and a pass in between sent it twice on one
+// connection. A new subscription (a reconnect) gets both again at once.
+func TestNoSecondSendOnOneConnection(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "mote.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if _, err := st.Things().Create(ctx, store.Thing{Name: "lamp", Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	s := commands.New(commands.Options{Store: st.Commands(), Logger: slog.New(slog.DiscardHandler), SweepInterval: time.Hour})
+	dev := &everyCall{}
+	s.Start(dev)
+	defer s.Close()
+	count := func(n int) []string {
+		t.Helper()
+		daemontest.WaitFor(t, 10*time.Second, func() error {
+			if got := dev.got(); len(got) < n {
+				return fmt.Errorf("delivered %v; want %d sends", got, n)
+			}
+			return nil
+		})
+		return dev.got()
+	}
+	first, err := s.Create(ctx, "lamp", commands.Request{Name: "reboot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count(1)
+	second, err := s.Create(ctx, "lamp", commands.Request{Name: "locate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := count(2)
+	want := []string{commands.Topic("lamp", first.ID), commands.Topic("lamp", second.ID)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("sends %v; want %v (the first command once)", got, want)
+	}
+	s.Subscribed("lamp", []string{"$mote/things/lamp/commands/+"})
+	got = count(4)
+	if !slices.Equal(got[2:], want) {
+		t.Errorf("sends after a new subscription %v; want %v again", got[2:], want)
+	}
+}
