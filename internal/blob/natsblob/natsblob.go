@@ -79,6 +79,24 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsblob: bucket %s: %w", o.Bucket, err)
 	}
+	// An object store's stream answers reads from any replica ("direct
+	// get"), and a follower may not have an object stored a moment ago
+	// yet: uploaded through node A, it was not found through node C
+	// (TestCluster). Reads go to the stream's leader instead; the handle
+	// is opened again to see the change.
+	st, err := js.Stream(cctx, "OBJ_"+o.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("natsblob: bucket %s: %w", o.Bucket, err)
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(cctx, cfg); err != nil {
+			return nil, fmt.Errorf("natsblob: bucket %s: reads from the leader: %w", o.Bucket, err)
+		}
+		if obs, err = js.ObjectStore(cctx, o.Bucket); err != nil {
+			return nil, fmt.Errorf("natsblob: bucket %s: %w", o.Bucket, err)
+		}
+	}
 	return &Store{obs: obs, timeout: o.Timeout}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/moteiot/mote/internal/blob"
 	"github.com/moteiot/mote/internal/blob/blobtest"
@@ -70,5 +71,34 @@ func TestServerGone(t *testing.T) {
 	defer cancel()
 	if _, err := s.Stat(ctx, "x"); err == nil {
 		t.Fatal("Stat with the server gone: no error")
+	}
+}
+
+// TestReadsFromTheLeader: the bucket's stream does not answer reads from
+// its followers (direct get), which may not have an object just stored
+// through another node yet; opening an existing bucket again (which
+// nats.go creates with direct get) keeps it so.
+func TestReadsFromTheLeader(t *testing.T) {
+	srv := startServer(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := natsblob.Open(context.Background(), natsblob.Options{Conn: nc, Bucket: "leader"}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := js.Stream(context.Background(), "OBJ_leader")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.CachedInfo().Config.AllowDirect {
+			t.Fatal("the bucket's stream allows direct gets (reads from followers)")
+		}
 	}
 }
