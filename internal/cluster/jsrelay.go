@@ -178,7 +178,7 @@ func (n *Node) OpenRelay(ctx context.Context, o RelayOptions, reg prometheus.Reg
 		MaxAge:      o.MaxAge,
 		Discard:     jetstream.DiscardOld, // a node too far behind loses the oldest, counted
 	}
-	r.stream, err = createStream(ctx, js, cfg, n.log)
+	r.stream, err = jsasync.CreateStream(ctx, js, cfg, n.log)
 	if err != nil {
 		return nil, fmt.Errorf("cluster relay: stream %s (replicas %d): %w", o.Stream, o.Replicas, err)
 	}
@@ -197,29 +197,6 @@ func (n *Node) OpenRelay(ctx context.Context, o RelayOptions, reg prometheus.Reg
 	}
 	n.js.Store(r)
 	return r, nil
-}
-
-// createStream creates or updates a stream, trying again while the
-// JetStream cluster is not ready (30 s at most, or ctx's deadline).
-func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log interface{ Info(string, ...any) }) (jetstream.Stream, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for try := 0; ; try++ {
-		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
-		st, err := js.CreateOrUpdateStream(actx, cfg)
-		acancel()
-		if err == nil {
-			return st, nil
-		}
-		if try == 0 {
-			log.Info("waiting for JetStream to take the relay stream", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
 }
 
 // consumerName makes a node id a valid consumer name (no '.', '*', '>',

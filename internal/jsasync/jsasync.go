@@ -164,3 +164,28 @@ func ReasonOf(err error) string {
 	}
 	return "error"
 }
+
+// CreateStream creates or updates a stream, trying again while the
+// JetStream cluster is not ready (a meta leader not elected yet, a peer
+// not up): 30 s at most, or ctx's deadline; each attempt waits 5 s at
+// most. The first failure is logged.
+func CreateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log interface{ Info(string, ...any) }) (jetstream.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for try := 0; ; try++ {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := js.CreateOrUpdateStream(actx, cfg)
+		acancel()
+		if err == nil {
+			return st, nil
+		}
+		if try == 0 {
+			log.Info("waiting for JetStream to take the stream", "stream", cfg.Name, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

@@ -190,7 +190,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		Discard:     jetstream.DiscardNew, // full: refuse new messages, never drop acknowledged ones
 		Duplicates:  2 * time.Minute,
 	}
-	st, err := createStream(ctx, js, cfg, o.Logger)
+	st, err := jsasync.CreateStream(ctx, js, cfg, o.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("jsjournal: stream %s (replicas %d): %w", o.Stream, o.Replicas, err)
 	}
@@ -243,29 +243,6 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 // startWait bounds how long Open waits for a JetStream cluster that is not
 // ready yet (electing its leaders after the servers started together).
 const startWait = 30 * time.Second
-
-// createStream creates or updates the stream, trying again while the
-// JetStream cluster is not ready (startWait at most, or ctx's deadline).
-func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
-	ctx, cancel := context.WithTimeout(ctx, startWait)
-	defer cancel()
-	for try := 0; ; try++ {
-		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
-		st, err := js.CreateOrUpdateStream(actx, cfg)
-		acancel()
-		if err == nil {
-			return st, nil
-		}
-		if try == 0 {
-			log.Info("waiting for JetStream to take the ingest stream", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
 
 func cmpOr(s, def string) string {
 	if s == "" {
