@@ -177,7 +177,10 @@ func (s *Server) DialV5(tb testing.TB, o V5Options) (*V5, error) {
 	if o.SessionExpiry > 0 {
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &o.SessionExpiry}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// A persistent session resumed in a cluster answers after its
+	// handover and its replay (--cluster-handover-timeout,
+	// --cluster-session-replay-timeout: 7 s at most by default).
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	ca, err := c.Connect(ctx, cp)
 	c.Connack = ca
