@@ -22,16 +22,17 @@ import (
 // node is a Sender standing for a node with one device connected and
 // subscribed that never acknowledges: it records the commands it
 // delivered, each once (the broker does not send again what a connection
-// has unacknowledged).
+// has unacknowledged) — or, with every, each send asked of it.
 type node struct {
 	mu        sync.Mutex
+	every     bool
 	delivered []string
 }
 
 func (n *node) Deliver(thing, topic string, payload []byte, expires time.Time) (int, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !slices.Contains(n.delivered, topic) {
+	if n.every || !slices.Contains(n.delivered, topic) {
 		n.delivered = append(n.delivered, topic)
 	}
 	return 1, nil
@@ -201,28 +202,6 @@ func TestRemoteResultApplied(t *testing.T) {
 	}
 }
 
-// everyCall is a Sender that records every delivery asked of it, as a
-// connection would receive them if the broker did not drop a second send.
-type everyCall struct {
-	mu    sync.Mutex
-	calls []string
-}
-
-func (e *everyCall) Deliver(thing, topic string, payload []byte, expires time.Time) (int, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.calls = append(e.calls, topic)
-	return 1, nil
-}
-
-func (e *everyCall) Publish(topic string, payload []byte, retain bool, qos byte) error { return nil }
-
-func (e *everyCall) got() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.calls...)
-}
-
 // TestNoSecondSendOnOneConnection: a command sent and not acknowledged
 // yet is not sent again by the next pass (another command created): the
 // broker forgets a delivery at its PUBACK a moment before the service
@@ -239,7 +218,7 @@ func TestNoSecondSendOnOneConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := commands.New(commands.Options{Store: st.Commands(), Logger: slog.New(slog.DiscardHandler), SweepInterval: time.Hour})
-	dev := &everyCall{}
+	dev := &node{every: true} // as a connection would get them if the broker did not drop a second send
 	s.Start(dev)
 	defer s.Close()
 	count := func(n int) []string {
